@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of zerorun from Debian's archive.
+# Idempotent: packages already present are skipped, and nothing is installed when all are.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev
+  catch2 libgloo-dev liburing-dev libopenblas-dev
+  iproute2 procps
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("${pkg}")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "deploy: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "deploy: installing ${missing[*]}"
+SUDO=""
+if [[ "$(id -u)" -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+${SUDO} apt-get update -qq
+${SUDO} apt-get install -y -qq --no-install-recommends "${missing[@]}"

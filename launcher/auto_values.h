@@ -1,0 +1,44 @@
+// "auto" values (HF Trainer / Axolotl configs): resolved before launch from zerorun flags or the
+// train command's HF-style arguments, each with the source it came from; the rest reported.
+#ifndef ZERORUN_LAUNCHER_AUTO_VALUES_H_
+#define ZERORUN_LAUNCHER_AUTO_VALUES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+namespace zerorun::launcher {
+
+struct AutoInputs {
+  // zerorun flags (highest precedence).
+  std::optional<int64_t> micro_batch;   // --micro-batch-size
+  std::optional<int64_t> grad_accum;    // --gradient-accumulation-steps
+  std::optional<int64_t> train_batch;   // --train-batch-size
+  std::optional<int64_t> hidden_size;   // --hidden-size (ZeRO bucket sizes, as HF derives them)
+  // The training program's own arguments, e.g. --per_device_train_batch_size 4.
+  std::vector<std::string> train_args;
+  int world_size = 0;  // 0 = unknown (the hostfile could not be read).
+};
+
+struct AutoValue {
+  std::string key;        // Dotted config key.
+  bool resolved = false;
+  nlohmann::json value;   // The value used, when resolved.
+  std::string source;     // Where the value came from, or what would fill it.
+};
+
+// Replaces every resolvable "auto" in `config` and returns one entry per "auto" found, in the
+// order: micro batch, accumulation, train batch, then the rest in key order. HF Trainer's
+// defaults are used only when the train command carries --deepspeed (HF Trainer's flag), and the
+// source then says so.
+std::vector<AutoValue> ResolveAutoValues(nlohmann::json* config, const AutoInputs& inputs);
+
+// The value of `--name V` or `--name=V` in `args` (last occurrence), if present.
+std::optional<std::string> FindArg(const std::vector<std::string>& args, const std::string& name);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_AUTO_VALUES_H_

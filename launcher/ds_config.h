@@ -1,0 +1,49 @@
+// DeepSpeed config validation (strict and lenient blocks, types, the silently ignored settings of
+// reference section 20) and the effective config with DeepSpeed 0.19.6's defaults filled in.
+#ifndef ZERORUN_LAUNCHER_DS_CONFIG_H_
+#define ZERORUN_LAUNCHER_DS_CONFIG_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config_json.h"
+#include "finding.h"
+#include "nlohmann/json.hpp"
+
+namespace zerorun::launcher {
+
+// Checks `doc` against the vocabulary. Every problem becomes a Finding (check "config"):
+//   CRITICAL 65: unknown key in a strict block (with did-you-mean), wrong type, a fractional
+//     value in an integer field, a bad enum value, settings DeepSpeed rejects at init
+//     (max_grad_norm in optimizer params, aio inside zero_optimization);
+//   CRITICAL 78: contradictory settings (fp16 and bf16 both on, nvme offload without nvme_path,
+//     partial offload below stage 3, a deprecated key next to its replacement, ...);
+//   WARN: what DeepSpeed ignores silently (unknown top-level keys, offload_param below stage 3,
+//     nvme optimizer offload below stage 3, aio.thread_count, ...).
+// "auto" values are never errors here; see auto_values.h.
+std::vector<Finding> ValidateConfig(const JsonDocument& doc);
+
+// Facts the launcher needs, read from a (resolved) config with defaults applied.
+struct ConfigSummary {
+  int stage = 0;
+  bool fp16 = false;
+  bool bf16 = false;
+  std::string offload_optimizer = "none";  // none | cpu | nvme
+  std::string offload_param = "none";
+  std::optional<std::string> optimizer_nvme_path;  // Set only when device is nvme.
+  std::optional<std::string> param_nvme_path;
+};
+ConfigSummary Summarize(const nlohmann::json& config);
+
+// The config with every known default filled in (blocks the user did not open stay closed,
+// except zero_optimization, fp16 and bf16), overlap_comm resolved from the stage as DeepSpeed
+// does, and "auto" values left as written unless already replaced.
+nlohmann::json EffectiveConfig(const nlohmann::json& config);
+
+// Value at dotted `path`, or nullptr.
+const nlohmann::json* Lookup(const nlohmann::json& root, const std::string& path);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_DS_CONFIG_H_

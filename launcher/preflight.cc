@@ -1,0 +1,355 @@
+// RunPreflight: hostfile -> filter -> config -> "auto" -> batch -> estimate -> node probes.
+#include "preflight.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "config_json.h"
+#include "ds_config.h"
+#include "estimate.h"
+#include "base/version.h"
+#include "finding.h"
+
+namespace zerorun::launcher {
+namespace {
+
+using json = nlohmann::json;
+
+class Preflight {
+ public:
+  Preflight(const PreflightOptions& options, const worker::NodeAgent& agent)
+      : opt_(options), agent_(agent) {}
+
+  PreflightReport Run() {
+    ReadHosts();
+    ReadConfig();
+    CheckBatch();
+    Estimate();
+    ProbeNodes();
+    report_.exit_code = ExitCodeFor(report_.checks);
+    return std::move(report_);
+  }
+
+ private:
+  void Row(const std::string& node, const std::string& check, CheckStatus status,
+           const std::string& detail, int exit_code = kExitOk) {
+    v1::Check* row = &report_.checks.emplace_back();
+    row->set_node(node);
+    row->set_check(check);
+    row->set_status(status);
+    row->set_detail(detail);
+    row->set_exit_code(status == kCritical ? exit_code : kExitOk);
+  }
+
+  static int ExitFor(const absl::Status& status) {
+    switch (status.code()) {
+      case absl::StatusCode::kNotFound:
+        return kExitNoInput;
+      case absl::StatusCode::kFailedPrecondition:
+        return kExitConfig;
+      default:
+        return kExitDataErr;
+    }
+  }
+
+  std::vector<int> Range(int n) {
+    std::vector<int> ids(std::max(0, n));
+    for (int i = 0; i < n; ++i) ids[i] = i;
+    return ids;
+  }
+
+  void ReadHosts() {
+    Hostfile hostfile;
+    FilterOptions filter = opt_.filter;
+    struct stat st {};
+    std::string path = opt_.hostfile.value_or("");
+    if (!opt_.hostfile.has_value() && stat(opt_.default_hostfile.c_str(), &st) == 0) {
+      path = opt_.default_hostfile;
+    }
+    if (!path.empty()) {
+      absl::StatusOr<Hostfile> loaded = LoadHostfile(path);
+      if (!loaded.ok()) {
+        Row("-", "hostfile", kCritical, std::string(loaded.status().message()),
+            ExitFor(loaded.status()));
+        return;
+      }
+      hostfile = *std::move(loaded);
+      report_.hostfile_path = path;
+    } else if (opt_.device == v1::DEVICE_CPU) {
+      hostfile = LocalHostfile(Range(static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))));
+    } else {
+      const int gpus = agent_.CountGpus();
+      if (gpus == 0) {
+        Row("localhost", "hostfile", kCritical,
+            "no hostfile and no GPU on this machine: Unable to proceed, no GPU resources "
+            "available. Fix: pass --hostfile, or run a CPU job with --device cpu",
+            kExitUnavailable);
+        return;
+      }
+      hostfile = LocalHostfile(Range(gpus));
+      std::string note;
+      if (absl::Status s = ApplyVisibleDevices(opt_.cuda_visible_devices, &filter, &note);
+          !s.ok()) {
+        Row("-", "filter", kCritical, std::string(s.message()), kExitUsage);
+        return;
+      }
+      if (!note.empty()) Row("-", "filter", kOk, note);
+    }
+    for (const std::string& warning : hostfile.warnings) Row("-", "hostfile", kWarn, warning);
+    absl::StatusOr<ResourcePlan> plan = ApplyFilter(hostfile, filter);
+    if (!plan.ok()) {
+      Row("-", "filter", kCritical, std::string(plan.status().message()),
+          plan.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitConfig);
+      return;
+    }
+    for (const std::string& warning : plan->warnings) Row("-", "filter", kWarn, warning);
+    report_.hosts = plan->hosts;
+    report_.world_size = plan->WorldSize();
+    std::vector<std::string> parts;
+    for (const Host& host : report_.hosts) {
+      parts.push_back(absl::StrCat(host.name, "[", absl::StrJoin(host.slots, ","), "]"));
+    }
+    Row("-", "hostfile", kOk,
+        absl::StrCat(path.empty() ? "this machine alone (no hostfile)" : path, ": ",
+                     report_.hosts.size(), " node(s), ", report_.world_size, " rank(s): ",
+                     absl::StrJoin(parts, " ")));
+  }
+
+  std::string ConfigPath() const {
+    if (!opt_.config.empty()) return opt_.config;
+    for (const char* name : {"deepspeed_config", "deepspeed"}) {
+      if (auto path = FindArg(opt_.train_args, name)) return *path;
+    }
+    return "";
+  }
+
+  void ReadConfig() {
+    report_.config_path = ConfigPath();
+    if (report_.config_path.empty()) {
+      Row("-", "config", kCritical,
+          "no DeepSpeed config. Fix: pass --config ds_config.json (or --deepspeed_config / "
+          "--deepspeed in the train command)",
+          kExitUsage);
+      return;
+    }
+    absl::StatusOr<JsonDocument> doc = LoadConfigJson(report_.config_path);
+    if (!doc.ok()) {
+      Row("-", "config", kCritical, std::string(doc.status().message()), ExitFor(doc.status()));
+      return;
+    }
+    const std::vector<Finding> findings = ValidateConfig(*doc);
+    for (const Finding& f : findings) Row("-", f.check, f.status, f.detail, f.exit_code);
+    json config = doc->root;
+    AutoInputs inputs = opt_.autos;
+    inputs.train_args = opt_.train_args;
+    inputs.world_size = report_.world_size;
+    report_.autos = ResolveAutoValues(&config, inputs);
+    for (const AutoValue& v : report_.autos) {
+      const std::string where = doc->Where(v.key);
+      if (v.resolved) {
+        Row("-", "auto", kOk, absl::StrCat(where, ": ", v.key, " = ", v.value.dump(), " (from ",
+                                           v.source, ")"));
+      } else {
+        Row("-", "auto", opt_.strict ? kCritical : kWarn,
+            absl::StrCat(where, ": ", v.key, " is \"auto\" and unresolved: ", v.source,
+                         opt_.strict ? " (--strict)" : ""),
+            kExitConfig);
+      }
+    }
+    report_.effective_config = EffectiveConfig(config);
+    summary_ = Summarize(report_.effective_config);
+    const bool config_ok = std::none_of(findings.begin(), findings.end(), [](const Finding& f) {
+      return f.status == kCritical;
+    });
+    if (config_ok) {
+      Row("-", "config", kOk,
+          absl::StrCat(report_.config_path, ": ZeRO stage ", summary_.stage,
+                       summary_.bf16 ? ", bf16" : (summary_.fp16 ? ", fp16" : ", fp32"),
+                       ", offload optimizer=", summary_.offload_optimizer,
+                       " param=", summary_.offload_param, " (DeepSpeed ", ZR_DEEPSPEED_SEMANTICS, " semantics)"));
+    }
+  }
+
+  // The value of a batch key: nullopt when unset; sets *unresolved when still "auto" or invalid.
+  std::optional<int64_t> BatchValue(const char* key, std::vector<std::string>* unresolved) {
+    const json* v = Lookup(report_.effective_config, key);
+    if (v == nullptr || v->is_null()) return std::nullopt;
+    if (v->is_number()) return v->get<int64_t>();
+    unresolved->push_back(key);
+    return std::nullopt;
+  }
+
+  void CheckBatch() {
+    if (report_.effective_config.is_null()) return;
+    std::vector<std::string> unresolved;
+    auto tb = BatchValue("train_batch_size", &unresolved);
+    auto mb = BatchValue("train_micro_batch_size_per_gpu", &unresolved);
+    auto ga = BatchValue("gradient_accumulation_steps", &unresolved);
+    if (!unresolved.empty()) {
+      std::string hint;
+      for (const AutoValue& v : report_.autos) {
+        if (std::find(unresolved.begin(), unresolved.end(), v.key) != unresolved.end()) {
+          absl::StrAppend(&hint, hint.empty() ? "" : "; ", v.key, ": ", v.source);
+        }
+      }
+      Row("-", "batch", kUnknown,
+          absl::StrCat("cannot check the batch: ", absl::StrJoin(unresolved, ", "),
+                       " unresolved. Fix: ", hint.empty() ? "give integers" : hint));
+      return;
+    }
+    if (report_.world_size == 0) {
+      Row("-", "batch", kUnknown, "world size unknown (the hostfile or filter failed)");
+      return;
+    }
+    absl::StatusOr<BatchTriple> batch = ResolveBatch(tb, mb, ga, report_.world_size);
+    if (!batch.ok()) {
+      Row("-", "batch", kCritical, std::string(batch.status().message()), kExitConfig);
+      return;
+    }
+    report_.batch = *batch;
+    Row("-", "batch", kOk,
+        absl::StrCat("train_batch_size ", batch->train_batch_size, " = micro batch ",
+                     batch->micro_batch_per_gpu, " x accumulation ",
+                     batch->gradient_accumulation_steps, " x ", report_.world_size, " ranks"));
+  }
+
+  MemoryNeed NeedFor(const Host& host) const {
+    return ModelStateNeed(summary_.stage, summary_.offload_optimizer, summary_.offload_param,
+                          opt_.device == v1::DEVICE_CPU, *opt_.params,
+                          opt_.largest_layer_params.value_or(0),
+                          static_cast<int>(host.slots.size()), report_.world_size,
+                          static_cast<int>(report_.hosts.size()));
+  }
+
+  void Estimate() {
+    if (!opt_.params.has_value() || report_.hosts.empty() || report_.effective_config.is_null()) {
+      return;
+    }
+    const MemoryNeed need = NeedFor(report_.hosts.front());
+    Row("-", "estimate", kOk,
+        absl::StrCat("model states: ",
+                     opt_.device == v1::DEVICE_CPU
+                         ? ""
+                         : absl::StrCat(HumanBytes(need.gpu_bytes_per_gpu), " per GPU, "),
+                     HumanBytes(need.host_bytes_per_node), " host memory on ",
+                     report_.hosts.front().name, " (", need.formula, ")"));
+  }
+
+  void AddPath(v1::ProbeRequest* request, const std::string& key, const std::string& path,
+               bool nvme, const Host& host) {
+    v1::PathRequirement* req = request->add_paths();
+    req->set_key(key);
+    req->set_path(path);
+    req->set_must_exist(nvme);
+    req->set_needs_o_direct(nvme);
+    if (!opt_.params.has_value()) return;
+    const int local = static_cast<int>(host.slots.size());
+    if (nvme) {
+      const bool params_on_nvme = summary_.offload_param == "nvme";
+      req->set_required_bytes(static_cast<uint64_t>(
+          NvmeSwapBytes(*opt_.params, params_on_nvme, local, report_.world_size)));
+      req->set_size_formula(absl::StrCat(local, " local ranks x (12P", params_on_nvme ? " + 2P" : "",
+                                         ") / ", report_.world_size, " ranks x 1.2"));
+    } else {
+      const bool mixed = summary_.bf16 || summary_.fp16;
+      req->set_required_bytes(static_cast<uint64_t>((mixed ? 14 : 12) * *opt_.params));
+      req->set_size_formula(mixed ? "one checkpoint: 2P weights + 12P optimizer state"
+                                  : "one checkpoint: 4P weights + 8P optimizer state");
+    }
+  }
+
+  void ProbeNodes() {
+    std::vector<std::string> dirs = opt_.checkpoint_dirs;
+    for (const char* name : {"output_dir", "save_dir", "checkpoint_dir"}) {
+      if (auto dir = FindArg(opt_.train_args, name)) dirs.push_back(*dir);
+    }
+    for (const Host& host : report_.hosts) {
+      if (!IsLocalAddress(host.address)) {
+        Row(host.name, "agent", kUnknown,
+            absl::StrCat("remote node ", host.address, ":", host.agent_port,
+                         " not probed: probing through zerorund arrives with issue #3; only "
+                         "hosts on this machine are checked now"));
+        continue;
+      }
+      v1::ProbeRequest request;
+      request.set_node(host.name);
+      for (int slot : host.slots) request.add_slots(slot);
+      request.set_device(opt_.device);
+      request.set_train_bin(opt_.train_bin);
+      if (opt_.params.has_value() && !report_.effective_config.is_null()) {
+        const MemoryNeed need = NeedFor(host);
+        request.set_host_memory_required_bytes(static_cast<uint64_t>(need.host_bytes_per_node));
+        request.set_gpu_memory_required_bytes(static_cast<uint64_t>(need.gpu_bytes_per_gpu));
+      }
+      std::vector<std::pair<std::string, std::string>> nvme;
+      if (summary_.optimizer_nvme_path) {
+        nvme.emplace_back("offload_optimizer.nvme_path", *summary_.optimizer_nvme_path);
+      }
+      if (summary_.param_nvme_path) {
+        nvme.emplace_back("offload_param.nvme_path", *summary_.param_nvme_path);
+      }
+      auto per_host = host.paths.find("nvme_path");
+      for (auto& [key, path] : nvme) {
+        if (per_host != host.paths.end()) path = per_host->second;
+        AddPath(&request, key, path, true, host);
+      }
+      for (const std::string& dir : dirs) AddPath(&request, "checkpoint_dir", dir, false, host);
+      v1::ProbeReply reply = agent_.Probe(request);
+      for (const v1::Check& row : reply.checks()) report_.checks.push_back(row);
+      report_.probes.push_back(std::move(reply));
+    }
+    CrossNode();
+  }
+
+  // Every node must run the same binary and the same GPU model.
+  void CrossNode() {
+    if (report_.probes.size() < 2) return;
+    std::set<std::string> hashes, models;
+    for (const v1::ProbeReply& reply : report_.probes) {
+      if (!reply.train_bin_sha256().empty()) hashes.insert(reply.train_bin_sha256());
+      if (opt_.device == v1::DEVICE_GPU && reply.gpus_size() > 0) models.insert(reply.gpus(0).name());
+    }
+    if (hashes.size() > 1) {
+      Row("-", "train_bin", kCritical,
+          "train_bin differs between nodes (sha256 mismatch). Fix: deploy the same build "
+          "everywhere",
+          kExitUnavailable);
+    }
+    if (models.size() > 1) {
+      Row("-", "gpu_model", kWarn,
+          absl::StrCat("GPU models differ between nodes: ", absl::StrJoin(models, ", ")));
+    }
+  }
+
+  const PreflightOptions& opt_;
+  const worker::NodeAgent& agent_;
+  PreflightReport report_;
+  ConfigSummary summary_;
+};
+
+}  // namespace
+
+int ExitCodeFor(const std::vector<v1::Check>& checks) {
+  for (int code : {kExitUsage, kExitNoInput, kExitDataErr, kExitConfig, kExitUnavailable}) {
+    for (const v1::Check& row : checks) {
+      if (row.status() == kCritical && row.exit_code() == code) return code;
+    }
+  }
+  for (const v1::Check& row : checks) {
+    if (row.status() == kCritical) return kExitUnavailable;
+  }
+  return kExitOk;
+}
+
+PreflightReport RunPreflight(const PreflightOptions& options, const worker::NodeAgent& agent) {
+  return Preflight(options, agent).Run();
+}
+
+}  // namespace zerorun::launcher

@@ -1,0 +1,20 @@
+// zerorun's process exit codes (ARCHITECTURE.md; sysexits.h values where one fits), shared by
+// the launcher, the node agent (which tags its check rows with them) and tests.
+#ifndef ZERORUN_RUNTIME_BASE_EXIT_CODES_H_
+#define ZERORUN_RUNTIME_BASE_EXIT_CODES_H_
+
+namespace zerorun {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitBinaryFailed = 1;  // The training binary failed.
+inline constexpr int kExitUsage = 2;         // Bad command line.
+inline constexpr int kExitDataErr = 65;      // Malformed hostfile or config data.
+inline constexpr int kExitNoInput = 66;      // A named file does not exist.
+inline constexpr int kExitUnavailable = 69;  // Pre-flight CRITICAL or node unreachable.
+inline constexpr int kExitSoftware = 70;     // Internal error.
+inline constexpr int kExitNoPerm = 77;       // Authentication failure.
+inline constexpr int kExitConfig = 78;       // Inconsistent configuration (batch, "auto").
+
+}  // namespace zerorun
+
+#endif  // ZERORUN_RUNTIME_BASE_EXIT_CODES_H_

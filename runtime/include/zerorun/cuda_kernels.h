@@ -1,0 +1,35 @@
+// Host entry points of the CUDA path (target zr_cuda, built only with ZR_WITH_CUDA).
+// CUDA-free declarations: device pointers are plain float*, errors are absl::Status.
+#ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_CUDA_KERNELS_H_
+#define ZERORUN_RUNTIME_INCLUDE_ZERORUN_CUDA_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "zerorun/adamw.h"
+
+namespace zerorun::cuda {
+
+// Number of visible CUDA devices; 0 when there is no driver or no GPU.
+absl::StatusOr<int> DeviceCount();
+
+// AdamW on device arrays (same arithmetic as AdamWStepReference), synchronous.
+// Returns Internal with the CUDA error string when a launch fails.
+absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_elements,
+                             float* param, const float* grad, float* exp_avg, float* exp_avg_sq);
+
+// Copies `num_elements` floats host <-> device; Alloc/Free wrap cudaMalloc/cudaFree.
+absl::StatusOr<float*> Alloc(size_t num_elements);
+absl::Status Free(float* device_ptr);
+absl::Status CopyToDevice(const float* host, float* device, size_t num_elements);
+absl::Status CopyToHost(const float* device, float* host, size_t num_elements);
+
+// NCCL version linked into this build, e.g. "2.28.3" (ncclGetVersion).
+absl::StatusOr<std::string> NcclVersion();
+
+}  // namespace zerorun::cuda
+
+#endif  // ZERORUN_RUNTIME_INCLUDE_ZERORUN_CUDA_KERNELS_H_

@@ -1,0 +1,90 @@
+// CUDA AdamW kernel and the small device helpers of zr_cuda; the CPU twin is optim/adamw_reference.
+#include <cuda_runtime.h>
+
+#include "absl/strings/str_cat.h"
+#include "zerorun/cuda_kernels.h"
+
+namespace zerorun::cuda {
+namespace {
+
+absl::Status FromCuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  cudaGetLastError();  // Clear the sticky error so later calls are not poisoned.
+  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(err)));
+}
+
+// One thread per element, grid-stride: the step is memory bound (28 B per element), so the
+// block size only needs to keep enough loads in flight; 256 threads x 4 blocks per SM does.
+__global__ void AdamWKernel(size_t n, float lr, float beta1, float beta2, float eps, float decay,
+                            float step_size, float bias_correction2_sqrt, float* p, const float* g,
+                            float* m, float* v) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const float gi = g[i];
+    float pi = p[i] * decay;
+    const float mi = m[i] + (gi - m[i]) * (1.0f - beta1);
+    const float vi = v[i] * beta2 + (1.0f - beta2) * gi * gi;
+    const float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
+    pi -= step_size * (mi / denom);
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<int> DeviceCount() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  // No driver, an old driver or no device all mean "no GPU here", not a failure.
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (err != cudaSuccess) return FromCuda(err, "cudaGetDeviceCount");
+  return count;
+}
+
+absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_elements,
+                             float* param, const float* grad, float* exp_avg, float* exp_avg_sq) {
+  if (num_elements == 0) return absl::OkStatus();
+  const double bias_correction1 = 1.0 - pow(static_cast<double>(hyper.beta1), step);
+  const double bias_correction2 = 1.0 - pow(static_cast<double>(hyper.beta2), step);
+  const float step_size = static_cast<float>(hyper.lr / bias_correction1);
+  const float bias_correction2_sqrt = static_cast<float>(sqrt(bias_correction2));
+  const float decay = 1.0f - hyper.lr * hyper.weight_decay;
+  constexpr int kThreads = 256;
+  const size_t blocks_needed = (num_elements + kThreads - 1) / kThreads;
+  const int blocks = static_cast<int>(blocks_needed < 65535 ? blocks_needed : 65535);
+  AdamWKernel<<<blocks, kThreads>>>(num_elements, hyper.lr, hyper.beta1, hyper.beta2, hyper.eps,
+                                    decay, step_size, bias_correction2_sqrt, param, grad, exp_avg,
+                                    exp_avg_sq);
+  if (absl::Status s = FromCuda(cudaGetLastError(), "AdamWKernel launch"); !s.ok()) return s;
+  return FromCuda(cudaDeviceSynchronize(), "AdamWKernel");
+}
+
+absl::StatusOr<float*> Alloc(size_t num_elements) {
+  void* ptr = nullptr;
+  if (absl::Status s = FromCuda(cudaMalloc(&ptr, num_elements * sizeof(float)), "cudaMalloc");
+      !s.ok()) {
+    return s;
+  }
+  return static_cast<float*>(ptr);
+}
+
+absl::Status Free(float* device_ptr) { return FromCuda(cudaFree(device_ptr), "cudaFree"); }
+
+absl::Status CopyToDevice(const float* host, float* device, size_t num_elements) {
+  return FromCuda(
+      cudaMemcpy(device, host, num_elements * sizeof(float), cudaMemcpyHostToDevice),
+      "cudaMemcpy H2D");
+}
+
+absl::Status CopyToHost(const float* device, float* host, size_t num_elements) {
+  return FromCuda(
+      cudaMemcpy(host, device, num_elements * sizeof(float), cudaMemcpyDeviceToHost),
+      "cudaMemcpy D2H");
+}
+
+}  // namespace zerorun::cuda
