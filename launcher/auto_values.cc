@@ -194,7 +194,7 @@ class Resolver {
       return {key, false, nullptr, "pass --adam_beta1 and --adam_beta2 to the train command"};
     }
     if (key == "scheduler.params.warmup_min_lr") {
-      if (hf_) return {key, true, 0.0, "HF Trainer sets 0 (the train command passes --deepspeed)"};
+      if (hf_) return {key, true, 0.0, "HF Trainer, which always sets 0 (the train command passes --deepspeed)"};
       return {key, false, nullptr, "filled by the training program (HF Trainer sets 0)"};
     }
     if (key == "scheduler.params.warmup_max_lr") {

@@ -69,8 +69,10 @@ class Validator {
     } else if (IsStrictBlock(block)) {
       Add(kCritical, kExitDataErr, path,
           absl::StrCat("unknown key '", key, "' in '", block, "'", hint,
-                       "; DeepSpeed rejects unknown keys in this block. Known keys: ",
-                       absl::StrJoin(ChildKeys(block), ", ")));
+                       "; DeepSpeed rejects unknown keys in this block. ",
+                       hint.empty() ? absl::StrCat("Known keys: ",
+                                                   absl::StrJoin(ChildKeys(block), ", "))
+                                    : "Fix: correct the spelling"));
     } else if (block.empty()) {
       Add(kWarn, kExitOk, path,
           absl::StrCat("unknown top-level key '", key, "'", hint,

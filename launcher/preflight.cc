@@ -146,6 +146,18 @@ class Preflight {
     }
     const std::vector<Finding> findings = ValidateConfig(*doc);
     for (const Finding& f : findings) Row("-", f.check, f.status, f.detail, f.exit_code);
+    const bool config_ok = std::none_of(findings.begin(), findings.end(), [](const Finding& f) {
+      return f.status == kCritical;
+    });
+    if (config_ok) {
+      const ConfigSummary written = Summarize(EffectiveConfig(doc->root));
+      Row("-", "config", kOk,
+          absl::StrCat(report_.config_path, ": ZeRO stage ", written.stage,
+                       written.bf16 ? ", bf16" : (written.fp16 ? ", fp16" : ""),
+                       ", offload optimizer=", written.offload_optimizer,
+                       " param=", written.offload_param, " (DeepSpeed ", ZR_DEEPSPEED_SEMANTICS,
+                       " semantics)"));
+    }
     json config = doc->root;
     AutoInputs inputs = opt_.autos;
     inputs.train_args = opt_.train_args;
@@ -165,16 +177,6 @@ class Preflight {
     }
     report_.effective_config = EffectiveConfig(config);
     summary_ = Summarize(report_.effective_config);
-    const bool config_ok = std::none_of(findings.begin(), findings.end(), [](const Finding& f) {
-      return f.status == kCritical;
-    });
-    if (config_ok) {
-      Row("-", "config", kOk,
-          absl::StrCat(report_.config_path, ": ZeRO stage ", summary_.stage,
-                       summary_.bf16 ? ", bf16" : (summary_.fp16 ? ", fp16" : ", fp32"),
-                       ", offload optimizer=", summary_.offload_optimizer,
-                       " param=", summary_.offload_param, " (DeepSpeed ", ZR_DEEPSPEED_SEMANTICS, " semantics)"));
-    }
   }
 
   // The value of a batch key: nullopt when unset; sets *unresolved when still "auto" or invalid.

@@ -184,6 +184,13 @@ class Judge {
                        "); NVMe swap needs it. Fix: use a directory on an ext4/xfs NVMe mount"));
       return;
     }
+    if (req.needs_o_direct() && (facts.fs_type == "tmpfs" || facts.fs_type == "ramfs")) {
+      Add(name, v1::CHECK_STATUS_WARN,
+          absl::StrCat(where, " is on ", facts.fs_type,
+                       " (RAM): swapping there saves no host memory. Fix: use a directory on an "
+                       "NVMe mount"));
+      return;
+    }
     const std::string fs = absl::StrCat(facts.fs_type, req.needs_o_direct() ? ", O_DIRECT ok" : "");
     const uint64_t need = req.required_bytes();
     if (need == 0) {

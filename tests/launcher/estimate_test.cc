@@ -1,0 +1,68 @@
+// Memory estimators: DeepSpeed's formulas, its worked examples and its printed table format.
+#include "estimate.h"
+
+#include <catch2/catch.hpp>
+
+namespace zerorun::launcher {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024 * 1024;
+
+TEST_CASE("ZeRO-2 estimator matches DeepSpeed's worked example (7B on 1x8)", "[estimate]") {
+  const auto rows = Zero2Estimate(7e9, 8, 1);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].gpu_bytes / kGiB == Approx(13.04).margin(0.005));   // offload: 2P
+  CHECK(rows[0].cpu_bytes / kGiB == Approx(312.92).margin(0.005));  // P*max(4T,16)*1.5
+  CHECK(rows[1].gpu_bytes / kGiB == Approx(27.71).margin(0.005));   // 2P + 18P/T
+  CHECK(rows[1].cpu_bytes == 4 * 7e9 * 8 * 1.5);
+}
+
+TEST_CASE("ZeRO-3 estimator matches DeepSpeed's worked example (7B, 2x8)", "[estimate]") {
+  const auto rows = Zero3Estimate(7e9, 131e6, 8, 2);
+  REQUIRE(rows.size() == 6);
+  CHECK(rows[0].options == "offload_param=cpu , offload_optimizer=cpu , zero_init=1");
+  CHECK(rows[0].gpu_bytes / kGiB == Approx(0.49).margin(0.005));
+  CHECK(rows[0].cpu_bytes / kGiB == Approx(88.0).margin(0.05));
+  CHECK(rows[4].options == "offload_param=none, offload_optimizer=none, zero_init=1");
+  CHECK(rows[4].gpu_bytes / kGiB == Approx(7.82).margin(0.005));
+  CHECK(rows[4].cpu_bytes / kGiB == Approx(5.86).margin(0.005));
+  CHECK(rows[5].cpu_bytes == 4 * 7e9 * 8 * 1.5);
+  CHECK(rows[3].cpu_bytes == 7e9 * std::max(4.0 * 8, 16.0 / 2) * 1.5);
+}
+
+TEST_CASE("Estimator tables print as DeepSpeed prints them", "[estimate]") {
+  CHECK(FormatZero2Table(7e9, 8, 1) ==
+        "Estimated memory needed for params, optim states and gradients for a:\n"
+        "HW: Setup with 1 node, 8 GPUs per node.\n"
+        "SW: Model with 7000M total params.\n"
+        "  per CPU  |  per GPU |   Options\n"
+        "   312.92GB |  13.04GB | offload_optimizer=cpu \n"
+        "   312.92GB |  27.71GB | offload_optimizer=none\n");
+  const std::string z3 = FormatZero3Table(60e6, 16e6, 1, 1);
+  CHECK_THAT(z3, Catch::Contains("HW: Setup with 1 node, 1 GPU per node.\n") &&
+                     Catch::Contains("SW: Model with 60M total params, 16M largest layer params.") &&
+                     Catch::Contains("     1.51GB |   0.06GB | offload_param=cpu , "
+                                     "offload_optimizer=cpu , zero_init=1"));
+}
+
+TEST_CASE("Model-state need follows the ZeRO table for CPU and GPU jobs", "[estimate]") {
+  const double p = 1e9;
+  // CPU job, 2 local ranks of 4: fp32 stage 2 is 4P + 12P/W per rank.
+  MemoryNeed cpu = ModelStateNeed(2, "none", "none", true, p, 0, 2, 4, 2);
+  CHECK(cpu.host_bytes_per_node == 2 * (4 * p + 12 * p / 4));
+  CHECK(ModelStateNeed(3, "none", "none", true, p, 0, 1, 4, 4).host_bytes_per_node == 16 * p / 4);
+  // GPU stage 1: 4P + 12P/W; stage 0: 16P; stage 2 and 3 use DeepSpeed's estimator.
+  CHECK(ModelStateNeed(1, "none", "none", false, p, 0, 8, 8, 1).gpu_bytes_per_gpu ==
+        4 * p + 12 * p / 8);
+  CHECK(ModelStateNeed(0, "none", "none", false, p, 0, 8, 8, 1).gpu_bytes_per_gpu == 16 * p);
+  CHECK(ModelStateNeed(2, "cpu", "none", false, p, 0, 8, 8, 1).gpu_bytes_per_gpu == 2 * p);
+  CHECK(ModelStateNeed(3, "cpu", "cpu", false, p, 1e8, 8, 16, 2).gpu_bytes_per_gpu == 4e8);
+}
+
+TEST_CASE("NVMe swap size formula", "[estimate]") {
+  CHECK(NvmeSwapBytes(1e9, false, 8, 16) == 8 * 12e9 / 16 * 1.2);
+  CHECK(NvmeSwapBytes(1e9, true, 8, 16) == 8 * 14e9 / 16 * 1.2);
+}
+
+}  // namespace
+}  // namespace zerorun::launcher
