@@ -53,9 +53,8 @@ class Resolver {
     std::vector<std::string> keys;
     CollectAutos(*config_, "", &keys);
     // Batch keys first: train_batch_size depends on the other two.
-    std::stable_sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) {
-      return Rank(a) < Rank(b);
-    });
+    std::stable_sort(keys.begin(), keys.end(),
+                     [](const std::string& a, const std::string& b) { return Rank(a) < Rank(b); });
     std::vector<AutoValue> out;
     for (const std::string& key : keys) {
       AutoValue v = Resolve(key);
@@ -116,7 +115,8 @@ class Resolver {
     if (present) return {key, true, value, absl::StrCat("--", arg, " in the train command")};
     if (hf_) {
       return {key, true, false,
-              absl::StrCat("HF Trainer default (no --", arg, "; the train command passes --deepspeed)")};
+              absl::StrCat("HF Trainer default (no --", arg,
+                           "; the train command passes --deepspeed)")};
     }
     return {key, false, nullptr,
             absl::StrCat("filled by the training program; pass --", arg,
@@ -138,8 +138,8 @@ class Resolver {
   AutoValue Resolve(const std::string& key) {
     const std::optional<double> h = Opt(in_.hidden_size);
     if (key == "train_micro_batch_size_per_gpu") {
-      return Number(key, Opt(in_.micro_batch), "--micro-batch-size",
-                    "per_device_train_batch_size", 8, true,
+      return Number(key, Opt(in_.micro_batch), "--micro-batch-size", "per_device_train_batch_size",
+                    8, true,
                     "pass --micro-batch-size N to zerorun, or --per_device_train_batch_size N "
                     "to the train command");
     }
@@ -194,7 +194,9 @@ class Resolver {
       return {key, false, nullptr, "pass --adam_beta1 and --adam_beta2 to the train command"};
     }
     if (key == "scheduler.params.warmup_min_lr") {
-      if (hf_) return {key, true, 0.0, "HF Trainer, which always sets 0 (the train command passes --deepspeed)"};
+      if (hf_)
+        return {key, true, 0.0,
+                "HF Trainer, which always sets 0 (the train command passes --deepspeed)"};
       return {key, false, nullptr, "filled by the training program (HF Trainer sets 0)"};
     }
     if (key == "scheduler.params.warmup_max_lr") {
@@ -242,8 +244,7 @@ class Resolver {
         key == "zero_optimization.prefetch_bucket_size") {
       // Rounded to an integer: HF's old float 0.9*H^2 broke DeepSpeed >= 0.15 (issue 6525).
       if (h) {
-        return {key, true, static_cast<int64_t>(0.9 * *h * *h),
-                "--hidden-size: int(0.9 x H x H)"};
+        return {key, true, static_cast<int64_t>(0.9 * *h * *h), "--hidden-size: int(0.9 x H x H)"};
       }
       return {key, false, nullptr, hidden_hint + " (0.9 x H x H)"};
     }

@@ -14,20 +14,20 @@ namespace zerorun::launcher {
 
 struct AutoInputs {
   // zerorun flags (highest precedence).
-  std::optional<int64_t> micro_batch;   // --micro-batch-size
-  std::optional<int64_t> grad_accum;    // --gradient-accumulation-steps
-  std::optional<int64_t> train_batch;   // --train-batch-size
-  std::optional<int64_t> hidden_size;   // --hidden-size (ZeRO bucket sizes, as HF derives them)
+  std::optional<int64_t> micro_batch;  // --micro-batch-size
+  std::optional<int64_t> grad_accum;   // --gradient-accumulation-steps
+  std::optional<int64_t> train_batch;  // --train-batch-size
+  std::optional<int64_t> hidden_size;  // --hidden-size (ZeRO bucket sizes, as HF derives them)
   // The training program's own arguments, e.g. --per_device_train_batch_size 4.
   std::vector<std::string> train_args;
   int world_size = 0;  // 0 = unknown (the hostfile could not be read).
 };
 
 struct AutoValue {
-  std::string key;        // Dotted config key.
+  std::string key;  // Dotted config key.
   bool resolved = false;
-  nlohmann::json value;   // The value used, when resolved.
-  std::string source;     // Where the value came from, or what would fill it.
+  nlohmann::json value;  // The value used, when resolved.
+  std::string source;    // Where the value came from, or what would fill it.
 };
 
 // Replaces every resolvable "auto" in `config` and returns one entry per "auto" found, in the

@@ -42,8 +42,7 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> tb, std::optiona
                              ", micro batch 1 gives train_batch_size ", w, ")"));
   }
   if (t.train_batch_size <= 0) {
-    return Fail(absl::StrCat("Train batch size: ", t.train_batch_size,
-                             " has to be greater than 0"),
+    return Fail(absl::StrCat("Train batch size: ", t.train_batch_size, " has to be greater than 0"),
                 absl::StrCat(ranks, ", train_batch_size must be a positive multiple of ", w));
   }
   if (t.micro_batch_per_gpu <= 0) {
@@ -76,8 +75,10 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> tb, std::optiona
       fix = absl::StrCat(ranks, " and micro batch ", *mb,
                          ", train_batch_size must be a multiple of ", *mb * w);
     } else if (tb && ga) {
-      fix = absl::StrCat(ranks, " and ", *ga, " accumulation steps, train_batch_size must be a "
-                         "multiple of ", *ga * w);
+      fix = absl::StrCat(ranks, " and ", *ga,
+                         " accumulation steps, train_batch_size must be a "
+                         "multiple of ",
+                         *ga * w);
     } else {
       fix = absl::StrCat(ranks, ", train_batch_size must be a multiple of ", w);
     }

@@ -116,9 +116,9 @@ class TrackingSax {
     std::string dotted = frame.path.empty() ? k : absl::StrCat(frame.path, ".", k);
     auto [it, inserted] = frame.key_lines.emplace(k, line);
     if (!inserted) {
-      error_ = absl::StrCat(doc_->path, ":", line, ": Duplicate keys in DeepSpeed config: [", k,
-                            "] (", dotted, " at lines ", it->second, " and ", line,
-                            "). Fix: keep one of them");
+      error_ =
+          absl::StrCat(doc_->path, ":", line, ": Duplicate keys in DeepSpeed config: [", k, "] (",
+                       dotted, " at lines ", it->second, " and ", line, "). Fix: keep one of them");
       return false;
     }
     doc_->key_lines[dotted] = line;

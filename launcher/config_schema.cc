@@ -227,9 +227,16 @@ std::vector<std::string> ChildKeys(absl::string_view block) {
 }
 
 bool IsStrictBlock(absl::string_view block) {
-  static const char* const kStrict[] = {
-      "zero_optimization", "zero_optimization.offload_param", "zero_optimization.offload_optimizer",
-      "fp16", "bf16", "bfloat16", "tensorboard", "csv_monitor", "wandb", "comms_logger"};
+  static const char* const kStrict[] = {"zero_optimization",
+                                        "zero_optimization.offload_param",
+                                        "zero_optimization.offload_optimizer",
+                                        "fp16",
+                                        "bf16",
+                                        "bfloat16",
+                                        "tensorboard",
+                                        "csv_monitor",
+                                        "wandb",
+                                        "comms_logger"};
   return std::find(std::begin(kStrict), std::end(kStrict), block) != std::end(kStrict);
 }
 

@@ -12,15 +12,15 @@ namespace zerorun::launcher {
 
 enum class ValueKind {
   kBool,
-  kInt,     // Integer; an integral float such as 5e8 is accepted, a fractional one is not.
+  kInt,  // Integer; an integral float such as 5e8 is accepted, a fractional one is not.
   kFloat,
   kString,
-  kBlock,   // A nested object whose keys are listed in the schema.
-  kAny,     // Not checked (free-form objects, lists, optional strings).
+  kBlock,  // A nested object whose keys are listed in the schema.
+  kAny,    // Not checked (free-form objects, lists, optional strings).
 };
 
 struct KeySpec {
-  const char* path;          // Dotted, e.g. "zero_optimization.offload_param.device".
+  const char* path;  // Dotted, e.g. "zero_optimization.offload_param.device".
   ValueKind kind;
   const char* default_json;  // DeepSpeed's default as JSON text; "null" when it has none.
 };

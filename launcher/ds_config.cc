@@ -35,10 +35,10 @@ class Validator {
 
  private:
   void Add(CheckStatus status, int exit_code, const std::string& key, const std::string& text) {
-    findings_.push_back(Finding{"config", status,
-                                absl::StrCat(doc_.Where(key), ": ", key.empty() ? "" : key,
-                                             key.empty() ? "" : ": ", text),
-                                status == kCritical ? exit_code : kExitOk});
+    findings_.push_back(Finding{
+        "config", status,
+        absl::StrCat(doc_.Where(key), ": ", key.empty() ? "" : key, key.empty() ? "" : ": ", text),
+        status == kCritical ? exit_code : kExitOk});
   }
 
   void Walk(const json& object, const std::string& block) {
@@ -70,9 +70,9 @@ class Validator {
       Add(kCritical, kExitDataErr, path,
           absl::StrCat("unknown key '", key, "' in '", block, "'", hint,
                        "; DeepSpeed rejects unknown keys in this block. ",
-                       hint.empty() ? absl::StrCat("Known keys: ",
-                                                   absl::StrJoin(ChildKeys(block), ", "))
-                                    : "Fix: correct the spelling"));
+                       hint.empty()
+                           ? absl::StrCat("Known keys: ", absl::StrJoin(ChildKeys(block), ", "))
+                           : "Fix: correct the spelling"));
     } else if (block.empty()) {
       Add(kWarn, kExitOk, path,
           absl::StrCat("unknown top-level key '", key, "'", hint,
@@ -202,8 +202,8 @@ class Validator {
             absl::StrCat(tv->dump(), " is not one of Warn, Ignore, Fail"));
       }
     }
-    if (const json* vs = Get("vocabulary_size"); vs && vs->is_number_integer() &&
-                                                 vs->get<long long>() % 8 != 0) {
+    if (const json* vs = Get("vocabulary_size");
+        vs && vs->is_number_integer() && vs->get<long long>() % 8 != 0) {
       Add(kWarn, kExitOk, "vocabulary_size",
           absl::StrCat(vs->get<long long>(),
                        " is not a multiple of 8 (DeepSpeed warns: tensor cores prefer it)"));
@@ -234,8 +234,7 @@ class Validator {
                          "use stage 3, or \"device\": \"cpu\""));
       }
       const json* path = Get(block + ".nvme_path");
-      if (device == "nvme" && (path == nullptr || path->is_null()) &&
-          !(!is_param && stage < 3)) {
+      if (device == "nvme" && (path == nullptr || path->is_null()) && !(!is_param && stage < 3)) {
         Add(kCritical, kExitConfig, block + ".nvme_path",
             "\"nvme_path\" in DeepSpeed Config cannot be None if remote device is nvme. Fix: "
             "set nvme_path to a directory on a local NVMe filesystem");
@@ -254,8 +253,8 @@ class Validator {
   }
 
   void OptimizerChecks(int stage) {
-    if (const json* params = Get("optimizer.params"); params && params->is_object() &&
-                                                      params->contains("max_grad_norm")) {
+    if (const json* params = Get("optimizer.params");
+        params && params->is_object() && params->contains("max_grad_norm")) {
       Add(kCritical, kExitDataErr, "optimizer.params.max_grad_norm",
           "'max_grad_norm' is not supported as an optimizer parameter, please switch to using "
           "the deepspeed parameter 'gradient_clipping'. Fix: move the value to top-level "
@@ -265,11 +264,11 @@ class Validator {
     if (type == nullptr || !type->is_string() || IsAuto(*type)) return;
     const std::string name = type->get<std::string>();
     const std::string lower = absl::AsciiStrToLower(name);
-    static const char* const kDeepSpeed[] = {"adam",    "adamw",      "lamb",    "onebitadam",
+    static const char* const kDeepSpeed[] = {"adam",        "adamw",      "lamb",    "onebitadam",
                                              "zerooneadam", "onebitlamb", "adagrad", "lion",
-                                             "muadam",  "muadamw",    "musgd",   "muon"};
-    const bool known = std::find(std::begin(kDeepSpeed), std::end(kDeepSpeed), lower) !=
-                       std::end(kDeepSpeed);
+                                             "muadam",      "muadamw",    "musgd",   "muon"};
+    const bool known =
+        std::find(std::begin(kDeepSpeed), std::end(kDeepSpeed), lower) != std::end(kDeepSpeed);
     if ((lower == "onebitadam" || lower == "zerooneadam" || lower == "onebitlamb") && stage > 0) {
       Add(kCritical, kExitConfig, "optimizer.type",
           absl::StrCat(name, " is not compatible with ZeRO (stage ", stage, "). Fix: use Adam"));
@@ -290,7 +289,8 @@ class Validator {
       static const std::vector<std::string> kSchedulers = {
           "WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle", "LRRangeTest"};
       const std::string s = sched->get<std::string>();
-      if (s != "auto" && std::find(kSchedulers.begin(), kSchedulers.end(), s) == kSchedulers.end()) {
+      if (s != "auto" &&
+          std::find(kSchedulers.begin(), kSchedulers.end(), s) == kSchedulers.end()) {
         Add(kWarn, kExitOk, "scheduler.type",
             absl::StrCat("'", s, "' is not a DeepSpeed scheduler", DidYouMean(s, kSchedulers),
                          "; DeepSpeed looks it up in torch.optim.lr_scheduler"));
@@ -382,7 +382,7 @@ json EffectiveConfig(const json& config) {
     if (lower == "adam" || lower == "adamw") {
       json& params = out["optimizer"]["params"];
       if (!params.is_object()) params = json::object();
-      const json defaults = {{"lr", 1e-3},         {"betas", {0.9, 0.999}}, {"eps", 1e-8},
+      const json defaults = {{"lr", 1e-3},          {"betas", {0.9, 0.999}},   {"eps", 1e-8},
                              {"weight_decay", 0.0}, {"bias_correction", true}, {"amsgrad", false},
                              {"adam_w_mode", true}, {"torch_adam", false}};
       for (auto it = defaults.begin(); it != defaults.end(); ++it) {

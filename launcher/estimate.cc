@@ -29,6 +29,14 @@ std::string Rows(const std::vector<EstimateRow>& rows) {
   return out;
 }
 
+// 10000000 -> "10M", 7e9 -> "7B": parameter counts as people write them.
+std::string Count(double n) {
+  if (n >= 1e9) return absl::StrFormat("%gB", n / 1e9);
+  if (n >= 1e6) return absl::StrFormat("%gM", n / 1e6);
+  if (n >= 1e3) return absl::StrFormat("%gK", n / 1e3);
+  return absl::StrFormat("%g", n);
+}
+
 }  // namespace
 
 std::vector<EstimateRow> Zero2Estimate(double p, int g, int n, double f) {
@@ -71,18 +79,18 @@ std::vector<EstimateRow> Zero3Estimate(double p, double l, int g, int n, double 
 }
 
 std::string FormatZero2Table(double p, int g, int n) {
-  return absl::StrCat(Header(g, n),
-                      absl::StrFormat("SW: Model with %dM total params.\n",
-                                      static_cast<long long>(p / 1e6)),
-                      Rows(Zero2Estimate(p, g, n)));
+  return absl::StrCat(
+      Header(g, n),
+      absl::StrFormat("SW: Model with %dM total params.\n", static_cast<long long>(p / 1e6)),
+      Rows(Zero2Estimate(p, g, n)));
 }
 
 std::string FormatZero3Table(double p, double l, int g, int n) {
-  return absl::StrCat(Header(g, n),
-                      absl::StrFormat("SW: Model with %dM total params, %dM largest layer params.\n",
-                                      static_cast<long long>(p / 1e6),
-                                      static_cast<long long>(l / 1e6)),
-                      Rows(Zero3Estimate(p, l, g, n)));
+  return absl::StrCat(
+      Header(g, n),
+      absl::StrFormat("SW: Model with %dM total params, %dM largest layer params.\n",
+                      static_cast<long long>(p / 1e6), static_cast<long long>(l / 1e6)),
+      Rows(Zero3Estimate(p, l, g, n)));
 }
 
 MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
@@ -98,7 +106,7 @@ MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
     const int s = std::clamp(stage, 0, 3);
     need.host_bytes_per_node = per_rank[s] * local_ranks;
     need.formula = absl::StrCat("fp32 model states ", kFormula[s], " per rank x ", local_ranks,
-                                " local rank(s), P=", p, ", W=", world_size);
+                                " local rank(s), P=", Count(p), ", W=", world_size);
     return need;
   }
   const bool opt_off = offload_optimizer != "none";
@@ -119,7 +127,7 @@ MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
   } else {
     need = {16 * p, 4 * p * g * f, "no ZeRO: 16P per GPU"};
   }
-  absl::StrAppend(&need.formula, ", P=", p, ", W=", world_size);
+  absl::StrAppend(&need.formula, ", P=", Count(p), ", W=", world_size);
   return need;
 }
 

@@ -29,10 +29,10 @@ absl::Status BadEntry(absl::string_view path, int line, absl::string_view text) 
 }
 
 absl::Status Duplicate(absl::string_view path, int line, int first_line, absl::string_view host) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      path, ":", line, ": Hostfile contains multiple entries for ", host,
-      ", unable to proceed with launching (first entry at line ", first_line,
-      "). Fix: keep one line per host and put all its slots there"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ":", line, ": Hostfile contains multiple entries for ", host,
+                   ", unable to proceed with launching (first entry at line ", first_line,
+                   "). Fix: keep one line per host and put all its slots there"));
 }
 
 std::vector<int> Range(int n) {
@@ -68,8 +68,8 @@ absl::StatusOr<Hostfile> ParseText(absl::string_view path, absl::string_view tex
     int slots = 0;
     if (!absl::SimpleAtoi(rest.substr(0, digits), &slots) || slots > 4096) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", line_number, ": slots=", rest.substr(0, digits),
-                       " for host ", host, " is out of range. Fix: give the number of GPUs (0-4096)"));
+          absl::StrCat(path, ":", line_number, ": slots=", rest.substr(0, digits), " for host ",
+                       host, " is out of range. Fix: give the number of GPUs (0-4096)"));
     }
     absl::string_view trailing = absl::StripLeadingAsciiWhitespace(rest.substr(digits));
     if (!trailing.empty() && !absl::StartsWith(trailing, "#")) {
@@ -88,8 +88,9 @@ absl::StatusOr<Hostfile> ParseText(absl::string_view path, absl::string_view tex
   }
   if (hostfile.hosts.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": Hostfile is empty or not formatted correctly, unable to proceed with launching. "
-              "Fix: ",
+        path,
+        ": Hostfile is empty or not formatted correctly, unable to proceed with launching. "
+        "Fix: ",
         kSlotsFix));
   }
   return hostfile;
@@ -109,17 +110,18 @@ absl::StatusOr<T> Scalar(const YAML::Node& node, absl::string_view path, absl::s
     if (!node.IsScalar()) throw YAML::Exception(node.Mark(), "not a scalar");
     return node.as<T>();
   } catch (const YAML::Exception&) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ":", node.Mark().line + 1, ": '", key,
-                                                   "' must be ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", node.Mark().line + 1, ": '", key, "' must be ", expected));
   }
 }
 
 absl::StatusOr<Host> ParseYamlHost(const YAML::Node& entry, absl::string_view path) {
   const int line = entry.Mark().line + 1;
   if (!entry.IsMap()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", line, ": each item of 'hosts' must be a map with name and slots, e.g. "
-                         "'- {name: worker-0, slots: 8}'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", line,
+                     ": each item of 'hosts' must be a map with name and slots, e.g. "
+                     "'- {name: worker-0, slots: 8}'"));
   }
   Host host;
   host.line = line;
@@ -136,8 +138,8 @@ absl::StatusOr<Host> ParseYamlHost(const YAML::Node& entry, absl::string_view pa
       auto port = Scalar<int>(value, path, key, "a port number 1-65535");
       if (!port.ok()) return port.status();
       if (*port < 1 || *port > 65535) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ":", key_line, ": agent_port ",
-                                                       *port, " is not a port number 1-65535"));
+        return absl::InvalidArgumentError(absl::StrCat(path, ":", key_line, ": agent_port ", *port,
+                                                       " is not a port number 1-65535"));
       }
       host.agent_port = *port;
     } else if (key == "slots") {
@@ -175,7 +177,8 @@ absl::StatusOr<Host> ParseYamlHost(const YAML::Node& entry, absl::string_view pa
   }
   if (host.name.empty() || !has_slots) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", line, ": a host needs both 'name' and 'slots', e.g. '- {name: worker-0, slots: 8}'"));
+        path, ":", line,
+        ": a host needs both 'name' and 'slots', e.g. '- {name: worker-0, slots: 8}'"));
   }
   if (host.address.empty()) host.address = host.name;
   return host;
@@ -191,9 +194,10 @@ absl::StatusOr<Hostfile> ParseYaml(absl::string_view path, absl::string_view tex
   }
   const YAML::Node hosts = root.IsMap() ? root["hosts"] : YAML::Node();
   if (!hosts || !hosts.IsSequence() || hosts.size() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": a YAML hostfile needs a non-empty 'hosts:' list, e.g.\n  hosts:\n"
-              "    - {name: worker-0, address: 10.0.0.1, slots: 8}"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ": a YAML hostfile needs a non-empty 'hosts:' list, e.g.\n  hosts:\n"
+                     "    - {name: worker-0, address: 10.0.0.1, slots: 8}"));
   }
   Hostfile hostfile;
   hostfile.path = std::string(path);
@@ -227,9 +231,10 @@ absl::StatusOr<Hostfile> ParseHostfile(absl::string_view path, absl::string_view
 absl::StatusOr<Hostfile> LoadHostfile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat(
-        "hostfile ", path, " does not exist or cannot be read. Fix: pass --hostfile with an "
-                           "existing file, or omit it to run on this machine alone"));
+    return absl::NotFoundError(
+        absl::StrCat("hostfile ", path,
+                     " does not exist or cannot be read. Fix: pass --hostfile with an "
+                     "existing file, or omit it to run on this machine alone"));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();

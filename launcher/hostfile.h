@@ -16,12 +16,12 @@ namespace zerorun::launcher {
 inline constexpr int kDefaultAgentPort = 29600;
 
 struct Host {
-  std::string name;        // Key used by --include/--exclude and shown in every row.
-  std::string address;     // Where its agent is reached; defaults to `name`.
+  std::string name;     // Key used by --include/--exclude and shown in every row.
+  std::string address;  // Where its agent is reached; defaults to `name`.
   int agent_port = kDefaultAgentPort;
-  std::vector<int> slots;  // Slot (GPU) ids available on the host, ascending.
+  std::vector<int> slots;                    // Slot (GPU) ids available on the host, ascending.
   std::map<std::string, std::string> paths;  // YAML only: per-host paths, e.g. nvme_path.
-  int line = 0;            // Line in the hostfile, for messages.
+  int line = 0;                              // Line in the hostfile, for messages.
 };
 
 struct Hostfile {

@@ -25,12 +25,21 @@ bool ParseCount(const std::string& text, double* out) {
   double scale = 1;
   std::string digits = text;
   switch (std::toupper(static_cast<unsigned char>(text.back()))) {
-    case 'K': scale = 1e3; break;
-    case 'M': scale = 1e6; break;
+    case 'K':
+      scale = 1e3;
+      break;
+    case 'M':
+      scale = 1e6;
+      break;
     case 'B':
-    case 'G': scale = 1e9; break;
-    case 'T': scale = 1e12; break;
-    default: break;
+    case 'G':
+      scale = 1e9;
+      break;
+    case 'T':
+      scale = 1e12;
+      break;
+    default:
+      break;
   }
   if (scale != 1) digits.pop_back();
   double value = 0;
@@ -123,14 +132,12 @@ int RunEstimateCommand(const Cli& cli, bool hostfile_set) {
     absl::StatusOr<Hostfile> hostfile = LoadHostfile(cli.hostfile);
     if (!hostfile.ok()) {
       std::cerr << "zerorun estimate: " << hostfile.status().message() << "\n";
-      return hostfile.status().code() == absl::StatusCode::kNotFound ? kExitNoInput
-                                                                     : kExitDataErr;
+      return hostfile.status().code() == absl::StatusCode::kNotFound ? kExitNoInput : kExitDataErr;
     }
     absl::StatusOr<ResourcePlan> plan = ApplyFilter(*hostfile, cli.filter);
     if (!plan.ok()) {
       std::cerr << "zerorun estimate: " << plan.status().message() << "\n";
-      return plan.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
-                                                                        : kExitConfig;
+      return plan.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitConfig;
     }
     nodes = static_cast<int>(plan->hosts.size());
     gpus = static_cast<int>(plan->hosts.front().slots.size());
@@ -181,8 +188,9 @@ int Main(int argc, char** argv) {
                         "Model hidden size: fills the ZeRO bucket sizes' \"auto\" as HF does");
   preflight->add_option("--params", cli.params, "Model parameter count (7e9, 7B, 350M)")
       ->check(CountValidator());
-  preflight->add_option("--largest-layer-params,--largest_layer_params", cli.largest_layer,
-                        "Largest layer's parameter count (ZeRO-3 estimate)")
+  preflight
+      ->add_option("--largest-layer-params,--largest_layer_params", cli.largest_layer,
+                   "Largest layer's parameter count (ZeRO-3 estimate)")
       ->check(CountValidator());
   preflight->add_option("--checkpoint-dir,--checkpoint_dir", cli.checkpoint_dirs,
                         "Directory checkpoints go to (free space is checked; repeatable)");
@@ -191,8 +199,9 @@ int Main(int argc, char** argv) {
   preflight->add_flag("--print-config,--print_config", cli.print_config,
                       "Also print the effective config with defaults resolved");
   preflight->prefix_command();  // train_bin and everything after it belong to the job.
-  preflight->footer("Exit codes: 0 ok, 2 usage, 65 bad data, 66 missing file, 69 CRITICAL node "
-                    "check, 78 inconsistent configuration.");
+  preflight->footer(
+      "Exit codes: 0 ok, 2 usage, 65 bad data, 66 missing file, 69 CRITICAL node "
+      "check, 78 inconsistent configuration.");
 
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
@@ -200,13 +209,15 @@ int Main(int argc, char** argv) {
   estimate->add_option("--params", cli.params, "Total parameters (7e9, 7B, 350M)")
       ->required()
       ->check(CountValidator());
-  estimate->add_option("--largest-layer-params,--largest_layer_params", cli.largest_layer,
-                       "Largest single layer's parameters (ZeRO-3)")
+  estimate
+      ->add_option("--largest-layer-params,--largest_layer_params", cli.largest_layer,
+                   "Largest single layer's parameters (ZeRO-3)")
       ->check(CountValidator());
   estimate->add_option("--nodes", cli.nodes, "Number of nodes (without --hostfile)")
       ->check(CLI::PositiveNumber);
-  estimate->add_option("--gpus-per-node,--gpus_per_node", cli.gpus_per_node,
-                       "GPUs per node (without --hostfile)")
+  estimate
+      ->add_option("--gpus-per-node,--gpus_per_node", cli.gpus_per_node,
+                   "GPUs per node (without --hostfile)")
       ->check(CLI::PositiveNumber);
 
   try {

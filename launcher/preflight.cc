@@ -5,16 +5,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-
 #include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/version.h"
 #include "config_json.h"
 #include "ds_config.h"
 #include "estimate.h"
-#include "base/version.h"
 #include "finding.h"
 
 namespace zerorun::launcher {
@@ -118,8 +117,8 @@ class Preflight {
     }
     Row("-", "hostfile", kOk,
         absl::StrCat(path.empty() ? "this machine alone (no hostfile)" : path, ": ",
-                     report_.hosts.size(), " node(s), ", report_.world_size, " rank(s): ",
-                     absl::StrJoin(parts, " ")));
+                     report_.hosts.size(), " node(s), ", report_.world_size,
+                     " rank(s): ", absl::StrJoin(parts, " ")));
   }
 
   std::string ConfigPath() const {
@@ -146,9 +145,8 @@ class Preflight {
     }
     const std::vector<Finding> findings = ValidateConfig(*doc);
     for (const Finding& f : findings) Row("-", f.check, f.status, f.detail, f.exit_code);
-    const bool config_ok = std::none_of(findings.begin(), findings.end(), [](const Finding& f) {
-      return f.status == kCritical;
-    });
+    const bool config_ok = std::none_of(findings.begin(), findings.end(),
+                                        [](const Finding& f) { return f.status == kCritical; });
     if (config_ok) {
       const ConfigSummary written = Summarize(EffectiveConfig(doc->root));
       Row("-", "config", kOk,
@@ -166,8 +164,8 @@ class Preflight {
     for (const AutoValue& v : report_.autos) {
       const std::string where = doc->Where(v.key);
       if (v.resolved) {
-        Row("-", "auto", kOk, absl::StrCat(where, ": ", v.key, " = ", v.value.dump(), " (from ",
-                                           v.source, ")"));
+        Row("-", "auto", kOk,
+            absl::StrCat(where, ": ", v.key, " = ", v.value.dump(), " (from ", v.source, ")"));
       } else {
         Row("-", "auto", opt_.strict ? kCritical : kWarn,
             absl::StrCat(where, ": ", v.key, " is \"auto\" and unresolved: ", v.source,
@@ -257,8 +255,9 @@ class Preflight {
       const bool params_on_nvme = summary_.offload_param == "nvme";
       req->set_required_bytes(static_cast<uint64_t>(
           NvmeSwapBytes(*opt_.params, params_on_nvme, local, report_.world_size)));
-      req->set_size_formula(absl::StrCat(local, " local ranks x (12P", params_on_nvme ? " + 2P" : "",
-                                         ") / ", report_.world_size, " ranks x 1.2"));
+      req->set_size_formula(absl::StrCat(local, " local ranks x (12P",
+                                         params_on_nvme ? " + 2P" : "", ") / ", report_.world_size,
+                                         " ranks x 1.2"));
     } else {
       const bool mixed = summary_.bf16 || summary_.fp16;
       req->set_required_bytes(static_cast<uint64_t>((mixed ? 14 : 12) * *opt_.params));
@@ -316,7 +315,8 @@ class Preflight {
     std::set<std::string> hashes, models;
     for (const v1::ProbeReply& reply : report_.probes) {
       if (!reply.train_bin_sha256().empty()) hashes.insert(reply.train_bin_sha256());
-      if (opt_.device == v1::DEVICE_GPU && reply.gpus_size() > 0) models.insert(reply.gpus(0).name());
+      if (opt_.device == v1::DEVICE_GPU && reply.gpus_size() > 0)
+        models.insert(reply.gpus(0).name());
     }
     if (hashes.size() > 1) {
       Row("-", "train_bin", kCritical,

@@ -24,31 +24,31 @@ inline constexpr char kDefaultHostfile[] = "/job/hostfile";
 struct PreflightOptions {
   std::optional<std::string> hostfile;  // Unset: /job/hostfile if present, else this machine.
   std::string default_hostfile = kDefaultHostfile;
-  std::string config;                   // Empty: taken from --deepspeed_config/--deepspeed in
-                                        // the train arguments, as HF and DeepSpeed scripts pass it.
+  std::string config;  // Empty: taken from --deepspeed_config/--deepspeed in
+                       // the train arguments, as HF and DeepSpeed scripts pass it.
   FilterOptions filter;
   v1::Device device = v1::DEVICE_GPU;
-  AutoInputs autos;                     // Flags only; train_args and world_size are filled in.
-  std::optional<double> params;         // Model parameters, for memory and swap estimates.
+  AutoInputs autos;              // Flags only; train_args and world_size are filled in.
+  std::optional<double> params;  // Model parameters, for memory and swap estimates.
   std::optional<double> largest_layer_params;
   std::vector<std::string> checkpoint_dirs;
-  std::string train_bin;                // Empty: no binary given.
+  std::string train_bin;  // Empty: no binary given.
   std::vector<std::string> train_args;
-  bool strict = false;                  // Unresolved "auto" is an error (78).
+  bool strict = false;                         // Unresolved "auto" is an error (78).
   const char* cuda_visible_devices = nullptr;  // The environment's value, or nullptr.
 };
 
 struct PreflightReport {
   std::string hostfile_path;  // Empty for this machine alone.
   std::string config_path;
-  std::vector<Host> hosts;    // Node-rank order, with the slots the job uses.
-  int world_size = 0;         // 0 when the hostfile or filter failed.
+  std::vector<Host> hosts;  // Node-rank order, with the slots the job uses.
+  int world_size = 0;       // 0 when the hostfile or filter failed.
   std::optional<BatchTriple> batch;
   std::vector<AutoValue> autos;
   nlohmann::json effective_config;  // Null when the config could not be read.
   std::vector<v1::Check> checks;
   std::vector<v1::ProbeReply> probes;  // One per probed node, in node-rank order.
-  int exit_code = 0;          // 0 ok (WARN/UNKNOWN allowed), else 2, 66, 65, 78 or 69.
+  int exit_code = 0;                   // 0 ok (WARN/UNKNOWN allowed), else 2, 66, 65, 78 or 69.
   bool ok() const { return exit_code == 0; }
 };
 

@@ -49,11 +49,10 @@ std::string FormatTable(const PreflightReport& report) {
                     Pad(StatusName(row.status()), 8), "  ", lines[0], "\n");
     for (size_t i = 1; i < lines.size(); ++i) absl::StrAppend(&out, indent, lines[i], "\n");
   }
-  absl::StrAppend(&out, "\npreflight: ", report.ok() ? "OK" : "FAILED", " (exit ",
-                  report.exit_code, "): ", counts[0], " OK, ", counts[1], " WARN, ", counts[2],
-                  " CRITICAL, ", counts[3], " UNKNOWN; ", report.hosts.size(), " node(s), ",
-                  report.world_size, " rank(s)",
-                  report.ok() ? "" : "; nothing was started", "\n");
+  absl::StrAppend(&out, "\npreflight: ", report.ok() ? "OK" : "FAILED", " (exit ", report.exit_code,
+                  "): ", counts[0], " OK, ", counts[1], " WARN, ", counts[2], " CRITICAL, ",
+                  counts[3], " UNKNOWN; ", report.hosts.size(), " node(s), ", report.world_size,
+                  " rank(s)", report.ok() ? "" : "; nothing was started", "\n");
   return out;
 }
 

@@ -73,7 +73,8 @@ absl::StatusOr<NodeSpec> ParseNodeSpec(absl::string_view flag, absl::string_view
       return Malformed(flag, spec, absl::StrCat("'", element, "' has more than one ':'"));
     }
     const std::string name(parts[0]);
-    if (name.empty()) return Malformed(flag, spec, absl::StrCat("'", element, "' has no host name"));
+    if (name.empty())
+      return Malformed(flag, spec, absl::StrCat("'", element, "' has no host name"));
     if (parts.size() == 1) {
       result[name] = std::nullopt;  // Whole node; wins over any slot list for the same host.
       continue;

@@ -17,8 +17,8 @@ namespace zerorun::launcher {
 struct FilterOptions {
   std::string include;  // NAME[:SLOT[,SLOT...]][@NAME...]; empty = unset.
   std::string exclude;
-  int num_nodes = -1;   // -1 = unset.
-  int num_gpus = -1;    // -1 = unset.
+  int num_nodes = -1;  // -1 = unset.
+  int num_gpus = -1;   // -1 = unset.
 };
 
 // The job's hosts in node-rank order, each with the slots it will use.

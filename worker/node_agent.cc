@@ -110,8 +110,8 @@ class Judge {
   void Memory() {
     const uint64_t need = request_.host_memory_required_bytes();
     const uint64_t have = reply_->host_memory_available_bytes();
-    const std::string found = absl::StrCat(GiB(have), " available of ",
-                                           GiB(reply_->host_memory_total_bytes()));
+    const std::string found =
+        absl::StrCat(GiB(have), " available of ", GiB(reply_->host_memory_total_bytes()));
     if (need == 0) {
       Add("host_memory", v1::CHECK_STATUS_UNKNOWN,
           absl::StrCat(found, "; model size unknown. Fix: pass --params N for an estimate"));
@@ -155,9 +155,10 @@ class Judge {
     if (!facts.exists) {
       if (req.must_exist()) {
         Add(name, v1::CHECK_STATUS_CRITICAL,
-            absl::StrCat(where, " does not exist (zerorun never creates it; DeepSpeed would "
-                                "create it silently). Fix: create it on this node or correct the "
-                                "path"),
+            absl::StrCat(where,
+                         " does not exist (zerorun never creates it; DeepSpeed would "
+                         "create it silently). Fix: create it on this node or correct the "
+                         "path"),
             kExitNoInput);
       } else {
         Add(name, v1::CHECK_STATUS_OK,
@@ -214,8 +215,7 @@ class Judge {
     const ExecutableFacts facts = ProbeExecutable(request_.train_bin());
     if (facts.resolved_path.empty()) {
       Add("train_bin", v1::CHECK_STATUS_CRITICAL,
-          absl::StrCat(request_.train_bin(), ": ", facts.error,
-                       ". Fix: build it or give its path"),
+          absl::StrCat(request_.train_bin(), ": ", facts.error, ". Fix: build it or give its path"),
           kExitNoInput);
     } else if (!facts.executable) {
       Add("train_bin", v1::CHECK_STATUS_CRITICAL,
@@ -235,9 +235,7 @@ class Judge {
 
 }  // namespace
 
-int NodeAgent::CountGpus() const {
-  return static_cast<int>(ProbeGpus(nvml_library_).gpus.size());
-}
+int NodeAgent::CountGpus() const { return static_cast<int>(ProbeGpus(nvml_library_).gpus.size()); }
 
 NodeAgent::NodeAgent(std::string nvml_library) : nvml_library_(std::move(nvml_library)) {}
 
@@ -258,9 +256,9 @@ v1::ProbeReply NodeAgent::Probe(const v1::ProbeRequest& request) const {
   for (const v1::TopologyRow& row : gpus.topology) *reply.add_topology() = row;
 
   Judge judge(request, &reply);
-  judge.Add("agent", v1::CHECK_STATUS_OK,
-            absl::StrCat("host ", hostname, ", zerorun ", ZR_VERSION, ", ", reply.cpu_count(),
-                         " cores"));
+  judge.Add(
+      "agent", v1::CHECK_STATUS_OK,
+      absl::StrCat("host ", hostname, ", zerorun ", ZR_VERSION, ", ", reply.cpu_count(), " cores"));
   judge.Gpus(gpus);
   judge.Memory();
   for (const v1::PathRequirement& path : request.paths()) judge.Path(path);

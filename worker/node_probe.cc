@@ -22,7 +22,9 @@
 namespace zerorun::worker {
 namespace {
 
-std::string Errno(const std::string& what) { return absl::StrCat(what, ": ", std::strerror(errno)); }
+std::string Errno(const std::string& what) {
+  return absl::StrCat(what, ": ", std::strerror(errno));
+}
 
 std::string Parent(const std::string& path) {
   const size_t slash = path.find_last_of('/', path.size() > 1 ? path.size() - 2 : 0);

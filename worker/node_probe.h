@@ -21,12 +21,12 @@ absl::StatusOr<HostMemory> ReadHostMemory();
 struct PathFacts {
   bool exists = false;
   bool is_directory = false;
-  bool writable = false;       // A probe file could be created (and was removed again).
-  bool o_direct = false;       // That probe file could be opened with O_DIRECT and written.
-  uint64_t free_bytes = 0;     // statvfs f_bavail * f_frsize of the path, or of its nearest
-                               // existing ancestor when it does not exist.
-  std::string fs_type;         // e.g. "ext4", "tmpfs", from /proc/self/mounts.
-  std::string error;           // errno text of the first failure.
+  bool writable = false;    // A probe file could be created (and was removed again).
+  bool o_direct = false;    // That probe file could be opened with O_DIRECT and written.
+  uint64_t free_bytes = 0;  // statvfs f_bavail * f_frsize of the path, or of its nearest
+                            // existing ancestor when it does not exist.
+  std::string fs_type;      // e.g. "ext4", "tmpfs", from /proc/self/mounts.
+  std::string error;        // errno text of the first failure.
 };
 
 // Probes `path`. When `probe_write` is set and the path is an existing directory, creates one
@@ -36,7 +36,7 @@ PathFacts ProbePath(const std::string& path, bool probe_write);
 struct ExecutableFacts {
   std::string resolved_path;  // Empty when not found.
   bool executable = false;
-  std::string sha256;         // Hex; empty when unreadable.
+  std::string sha256;  // Hex; empty when unreadable.
   std::string error;
 };
 

@@ -136,7 +136,8 @@ GpuFacts ProbeGpus(const std::string& library) {
       Bind(h, "nvmlInit_v2", &nvml.init) && Bind(h, "nvmlShutdown", &nvml.shutdown) &&
       Bind(h, "nvmlDeviceGetCount_v2", &nvml.count) &&
       Bind(h, "nvmlDeviceGetHandleByIndex_v2", &nvml.by_index) &&
-      Bind(h, "nvmlDeviceGetName", &nvml.name) && Bind(h, "nvmlDeviceGetMemoryInfo", &nvml.memory) &&
+      Bind(h, "nvmlDeviceGetName", &nvml.name) &&
+      Bind(h, "nvmlDeviceGetMemoryInfo", &nvml.memory) &&
       Bind(h, "nvmlErrorString", &nvml.error_string, false) &&
       Bind(h, "nvmlSystemGetDriverVersion", &nvml.driver_version, false) &&
       Bind(h, "nvmlDeviceGetUUID", &nvml.uuid, false) &&

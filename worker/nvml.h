@@ -12,7 +12,7 @@ namespace zerorun::worker {
 
 struct GpuFacts {
   bool nvml_loaded = false;
-  std::string note;            // Why no GPUs were found, when none were.
+  std::string note;  // Why no GPUs were found, when none were.
   std::string driver_version;
   std::vector<v1::GpuInfo> gpus;
   std::vector<v1::TopologyRow> topology;  // gpus.size() rows of gpus.size() cells.

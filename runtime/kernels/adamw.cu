@@ -76,15 +76,13 @@ absl::StatusOr<float*> Alloc(size_t num_elements) {
 absl::Status Free(float* device_ptr) { return FromCuda(cudaFree(device_ptr), "cudaFree"); }
 
 absl::Status CopyToDevice(const float* host, float* device, size_t num_elements) {
-  return FromCuda(
-      cudaMemcpy(device, host, num_elements * sizeof(float), cudaMemcpyHostToDevice),
-      "cudaMemcpy H2D");
+  return FromCuda(cudaMemcpy(device, host, num_elements * sizeof(float), cudaMemcpyHostToDevice),
+                  "cudaMemcpy H2D");
 }
 
 absl::Status CopyToHost(const float* device, float* host, size_t num_elements) {
-  return FromCuda(
-      cudaMemcpy(host, device, num_elements * sizeof(float), cudaMemcpyDeviceToHost),
-      "cudaMemcpy D2H");
+  return FromCuda(cudaMemcpy(host, device, num_elements * sizeof(float), cudaMemcpyDeviceToHost),
+                  "cudaMemcpy D2H");
 }
 
 }  // namespace zerorun::cuda

@@ -9,10 +9,12 @@
 int main() {
   using zerorun::testing::Run;
   using zerorun::testing::SourcePath;
-  const std::vector<std::string> argv = {
-      ZR_TEST_ZERORUN, "preflight", "--hostfile", SourcePath("hostfiles/local-cpu.txt"),
-      "--config", SourcePath("hostfiles/ds_zero2_cpu.json"), "--device", "cpu", "--params", "10M",
-      ZR_TEST_ZERORUN};
+  const std::vector<std::string> argv = {ZR_TEST_ZERORUN, "preflight",
+                                         "--hostfile",    SourcePath("hostfiles/local-cpu.txt"),
+                                         "--config",      SourcePath("hostfiles/ds_zero2_cpu.json"),
+                                         "--device",      "cpu",
+                                         "--params",      "10M",
+                                         ZR_TEST_ZERORUN};
   for (int i = 0; i < 3; ++i) Run(argv);
   std::vector<double> ms;
   for (int i = 0; i < 30; ++i) {
@@ -25,8 +27,9 @@ int main() {
   }
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
-  std::printf("zerorun preflight, 1 local node, 2 CPU ranks (process start to exit, incl. sha256 "
-              "of train_bin):\n  min %.1f ms  median %.1f ms  p90 %.1f ms  (goal < 200 ms: %s)\n",
-              ms.front(), median, ms[ms.size() * 9 / 10], median < 200 ? "met" : "MISSED");
+  std::printf(
+      "zerorun preflight, 1 local node, 2 CPU ranks (process start to exit, incl. sha256 "
+      "of train_bin):\n  min %.1f ms  median %.1f ms  p90 %.1f ms  (goal < 200 ms: %s)\n",
+      ms.front(), median, ms[ms.size() * 9 / 10], median < 200 ? "met" : "MISSED");
   return 0;
 }

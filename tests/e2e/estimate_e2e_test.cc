@@ -25,8 +25,7 @@ TEST_CASE("estimate prints DeepSpeed's ZeRO-2 and ZeRO-3 tables", "[e2e][estimat
 TEST_CASE("estimate takes nodes and GPUs from a filtered hostfile", "[e2e][estimate]") {
   TempDir dir;
   const std::string hosts = dir.Write("hosts", "a slots=8\nb slots=8\nc slots=8\n");
-  const RunResult r =
-      Zerorun({"estimate", "--params", "7e9", "-H", hosts, "--exclude", "c"});
+  const RunResult r = Zerorun({"estimate", "--params", "7e9", "-H", hosts, "--exclude", "c"});
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.out, Catch::Contains("HW: Setup with 2 nodes, 8 GPUs per node.") &&
                         Catch::Contains("note: --largest-layer-params not given"));

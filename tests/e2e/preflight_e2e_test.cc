@@ -107,8 +107,9 @@ TEST_CASE("Missing config exits 66, malformed config 65, none at all 2", "[e2e]"
   TempDir dir;
   CHECK(Preflight({"-H", kDemoHosts, "--config", dir.path() + "/ds.json", "--device", "cpu"})
             .exit_code == 66);
-  const std::string dup = dir.Write("dup.json", "{\n\"train_batch_size\": 2,\n"
-                                                "\"train_batch_size\": 4\n}\n");
+  const std::string dup = dir.Write("dup.json",
+                                    "{\n\"train_batch_size\": 2,\n"
+                                    "\"train_batch_size\": 4\n}\n");
   const RunResult r = Preflight({"-H", kDemoHosts, "--config", dup, "--device", "cpu"});
   CHECK(r.exit_code == 65);
   CHECK_THAT(r.out, Catch::Contains("dup.json:3: Duplicate keys in DeepSpeed config: "
@@ -117,8 +118,8 @@ TEST_CASE("Missing config exits 66, malformed config 65, none at all 2", "[e2e]"
 }
 
 TEST_CASE("The config can come from --deepspeed in the train command", "[e2e]") {
-  const json j = PreflightJson({"-H", kDemoHosts, "--device", "cpu", "/bin/true", "--deepspeed",
-                                kDemoConfig});
+  const json j =
+      PreflightJson({"-H", kDemoHosts, "--device", "cpu", "/bin/true", "--deepspeed", kDemoConfig});
   CHECK(j["config"] == kDemoConfig);
   CHECK(j["ok"] == true);
 }
@@ -165,8 +166,8 @@ TEST_CASE("HF Trainer zero2/zero3 and Axolotl zero1/2/3 configs are never invali
                            "axolotl_zero2.json", "axolotl_zero3_bf16.json"}) {
     INFO(name);
     // Without the batch: WARN rows and an UNKNOWN batch, exit 0.
-    const json bare = PreflightJson({"-H", kDemoHosts, "--config", TestData(name), "--device",
-                                     "cpu"});
+    const json bare =
+        PreflightJson({"-H", kDemoHosts, "--config", TestData(name), "--device", "cpu"});
     CHECK(bare["exit_code"] == 0);
     REQUIRE(Rows(bare, "batch").size() == 1);
     CHECK_THAT(Rows(bare, "batch")[0],
@@ -174,8 +175,8 @@ TEST_CASE("HF Trainer zero2/zero3 and Axolotl zero1/2/3 configs are never invali
     CHECK_FALSE(Rows(bare, "auto").empty());
     for (const std::string& row : Rows(bare, "auto")) CHECK_THAT(row, Catch::StartsWith("WARN"));
     // With HF arguments the batch resolves and checks OK.
-    const json hf = PreflightJson({"-H", kDemoHosts, "--config", TestData(name), "--device",
-                                   "cpu", "/bin/true", "--per_device_train_batch_size", "4",
+    const json hf = PreflightJson({"-H", kDemoHosts, "--config", TestData(name), "--device", "cpu",
+                                   "/bin/true", "--per_device_train_batch_size", "4",
                                    "--gradient_accumulation_steps", "2", "--bf16"});
     CHECK(hf["exit_code"] == 0);
     CHECK(hf["batch"]["train_batch_size"] == 16);
@@ -188,10 +189,10 @@ TEST_CASE("HF Trainer zero2/zero3 and Axolotl zero1/2/3 configs are never invali
 
 TEST_CASE("HF config fully resolved with zerorun flags and --hidden-size passes --strict",
           "[e2e][auto]") {
-  const json j = PreflightJson({"-H", kDemoHosts, "--config", TestData("hf_zero3_auto.json"),
-                                "--device", "cpu", "--strict", "--micro-batch-size", "2",
-                                "--hidden-size", "4096", "/bin/true", "--deepspeed",
-                                TestData("hf_zero3_auto.json")});
+  const json j =
+      PreflightJson({"-H", kDemoHosts, "--config", TestData("hf_zero3_auto.json"), "--device",
+                     "cpu", "--strict", "--micro-batch-size", "2", "--hidden-size", "4096",
+                     "/bin/true", "--deepspeed", TestData("hf_zero3_auto.json")});
   CHECK(j["exit_code"] == 0);
   CHECK(j["batch"]["train_batch_size"] == 4);
   bool saw_bucket = false;
@@ -240,10 +241,11 @@ TEST_CASE("Fake NVML (test double): no hostfile uses local GPUs and CUDA_VISIBLE
 TEST_CASE("nvme_path that does not exist exits 66 and is not created", "[e2e][nvme]") {
   TempDir dir;
   const std::string nvme = dir.path() + "/nvme";
-  const std::string config = dir.Write(
-      "ds.json", "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 3,"
-                 " \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"" +
-                     nvme + "\"}}}");
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 3,"
+                " \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"" +
+                    nvme + "\"}}}");
   const std::string before = dir.Listing();
   const RunResult r = Preflight({"-H", kDemoHosts, "--config", config, "--device", "cpu"});
   CHECK(r.exit_code == 66);
@@ -253,12 +255,13 @@ TEST_CASE("nvme_path that does not exist exits 66 and is not created", "[e2e][nv
 
 TEST_CASE("nvme_path with room passes and states the swap formula", "[e2e][nvme]") {
   TempDir dir;
-  const std::string config = dir.Write(
-      "ds.json", "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 3,"
-                 " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"" +
-                     dir.path() + "\"}, \"offload_optimizer\": {\"device\": \"cpu\"}}}");
-  const json j = PreflightJson(
-      {"-H", kDemoHosts, "--config", config, "--device", "cpu", "--params", "1M"});
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 3,"
+                " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"" +
+                    dir.path() + "\"}, \"offload_optimizer\": {\"device\": \"cpu\"}}}");
+  const json j =
+      PreflightJson({"-H", kDemoHosts, "--config", config, "--device", "cpu", "--params", "1M"});
   REQUIRE(Rows(j, "offload_param.nvme_path").size() == 1);
   const std::string row = Rows(j, "offload_param.nvme_path")[0];
   if (row.find("tmpfs") == std::string::npos) {
@@ -269,11 +272,11 @@ TEST_CASE("nvme_path with room passes and states the swap formula", "[e2e][nvme]
 
 TEST_CASE("Silently ignored settings are WARN rows and the job still passes", "[e2e][section20]") {
   TempDir dir;
-  const std::string config = dir.Write(
-      "ds.json",
-      "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 2, "
-      "\"offload_param\": {\"device\": \"cpu\"}}, \"aio\": {\"thread_count\": 4}, "
-      "\"gradient_clip\": 1.0}");
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_micro_batch_size_per_gpu\": 1, \"zero_optimization\": {\"stage\": 2, "
+                "\"offload_param\": {\"device\": \"cpu\"}}, \"aio\": {\"thread_count\": 4}, "
+                "\"gradient_clip\": 1.0}");
   const json j = PreflightJson({"-H", kDemoHosts, "--config", config, "--device", "cpu"});
   CHECK(j["exit_code"] == 0);
   const auto rows = Rows(j, "config");
@@ -283,14 +286,14 @@ TEST_CASE("Silently ignored settings are WARN rows and the job still passes", "[
 }
 
 TEST_CASE("print-config prints the effective config with defaults", "[e2e]") {
-  const RunResult r = Preflight(
-      {"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", "--print-config"});
+  const RunResult r =
+      Preflight({"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", "--print-config"});
   CHECK(r.exit_code == 0);
   const size_t start = r.out.find("{");
   const size_t end = r.out.find("\n}\n");
   REQUIRE(end != std::string::npos);
   const json config = json::parse(r.out.substr(start, end + 2 - start));
-  CHECK(config["zero_optimization"]["overlap_comm"] == true);  // as written
+  CHECK(config["zero_optimization"]["overlap_comm"] == true);                // as written
   CHECK(config["zero_optimization"]["allgather_bucket_size"] == 500000000);  // default
   CHECK(config["fp16"]["enabled"] == false);
   CHECK(config["wall_clock_breakdown"] == false);
@@ -300,8 +303,8 @@ TEST_CASE("print-config prints the effective config with defaults", "[e2e]") {
 }
 
 TEST_CASE("Missing or non-executable train_bin is CRITICAL", "[e2e]") {
-  CHECK(Preflight({"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu",
-                   "/nonexistent/train"})
+  CHECK(Preflight(
+            {"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", "/nonexistent/train"})
             .exit_code == 66);
   TempDir dir;
   const std::string script = dir.Write("train.py", "print(1)\n");
@@ -314,9 +317,9 @@ TEST_CASE("Missing or non-executable train_bin is CRITICAL", "[e2e]") {
 TEST_CASE("YAML hostfile with remote nodes: local ones are probed, remote ones UNKNOWN",
           "[e2e][yaml]") {
   TempDir dir;
-  const std::string hosts = dir.Write(
-      "hosts.yaml", "hosts:\n  - {name: here, address: 127.0.0.1, slots: 1}\n"
-                    "  - {name: far, address: 10.255.0.1, slots: 1}\n");
+  const std::string hosts = dir.Write("hosts.yaml",
+                                      "hosts:\n  - {name: here, address: 127.0.0.1, slots: 1}\n"
+                                      "  - {name: far, address: 10.255.0.1, slots: 1}\n");
   const json j = PreflightJson({"-H", hosts, "--config", kDemoConfig, "--device", "cpu"});
   CHECK(j["world_size"] == 2);
   CHECK(j["hosts"][1]["address"] == "10.255.0.1");

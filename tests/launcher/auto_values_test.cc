@@ -62,10 +62,11 @@ TEST_CASE("zerorun flags fill the batch and HF's hidden-size rules", "[auto]") {
 
 TEST_CASE("HF-style train arguments fill auto and say so", "[auto]") {
   json config = kHfConfig;
-  AutoInputs in{.train_args = {"--per_device_train_batch_size", "8", "--gradient_accumulation_steps=4",
-                               "--learning_rate", "3e-5", "--max_grad_norm", "0.5", "--bf16",
-                               "--max_steps", "1000", "--warmup_ratio", "0.1"},
-                .world_size = 2};
+  AutoInputs in{
+      .train_args = {"--per_device_train_batch_size", "8", "--gradient_accumulation_steps=4",
+                     "--learning_rate", "3e-5", "--max_grad_norm", "0.5", "--bf16", "--max_steps",
+                     "1000", "--warmup_ratio", "0.1"},
+      .world_size = 2};
   const auto values = ResolveAutoValues(&config, in);
   CHECK(config["train_batch_size"] == 64);
   CHECK(config["gradient_clipping"] == 0.5);

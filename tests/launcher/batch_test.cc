@@ -16,8 +16,8 @@ BatchTriple Ok(std::optional<int64_t> tb, std::optional<int64_t> mb, std::option
   return *t;
 }
 
-std::string Error(std::optional<int64_t> tb, std::optional<int64_t> mb,
-                  std::optional<int64_t> ga, int w) {
+std::string Error(std::optional<int64_t> tb, std::optional<int64_t> mb, std::optional<int64_t> ga,
+                  int w) {
   absl::StatusOr<BatchTriple> t = ResolveBatch(tb, mb, ga, w);
   REQUIRE(t.status().code() == absl::StatusCode::kFailedPrecondition);
   return std::string(t.status().message());

@@ -83,11 +83,11 @@ TEST_CASE("Unknown key in a strict block is CRITICAL 65 with did-you-mean", "[co
 }
 
 TEST_CASE("Unknown top-level key is a WARN, since DeepSpeed drops it silently", "[config]") {
-  const Finding f = Only(Check("{\"train_micro_batch_size_per_gpu\": 1, \"optimzer\": {}}"),
-                         "optimzer");
+  const Finding f =
+      Only(Check("{\"train_micro_batch_size_per_gpu\": 1, \"optimzer\": {}}"), "optimzer");
   CHECK(f.status == kWarn);
-  CHECK_THAT(f.detail, Catch::Contains("did you mean 'optimizer'") &&
-                           Catch::Contains("dropped silently"));
+  CHECK_THAT(f.detail,
+             Catch::Contains("did you mean 'optimizer'") && Catch::Contains("dropped silently"));
 }
 
 TEST_CASE("Section 20: offload_param below stage 3 is a WARN", "[config][section20]") {
@@ -121,9 +121,9 @@ TEST_CASE("Section 20: aio.thread_count is a WARN naming intra_op_parallelism",
 
 TEST_CASE("Section 20: max_grad_norm in optimizer params gives DeepSpeed's error",
           "[config][section20]") {
-  const Finding f = Only(
-      Check("{\"optimizer\": {\"type\": \"AdamW\", \"params\": {\"max_grad_norm\": 1.0}}}"),
-      "max_grad_norm");
+  const Finding f =
+      Only(Check("{\"optimizer\": {\"type\": \"AdamW\", \"params\": {\"max_grad_norm\": 1.0}}}"),
+           "max_grad_norm");
   CHECK(f.status == kCritical);
   CHECK_THAT(f.detail, Catch::Contains("'max_grad_norm' is not supported as an optimizer "
                                        "parameter, please switch to using the deepspeed "
@@ -137,8 +137,7 @@ TEST_CASE("Section 20: fractional value in an integer field is CRITICAL but 5e8 
       "\"stage3_prefetch_bucket_size\": 943718.4}}");
   const Finding f = Only(findings, "fractional");
   CHECK(f.status == kCritical);
-  CHECK_THAT(f.detail, Catch::Contains("stage3_prefetch_bucket_size") &&
-                           Catch::Contains("943718"));
+  CHECK_THAT(f.detail, Catch::Contains("stage3_prefetch_bucket_size") && Catch::Contains("943718"));
   CHECK(findings.size() == 1);
 }
 
@@ -181,8 +180,7 @@ TEST_CASE("Wrong value types are CRITICAL 65", "[config]") {
 }
 
 TEST_CASE("Deprecated keys warn, and clash with their replacement", "[config]") {
-  CHECK(Only(Check("{\"zero_optimization\": {\"stage\": 2, \"cpu_offload\": true}}"),
-             "deprecated")
+  CHECK(Only(Check("{\"zero_optimization\": {\"stage\": 2, \"cpu_offload\": true}}"), "deprecated")
             .status == kWarn);
   CHECK(Only(Check("{\"zero_optimization\": {\"stage\": 2, \"cpu_offload\": true, "
                    "\"offload_optimizer\": {\"device\": \"cpu\"}}}"),
@@ -220,7 +218,7 @@ TEST_CASE("Effective config fills DeepSpeed 0.19.6 defaults", "[config][effectiv
   CHECK(e["zero_optimization"]["stage3_prefetch_bucket_size"] == 50000000);
   CHECK(e["zero_optimization"]["reduce_bucket_size"] == 500000000);
   CHECK_FALSE(e["zero_optimization"].contains("prefetch_bucket_size"));  // alias not duplicated
-  CHECK_FALSE(e["zero_optimization"].contains("offload_param"));        // not opened
+  CHECK_FALSE(e["zero_optimization"].contains("offload_param"));         // not opened
   CHECK(e["fp16"]["initial_scale_power"] == 16);
   CHECK(e["bf16"]["check_grad_overflow"] == true);
   const json e2 = EffectiveConfig(Parse("{\"zero_optimization\": {\"stage\": 2, "

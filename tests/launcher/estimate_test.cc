@@ -39,10 +39,11 @@ TEST_CASE("Estimator tables print as DeepSpeed prints them", "[estimate]") {
         "   312.92GB |  13.04GB | offload_optimizer=cpu \n"
         "   312.92GB |  27.71GB | offload_optimizer=none\n");
   const std::string z3 = FormatZero3Table(60e6, 16e6, 1, 1);
-  CHECK_THAT(z3, Catch::Contains("HW: Setup with 1 node, 1 GPU per node.\n") &&
-                     Catch::Contains("SW: Model with 60M total params, 16M largest layer params.") &&
-                     Catch::Contains("     1.51GB |   0.06GB | offload_param=cpu , "
-                                     "offload_optimizer=cpu , zero_init=1"));
+  CHECK_THAT(z3,
+             Catch::Contains("HW: Setup with 1 node, 1 GPU per node.\n") &&
+                 Catch::Contains("SW: Model with 60M total params, 16M largest layer params.") &&
+                 Catch::Contains("     1.51GB |   0.06GB | offload_param=cpu , "
+                                 "offload_optimizer=cpu , zero_init=1"));
 }
 
 TEST_CASE("Model-state need follows the ZeRO table for CPU and GPU jobs", "[estimate]") {

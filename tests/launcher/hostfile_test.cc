@@ -67,8 +67,8 @@ TEST_CASE("Hostfile user@address host names are kept as written", "[hostfile]") 
 
 TEST_CASE("Hostfile bad entries are InvalidArgument with DeepSpeed's message and file:line",
           "[hostfile]") {
-  for (const std::string line : {"w0", "w0 max_slots=4", "this is bad slots=1", "w0 slots=",
-                                 "w0 slots=-1", "w0slots=2"}) {
+  for (const std::string line :
+       {"w0", "w0 max_slots=4", "this is bad slots=1", "w0 slots=", "w0 slots=-1", "w0slots=2"}) {
     INFO(line);
     const std::string error = ErrorOf("ok slots=1\n" + line + "\n", "cluster.txt");
     CHECK_THAT(error, Catch::Contains("cluster.txt:2: Hostfile contains a bad entry: " + line +

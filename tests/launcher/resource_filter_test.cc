@@ -38,8 +38,7 @@ TEST_CASE("Whole-node include keeps all its slots (DeepSpeed bug 1 fixed)", "[fi
   CHECK(plan.hosts[0].slots == std::vector<int>{0, 1, 2, 3});
 }
 
-TEST_CASE("Include a@b:0,2 keeps all of a and slots 0,2 of b (DeepSpeed bug 2 fixed)",
-          "[filter]") {
+TEST_CASE("Include a@b:0,2 keeps all of a and slots 0,2 of b (DeepSpeed bug 2 fixed)", "[filter]") {
   const ResourcePlan plan = Apply({.include = "worker-0@worker-1:0,2"});
   REQUIRE(plan.hosts.size() == 2);
   CHECK(plan.hosts[0].slots == std::vector<int>{0, 1, 2, 3});
@@ -49,9 +48,9 @@ TEST_CASE("Include a@b:0,2 keeps all of a and slots 0,2 of b (DeepSpeed bug 2 fi
 TEST_CASE("Include slots are checked against slots= (DeepSpeed bug 3 fixed)", "[filter]") {
   const absl::Status s = Fails({.include = "worker-0:7"});
   CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
-  CHECK_THAT(std::string(s.message()),
-             Catch::Contains("No slot '7' specified on host 'worker-0'") &&
-                 Catch::Contains("0,1,2,3"));
+  CHECK_THAT(
+      std::string(s.message()),
+      Catch::Contains("No slot '7' specified on host 'worker-0'") && Catch::Contains("0,1,2,3"));
 }
 
 TEST_CASE("Result is in hostfile order, merged and de-duplicated", "[filter]") {
@@ -101,19 +100,17 @@ TEST_CASE("Malformed specs get a real message, not an int-parse error", "[filter
     const char* spec;
     const char* says;
   };
-  for (const Case c : {Case{"worker-0:a", "slot 'a' of host 'worker-0' is not a GPU index"},
-                       Case{"worker-0:", "has no slot after ':'"},
-                       Case{"worker-0:1:2", "more than one ':'"},
-                       Case{"worker-0@", "stray '@'"},
-                       Case{":1", "has no host name"},
-                       Case{"worker-0:-1", "not a GPU index"},
-                       Case{"worker-0:1,,2", "slot '' of host"}}) {
+  for (const Case c :
+       {Case{"worker-0:a", "slot 'a' of host 'worker-0' is not a GPU index"},
+        Case{"worker-0:", "has no slot after ':'"}, Case{"worker-0:1:2", "more than one ':'"},
+        Case{"worker-0@", "stray '@'"}, Case{":1", "has no host name"},
+        Case{"worker-0:-1", "not a GPU index"}, Case{"worker-0:1,,2", "slot '' of host"}}) {
     INFO(c.spec);
     const absl::Status s = Fails({.include = c.spec});
     CHECK(s.code() == absl::StatusCode::kInvalidArgument);
-    CHECK_THAT(std::string(s.message()),
-               Catch::Contains(c.says) && Catch::Contains("NAME[:SLOT[,SLOT...]]") &&
-                   Catch::Contains("--include"));
+    CHECK_THAT(std::string(s.message()), Catch::Contains(c.says) &&
+                                             Catch::Contains("NAME[:SLOT[,SLOT...]]") &&
+                                             Catch::Contains("--include"));
   }
 }
 

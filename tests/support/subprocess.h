@@ -10,16 +10,17 @@
 namespace zerorun::testing {
 
 struct RunResult {
-  int exit_code = -1;    // Exit status, or 128+N when killed by signal N.
-  std::string out;       // stdout.
-  std::string err;       // stderr.
+  int exit_code = -1;  // Exit status, or 128+N when killed by signal N.
+  std::string out;     // stdout.
+  std::string err;     // stderr.
   double wall_ms = 0;
 };
 
 // Runs argv[0] with argv, the current environment plus `env` (an empty value unsets a
 // variable), in `cwd` when not empty. Kills the child (SIGKILL, by pid) after `timeout_s`.
-RunResult Run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
-              const std::string& cwd = "", double timeout_s = 60);
+RunResult Run(const std::vector<std::string>& argv,
+              const std::map<std::string, std::string>& env = {}, const std::string& cwd = "",
+              double timeout_s = 60);
 
 // The zerorun binary with `args`.
 RunResult Zerorun(const std::vector<std::string>& args,

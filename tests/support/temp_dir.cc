@@ -21,9 +21,8 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   if (path_.empty()) return;
   nftw(
-      path_.c_str(),
-      [](const char* p, const struct stat*, int, struct FTW*) { return remove(p); }, 16,
-      FTW_DEPTH | FTW_PHYS);
+      path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return remove(p); },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 std::string TempDir::Write(const std::string& name, const std::string& text) const {

@@ -10,9 +10,9 @@
 namespace zerorun {
 
 struct BuildInfo {
-  std::string version;        // zerorun version, e.g. "0.1.0".
-  bool with_cuda = false;     // Built with -DZR_WITH_CUDA=ON.
-  std::string nccl_version;   // NCCL linked in, e.g. "2.28.3"; empty without CUDA.
+  std::string version;       // zerorun version, e.g. "0.1.0".
+  bool with_cuda = false;    // Built with -DZR_WITH_CUDA=ON.
+  std::string nccl_version;  // NCCL linked in, e.g. "2.28.3"; empty without CUDA.
 };
 
 BuildInfo GetBuildInfo();
