@@ -13,50 +13,38 @@
 namespace zerorun::launcher {
 namespace {
 
+// Index of the closing quote of the string literal that opens at `open`, or the end.
+size_t SkipString(const std::string& text, size_t open) {
+  size_t i = open + 1;
+  while (i < text.size() && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+  return i;
+}
+
 // Replaces '#', '//' and '/* */' comments with spaces (newlines kept, so lines do not move) and
 // drops commas that directly precede '}' or ']'.
 std::string StripCommentsAndTrailingCommas(absl::string_view text) {
   std::string out(text);
-  bool in_string = false;
   for (size_t i = 0; i < out.size(); ++i) {
     const char c = out[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
+    const char next = i + 1 < out.size() ? out[i + 1] : '\0';
     if (c == '"') {
-      in_string = true;
-    } else if (c == '#' || (c == '/' && i + 1 < out.size() && out[i + 1] == '/')) {
+      i = SkipString(out, i);
+    } else if (c == '#' || (c == '/' && next == '/')) {
       while (i < out.size() && out[i] != '\n') out[i++] = ' ';
-    } else if (c == '/' && i + 1 < out.size() && out[i + 1] == '*') {
-      out[i] = out[i + 1] = ' ';
-      for (i += 2; i < out.size() && !(out[i] == '*' && i + 1 < out.size() && out[i + 1] == '/');
-           ++i) {
+    } else if (c == '/' && next == '*') {
+      const size_t end = out.find("*/", i + 2);
+      const size_t stop = end == std::string::npos ? out.size() : end + 2;
+      for (; i < stop; ++i) {
         if (out[i] != '\n') out[i] = ' ';
       }
-      if (i < out.size()) out[i] = out[i + 1] = ' ';
-      ++i;
+      --i;
     }
   }
-  in_string = false;
   for (size_t i = 0; i < out.size(); ++i) {
-    const char c = out[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == ',') {
-      size_t j = out.find_first_not_of(" \t\r\n", i + 1);
+    if (out[i] == '"') {
+      i = SkipString(out, i);
+    } else if (out[i] == ',') {
+      const size_t j = out.find_first_not_of(" \t\r\n", i + 1);
       if (j != std::string::npos && (out[j] == '}' || out[j] == ']')) out[i] = ' ';
     }
   }

@@ -86,17 +86,14 @@ class Validator {
 
   void CheckType(const KeySpec& spec, const std::string& path, const json& value) {
     if (value.is_null() && std::string(spec.default_json) == "null") return;
+    const char* expected = nullptr;
     switch (spec.kind) {
       case ValueKind::kBool:
-        if (!value.is_boolean()) {
-          Add(kCritical, kExitDataErr, path,
-              absl::StrCat("expected true or false, found ", value.dump()));
-        }
+        if (!value.is_boolean()) expected = "true or false";
         break;
       case ValueKind::kInt:
         if (!value.is_number()) {
-          Add(kCritical, kExitDataErr, path,
-              absl::StrCat("expected an integer, found ", value.dump()));
+          expected = "an integer";
         } else if (value.is_number_float() &&
                    std::floor(value.get<double>()) != value.get<double>()) {
           Add(kCritical, kExitDataErr, path,
@@ -107,16 +104,10 @@ class Validator {
         }
         break;
       case ValueKind::kFloat:
-        if (!value.is_number()) {
-          Add(kCritical, kExitDataErr, path,
-              absl::StrCat("expected a number, found ", value.dump()));
-        }
+        if (!value.is_number()) expected = "a number";
         break;
       case ValueKind::kString:
-        if (!value.is_string()) {
-          Add(kCritical, kExitDataErr, path,
-              absl::StrCat("expected a string, found ", value.dump()));
-        }
+        if (!value.is_string()) expected = "a string";
         break;
       case ValueKind::kBlock:
         if (path == "zero_optimization" && value.is_boolean()) {
@@ -124,12 +115,15 @@ class Validator {
               "the legacy form \"zero_optimization\": true means stage 1 (deprecated). Fix: "
               "write \"zero_optimization\": {\"stage\": 1}");
         } else if (!value.is_object()) {
-          Add(kCritical, kExitDataErr, path,
-              absl::StrCat("expected an object {...}, found ", value.dump()));
+          expected = "an object {...}";
         }
         break;
       case ValueKind::kAny:
         break;
+    }
+    if (expected != nullptr) {
+      Add(kCritical, kExitDataErr, path,
+          absl::StrCat("expected ", expected, ", found ", value.dump()));
     }
   }
 
