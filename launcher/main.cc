@@ -1,5 +1,5 @@
-// zerorun: the launcher CLI. Subcommands in this version: preflight (check a job without
-// starting it) and estimate (DeepSpeed's memory tables); launching comes with issue #3.
+// zerorun: the launcher CLI. run (the default), preflight, status, stop, report, estimate.
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -12,9 +12,12 @@
 #include "base/exit_codes.h"
 #include "base/version.h"
 #include "estimate.h"
+#include "grpc_util.h"
 #include "hostfile.h"
+#include "job.h"
 #include "preflight.h"
 #include "resource_filter.h"
+#include "status_cli.h"
 
 namespace zerorun::launcher {
 namespace {
@@ -70,6 +73,17 @@ struct Cli {
   std::string params, largest_layer;
   std::vector<std::string> checkpoint_dirs;
   bool strict = false, json = false, print_config = false;
+  std::string secret_file, secret;
+  // run
+  std::string job_id, log_dir, master_addr;
+  std::vector<int> console_ranks;
+  double grace_s = 10, heartbeat_timeout_s = 30;
+  int master_port = 29500;
+  bool no_local_rank = false;
+  // status / stop / report
+  bool watch = false;
+  int signal = 0;
+  v1::RankReport report;
   // estimate
   int nodes = 1, gpus_per_node = 1;
 };
@@ -86,7 +100,34 @@ void AddHostOptions(CLI::App* app, Cli* cli) {
                   "Use slots 0..N-1 on every host");
 }
 
-int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bool hostfile_set) {
+void AddPreflightOptions(CLI::App* app, Cli* cli) {
+  app->add_option("--config,--deepspeed_config,--deepspeed-config", cli->config,
+                  "DeepSpeed config JSON (default: --deepspeed_config/--deepspeed found in the "
+                  "train arguments)");
+  app->add_option("--device", cli->device, "gpu (one rank per GPU) or cpu (one rank per slot)")
+      ->check(CLI::IsMember({"gpu", "cpu"}));
+  app->add_option("--micro-batch-size,--micro_batch_size", cli->micro_batch,
+                  "Fills train_micro_batch_size_per_gpu: \"auto\"");
+  app->add_option("--gradient-accumulation-steps,--gradient_accumulation_steps", cli->grad_accum,
+                  "Fills gradient_accumulation_steps: \"auto\"");
+  app->add_option("--train-batch-size,--train_batch_size", cli->train_batch,
+                  "Fills train_batch_size: \"auto\"");
+  app->add_option("--hidden-size,--hidden_size", cli->hidden_size,
+                  "Model hidden size: fills the ZeRO bucket sizes' \"auto\" as HF does");
+  app->add_option("--params", cli->params, "Model parameter count (7e9, 7B, 350M)")
+      ->check(CountValidator());
+  app->add_option("--largest-layer-params,--largest_layer_params", cli->largest_layer,
+                  "Largest layer's parameter count (ZeRO-3 estimate)")
+      ->check(CountValidator());
+  app->add_option("--checkpoint-dir,--checkpoint_dir", cli->checkpoint_dirs,
+                  "Directory checkpoints go to (free space is checked; repeatable)");
+  app->add_flag("--strict", cli->strict, "An unresolved \"auto\" is an error (exit 78)");
+  app->add_option("--secret-file,--secret_file", cli->secret_file,
+                  "File whose first line is the cluster secret zerorund expects (or ZR_SECRET)");
+}
+
+PreflightOptions BuildPreflightOptions(const Cli& cli, const std::vector<std::string>& rest,
+                                       bool hostfile_set) {
   PreflightOptions options;
   if (hostfile_set) options.hostfile = cli.hostfile;
   options.config = cli.config;
@@ -102,12 +143,38 @@ int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bo
   options.checkpoint_dirs = cli.checkpoint_dirs;
   options.strict = cli.strict;
   options.cuda_visible_devices = std::getenv("CUDA_VISIBLE_DEVICES");
-  if (!rest.empty()) {
-    options.train_bin = rest[0];
-    options.train_args.assign(rest.begin() + 1, rest.end());
+  std::vector<std::string> job = rest;
+  if (!job.empty() && job.front() == "--") job.erase(job.begin());
+  if (!job.empty()) {
+    options.train_bin = job[0];
+    options.train_args.assign(job.begin() + 1, job.end());
   }
+  return options;
+}
+
+// The agents' secret: --secret-file, else ZR_SECRET. Sets *exit_code on a bad file.
+bool ResolveSecret(Cli* cli, int* exit_code) {
+  if (cli->secret_file.empty()) {
+    cli->secret = GetEnv(kEnvSecret);
+    return true;
+  }
+  absl::StatusOr<std::string> secret = ReadSecretFile(cli->secret_file);
+  if (!secret.ok()) {
+    std::cerr << "zerorun: " << secret.status().message() << "\n";
+    *exit_code =
+        secret.status().code() == absl::StatusCode::kNotFound ? kExitNoInput : kExitDataErr;
+    return false;
+  }
+  cli->secret = *secret;
+  return true;
+}
+
+int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bool hostfile_set) {
+  const PreflightOptions options = BuildPreflightOptions(cli, rest, hostfile_set);
   const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
-  const PreflightReport report = RunPreflight(options, agent);
+  worker::JobRunner runner(ZerorunHome() + "/agent");
+  AgentPool agents(&agent, &runner, cli.secret);
+  const PreflightReport report = RunPreflight(options, agents);
   if (cli.json) {
     nlohmann::json out = ReportJson(report);
     if (cli.print_config) out["effective_config"] = report.effective_config;
@@ -121,6 +188,29 @@ int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bo
     std::cout << FormatTable(report);
   }
   return report.exit_code;
+}
+
+int RunJobCommand(const Cli& cli, const std::vector<std::string>& rest, bool hostfile_set) {
+  RunOptions options;
+  options.preflight = BuildPreflightOptions(cli, rest, hostfile_set);
+  if (options.preflight.train_bin.empty()) {
+    std::cerr << "zerorun: no training program given. Usage: zerorun [run] --hostfile H --config "
+                 "ds.json train_bin [args...]\n";
+    return kExitUsage;
+  }
+  options.job_id = cli.job_id;
+  options.log_dir = cli.log_dir;
+  options.console_ranks = cli.console_ranks;
+  options.grace = absl::Seconds(cli.grace_s);
+  options.heartbeat_timeout = absl::Seconds(cli.heartbeat_timeout_s);
+  options.master_addr = cli.master_addr;
+  options.master_port = cli.master_port;
+  options.no_local_rank = cli.no_local_rank;
+  BlockStopSignals();  // Before any thread exists: the job's signal thread handles them.
+  const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
+  worker::JobRunner runner(ZerorunHome() + "/agent");
+  AgentPool agents(&agent, &runner, cli.secret);
+  return RunJob(options, agents, std::cout, std::cerr);
 }
 
 int RunEstimateCommand(const Cli& cli, bool hostfile_set) {
@@ -160,6 +250,19 @@ int RunEstimateCommand(const Cli& cli, bool hostfile_set) {
 }
 
 int Main(int argc, char** argv) {
+  // `zerorun --hostfile H ... train_bin` means `zerorun run ...`, as with deepspeed.
+  std::vector<char*> args(argv, argv + argc);
+  static char kRun[] = "run";
+  if (argc > 1) {
+    const std::string first = argv[1];
+    static const char* const kKnown[] = {"run",      "preflight", "status", "stop",     "report",
+                                         "estimate", "--help",    "-h",     "--version"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), first) == std::end(kKnown)) {
+      args.insert(args.begin() + 1, kRun);
+    }
+  }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   CLI::App app{
       "zerorun: launch and check multi-node ZeRO training jobs with DeepSpeed's hostfiles and "
       "configs.\n\nExamples:\n"
@@ -170,38 +273,94 @@ int Main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   Cli cli;
 
+  CLI::App* run =
+      app.add_subcommand("run", "Check, then launch a job on every node (the default subcommand)");
   CLI::App* preflight =
       app.add_subcommand("preflight", "Check a job on every node without starting anything");
-  AddHostOptions(preflight, &cli);
-  preflight->add_option("--config,--deepspeed_config,--deepspeed-config", cli.config,
-                        "DeepSpeed config JSON (default: --deepspeed_config/--deepspeed found in "
-                        "the train arguments)");
-  preflight->add_option("--device", cli.device, "gpu (one rank per GPU) or cpu (one rank per slot)")
-      ->check(CLI::IsMember({"gpu", "cpu"}));
-  preflight->add_option("--micro-batch-size,--micro_batch_size", cli.micro_batch,
-                        "Fills train_micro_batch_size_per_gpu: \"auto\"");
-  preflight->add_option("--gradient-accumulation-steps,--gradient_accumulation_steps",
-                        cli.grad_accum, "Fills gradient_accumulation_steps: \"auto\"");
-  preflight->add_option("--train-batch-size,--train_batch_size", cli.train_batch,
-                        "Fills train_batch_size: \"auto\"");
-  preflight->add_option("--hidden-size,--hidden_size", cli.hidden_size,
-                        "Model hidden size: fills the ZeRO bucket sizes' \"auto\" as HF does");
-  preflight->add_option("--params", cli.params, "Model parameter count (7e9, 7B, 350M)")
-      ->check(CountValidator());
-  preflight
-      ->add_option("--largest-layer-params,--largest_layer_params", cli.largest_layer,
-                   "Largest layer's parameter count (ZeRO-3 estimate)")
-      ->check(CountValidator());
-  preflight->add_option("--checkpoint-dir,--checkpoint_dir", cli.checkpoint_dirs,
-                        "Directory checkpoints go to (free space is checked; repeatable)");
-  preflight->add_flag("--strict", cli.strict, "An unresolved \"auto\" is an error (exit 78)");
+  for (CLI::App* sub : {run, preflight}) {
+    AddHostOptions(sub, &cli);
+    AddPreflightOptions(sub, &cli);
+    sub->prefix_command();  // train_bin and everything after it belong to the job.
+    sub->footer(
+        "Exit codes: 0 ok, 1 a rank failed, 2 usage, 65 bad data, 66 missing file, 69 CRITICAL "
+        "node check or node unreachable, 77 secret refused, 78 inconsistent configuration, "
+        "128+N a rank died of signal N, 200 node lost.");
+  }
   preflight->add_flag("--json", cli.json, "Print one JSON object instead of the table");
   preflight->add_flag("--print-config,--print_config", cli.print_config,
                       "Also print the effective config with defaults resolved");
-  preflight->prefix_command();  // train_bin and everything after it belong to the job.
-  preflight->footer(
-      "Exit codes: 0 ok, 2 usage, 65 bad data, 66 missing file, 69 CRITICAL node "
-      "check, 78 inconsistent configuration.");
+  run->add_option("--job-id,--job_id", cli.job_id, "Job id (default zr-<date>-<time>-<random>)");
+  run->add_option("--log-dir,--log_dir,--enable_each_rank_log", cli.log_dir,
+                  "Per-rank logs: <dir>/rank_<N>/{stdout,stderr}.log on each node (default: the "
+                  "agent's job directory under $ZR_HOME/agent)");
+  run->add_option("--ranks,--local-ranks-filter", cli.console_ranks,
+                  "Show only these ranks' output on the console, e.g. 0,3")
+      ->delimiter(',');
+  run->add_option("--grace-period,--grace_period", cli.grace_s,
+                  "Seconds between SIGTERM and SIGKILL when stopping (default 10)");
+  run->add_option("--heartbeat-timeout", cli.heartbeat_timeout_s,
+                  "Seconds without a heartbeat before a rank shows as stale (default 30)");
+  run->add_option("--master_addr,--master-addr", cli.master_addr,
+                  "MASTER_ADDR for the ranks (default: the first host's address)");
+  run->add_option("--master_port,--master-port", cli.master_port, "MASTER_PORT (default 29500)");
+  run->add_flag("--no_local_rank,--no-local-rank", cli.no_local_rank,
+                "Do not append --local_rank=N to the program's arguments");
+
+  CLI::App* status = app.add_subcommand("status", "Show a running (or finished) job");
+  status->add_option("job", cli.job_id, "Job id (default: the only running job)");
+  status->add_flag("--json", cli.json, "JSON instead of the table");
+  status->add_flag("--watch", cli.watch, "Refresh every second until the job ends");
+  CLI::App* stop = app.add_subcommand("stop", "Stop a running job on every node");
+  stop->add_option("job", cli.job_id, "Job id")->required();
+  stop->add_option("--signal", cli.signal,
+                   "Signal number to send (default: SIGTERM, then "
+                   "SIGKILL after the grace period)");
+  CLI::App* report = app.add_subcommand(
+      "report", "From inside a rank: send a heartbeat or step report to the job's coordinator");
+  report->add_option(
+      "--step",
+      [&cli](const std::vector<std::string>& v) {
+        int64_t step = 0;
+        if (!absl::SimpleAtoi(v[0], &step)) return false;
+        cli.report.set_has_step(true);
+        cli.report.set_step(step);
+        return true;
+      },
+      "Training step just finished");
+  report->add_option(
+      "--loss",
+      [&cli](const std::vector<std::string>& v) {
+        double x = 0;
+        if (!absl::SimpleAtod(v[0], &x)) return false;
+        cli.report.set_loss(x);
+        return true;
+      },
+      "Loss of that step");
+  report->add_option(
+      "--tokens-per-second",
+      [&cli](const std::vector<std::string>& v) {
+        double x = 0;
+        if (!absl::SimpleAtod(v[0], &x)) return false;
+        cli.report.set_tokens_per_second(x);
+        return true;
+      },
+      "Throughput");
+  report->add_option(
+      "--memory-bytes",
+      [&cli](const std::vector<std::string>& v) {
+        int64_t x = 0;
+        if (!absl::SimpleAtoi(v[0], &x)) return false;
+        cli.report.set_memory_bytes(x);
+        return true;
+      },
+      "Memory in use");
+  report->add_option(
+      "--phase",
+      [&cli](const std::vector<std::string>& v) {
+        cli.report.set_phase(v[0]);
+        return true;
+      },
+      "What the rank is doing, e.g. forward");
 
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
@@ -226,13 +385,17 @@ int Main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  int exit_code = kExitOk;
+  if ((run->parsed() || preflight->parsed()) && !ResolveSecret(&cli, &exit_code)) return exit_code;
   if (preflight->parsed()) {
     return RunPreflightCommand(cli, preflight->remaining(), preflight->count("--hostfile") > 0);
   }
+  if (run->parsed()) return RunJobCommand(cli, run->remaining(), run->count("--hostfile") > 0);
+  if (status->parsed()) return StatusCommand(cli.job_id, cli.json, cli.watch, std::cout, std::cerr);
+  if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, std::cerr);
+  if (report->parsed()) return ReportCommand(cli.report, std::cerr);
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);
-  std::cerr << "zerorun: this version checks jobs ('zerorun preflight ...') and estimates memory "
-               "('zerorun estimate ...'); launching ('zerorun [run] ...') arrives with issue #3.\n"
-               "Run 'zerorun --help' for usage.\n";
+  std::cerr << "zerorun: nothing to do. Run 'zerorun --help' for usage.\n";
   return kExitUsage;
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -23,8 +24,7 @@ using json = nlohmann::json;
 
 class Preflight {
  public:
-  Preflight(const PreflightOptions& options, const worker::NodeAgent& agent)
-      : opt_(options), agent_(agent) {}
+  Preflight(const PreflightOptions& options, AgentPool& agents) : opt_(options), agents_(agents) {}
 
   PreflightReport Run() {
     ReadHosts();
@@ -84,7 +84,7 @@ class Preflight {
     } else if (opt_.device == v1::DEVICE_CPU) {
       hostfile = LocalHostfile(Range(static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))));
     } else {
-      const int gpus = agent_.CountGpus();
+      const int gpus = agents_.local_agent().CountGpus();
       if (gpus == 0) {
         Row("localhost", "hostfile", kCritical,
             "no hostfile and no GPU on this machine: Unable to proceed, no GPU resources "
@@ -271,15 +271,9 @@ class Preflight {
     for (const char* name : {"output_dir", "save_dir", "checkpoint_dir"}) {
       if (auto dir = FindArg(opt_.train_args, name)) dirs.push_back(*dir);
     }
+    std::vector<v1::ProbeRequest> requests;
     for (const Host& host : report_.hosts) {
-      if (!IsLocalAddress(host.address)) {
-        Row(host.name, "agent", kUnknown,
-            absl::StrCat("remote node ", host.address, ":", host.agent_port,
-                         " not probed: probing through zerorund arrives with issue #3; only "
-                         "hosts on this machine are checked now"));
-        continue;
-      }
-      v1::ProbeRequest request;
+      v1::ProbeRequest& request = requests.emplace_back();
       request.set_node(host.name);
       for (int slot : host.slots) request.add_slots(slot);
       request.set_device(opt_.device);
@@ -302,18 +296,42 @@ class Preflight {
         AddPath(&request, key, path, true, host);
       }
       for (const std::string& dir : dirs) AddPath(&request, "checkpoint_dir", dir, false, host);
-      v1::ProbeReply reply = agent_.Probe(request);
-      for (const v1::Check& row : reply.checks()) report_.checks.push_back(row);
-      report_.probes.push_back(std::move(reply));
+    }
+    // Every node at once: a slow or dead node costs one timeout, not one per node.
+    std::vector<absl::StatusOr<v1::ProbeReply>> replies(requests.size(),
+                                                        absl::UnknownError("not probed"));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      threads.emplace_back(
+          [&, i] { replies[i] = agents_.For(report_.hosts[i])->Probe(requests[i]); });
+    }
+    for (std::thread& t : threads) t.join();
+    for (size_t i = 0; i < replies.size(); ++i) {
+      const Host& host = report_.hosts[i];
+      if (!replies[i].ok()) {
+        const bool auth = replies[i].status().code() == absl::StatusCode::kUnauthenticated;
+        Row(host.name, "agent", kCritical,
+            absl::StrCat(
+                "agent at ", host.address, ":", host.agent_port,
+                auth ? " refused the secret: " : " unreachable: ", replies[i].status().message(),
+                auth ? ""
+                     : absl::StrCat(". Fix: start it there with 'zerorund --listen ", host.address,
+                                    ":", host.agent_port, "'")),
+            auth ? kExitNoPerm : kExitUnavailable);
+        continue;
+      }
+      for (const v1::Check& row : replies[i]->checks()) report_.checks.push_back(row);
+      report_.probes.push_back(*std::move(replies[i]));
     }
     CrossNode();
   }
 
   // Every node must run the same binary and the same GPU model.
   void CrossNode() {
-    if (report_.probes.size() < 2) return;
-    std::set<std::string> hashes, models;
+    if (report_.probes.empty()) return;
+    std::set<std::string> hashes, models, versions;
     for (const v1::ProbeReply& reply : report_.probes) {
+      versions.insert(reply.zerorun_version());
       if (!reply.train_bin_sha256().empty()) hashes.insert(reply.train_bin_sha256());
       if (opt_.device == v1::DEVICE_GPU && reply.gpus_size() > 0)
         models.insert(reply.gpus(0).name());
@@ -324,6 +342,12 @@ class Preflight {
           "everywhere",
           kExitUnavailable);
     }
+    if (versions.size() > 1 || *versions.begin() != ZR_VERSION) {
+      Row("-", "version", kCritical,
+          absl::StrCat("zerorun versions differ: launcher ", ZR_VERSION, ", agents ",
+                       absl::StrJoin(versions, ", "), ". Fix: install the same build everywhere"),
+          kExitUnavailable);
+    }
     if (models.size() > 1) {
       Row("-", "gpu_model", kWarn,
           absl::StrCat("GPU models differ between nodes: ", absl::StrJoin(models, ", ")));
@@ -331,7 +355,7 @@ class Preflight {
   }
 
   const PreflightOptions& opt_;
-  const worker::NodeAgent& agent_;
+  AgentPool& agents_;
   PreflightReport report_;
   ConfigSummary summary_;
 };
@@ -339,7 +363,8 @@ class Preflight {
 }  // namespace
 
 int ExitCodeFor(const std::vector<v1::Check>& checks) {
-  for (int code : {kExitUsage, kExitNoInput, kExitDataErr, kExitConfig, kExitUnavailable}) {
+  for (int code :
+       {kExitUsage, kExitNoInput, kExitDataErr, kExitConfig, kExitNoPerm, kExitUnavailable}) {
     for (const v1::Check& row : checks) {
       if (row.status() == kCritical && row.exit_code() == code) return code;
     }
@@ -350,8 +375,8 @@ int ExitCodeFor(const std::vector<v1::Check>& checks) {
   return kExitOk;
 }
 
-PreflightReport RunPreflight(const PreflightOptions& options, const worker::NodeAgent& agent) {
-  return Preflight(options, agent).Run();
+PreflightReport RunPreflight(const PreflightOptions& options, AgentPool& agents) {
+  return Preflight(options, agents).Run();
 }
 
 }  // namespace zerorun::launcher

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agent_client.h"
 #include "auto_values.h"
 #include "batch.h"
 #include "hostfile.h"
@@ -52,10 +53,12 @@ struct PreflightReport {
   bool ok() const { return exit_code == 0; }
 };
 
-// Runs every check; never throws or exits. Nothing is created or started anywhere.
-PreflightReport RunPreflight(const PreflightOptions& options, const worker::NodeAgent& agent);
+// Runs every check, probing all nodes in parallel through `agents` (in-process for this
+// machine, zerorund elsewhere); never throws or exits. Nothing is created or started anywhere.
+PreflightReport RunPreflight(const PreflightOptions& options, AgentPool& agents);
 
-// The exit code for a set of rows: the first of 2, 66, 65, 78, 69 that a CRITICAL row carries.
+// The exit code for a set of rows: the first of 2, 66, 65, 78, 77, 69 that a CRITICAL row
+// carries.
 int ExitCodeFor(const std::vector<v1::Check>& checks);
 
 // The human table (one row per check, details wrapped under their row) with a summary line.

@@ -1,51 +1,126 @@
-// zerorund: the per-node daemon. This version answers the node probe on the command line;
-// serving NodeAgent over gRPC (Launch, Signal, Watch, Status) is tracked in issue #3.
+// zerorund: the per-node daemon. Serves NodeAgent over gRPC on --listen (default
+// 0.0.0.0:29600 needs a secret; 127.0.0.1:29600 does not), in the foreground, logging to stderr.
+// SIGTERM/SIGINT stop it; running jobs keep running unless --kill-jobs-on-exit.
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "agent_service.h"
 #include "base/env.h"
 #include "base/exit_codes.h"
 #include "base/version.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpc_util.h"
+#include "job_runner.h"
 #include "node_agent.h"
 
-int main(int argc, char** argv) {
-  CLI::App app{"zerorund: zerorun's per-node agent (probe this node: --probe)"};
-  app.set_version_flag("--version", ZR_VERSION);
-  bool probe = false;
-  std::string device = "gpu";
-  std::vector<int> slots;
-  std::string train_bin;
-  app.add_flag("--probe", probe, "Print this node's facts and checks as JSON, then exit");
-  app.add_option("--device", device, "gpu or cpu: what the probed job runs on")
-      ->check(CLI::IsMember({"gpu", "cpu"}));
-  app.add_option("--slots", slots, "Slot ids the job would use (default: none)")->delimiter(',');
-  app.add_option("--train-bin", train_bin, "Training binary to look for and hash");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? zerorun::kExitOk : zerorun::kExitUsage;
-  }
-  if (!probe) {
-    std::cerr << "zerorund: serving the NodeAgent gRPC service is not in this version yet "
-                 "(issue #3); run 'zerorund --probe' to probe this node\n";
-    return zerorun::kExitUsage;
-  }
+namespace {
+
+int PrintProbe(const zerorun::worker::NodeAgent& agent, const std::string& device,
+               const std::vector<int>& slots, const std::string& train_bin) {
   zerorun::v1::ProbeRequest request;
   request.set_node("localhost");
   request.set_device(device == "cpu" ? zerorun::v1::DEVICE_CPU : zerorun::v1::DEVICE_GPU);
   for (int slot : slots) request.add_slots(slot);
   request.set_train_bin(train_bin);
-  const zerorun::worker::NodeAgent agent(zerorun::GetEnv(zerorun::kEnvNvmlLibrary));
-  const zerorun::v1::ProbeReply reply = agent.Probe(request);
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(reply, &json, options);
+  (void)google::protobuf::util::MessageToJsonString(agent.Probe(request), &json, options);
   std::cout << json;
+  return zerorun::kExitOk;
+}
+
+void Log(const std::string& text) {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::cerr << "[zerorund " << host << ":" << getpid() << "] " << text << std::endl;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
+  app.set_version_flag("--version", ZR_VERSION);
+  std::string listen = "127.0.0.1:29600";
+  std::string secret_file;
+  std::string state_dir;
+  bool kill_on_exit = false, probe = false;
+  std::string device = "gpu";
+  std::vector<int> slots;
+  std::string train_bin;
+  app.add_option("--listen", listen, "host:port to serve on (a non-loopback host needs a secret)")
+      ->capture_default_str();
+  app.add_option("--secret-file", secret_file,
+                 "File whose first line is the cluster secret (or set ZR_SECRET)");
+  app.add_option(
+      "--state-dir", state_dir,
+      "Where job directories and rank logs go (default $ZR_HOME/agent, ~/.zerorun/agent)");
+  app.add_flag("--kill-jobs-on-exit", kill_on_exit, "SIGKILL running ranks when stopping");
+  app.add_flag("--probe", probe, "Print this node's facts and checks as JSON, then exit");
+  app.add_option("--device", device, "With --probe: gpu or cpu")
+      ->check(CLI::IsMember({"gpu", "cpu"}));
+  app.add_option("--slots", slots, "With --probe: slot ids the job would use")->delimiter(',');
+  app.add_option("--train-bin", train_bin, "With --probe: training binary to look for and hash");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? zerorun::kExitOk : zerorun::kExitUsage;
+  }
+  const zerorun::worker::NodeAgent agent(zerorun::GetEnv(zerorun::kEnvNvmlLibrary));
+  if (probe) return PrintProbe(agent, device, slots, train_bin);
+
+  std::string secret;
+  if (!secret_file.empty()) {
+    absl::StatusOr<std::string> read = zerorun::ReadSecretFile(secret_file);
+    if (!read.ok()) {
+      Log(std::string(read.status().message()));
+      return zerorun::kExitNoInput;
+    }
+    secret = *read;
+  } else {
+    secret = zerorun::GetEnv(zerorun::kEnvSecret);
+  }
+  if (secret.empty() && !zerorun::IsLoopbackListenAddress(listen)) {
+    Log("refusing to listen on " + listen +
+        " without a secret: pass --secret-file (or ZR_SECRET), or listen on 127.0.0.1");
+    return zerorun::kExitNoPerm;
+  }
+  if (state_dir.empty()) state_dir = zerorun::ZerorunHome() + "/agent";
+  // Block the stop signals in every thread; a dedicated sigwait below handles them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  zerorun::worker::JobRunner runner(state_dir);
+  zerorun::worker::AgentService service(&agent, &runner, secret);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    Log("cannot listen on " + listen + " (address in use or not on this machine?)");
+    return zerorun::kExitUnavailable;
+  }
+  Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " + listen + " (port " +
+      std::to_string(port) + ")" + (secret.empty() ? ", no secret (loopback)" : ", secret set") +
+      ", state in " + state_dir);
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  Log(std::string("received ") + strsignal(signal_number) +
+      (kill_on_exit ? ", killing running ranks" : ", leaving running ranks alone"));
+  if (kill_on_exit) runner.KillAll();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return zerorun::kExitOk;
 }

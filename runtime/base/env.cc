@@ -10,4 +10,12 @@ std::string GetEnv(const EnvVar& var) {
   return value != nullptr && *value != '\0' ? value : var.default_value;
 }
 
+std::string ZerorunHome() {
+  const std::string home = GetEnv(kEnvHome);
+  if (!home.empty()) return home;
+  const char* user_home = std::getenv("HOME");
+  return std::string(user_home != nullptr && *user_home != '\0' ? user_home : "/tmp") +
+         "/.zerorun";
+}
+
 }  // namespace zerorun

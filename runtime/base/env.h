@@ -18,8 +18,20 @@ inline constexpr EnvVar kEnvNvmlLibrary = {
     "ZR_NVML_LIBRARY", "libnvidia-ml.so.1",
     "NVML shared library loaded with dlopen by the node agent's GPU probe"};
 
+// Where the launcher records running jobs (<home>/jobs/<job_id>/job.json) and zerorund keeps
+// job directories by default (<home>/agent).
+inline constexpr EnvVar kEnvHome = {"ZR_HOME", "",
+                                    "zerorun's state directory; default $HOME/.zerorun"};
+
+// The cluster secret zerorun and zerorund share when no --secret-file is given.
+inline constexpr EnvVar kEnvSecret = {"ZR_SECRET", "",
+                                      "cluster secret for zerorund (agents) calls"};
+
 // Value of `var`, or its default when unset or empty.
 std::string GetEnv(const EnvVar& var);
+
+// ZR_HOME, or $HOME/.zerorun (/tmp/.zerorun without HOME).
+std::string ZerorunHome();
 
 }  // namespace zerorun
 

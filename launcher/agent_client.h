@@ -1,0 +1,67 @@
+// How the launcher talks to a node's agent: in-process (the embedded agent, for hosts that are
+// this machine) or over gRPC to that node's zerorund. Same calls, same errors.
+#ifndef ZERORUN_LAUNCHER_AGENT_CLIENT_H_
+#define ZERORUN_LAUNCHER_AGENT_CLIENT_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "hostfile.h"
+#include "job_runner.h"
+#include "node_agent.h"
+#include "zerorun/v1/node_agent.pb.h"
+
+namespace zerorun::launcher {
+
+class AgentClient {
+ public:
+  virtual ~AgentClient() = default;
+  // "in-process" or "host:port".
+  virtual std::string Where() const = 0;
+  // Errors: Unavailable (not reachable), Unauthenticated (secret), DeadlineExceeded.
+  virtual absl::StatusOr<v1::ProbeReply> Probe(const v1::ProbeRequest& request) = 0;
+  virtual absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request) = 0;
+  virtual absl::StatusOr<int> Signal(const v1::SignalRequest& request) = 0;
+  // Calls `on_event` for every event of `job_id` until the job's ranks on this node have all
+  // exited (OK) or the connection fails (Unavailable: the node is lost). Blocks.
+  virtual absl::Status Watch(const std::string& job_id,
+                             const std::function<void(const v1::RankEvent&)>& on_event) = 0;
+};
+
+// The agent inside this process. `agent` and `runner` must outlive the client.
+std::unique_ptr<AgentClient> NewEmbeddedAgentClient(const worker::NodeAgent* agent,
+                                                    worker::JobRunner* runner);
+
+// zerorund at `address` ("host:port"); `secret` is sent with every call when not empty.
+std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address,
+                                                const std::string& secret);
+
+// One client per host, created on first use: embedded for this machine, gRPC otherwise.
+// Thread-safe.
+class AgentPool {
+ public:
+  // `agent` and `runner` must outlive the pool; `secret` goes with every gRPC call.
+  AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, std::string secret);
+  AgentClient* For(const Host& host);
+  const worker::NodeAgent& local_agent() const { return *agent_; }
+
+ private:
+  const worker::NodeAgent* agent_;
+  worker::JobRunner* runner_;
+  const std::string secret_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<AgentClient>> clients_ ABSL_GUARDED_BY(mu_);
+};
+
+// True when `host` is served by the embedded agent: its address is localhost, 127.0.0.1, ::1 or
+// this machine's name. Other loopback addresses (127.0.0.2, ...) are separate nodes with their
+// own zerorund, as in the multi-node tests.
+bool UsesEmbeddedAgent(const Host& host);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_AGENT_CLIENT_H_

@@ -1,0 +1,170 @@
+// JobState and the Coordinator gRPC handlers.
+#include "coordinator.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpc_util.h"
+
+namespace zerorun::launcher {
+
+JobState::JobState(std::string job_id, std::vector<RankSlot> ranks,
+                   absl::Duration heartbeat_timeout)
+    : job_id_(std::move(job_id)), heartbeat_timeout_(heartbeat_timeout), started_(absl::Now()) {
+  for (const RankSlot& slot : ranks) {
+    Rank r;
+    r.slot = slot;
+    r.status.set_rank(slot.rank);
+    r.status.set_local_rank(slot.local_rank);
+    r.status.set_node(slot.node);
+    r.status.set_state("starting");
+    ranks_.push_back(std::move(r));
+  }
+}
+
+void JobState::RankStarted(int rank, int pid) {
+  absl::MutexLock lock(&mu_);
+  if (rank < 0 || rank >= static_cast<int>(ranks_.size())) return;
+  ranks_[rank].status.set_pid(pid);
+  ranks_[rank].status.set_state("running");
+}
+
+void JobState::RankExited(int rank, int exit_code, int signal, const std::string& state) {
+  absl::MutexLock lock(&mu_);
+  if (rank < 0 || rank >= static_cast<int>(ranks_.size())) return;
+  ranks_[rank].status.set_exit_code(exit_code);
+  ranks_[rank].status.set_signal(signal);
+  ranks_[rank].status.set_state(state);
+}
+
+void JobState::SetJobState(const std::string& state) {
+  absl::MutexLock lock(&mu_);
+  state_ = state;
+}
+
+void JobState::SetRootCause(const std::string& text) {
+  absl::MutexLock lock(&mu_);
+  root_cause_ = text;
+}
+
+absl::Status JobState::Report(const v1::RankReport& report) {
+  absl::MutexLock lock(&mu_);
+  if (report.rank() < 0 || report.rank() >= static_cast<int>(ranks_.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", report.rank(), " is not in this job of ", ranks_.size(), " ranks"));
+  }
+  Rank& r = ranks_[report.rank()];
+  r.last_heartbeat = absl::Now();
+  if (!report.phase().empty()) r.status.set_phase(report.phase());
+  if (report.has_step()) {
+    r.status.set_step(report.step());
+    r.status.set_loss(report.loss());
+    r.status.set_tokens_per_second(report.tokens_per_second());
+    r.status.set_memory_bytes(report.memory_bytes());
+  }
+  return absl::OkStatus();
+}
+
+v1::JobStatusReply JobState::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  v1::JobStatusReply reply;
+  reply.set_job_id(job_id_);
+  reply.set_state(state_);
+  reply.set_started_unix_ms(absl::ToUnixMillis(started_));
+  reply.set_world_size(static_cast<int>(ranks_.size()));
+  reply.set_root_cause(root_cause_);
+  const absl::Time now = absl::Now();
+  for (const Rank& r : ranks_) {
+    v1::RankStatus* s = reply.add_ranks();
+    *s = r.status;
+    s->set_heartbeat_age_s(r.last_heartbeat ? absl::ToDoubleSeconds(now - *r.last_heartbeat) : -1);
+    if (s->state() == "running" && r.last_heartbeat &&
+        now - *r.last_heartbeat > heartbeat_timeout_) {
+      s->set_state("stale");
+    }
+  }
+  return reply;
+}
+
+void JobState::Set(const std::string& key, const std::string& value) {
+  absl::MutexLock lock(&mu_);
+  kv_[key] = value;
+}
+
+absl::StatusOr<std::string> JobState::Get(const std::string& key, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  struct Args {
+    const std::map<std::string, std::string>* kv;
+    const std::string* key;
+  } args{&kv_, &key};
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](Args* a) { return a->kv->count(*a->key) > 0; }, &args),
+                       timeout);
+  auto it = kv_.find(key);
+  if (it == kv_.end()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("key '", key, "' was not set within ", absl::FormatDuration(timeout)));
+  }
+  return it->second;
+}
+
+void JobState::RequestStop(int signal) {
+  absl::MutexLock lock(&mu_);
+  stop_request_ = signal;
+}
+
+std::optional<int> JobState::TakeStopRequest() {
+  absl::MutexLock lock(&mu_);
+  std::optional<int> request = stop_request_;
+  stop_request_.reset();
+  if (request) stopping_ = true;
+  return request;
+}
+
+bool JobState::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+CoordinatorService::CoordinatorService(JobState* state, std::string secret)
+    : state_(state), secret_(std::move(secret)) {}
+
+grpc::Status CoordinatorService::Set(grpc::ServerContext* context, const v1::KeyValue* request,
+                                     v1::SetReply*) {
+  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  state_->Set(request->key(), request->value());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Get(grpc::ServerContext* context, const v1::GetRequest* request,
+                                     v1::KeyValue* reply) {
+  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  absl::StatusOr<std::string> value =
+      state_->Get(request->key(), absl::Milliseconds(request->timeout_ms()));
+  if (!value.ok()) return ToGrpcStatus(value.status());
+  reply->set_key(request->key());
+  reply->set_value(*value);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Report(grpc::ServerContext* context, const v1::RankReport* request,
+                                        v1::ReportReply* reply) {
+  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (absl::Status s = state_->Report(*request); !s.ok()) return ToGrpcStatus(s);
+  reply->set_stop_requested(state_->stopping());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::JobStatus(grpc::ServerContext* context,
+                                           const v1::JobStatusRequest*, v1::JobStatusReply* reply) {
+  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  *reply = state_->Snapshot();
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Stop(grpc::ServerContext* context, const v1::StopRequest* request,
+                                      v1::StopReply*) {
+  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  state_->RequestStop(request->signal());
+  return grpc::Status::OK;
+}
+
+}  // namespace zerorun::launcher

@@ -1,0 +1,93 @@
+// The job's coordinator: JobState (rank table, heartbeats, key-value store, root cause) shared
+// by the job controller and CoordinatorService, the gRPC face ranks and `zerorun status` use.
+#ifndef ZERORUN_LAUNCHER_COORDINATOR_H_
+#define ZERORUN_LAUNCHER_COORDINATOR_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "zerorun/v1/coordinator.grpc.pb.h"
+
+namespace zerorun::launcher {
+
+struct RankSlot {
+  int rank = 0;
+  int local_rank = 0;
+  std::string node;
+};
+
+// Thread-safe.
+class JobState {
+ public:
+  JobState(std::string job_id, std::vector<RankSlot> ranks, absl::Duration heartbeat_timeout);
+
+  void RankStarted(int rank, int pid);
+  // `state`: "exited" (0), "failed" (non-zero or a signal of its own), or "killed" (stopped
+  // by zerorun).
+  void RankExited(int rank, int exit_code, int signal, const std::string& state);
+  void SetJobState(const std::string& state);
+  void SetRootCause(const std::string& text);
+
+  // A heartbeat, with step metrics when report.has_step(). InvalidArgument for a bad rank.
+  absl::Status Report(const v1::RankReport& report);
+  // The status `zerorun status` shows; ranks with a heartbeat older than the timeout are
+  // "stale".
+  v1::JobStatusReply Snapshot() const;
+
+  void Set(const std::string& key, const std::string& value);
+  // Waits up to `timeout` for `key`; DeadlineExceeded naming the key when it never comes.
+  absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout);
+
+  // A stop asked through the Coordinator service (signal 0 = SIGTERM then SIGKILL).
+  void RequestStop(int signal);
+  // The pending stop request, if any, cleared by the call.
+  std::optional<int> TakeStopRequest();
+  bool stopping() const;
+
+ private:
+  struct Rank {
+    RankSlot slot;
+    v1::RankStatus status;
+    std::optional<absl::Time> last_heartbeat;
+  };
+  mutable absl::Mutex mu_;
+  const std::string job_id_;
+  const absl::Duration heartbeat_timeout_;
+  const absl::Time started_;
+  std::vector<Rank> ranks_ ABSL_GUARDED_BY(mu_);
+  std::string state_ ABSL_GUARDED_BY(mu_) = "starting";
+  std::string root_cause_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> kv_ ABSL_GUARDED_BY(mu_);
+  std::optional<int> stop_request_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class CoordinatorService final : public v1::Coordinator::Service {
+ public:
+  // `state` must outlive the server. Every call must carry `secret`.
+  CoordinatorService(JobState* state, std::string secret);
+  grpc::Status Set(grpc::ServerContext* context, const v1::KeyValue* request,
+                   v1::SetReply* reply) override;
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
+                   v1::KeyValue* reply) override;
+  grpc::Status Report(grpc::ServerContext* context, const v1::RankReport* request,
+                      v1::ReportReply* reply) override;
+  grpc::Status JobStatus(grpc::ServerContext* context, const v1::JobStatusRequest* request,
+                         v1::JobStatusReply* reply) override;
+  grpc::Status Stop(grpc::ServerContext* context, const v1::StopRequest* request,
+                    v1::StopReply* reply) override;
+
+ private:
+  JobState* state_;
+  const std::string secret_;
+};
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_COORDINATOR_H_

@@ -1,0 +1,375 @@
+// The job controller: launch, watch, propagate the first failure, summarize.
+#include "job.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "base/exit_codes.h"
+#include "coordinator.h"
+#include "grpc_util.h"
+#include "job_record.h"
+#include "rank_env.h"
+
+namespace zerorun::launcher {
+namespace {
+
+std::string NewJobId() {
+  const std::string stamp = absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::UTCTimeZone());
+  return absl::StrCat("zr-", stamp, "-", NewSecret().substr(0, 6));
+}
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal);
+}
+
+// What the controller's loop waits on: events from the node watchers, their ends, signals.
+struct Inbox {
+  absl::Mutex mu;
+  std::deque<std::pair<size_t, v1::RankEvent>> events ABSL_GUARDED_BY(mu);
+  std::vector<std::pair<size_t, absl::Status>> finished ABSL_GUARDED_BY(mu);
+  std::vector<int> signals ABSL_GUARDED_BY(mu);
+};
+
+class Controller {
+ public:
+  Controller(const RunOptions& options, AgentPool& agents, std::ostream& out, std::ostream& err)
+      : opt_(options), agents_(agents), out_(out), err_(err) {}
+
+  int Run();
+
+ private:
+  void Say(const std::string& text) { err_ << "zerorun: " << text << std::endl; }
+  void SignalAll(int signal);
+  void BeginStop(int signal);
+  void Handle(size_t node, const v1::RankEvent& event);
+  std::string Summary(const v1::JobStatusReply& status) const;
+
+  const RunOptions& opt_;
+  AgentPool& agents_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::vector<Host> hosts_;
+  std::vector<AgentClient*> clients_;
+  std::string job_id_;
+  std::unique_ptr<JobState> state_;
+  // Root cause: the first failure seen (the events of one node are ordered; across nodes the
+  // earliest timestamp wins).
+  bool failed_ = false;
+  v1::RankEvent root_;
+  size_t root_node_ = 0;
+  int exit_code_ = 0;
+  bool stopping_ = false;
+  absl::Time kill_at_ = absl::InfiniteFuture();
+  absl::Time last_interrupt_ = absl::InfinitePast();
+  int stopped_by_us_ = 0;  // Ranks ended by our SIGTERM/SIGKILL after the root cause.
+  int failed_after_ = 0;   // Ranks that failed on their own after the root cause.
+};
+
+void Controller::SignalAll(int signal) {
+  v1::SignalRequest request;
+  request.set_job_id(job_id_);
+  request.set_signal(signal);
+  std::vector<std::thread> threads;
+  for (AgentClient* client : clients_) {
+    threads.emplace_back([client, request] { (void)client->Signal(request); });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+void Controller::BeginStop(int signal) {
+  if (stopping_ && signal != SIGKILL) return;
+  stopping_ = true;
+  state_->SetJobState("stopping");
+  SignalAll(signal);
+  kill_at_ = signal == SIGKILL ? absl::InfiniteFuture() : absl::Now() + opt_.grace;
+}
+
+void Controller::Handle(size_t node, const v1::RankEvent& event) {
+  const Host& host = hosts_[node];
+  switch (event.kind()) {
+    case v1::RankEvent::KIND_STARTED:
+      state_->RankStarted(event.rank(), event.pid());
+      break;
+    case v1::RankEvent::KIND_OUTPUT: {
+      const bool shown = opt_.console_ranks.empty() ||
+                         std::find(opt_.console_ranks.begin(), opt_.console_ranks.end(),
+                                   event.rank()) != opt_.console_ranks.end();
+      if (shown) {
+        (event.is_stderr() ? err_ : out_)
+            << "[rank " << event.rank() << " " << host.name << "] " << event.text() << "\n";
+      }
+      break;
+    }
+    case v1::RankEvent::KIND_EXITED: {
+      const bool bad = event.exit_code() != 0 || event.signal() != 0;
+      const bool ours = stopping_ && (!failed_ || event.rank() != root_.rank());
+      std::string state = bad ? (stopping_ ? "killed" : "failed") : "exited";
+      if (bad && !failed_ && !stopping_) {
+        failed_ = true;
+        root_ = event;
+        root_node_ = node;
+        exit_code_ = event.signal() != 0 ? 128 + event.signal() : 1;
+        state = "failed";
+        state_->SetRootCause(Summary(state_->Snapshot()));
+        BeginStop(SIGTERM);
+      } else if (bad && ours && (event.signal() == SIGTERM || event.signal() == SIGKILL)) {
+        ++stopped_by_us_;
+      } else if (bad && ours) {
+        ++failed_after_;
+      }
+      state_->RankExited(event.rank(), event.exit_code(), event.signal(), state);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+std::string Controller::Summary(const v1::JobStatusReply& status) const {
+  const Host& host = hosts_[root_node_];
+  const std::string how =
+      root_.signal() != 0
+          ? absl::StrCat("killed by signal ", root_.signal(), " (", SignalName(root_.signal()), ")")
+          : absl::StrCat("exited with code ", root_.exit_code());
+  std::string text = absl::StrCat(
+      "root cause (first failure): ",
+      absl::FormatTime("%Y-%m-%d %H:%M:%E3S UTC", absl::FromUnixMillis(root_.time_unix_ms()),
+                       absl::UTCTimeZone()),
+      "  host ", host.name, " (", host.address, ")  rank ", root_.rank(), " (local ",
+      root_.local_rank(), ")  pid ", root_.pid(), "  ", how);
+  if (!root_.text().empty()) {
+    absl::StrAppend(&text, "\n  last stderr of rank ", root_.rank(), ":");
+    for (absl::string_view line : absl::StrSplit(root_.text(), '\n')) {
+      absl::StrAppend(&text, "\n    | ", line);
+    }
+  }
+  (void)status;
+  return text;
+}
+
+int Controller::Run() {
+  const PreflightReport report = RunPreflight(opt_.preflight, agents_);
+  if (!report.ok()) {
+    out_ << FormatTable(report);
+    return report.exit_code;
+  }
+  for (const v1::Check& row : report.checks) {
+    if (row.status() == v1::CHECK_STATUS_WARN || row.status() == v1::CHECK_STATUS_CRITICAL) {
+      Say(absl::StrCat("preflight WARN ", row.node(), " ", row.check(), ": ", row.detail()));
+    }
+  }
+  hosts_ = report.hosts;
+  job_id_ = opt_.job_id.empty() ? NewJobId() : opt_.job_id;
+  std::vector<RankSlot> slots;
+  bool all_loopback = true;
+  for (const Host& host : hosts_) {
+    clients_.push_back(agents_.For(host));
+    all_loopback &= UsesEmbeddedAgent(host) || IsLoopbackListenAddress(host.address + ":0");
+    for (size_t local = 0; local < host.slots.size(); ++local) {
+      slots.push_back({static_cast<int>(slots.size()), static_cast<int>(local), host.name});
+    }
+  }
+  state_ = std::make_unique<JobState>(job_id_, slots, opt_.heartbeat_timeout);
+
+  // The coordinator: on loopback when every node is this machine, else on all interfaces.
+  const std::string job_secret = NewSecret();
+  CoordinatorService service(state_.get(), job_secret);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(all_loopback ? "127.0.0.1:0" : "0.0.0.0:0",
+                           grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    Say("cannot start the coordinator service");
+    return kExitSoftware;
+  }
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  const std::string coordinator =
+      absl::StrCat(all_loopback ? "127.0.0.1" : std::string(hostname), ":", port);
+  JobRecord record{
+      job_id_,          coordinator, job_secret, getpid(), absl::ToUnixMillis(absl::Now()),
+      report.world_size};
+  if (absl::Status s = WriteJobRecord(record); !s.ok()) Say(std::string(s.message()));
+
+  LaunchSpec spec;
+  spec.job_id = job_id_;
+  spec.train_bin = opt_.preflight.train_bin;
+  spec.train_args = opt_.preflight.train_args;
+  spec.device = opt_.preflight.device;
+  spec.master_addr = opt_.master_addr.empty() ? hosts_[0].address : opt_.master_addr;
+  if (spec.master_addr == "localhost") spec.master_addr = "127.0.0.1";
+  spec.master_port = opt_.master_port;
+  spec.coordinator = coordinator;
+  spec.job_secret = job_secret;
+  spec.no_local_rank = opt_.no_local_rank;
+  spec.config_json = report.effective_config.dump(2);
+  spec.log_dir = opt_.log_dir;
+  char cwd[4096] = {};
+  if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;
+  const std::vector<v1::LaunchRequest> requests = BuildLaunchRequests(hosts_, spec);
+
+  // Launch everywhere at once; if any node refuses, stop what did start.
+  std::vector<absl::Status> launched(hosts_.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < hosts_.size(); ++i) {
+      threads.emplace_back([&, i] { launched[i] = clients_[i]->Launch(requests[i]).status(); });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    if (launched[i].ok()) continue;
+    Say(absl::StrCat("launch failed on ", hosts_[i].name, ": ", launched[i].message(),
+                     "; stopping the ranks that started"));
+    SignalAll(SIGKILL);
+    state_->SetJobState("failed");
+    (void)WriteFinalStatus(job_id_, state_->Snapshot());
+    return kExitUnavailable;
+  }
+  state_->SetJobState("running");
+  Say(absl::StrCat("job ", job_id_, ": ", report.world_size, " rank(s) on ", hosts_.size(),
+                   " node(s); 'zerorun status ", job_id_, "' from another terminal"));
+
+  Inbox inbox;
+  std::vector<std::thread> watchers;
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    watchers.emplace_back([&, i] {
+      absl::Status s = clients_[i]->Watch(job_id_, [&](const v1::RankEvent& event) {
+        absl::MutexLock lock(&inbox.mu);
+        inbox.events.emplace_back(i, event);
+      });
+      absl::MutexLock lock(&inbox.mu);
+      inbox.finished.emplace_back(i, s);
+    });
+  }
+  std::atomic<bool> done{false};
+  std::thread signal_thread([&] {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    const timespec tick{0, 100 * 1000 * 1000};
+    while (!done) {
+      const int sig = sigtimedwait(&stop, nullptr, &tick);
+      if (sig > 0) {
+        absl::MutexLock lock(&inbox.mu);
+        inbox.signals.push_back(sig);
+      }
+    }
+  });
+
+  size_t nodes_done = 0;
+  int interrupted_by = 0;
+  while (nodes_done < hosts_.size()) {
+    std::deque<std::pair<size_t, v1::RankEvent>> events;
+    std::vector<std::pair<size_t, absl::Status>> finished;
+    std::vector<int> signals;
+    {
+      absl::MutexLock lock(&inbox.mu);
+      inbox.mu.AwaitWithTimeout(absl::Condition(
+                                    +[](Inbox* in) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                      return !in->events.empty() || !in->finished.empty() ||
+                                             !in->signals.empty();
+                                    },
+                                    &inbox),
+                                absl::Milliseconds(50));
+      events.swap(inbox.events);
+      finished.swap(inbox.finished);
+      signals.swap(inbox.signals);
+    }
+    // Across nodes, the earliest event first, so the root cause is the first failure in time.
+    std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
+      return a.second.time_unix_ms() < b.second.time_unix_ms();
+    });
+    for (const auto& [node, event] : events) Handle(node, event);
+    for (const auto& [node, status] : finished) {
+      ++nodes_done;
+      if (status.ok() || failed_) continue;
+      failed_ = true;  // The node is lost: its ranks' fate is unknown.
+      root_node_ = node;
+      exit_code_ = 200;
+      state_->SetRootCause(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
+      Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
+      BeginStop(SIGTERM);
+    }
+    for (int sig : signals) {
+      const absl::Time now = absl::Now();
+      if (sig == SIGINT && now - last_interrupt_ < absl::Seconds(1)) {
+        Say("second Ctrl-C: killing every rank now");
+        BeginStop(SIGKILL);
+      } else {
+        Say(absl::StrCat("received ", SignalName(sig),
+                         ": stopping every rank (SIGTERM, SIGKILL "
+                         "after ",
+                         absl::FormatDuration(opt_.grace), "; Ctrl-C again to kill now)"));
+        if (interrupted_by == 0 && !failed_) interrupted_by = sig;
+        BeginStop(SIGTERM);
+      }
+      if (sig == SIGINT) last_interrupt_ = now;
+    }
+    if (std::optional<int> request = state_->TakeStopRequest()) {
+      Say("stop requested through 'zerorun stop'");
+      if (interrupted_by == 0 && !failed_) interrupted_by = *request ? *request : SIGTERM;
+      BeginStop(*request ? *request : SIGTERM);
+    }
+    if (absl::Now() >= kill_at_) {
+      Say(absl::StrCat("grace period of ", absl::FormatDuration(opt_.grace),
+                       " over: SIGKILL to the ranks still running"));
+      kill_at_ = absl::InfiniteFuture();
+      SignalAll(SIGKILL);
+    }
+  }
+  done = true;
+  signal_thread.join();
+  for (std::thread& t : watchers) t.join();
+
+  if (!failed_ && interrupted_by != 0) exit_code_ = 128 + interrupted_by;
+  v1::JobStatusReply final_status = state_->Snapshot();
+  final_status.set_state(exit_code_ == 0 ? "succeeded" : "failed");
+  state_->SetJobState(final_status.state());
+  (void)WriteFinalStatus(job_id_, final_status);
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  if (exit_code_ == 0) {
+    Say(absl::StrCat("job ", job_id_, " succeeded: all ", final_status.world_size(),
+                     " rank(s) exited 0"));
+  } else if (failed_ && exit_code_ != 200) {
+    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")\n  "
+         << Summary(final_status) << "\n  other ranks: " << stopped_by_us_
+         << " stopped by zerorun (SIGTERM/SIGKILL), " << failed_after_
+         << " failed on their own after the root cause\n";
+  } else {
+    Say(absl::StrCat("job ", job_id_, " ended with exit ", exit_code_,
+                     final_status.root_cause().empty() ? "" : ": ", final_status.root_cause()));
+  }
+  return exit_code_;
+}
+
+}  // namespace
+
+void BlockStopSignals() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+}
+
+int RunJob(const RunOptions& options, AgentPool& agents, std::ostream& out, std::ostream& err) {
+  return Controller(options, agents, out, err).Run();
+}
+
+}  // namespace zerorun::launcher

@@ -1,0 +1,41 @@
+// Where running jobs are found without flags: each launcher records its job in
+// $ZR_HOME/jobs/<job_id>/job.json (mode 0600: it holds the job secret) and, when the job ends,
+// its final status in status.json next to it.
+#ifndef ZERORUN_LAUNCHER_JOB_RECORD_H_
+#define ZERORUN_LAUNCHER_JOB_RECORD_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "zerorun/v1/coordinator.pb.h"
+
+namespace zerorun::launcher {
+
+struct JobRecord {
+  std::string job_id;
+  std::string coordinator;  // host:port
+  std::string secret;
+  int launcher_pid = 0;
+  int64_t started_unix_ms = 0;
+  int world_size = 0;
+  bool finished = false;  // status.json exists.
+};
+
+// $ZR_HOME/jobs (default ~/.zerorun/jobs).
+std::string JobsDir();
+
+absl::Status WriteJobRecord(const JobRecord& record);
+absl::Status WriteFinalStatus(const std::string& job_id, const v1::JobStatusReply& status);
+
+// NotFound naming the job and the directory when there is no such record.
+absl::StatusOr<JobRecord> ReadJobRecord(const std::string& job_id);
+absl::StatusOr<v1::JobStatusReply> ReadFinalStatus(const std::string& job_id);
+
+// Jobs whose launcher is still alive and that have not finished, newest first.
+std::vector<JobRecord> RunningJobs();
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_JOB_RECORD_H_

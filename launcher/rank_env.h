@@ -1,0 +1,40 @@
+// The rank environment: global/local rank assignment (host by host in node-rank order, slot
+// order within a host) and the variables DeepSpeed, torchrun and zerorun programs read.
+#ifndef ZERORUN_LAUNCHER_RANK_ENV_H_
+#define ZERORUN_LAUNCHER_RANK_ENV_H_
+
+#include <string>
+#include <vector>
+
+#include "hostfile.h"
+#include "zerorun/v1/common.pb.h"
+#include "zerorun/v1/node_agent.pb.h"
+
+namespace zerorun::launcher {
+
+struct LaunchSpec {
+  std::string job_id;
+  std::string train_bin;
+  std::vector<std::string> train_args;
+  v1::Device device = v1::DEVICE_GPU;
+  std::string master_addr;
+  int master_port = 29500;
+  std::string coordinator;  // host:port of the Coordinator service.
+  std::string job_secret;
+  bool no_local_rank = false;  // DeepSpeed's --no_local_rank: do not append --local_rank=N.
+  std::string config_json;
+  std::string log_dir;
+  std::string cwd;
+};
+
+// One LaunchRequest per host, in node-rank order. Every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
+// LOCAL_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, CROSS_RANK, CROSS_SIZE,
+// GROUP_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORUN_JOB_ID, ZERORUN_COORDINATOR and
+// ZERORUN_JOB_SECRET; GPU jobs also CUDA_VISIBLE_DEVICES (the host's slots). argv is
+// train_bin, then --local_rank=N (unless no_local_rank), then train_args, as DeepSpeed does.
+std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& hosts,
+                                                   const LaunchSpec& spec);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_RANK_ENV_H_

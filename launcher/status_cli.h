@@ -1,0 +1,33 @@
+// `zerorun status`, `zerorun stop` and `zerorun report`: clients of a running job's Coordinator,
+// found through the job records (job_record.h).
+#ifndef ZERORUN_LAUNCHER_STATUS_CLI_H_
+#define ZERORUN_LAUNCHER_STATUS_CLI_H_
+
+#include <ostream>
+#include <string>
+
+#include "zerorun/v1/coordinator.pb.h"
+
+namespace zerorun::launcher {
+
+// Prints the job (the only running one when `job_id` is empty; a list when several run) as a
+// table or JSON; with `watch`, again every second until the job ends. A finished job prints its
+// final status. Returns 0, 66 for an unknown job, 69 when its coordinator does not answer.
+int StatusCommand(const std::string& job_id, bool json, bool watch, std::ostream& out,
+                  std::ostream& err);
+
+// Asks the job's coordinator to stop it with `signal` (0: SIGTERM, then SIGKILL after the
+// grace period). Returns 0, 66 or 69.
+int StopCommand(const std::string& job_id, int signal, std::ostream& err);
+
+// One heartbeat/step report for a rank, for programs that do not link libzerorun: reads
+// ZERORUN_COORDINATOR, ZERORUN_JOB_SECRET and RANK from the environment the launcher gave it.
+// Returns 0, 2 when the environment lacks them, 69 when the coordinator does not answer.
+int ReportCommand(const v1::RankReport& report, std::ostream& err);
+
+// The status table.
+std::string FormatJobStatus(const v1::JobStatusReply& status);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_STATUS_CLI_H_

@@ -1,0 +1,40 @@
+// AgentService: the gRPC adapter of the NodeAgent service over NodeAgent (probe) and JobRunner
+// (processes). Thin: checks the secret, converts, and never blocks on a child process.
+#ifndef ZERORUN_WORKER_AGENT_SERVICE_H_
+#define ZERORUN_WORKER_AGENT_SERVICE_H_
+
+#include <string>
+
+#include "job_runner.h"
+#include "node_agent.h"
+#include "zerorun/v1/node_agent.grpc.pb.h"
+
+namespace zerorun::worker {
+
+class AgentService final : public v1::NodeAgent::Service {
+ public:
+  // `agent` and `runner` are not owned and must outlive the server. An empty `secret` accepts
+  // every call (loopback only; zerorund refuses other addresses without one).
+  AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret);
+
+  grpc::Status Probe(grpc::ServerContext* context, const v1::ProbeRequest* request,
+                     v1::ProbeReply* reply) override;
+  grpc::Status Launch(grpc::ServerContext* context, const v1::LaunchRequest* request,
+                      v1::LaunchReply* reply) override;
+  grpc::Status Signal(grpc::ServerContext* context, const v1::SignalRequest* request,
+                      v1::SignalReply* reply) override;
+  // Streams events until the job's ranks here have all exited or the client goes away.
+  grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                     grpc::ServerWriter<v1::RankEvent>* writer) override;
+  grpc::Status Status(grpc::ServerContext* context, const v1::AgentStatusRequest* request,
+                      v1::AgentStatusReply* reply) override;
+
+ private:
+  const NodeAgent* agent_;
+  JobRunner* runner_;
+  const std::string secret_;
+};
+
+}  // namespace zerorun::worker
+
+#endif  // ZERORUN_WORKER_AGENT_SERVICE_H_
