@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
-#include "google/protobuf/util/json_util.h"
 #include "grpc_util.h"
 #include "job_record.h"
+#include "nlohmann/json.hpp"
 #include "zerorun/v1/coordinator.grpc.pb.h"
 
 namespace zerorun::launcher {
@@ -31,14 +31,30 @@ absl::StatusOr<v1::JobStatusReply> Query(const JobRecord& record) {
   return reply;
 }
 
+// JSON with numbers as numbers (protobuf's JSON mapping writes int64 as strings).
 std::string ToJson(const v1::JobStatusReply& status) {
-  std::string text;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  options.add_whitespace = true;
-  (void)google::protobuf::util::MessageToJsonString(status, &text, options);
-  return text;
+  nlohmann::json j = {{"job_id", status.job_id()},
+                      {"state", status.state()},
+                      {"started_unix_ms", status.started_unix_ms()},
+                      {"world_size", status.world_size()},
+                      {"root_cause", status.root_cause()},
+                      {"ranks", nlohmann::json::array()}};
+  for (const v1::RankStatus& r : status.ranks()) {
+    j["ranks"].push_back({{"rank", r.rank()},
+                          {"local_rank", r.local_rank()},
+                          {"node", r.node()},
+                          {"pid", r.pid()},
+                          {"state", r.state()},
+                          {"phase", r.phase()},
+                          {"step", r.step()},
+                          {"loss", r.loss()},
+                          {"tokens_per_second", r.tokens_per_second()},
+                          {"memory_bytes", r.memory_bytes()},
+                          {"heartbeat_age_s", r.heartbeat_age_s()},
+                          {"exit_code", r.exit_code()},
+                          {"signal", r.signal()}});
+  }
+  return j.dump(2) + "\n";
 }
 
 // The job's status: live from its coordinator, or final from status.json.

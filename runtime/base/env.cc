@@ -14,8 +14,7 @@ std::string ZerorunHome() {
   const std::string home = GetEnv(kEnvHome);
   if (!home.empty()) return home;
   const char* user_home = std::getenv("HOME");
-  return std::string(user_home != nullptr && *user_home != '\0' ? user_home : "/tmp") +
-         "/.zerorun";
+  return std::string(user_home != nullptr && *user_home != '\0' ? user_home : "/tmp") + "/.zerorun";
 }
 
 }  // namespace zerorun

@@ -126,9 +126,9 @@ TEST_CASE("The config can come from --deepspeed in the train command", "[e2e]") 
 
 TEST_CASE("Batch mismatch exits 78 with DeepSpeed's string and the values that work", "[e2e]") {
   TempDir dir;
-  const std::string hosts =
-      dir.Write("hosts.yaml", "hosts:\n  - {name: a, address: 127.0.0.1, slots: 2}\n"
-                              "  - {name: b, address: localhost, slots: 4}\n");
+  const std::string hosts = dir.Write("hosts.yaml",
+                                      "hosts:\n  - {name: a, address: 127.0.0.1, slots: 2}\n"
+                                      "  - {name: b, address: localhost, slots: 4}\n");
   const std::string config =
       dir.Write("ds.json", "{\"train_batch_size\": 32, \"train_micro_batch_size_per_gpu\": 4}");
   const RunResult r = Preflight({"-H", hosts, "--config", config, "--device", "cpu"});
@@ -319,9 +319,10 @@ TEST_CASE("Missing or non-executable train_bin is CRITICAL", "[e2e]") {
 TEST_CASE("YAML hostfile: a node whose agent is unreachable is CRITICAL 69", "[e2e][yaml]") {
   TempDir dir;
   // 127.0.0.9:1 has no zerorund: the connection is refused at once, on loopback.
-  const std::string hosts = dir.Write(
-      "hosts.yaml", "hosts:\n  - {name: here, address: 127.0.0.1, slots: 1}\n"
-                    "  - {name: far, address: 127.0.0.9, agent_port: 1, slots: 1}\n");
+  const std::string hosts =
+      dir.Write("hosts.yaml",
+                "hosts:\n  - {name: here, address: 127.0.0.1, slots: 1}\n"
+                "  - {name: far, address: 127.0.0.9, agent_port: 1, slots: 1}\n");
   const json j = PreflightJson({"-H", hosts, "--config", kDemoConfig, "--device", "cpu"});
   CHECK(j["exit_code"] == 69);
   CHECK(j["world_size"] == 2);
@@ -330,8 +331,9 @@ TEST_CASE("YAML hostfile: a node whose agent is unreachable is CRITICAL 69", "[e
   for (const json& row : j["checks"]) {
     if (row["node"] == "far" && row["check"] == "agent") {
       far_critical = row["status"] == "CRITICAL";
-      CHECK_THAT(row["detail"].get<std::string>(),
-                 Catch::Contains("unreachable") && Catch::Contains("zerorund --listen 127.0.0.9:1"));
+      CHECK_THAT(
+          row["detail"].get<std::string>(),
+          Catch::Contains("unreachable") && Catch::Contains("zerorund --listen 127.0.0.9:1"));
     }
     if (row["node"] == "here" && row["check"] == "cpu_slots") here_probed = true;
   }

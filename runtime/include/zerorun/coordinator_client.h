@@ -1,0 +1,70 @@
+// A rank's link to its job's coordinator (the launcher): heartbeats and step reports for
+// `zerorun status`, and the key-value store ranks use to bootstrap Gloo/NCCL.
+#ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_COORDINATOR_CLIENT_H_
+#define ZERORUN_RUNTIME_INCLUDE_ZERORUN_COORDINATOR_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace zerorun {
+
+class CoordinatorClient {
+ public:
+  // From the environment zerorun gives each rank: ZERORUN_COORDINATOR, ZERORUN_JOB_SECRET,
+  // RANK. FailedPrecondition naming the missing variable when not launched by zerorun.
+  static absl::StatusOr<std::unique_ptr<CoordinatorClient>> FromEnv();
+
+  CoordinatorClient(std::string address, std::string secret, int rank);
+  // Stops the heartbeat thread.
+  ~CoordinatorClient();
+  CoordinatorClient(const CoordinatorClient&) = delete;
+  CoordinatorClient& operator=(const CoordinatorClient&) = delete;
+
+  int rank() const { return rank_; }
+
+  // Key-value store. Get waits up to `timeout`; DeadlineExceeded when the key never appears,
+  // Unavailable when the coordinator is gone.
+  absl::Status Set(const std::string& key, const std::string& value);
+  absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout);
+
+  // Sends a heartbeat now (with the last step's metrics). Unavailable when the coordinator is
+  // gone; the heartbeat thread ignores that and retries on its next tick.
+  absl::Status Heartbeat();
+  // Records a finished step and reports it at once.
+  absl::Status ReportStep(int64_t step, double loss, double tokens_per_second,
+                          int64_t memory_bytes);
+  void SetPhase(const std::string& phase);
+
+  // Starts a thread that sends a heartbeat every `interval` until destruction.
+  void StartHeartbeat(absl::Duration interval);
+  // True once the coordinator answered that the job is stopping.
+  bool stop_requested() const { return stop_requested_; }
+
+ private:
+  absl::Status Send(bool with_step);
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  const int rank_;
+  absl::Mutex mu_;
+  bool has_step_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
+  double loss_ ABSL_GUARDED_BY(mu_) = 0;
+  double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t memory_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string phase_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stop_requested_{false};
+  std::thread heartbeat_;
+};
+
+}  // namespace zerorun
+
+#endif  // ZERORUN_RUNTIME_INCLUDE_ZERORUN_COORDINATOR_CLIENT_H_

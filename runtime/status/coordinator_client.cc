@@ -1,0 +1,129 @@
+// CoordinatorClient over gRPC (Coordinator service, job secret in the call metadata).
+#include "zerorun/coordinator_client.h"
+
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "grpc_util.h"
+#include "zerorun/v1/coordinator.grpc.pb.h"
+
+namespace zerorun {
+
+struct CoordinatorClient::Impl {
+  std::string address;
+  std::string secret;
+  std::unique_ptr<v1::Coordinator::Stub> stub;
+
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    AttachSecret(context.get(), secret);
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return context;
+  }
+};
+
+absl::StatusOr<std::unique_ptr<CoordinatorClient>> CoordinatorClient::FromEnv() {
+  const char* address = std::getenv("ZERORUN_COORDINATOR");
+  const char* secret = std::getenv("ZERORUN_JOB_SECRET");
+  const char* rank_text = std::getenv("RANK");
+  int rank = 0;
+  if (address == nullptr || *address == '\0') {
+    return absl::FailedPreconditionError("ZERORUN_COORDINATOR is not set: not started by zerorun");
+  }
+  if (rank_text == nullptr || !absl::SimpleAtoi(rank_text, &rank)) {
+    return absl::FailedPreconditionError("RANK is not set to an integer: not started by zerorun");
+  }
+  return std::make_unique<CoordinatorClient>(address, secret ? secret : "", rank);
+}
+
+CoordinatorClient::CoordinatorClient(std::string address, std::string secret, int rank)
+    : impl_(std::make_unique<Impl>()), rank_(rank) {
+  impl_->address = std::move(address);
+  impl_->secret = std::move(secret);
+  impl_->stub = v1::Coordinator::NewStub(
+      grpc::CreateChannel(impl_->address, grpc::InsecureChannelCredentials()));
+}
+
+CoordinatorClient::~CoordinatorClient() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+absl::Status CoordinatorClient::Set(const std::string& key, const std::string& value) {
+  v1::KeyValue request;
+  request.set_key(key);
+  request.set_value(value);
+  v1::SetReply reply;
+  return FromGrpcStatus(impl_->stub->Set(impl_->Context(absl::Seconds(10)).get(), request, &reply));
+}
+
+absl::StatusOr<std::string> CoordinatorClient::Get(const std::string& key, absl::Duration timeout) {
+  v1::GetRequest request;
+  request.set_key(key);
+  request.set_timeout_ms(absl::ToInt64Milliseconds(timeout));
+  v1::KeyValue reply;
+  const grpc::Status status =
+      impl_->stub->Get(impl_->Context(timeout + absl::Seconds(5)).get(), request, &reply);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return reply.value();
+}
+
+absl::Status CoordinatorClient::Send(bool with_step) {
+  v1::RankReport request;
+  {
+    absl::MutexLock lock(&mu_);
+    request.set_rank(rank_);
+    request.set_phase(phase_);
+    if (with_step || has_step_) {
+      request.set_has_step(has_step_);
+      request.set_step(step_);
+      request.set_loss(loss_);
+      request.set_tokens_per_second(tokens_per_second_);
+      request.set_memory_bytes(memory_bytes_);
+    }
+  }
+  v1::ReportReply reply;
+  const grpc::Status status =
+      impl_->stub->Report(impl_->Context(absl::Seconds(2)).get(), request, &reply);
+  if (status.ok() && reply.stop_requested()) stop_requested_ = true;
+  return FromGrpcStatus(status);
+}
+
+absl::Status CoordinatorClient::Heartbeat() { return Send(false); }
+
+absl::Status CoordinatorClient::ReportStep(int64_t step, double loss, double tokens_per_second,
+                                           int64_t memory_bytes) {
+  {
+    absl::MutexLock lock(&mu_);
+    has_step_ = true;
+    step_ = step;
+    loss_ = loss;
+    tokens_per_second_ = tokens_per_second;
+    memory_bytes_ = memory_bytes;
+  }
+  return Send(true);
+}
+
+void CoordinatorClient::SetPhase(const std::string& phase) {
+  absl::MutexLock lock(&mu_);
+  phase_ = phase;
+}
+
+void CoordinatorClient::StartHeartbeat(absl::Duration interval) {
+  if (heartbeat_.joinable()) return;
+  heartbeat_ = std::thread([this, interval] {
+    absl::MutexLock lock(&mu_);
+    while (!stopping_) {
+      mu_.Unlock();
+      (void)Heartbeat();  // A missed beat shows as heartbeat age in `zerorun status`.
+      mu_.Lock();
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval);
+    }
+  });
+}
+
+}  // namespace zerorun

@@ -1,0 +1,314 @@
+// e2e: `zerorun run` across three zerorund agents bound to 127.0.0.2, .3 and .4 (three nodes on
+// loopback), with the test rank program. Every process is the test's own and checked by pid.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <sstream>
+
+#include "nlohmann/json.hpp"
+#include "support/child_process.h"
+#include "support/subprocess.h"
+#include "support/temp_dir.h"
+
+namespace zerorun::testing {
+namespace {
+
+using json = nlohmann::json;
+
+// Three agents, a hostfile naming them (2 CPU slots each), and a private ZR_HOME.
+class Cluster {
+ public:
+  explicit Cluster(int nodes = 3, const std::string& secret = "") {
+    std::string yaml = "hosts:\n";
+    for (int i = 0; i < nodes; ++i) {
+      const std::string address = "127.0.0." + std::to_string(2 + i);
+      std::map<std::string, std::string> env = {
+          {"ZR_HOME", home_.path() + "/node" + std::to_string(i)}};
+      if (!secret.empty()) env["ZR_SECRET"] = secret;
+      agents_.push_back(std::make_unique<ChildProcess>(
+          std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", address + ":0"}, env));
+      REQUIRE(agents_.back()->WaitForOutput("(port ", 10));
+      std::smatch match;
+      const std::string out = agents_.back()->Output();
+      REQUIRE(std::regex_search(out, match, std::regex("\\(port (\\d+)\\)")));
+      yaml += "  - {name: node-" + std::string(1, static_cast<char>('a' + i)) +
+              ", address: " + address + ", agent_port: " + match[1].str() + ", slots: 2}\n";
+    }
+    hostfile_ = home_.Write("hosts.yaml", yaml);
+    config_ = home_.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
+    env_dir_ = home_.path() + "/env";
+    mkdir(env_dir_.c_str(), 0755);
+  }
+
+  // zerorun run ... test_rank <rank args>, as a child.
+  std::unique_ptr<ChildProcess> Start(const std::vector<std::string>& zerorun_args,
+                                      const std::vector<std::string>& rank_args,
+                                      const std::map<std::string, std::string>& extra_env = {}) {
+    std::vector<std::string> argv = {ZR_TEST_ZERORUN};
+    argv.insert(argv.end(), zerorun_args.begin(), zerorun_args.end());
+    // Defaults for the flags the test did not give.
+    const std::pair<const char*, std::string> defaults[] = {{"--hostfile", hostfile_},
+                                                            {"--config", config_},
+                                                            {"--device", "cpu"},
+                                                            {"--grace-period", "2"}};
+    for (const auto& [flag, value] : defaults) {
+      if (std::find(zerorun_args.begin(), zerorun_args.end(), flag) == zerorun_args.end()) {
+        argv.push_back(flag);
+        argv.push_back(value);
+      }
+    }
+    argv.push_back(ZR_TEST_RANK);
+    argv.push_back("--env-dir");
+    argv.push_back(env_dir_);
+    argv.insert(argv.end(), rank_args.begin(), rank_args.end());
+    std::map<std::string, std::string> env = {{"ZR_HOME", home_.path() + "/launcher"}};
+    for (const auto& [k, v] : extra_env) env[k] = v;
+    return std::make_unique<ChildProcess>(argv, env);
+  }
+
+  // Environment a rank recorded, as KEY -> VALUE, plus "argv".
+  std::map<std::string, std::string> RankEnv(int rank) const {
+    std::map<std::string, std::string> env;
+    std::ifstream in(env_dir_ + "/rank_" + std::to_string(rank) + ".env");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("argv:", 0) == 0) {
+        env["argv"] = line.substr(5);
+      } else if (size_t eq = line.find('='); eq != std::string::npos) {
+        env[line.substr(0, eq)] = line.substr(eq + 1);
+      }
+    }
+    return env;
+  }
+
+  // Pids the ranks recorded.
+  std::vector<pid_t> RankPids() const {
+    std::vector<pid_t> pids;
+    for (int rank = 0; rank < 8; ++rank) {
+      std::ifstream in(env_dir_ + "/rank_" + std::to_string(rank) + ".pid");
+      pid_t pid = 0;
+      if (in >> pid) pids.push_back(pid);
+    }
+    return pids;
+  }
+
+  bool AllRanksGone() const {
+    for (pid_t pid : RankPids()) {
+      if (!ProcessGone(pid)) return false;
+    }
+    return true;
+  }
+
+  const std::string& hostfile() const { return hostfile_; }
+  const std::string& config() const { return config_; }
+  std::string launcher_home() const { return home_.path() + "/launcher"; }
+  const TempDir& dir() const { return home_; }
+
+ private:
+  TempDir home_;
+  std::vector<std::unique_ptr<ChildProcess>> agents_;
+  std::string hostfile_, config_, env_dir_;
+};
+
+TEST_CASE("A job across 3 agents gives every rank the rank environment and exits 0",
+          "[e2e][launch]") {
+  Cluster cluster;
+  TempDir logs;
+  auto zr = cluster.Start({"--log-dir", logs.path()}, {"--lines", "2"});
+  REQUIRE(zr->Wait(30) == 0);
+  const std::string out = zr->Output();
+  CHECK_THAT(out, Catch::Contains("[rank 0 node-a] line 0 of rank 0") &&
+                      Catch::Contains("[rank 5 node-c] line 1 of rank 5") &&
+                      Catch::Contains("succeeded: all 6 rank(s) exited 0"));
+  for (int rank = 0; rank < 6; ++rank) {
+    INFO("rank " << rank);
+    auto env = cluster.RankEnv(rank);
+    const int node = rank / 2;
+    CHECK(env["RANK"] == std::to_string(rank));
+    CHECK(env["LOCAL_RANK"] == std::to_string(rank % 2));
+    CHECK(env["WORLD_SIZE"] == "6");
+    CHECK(env["LOCAL_SIZE"] == "2");
+    CHECK(env["LOCAL_WORLD_SIZE"] == "2");
+    CHECK(env["NODE_RANK"] == std::to_string(node));
+    CHECK(env["GROUP_RANK"] == std::to_string(node));
+    CHECK(env["CROSS_RANK"] == std::to_string(node));
+    CHECK(env["CROSS_SIZE"] == "3");
+    CHECK(env["MASTER_ADDR"] == "127.0.0.2");
+    CHECK(env["MASTER_PORT"] == "29500");
+    CHECK(env.count("CUDA_VISIBLE_DEVICES") == 0);  // CPU job.
+    CHECK(env["ZERORUN_JOB_ID"].rfind("zr-", 0) == 0);
+    CHECK(env["ZERORUN_COORDINATOR"].rfind("127.0.0.1:", 0) == 0);
+    CHECK(env["ZERORUN_JOB_SECRET"].size() == 64);
+    CHECK_THAT(env["argv"],
+               Catch::Contains("--local_rank=" + std::to_string(rank % 2) + " --env-dir"));
+    std::ifstream config(env["ZERORUN_CONFIG"]);
+    CHECK(json::parse(config)["train_micro_batch_size_per_gpu"] == 1);
+    std::ifstream log(logs.path() + "/rank_" + std::to_string(rank) + "/stdout.log");
+    std::stringstream text;
+    text << log.rdbuf();
+    CHECK(text.str() == "line 0 of rank " + std::to_string(rank) + "\nline 1 of rank " +
+                            std::to_string(rank) + "\n");
+  }
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("SIGKILL of one rank ends every rank on every node within 2 s with exit 137",
+          "[e2e][launch][failure]") {
+  Cluster cluster;
+  auto zr = cluster.Start(
+      {}, {"--run-ms", "60000", "--fail-rank", "4", "--fail-after-ms", "800", "--kill-self", "9"});
+  REQUIRE(zr->WaitForOutput("failing on purpose", 30));
+  const auto failed_at = std::chrono::steady_clock::now();
+  const int code = zr->Wait(30);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - failed_at).count();
+  CHECK(code == 137);
+  CHECK(seconds < 2.0);
+  const std::string out = zr->Output();
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("FAILED (exit 137)") &&
+                      Catch::Contains("host node-c (127.0.0.4)  rank 4 (local 0)") &&
+                      Catch::Contains("killed by signal 9 (SIGKILL)") &&
+                      Catch::Contains("failing on purpose") &&
+                      Catch::Contains("5 stopped by zerorun"));
+  CHECK(cluster.RankPids().size() == 6);
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("A rank exiting non-zero gives exit 1 and names the rank", "[e2e][launch][failure]") {
+  Cluster cluster;
+  auto zr = cluster.Start({}, {"--run-ms", "60000", "--fail-rank", "1", "--exit-code", "7"});
+  CHECK(zr->Wait(30) == 1);
+  CHECK_THAT(zr->Output(), Catch::Contains("host node-a (127.0.0.2)  rank 1 (local 1)") &&
+                               Catch::Contains("exited with code 7"));
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("A rank that ignores SIGTERM is killed after the grace period", "[e2e][launch]") {
+  Cluster cluster(2);
+  auto zr = cluster.Start({}, {"--run-ms", "60000", "--fail-rank", "0", "--hang-rank", "3"});
+  CHECK(zr->Wait(30) == 1);
+  CHECK_THAT(zr->Output(), Catch::Contains("grace period of 2s over"));
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("An unreachable node means no process starts on any node", "[e2e][launch]") {
+  Cluster cluster(2);
+  std::ifstream in(cluster.hostfile());
+  std::stringstream yaml;
+  yaml << in.rdbuf() << "  - {name: node-z, address: 127.0.0.9, agent_port: 1, slots: 2}\n";
+  const std::string hosts = cluster.dir().Write("hosts4.yaml", yaml.str());
+  auto zr = cluster.Start({"--hostfile", hosts}, {"--run-ms", "100"});
+  CHECK(zr->Wait(30) == 69);
+  CHECK_THAT(zr->Output(), Catch::Contains("node-z") && Catch::Contains("unreachable"));
+  CHECK(cluster.RankPids().empty());
+}
+
+TEST_CASE("A CRITICAL check on the nodes means nothing starts", "[e2e][launch]") {
+  Cluster cluster(2);
+  // A GPU job on GPU-less nodes.
+  auto zr = cluster.Start({"--device", "gpu"}, {"--run-ms", "100"},
+                          {{"ZR_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
+  CHECK(zr->Wait(30) == 69);
+  CHECK_THAT(zr->Output(), Catch::Contains("gpu_count") && Catch::Contains("node-b"));
+  CHECK(cluster.RankPids().empty());
+}
+
+TEST_CASE("zerorun status shows every rank while the job runs", "[e2e][launch][status]") {
+  Cluster cluster;
+  auto zr = cluster.Start({"--job-id", "status-test"}, {"--run-ms", "60000", "--report"});
+  REQUIRE(zr->WaitForOutput("'zerorun status status-test'", 30));
+  const std::map<std::string, std::string> env = {{"ZR_HOME", cluster.launcher_home()}};
+  json status;
+  bool stepping = false;
+  for (int attempt = 0; attempt < 100 && !stepping; ++attempt) {
+    const RunResult r = Run({ZR_TEST_ZERORUN, "status", "--json"}, env);  // The only job.
+    REQUIRE(r.exit_code == 0);
+    status = json::parse(r.out);
+    stepping = true;
+    for (const json& rank : status["ranks"]) stepping &= rank["step"].get<int64_t>() > 2;
+    if (!stepping) usleep(100 * 1000);
+  }
+  INFO(status.dump(2));
+  REQUIRE(stepping);
+  CHECK(status["job_id"] == "status-test");
+  CHECK(status["state"] == "running");
+  REQUIRE(status["ranks"].size() == 6);
+  for (int rank = 0; rank < 6; ++rank) {
+    const json& r = status["ranks"][rank];
+    CHECK(r["rank"] == rank);
+    CHECK(r["node"] == std::string("node-") + static_cast<char>('a' + rank / 2));
+    CHECK(r["pid"].get<int>() > 0);
+    CHECK(r["state"] == "running");
+    CHECK(r["loss"].get<double>() > 0);
+    CHECK(r["tokens_per_second"].get<double>() == 1000.0 * (rank + 1));
+    CHECK(r["memory_bytes"].get<int64_t>() == (rank + 1) * 1048576);
+    CHECK(r["phase"] == "train");
+    CHECK(r["heartbeat_age_s"].get<double>() >= 0);
+    CHECK(r["heartbeat_age_s"].get<double>() < 5);
+  }
+  const RunResult table = Run({ZR_TEST_ZERORUN, "status", "status-test"}, env);
+  CHECK_THAT(table.out,
+             Catch::Contains("RANK") && Catch::Contains("node-c") && Catch::Contains("running"));
+  // zerorun stop ends it on every node; the final status stays readable.
+  CHECK(Run({ZR_TEST_ZERORUN, "stop", "status-test"}, env).exit_code == 0);
+  CHECK(zr->Wait(30) == 128 + SIGTERM);
+  CHECK(cluster.AllRanksGone());
+  const json final_status =
+      json::parse(Run({ZR_TEST_ZERORUN, "status", "status-test", "--json"}, env).out);
+  CHECK(final_status["state"] == "failed");
+}
+
+TEST_CASE("Ctrl-C is forwarded to every rank and exits 130", "[e2e][launch][signals]") {
+  Cluster cluster;
+  auto zr = cluster.Start({}, {"--run-ms", "60000"});
+  REQUIRE(zr->WaitForOutput("'zerorun status", 30));
+  for (int i = 0; i < 200 && cluster.RankPids().size() < 6; ++i) usleep(20 * 1000);
+  REQUIRE(cluster.RankPids().size() == 6);
+  zr->Signal(SIGINT);
+  CHECK(zr->Wait(30) == 130);
+  CHECK_THAT(zr->Output(), Catch::Contains("received SIGINT"));
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("Agents with a secret refuse a launcher without it (exit 77)", "[e2e][launch][auth]") {
+  Cluster cluster(1, "s3cret-for-test");
+  auto refused = cluster.Start({}, {"--run-ms", "100"});
+  CHECK(refused->Wait(30) == 77);
+  CHECK_THAT(refused->Output(), Catch::Contains("refused the secret"));
+  CHECK(cluster.RankPids().empty());
+  auto accepted = cluster.Start({}, {"--run-ms", "100"}, {{"ZR_SECRET", "s3cret-for-test"}});
+  CHECK(accepted->Wait(30) == 0);
+}
+
+TEST_CASE("zerorund refuses a non-loopback address without a secret", "[e2e][auth]") {
+  const RunResult r = Run({ZR_TEST_ZERORUND, "--listen", "0.0.0.0:0"}, {{"ZR_SECRET", ""}});
+  CHECK(r.exit_code == 77);
+  CHECK_THAT(r.err, Catch::Contains("refusing to listen on 0.0.0.0:0 without a secret"));
+}
+
+TEST_CASE("The embedded agent runs a local job with no daemon", "[e2e][launch]") {
+  TempDir dir;
+  const std::string config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
+  const RunResult r =
+      Run({ZR_TEST_ZERORUN, "--hostfile", SourcePath("hostfiles/local-cpu.txt"), "--config", config,
+           "--device", "cpu", ZR_TEST_RANK, "--env-dir", dir.path(), "--lines", "1"},
+          {{"ZR_HOME", dir.path() + "/home"}});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("[rank 1 localhost] line 0 of rank 1"));
+  std::ifstream env(dir.path() + "/rank_1.env");
+  std::stringstream text;
+  text << env.rdbuf();
+  CHECK_THAT(text.str(),
+             Catch::Contains("WORLD_SIZE=2") && Catch::Contains("MASTER_ADDR=127.0.0.1"));
+}
+
+}  // namespace
+}  // namespace zerorun::testing

@@ -1,0 +1,98 @@
+// A rank for launcher tests: records its environment, argv and pid, reports status, and on
+// command exits with a code, dies of a signal, ignores SIGTERM and hangs, or sleeps.
+//   --env-dir DIR      write DIR/rank_<RANK>.env (environment, then "argv: ...") and .pid
+//   --run-ms M         run this long, then exit 0 (default 0)
+//   --fail-rank R      rank R fails after --fail-after-ms (default 300):
+//   --exit-code C      ... by exiting with C (default 3), or
+//   --kill-self SIG    ... by raising SIG
+//   --hang-rank R      rank R ignores SIGTERM and never exits on its own
+//   --report           heartbeat every 100 ms and report a step every 50 ms
+//   --lines N          print N numbered lines to stdout at start
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "zerorun/coordinator_client.h"
+
+extern char** environ;
+
+int main(int argc, char** argv) {
+  std::string env_dir;
+  int run_ms = 0, fail_rank = -1, fail_after_ms = 300, exit_code = 3, kill_self = 0;
+  int hang_rank = -1, lines = 0;
+  bool report = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--env-dir")
+      env_dir = next();
+    else if (a == "--run-ms")
+      run_ms = std::atoi(next().c_str());
+    else if (a == "--fail-rank")
+      fail_rank = std::atoi(next().c_str());
+    else if (a == "--fail-after-ms")
+      fail_after_ms = std::atoi(next().c_str());
+    else if (a == "--exit-code")
+      exit_code = std::atoi(next().c_str());
+    else if (a == "--kill-self")
+      kill_self = std::atoi(next().c_str());
+    else if (a == "--hang-rank")
+      hang_rank = std::atoi(next().c_str());
+    else if (a == "--report")
+      report = true;
+    else if (a == "--lines")
+      lines = std::atoi(next().c_str());
+  }
+  const char* rank_text = std::getenv("RANK");
+  const int rank = rank_text ? std::atoi(rank_text) : -1;
+  if (!env_dir.empty()) {
+    const std::string base = env_dir + "/rank_" + std::to_string(rank);
+    std::ofstream env(base + ".env");
+    for (char** e = environ; *e != nullptr; ++e) env << *e << "\n";
+    env << "argv:";
+    for (int i = 0; i < argc; ++i) env << " " << argv[i];
+    env << "\n";
+    std::ofstream(base + ".pid") << getpid() << "\n";
+  }
+  for (int i = 0; i < lines; ++i) std::printf("line %d of rank %d\n", i, rank);
+  std::fflush(stdout);
+  if (rank == hang_rank) signal(SIGTERM, SIG_IGN);
+  std::unique_ptr<zerorun::CoordinatorClient> client;
+  if (report) {
+    auto made = zerorun::CoordinatorClient::FromEnv();
+    if (!made.ok()) {
+      std::fprintf(stderr, "test_rank: %s\n", std::string(made.status().message()).c_str());
+      return 2;
+    }
+    client = *std::move(made);
+    client->SetPhase("train");
+    client->StartHeartbeat(absl::Milliseconds(100));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  int64_t step = 0;
+  while (true) {
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+    if (rank == fail_rank && elapsed >= fail_after_ms) {
+      std::fprintf(stderr, "test_rank %d: failing on purpose\n", rank);
+      std::fflush(stderr);
+      if (kill_self != 0) raise(kill_self);
+      return exit_code;
+    }
+    if (rank != hang_rank && elapsed >= run_ms) return 0;
+    if (client && elapsed / 50 > step) {
+      ++step;
+      (void)client->ReportStep(step, 10.0 / static_cast<double>(step), 1000.0 * (rank + 1),
+                               (rank + 1) * 1048576);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
