@@ -106,6 +106,7 @@ class Cluster {
     return true;
   }
 
+  ChildProcess& agent(int i) { return *agents_[i]; }
   const std::string& hostfile() const { return hostfile_; }
   const std::string& config() const { return config_; }
   std::string launcher_home() const { return home_.path() + "/launcher"; }
@@ -286,6 +287,27 @@ TEST_CASE("Agents with a secret refuse a launcher without it (exit 77)", "[e2e][
   CHECK(cluster.RankPids().empty());
   auto accepted = cluster.Start({}, {"--run-ms", "100"}, {{"ZR_SECRET", "s3cret-for-test"}});
   CHECK(accepted->Wait(30) == 0);
+}
+
+TEST_CASE("zerorund stopped with SIGTERM leaves its ranks running and the job ends with 200",
+          "[e2e][launch][agent]") {
+  Cluster cluster(2);
+  auto zr = cluster.Start({}, {"--run-ms", "60000"});
+  REQUIRE(zr->WaitForOutput("'zerorun status", 30));
+  for (int i = 0; i < 200 && cluster.RankPids().size() < 4; ++i) usleep(20 * 1000);
+  REQUIRE(cluster.RankPids().size() == 4);
+  cluster.agent(1).Signal(SIGTERM);
+  CHECK(cluster.agent(1).Wait(10) == 0);
+  CHECK_THAT(cluster.agent(1).Output(), Catch::Contains("leaving running ranks alone"));
+  CHECK(zr->Wait(30) == 200);
+  CHECK_THAT(zr->Output(), Catch::Contains("node node-b lost"));
+  const std::vector<pid_t> pids = cluster.RankPids();
+  CHECK_FALSE(ProcessGone(pids[2]));  // node-b's ranks survived their daemon (training goes on).
+  CHECK_FALSE(ProcessGone(pids[3]));
+  CHECK(ProcessGone(pids[0]));                // node-a's were stopped through its agent.
+  for (pid_t pid : pids) kill(pid, SIGKILL);  // The test started them: it ends them by pid.
+  for (int i = 0; i < 100 && !cluster.AllRanksGone(); ++i) usleep(20 * 1000);
+  CHECK(cluster.AllRanksGone());
 }
 
 TEST_CASE("zerorund refuses a non-loopback address without a secret", "[e2e][auth]") {

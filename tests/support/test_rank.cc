@@ -8,6 +8,8 @@
 //   --hang-rank R      rank R ignores SIGTERM and never exits on its own
 //   --report           heartbeat every 100 ms and report a step every 50 ms
 //   --lines N          print N numbered lines to stdout at start
+//   --stamps           with --env-dir: write the start time and, on SIGTERM or failure, the
+//                      exit time (CLOCK_REALTIME ns) to rank_<RANK>.start / .exit
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -23,11 +26,34 @@
 
 extern char** environ;
 
+namespace {
+
+std::string g_exit_stamp;  // Path of rank_<RANK>.exit, when --stamps.
+
+int64_t RealtimeNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void WriteStamp(const std::string& path) {
+  if (path.empty()) return;
+  std::ofstream(path) << RealtimeNs() << "\n";
+}
+
+void OnTerm(int) {
+  WriteStamp(g_exit_stamp);  // Benchmarks only: not async-signal-safe, good enough here.
+  signal(SIGTERM, SIG_DFL);
+  raise(SIGTERM);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::string env_dir;
   int run_ms = 0, fail_rank = -1, fail_after_ms = 300, exit_code = 3, kill_self = 0;
   int hang_rank = -1, lines = 0;
-  bool report = false;
+  bool report = false, stamps = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -49,6 +75,8 @@ int main(int argc, char** argv) {
       report = true;
     else if (a == "--lines")
       lines = std::atoi(next().c_str());
+    else if (a == "--stamps")
+      stamps = true;
   }
   const char* rank_text = std::getenv("RANK");
   const int rank = rank_text ? std::atoi(rank_text) : -1;
@@ -60,6 +88,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < argc; ++i) env << " " << argv[i];
     env << "\n";
     std::ofstream(base + ".pid") << getpid() << "\n";
+    if (stamps) {
+      WriteStamp(base + ".start");
+      g_exit_stamp = base + ".exit";
+      signal(SIGTERM, OnTerm);
+    }
   }
   for (int i = 0; i < lines; ++i) std::printf("line %d of rank %d\n", i, rank);
   std::fflush(stdout);
@@ -84,6 +117,7 @@ int main(int argc, char** argv) {
     if (rank == fail_rank && elapsed >= fail_after_ms) {
       std::fprintf(stderr, "test_rank %d: failing on purpose\n", rank);
       std::fflush(stderr);
+      WriteStamp(g_exit_stamp);
       if (kill_self != 0) raise(kill_self);
       return exit_code;
     }
