@@ -266,8 +266,10 @@ int Main(int argc, char** argv) {
   CLI::App app{
       "zerorun: launch and check multi-node ZeRO training jobs with DeepSpeed's hostfiles and "
       "configs.\n\nExamples:\n"
-      "  zerorun preflight --hostfile hostfiles/local-cpu.txt --config hostfiles/ds_zero2.json "
-      "--device cpu\n"
+      "  zerorun --hostfile hosts --config ds_config.json train_bin [args...]\n"
+      "  zerorun preflight --hostfile hostfiles/local-cpu.txt --config "
+      "hostfiles/ds_zero2_cpu.json --device cpu\n"
+      "  zerorun status [JOB] [--json] [--watch]     zerorun stop JOB\n"
       "  zerorun estimate --params 7B --largest-layer-params 131M --nodes 2 --gpus-per-node 8\n"};
   app.set_version_flag("--version", ZR_VERSION);
   app.require_subcommand(0, 1);

@@ -267,6 +267,60 @@ TEST_CASE("zerorun status shows every rank while the job runs", "[e2e][launch][s
   CHECK(final_status["state"] == "failed");
 }
 
+TEST_CASE("A rank whose heartbeat stops is reported stale", "[e2e][launch][status]") {
+  Cluster cluster(1);
+  auto zr = cluster.Start({"--job-id", "stale-test", "--heartbeat-timeout", "0.5"},
+                          {"--run-ms", "60000", "--report", "--report-ms", "300"});
+  REQUIRE(zr->WaitForOutput("'zerorun status stale-test'", 30));
+  const std::map<std::string, std::string> env = {{"ZR_HOME", cluster.launcher_home()}};
+  json status;
+  bool stale = false;
+  for (int attempt = 0; attempt < 50 && !stale; ++attempt) {
+    usleep(100 * 1000);
+    status = json::parse(Run({ZR_TEST_ZERORUN, "status", "stale-test", "--json"}, env).out);
+    stale = status["ranks"][0]["state"] == "stale" && status["ranks"][1]["state"] == "stale";
+  }
+  INFO(status.dump(2));
+  CHECK(stale);
+  CHECK(status["ranks"][0]["heartbeat_age_s"].get<double>() > 0.5);
+  zr->Signal(SIGTERM);
+  CHECK(zr->Wait(30) == 128 + SIGTERM);
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("Programs without libzerorun report through 'zerorun report'", "[e2e][launch][status]") {
+  Cluster cluster(1);
+  TempDir dir;
+  const std::string script = dir.Write(
+      "rank.sh", std::string("#!/bin/sh\n") + ZR_TEST_ZERORUN +
+                     " report --step 42 --loss 1.25 --tokens-per-second 99 --phase eval\n"
+                     "sleep 30\n");
+  chmod(script.c_str(), 0755);
+  std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile",  cluster.hostfile(),
+                                   "--config",      cluster.config(), "--device",
+                                   "cpu",           "--job-id",    "report-test",
+                                   "--no_local_rank", script};
+  const std::map<std::string, std::string> env = {{"ZR_HOME", cluster.launcher_home()}};
+  ChildProcess zr(argv, env);
+  REQUIRE(zr.WaitForOutput("'zerorun status report-test'", 30));
+  json status;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    status = json::parse(Run({ZR_TEST_ZERORUN, "status", "report-test", "--json"}, env).out);
+    if (status["ranks"][1]["step"] == 42) break;
+    usleep(100 * 1000);
+  }
+  CHECK(status["ranks"][1]["step"] == 42);
+  CHECK(status["ranks"][1]["loss"] == 1.25);
+  CHECK(status["ranks"][1]["phase"] == "eval");
+  zr.Signal(SIGINT);
+  CHECK(zr.Wait(30) == 130);
+  // Outside a rank, report explains what is missing.
+  const RunResult outside = Run({ZR_TEST_ZERORUN, "report", "--step", "1"},
+                                {{"ZERORUN_COORDINATOR", ""}, {"RANK", ""}});
+  CHECK(outside.exit_code == 2);
+  CHECK_THAT(outside.err, Catch::Contains("ZERORUN_COORDINATOR"));
+}
+
 TEST_CASE("Ctrl-C is forwarded to every rank and exits 130", "[e2e][launch][signals]") {
   Cluster cluster;
   auto zr = cluster.Start({}, {"--run-ms", "60000"});

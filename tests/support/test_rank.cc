@@ -7,6 +7,7 @@
 //   --kill-self SIG    ... by raising SIG
 //   --hang-rank R      rank R ignores SIGTERM and never exits on its own
 //   --report           heartbeat every 100 ms and report a step every 50 ms
+//   --report-ms M      stop reporting (and heartbeating) after M ms
 //   --lines N          print N numbered lines to stdout at start
 //   --stamps           with --env-dir: write the start time and, on SIGTERM or failure, the
 //                      exit time (CLOCK_REALTIME ns) to rank_<RANK>.start / .exit
@@ -52,7 +53,7 @@ void OnTerm(int) {
 int main(int argc, char** argv) {
   std::string env_dir;
   int run_ms = 0, fail_rank = -1, fail_after_ms = 300, exit_code = 3, kill_self = 0;
-  int hang_rank = -1, lines = 0;
+  int hang_rank = -1, lines = 0, report_ms = -1;
   bool report = false, stamps = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
       lines = std::atoi(next().c_str());
     else if (a == "--stamps")
       stamps = true;
+    else if (a == "--report-ms")
+      report_ms = std::atoi(next().c_str());
   }
   const char* rank_text = std::getenv("RANK");
   const int rank = rank_text ? std::atoi(rank_text) : -1;
@@ -122,6 +125,7 @@ int main(int argc, char** argv) {
       return exit_code;
     }
     if (rank != hang_rank && elapsed >= run_ms) return 0;
+    if (client && report_ms >= 0 && elapsed >= report_ms) client.reset();  // Goes silent.
     if (client && elapsed / 50 > step) {
       ++step;
       (void)client->ReportStep(step, 10.0 / static_cast<double>(step), 1000.0 * (rank + 1),
