@@ -319,50 +319,14 @@ int Main(int argc, char** argv) {
                    "SIGKILL after the grace period)");
   CLI::App* report = app.add_subcommand(
       "report", "From inside a rank: send a heartbeat or step report to the job's coordinator");
-  report->add_option(
-      "--step",
-      [&cli](const std::vector<std::string>& v) {
-        int64_t step = 0;
-        if (!absl::SimpleAtoi(v[0], &step)) return false;
-        cli.report.set_has_step(true);
-        cli.report.set_step(step);
-        return true;
-      },
-      "Training step just finished");
-  report->add_option(
-      "--loss",
-      [&cli](const std::vector<std::string>& v) {
-        double x = 0;
-        if (!absl::SimpleAtod(v[0], &x)) return false;
-        cli.report.set_loss(x);
-        return true;
-      },
-      "Loss of that step");
-  report->add_option(
-      "--tokens-per-second",
-      [&cli](const std::vector<std::string>& v) {
-        double x = 0;
-        if (!absl::SimpleAtod(v[0], &x)) return false;
-        cli.report.set_tokens_per_second(x);
-        return true;
-      },
-      "Throughput");
-  report->add_option(
-      "--memory-bytes",
-      [&cli](const std::vector<std::string>& v) {
-        int64_t x = 0;
-        if (!absl::SimpleAtoi(v[0], &x)) return false;
-        cli.report.set_memory_bytes(x);
-        return true;
-      },
-      "Memory in use");
-  report->add_option(
-      "--phase",
-      [&cli](const std::vector<std::string>& v) {
-        cli.report.set_phase(v[0]);
-        return true;
-      },
-      "What the rank is doing, e.g. forward");
+  int64_t step = 0, memory_bytes = 0;
+  double loss = 0, tokens_per_second = 0;
+  std::string phase;
+  report->add_option("--step", step, "Training step just finished");
+  report->add_option("--loss", loss, "Loss of that step");
+  report->add_option("--tokens-per-second", tokens_per_second, "Throughput");
+  report->add_option("--memory-bytes", memory_bytes, "Memory in use");
+  report->add_option("--phase", phase, "What the rank is doing, e.g. forward");
 
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
@@ -395,7 +359,15 @@ int Main(int argc, char** argv) {
   if (run->parsed()) return RunJobCommand(cli, run->remaining(), run->count("--hostfile") > 0);
   if (status->parsed()) return StatusCommand(cli.job_id, cli.json, cli.watch, std::cout, std::cerr);
   if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, std::cerr);
-  if (report->parsed()) return ReportCommand(cli.report, std::cerr);
+  if (report->parsed()) {
+    cli.report.set_has_step(report->count("--step") > 0);
+    cli.report.set_step(step);
+    cli.report.set_loss(loss);
+    cli.report.set_tokens_per_second(tokens_per_second);
+    cli.report.set_memory_bytes(memory_bytes);
+    cli.report.set_phase(phase);
+    return ReportCommand(cli.report, std::cerr);
+  }
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);
   std::cerr << "zerorun: nothing to do. Run 'zerorun --help' for usage.\n";
   return kExitUsage;
