@@ -1,0 +1,245 @@
+// Gloo backend of Communicator: Gloo's allreduce/broadcast/barrier, and ring reduce-scatter and
+// all-gather written on UnboundBuffer send/recv (Debian's Gloo has no usable reduce-scatter).
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/common/error.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/prefix_store.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
+#include <gloo/types.h>
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "zerorun/comm.h"
+
+namespace zerorun {
+namespace {
+
+constexpr uint8_t kSlotPrefix = 0x5a;  // Our ring collectives' slot namespace.
+
+// Our KvStore seen as Gloo's Store. Gloo's interface has no error channel: failures are thrown
+// as gloo::IoException, the one exception this project raises on purpose.
+class GlooStoreAdapter : public ::gloo::rendezvous::Store {
+ public:
+  GlooStoreAdapter(KvStore& store, absl::Duration timeout) : store_(store), timeout_(timeout) {}
+
+  void set(const std::string& key, const std::vector<char>& data) override {
+    absl::Status s = store_.Set(key, std::string(data.begin(), data.end()));
+    if (!s.ok()) throw ::gloo::IoException(std::string(s.message()));
+  }
+  std::vector<char> get(const std::string& key) override {
+    absl::StatusOr<std::string> value = store_.Get(key, timeout_);
+    if (!value.ok()) throw ::gloo::IoException(std::string(value.status().message()));
+    return std::vector<char>(value->begin(), value->end());
+  }
+  void wait(const std::vector<std::string>& keys) override { wait(keys, ToChrono(timeout_)); }
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
+    for (const std::string& key : keys) {
+      absl::StatusOr<std::string> value = store_.Get(key, absl::FromChrono(timeout));
+      if (!value.ok()) throw ::gloo::IoException(std::string(value.status().message()));
+    }
+  }
+
+ private:
+  static std::chrono::milliseconds ToChrono(absl::Duration d) {
+    return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+  }
+  KvStore& store_;
+  const absl::Duration timeout_;
+};
+
+class GlooCommunicator : public Communicator {
+ public:
+  GlooCommunicator(std::shared_ptr<::gloo::rendezvous::Context> context, const CommOptions& options)
+      : context_(std::move(context)),
+        options_(options),
+        timeout_(absl::ToInt64Milliseconds(options.timeout)),
+        segment_(std::max<size_t>(1, options.segment_bytes / sizeof(float))) {}
+
+  int rank() const override { return context_->rank; }
+  int world_size() const override { return context_->size; }
+
+  absl::Status AllReduce(float* data, size_t n, ReduceOp op) override {
+    if (world_size() == 1 || n == 0) return absl::OkStatus();
+    return Guard("all-reduce", [&] {
+      ::gloo::AllreduceOptions opts(context_);
+      opts.setOutput(data, n);
+      opts.setTag(NextTag());
+      opts.setTimeout(timeout_);
+      opts.setReduceFunction([](void* out, const void* a, const void* b, size_t count) {
+        float* o = static_cast<float*>(out);
+        const float* x = static_cast<const float*>(a);
+        const float* y = static_cast<const float*>(b);
+        for (size_t i = 0; i < count; ++i) o[i] = x[i] + y[i];
+      });
+      ::gloo::allreduce(opts);
+      if (op == ReduceOp::kAvg) Scale(data, n);
+    });
+  }
+
+  absl::Status ReduceScatter(float* data, size_t shard, ReduceOp op) override {
+    const int p = world_size(), r = rank();
+    if (p == 1 || shard == 0) return absl::OkStatus();
+    return Guard("reduce-scatter", [&] {
+      auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(float));
+      std::vector<float> tmp(std::min(shard, segment_));
+      auto tmp_buffer = context_->createUnboundBuffer(tmp.data(), tmp.size() * sizeof(float));
+      const int left = (r + p - 1) % p, right = (r + 1) % p;
+      // Step s sends chunk r-s-1 (complete after step s-1) to the right and adds chunk r-s-2
+      // from the left; after p-1 steps chunk r holds the full sum.
+      for (int s = 0; s < p - 1; ++s) {
+        const size_t send_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
+        const size_t recv_chunk = static_cast<size_t>(((r - s - 2) % p + p) % p);
+        const uint32_t tag = NextTag();
+        size_t sends = 0;
+        for (size_t offset = 0, k = 0; offset < shard; offset += segment_, ++k) {
+          const size_t count = std::min(segment_, shard - offset);
+          const uint64_t slot = ::gloo::Slot::build(kSlotPrefix, tag) + static_cast<uint8_t>(k);
+          buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
+                       count * sizeof(float));
+          ++sends;
+          tmp_buffer->recv(left, slot, 0, count * sizeof(float));
+          Wait(tmp_buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
+          float* dst = data + recv_chunk * shard + offset;
+          for (size_t i = 0; i < count; ++i) dst[i] += tmp[i];
+        }
+        for (size_t i = 0; i < sends; ++i) {
+          Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
+        }
+      }
+      if (op == ReduceOp::kAvg) Scale(data + static_cast<size_t>(r) * shard, shard);
+    });
+  }
+
+  absl::Status AllGather(float* data, size_t shard) override {
+    const int p = world_size(), r = rank();
+    if (p == 1 || shard == 0) return absl::OkStatus();
+    return Guard("all-gather", [&] {
+      auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(float));
+      const int left = (r + p - 1) % p, right = (r + 1) % p;
+      // Step s forwards chunk r-s to the right and receives chunk r-s-1 in place.
+      for (int s = 0; s < p - 1; ++s) {
+        const size_t send_chunk = static_cast<size_t>(((r - s) % p + p) % p);
+        const size_t recv_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
+        const uint32_t tag = NextTag();
+        size_t sends = 0;
+        for (size_t offset = 0, k = 0; offset < shard; offset += segment_, ++k) {
+          const size_t count = std::min(segment_, shard - offset);
+          const uint64_t slot = ::gloo::Slot::build(kSlotPrefix, tag) + static_cast<uint8_t>(k);
+          buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
+                       count * sizeof(float));
+          ++sends;
+          buffer->recv(left, slot, (recv_chunk * shard + offset) * sizeof(float),
+                       count * sizeof(float));
+          Wait(buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
+        }
+        for (size_t i = 0; i < sends; ++i) {
+          Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
+        }
+      }
+    });
+  }
+
+  absl::Status Broadcast(float* data, size_t n, int root) override {
+    if (root < 0 || root >= world_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("broadcast root ", root, " is not a rank of ", world_size()));
+    }
+    if (world_size() == 1 || n == 0) return absl::OkStatus();
+    return Guard("broadcast", [&] {
+      ::gloo::BroadcastOptions opts(context_);
+      opts.setOutput(data, n);
+      opts.setRoot(root);
+      opts.setTag(NextTag());
+      opts.setTimeout(timeout_);
+      ::gloo::broadcast(opts);
+    });
+  }
+
+  absl::Status Barrier() override {
+    if (world_size() == 1) return absl::OkStatus();
+    return Guard("barrier", [&] {
+      ::gloo::BarrierOptions opts(context_);
+      opts.setTag(NextTag());
+      opts.setTimeout(timeout_);
+      ::gloo::barrier(opts);
+    });
+  }
+
+ private:
+  uint32_t NextTag() { return next_tag_++; }
+
+  void Scale(float* data, size_t n) const {
+    const float inv = 1.0f / static_cast<float>(world_size());
+    for (size_t i = 0; i < n; ++i) data[i] *= inv;
+  }
+
+  static void Wait(bool ok, const char* what) {
+    if (!ok) throw ::gloo::IoException(absl::StrCat(what, " was aborted"));
+  }
+
+  // Runs a collective, turning Gloo's exceptions into a Status that names rank and operation.
+  template <typename Fn>
+  absl::Status Guard(const char* op, Fn&& fn) {
+    try {
+      fn();
+      return absl::OkStatus();
+    } catch (const ::gloo::Exception& e) {
+      const std::string what = e.what();
+      const std::string text =
+          absl::StrCat("rank ", rank(), " of ", world_size(), ": ", op, " on communicator '",
+                       options_.name, "' failed: ", what);
+      if (absl::StrContains(what, "Timed out") || absl::StrContains(what, "timed out")) {
+        return absl::DeadlineExceededError(absl::StrCat(text, " (timeout ",
+                                                        absl::FormatDuration(options_.timeout),
+                                                        ": a peer is stuck or gone)"));
+      }
+      return absl::AbortedError(absl::StrCat(text, " (a peer rank died or disconnected)"));
+    }
+  }
+
+  std::shared_ptr<::gloo::rendezvous::Context> context_;
+  const CommOptions options_;
+  const std::chrono::milliseconds timeout_;
+  const size_t segment_;
+  uint32_t next_tag_ = 1;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(KvStore& store, int rank,
+                                                                     int world_size,
+                                                                     const CommOptions& options) {
+  if (world_size < 1 || rank < 0 || rank >= world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, " is not within a world of ", world_size));
+  }
+  try {
+    GlooStoreAdapter adapter(store, options.timeout);
+    ::gloo::rendezvous::PrefixStore prefixed(options.name, adapter);
+    ::gloo::transport::tcp::attr attr;
+    attr.hostname = options.hostname;
+    auto device = ::gloo::transport::tcp::CreateDevice(attr);
+    auto context = std::make_shared<::gloo::rendezvous::Context>(rank, world_size);
+    context->setTimeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout)));
+    context->connectFullMesh(prefixed, device);
+    return std::unique_ptr<Communicator>(new GlooCommunicator(std::move(context), options));
+  } catch (const ::gloo::Exception& e) {
+    const std::string what = e.what();
+    const std::string text =
+        absl::StrCat("rank ", rank, " of ", world_size, ": connecting communicator '", options.name,
+                     "' failed: ", what);
+    if (absl::StrContains(what, "not set within")) return absl::DeadlineExceededError(text);
+    return absl::UnavailableError(text);
+  }
+}
+
+}  // namespace zerorun
