@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The README's demo: builds zerorun if needed, then checks the example 2-rank CPU ZeRO-2 job on
-# this machine with `zerorun preflight` (the table, then the verdict as its exit code).
+# The README's demo: builds zerorun if needed, checks the example job with `zerorun preflight`,
+# then trains the example GPT on Shakespeare for real: 2 CPU ranks, ZeRO-2, through zerorun.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ZR_BUILD_DIR:-${root}/build}"
-bash "${root}/deploy/build.sh" zerorun_cli >/dev/null
+bash "${root}/deploy/build.sh" zerorun_cli train_gpt >/dev/null
 cd "${root}"
+export ZR_HOME="${ZR_HOME:-${build}/zr_home}"
 set -x
 "${build}/launcher/zerorun" preflight --hostfile hostfiles/local-cpu.txt \
-  --config hostfiles/ds_zero2_cpu.json --device cpu --params 10M
+  --config hostfiles/ds_zero2_cpu.json --device cpu --params 120K \
+  "${build}/runtime/examples/gpt/train_gpt"
+"${build}/launcher/zerorun" --hostfile hostfiles/local-cpu.txt \
+  --config hostfiles/ds_zero2_cpu.json --device cpu \
+  "${build}/runtime/examples/gpt/train_gpt" --steps 250 --log-every 25

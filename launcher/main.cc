@@ -120,7 +120,8 @@ void AddPreflightOptions(CLI::App* app, Cli* cli) {
                   "Largest layer's parameter count (ZeRO-3 estimate)")
       ->check(CountValidator());
   app->add_option("--checkpoint-dir,--checkpoint_dir", cli->checkpoint_dirs,
-                  "Directory checkpoints go to (free space is checked; repeatable)");
+                  "Directory checkpoints go to (free space is checked; repeatable)")
+      ->allow_extra_args(false);  // One value per flag: never swallow train_bin.
   app->add_flag("--strict", cli->strict, "An unresolved \"auto\" is an error (exit 78)");
   app->add_option("--secret-file,--secret_file", cli->secret_file,
                   "File whose first line is the cluster secret zerorund expects (or ZR_SECRET)");
@@ -297,7 +298,8 @@ int Main(int argc, char** argv) {
                   "agent's job directory under $ZR_HOME/agent)");
   run->add_option("--ranks,--local-ranks-filter", cli.console_ranks,
                   "Show only these ranks' output on the console, e.g. 0,3")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->allow_extra_args(false);  // One value per flag: never swallow train_bin.
   run->add_option("--grace-period,--grace_period", cli.grace_s,
                   "Seconds between SIGTERM and SIGKILL when stopping (default 10)");
   run->add_option("--heartbeat-timeout", cli.heartbeat_timeout_s,

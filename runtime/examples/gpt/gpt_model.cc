@@ -1,0 +1,362 @@
+// GPT forward/backward on CPU: llm.c's kernels, GEMMs through OpenBLAS (row-major, y = x W^T).
+#include "gpt_model.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace zerorun::gpt {
+namespace {
+
+constexpr float kLnEps = 1e-5f;
+
+// Block tensors, in the golden file's order.
+enum Block { kLn1W, kLn1B, kQkvW, kQkvB, kProjW, kProjB, kLn2W, kLn2B, kFc1W, kFc1B, kFc2W, kFc2B };
+enum Head { kLnfW, kLnfB, kHeadW };
+
+// out[n, oc] = inp[n, c] W[oc, c]^T (+ bias).
+void MatmulForward(float* out, const float* inp, const float* w, const float* bias, int n, int c,
+                   int oc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, oc, c, 1.0f, inp, c, w, c, 0.0f, out, oc);
+  if (bias == nullptr) return;
+  for (int i = 0; i < n; ++i) {
+    float* row = out + static_cast<size_t>(i) * oc;
+    for (int o = 0; o < oc; ++o) row[o] += bias[o];
+  }
+}
+
+// dinp = dout W (overwritten); dw += dout^T inp; dbias += column sums of dout.
+void MatmulBackward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
+                    const float* w, int n, int c, int oc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 0.0f, dinp,
+              c);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f, dw,
+              c);
+  if (dbias == nullptr) return;
+  for (int i = 0; i < n; ++i) {
+    const float* row = dout + static_cast<size_t>(i) * oc;
+    for (int o = 0; o < oc; ++o) dbias[o] += row[o];
+  }
+}
+
+void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* w,
+                      const float* b, int n, int c) {
+  for (int i = 0; i < n; ++i) {
+    const float* x = inp + static_cast<size_t>(i) * c;
+    float m = 0;
+    for (int j = 0; j < c; ++j) m += x[j];
+    m /= c;
+    float v = 0;
+    for (int j = 0; j < c; ++j) v += (x[j] - m) * (x[j] - m);
+    v /= c;
+    const float s = 1.0f / std::sqrt(v + kLnEps);
+    float* y = out + static_cast<size_t>(i) * c;
+    for (int j = 0; j < c; ++j) y[j] = (x[j] - m) * s * w[j] + b[j];
+    mean[i] = m;
+    rstd[i] = s;
+  }
+}
+
+// dinp += ...; dw, db +=.
+void LayerNormBackward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                       const float* w, const float* mean, const float* rstd, int n, int c) {
+  for (int i = 0; i < n; ++i) {
+    const float* dy = dout + static_cast<size_t>(i) * c;
+    const float* x = inp + static_cast<size_t>(i) * c;
+    float* dx = dinp + static_cast<size_t>(i) * c;
+    float dnorm_mean = 0, dnorm_norm_mean = 0;
+    for (int j = 0; j < c; ++j) {
+      const float norm = (x[j] - mean[i]) * rstd[i];
+      const float dnorm = w[j] * dy[j];
+      dnorm_mean += dnorm;
+      dnorm_norm_mean += dnorm * norm;
+    }
+    dnorm_mean /= c;
+    dnorm_norm_mean /= c;
+    for (int j = 0; j < c; ++j) {
+      const float norm = (x[j] - mean[i]) * rstd[i];
+      const float dnorm = w[j] * dy[j];
+      db[j] += dy[j];
+      dw[j] += norm * dy[j];
+      dx[j] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rstd[i];
+    }
+  }
+}
+
+// qkv [b, t, 3c] -> out [b, t, c]; preatt/att [b, h, t, t] (causal).
+void AttentionForward(float* out, float* preatt, float* att, const float* qkv, int batch, int seq,
+                      int c, int heads) {
+  const int c3 = 3 * c, hs = c / heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 0; t < seq; ++t) {
+      for (int h = 0; h < heads; ++h) {
+        const float* q = qkv + (static_cast<size_t>(b) * seq + t) * c3 + h * hs;
+        float* pre = preatt + ((static_cast<size_t>(b) * heads + h) * seq + t) * seq;
+        float* a = att + ((static_cast<size_t>(b) * heads + h) * seq + t) * seq;
+        float max = -INFINITY;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const float* k = qkv + (static_cast<size_t>(b) * seq + t2) * c3 + h * hs + c;
+          float dot = 0;
+          for (int i = 0; i < hs; ++i) dot += q[i] * k[i];
+          pre[t2] = dot * scale;
+          max = std::max(max, pre[t2]);
+        }
+        float sum = 0;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          a[t2] = std::exp(pre[t2] - max);
+          sum += a[t2];
+        }
+        const float inv = 1.0f / sum;
+        for (int t2 = 0; t2 < seq; ++t2) a[t2] = t2 <= t ? a[t2] * inv : 0.0f;
+        float* o = out + (static_cast<size_t>(b) * seq + t) * c + h * hs;
+        std::fill(o, o + hs, 0.0f);
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const float* v = qkv + (static_cast<size_t>(b) * seq + t2) * c3 + h * hs + 2 * c;
+          for (int i = 0; i < hs; ++i) o[i] += a[t2] * v[i];
+        }
+      }
+    }
+  }
+}
+
+// dqkv (overwritten) from dout and the forward's att.
+void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                       int batch, int seq, int c, int heads) {
+  const int c3 = 3 * c, hs = c / heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  std::fill(dqkv, dqkv + static_cast<size_t>(batch) * seq * c3, 0.0f);
+  std::vector<float> datt(seq), dpre(seq);
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 0; t < seq; ++t) {
+      for (int h = 0; h < heads; ++h) {
+        const float* a = att + ((static_cast<size_t>(b) * heads + h) * seq + t) * seq;
+        const float* dy = dout + (static_cast<size_t>(b) * seq + t) * c + h * hs;
+        const float* q = qkv + (static_cast<size_t>(b) * seq + t) * c3 + h * hs;
+        float* dq = dqkv + (static_cast<size_t>(b) * seq + t) * c3 + h * hs;
+        float weighted = 0;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const size_t row = (static_cast<size_t>(b) * seq + t2) * c3 + h * hs;
+          const float* v = qkv + row + 2 * c;
+          float* dv = dqkv + row + 2 * c;
+          float d = 0;
+          for (int i = 0; i < hs; ++i) {
+            d += v[i] * dy[i];
+            dv[i] += a[t2] * dy[i];
+          }
+          datt[t2] = d;
+          weighted += a[t2] * d;
+        }
+        for (int t2 = 0; t2 <= t; ++t2) dpre[t2] = a[t2] * (datt[t2] - weighted) * scale;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const size_t row = (static_cast<size_t>(b) * seq + t2) * c3 + h * hs;
+          const float* k = qkv + row + c;
+          float* dk = dqkv + row + c;
+          for (int i = 0; i < hs; ++i) {
+            dq[i] += k[i] * dpre[t2];
+            dk[i] += q[i] * dpre[t2];
+          }
+        }
+      }
+    }
+  }
+}
+
+float Gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2))); }
+
+float GeluGrad(float x) {
+  const float cdf = 0.5f * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2)));
+  const float pdf = std::exp(-0.5f * x * x) * static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
+  return cdf + x * pdf;
+}
+
+template <typename T>
+T* At(std::vector<T>& v, size_t layer, size_t per_layer) {
+  return v.data() + layer * per_layer;
+}
+
+}  // namespace
+
+std::vector<UnitSpec> GptUnits(const GptConfig& c) {
+  const int64_t v = c.vocab, d = c.d_model, t = c.seq;
+  std::vector<UnitSpec> units;
+  units.push_back({"embed", {{"tok.weight", {v, d}}, {"pos.weight", {t, d}}}});
+  for (int l = 0; l < c.layers; ++l) {
+    units.push_back({"block." + std::to_string(l),
+                     {{"ln1.weight", {d}},
+                      {"ln1.bias", {d}},
+                      {"qkv.weight", {3 * d, d}},
+                      {"qkv.bias", {3 * d}},
+                      {"proj.weight", {d, d}},
+                      {"proj.bias", {d}},
+                      {"ln2.weight", {d}},
+                      {"ln2.bias", {d}},
+                      {"fc1.weight", {4 * d, d}},
+                      {"fc1.bias", {4 * d}},
+                      {"fc2.weight", {d, 4 * d}},
+                      {"fc2.bias", {d}}}});
+  }
+  units.push_back({"head", {{"ln_f.weight", {d}}, {"ln_f.bias", {d}}, {"head.weight", {v, d}}}});
+  return units;
+}
+
+std::vector<TensorRef> GoldenTensorOrder(const GptConfig& c) {
+  std::vector<TensorRef> refs;
+  const std::vector<UnitSpec> units = GptUnits(c);
+  for (size_t u = 0; u < units.size(); ++u) {
+    for (size_t t = 0; t < units[u].tensors.size(); ++t) {
+      std::string name = units[u].tensors[t].name;
+      if (units[u].name.rfind("block.", 0) == 0) {
+        name = "blocks." + units[u].name.substr(6) + "." + name;
+      }
+      refs.push_back({name, u, t});
+    }
+  }
+  return refs;
+}
+
+float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens, int batch) {
+  const int t_len = c_.seq, c = c_.d_model, v = c_.vocab, nh = c_.heads, layers = c_.layers;
+  const size_t bt = static_cast<size_t>(batch) * t_len;
+  if (batch != batch_) {
+    batch_ = batch;
+    const size_t tt = static_cast<size_t>(batch) * nh * t_len * t_len;
+    encoded_.assign(bt * c, 0);
+    for (auto* buf : {&ln1_, &atty_, &residual2_, &ln2_, &residual3_})
+      buf->assign(layers * bt * c, 0);
+    for (auto* buf : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) buf->assign(layers * bt, 0);
+    qkv_.assign(layers * bt * 3 * c, 0);
+    preatt_.assign(layers * tt, 0);
+    att_.assign(layers * tt, 0);
+    fch_.assign(layers * bt * 4 * c, 0);
+    fch_gelu_.assign(layers * bt * 4 * c, 0);
+    lnf_.assign(bt * c, 0);
+    lnf_mean_.assign(bt, 0);
+    lnf_rstd_.assign(bt, 0);
+    probs_.assign(bt * v, 0);
+    for (auto* buf : {&dresidual_, &dbuf_, &dln_, &datty_}) buf->assign(bt * c, 0);
+    dqkv_.assign(bt * 3 * c, 0);
+    dfch_.assign(bt * 4 * c, 0);
+    dfch_gelu_.assign(bt * 4 * c, 0);
+    dlogits_.assign(bt * v, 0);
+  }
+  inputs_.resize(bt);
+  targets_.resize(bt);
+  for (int b = 0; b < batch; ++b) {
+    for (int t = 0; t < t_len; ++t) {
+      inputs_[b * t_len + t] = tokens[b * (t_len + 1) + t];
+      targets_[b * t_len + t] = tokens[b * (t_len + 1) + t + 1];
+    }
+  }
+  const float* tok = params[0][0];
+  const float* pos = params[0][1];
+  for (size_t i = 0; i < bt; ++i) {
+    const float* te = tok + static_cast<size_t>(inputs_[i]) * c;
+    const float* pe = pos + (i % t_len) * c;
+    for (int j = 0; j < c; ++j) encoded_[i * c + j] = te[j] + pe[j];
+  }
+  const float* residual = encoded_.data();
+  std::vector<float> tmp(bt * c);
+  for (int l = 0; l < layers; ++l) {
+    const TensorPtrs& p = params[1 + l];
+    float* ln1 = At(ln1_, l, bt * c);
+    float* qkv = At(qkv_, l, bt * 3 * c);
+    float* atty = At(atty_, l, bt * c);
+    float* res2 = At(residual2_, l, bt * c);
+    float* ln2 = At(ln2_, l, bt * c);
+    float* fch = At(fch_, l, bt * 4 * c);
+    float* fchg = At(fch_gelu_, l, bt * 4 * c);
+    float* res3 = At(residual3_, l, bt * c);
+    const size_t tt = static_cast<size_t>(batch) * nh * t_len * t_len;
+    LayerNormForward(ln1, At(ln1_mean_, l, bt), At(ln1_rstd_, l, bt), residual, p[kLn1W], p[kLn1B],
+                     static_cast<int>(bt), c);
+    MatmulForward(qkv, ln1, p[kQkvW], p[kQkvB], static_cast<int>(bt), c, 3 * c);
+    AttentionForward(atty, At(preatt_, l, tt), At(att_, l, tt), qkv, batch, t_len, c, nh);
+    MatmulForward(tmp.data(), atty, p[kProjW], p[kProjB], static_cast<int>(bt), c, c);
+    for (size_t i = 0; i < bt * c; ++i) res2[i] = residual[i] + tmp[i];
+    LayerNormForward(ln2, At(ln2_mean_, l, bt), At(ln2_rstd_, l, bt), res2, p[kLn2W], p[kLn2B],
+                     static_cast<int>(bt), c);
+    MatmulForward(fch, ln2, p[kFc1W], p[kFc1B], static_cast<int>(bt), c, 4 * c);
+    for (size_t i = 0; i < bt * 4 * c; ++i) fchg[i] = Gelu(fch[i]);
+    MatmulForward(tmp.data(), fchg, p[kFc2W], p[kFc2B], static_cast<int>(bt), 4 * c, c);
+    for (size_t i = 0; i < bt * c; ++i) res3[i] = res2[i] + tmp[i];
+    residual = res3;
+  }
+  const TensorPtrs& head = params.back();
+  LayerNormForward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual, head[kLnfW],
+                   head[kLnfB], static_cast<int>(bt), c);
+  MatmulForward(probs_.data(), lnf_.data(), head[kHeadW], nullptr, static_cast<int>(bt), c, v);
+  double loss = 0;
+  for (size_t i = 0; i < bt; ++i) {
+    float* row = probs_.data() + i * v;
+    const float max = *std::max_element(row, row + v);
+    float sum = 0;
+    for (int j = 0; j < v; ++j) {
+      row[j] = std::exp(row[j] - max);
+      sum += row[j];
+    }
+    for (int j = 0; j < v; ++j) row[j] /= sum;
+    loss -= std::log(row[targets_[i]]);
+  }
+  return static_cast<float>(loss / static_cast<double>(bt));
+}
+
+void GptModel::BackwardHead(const std::vector<TensorPtrs>& params, const TensorPtrs& g) {
+  const int c = c_.d_model, v = c_.vocab;
+  const size_t bt = static_cast<size_t>(batch_) * c_.seq;
+  const float dloss = 1.0f / static_cast<float>(bt);  // d(mean loss)/d(loss_i).
+  for (size_t i = 0; i < bt; ++i) {
+    for (int j = 0; j < v; ++j) {
+      const float indicator = j == targets_[i] ? 1.0f : 0.0f;
+      dlogits_[i * v + j] = (probs_[i * v + j] - indicator) * dloss;
+    }
+  }
+  const TensorPtrs& p = params.back();
+  MatmulBackward(dln_.data(), g[kHeadW], nullptr, dlogits_.data(), lnf_.data(), p[kHeadW],
+                 static_cast<int>(bt), c, v);
+  const float* last = c_.layers > 0 ? At(residual3_, c_.layers - 1, bt * c) : encoded_.data();
+  std::fill(dresidual_.begin(), dresidual_.end(), 0.0f);
+  LayerNormBackward(dresidual_.data(), g[kLnfW], g[kLnfB], dln_.data(), last, p[kLnfW],
+                    lnf_mean_.data(), lnf_rstd_.data(), static_cast<int>(bt), c);
+}
+
+void GptModel::BackwardBlock(int l, const TensorPtrs& p, const TensorPtrs& g) {
+  const int c = c_.d_model, nh = c_.heads, t_len = c_.seq;
+  const size_t bt = static_cast<size_t>(batch_) * t_len;
+  const size_t tt = static_cast<size_t>(batch_) * nh * t_len * t_len;
+  const float* residual = l == 0 ? encoded_.data() : At(residual3_, l - 1, bt * c);
+  // MLP: residual3 = residual2 + fc2(gelu(fc1(ln2(residual2)))).
+  MatmulBackward(dfch_gelu_.data(), g[kFc2W], g[kFc2B], dresidual_.data(),
+                 At(fch_gelu_, l, bt * 4 * c), p[kFc2W], static_cast<int>(bt), 4 * c, c);
+  const float* fch = At(fch_, l, bt * 4 * c);
+  for (size_t i = 0; i < bt * 4 * c; ++i) dfch_[i] = dfch_gelu_[i] * GeluGrad(fch[i]);
+  MatmulBackward(dln_.data(), g[kFc1W], g[kFc1B], dfch_.data(), At(ln2_, l, bt * c), p[kFc1W],
+                 static_cast<int>(bt), c, 4 * c);
+  LayerNormBackward(dresidual_.data(), g[kLn2W], g[kLn2B], dln_.data(), At(residual2_, l, bt * c),
+                    p[kLn2W], At(ln2_mean_, l, bt), At(ln2_rstd_, l, bt), static_cast<int>(bt), c);
+  // Attention: residual2 = residual + proj(attn(qkv(ln1(residual)))).
+  MatmulBackward(datty_.data(), g[kProjW], g[kProjB], dresidual_.data(), At(atty_, l, bt * c),
+                 p[kProjW], static_cast<int>(bt), c, c);
+  AttentionBackward(dqkv_.data(), datty_.data(), At(qkv_, l, bt * 3 * c), At(att_, l, tt), batch_,
+                    t_len, c, nh);
+  MatmulBackward(dln_.data(), g[kQkvW], g[kQkvB], dqkv_.data(), At(ln1_, l, bt * c), p[kQkvW],
+                 static_cast<int>(bt), c, 3 * c);
+  LayerNormBackward(dresidual_.data(), g[kLn1W], g[kLn1B], dln_.data(), residual, p[kLn1W],
+                    At(ln1_mean_, l, bt), At(ln1_rstd_, l, bt), static_cast<int>(bt), c);
+}
+
+void GptModel::BackwardEmbed(const TensorPtrs& g) {
+  const int c = c_.d_model, t_len = c_.seq;
+  const size_t bt = static_cast<size_t>(batch_) * t_len;
+  for (size_t i = 0; i < bt; ++i) {
+    float* dtok = g[0] + static_cast<size_t>(inputs_[i]) * c;
+    float* dpos = g[1] + (i % t_len) * c;
+    for (int j = 0; j < c; ++j) {
+      dtok[j] += dresidual_[i * c + j];
+      dpos[j] += dresidual_[i * c + j];
+    }
+  }
+}
+
+}  // namespace zerorun::gpt

@@ -1,0 +1,370 @@
+// Command line, config, rendezvous and the training loop of train_gpt.
+#include "train_setup.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace zerorun::gpt {
+namespace {
+
+using json = nlohmann::json;
+
+const json* Find(const json& root, std::initializer_list<const char*> path) {
+  const json* node = &root;
+  for (const char* key : path) {
+    if (!node->is_object() || !node->contains(key)) return nullptr;
+    node = &(*node)[key];
+  }
+  return node;
+}
+
+template <typename T>
+absl::Status Read(const json& root, std::initializer_list<const char*> path, T* out) {
+  const json* v = Find(root, path);
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  if (!v->is_number()) {
+    std::string key;
+    for (const char* p : path) absl::StrAppend(&key, key.empty() ? "" : ".", p);
+    return absl::InvalidArgumentError(absl::StrCat("config key ", key, " is ", v->dump(),
+                                                   "; train_gpt needs a number (resolve \"auto\" "
+                                                   "with zerorun's flags)"));
+  }
+  *out = v->get<T>();
+  return absl::OkStatus();
+}
+
+// splitmix64: a counter-based generator, so every (tensor, element) gets the same value at any
+// world size.
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+float Uniform(uint64_t key) { return ((Mix(key) >> 40) + 0.5f) / 16777216.0f; }
+
+float Normal(uint64_t key) {
+  const float u1 = Uniform(key * 2), u2 = Uniform(key * 2 + 1);
+  return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+}
+
+}  // namespace
+
+float LrSchedule::At(int64_t step) const {
+  const int64_t i = step - 1;  // DeepSpeed's last_batch_iteration for this step.
+  if (warmup_steps <= 1 || i >= warmup_steps) return max_lr;
+  const float gamma =
+      log_warmup ? std::log(static_cast<float>(i + 1)) / std::log(static_cast<float>(warmup_steps))
+                 : static_cast<float>(i) / warmup_steps;
+  return min_lr + (max_lr - min_lr) * gamma;
+}
+
+int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
+  const char* usage =
+      "usage: train_gpt [--deepspeed_config F] [--check-golden FILE | --data FILE | "
+      "--random-tokens --vocab V] [--layers L] [--d-model D] [--heads H] [--seq T] [--steps N] "
+      "[--log-every N] [--seed S]\n";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    auto number = [&](auto* out) {
+      std::string text;
+      return value(&text) && absl::SimpleAtoi(text, out);
+    };
+    bool ok = true;
+    if (absl::StartsWith(a, "--local_rank")) continue;  // zerorun/DeepSpeed convention.
+    if (a == "--deepspeed_config" || a == "--deepspeed")
+      ok = value(&args->config_path);
+    else if (a == "--check-golden")
+      ok = value(&args->check_golden);
+    else if (a == "--data")
+      ok = value(&args->data);
+    else if (a == "--random-tokens")
+      args->random_tokens = true;
+    else if (a == "--vocab")
+      ok = number(&args->model.vocab);
+    else if (a == "--layers")
+      ok = number(&args->model.layers);
+    else if (a == "--d-model")
+      ok = number(&args->model.d_model);
+    else if (a == "--heads")
+      ok = number(&args->model.heads);
+    else if (a == "--seq")
+      ok = number(&args->model.seq);
+    else if (a == "--steps")
+      ok = number(&args->steps);
+    else if (a == "--log-every")
+      ok = number(&args->log_every);
+    else if (a == "--seed")
+      ok = number(&args->seed);
+    else if (a == "--help" || a == "-h") {
+      std::printf("%s", usage);
+      return 0;
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "train_gpt: bad argument '%s'\n%s", a.c_str(), usage);
+      return 2;
+    }
+  }
+  if (args->model.d_model % args->model.heads != 0) {
+    std::fprintf(stderr, "train_gpt: --d-model must be a multiple of --heads\n");
+    return 2;
+  }
+  if (args->config_path.empty()) {
+    const char* env = std::getenv("ZERORUN_CONFIG");
+    if (env != nullptr) args->config_path = env;
+  }
+  return -1;
+}
+
+absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
+  TrainSetup setup;
+  json config = json::object();
+  if (!args.config_path.empty()) {
+    std::ifstream in(args.config_path);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", args.config_path));
+    config = json::parse(in, nullptr, false, /*ignore_comments=*/true);
+    if (config.is_discarded()) {
+      return absl::InvalidArgumentError(absl::StrCat(args.config_path, " is not valid JSON"));
+    }
+  }
+  ZeroOptions& o = setup.options;
+  o.gradient_clipping = 1.0f;  // DeepSpeed 0.19.6's default.
+  for (absl::Status s :
+       {Read(config, {"zero_optimization", "stage"}, &o.stage),
+        Read(config, {"train_micro_batch_size_per_gpu"}, &setup.micro_batch),
+        Read(config, {"gradient_accumulation_steps"}, &o.gradient_accumulation_steps),
+        Read(config, {"gradient_clipping"}, &o.gradient_clipping),
+        Read(config, {"optimizer", "params", "lr"}, &o.adam.lr),
+        Read(config, {"optimizer", "params", "eps"}, &o.adam.eps),
+        Read(config, {"optimizer", "params", "weight_decay"}, &o.adam.weight_decay)}) {
+    if (!s.ok()) return s;
+  }
+  if (const json* betas = Find(config, {"optimizer", "params", "betas"});
+      betas && betas->is_array() && betas->size() == 2) {
+    o.adam.beta1 = (*betas)[0].get<float>();
+    o.adam.beta2 = (*betas)[1].get<float>();
+  }
+  if (o.stage < 0 || o.stage > 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("zero_optimization.stage ", o.stage,
+                     " is not supported by this runtime yet (0-2; stage "
+                     "3 is issue #5)"));
+  }
+  for (const char* block : {"offload_optimizer", "offload_param"}) {
+    const json* device = Find(config, {"zero_optimization", block, "device"});
+    if (device && device->is_string() && device->get<std::string>() != "none") {
+      return absl::InvalidArgumentError(absl::StrCat("zero_optimization.", block, ".device ",
+                                                     device->dump(),
+                                                     " is not supported by this runtime yet"));
+    }
+  }
+  for (const char* block : {"fp16", "bf16"}) {
+    const json* enabled = Find(config, {block, "enabled"});
+    if (enabled && enabled->is_boolean() && enabled->get<bool>()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(block,
+                       ".enabled is true; this CPU runtime trains in fp32 only so far. Fix: set it "
+                       "false"));
+    }
+  }
+  setup.lr.max_lr = o.adam.lr;
+  if (const json* type = Find(config, {"scheduler", "type"}); type && type->is_string()) {
+    if (type->get<std::string>() != "WarmupLR") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("scheduler.type ", type->dump(), " is not supported yet (WarmupLR is)"));
+    }
+    int warmup = 1000;
+    for (absl::Status s : {Read(config, {"scheduler", "params", "warmup_max_lr"}, &setup.lr.max_lr),
+                           Read(config, {"scheduler", "params", "warmup_min_lr"}, &setup.lr.min_lr),
+                           Read(config, {"scheduler", "params", "warmup_num_steps"}, &warmup)}) {
+      if (!s.ok()) return s;
+    }
+    setup.lr.warmup_steps = warmup;
+    const json* kind = Find(config, {"scheduler", "params", "warmup_type"});
+    setup.lr.log_warmup = !(kind && kind->is_string() && kind->get<std::string>() == "linear");
+  }
+  const char* rank = std::getenv("RANK");
+  const char* world = std::getenv("WORLD_SIZE");
+  if (rank != nullptr && world != nullptr) {
+    if (!absl::SimpleAtoi(rank, &setup.rank) || !absl::SimpleAtoi(world, &setup.world_size)) {
+      return absl::InvalidArgumentError("RANK / WORLD_SIZE are not integers");
+    }
+  }
+  if (std::getenv("ZERORUN_COORDINATOR") != nullptr) {
+    auto client = CoordinatorClient::FromEnv();
+    if (!client.ok()) return client.status();
+    setup.coordinator = *std::move(client);
+    setup.coordinator->StartHeartbeat(absl::Seconds(1));
+    setup.store = std::make_unique<CoordinatorKvStore>(setup.coordinator.get());
+  } else if (const char* dir = std::getenv("ZR_STORE_DIR"); dir != nullptr) {
+    setup.store = std::make_unique<FileKvStore>(dir);
+  } else if (setup.world_size == 1) {
+    setup.store = std::make_unique<InMemoryKvStore>();
+  } else {
+    return absl::InvalidArgumentError(
+        "more than one rank but no rendezvous: start the ranks with zerorun (or set "
+        "ZR_STORE_DIR to a shared directory)");
+  }
+  CommOptions comm_options;
+  const char* job = std::getenv("ZERORUN_JOB_ID");
+  comm_options.name = absl::StrCat(job ? job : "local", "/world");
+  absl::StatusOr<std::unique_ptr<Communicator>> comm =
+      CreateGlooCommunicator(*setup.store, setup.rank, setup.world_size, comm_options);
+  if (!comm.ok()) return comm.status();
+  setup.comm = *std::move(comm);
+  return setup;
+}
+
+int Train(const TrainArgs& args, TrainSetup& setup) {
+  GptConfig config = args.model;
+  std::vector<int> corpus;
+  if (!args.random_tokens) {
+    const std::string path = args.data.empty() ? TRAIN_GPT_DEFAULT_DATA : args.data;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "train_gpt: cannot read corpus %s\n", path.c_str());
+      return 66;
+    }
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    std::map<unsigned char, int> ids;
+    for (unsigned char ch : text) ids[ch] = 0;
+    int next = 0;
+    for (auto& [ch, id] : ids) id = next++;
+    for (unsigned char ch : text) corpus.push_back(ids[ch]);
+    config.vocab = next;
+  } else if (config.vocab <= 0) {
+    config.vocab = 4096;
+  }
+  auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
+  if (!engine_or.ok()) {
+    std::fprintf(stderr, "train_gpt: %s\n", std::string(engine_or.status().message()).c_str());
+    return 2;
+  }
+  ZeroEngine& engine = **engine_or;
+  const Layout& layout = engine.layout();
+  uint64_t tensor_id = 0;
+  for (size_t u = 0; u < layout.units().size(); ++u) {
+    for (size_t t = 0; t < layout.units()[u].tensors.size(); ++t, ++tensor_id) {
+      const TensorLayout& tl = layout.units()[u].tensors[t];
+      float* p = engine.Tensor(u, t);
+      const bool bias = absl::EndsWith(tl.name, "bias");
+      const bool norm = absl::StartsWith(tl.name, "ln");
+      for (size_t i = 0; i < tl.numel; ++i) {
+        p[i] = bias   ? 0.0f
+               : norm ? 1.0f
+                      : 0.02f * Normal((tensor_id << 40) ^ (args.seed << 20) ^ i);
+      }
+    }
+  }
+  GptModel model(config);
+  const int b = setup.micro_batch, t_len = config.seq;
+  std::vector<int> tokens(static_cast<size_t>(b) * (t_len + 1));
+  const int ga = setup.options.gradient_accumulation_steps;
+  if (setup.rank == 0) {
+    std::printf(
+        "train_gpt: %zu parameters (vocab %d, d_model %d, %d heads, %d layers, seq %d); "
+        "ZeRO stage %d on %d rank(s); micro batch %d x accumulation %d\n",
+        layout.num_params(), config.vocab, config.d_model, config.heads, config.layers, t_len,
+        setup.options.stage, setup.world_size, b, ga);
+    std::fflush(stdout);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start;
+  for (int step = 1; step <= args.steps; ++step) {
+    float loss_sum = 0;
+    for (int micro = 0; micro < ga; ++micro) {
+      const uint64_t key = Mix(args.seed ^ Mix(static_cast<uint64_t>(step) * 131 + micro) ^
+                               (static_cast<uint64_t>(setup.rank) << 48));
+      for (int row = 0; row < b; ++row) {
+        if (args.random_tokens) {
+          for (int j = 0; j <= t_len; ++j) {
+            tokens[row * (t_len + 1) + j] =
+                static_cast<int>(Mix(key + row * 7919 + j) % static_cast<uint64_t>(config.vocab));
+          }
+        } else {
+          const size_t start_pos = Mix(key + row) % (corpus.size() - t_len - 1);
+          std::copy_n(corpus.begin() + start_pos, t_len + 1, tokens.begin() + row * (t_len + 1));
+        }
+      }
+      std::vector<TensorPtrs> params;
+      for (size_t u = 0; u < layout.units().size(); ++u) {
+        TensorPtrs views;
+        for (const TensorLayout& tl : layout.units()[u].tensors) {
+          views.push_back(engine.Params(u) + tl.offset);
+        }
+        params.push_back(views);
+      }
+      loss_sum += model.Forward(params, tokens.data(), b);
+      absl::Status status;
+      model.Backward(
+          params,
+          [&](size_t u) {
+            TensorPtrs views;
+            absl::StatusOr<float*> g = engine.Grads(u);
+            status.Update(g.status());
+            for (const TensorLayout& tl : layout.units()[u].tensors) {
+              views.push_back(g.ok() ? *g + tl.offset : nullptr);
+            }
+            return views;
+          },
+          [&](size_t u) { status.Update(engine.GradsReady(u)); });
+      if (!status.ok()) {
+        std::fprintf(stderr, "train_gpt: %s\n", std::string(status.message()).c_str());
+        return 70;
+      }
+    }
+    float loss = loss_sum / ga;
+    if (!setup.comm->AllReduce(&loss, 1, ReduceOp::kAvg).ok()) return 70;
+    const float lr = setup.lr.At(step);
+    absl::StatusOr<StepResult> result = engine.Step(step, lr);
+    if (!result.ok()) {
+      std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                   std::string(result.status().message()).c_str());
+      return 70;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last).count();
+    last = now;
+    const double tokens_per_s = static_cast<double>(b) * t_len * ga * setup.world_size / seconds;
+    if (setup.coordinator) {
+      (void)setup.coordinator->ReportStep(step, loss, tokens_per_s,
+                                          static_cast<int64_t>(engine.Memory().total()));
+    }
+    if (setup.rank == 0 && (step % args.log_every == 0 || step == 1 || step == args.steps)) {
+      std::printf("step %4d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s\n", step,
+                  args.steps, loss, lr, result->grad_norm, tokens_per_s);
+      std::fflush(stdout);
+    }
+  }
+  if (setup.rank == 0) {
+    const MemoryReport m = engine.Memory();
+    const double total_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf(
+        "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, grads "
+        "%.1f MiB, optimizer %.1f MiB, scratch %.1f MiB\n",
+        args.steps, total_s, m.params / 1048576.0, m.grads / 1048576.0, m.optimizer / 1048576.0,
+        m.scratch / 1048576.0);
+  }
+  return 0;
+}
+
+}  // namespace zerorun::gpt

@@ -1,0 +1,61 @@
+// train_gpt's command line, DeepSpeed config reading, communicator bootstrap and training loop.
+#ifndef ZERORUN_RUNTIME_EXAMPLES_GPT_TRAIN_SETUP_H_
+#define ZERORUN_RUNTIME_EXAMPLES_GPT_TRAIN_SETUP_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "gpt_model.h"
+#include "zerorun/comm.h"
+#include "zerorun/coordinator_client.h"
+#include "zerorun/kv_store.h"
+#include "zerorun/zero_engine.h"
+
+namespace zerorun::gpt {
+
+struct TrainArgs {
+  std::string config_path;   // --deepspeed_config; default $ZERORUN_CONFIG.
+  std::string check_golden;  // --check-golden FILE
+  std::string data;          // --data FILE (character-level corpus)
+  bool random_tokens = false;
+  GptConfig model{0, 64, 4, 2, 64};  // vocab 0: from the corpus.
+  int steps = 200;
+  int log_every = 10;
+  uint64_t seed = 1234;
+};
+
+// Returns -1 to go on, or the exit code (0 for --help, 2 for bad arguments).
+int ParseTrainArgs(int argc, char** argv, TrainArgs* args);
+
+// Optimizer learning rate per step: DeepSpeed's WarmupLR (log or linear warmup) or constant.
+struct LrSchedule {
+  float max_lr = 1e-3f;
+  float min_lr = 0;
+  int warmup_steps = 0;
+  bool log_warmup = true;
+  float At(int64_t step) const;  // step is 1-based.
+};
+
+struct TrainSetup {
+  int rank = 0, world_size = 1;
+  std::unique_ptr<CoordinatorClient> coordinator;  // Null when not started by zerorun.
+  std::unique_ptr<KvStore> store;
+  std::unique_ptr<Communicator> comm;
+  ZeroOptions options;  // Stage, AdamW, clipping, accumulation from the config.
+  int micro_batch = 8;  // train_micro_batch_size_per_gpu
+  LrSchedule lr;
+};
+
+// Reads the config (InvalidArgument naming the key for values this runtime does not support:
+// stage 3, offload, fp16/bf16), then connects the ranks: through the zerorun coordinator's
+// key-value store when ZERORUN_COORDINATOR is set, else a directory in $ZR_STORE_DIR.
+absl::StatusOr<TrainSetup> Setup(const TrainArgs& args);
+
+// Trains on the corpus (or random tokens), logging the loss from rank 0 and reporting every
+// step to the coordinator. Returns the exit code.
+int Train(const TrainArgs& args, TrainSetup& setup);
+
+}  // namespace zerorun::gpt
+
+#endif  // ZERORUN_RUNTIME_EXAMPLES_GPT_TRAIN_SETUP_H_
