@@ -90,28 +90,36 @@ class GlooCommunicator : public Communicator {
     if (p == 1 || shard == 0) return absl::OkStatus();
     return Guard("reduce-scatter", [&] {
       auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(float));
-      std::vector<float> tmp(std::min(shard, segment_));
-      auto tmp_buffer = context_->createUnboundBuffer(tmp.data(), tmp.size() * sizeof(float));
+      // Kept between calls: a fresh shard-sized buffer would page-fault on every call.
+      if (scratch_.size() < shard) scratch_.resize(shard);
+      float* tmp = scratch_.data();
+      auto tmp_buffer = context_->createUnboundBuffer(tmp, shard * sizeof(float));
       const int left = (r + p - 1) % p, right = (r + 1) % p;
+      const size_t segment = SegmentFor(shard);
       // Step s sends chunk r-s-1 (complete after step s-1) to the right and adds chunk r-s-2
-      // from the left; after p-1 steps chunk r holds the full sum.
+      // from the left; after p-1 steps chunk r holds the full sum. Every segment's send and
+      // receive is posted up front and summed as it lands, so the link never idles.
       for (int s = 0; s < p - 1; ++s) {
         const size_t send_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
         const size_t recv_chunk = static_cast<size_t>(((r - s - 2) % p + p) % p);
         const uint32_t tag = NextTag();
-        size_t sends = 0;
-        for (size_t offset = 0, k = 0; offset < shard; offset += segment_, ++k) {
-          const size_t count = std::min(segment_, shard - offset);
-          const uint64_t slot = ::gloo::Slot::build(kSlotPrefix, tag) + static_cast<uint8_t>(k);
+        size_t segments = 0;
+        for (size_t offset = 0; offset < shard; offset += segment, ++segments) {
+          const size_t count = std::min(segment, shard - offset);
+          const uint64_t slot = Slot(tag, segments);
+          tmp_buffer->recv(left, slot, offset * sizeof(float), count * sizeof(float));
           buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
                        count * sizeof(float));
-          ++sends;
-          tmp_buffer->recv(left, slot, 0, count * sizeof(float));
-          Wait(tmp_buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
-          float* dst = data + recv_chunk * shard + offset;
-          for (size_t i = 0; i < count; ++i) dst[i] += tmp[i];
         }
-        for (size_t i = 0; i < sends; ++i) {
+        for (size_t k = 0; k < segments; ++k) {
+          // Segments of one pair arrive in order; sum segment k once it is in.
+          Wait(tmp_buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
+          const size_t offset = k * segment, count = std::min(segment, shard - offset);
+          float* dst = data + recv_chunk * shard + offset;
+          const float* src = tmp + offset;
+          for (size_t i = 0; i < count; ++i) dst[i] += src[i];
+        }
+        for (size_t k = 0; k < segments; ++k) {
           Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
         }
       }
@@ -125,23 +133,25 @@ class GlooCommunicator : public Communicator {
     return Guard("all-gather", [&] {
       auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(float));
       const int left = (r + p - 1) % p, right = (r + 1) % p;
+      const size_t segment = SegmentFor(shard);
       // Step s forwards chunk r-s to the right and receives chunk r-s-1 in place.
       for (int s = 0; s < p - 1; ++s) {
         const size_t send_chunk = static_cast<size_t>(((r - s) % p + p) % p);
         const size_t recv_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
         const uint32_t tag = NextTag();
-        size_t sends = 0;
-        for (size_t offset = 0, k = 0; offset < shard; offset += segment_, ++k) {
-          const size_t count = std::min(segment_, shard - offset);
-          const uint64_t slot = ::gloo::Slot::build(kSlotPrefix, tag) + static_cast<uint8_t>(k);
-          buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
-                       count * sizeof(float));
-          ++sends;
+        size_t segments = 0;
+        for (size_t offset = 0; offset < shard; offset += segment, ++segments) {
+          const size_t count = std::min(segment, shard - offset);
+          const uint64_t slot = Slot(tag, segments);
           buffer->recv(left, slot, (recv_chunk * shard + offset) * sizeof(float),
                        count * sizeof(float));
+          buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
+                       count * sizeof(float));
+        }
+        for (size_t k = 0; k < segments; ++k) {
           Wait(buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
         }
-        for (size_t i = 0; i < sends; ++i) {
+        for (size_t k = 0; k < segments; ++k) {
           Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
         }
       }
@@ -177,6 +187,14 @@ class GlooCommunicator : public Communicator {
  private:
   uint32_t NextTag() { return next_tag_++; }
 
+  // Segment size for a chunk: the configured one, grown so a step needs at most 256 segments
+  // (the slot's per-op byte).
+  size_t SegmentFor(size_t shard) const { return std::max(segment_, (shard + 255) / 256); }
+
+  static uint64_t Slot(uint32_t tag, size_t segment) {
+    return ::gloo::Slot::build(kSlotPrefix, tag) + static_cast<uint8_t>(segment);
+  }
+
   void Scale(float* data, size_t n) const {
     const float inv = 1.0f / static_cast<float>(world_size());
     for (size_t i = 0; i < n; ++i) data[i] *= inv;
@@ -211,6 +229,7 @@ class GlooCommunicator : public Communicator {
   const std::chrono::milliseconds timeout_;
   const size_t segment_;
   uint32_t next_tag_ = 1;
+  std::vector<float> scratch_;  // Reduce-scatter receive buffer.
 };
 
 }  // namespace
