@@ -291,15 +291,15 @@ TEST_CASE("A rank whose heartbeat stops is reported stale", "[e2e][launch][statu
 TEST_CASE("Programs without libzerorun report through 'zerorun report'", "[e2e][launch][status]") {
   Cluster cluster(1);
   TempDir dir;
-  const std::string script = dir.Write(
-      "rank.sh", std::string("#!/bin/sh\n") + ZR_TEST_ZERORUN +
-                     " report --step 42 --loss 1.25 --tokens-per-second 99 --phase eval\n"
-                     "sleep 30\n");
+  const std::string script =
+      dir.Write("rank.sh", std::string("#!/bin/sh\n") + ZR_TEST_ZERORUN +
+                               " report --step 42 --loss 1.25 --tokens-per-second 99 --phase eval\n"
+                               "sleep 30\n");
   chmod(script.c_str(), 0755);
-  std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile",  cluster.hostfile(),
-                                   "--config",      cluster.config(), "--device",
-                                   "cpu",           "--job-id",    "report-test",
-                                   "--no_local_rank", script};
+  std::vector<std::string> argv = {
+      ZR_TEST_ZERORUN, "--hostfile", cluster.hostfile(), "--config",    cluster.config(),
+      "--device",      "cpu",        "--job-id",         "report-test", "--no_local_rank",
+      script};
   const std::map<std::string, std::string> env = {{"ZR_HOME", cluster.launcher_home()}};
   ChildProcess zr(argv, env);
   REQUIRE(zr.WaitForOutput("'zerorun status report-test'", 30));
@@ -315,8 +315,8 @@ TEST_CASE("Programs without libzerorun report through 'zerorun report'", "[e2e][
   zr.Signal(SIGINT);
   CHECK(zr.Wait(30) == 130);
   // Outside a rank, report explains what is missing.
-  const RunResult outside = Run({ZR_TEST_ZERORUN, "report", "--step", "1"},
-                                {{"ZERORUN_COORDINATOR", ""}, {"RANK", ""}});
+  const RunResult outside =
+      Run({ZR_TEST_ZERORUN, "report", "--step", "1"}, {{"ZERORUN_COORDINATOR", ""}, {"RANK", ""}});
   CHECK(outside.exit_code == 2);
   CHECK_THAT(outside.err, Catch::Contains("ZERORUN_COORDINATOR"));
 }
@@ -330,6 +330,23 @@ TEST_CASE("Ctrl-C is forwarded to every rank and exits 130", "[e2e][launch][sign
   zr->Signal(SIGINT);
   CHECK(zr->Wait(30) == 130);
   CHECK_THAT(zr->Output(), Catch::Contains("received SIGINT"));
+  CHECK(cluster.AllRanksGone());
+}
+
+TEST_CASE("A second Ctrl-C within a second kills ranks that ignore SIGTERM at once",
+          "[e2e][launch][signals]") {
+  Cluster cluster(1);
+  auto zr = cluster.Start({"--grace-period", "60"}, {"--run-ms", "60000", "--hang-rank", "1"});
+  REQUIRE(zr->WaitForOutput("'zerorun status", 30));
+  for (int i = 0; i < 200 && cluster.RankPids().size() < 2; ++i) usleep(20 * 1000);
+  REQUIRE(cluster.RankPids().size() == 2);
+  const auto start = std::chrono::steady_clock::now();
+  zr->Signal(SIGINT);
+  REQUIRE(zr->WaitForOutput("Ctrl-C again to kill now", 10));
+  zr->Signal(SIGINT);
+  CHECK(zr->Wait(30) == 130);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));  // Not the 60 s grace.
+  CHECK_THAT(zr->Output(), Catch::Contains("second Ctrl-C: killing every rank now"));
   CHECK(cluster.AllRanksGone());
 }
 
