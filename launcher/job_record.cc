@@ -13,23 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
+#include "base/fs.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace zerorun::launcher {
 namespace {
-
-absl::Status MakeDirs(const std::string& path) {
-  for (size_t i = 1; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      const std::string partial = path.substr(0, i);
-      if (mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
-        return absl::InternalError(absl::StrCat("mkdir ", partial, ": ", std::strerror(errno)));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status WriteFile(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
@@ -53,7 +42,7 @@ std::string JobsDir() { return ZerorunHome() + "/jobs"; }
 
 absl::Status WriteJobRecord(const JobRecord& record) {
   const std::string dir = JobDir(record.job_id);
-  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  if (absl::Status s = MakeDirs(dir, 0700); !s.ok()) return s;
   const nlohmann::json j = {{"job_id", record.job_id},
                             {"coordinator", record.coordinator},
                             {"secret", record.secret},

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/fs.h"
 
 extern char** environ;
 
@@ -27,19 +28,6 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 constexpr size_t kStderrTailLines = 20;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
-absl::Status MakeDirs(const std::string& path) {
-  std::string partial;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || (path[i] == '/' && i > 0)) {
-      partial = path.substr(0, i);
-      if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-        return absl::InternalError(absl::StrCat("mkdir ", partial, ": ", std::strerror(errno)));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
 
 bool ValidJobId(const std::string& id) {
   if (id.empty() || id.size() > 128 || id[0] == '.') return false;
@@ -118,7 +106,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     if (jobs_.count(id) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", id, " exists"));
   }
   const std::string job_dir = absl::StrCat(state_dir_, "/", id);
-  if (absl::Status s = MakeDirs(job_dir); !s.ok()) return s;
+  if (absl::Status s = MakeDirs(job_dir, 0755); !s.ok()) return s;
   if (!request.config_json().empty()) {
     std::ofstream(job_dir + "/ds_config.json") << request.config_json();
   }
@@ -132,7 +120,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     Rank rank;
     rank.spec = spec;
     const std::string dir = absl::StrCat(log_dir, "/rank_", spec.rank());
-    if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+    if (absl::Status s = MakeDirs(dir, 0755); !s.ok()) return s;
     rank.stdout_path = dir + "/stdout.log";
     rank.stderr_path = dir + "/stderr.log";
     job->ranks.push_back(std::move(rank));

@@ -1,0 +1,19 @@
+// Small filesystem helpers shared by the launcher and the node agent.
+#ifndef ZERORUN_RUNTIME_BASE_FS_H_
+#define ZERORUN_RUNTIME_BASE_FS_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace zerorun {
+
+// mkdir -p for zerorun's own state directories (never for a path a user named). Internal with
+// the failing directory and errno text on error.
+absl::Status MakeDirs(const std::string& path, mode_t mode);
+
+}  // namespace zerorun
+
+#endif  // ZERORUN_RUNTIME_BASE_FS_H_
