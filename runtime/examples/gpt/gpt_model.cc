@@ -84,81 +84,68 @@ void LayerNormBackward(float* dinp, float* dw, float* db, const float* dout, con
   }
 }
 
-// qkv [b, t, 3c] -> out [b, t, c]; preatt/att [b, h, t, t] (causal).
-void AttentionForward(float* out, float* preatt, float* att, const float* qkv, int batch, int seq,
-                      int c, int heads) {
+// qkv [b, t, 3c] -> out [b, t, c]; att [b, h, t, t] holds the causal softmax (zero above the
+// diagonal). Per (b, h): S = Q K^T * scale and Y = P V are GEMMs on strided views of qkv.
+void AttentionForward(float* out, float* att, const float* qkv, int batch, int seq, int c,
+                      int heads) {
   const int c3 = 3 * c, hs = c / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   for (int b = 0; b < batch; ++b) {
-    for (int t = 0; t < seq; ++t) {
-      for (int h = 0; h < heads; ++h) {
-        const float* q = qkv + (static_cast<size_t>(b) * seq + t) * c3 + h * hs;
-        float* pre = preatt + ((static_cast<size_t>(b) * heads + h) * seq + t) * seq;
-        float* a = att + ((static_cast<size_t>(b) * heads + h) * seq + t) * seq;
+    for (int h = 0; h < heads; ++h) {
+      const float* q = qkv + static_cast<size_t>(b) * seq * c3 + h * hs;
+      float* a = att + (static_cast<size_t>(b) * heads + h) * seq * seq;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, seq, seq, hs, scale, q, c3, q + c, c3,
+                  0.0f, a, seq);
+      for (int t = 0; t < seq; ++t) {
+        float* row = a + static_cast<size_t>(t) * seq;
         float max = -INFINITY;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const float* k = qkv + (static_cast<size_t>(b) * seq + t2) * c3 + h * hs + c;
-          float dot = 0;
-          for (int i = 0; i < hs; ++i) dot += q[i] * k[i];
-          pre[t2] = dot * scale;
-          max = std::max(max, pre[t2]);
-        }
+        for (int t2 = 0; t2 <= t; ++t2) max = std::max(max, row[t2]);
         float sum = 0;
         for (int t2 = 0; t2 <= t; ++t2) {
-          a[t2] = std::exp(pre[t2] - max);
-          sum += a[t2];
+          row[t2] = std::exp(row[t2] - max);
+          sum += row[t2];
         }
         const float inv = 1.0f / sum;
-        for (int t2 = 0; t2 < seq; ++t2) a[t2] = t2 <= t ? a[t2] * inv : 0.0f;
-        float* o = out + (static_cast<size_t>(b) * seq + t) * c + h * hs;
-        std::fill(o, o + hs, 0.0f);
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const float* v = qkv + (static_cast<size_t>(b) * seq + t2) * c3 + h * hs + 2 * c;
-          for (int i = 0; i < hs; ++i) o[i] += a[t2] * v[i];
-        }
+        for (int t2 = 0; t2 <= t; ++t2) row[t2] *= inv;
+        for (int t2 = t + 1; t2 < seq; ++t2) row[t2] = 0.0f;
       }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, seq, hs, seq, 1.0f, a, seq, q + 2 * c,
+                  c3, 0.0f, out + static_cast<size_t>(b) * seq * c + h * hs, c);
     }
   }
 }
 
-// dqkv (overwritten) from dout and the forward's att.
+// dqkv (overwritten) from dout and the forward's att; `scratch` holds seq x seq floats.
 void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* att,
-                       int batch, int seq, int c, int heads) {
+                       int batch, int seq, int c, int heads, float* scratch) {
   const int c3 = 3 * c, hs = c / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  std::fill(dqkv, dqkv + static_cast<size_t>(batch) * seq * c3, 0.0f);
-  std::vector<float> datt(seq), dpre(seq);
   for (int b = 0; b < batch; ++b) {
-    for (int t = 0; t < seq; ++t) {
-      for (int h = 0; h < heads; ++h) {
-        const float* a = att + ((static_cast<size_t>(b) * heads + h) * seq + t) * seq;
-        const float* dy = dout + (static_cast<size_t>(b) * seq + t) * c + h * hs;
-        const float* q = qkv + (static_cast<size_t>(b) * seq + t) * c3 + h * hs;
-        float* dq = dqkv + (static_cast<size_t>(b) * seq + t) * c3 + h * hs;
+    for (int h = 0; h < heads; ++h) {
+      const size_t base = static_cast<size_t>(b) * seq * c3 + h * hs;
+      const float* q = qkv + base;
+      const float* a = att + (static_cast<size_t>(b) * heads + h) * seq * seq;
+      const float* dy = dout + static_cast<size_t>(b) * seq * c + h * hs;
+      float* dq = dqkv + base;
+      // dV = P^T dY; dP = dY V^T.
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, seq, hs, seq, 1.0f, a, seq, dy, c, 0.0f,
+                  dq + 2 * c, c3);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, seq, seq, hs, 1.0f, dy, c, q + 2 * c, c3,
+                  0.0f, scratch, seq);
+      // Softmax backward in place: dS = P * (dP - sum_j P dP), causal part only.
+      for (int t = 0; t < seq; ++t) {
+        const float* p = a + static_cast<size_t>(t) * seq;
+        float* d = scratch + static_cast<size_t>(t) * seq;
         float weighted = 0;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const size_t row = (static_cast<size_t>(b) * seq + t2) * c3 + h * hs;
-          const float* v = qkv + row + 2 * c;
-          float* dv = dqkv + row + 2 * c;
-          float d = 0;
-          for (int i = 0; i < hs; ++i) {
-            d += v[i] * dy[i];
-            dv[i] += a[t2] * dy[i];
-          }
-          datt[t2] = d;
-          weighted += a[t2] * d;
-        }
-        for (int t2 = 0; t2 <= t; ++t2) dpre[t2] = a[t2] * (datt[t2] - weighted) * scale;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const size_t row = (static_cast<size_t>(b) * seq + t2) * c3 + h * hs;
-          const float* k = qkv + row + c;
-          float* dk = dqkv + row + c;
-          for (int i = 0; i < hs; ++i) {
-            dq[i] += k[i] * dpre[t2];
-            dk[i] += q[i] * dpre[t2];
-          }
-        }
+        for (int t2 = 0; t2 <= t; ++t2) weighted += p[t2] * d[t2];
+        for (int t2 = 0; t2 <= t; ++t2) d[t2] = p[t2] * (d[t2] - weighted);
+        for (int t2 = t + 1; t2 < seq; ++t2) d[t2] = 0.0f;
       }
+      // dQ = dS K * scale; dK = dS^T Q * scale.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, seq, hs, seq, scale, scratch, seq,
+                  q + c, c3, 0.0f, dq, c3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, seq, hs, seq, scale, scratch, seq, q, c3,
+                  0.0f, dq + c, c3);
     }
   }
 }
@@ -227,7 +214,7 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
       buf->assign(layers * bt * c, 0);
     for (auto* buf : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) buf->assign(layers * bt, 0);
     qkv_.assign(layers * bt * 3 * c, 0);
-    preatt_.assign(layers * tt, 0);
+    dpreatt_.assign(static_cast<size_t>(t_len) * t_len, 0);
     att_.assign(layers * tt, 0);
     fch_.assign(layers * bt * 4 * c, 0);
     fch_gelu_.assign(layers * bt * 4 * c, 0);
@@ -235,7 +222,7 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
     lnf_mean_.assign(bt, 0);
     lnf_rstd_.assign(bt, 0);
     probs_.assign(bt * v, 0);
-    for (auto* buf : {&dresidual_, &dbuf_, &dln_, &datty_}) buf->assign(bt * c, 0);
+    for (auto* buf : {&dresidual_, &dln_, &datty_}) buf->assign(bt * c, 0);
     dqkv_.assign(bt * 3 * c, 0);
     dfch_.assign(bt * 4 * c, 0);
     dfch_gelu_.assign(bt * 4 * c, 0);
@@ -272,7 +259,7 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
     LayerNormForward(ln1, At(ln1_mean_, l, bt), At(ln1_rstd_, l, bt), residual, p[kLn1W], p[kLn1B],
                      static_cast<int>(bt), c);
     MatmulForward(qkv, ln1, p[kQkvW], p[kQkvB], static_cast<int>(bt), c, 3 * c);
-    AttentionForward(atty, At(preatt_, l, tt), At(att_, l, tt), qkv, batch, t_len, c, nh);
+    AttentionForward(atty, At(att_, l, tt), qkv, batch, t_len, c, nh);
     MatmulForward(tmp.data(), atty, p[kProjW], p[kProjB], static_cast<int>(bt), c, c);
     for (size_t i = 0; i < bt * c; ++i) res2[i] = residual[i] + tmp[i];
     LayerNormForward(ln2, At(ln2_mean_, l, bt), At(ln2_rstd_, l, bt), res2, p[kLn2W], p[kLn2B],
@@ -339,7 +326,7 @@ void GptModel::BackwardBlock(int l, const TensorPtrs& p, const TensorPtrs& g) {
   MatmulBackward(datty_.data(), g[kProjW], g[kProjB], dresidual_.data(), At(atty_, l, bt * c),
                  p[kProjW], static_cast<int>(bt), c, c);
   AttentionBackward(dqkv_.data(), datty_.data(), At(qkv_, l, bt * 3 * c), At(att_, l, tt), batch_,
-                    t_len, c, nh);
+                    t_len, c, nh, dpreatt_.data());
   MatmulBackward(dln_.data(), g[kQkvW], g[kQkvB], dqkv_.data(), At(ln1_, l, bt * c), p[kQkvW],
                  static_cast<int>(bt), c, 3 * c);
   LayerNormBackward(dresidual_.data(), g[kLn1W], g[kLn1B], dln_.data(), residual, p[kLn1W],

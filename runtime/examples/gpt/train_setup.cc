@@ -1,12 +1,16 @@
 // Command line, config, rendezvous and the training loop of train_gpt.
 #include "train_setup.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -57,6 +61,12 @@ float Uniform(uint64_t key) { return ((Mix(key) >> 40) + 0.5f) / 16777216.0f; }
 float Normal(uint64_t key) {
   const float u1 = Uniform(key * 2), u2 = Uniform(key * 2 + 1);
   return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+}
+
+double MedianOf(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::infinity();
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -288,6 +298,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   }
   const auto start = std::chrono::steady_clock::now();
   auto last = start;
+  std::vector<double> step_seconds;
   for (int step = 1; step <= args.steps; ++step) {
     float loss_sum = 0;
     for (int micro = 0; micro < ga; ++micro) {
@@ -344,6 +355,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     const double seconds = std::chrono::duration<double>(now - last).count();
     last = now;
     const double tokens_per_s = static_cast<double>(b) * t_len * ga * setup.world_size / seconds;
+    if (step > 2) step_seconds.push_back(seconds);  // The first steps warm caches and pages.
     if (setup.coordinator) {
       (void)setup.coordinator->ReportStep(step, loss, tokens_per_s,
                                           static_cast<int64_t>(engine.Memory().total()));
@@ -358,11 +370,15 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     const MemoryReport m = engine.Memory();
     const double total_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
     std::printf(
         "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, grads "
-        "%.1f MiB, optimizer %.1f MiB, scratch %.1f MiB\n",
+        "%.1f MiB, optimizer %.1f MiB, scratch %.1f MiB; peak RSS %.0f MiB; median %.0f "
+        "tokens/s\n",
         args.steps, total_s, m.params / 1048576.0, m.grads / 1048576.0, m.optimizer / 1048576.0,
-        m.scratch / 1048576.0);
+        m.scratch / 1048576.0, usage.ru_maxrss / 1024.0,
+        static_cast<double>(b) * t_len * ga * setup.world_size / MedianOf(step_seconds));
   }
   return 0;
 }
