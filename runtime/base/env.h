@@ -27,6 +27,11 @@ inline constexpr EnvVar kEnvHome = {"ZR_HOME", "",
 inline constexpr EnvVar kEnvSecret = {"ZR_SECRET", "",
                                       "cluster secret for zerorund (agents) calls"};
 
+// Timeout of every collective and of the rendezvous, in seconds (DEEPSPEED_TIMEOUT, in minutes,
+// is read when this is unset).
+inline constexpr EnvVar kEnvCommTimeout = {"ZR_COMM_TIMEOUT", "",
+                                           "collective and rendezvous timeout in seconds (300)"};
+
 // Value of `var`, or its default when unset or empty.
 std::string GetEnv(const EnvVar& var);
 

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/env.h"
 #include "nlohmann/json.hpp"
 
 namespace zerorun::gpt {
@@ -63,6 +64,27 @@ float Normal(uint64_t key) {
   return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
 }
 
+// ZR_COMM_TIMEOUT (seconds), else DEEPSPEED_TIMEOUT (minutes, DeepSpeed's variable), else 5 min.
+absl::StatusOr<absl::Duration> CommTimeout() {
+  double value = 0;
+  const std::string seconds = GetEnv(kEnvCommTimeout);
+  if (!seconds.empty()) {
+    if (!absl::SimpleAtod(seconds, &value) || value <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ZR_COMM_TIMEOUT=", seconds, " is not a positive number of seconds"));
+    }
+    return absl::Seconds(value);
+  }
+  if (const char* minutes = std::getenv("DEEPSPEED_TIMEOUT"); minutes != nullptr) {
+    if (!absl::SimpleAtod(minutes, &value) || value <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DEEPSPEED_TIMEOUT=", minutes, " is not a positive number of minutes"));
+    }
+    return absl::Minutes(value);
+  }
+  return absl::Minutes(5);
+}
+
 double MedianOf(std::vector<double> v) {
   if (v.empty()) return std::numeric_limits<double>::infinity();
   std::sort(v.begin(), v.end());
@@ -70,15 +92,6 @@ double MedianOf(std::vector<double> v) {
 }
 
 }  // namespace
-
-float LrSchedule::At(int64_t step) const {
-  const int64_t i = step - 1;  // DeepSpeed's last_batch_iteration for this step.
-  if (warmup_steps <= 1 || i >= warmup_steps) return max_lr;
-  const float gamma =
-      log_warmup ? std::log(static_cast<float>(i + 1)) / std::log(static_cast<float>(warmup_steps))
-                 : static_cast<float>(i) / warmup_steps;
-  return min_lr + (max_lr - min_lr) * gamma;
-}
 
 int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
   const char* usage =
@@ -195,21 +208,38 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
                        "false"));
     }
   }
-  setup.lr.max_lr = o.adam.lr;
+  setup.lr.base_lr = o.adam.lr;
   if (const json* type = Find(config, {"scheduler", "type"}); type && type->is_string()) {
-    if (type->get<std::string>() != "WarmupLR") {
+    const std::string name = type->get<std::string>();
+    using Kind = LrSchedule::Kind;
+    if (name == "WarmupLR") {
+      setup.lr.kind = Kind::kWarmupLR;
+    } else if (name == "WarmupDecayLR") {
+      setup.lr.kind = Kind::kWarmupDecayLR;
+    } else if (name == "WarmupCosineLR") {
+      setup.lr.kind = Kind::kWarmupCosineLR;
+    } else {
       return absl::InvalidArgumentError(
-          absl::StrCat("scheduler.type ", type->dump(), " is not supported yet (WarmupLR is)"));
+          absl::StrCat("scheduler.type ", type->dump(),
+                       " is not supported (WarmupLR, WarmupDecayLR and WarmupCosineLR are)"));
     }
-    int warmup = 1000;
-    for (absl::Status s : {Read(config, {"scheduler", "params", "warmup_max_lr"}, &setup.lr.max_lr),
-                           Read(config, {"scheduler", "params", "warmup_min_lr"}, &setup.lr.min_lr),
-                           Read(config, {"scheduler", "params", "warmup_num_steps"}, &warmup)}) {
+    LrSchedule& lr = setup.lr;
+    for (absl::Status s :
+         {Read(config, {"scheduler", "params", "warmup_max_lr"}, &lr.warmup_max_lr),
+          Read(config, {"scheduler", "params", "warmup_min_lr"}, &lr.warmup_min_lr),
+          Read(config, {"scheduler", "params", "warmup_num_steps"}, &lr.warmup_num_steps),
+          Read(config, {"scheduler", "params", "total_num_steps"}, &lr.total_num_steps),
+          Read(config, {"scheduler", "params", "warmup_min_ratio"}, &lr.warmup_min_ratio),
+          Read(config, {"scheduler", "params", "cos_min_ratio"}, &lr.cos_min_ratio)}) {
       if (!s.ok()) return s;
     }
-    setup.lr.warmup_steps = warmup;
+    if (lr.kind != Kind::kWarmupLR && lr.total_num_steps <= lr.warmup_num_steps) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "scheduler ", name, " needs params.total_num_steps greater than warmup_num_steps (",
+          lr.warmup_num_steps, ")"));
+    }
     const json* kind = Find(config, {"scheduler", "params", "warmup_type"});
-    setup.lr.log_warmup = !(kind && kind->is_string() && kind->get<std::string>() == "linear");
+    lr.log_warmup = !(kind && kind->is_string() && kind->get<std::string>() == "linear");
   }
   const char* rank = std::getenv("RANK");
   const char* world = std::getenv("WORLD_SIZE");
@@ -234,6 +264,11 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
         "ZR_STORE_DIR to a shared directory)");
   }
   CommOptions comm_options;
+  if (absl::StatusOr<absl::Duration> timeout = CommTimeout(); timeout.ok()) {
+    comm_options.timeout = *timeout;
+  } else {
+    return timeout.status();
+  }
   const char* job = std::getenv("ZERORUN_JOB_ID");
   comm_options.name = absl::StrCat(job ? job : "local", "/world");
   absl::StatusOr<std::unique_ptr<Communicator>> comm =

@@ -10,6 +10,7 @@
 #include "zerorun/comm.h"
 #include "zerorun/coordinator_client.h"
 #include "zerorun/kv_store.h"
+#include "zerorun/lr_schedule.h"
 #include "zerorun/zero_engine.h"
 
 namespace zerorun::gpt {
@@ -27,15 +28,6 @@ struct TrainArgs {
 
 // Returns -1 to go on, or the exit code (0 for --help, 2 for bad arguments).
 int ParseTrainArgs(int argc, char** argv, TrainArgs* args);
-
-// Optimizer learning rate per step: DeepSpeed's WarmupLR (log or linear warmup) or constant.
-struct LrSchedule {
-  float max_lr = 1e-3f;
-  float min_lr = 0;
-  int warmup_steps = 0;
-  bool log_warmup = true;
-  float At(int64_t step) const;  // step is 1-based.
-};
 
 struct TrainSetup {
   int rank = 0, world_size = 1;

@@ -1,0 +1,54 @@
+// LrSchedule::At, following deepspeed/runtime/lr_schedules.py's gamma and ratio formulas.
+#include "zerorun/lr_schedule.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace zerorun {
+namespace {
+
+// Warmup progress in [0, 1) for iteration i < warmup steps (WarmupLR._get_gamma).
+double WarmupGamma(const LrSchedule& s, int64_t i) {
+  if (s.log_warmup) {
+    return s.warmup_num_steps > 1 ? std::log(static_cast<double>(i + 1)) /
+                                        std::log(static_cast<double>(s.warmup_num_steps))
+                                  : 1.0;
+  }
+  return static_cast<double>(i) / static_cast<double>(s.warmup_num_steps);
+}
+
+}  // namespace
+
+float LrSchedule::At(int64_t step) const {
+  const int64_t i = step - 1;
+  switch (kind) {
+    case Kind::kConstant:
+      return base_lr;
+    case Kind::kWarmupLR:
+    case Kind::kWarmupDecayLR: {
+      double gamma = 1.0;
+      if (i < warmup_num_steps) {
+        gamma = WarmupGamma(*this, i);
+      } else if (kind == Kind::kWarmupDecayLR) {
+        gamma = std::max(0.0, static_cast<double>(total_num_steps - i) /
+                                  std::max<double>(1.0, total_num_steps - warmup_num_steps));
+      }
+      return static_cast<float>(warmup_min_lr + (warmup_max_lr - warmup_min_lr) * gamma);
+    }
+    case Kind::kWarmupCosineLR: {
+      double ratio;
+      if (i < warmup_num_steps) {
+        ratio = warmup_min_ratio + WarmupGamma(*this, i) * (1.0 - warmup_min_ratio);
+      } else {
+        const double done = static_cast<double>(i - warmup_num_steps + 1);
+        const double total = static_cast<double>(total_num_steps - warmup_num_steps);
+        const double cosine = (1.0 + std::cos(M_PI * done / total)) / 2.0;
+        ratio = std::max(0.0, cos_min_ratio + (1.0 - cos_min_ratio) * cosine);
+      }
+      return static_cast<float>(base_lr * ratio);
+    }
+  }
+  return base_lr;
+}
+
+}  // namespace zerorun
