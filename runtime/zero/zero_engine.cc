@@ -42,6 +42,33 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
     slots_.assign(options_.grad_slots, std::vector<float>(max_unit, 0.0f));
   }
   slot_of_unit_.assign(layout_.units().size(), -1);
+  live_guards_.assign(layout_.units().size(), 0);
+}
+
+UnitGuard::UnitGuard(UnitGuard&& other) noexcept : engine_(other.engine_), unit_(other.unit_) {
+  other.engine_ = nullptr;
+}
+
+UnitGuard::~UnitGuard() {
+  if (engine_ != nullptr) engine_->Release(unit_);
+}
+
+float* UnitGuard::tensor(size_t index) const { return engine_->Tensor(unit_, index); }
+
+std::vector<float*> UnitGuard::tensors() const {
+  std::vector<float*> out;
+  const size_t n = engine_->layout().units()[unit_].tensors.size();
+  for (size_t i = 0; i < n; ++i) out.push_back(tensor(i));
+  return out;
+}
+
+absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
+  if (unit >= layout_.units().size()) {
+    return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  }
+  if (!first_step_done_) acquire_order_.emplace_back(unit, pass);
+  ++live_guards_[unit];
+  return UnitGuard(this, unit);
 }
 
 float* ZeroEngine::Params(size_t unit) { return params_[unit].data(); }
@@ -120,6 +147,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr) {
                        ") has gradients that were never marked ready"));
     }
   }
+  first_step_done_ = true;
   const size_t r = static_cast<size_t>(comm_->rank());
   // 1. Average over ranks (stages 0/1 here; stage 2 did it per unit).
   for (size_t ui = 0; ui < layout_.units().size() && options_.stage < 2; ++ui) {

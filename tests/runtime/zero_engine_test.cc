@@ -232,3 +232,44 @@ TEST_CASE("Stage 2 misuse is an error, not a silent wrong result", "[zero]") {
 
 }  // namespace
 }  // namespace zerorun
+
+namespace zerorun {
+namespace {
+
+TEST_CASE("Acquire guards refcount, nest for tied weights and record the first step's order",
+          "[zero][acquire]") {
+  InMemoryKvStore store;
+  auto comm = CreateGlooCommunicator(store, 0, 1, {});
+  REQUIRE(comm.ok());
+  auto engine = ZeroEngine::Create(kUnits, {}, comm->get());
+  REQUIRE(engine.ok());
+  ZeroEngine& e = **engine;
+  {
+    absl::StatusOr<UnitGuard> embed = e.Acquire(0, Pass::kForward);
+    REQUIRE(embed.ok());
+    CHECK(embed->tensor(1) == e.Tensor(0, 1));
+    CHECK(embed->tensors().size() == 2);
+    {
+      absl::StatusOr<UnitGuard> tied = e.Acquire(0, Pass::kForward);  // The same unit again.
+      REQUIRE(tied.ok());
+      CHECK(e.live_guards(0) == 2);
+    }
+    CHECK(e.live_guards(0) == 1);
+    absl::StatusOr<UnitGuard> head = e.Acquire(2, Pass::kBackward);
+    REQUIRE(head.ok());
+    UnitGuard moved = *std::move(head);
+    CHECK(e.live_guards(2) == 1);
+  }
+  CHECK(e.live_guards(0) == 0);
+  CHECK(e.live_guards(2) == 0);
+  CHECK(e.Acquire(7, Pass::kForward).status().code() == absl::StatusCode::kInvalidArgument);
+  using Entry = std::pair<size_t, Pass>;
+  CHECK(e.acquire_order() ==
+        std::vector<Entry>{{0, Pass::kForward}, {0, Pass::kForward}, {2, Pass::kBackward}});
+  REQUIRE(e.Step(1, 1e-3f).ok());
+  REQUIRE(e.Acquire(1, Pass::kForward).ok());
+  CHECK(e.acquire_order().size() == 3);  // Only the first step is recorded.
+}
+
+}  // namespace
+}  // namespace zerorun

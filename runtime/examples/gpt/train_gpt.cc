@@ -43,29 +43,6 @@ std::vector<TensorPtrs> ParamViews(ZeroEngine& engine) {
   return views;
 }
 
-// Forward + backward of one micro-batch straight into the engine's gradient buffers.
-absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const int* tokens,
-                                     int batch) {
-  const std::vector<TensorPtrs> params = ParamViews(engine);
-  const float loss = model.Forward(params, tokens, batch);
-  absl::Status status;
-  model.Backward(
-      params,
-      [&](size_t u) {
-        absl::StatusOr<float*> g = engine.Grads(u);
-        if (!g.ok()) {
-          status.Update(g.status());
-          static std::vector<float> sink;  // Keeps the kernels safe; the status reports it.
-          sink.assign(engine.layout().units()[u].padded, 0.0f);
-          return Views(engine.layout(), u, sink.data());
-        }
-        return Views(engine.layout(), u, *g);
-      },
-      [&](size_t u) { status.Update(engine.GradsReady(u)); });
-  if (!status.ok()) return status;
-  return loss;
-}
-
 struct Check {
   std::string what;
   double error = 0;

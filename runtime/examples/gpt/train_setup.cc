@@ -278,6 +278,53 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   return setup;
 }
 
+absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const int* tokens,
+                                     int batch) {
+  const size_t units = engine.layout().units().size();
+  // Acquires every unit for `pass`; the guards end with the returned vector.
+  auto acquire_all = [&](Pass pass,
+                         std::vector<TensorPtrs>* views) -> absl::StatusOr<std::vector<UnitGuard>> {
+    std::vector<UnitGuard> guards;
+    for (size_t u = 0; u < units; ++u) {
+      absl::StatusOr<UnitGuard> guard = engine.Acquire(u, pass);
+      if (!guard.ok()) return guard.status();
+      views->push_back(guard->tensors());
+      guards.push_back(*std::move(guard));
+    }
+    return guards;
+  };
+  float loss = 0;
+  {
+    std::vector<TensorPtrs> params;
+    absl::StatusOr<std::vector<UnitGuard>> guards = acquire_all(Pass::kForward, &params);
+    if (!guards.ok()) return guards.status();
+    loss = model.Forward(params, tokens, batch);
+  }
+  std::vector<TensorPtrs> params;
+  absl::StatusOr<std::vector<UnitGuard>> guards = acquire_all(Pass::kBackward, &params);
+  if (!guards.ok()) return guards.status();
+  absl::Status status;
+  std::vector<float> sink;  // Keeps the kernels in bounds if a slot cannot be had.
+  model.Backward(
+      params,
+      [&](size_t u) {
+        TensorPtrs views;
+        absl::StatusOr<float*> g = engine.Grads(u);
+        if (!g.ok()) {
+          status.Update(g.status());
+          sink.assign(engine.layout().units()[u].padded, 0.0f);
+        }
+        float* base = g.ok() ? *g : sink.data();
+        for (const TensorLayout& t : engine.layout().units()[u].tensors) {
+          views.push_back(base + t.offset);
+        }
+        return views;
+      },
+      [&](size_t u) { status.Update(engine.GradsReady(u)); });
+  if (!status.ok()) return status;
+  return loss;
+}
+
 int Train(const TrainArgs& args, TrainSetup& setup) {
   GptConfig config = args.model;
   std::vector<int> corpus;
@@ -350,32 +397,12 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
           std::copy_n(corpus.begin() + start_pos, t_len + 1, tokens.begin() + row * (t_len + 1));
         }
       }
-      std::vector<TensorPtrs> params;
-      for (size_t u = 0; u < layout.units().size(); ++u) {
-        TensorPtrs views;
-        for (const TensorLayout& tl : layout.units()[u].tensors) {
-          views.push_back(engine.Params(u) + tl.offset);
-        }
-        params.push_back(views);
-      }
-      loss_sum += model.Forward(params, tokens.data(), b);
-      absl::Status status;
-      model.Backward(
-          params,
-          [&](size_t u) {
-            TensorPtrs views;
-            absl::StatusOr<float*> g = engine.Grads(u);
-            status.Update(g.status());
-            for (const TensorLayout& tl : layout.units()[u].tensors) {
-              views.push_back(g.ok() ? *g + tl.offset : nullptr);
-            }
-            return views;
-          },
-          [&](size_t u) { status.Update(engine.GradsReady(u)); });
-      if (!status.ok()) {
-        std::fprintf(stderr, "train_gpt: %s\n", std::string(status.message()).c_str());
+      absl::StatusOr<float> loss = TrainMicroStep(model, engine, tokens.data(), b);
+      if (!loss.ok()) {
+        std::fprintf(stderr, "train_gpt: %s\n", std::string(loss.status().message()).c_str());
         return 70;
       }
+      loss_sum += *loss;
     }
     float loss = loss_sum / ga;
     if (!setup.comm->AllReduce(&loss, 1, ReduceOp::kAvg).ok()) return 70;

@@ -44,6 +44,12 @@ struct TrainSetup {
 // key-value store when ZERORUN_COORDINATOR is set, else a directory in $ZR_STORE_DIR.
 absl::StatusOr<TrainSetup> Setup(const TrainArgs& args);
 
+// One micro-step: acquires every unit for the forward pass, then again for the backward pass,
+// whose gradients go straight into the engine (GradsReady per unit as backward completes it).
+// Returns this rank's mean loss.
+absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const int* tokens,
+                                     int batch);
+
 // Trains on the corpus (or random tokens), logging the loss from rank 0 and reporting every
 // step to the coordinator. Returns the exit code.
 int Train(const TrainArgs& args, TrainSetup& setup);

@@ -42,6 +42,33 @@ struct MemoryReport {
   size_t total() const { return params + grads + optimizer + scratch; }
 };
 
+class ZeroEngine;
+
+// Scoped access to one unit's full parameters for a forward or backward pass (acquire ...
+// release). Stages 0-2 keep every unit resident, so acquiring only records the order; stage 3
+// (issue #5) will gather the unit here and release it when the last guard ends. Guards nest and
+// may be taken twice for one unit (tied weights). Movable, not copyable.
+class UnitGuard {
+ public:
+  UnitGuard(UnitGuard&& other) noexcept;
+  UnitGuard& operator=(UnitGuard&&) = delete;
+  UnitGuard(const UnitGuard&) = delete;
+  ~UnitGuard();
+
+  size_t unit() const { return unit_; }
+  // The unit's tensors, in registration order; valid while the guard lives.
+  float* tensor(size_t index) const;
+  std::vector<float*> tensors() const;
+
+ private:
+  friend class ZeroEngine;
+  UnitGuard(ZeroEngine* engine, size_t unit) : engine_(engine), unit_(unit) {}
+  ZeroEngine* engine_;
+  size_t unit_;
+};
+
+enum class Pass { kForward, kBackward };
+
 class ZeroEngine {
  public:
   // InvalidArgument for a stage outside 0-2, gradient_accumulation_steps < 1 or a bad layout.
@@ -57,6 +84,14 @@ class ZeroEngine {
   // their offsets). Valid for the engine's life; identical on every rank after Step().
   float* Params(size_t unit);
   float* Tensor(size_t unit, size_t tensor);
+
+  // Acquires `unit` for `pass` (see UnitGuard). InvalidArgument for an unknown unit. The order
+  // of the first step's acquires is recorded (acquire_order()) so that stage 3 can prefetch
+  // along it and check it is the same on every rank.
+  absl::StatusOr<UnitGuard> Acquire(size_t unit, Pass pass);
+  const std::vector<std::pair<size_t, Pass>>& acquire_order() const { return acquire_order_; }
+  // Guards currently alive for `unit` (refcount).
+  int live_guards(size_t unit) const { return live_guards_[unit]; }
 
   // The buffer the backward pass adds `unit`'s gradients into (same offsets as Params()).
   // Stages 0/1: persistent, accumulating over micro-steps. Stage 2: a zeroed scratch slot taken
@@ -78,6 +113,8 @@ class ZeroEngine {
  private:
   ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm);
   absl::StatusOr<float> GlobalNorm();
+  friend class UnitGuard;
+  void Release(size_t unit) { --live_guards_[unit]; }
 
   Layout layout_;
   const ZeroOptions options_;
@@ -88,6 +125,9 @@ class ZeroEngine {
   std::vector<float> exp_avg_, exp_avg_sq_;  // Dense (state_size(), or padded for stage 0).
   std::vector<std::vector<float>> slots_;    // Stage 2 scratch.
   std::vector<int> slot_of_unit_;            // -1 when the unit holds no slot.
+  std::vector<int> live_guards_;
+  std::vector<std::pair<size_t, Pass>> acquire_order_;  // During the first step only.
+  bool first_step_done_ = false;
 };
 
 }  // namespace zerorun
