@@ -24,6 +24,11 @@ namespace {
 
 constexpr uint8_t kSlotPrefix = 0x5a;  // Our ring collectives' slot namespace.
 
+// dst += src; restrict lets the compiler vectorize without an overlap check.
+void AddInto(float* __restrict dst, const float* __restrict src, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
 // Our KvStore seen as Gloo's Store. Gloo's interface has no error channel: failures are thrown
 // as gloo::IoException, the one exception this project raises on purpose.
 class GlooStoreAdapter : public ::gloo::rendezvous::Store {
@@ -115,9 +120,7 @@ class GlooCommunicator : public Communicator {
           // Segments of one pair arrive in order; sum segment k once it is in.
           Wait(tmp_buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
           const size_t offset = k * segment, count = std::min(segment, shard - offset);
-          float* dst = data + recv_chunk * shard + offset;
-          const float* src = tmp + offset;
-          for (size_t i = 0; i < count; ++i) dst[i] += src[i];
+          AddInto(data + recv_chunk * shard + offset, tmp + offset, count);
         }
         for (size_t k = 0; k < segments; ++k) {
           Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");

@@ -4,12 +4,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
 #include "zerorun/comm.h"
 
-int main() {
+int main(int argc, char** argv) {
+  zerorun::CommOptions options;  // argv[1]: ring segment bytes (default 1 MiB).
+  if (argc > 1) options.segment_bytes = static_cast<size_t>(std::atol(argv[1]));
   const int world = 2;
   zerorun::InMemoryKvStore store;
   std::vector<std::unique_ptr<zerorun::Communicator>> comms(world);
@@ -17,7 +20,7 @@ int main() {
     std::vector<std::thread> threads;
     for (int r = 0; r < world; ++r) {
       threads.emplace_back([&, r] {
-        auto c = zerorun::CreateGlooCommunicator(store, r, world, {});
+        auto c = zerorun::CreateGlooCommunicator(store, r, world, options);
         if (c.ok()) comms[r] = *std::move(c);
       });
     }
