@@ -217,16 +217,14 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
     dpreatt_.assign(static_cast<size_t>(t_len) * t_len, 0);
     att_.assign(layers * tt, 0);
     fch_.assign(layers * bt * 4 * c, 0);
-    fch_gelu_.assign(layers * bt * 4 * c, 0);
+    fch_gelu_.assign(bt * 4 * c, 0);  // One layer's worth: backward recomputes it.
     lnf_.assign(bt * c, 0);
     lnf_mean_.assign(bt, 0);
     lnf_rstd_.assign(bt, 0);
     probs_.assign(bt * v, 0);
     for (auto* buf : {&dresidual_, &dln_, &datty_}) buf->assign(bt * c, 0);
     dqkv_.assign(bt * 3 * c, 0);
-    dfch_.assign(bt * 4 * c, 0);
     dfch_gelu_.assign(bt * 4 * c, 0);
-    dlogits_.assign(bt * v, 0);
   }
   inputs_.resize(bt);
   targets_.resize(bt);
@@ -253,7 +251,7 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
     float* res2 = At(residual2_, l, bt * c);
     float* ln2 = At(ln2_, l, bt * c);
     float* fch = At(fch_, l, bt * 4 * c);
-    float* fchg = At(fch_gelu_, l, bt * 4 * c);
+    float* fchg = fch_gelu_.data();
     float* res3 = At(residual3_, l, bt * c);
     const size_t tt = static_cast<size_t>(batch) * nh * t_len * t_len;
     LayerNormForward(ln1, At(ln1_mean_, l, bt), At(ln1_rstd_, l, bt), residual, p[kLn1W], p[kLn1B],
@@ -296,11 +294,11 @@ void GptModel::BackwardHead(const std::vector<TensorPtrs>& params, const TensorP
   for (size_t i = 0; i < bt; ++i) {
     for (int j = 0; j < v; ++j) {
       const float indicator = j == targets_[i] ? 1.0f : 0.0f;
-      dlogits_[i * v + j] = (probs_[i * v + j] - indicator) * dloss;
+      probs_[i * v + j] = (probs_[i * v + j] - indicator) * dloss;  // dlogits, in place.
     }
   }
   const TensorPtrs& p = params.back();
-  MatmulBackward(dln_.data(), g[kHeadW], nullptr, dlogits_.data(), lnf_.data(), p[kHeadW],
+  MatmulBackward(dln_.data(), g[kHeadW], nullptr, probs_.data(), lnf_.data(), p[kHeadW],
                  static_cast<int>(bt), c, v);
   const float* last = c_.layers > 0 ? At(residual3_, c_.layers - 1, bt * c) : encoded_.data();
   std::fill(dresidual_.begin(), dresidual_.end(), 0.0f);
@@ -314,11 +312,13 @@ void GptModel::BackwardBlock(int l, const TensorPtrs& p, const TensorPtrs& g) {
   const size_t tt = static_cast<size_t>(batch_) * nh * t_len * t_len;
   const float* residual = l == 0 ? encoded_.data() : At(residual3_, l - 1, bt * c);
   // MLP: residual3 = residual2 + fc2(gelu(fc1(ln2(residual2)))).
-  MatmulBackward(dfch_gelu_.data(), g[kFc2W], g[kFc2B], dresidual_.data(),
-                 At(fch_gelu_, l, bt * 4 * c), p[kFc2W], static_cast<int>(bt), 4 * c, c);
   const float* fch = At(fch_, l, bt * 4 * c);
-  for (size_t i = 0; i < bt * 4 * c; ++i) dfch_[i] = dfch_gelu_[i] * GeluGrad(fch[i]);
-  MatmulBackward(dln_.data(), g[kFc1W], g[kFc1B], dfch_.data(), At(ln2_, l, bt * c), p[kFc1W],
+  // Recompute GELU(fch) rather than keep it for every layer (one layer's buffer, 4C per token).
+  for (size_t i = 0; i < bt * 4 * c; ++i) fch_gelu_[i] = Gelu(fch[i]);
+  MatmulBackward(dfch_gelu_.data(), g[kFc2W], g[kFc2B], dresidual_.data(), fch_gelu_.data(),
+                 p[kFc2W], static_cast<int>(bt), 4 * c, c);
+  for (size_t i = 0; i < bt * 4 * c; ++i) dfch_gelu_[i] *= GeluGrad(fch[i]);  // Now dfch.
+  MatmulBackward(dln_.data(), g[kFc1W], g[kFc1B], dfch_gelu_.data(), At(ln2_, l, bt * c), p[kFc1W],
                  static_cast<int>(bt), c, 4 * c);
   LayerNormBackward(dresidual_.data(), g[kLn2W], g[kLn2B], dln_.data(), At(residual2_, l, bt * c),
                     p[kLn2W], At(ln2_mean_, l, bt), At(ln2_rstd_, l, bt), static_cast<int>(bt), c);

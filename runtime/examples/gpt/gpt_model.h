@@ -63,7 +63,7 @@ class GptModel {
   std::vector<float> encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, att_, atty_, residual2_, ln2_,
       ln2_mean_, ln2_rstd_, fch_, fch_gelu_, residual3_, lnf_, lnf_mean_, lnf_rstd_, probs_;
   // Scratch for backward.
-  std::vector<float> dresidual_, dln_, dqkv_, dpreatt_, datty_, dfch_, dfch_gelu_, dlogits_;
+  std::vector<float> dresidual_, dln_, dqkv_, dpreatt_, datty_, dfch_gelu_;
 };
 
 template <typename GradsFor, typename Ready>

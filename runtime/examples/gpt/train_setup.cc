@@ -170,6 +170,7 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   }
   ZeroOptions& o = setup.options;
   o.gradient_clipping = 1.0f;  // DeepSpeed 0.19.6's default.
+  o.grad_slots = 1;            // The GPT's backward finishes one unit before it starts the next.
   for (absl::Status s :
        {Read(config, {"zero_optimization", "stage"}, &o.stage),
         Read(config, {"train_micro_batch_size_per_gpu"}, &setup.micro_batch),
