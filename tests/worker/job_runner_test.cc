@@ -1,0 +1,134 @@
+// JobRunner with real processes: environment, argv, per-rank logs, events in order, exit codes
+// and signals, process-group signalling, and bad requests.
+#include "job_runner.h"
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "support/child_process.h"
+#include "support/temp_dir.h"
+
+namespace zerorun::worker {
+namespace {
+
+using testing::TempDir;
+
+v1::LaunchRequest Request(const std::string& job, const std::vector<std::string>& scripts) {
+  v1::LaunchRequest r;
+  r.set_job_id(job);
+  for (size_t i = 0; i < scripts.size(); ++i) {
+    v1::RankSpec* spec = r.add_ranks();
+    spec->set_rank(static_cast<int>(i));
+    spec->set_local_rank(static_cast<int>(i));
+    for (const char* a : {"/bin/sh", "-c"}) spec->add_argv(a);
+    spec->add_argv(scripts[i]);
+    spec->add_env("ZR_TEST_VALUE=rank" + std::to_string(i));
+  }
+  return r;
+}
+
+// All events of `job` until every rank exited (bounded: 20 s).
+std::vector<v1::RankEvent> Drain(JobRunner& runner, const std::string& job) {
+  std::vector<v1::RankEvent> events;
+  bool done = false;
+  for (int i = 0; i < 100 && !done; ++i) {
+    REQUIRE(runner
+                .WaitEvents(job, static_cast<int64_t>(events.size()), absl::Milliseconds(200),
+                            &events, &done)
+                .ok());
+  }
+  REQUIRE(done);
+  return events;
+}
+
+TEST_CASE("JobRunner runs ranks with their env, logs their output and reports exits",
+          "[job_runner]") {
+  TempDir dir;
+  JobRunner runner(dir.path());
+  v1::LaunchRequest request =
+      Request("job-1", {"echo out $ZR_TEST_VALUE; echo err >&2; exit 0", "exit 7"});
+  request.set_config_json("{\"stage\": 2}");
+  absl::StatusOr<v1::LaunchReply> reply = runner.Launch(request);
+  REQUIRE(reply.ok());
+  REQUIRE(reply->pids_size() == 2);
+  const std::vector<v1::RankEvent> events = Drain(runner, "job-1");
+  for (size_t i = 0; i < events.size(); ++i) CHECK(events[i].index() == static_cast<int64_t>(i));
+  int exits = 0;
+  for (const v1::RankEvent& e : events) {
+    if (e.kind() != v1::RankEvent::KIND_EXITED) continue;
+    ++exits;
+    CHECK(e.exit_code() == (e.rank() == 0 ? 0 : 7));
+    CHECK(e.signal() == 0);
+  }
+  CHECK(exits == 2);
+  CHECK(events.front().kind() == v1::RankEvent::KIND_STARTED);
+  std::ifstream out(dir.path() + "/job-1/rank_0/stdout.log");
+  std::stringstream text;
+  text << out.rdbuf();
+  CHECK(text.str() == "out rank0\n");
+  std::ifstream config(reply->job_dir() + "/ds_config.json");
+  std::stringstream config_text;
+  config_text << config.rdbuf();
+  CHECK(config_text.str() == "{\"stage\": 2}");
+  for (int pid : reply->pids()) CHECK(testing::ProcessGone(pid));
+}
+
+TEST_CASE("JobRunner signals the whole process group of a rank", "[job_runner]") {
+  TempDir dir;
+  JobRunner runner(dir.path());
+  // The rank's child (sleep) is in the rank's process group and must die too.
+  absl::StatusOr<v1::LaunchReply> reply =
+      runner.Launch(Request("job-2", {"sleep 30 & echo $! > " + dir.path() + "/child; wait"}));
+  REQUIRE(reply.ok());
+  pid_t child = 0;
+  for (int i = 0; i < 200 && child == 0; ++i) {
+    std::ifstream in(dir.path() + "/child");
+    in >> child;
+    usleep(10 * 1000);
+  }
+  REQUIRE(child > 0);
+  v1::SignalRequest signal;
+  signal.set_job_id("job-2");
+  signal.set_signal(SIGTERM);
+  absl::StatusOr<int> signalled = runner.Signal(signal);
+  REQUIRE(signalled.ok());
+  CHECK(*signalled == 1);
+  const std::vector<v1::RankEvent> events = Drain(runner, "job-2");
+  CHECK(events.back().kind() == v1::RankEvent::KIND_EXITED);
+  CHECK(events.back().signal() == SIGTERM);
+  for (int i = 0; i < 100 && !testing::ProcessGone(child); ++i) usleep(20 * 1000);
+  CHECK(testing::ProcessGone(child));
+  CHECK(*runner.Signal(signal) == 0);  // Nothing left running.
+}
+
+TEST_CASE("JobRunner rejects bad job ids, reused ids, empty argv and unknown jobs",
+          "[job_runner]") {
+  TempDir dir;
+  JobRunner runner(dir.path());
+  CHECK(runner.Launch(Request("../escape", {"true"})).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  v1::LaunchRequest empty = Request("job-3", {"true"});
+  empty.mutable_ranks(0)->clear_argv();
+  CHECK(runner.Launch(empty).status().code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE(runner.Launch(Request("job-4", {"true"})).ok());
+  CHECK(runner.Launch(Request("job-4", {"true"})).status().code() ==
+        absl::StatusCode::kAlreadyExists);
+  Drain(runner, "job-4");
+  v1::SignalRequest unknown;
+  unknown.set_job_id("nope");
+  CHECK(runner.Signal(unknown).status().code() == absl::StatusCode::kNotFound);
+  // A program that cannot be executed starts and exits 127 with the reason on stderr.
+  v1::LaunchRequest missing = Request("job-5", {"true"});
+  missing.mutable_ranks(0)->clear_argv();
+  missing.mutable_ranks(0)->add_argv("/nonexistent/train");
+  REQUIRE(runner.Launch(missing).ok());
+  const std::vector<v1::RankEvent> events = Drain(runner, "job-5");
+  CHECK(events.back().exit_code() == 127);
+  CHECK_THAT(events.back().text(), Catch::Contains("cannot execute /nonexistent/train"));
+}
+
+}  // namespace
+}  // namespace zerorun::worker
