@@ -298,8 +298,12 @@ class Validator {
 
 }  // namespace
 
-const json* Lookup(const json& root, const std::string& path) {
-  const json* node = &root;
+namespace {
+
+// Shared by the const and mutable Lookup: J is json or const json.
+template <typename J>
+J* LookupIn(J& root, const std::string& path) {
+  J* node = &root;
   for (absl::string_view part : absl::StrSplit(path, '.')) {
     if (!node->is_object()) return nullptr;
     auto it = node->find(std::string(part));
@@ -308,6 +312,11 @@ const json* Lookup(const json& root, const std::string& path) {
   }
   return node;
 }
+
+}  // namespace
+
+const json* Lookup(const json& root, const std::string& path) { return LookupIn(root, path); }
+json* Lookup(json& root, const std::string& path) { return LookupIn(root, path); }
 
 std::vector<Finding> ValidateConfig(const JsonDocument& doc) { return Validator(doc).Run(); }
 
@@ -352,7 +361,7 @@ json EffectiveConfig(const json& config) {
     const std::string name = parent.empty() ? path : path.substr(parent.size() + 1);
     json* parent_node = &out;
     if (!parent.empty()) {
-      parent_node = const_cast<json*>(Lookup(out, parent));
+      parent_node = Lookup(out, parent);
       if (parent_node == nullptr || !parent_node->is_object()) continue;
     }
     if (parent_node->contains(name)) continue;
@@ -370,7 +379,7 @@ json EffectiveConfig(const json& config) {
     const json& stage = zero["stage"];
     zero["overlap_comm"] = stage.is_number() && stage.get<int>() == 3;
   }
-  json* type = const_cast<json*>(Lookup(out, "optimizer.type"));
+  json* type = Lookup(out, "optimizer.type");
   if (type && type->is_string()) {
     const std::string lower = absl::AsciiStrToLower(type->get<std::string>());
     if (lower == "adam" || lower == "adamw") {

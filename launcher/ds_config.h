@@ -43,6 +43,7 @@ nlohmann::json EffectiveConfig(const nlohmann::json& config);
 
 // Value at dotted `path`, or nullptr.
 const nlohmann::json* Lookup(const nlohmann::json& root, const std::string& path);
+nlohmann::json* Lookup(nlohmann::json& root, const std::string& path);
 
 }  // namespace zerorun::launcher
 

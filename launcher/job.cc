@@ -54,7 +54,7 @@ class Controller {
   void SignalAll(int signal);
   void BeginStop(int signal);
   void Handle(size_t node, const v1::RankEvent& event);
-  std::string Summary(const v1::JobStatusReply& status) const;
+  std::string Summary() const;
 
   const RunOptions& opt_;
   AgentPool& agents_;
@@ -122,7 +122,7 @@ void Controller::Handle(size_t node, const v1::RankEvent& event) {
         root_node_ = node;
         exit_code_ = event.signal() != 0 ? 128 + event.signal() : 1;
         state = "failed";
-        state_->SetRootCause(Summary(state_->Snapshot()));
+        state_->SetRootCause(Summary());
         BeginStop(SIGTERM);
       } else if (bad && ours && (event.signal() == SIGTERM || event.signal() == SIGKILL)) {
         ++stopped_by_us_;
@@ -137,7 +137,7 @@ void Controller::Handle(size_t node, const v1::RankEvent& event) {
   }
 }
 
-std::string Controller::Summary(const v1::JobStatusReply& status) const {
+std::string Controller::Summary() const {
   const Host& host = hosts_[root_node_];
   const std::string how =
       root_.signal() != 0
@@ -155,7 +155,6 @@ std::string Controller::Summary(const v1::JobStatusReply& status) const {
       absl::StrAppend(&text, "\n    | ", line);
     }
   }
-  (void)status;
   return text;
 }
 
@@ -347,10 +346,9 @@ int Controller::Run() {
     Say(absl::StrCat("job ", job_id_, " succeeded: all ", final_status.world_size(),
                      " rank(s) exited 0"));
   } else if (failed_ && exit_code_ != 200) {
-    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")\n  "
-         << Summary(final_status) << "\n  other ranks: " << stopped_by_us_
-         << " stopped by zerorun (SIGTERM/SIGKILL), " << failed_after_
-         << " failed on their own after the root cause\n";
+    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")\n  " << Summary()
+         << "\n  other ranks: " << stopped_by_us_ << " stopped by zerorun (SIGTERM/SIGKILL), "
+         << failed_after_ << " failed on their own after the root cause\n";
   } else {
     Say(absl::StrCat("job ", job_id_, " ended with exit ", exit_code_,
                      final_status.root_cause().empty() ? "" : ": ", final_status.root_cause()));

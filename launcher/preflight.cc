@@ -148,7 +148,7 @@ class Preflight {
     const bool config_ok = std::none_of(findings.begin(), findings.end(),
                                         [](const Finding& f) { return f.status == kCritical; });
     if (config_ok) {
-      const ConfigSummary written = Summarize(EffectiveConfig(doc->root));
+      const ConfigSummary written = Summarize(doc->root);
       Row("-", "config", kOk,
           absl::StrCat(report_.config_path, ": ZeRO stage ", written.stage,
                        written.bf16 ? ", bf16" : (written.fp16 ? ", fp16" : ""),

@@ -188,6 +188,12 @@ std::vector<UnitSpec> GptUnits(const GptConfig& c) {
   return units;
 }
 
+TensorPtrs UnitViews(const Layout& layout, size_t unit, float* base) {
+  TensorPtrs ptrs;
+  for (const TensorLayout& t : layout.units()[unit].tensors) ptrs.push_back(base + t.offset);
+  return ptrs;
+}
+
 std::vector<TensorRef> GoldenTensorOrder(const GptConfig& c) {
   std::vector<TensorRef> refs;
   const std::vector<UnitSpec> units = GptUnits(c);

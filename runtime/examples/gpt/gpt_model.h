@@ -35,6 +35,9 @@ std::vector<TensorRef> GoldenTensorOrder(const GptConfig& config);
 // Pointers to one unit's tensors (parameters or their gradients, same layout).
 using TensorPtrs = std::vector<float*>;
 
+// Unit `unit`'s tensors inside a flat buffer `base` laid out like the unit (params or grads).
+TensorPtrs UnitViews(const Layout& layout, size_t unit, float* base);
+
 // Forward + backward for `batch` sequences of tokens[b][0..seq] (inputs t < seq, targets t+1).
 // Activations are sized on first use. Grad pointers are accumulated into (+=), scaled so the
 // gradient is that of the mean loss over batch x seq positions.

@@ -27,18 +27,10 @@
 namespace zerorun::gpt {
 namespace {
 
-// Unit u's tensor pointers, from the engine's parameters or a gradient buffer with the same
-// offsets.
-TensorPtrs Views(const Layout& layout, size_t unit, float* base) {
-  TensorPtrs ptrs;
-  for (const TensorLayout& t : layout.units()[unit].tensors) ptrs.push_back(base + t.offset);
-  return ptrs;
-}
-
 std::vector<TensorPtrs> ParamViews(ZeroEngine& engine) {
   std::vector<TensorPtrs> views;
   for (size_t u = 0; u < engine.layout().units().size(); ++u) {
-    views.push_back(Views(engine.layout(), u, engine.Params(u)));
+    views.push_back(UnitViews(engine.layout(), u, engine.Params(u)));
   }
   return views;
 }
@@ -107,7 +99,7 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
     const int* tokens = g.tokens.data() + static_cast<size_t>(rank) * local * row;
     model.Forward(ParamViews(engine), tokens, local);
     model.Backward(
-        ParamViews(engine), [&](size_t u) { return Views(layout, u, grads[u].data()); },
+        ParamViews(engine), [&](size_t u) { return UnitViews(layout, u, grads[u].data()); },
         [](size_t) {});
     for (auto& gu : grads) {
       if (!setup.comm->AllReduce(gu.data(), gu.size(), ReduceOp::kAvg).ok()) return 70;

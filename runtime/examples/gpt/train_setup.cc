@@ -309,17 +309,12 @@ absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const 
   model.Backward(
       params,
       [&](size_t u) {
-        TensorPtrs views;
         absl::StatusOr<float*> g = engine.Grads(u);
         if (!g.ok()) {
           status.Update(g.status());
           sink.assign(engine.layout().units()[u].padded, 0.0f);
         }
-        float* base = g.ok() ? *g : sink.data();
-        for (const TensorLayout& t : engine.layout().units()[u].tensors) {
-          views.push_back(base + t.offset);
-        }
-        return views;
+        return UnitViews(engine.layout(), u, g.ok() ? *g : sink.data());
       },
       [&](size_t u) { status.Update(engine.GradsReady(u)); });
   if (!status.ok()) return status;
