@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "zerorun/comm.h"
+#include "zerorun/dtype.h"
 
 namespace zerorun {
 namespace {
@@ -67,7 +68,7 @@ class GlooCommunicator : public Communicator {
       : context_(std::move(context)),
         options_(options),
         timeout_(absl::ToInt64Milliseconds(options.timeout)),
-        segment_(std::max<size_t>(1, options.segment_bytes / sizeof(float))) {}
+        segment_bytes_(options.segment_bytes) {}
 
   int rank() const override { return context_->rank; }
   int world_size() const override { return context_->size; }
@@ -91,74 +92,50 @@ class GlooCommunicator : public Communicator {
   }
 
   absl::Status ReduceScatter(float* data, size_t shard, ReduceOp op) override {
-    const int p = world_size(), r = rank();
-    if (p == 1 || shard == 0) return absl::OkStatus();
+    if (world_size() == 1 || shard == 0) return absl::OkStatus();
     return Guard("reduce-scatter", [&] {
-      auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(float));
-      // Kept between calls: a fresh shard-sized buffer would page-fault on every call.
+      RingReduceScatter(data, shard, [](float* dst, const float* src, size_t n, bool /*last*/) {
+        AddInto(dst, src, n);
+      });
+      if (op == ReduceOp::kAvg) Scale(data + static_cast<size_t>(rank()) * shard, shard);
+    });
+  }
+
+  absl::Status ReduceScatter16(uint16_t* data, size_t shard, DType dtype, ReduceOp op,
+                               float* out) override {
+    if (dtype == DType::kFp32) {
+      return absl::InvalidArgumentError("ReduceScatter16 takes bf16 or fp16, not fp32");
+    }
+    uint16_t* mine = data + static_cast<size_t>(rank()) * shard;
+    if (world_size() == 1 || shard == 0) {
+      ToFloat(dtype, mine, out, shard);
+      return absl::OkStatus();
+    }
+    return Guard("reduce-scatter", [&] {
+      // Partial sums travel in the 16-bit dtype; every hop adds in fp32 and rounds once, and
+      // the last hop writes this rank's sum to `out` unrounded.
       if (scratch_.size() < shard) scratch_.resize(shard);
-      float* tmp = scratch_.data();
-      auto tmp_buffer = context_->createUnboundBuffer(tmp, shard * sizeof(float));
-      const int left = (r + p - 1) % p, right = (r + 1) % p;
-      const size_t segment = SegmentFor(shard);
-      // Step s sends chunk r-s-1 (complete after step s-1) to the right and adds chunk r-s-2
-      // from the left; after p-1 steps chunk r holds the full sum. Every segment's send and
-      // receive is posted up front and summed as it lands, so the link never idles.
-      for (int s = 0; s < p - 1; ++s) {
-        const size_t send_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
-        const size_t recv_chunk = static_cast<size_t>(((r - s - 2) % p + p) % p);
-        const uint32_t tag = NextTag();
-        size_t segments = 0;
-        for (size_t offset = 0; offset < shard; offset += segment, ++segments) {
-          const size_t count = std::min(segment, shard - offset);
-          const uint64_t slot = Slot(tag, segments);
-          tmp_buffer->recv(left, slot, offset * sizeof(float), count * sizeof(float));
-          buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
-                       count * sizeof(float));
+      float* wide = scratch_.data();
+      RingReduceScatter(data, shard, [&](uint16_t* dst, const uint16_t* src, size_t n, bool last) {
+        ToFloat(dtype, src, wide, n);
+        if (!last) {
+          AddFloatInto(dtype, wide, dst, n);
+          return;
         }
-        for (size_t k = 0; k < segments; ++k) {
-          // Segments of one pair arrive in order; sum segment k once it is in.
-          Wait(tmp_buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
-          const size_t offset = k * segment, count = std::min(segment, shard - offset);
-          AddInto(data + recv_chunk * shard + offset, tmp + offset, count);
-        }
-        for (size_t k = 0; k < segments; ++k) {
-          Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
-        }
-      }
-      if (op == ReduceOp::kAvg) Scale(data + static_cast<size_t>(r) * shard, shard);
+        float* o = out + (dst - mine);
+        ToFloat(dtype, dst, o, n);
+        AddInto(o, wide, n);
+      });
+      if (op == ReduceOp::kAvg) Scale(out, shard);
     });
   }
 
   absl::Status AllGather(float* data, size_t shard) override {
-    const int p = world_size(), r = rank();
-    if (p == 1 || shard == 0) return absl::OkStatus();
-    return Guard("all-gather", [&] {
-      auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(float));
-      const int left = (r + p - 1) % p, right = (r + 1) % p;
-      const size_t segment = SegmentFor(shard);
-      // Step s forwards chunk r-s to the right and receives chunk r-s-1 in place.
-      for (int s = 0; s < p - 1; ++s) {
-        const size_t send_chunk = static_cast<size_t>(((r - s) % p + p) % p);
-        const size_t recv_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
-        const uint32_t tag = NextTag();
-        size_t segments = 0;
-        for (size_t offset = 0; offset < shard; offset += segment, ++segments) {
-          const size_t count = std::min(segment, shard - offset);
-          const uint64_t slot = Slot(tag, segments);
-          buffer->recv(left, slot, (recv_chunk * shard + offset) * sizeof(float),
-                       count * sizeof(float));
-          buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(float),
-                       count * sizeof(float));
-        }
-        for (size_t k = 0; k < segments; ++k) {
-          Wait(buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
-        }
-        for (size_t k = 0; k < segments; ++k) {
-          Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
-        }
-      }
-    });
+    return AllGatherBytes(reinterpret_cast<char*>(data), shard * sizeof(float));
+  }
+
+  absl::Status AllGather16(uint16_t* data, size_t shard) override {
+    return AllGatherBytes(reinterpret_cast<char*>(data), shard * sizeof(uint16_t));
   }
 
   absl::Status Broadcast(float* data, size_t n, int root) override {
@@ -190,9 +167,79 @@ class GlooCommunicator : public Communicator {
  private:
   uint32_t NextTag() { return next_tag_++; }
 
-  // Segment size for a chunk: the configured one, grown so a step needs at most 256 segments
-  // (the slot's per-op byte).
-  size_t SegmentFor(size_t shard) const { return std::max(segment_, (shard + 255) / 256); }
+  // Ring reduce-scatter over `data` (world_size() chunks of `shard` elements of T). Step s sends
+  // chunk r-s-1 (complete after step s-1) to the right and folds chunk r-s-2 from the left into
+  // place with accumulate(dst, received, n, last_step); after p-1 steps chunk r holds the sum.
+  // Every segment's send and receive is posted up front and folded as it lands.
+  template <typename T, typename Accumulate>
+  void RingReduceScatter(T* data, size_t shard, Accumulate&& accumulate) {
+    const int p = world_size(), r = rank();
+    auto buffer = context_->createUnboundBuffer(data, shard * p * sizeof(T));
+    // Kept between calls: a fresh shard-sized buffer would page-fault on every call.
+    const size_t tmp_floats = (shard * sizeof(T) + sizeof(float) - 1) / sizeof(float);
+    if (recv_.size() < tmp_floats) recv_.resize(tmp_floats);
+    T* tmp = reinterpret_cast<T*>(recv_.data());
+    auto tmp_buffer = context_->createUnboundBuffer(tmp, shard * sizeof(T));
+    const int left = (r + p - 1) % p, right = (r + 1) % p;
+    const size_t segment = SegmentFor(shard, sizeof(T));
+    for (int s = 0; s < p - 1; ++s) {
+      const size_t send_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
+      const size_t recv_chunk = static_cast<size_t>(((r - s - 2) % p + p) % p);
+      const uint32_t tag = NextTag();
+      size_t segments = 0;
+      for (size_t offset = 0; offset < shard; offset += segment, ++segments) {
+        const size_t count = std::min(segment, shard - offset);
+        const uint64_t slot = Slot(tag, segments);
+        tmp_buffer->recv(left, slot, offset * sizeof(T), count * sizeof(T));
+        buffer->send(right, slot, (send_chunk * shard + offset) * sizeof(T), count * sizeof(T));
+      }
+      for (size_t k = 0; k < segments; ++k) {
+        // Segments of one pair arrive in order; fold segment k once it is in.
+        Wait(tmp_buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
+        const size_t offset = k * segment, count = std::min(segment, shard - offset);
+        accumulate(data + recv_chunk * shard + offset, tmp + offset, count, s == p - 2);
+      }
+      for (size_t k = 0; k < segments; ++k) {
+        Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
+      }
+    }
+  }
+
+  // Ring all-gather of `shard_bytes` per rank, in place: step s forwards chunk r-s to the right
+  // and receives chunk r-s-1.
+  absl::Status AllGatherBytes(char* data, size_t shard_bytes) {
+    const int p = world_size(), r = rank();
+    if (p == 1 || shard_bytes == 0) return absl::OkStatus();
+    return Guard("all-gather", [&] {
+      auto buffer = context_->createUnboundBuffer(data, shard_bytes * p);
+      const int left = (r + p - 1) % p, right = (r + 1) % p;
+      const size_t segment = SegmentFor(shard_bytes, 1);
+      for (int s = 0; s < p - 1; ++s) {
+        const size_t send_chunk = static_cast<size_t>(((r - s) % p + p) % p);
+        const size_t recv_chunk = static_cast<size_t>(((r - s - 1) % p + p) % p);
+        const uint32_t tag = NextTag();
+        size_t segments = 0;
+        for (size_t offset = 0; offset < shard_bytes; offset += segment, ++segments) {
+          const size_t count = std::min(segment, shard_bytes - offset);
+          const uint64_t slot = Slot(tag, segments);
+          buffer->recv(left, slot, recv_chunk * shard_bytes + offset, count);
+          buffer->send(right, slot, send_chunk * shard_bytes + offset, count);
+        }
+        for (size_t k = 0; k < segments; ++k) {
+          Wait(buffer->waitRecv(nullptr, std::chrono::milliseconds(timeout_)), "receive");
+        }
+        for (size_t k = 0; k < segments; ++k) {
+          Wait(buffer->waitSend(nullptr, std::chrono::milliseconds(timeout_)), "send");
+        }
+      }
+    });
+  }
+
+  // Segment size in elements of `elem` bytes for a chunk: the configured byte size, grown so a
+  // step needs at most 256 segments (the slot's per-op byte).
+  size_t SegmentFor(size_t shard, size_t elem) const {
+    return std::max(std::max<size_t>(1, segment_bytes_ / elem), (shard + 255) / 256);
+  }
 
   static uint64_t Slot(uint32_t tag, size_t segment) {
     return ::gloo::Slot::build(kSlotPrefix, tag) + static_cast<uint8_t>(segment);
@@ -230,9 +277,10 @@ class GlooCommunicator : public Communicator {
   std::shared_ptr<::gloo::rendezvous::Context> context_;
   const CommOptions options_;
   const std::chrono::milliseconds timeout_;
-  const size_t segment_;
+  const size_t segment_bytes_;
   uint32_t next_tag_ = 1;
-  std::vector<float> scratch_;  // Reduce-scatter receive buffer.
+  std::vector<float> recv_;     // Reduce-scatter receive buffer.
+  std::vector<float> scratch_;  // 16-bit partial sums widened to fp32.
 };
 
 }  // namespace

@@ -1,25 +1,31 @@
-// ZeroEngine: stage 0-2 gradient reduction, global-norm clipping and sharded AdamW.
+// ZeroEngine set-up, parameter values, the optimizer step (reduce, unscale, norm, overflow skip,
+// clip, sharded AdamW on fp32 masters, write-back and gather) and the memory report.
 #include "zerorun/zero_engine.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "zero/engine_internal.h"
 
 namespace zerorun {
 
 absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector<UnitSpec>& units,
                                                                const ZeroOptions& options,
                                                                Communicator* comm) {
-  if (options.stage < 0 || options.stage > 2) {
+  if (options.stage < 0 || options.stage > 3) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ZeRO stage ", options.stage, " is not supported by this engine (0, 1 or 2)"));
+        absl::StrCat("ZeRO stage ", options.stage, " is not supported (0, 1, 2 or 3)"));
   }
   if (options.gradient_accumulation_steps < 1) {
     return absl::InvalidArgumentError("gradient_accumulation_steps must be >= 1");
   }
-  if (options.stage == 2 && options.grad_slots < 1) {
-    return absl::InvalidArgumentError("stage 2 needs at least one gradient slot");
+  if (options.grad_slots < 1) return absl::InvalidArgumentError("grad_slots must be >= 1");
+  if (options.dtype == DType::kFp16 && options.loss_scale.loss_scale == 0 &&
+      (options.loss_scale.window < 1 || options.loss_scale.min_scale <= 0)) {
+    return absl::InvalidArgumentError(
+        "dynamic loss scaling needs loss_scale_window >= 1 and min_loss_scale > 0");
   }
   absl::StatusOr<Layout> layout = Layout::Build(units, comm->world_size(), options.align);
   if (!layout.ok()) return layout.status();
@@ -28,190 +34,295 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
-  size_t max_unit = 0;
-  for (const UnitLayout& u : layout_.units()) {
-    params_.emplace_back(u.padded, 0.0f);
-    if (options_.stage < 2) grads_.emplace_back(u.padded, 0.0f);
-    max_unit = std::max(max_unit, u.padded);
+  const bool sixteen = options_.dtype != DType::kFp32;
+  size_t max_unit = 0, state = 0;
+  units_.resize(layout_.units().size());
+  for (size_t i = 0; i < units_.size(); ++i) {
+    const UnitLayout& ul = layout_.units()[i];
+    Unit& u = units_[i];
+    u.resident = options_.stage < 3 || ul.numel <= options_.param_persistence_threshold;
+    const size_t held = u.resident ? ul.padded : ul.shard;
+    if (sixteen) {
+      u.work16.assign(held, 0);
+    } else {
+      u.work32.assign(held, 0.0f);
+    }
+    if (options_.stage < 2 && sixteen) u.grad16.assign(ul.padded, 0);
+    if (options_.stage < 2 && !sixteen) u.grad32.assign(ul.padded, 0.0f);
+    u.state_base = state;
+    state += Owned(i);
+    max_unit = std::max(max_unit, ul.padded);
   }
-  const size_t state = options_.stage == 0 ? layout_.padded_params() : layout_.state_size();
   exp_avg_.assign(state, 0.0f);
   exp_avg_sq_.assign(state, 0.0f);
-  if (options_.stage == 2) {
-    grad_shard_.assign(layout_.state_size(), 0.0f);
-    slots_.assign(options_.grad_slots, std::vector<float>(max_unit, 0.0f));
-  }
-  slot_of_unit_.assign(layout_.units().size(), -1);
-  live_guards_.assign(layout_.units().size(), 0);
-}
-
-UnitGuard::UnitGuard(UnitGuard&& other) noexcept : engine_(other.engine_), unit_(other.unit_) {
-  other.engine_ = nullptr;
-}
-
-UnitGuard::~UnitGuard() {
-  if (engine_ != nullptr) engine_->Release(unit_);
-}
-
-float* UnitGuard::tensor(size_t index) const { return engine_->Tensor(unit_, index); }
-
-std::vector<float*> UnitGuard::tensors() const {
-  std::vector<float*> out;
-  const size_t n = engine_->layout().units()[unit_].tensors.size();
-  for (size_t i = 0; i < n; ++i) out.push_back(tensor(i));
-  return out;
-}
-
-absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
-  if (unit >= layout_.units().size()) {
-    return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
-  }
-  if (!first_step_done_) acquire_order_.emplace_back(unit, pass);
-  ++live_guards_[unit];
-  return UnitGuard(this, unit);
-}
-
-float* ZeroEngine::Params(size_t unit) { return params_[unit].data(); }
-
-float* ZeroEngine::Tensor(size_t unit, size_t tensor) {
-  return params_[unit].data() + layout_.units()[unit].tensors[tensor].offset;
-}
-
-absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
-  if (unit >= layout_.units().size()) {
-    return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
-  }
-  if (options_.stage < 2) return grads_[unit].data();
-  if (slot_of_unit_[unit] >= 0) return slots_[slot_of_unit_[unit]].data();
-  for (size_t s = 0; s < slots_.size(); ++s) {
-    if (std::find(slot_of_unit_.begin(), slot_of_unit_.end(), static_cast<int>(s)) ==
-        slot_of_unit_.end()) {
-      slot_of_unit_[unit] = static_cast<int>(s);
-      std::fill(slots_[s].begin(), slots_[s].end(), 0.0f);
-      return slots_[s].data();
+  if (sixteen) master_.assign(state, 0.0f);
+  if (options_.stage >= 2) {
+    if (sixteen && !options_.grad_accum_fp32) {
+      acc16_.assign(state, 0);
+    } else {
+      acc32_.assign(state, 0.0f);
     }
   }
-  return absl::ResourceExhaustedError(
-      absl::StrCat("all ", slots_.size(),
-                   " gradient slots are in use: call GradsReady() for a "
-                   "unit before taking the gradients of another"));
+  param_slots_ = std::make_unique<Slots>(max_unit, sixteen && options_.stage == 3 ? max_unit : 0);
+  grad_slots_ = std::make_unique<Slots>(max_unit, sixteen ? max_unit : 0);
+  worker_ = std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1);
+  if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
 }
 
-absl::Status ZeroEngine::GradsReady(size_t unit) {
-  if (unit >= layout_.units().size()) {
-    return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+ZeroEngine::~ZeroEngine() { (void)worker_->Drain(); }
+
+size_t ZeroEngine::Owned(size_t unit) const {
+  return options_.stage == 0 ? layout_.units()[unit].padded : layout_.units()[unit].shard;
+}
+
+size_t ZeroEngine::OwnedBegin(size_t unit) const {
+  return options_.stage == 0 ? 0 : static_cast<size_t>(comm_->rank()) * layout_.units()[unit].shard;
+}
+
+float* ZeroEngine::Master(size_t unit) {
+  Unit& u = units_[unit];
+  if (sixteen()) return master_.data() + u.state_base;
+  return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
+}
+
+void ZeroEngine::Init(const InitFn& fn) {
+  std::vector<float> full;
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const UnitLayout& ul = layout_.units()[ui];
+    Unit& u = units_[ui];
+    if (u.resident) {
+      full.assign(ul.padded, 0.0f);
+      for (size_t t = 0; t < ul.tensors.size(); ++t) {
+        fn(ui, t, 0, ul.tensors[t].numel, full.data() + ul.tensors[t].offset);
+      }
+      if (sixteen()) {
+        FromFloat(options_.dtype, full.data(), u.work16.data(), ul.padded);
+        std::copy_n(full.data() + OwnedBegin(ui), Owned(ui), Master(ui));
+      } else {
+        u.work32 = full;
+      }
+      continue;
+    }
+    // Stage 3: only this rank's slice of each tensor is ever computed or held.
+    float* shard = Master(ui);
+    std::fill_n(shard, ul.shard, 0.0f);
+    const size_t begin = OwnedBegin(ui), end = begin + ul.shard;
+    for (size_t t = 0; t < ul.tensors.size(); ++t) {
+      const TensorLayout& tl = ul.tensors[t];
+      const size_t lo = std::max(begin, tl.offset), hi = std::min(end, tl.offset + tl.numel);
+      if (lo < hi) fn(ui, t, lo - tl.offset, hi - tl.offset, shard + (lo - begin));
+    }
+    if (sixteen()) FromFloat(options_.dtype, shard, u.work16.data(), ul.shard);
   }
-  if (options_.stage < 2) return absl::OkStatus();
-  const int slot = slot_of_unit_[unit];
-  if (slot < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("GradsReady(", unit, ") without Grads(", unit, ") in this micro-step"));
+}
+
+void ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* values) {
+  const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
+  Unit& u = units_[unit];
+  // Full copies (resident working weights) take the whole tensor.
+  if (u.resident) {
+    if (sixteen()) {
+      FromFloat(options_.dtype, values, u.work16.data() + tl.offset, tl.numel);
+    } else {
+      std::copy_n(values, tl.numel, u.work32.data() + tl.offset);
+    }
   }
-  const UnitLayout& u = layout_.units()[unit];
-  float* full = slots_[slot].data();
-  if (absl::Status s = comm_->ReduceScatter(full, u.shard, ReduceOp::kAvg); !s.ok()) return s;
-  const float* mine = full + static_cast<size_t>(comm_->rank()) * u.shard;
-  float* acc = grad_shard_.data() + u.state_offset;
-  for (size_t i = 0; i < u.shard; ++i) acc[i] += mine[i];
-  slot_of_unit_[unit] = -1;
+  if (u.resident && !sixteen()) return;  // The working copy is the master.
+  // The owned part of the master (and of a stage-3 working shard).
+  const size_t begin = OwnedBegin(unit), end = begin + Owned(unit);
+  const size_t lo = std::max(begin, tl.offset), hi = std::min(end, tl.offset + tl.numel);
+  if (lo >= hi) return;
+  float* master = Master(unit);
+  std::copy(values + (lo - tl.offset), values + (hi - tl.offset), master + (lo - begin));
+  if (!u.resident && sixteen()) {
+    FromFloat(options_.dtype, master + (lo - begin), u.work16.data() + (lo - begin), hi - lo);
+  }
+}
+
+absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
+  const UnitLayout& ul = layout_.units()[unit];
+  const TensorLayout& tl = ul.tensors[tensor];
+  if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
+    const float* src =
+        sixteen() ? master_.data() + units_[unit].state_base : units_[unit].work32.data();
+    std::copy_n(src + tl.offset, tl.numel, out);
+    return absl::OkStatus();
+  }
+  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  std::vector<float> full(ul.padded, 0.0f);
+  std::copy_n(Master(unit), ul.shard, full.data() + OwnedBegin(unit));
+  if (absl::Status s = comm_->AllGather(full.data(), ul.shard); !s.ok()) return s;
+  std::copy_n(full.data() + tl.offset, tl.numel, out);
   return absl::OkStatus();
 }
 
-absl::StatusOr<float> ZeroEngine::GlobalNorm() {
-  // Sum of squares over what this rank owns (padding is zero), then one scalar all-reduce;
-  // stage 0 holds the whole averaged gradient and needs no communication.
-  double sum = 0;
-  if (options_.stage == 0) {
-    for (const auto& g : grads_) {
-      for (float x : g) sum += static_cast<double>(x) * x;
+absl::Status ZeroEngine::CheckOrderAcrossRanks() {
+  // FNV-1a over the (unit, pass) sequence; its 8 bytes b_i and b_i^2 are summed over ranks in
+  // fp32 (exact: < 2^24), and N * sum(b^2) == sum(b)^2 for every byte iff all ranks agree.
+  uint64_t hash = 1469598103934665603ull;
+  auto mix = [&](uint64_t v) { hash = (hash ^ v) * 1099511628211ull; };
+  mix(trace_.size());
+  for (const auto& [unit, pass] : trace_) mix(unit * 2 + (pass == Pass::kBackward ? 1 : 0));
+  float sums[16];
+  for (int i = 0; i < 8; ++i) {
+    const float b = static_cast<float>((hash >> (8 * i)) & 0xff);
+    sums[i] = b;
+    sums[8 + i] = b * b;
+  }
+  if (absl::Status s = comm_->AllReduce(sums, 16, ReduceOp::kSum); !s.ok()) return s;
+  const double n = comm_->world_size();
+  for (int i = 0; i < 8; ++i) {
+    if (n * sums[8 + i] != static_cast<double>(sums[i]) * sums[i]) {
+      stats_.order_consistent = false;
     }
-    return static_cast<float>(std::sqrt(sum));
   }
-  const size_t r = static_cast<size_t>(comm_->rank());
-  for (size_t ui = 0; ui < layout_.units().size(); ++ui) {
-    const UnitLayout& u = layout_.units()[ui];
-    const float* g =
-        options_.stage == 1 ? grads_[ui].data() + r * u.shard : grad_shard_.data() + u.state_offset;
-    for (size_t i = 0; i < u.shard; ++i) sum += static_cast<double>(g[i]) * g[i];
+  if (!stats_.order_consistent) {
+    prefetch_enabled_ = false;
+    std::fprintf(stderr,
+                 "zerorun: rank %d: the ranks acquired their units in different orders in the "
+                 "first step; prefetching is off (every rank must acquire in the same order)\n",
+                 comm_->rank());
   }
-  float total = static_cast<float>(sum);
-  if (absl::Status s = comm_->AllReduce(&total, 1, ReduceOp::kSum); !s.ok()) return s;
-  return std::sqrt(total);
+  return absl::OkStatus();
+}
+
+float* ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
+  Unit& u = units_[unit];
+  const size_t n = Owned(unit), begin = OwnedBegin(unit);
+  *direct = true;
+  if (!acc32_.empty()) return acc32_.data() + u.state_base;
+  if (!sixteen()) return u.grad32.data() + begin;
+  *direct = false;
+  tmp.resize(n);
+  const uint16_t* src = acc16_.empty() ? u.grad16.data() + begin : acc16_.data() + u.state_base;
+  ToFloat(options_.dtype, src, tmp.data(), n);
+  return tmp.data();
+}
+
+void ZeroEngine::ZeroGrads() {
+  for (Unit& u : units_) {
+    std::fill(u.grad32.begin(), u.grad32.end(), 0.0f);
+    std::fill(u.grad16.begin(), u.grad16.end(), 0);
+  }
+  std::fill(acc32_.begin(), acc32_.end(), 0.0f);
+  std::fill(acc16_.begin(), acc16_.end(), 0);
 }
 
 absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr) {
-  for (size_t ui = 0; ui < slot_of_unit_.size(); ++ui) {
-    if (slot_of_unit_[ui] >= 0) {
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    if (units_[ui].grad_slot >= 0 || units_[ui].refs > 0) {
       return absl::FailedPreconditionError(
-          absl::StrCat("unit ", ui, " (", layout_.units()[ui].name,
-                       ") has gradients that were never marked ready"));
+          absl::StrCat("unit ", ui, " (", layout_.units()[ui].name, ") ",
+                       units_[ui].refs > 0 ? "is still acquired by a live guard"
+                                           : "has gradients that were never marked ready",
+                       " at Step()"));
     }
   }
-  first_step_done_ = true;
-  const size_t r = static_cast<size_t>(comm_->rank());
-  // 1. Average over ranks (stages 0/1 here; stage 2 did it per unit).
-  for (size_t ui = 0; ui < layout_.units().size() && options_.stage < 2; ++ui) {
-    const UnitLayout& u = layout_.units()[ui];
-    absl::Status s = options_.stage == 0
-                         ? comm_->AllReduce(grads_[ui].data(), u.padded, ReduceOp::kAvg)
-                         : comm_->ReduceScatter(grads_[ui].data(), u.shard, ReduceOp::kAvg);
+  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  for (size_t ui = 0; ui < units_.size(); ++ui) FreeView(ui);
+  if (!first_step_done_) {
+    if (absl::Status s = CheckOrderAcrossRanks(); !s.ok()) return s;
+    first_step_done_ = true;
+  }
+  trace_position_ = 0;
+  // 1. Stages 0/1: average the full gradients over ranks (stages 2/3 did it per unit).
+  std::vector<float> tmp;
+  for (size_t ui = 0; ui < units_.size() && options_.stage < 2; ++ui) {
+    const UnitLayout& ul = layout_.units()[ui];
+    Unit& u = units_[ui];
+    absl::Status s;
+    if (!sixteen()) {
+      s = options_.stage == 0 ? comm_->AllReduce(u.grad32.data(), ul.padded, ReduceOp::kAvg)
+                              : comm_->ReduceScatter(u.grad32.data(), ul.shard, ReduceOp::kAvg);
+    } else {
+      // In the working dtype, as DeepSpeed: reduce-scatter, round the own shard, (stage 0) gather.
+      tmp.resize(ul.shard);
+      s = comm_->ReduceScatter16(u.grad16.data(), ul.shard, options_.dtype, ReduceOp::kAvg,
+                                 tmp.data());
+      const size_t mine = static_cast<size_t>(comm_->rank()) * ul.shard;
+      if (s.ok()) FromFloat(options_.dtype, tmp.data(), u.grad16.data() + mine, ul.shard);
+      if (s.ok() && options_.stage == 0) s = comm_->AllGather16(u.grad16.data(), ul.shard);
+    }
     if (!s.ok()) return s;
   }
-  // 2. Average over micro-steps, then the norm and the clip coefficient.
-  const float inv_ga = 1.0f / static_cast<float>(options_.gradient_accumulation_steps);
-  auto owned_grads = [&](size_t ui) -> std::pair<float*, size_t> {
-    const UnitLayout& u = layout_.units()[ui];
-    if (options_.stage == 0) return {grads_[ui].data(), u.padded};
-    if (options_.stage == 1) return {grads_[ui].data() + r * u.shard, u.shard};
-    return {grad_shard_.data() + u.state_offset, u.shard};
-  };
-  if (options_.gradient_accumulation_steps > 1) {
-    for (size_t ui = 0; ui < layout_.units().size(); ++ui) {
-      auto [g, n] = owned_grads(ui);
-      for (size_t i = 0; i < n; ++i) g[i] *= inv_ga;
+  // 2. One multiplier for micro-step averaging and unscaling, then the global norm.
+  const float pre =
+      1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * scaler_.scale());
+  double local = 0;
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    bool direct = false;
+    float* g = OwnedGrads(ui, tmp, &direct);
+    const size_t n = Owned(ui);
+    if (pre != 1.0f) {
+      for (size_t i = 0; i < n; ++i) g[i] *= pre;
     }
+    for (size_t i = 0; i < n; ++i) local += static_cast<double>(g[i]) * g[i];
   }
-  absl::StatusOr<float> norm = GlobalNorm();
-  if (!norm.ok()) return norm.status();
+  float total = static_cast<float>(local);
+  if (options_.stage > 0) {
+    if (absl::Status s = comm_->AllReduce(&total, 1, ReduceOp::kSum); !s.ok()) return s;
+  }
   StepResult result;
-  result.grad_norm = *norm;
+  result.grad_norm = std::sqrt(total);
+  if (!std::isfinite(result.grad_norm)) {
+    // Overflow (fp16) or a NaN: every rank sees the same all-reduced norm and skips together.
+    result.skipped = true;
+    scaler_.Update(true);
+    result.loss_scale = scaler_.scale();
+    ZeroGrads();
+    return result;
+  }
+  scaler_.Update(false);
+  result.loss_scale = scaler_.scale();
   if (options_.gradient_clipping > 0) {
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
-    result.clip_coef = std::min(1.0f, options_.gradient_clipping / (*norm + 1e-6f));
+    result.clip_coef = std::min(1.0f, options_.gradient_clipping / (result.grad_norm + 1e-6f));
   }
-  // 3. AdamW on what this rank owns, then share the parameters.
+  // 3. AdamW on the fp32 masters this rank owns, write-back, then share the working weights.
   AdamWHyper hyper = options_.adam;
   hyper.lr = lr;
-  size_t state = 0;
-  for (size_t ui = 0; ui < layout_.units().size(); ++ui) {
-    const UnitLayout& u = layout_.units()[ui];
-    auto [g, n] = owned_grads(ui);
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const UnitLayout& ul = layout_.units()[ui];
+    Unit& u = units_[ui];
+    bool direct = false;
+    float* g = OwnedGrads(ui, tmp, &direct);
+    const size_t n = Owned(ui), begin = OwnedBegin(ui);
+    if (!direct && pre != 1.0f) {
+      for (size_t i = 0; i < n; ++i) g[i] *= pre;
+    }
     if (options_.gradient_clipping > 0) {
       for (size_t i = 0; i < n; ++i) g[i] *= result.clip_coef;  // Also when coef is 1, as torch.
     }
-    float* p = params_[ui].data() + (options_.stage == 0 ? 0 : r * u.shard);
-    AdamWStepReference(hyper, step, n, p, g, exp_avg_.data() + state, exp_avg_sq_.data() + state);
-    state += n;
-    std::fill(g, g + n, 0.0f);
-    if (options_.stage == 1) std::fill(grads_[ui].begin(), grads_[ui].end(), 0.0f);
-    if (options_.stage > 0) {
-      if (absl::Status s = comm_->AllGather(params_[ui].data(), u.shard); !s.ok()) return s;
+    float* master = Master(ui);
+    AdamWStepReference(hyper, step, n, master, g, exp_avg_.data() + u.state_base,
+                       exp_avg_sq_.data() + u.state_base);
+    if (sixteen()) {
+      FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), n);
+    }
+    if (u.resident && options_.stage > 0) {
+      absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
+                                 : comm_->AllGather(u.work32.data(), ul.shard);
+      if (!s.ok()) return s;
     }
   }
+  ZeroGrads();
   return result;
 }
 
 MemoryReport ZeroEngine::Memory() const {
   MemoryReport m;
-  m.params = layout_.padded_params() * sizeof(float);
-  if (options_.stage < 2) {
-    m.grads = layout_.padded_params() * sizeof(float);
-  } else {
-    m.grads = grad_shard_.size() * sizeof(float);
-    for (const auto& slot : slots_) m.scratch += slot.size() * sizeof(float);
+  for (const Unit& u : units_) {
+    m.params += u.work32.size() * sizeof(float) + u.work16.size() * sizeof(uint16_t);
+    m.grads += u.grad32.size() * sizeof(float) + u.grad16.size() * sizeof(uint16_t);
   }
+  m.master = master_.size() * sizeof(float);
+  m.grads += acc32_.size() * sizeof(float) + acc16_.size() * sizeof(uint16_t);
   m.optimizer = (exp_avg_.size() + exp_avg_sq_.size()) * sizeof(float);
+  m.scratch = grad_slots_->bytes();
+  m.live = param_slots_->bytes();
   return m;
 }
+
+GatherStats ZeroEngine::gather_stats() const { return stats_; }
 
 }  // namespace zerorun

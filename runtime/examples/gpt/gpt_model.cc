@@ -209,7 +209,7 @@ std::vector<TensorRef> GoldenTensorOrder(const GptConfig& c) {
   return refs;
 }
 
-float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens, int batch) {
+float GptModel::Forward(ParamSource& params, const int* tokens, int batch) {
   const int t_len = c_.seq, c = c_.d_model, v = c_.vocab, nh = c_.heads, layers = c_.layers;
   const size_t bt = static_cast<size_t>(batch) * t_len;
   if (batch != batch_) {
@@ -240,17 +240,17 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
       targets_[b * t_len + t] = tokens[b * (t_len + 1) + t + 1];
     }
   }
-  const float* tok = params[0][0];
-  const float* pos = params[0][1];
+  const TensorPtrs embed = params.Acquire(0);
   for (size_t i = 0; i < bt; ++i) {
-    const float* te = tok + static_cast<size_t>(inputs_[i]) * c;
-    const float* pe = pos + (i % t_len) * c;
+    const float* te = embed[0] + static_cast<size_t>(inputs_[i]) * c;
+    const float* pe = embed[1] + (i % t_len) * c;
     for (int j = 0; j < c; ++j) encoded_[i * c + j] = te[j] + pe[j];
   }
+  params.Release(0);
   const float* residual = encoded_.data();
   std::vector<float> tmp(bt * c);
   for (int l = 0; l < layers; ++l) {
-    const TensorPtrs& p = params[1 + l];
+    const TensorPtrs p = params.Acquire(1 + l);
     float* ln1 = At(ln1_, l, bt * c);
     float* qkv = At(qkv_, l, bt * 3 * c);
     float* atty = At(atty_, l, bt * c);
@@ -273,11 +273,13 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
     MatmulForward(tmp.data(), fchg, p[kFc2W], p[kFc2B], static_cast<int>(bt), 4 * c, c);
     for (size_t i = 0; i < bt * c; ++i) res3[i] = res2[i] + tmp[i];
     residual = res3;
+    params.Release(1 + l);
   }
-  const TensorPtrs& head = params.back();
+  const TensorPtrs head = params.Acquire(1 + layers);
   LayerNormForward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual, head[kLnfW],
                    head[kLnfB], static_cast<int>(bt), c);
   MatmulForward(probs_.data(), lnf_.data(), head[kHeadW], nullptr, static_cast<int>(bt), c, v);
+  params.Release(1 + layers);
   double loss = 0;
   for (size_t i = 0; i < bt; ++i) {
     float* row = probs_.data() + i * v;
@@ -293,17 +295,18 @@ float GptModel::Forward(const std::vector<TensorPtrs>& params, const int* tokens
   return static_cast<float>(loss / static_cast<double>(bt));
 }
 
-void GptModel::BackwardHead(const std::vector<TensorPtrs>& params, const TensorPtrs& g) {
+void GptModel::BackwardHead(const TensorPtrs& p, const TensorPtrs& g, float loss_scale) {
   const int c = c_.d_model, v = c_.vocab;
   const size_t bt = static_cast<size_t>(batch_) * c_.seq;
-  const float dloss = 1.0f / static_cast<float>(bt);  // d(mean loss)/d(loss_i).
+  // d(scale x mean loss)/d(loss_i); with scale 1 exactly 1/bt, as before.
+  const float dloss =
+      loss_scale == 1.0f ? 1.0f / static_cast<float>(bt) : loss_scale / static_cast<float>(bt);
   for (size_t i = 0; i < bt; ++i) {
     for (int j = 0; j < v; ++j) {
       const float indicator = j == targets_[i] ? 1.0f : 0.0f;
       probs_[i * v + j] = (probs_[i * v + j] - indicator) * dloss;  // dlogits, in place.
     }
   }
-  const TensorPtrs& p = params.back();
   MatmulBackward(dln_.data(), g[kHeadW], nullptr, probs_.data(), lnf_.data(), p[kHeadW],
                  static_cast<int>(bt), c, v);
   const float* last = c_.layers > 0 ? At(residual3_, c_.layers - 1, bt * c) : encoded_.data();

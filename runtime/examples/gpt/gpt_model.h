@@ -38,6 +38,16 @@ using TensorPtrs = std::vector<float*>;
 // Unit `unit`'s tensors inside a flat buffer `base` laid out like the unit (params or grads).
 TensorPtrs UnitViews(const Layout& layout, size_t unit, float* base);
 
+// How the model reaches its parameters: Acquire(u) returns unit u's tensor pointers, valid until
+// the matching Release(u). Forward takes each unit in turn and lets it go (stage 3 gathers and
+// frees it); backward does the same in reverse (the embeddings need no parameters there).
+class ParamSource {
+ public:
+  virtual ~ParamSource() = default;
+  virtual TensorPtrs Acquire(size_t unit) = 0;
+  virtual void Release(size_t unit) = 0;
+};
+
 // Forward + backward for `batch` sequences of tokens[b][0..seq] (inputs t < seq, targets t+1).
 // Activations are sized on first use. Grad pointers are accumulated into (+=), scaled so the
 // gradient is that of the mean loss over batch x seq positions.
@@ -46,16 +56,17 @@ class GptModel {
   explicit GptModel(const GptConfig& config) : c_(config) {}
 
   // Returns the mean cross-entropy. params[u] / grads[u] hold unit u's tensor pointers.
-  float Forward(const std::vector<TensorPtrs>& params, const int* tokens, int batch);
-  // Must follow Forward() with the same params. Calls `ready(u)` once unit u's gradients are
-  // complete (head first, embeddings last) so the engine can reduce them while backward goes on.
+  float Forward(ParamSource& params, const int* tokens, int batch);
+  // Must follow Forward() with the same parameters. Computes the gradient of loss_scale x the
+  // mean loss (fp16 loss scaling). Calls `ready(u)` once unit u's gradients are complete (head
+  // first, embeddings last) so the engine can reduce them while backward goes on.
   template <typename GradsFor, typename Ready>
-  void Backward(const std::vector<TensorPtrs>& params, GradsFor&& grads_for, Ready&& ready);
+  void Backward(ParamSource& params, GradsFor&& grads_for, Ready&& ready, float loss_scale = 1);
 
   const GptConfig& config() const { return c_; }
 
  private:
-  void BackwardHead(const std::vector<TensorPtrs>& params, const TensorPtrs& g);
+  void BackwardHead(const TensorPtrs& p, const TensorPtrs& g, float loss_scale);
   void BackwardBlock(int layer, const TensorPtrs& p, const TensorPtrs& g);
   void BackwardEmbed(const TensorPtrs& g);
 
@@ -70,13 +81,15 @@ class GptModel {
 };
 
 template <typename GradsFor, typename Ready>
-void GptModel::Backward(const std::vector<TensorPtrs>& params, GradsFor&& grads_for,
-                        Ready&& ready) {
-  const size_t head = params.size() - 1;
-  BackwardHead(params, grads_for(head));
+void GptModel::Backward(ParamSource& params, GradsFor&& grads_for, Ready&& ready,
+                        float loss_scale) {
+  const size_t head = static_cast<size_t>(c_.layers) + 1;
+  BackwardHead(params.Acquire(head), grads_for(head), loss_scale);
+  params.Release(head);
   ready(head);
   for (int l = c_.layers - 1; l >= 0; --l) {
-    BackwardBlock(l, params[1 + l], grads_for(1 + l));
+    BackwardBlock(l, params.Acquire(1 + l), grads_for(1 + l));
+    params.Release(1 + l);
     ready(1 + l);
   }
   BackwardEmbed(grads_for(0));

@@ -17,52 +17,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
+#include "ds_options.h"
 #include "nlohmann/json.hpp"
+#include "zerorun/counter_rng.h"
 
 namespace zerorun::gpt {
 namespace {
 
 using json = nlohmann::json;
-
-const json* Find(const json& root, std::initializer_list<const char*> path) {
-  const json* node = &root;
-  for (const char* key : path) {
-    if (!node->is_object() || !node->contains(key)) return nullptr;
-    node = &(*node)[key];
-  }
-  return node;
-}
-
-template <typename T>
-absl::Status Read(const json& root, std::initializer_list<const char*> path, T* out) {
-  const json* v = Find(root, path);
-  if (v == nullptr || v->is_null()) return absl::OkStatus();
-  if (!v->is_number()) {
-    std::string key;
-    for (const char* p : path) absl::StrAppend(&key, key.empty() ? "" : ".", p);
-    return absl::InvalidArgumentError(absl::StrCat("config key ", key, " is ", v->dump(),
-                                                   "; train_gpt needs a number (resolve \"auto\" "
-                                                   "with zerorun's flags)"));
-  }
-  *out = v->get<T>();
-  return absl::OkStatus();
-}
-
-// splitmix64: a counter-based generator, so every (tensor, element) gets the same value at any
-// world size.
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-float Uniform(uint64_t key) { return ((Mix(key) >> 40) + 0.5f) / 16777216.0f; }
-
-float Normal(uint64_t key) {
-  const float u1 = Uniform(key * 2), u2 = Uniform(key * 2 + 1);
-  return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
-}
 
 // ZR_COMM_TIMEOUT (seconds), else DEEPSPEED_TIMEOUT (minutes, DeepSpeed's variable), else 5 min.
 absl::StatusOr<absl::Duration> CommTimeout() {
@@ -168,47 +130,12 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
       return absl::InvalidArgumentError(absl::StrCat(args.config_path, " is not valid JSON"));
     }
   }
-  ZeroOptions& o = setup.options;
-  o.gradient_clipping = 1.0f;  // DeepSpeed 0.19.6's default.
-  o.grad_slots = 1;            // The GPT's backward finishes one unit before it starts the next.
-  for (absl::Status s :
-       {Read(config, {"zero_optimization", "stage"}, &o.stage),
-        Read(config, {"train_micro_batch_size_per_gpu"}, &setup.micro_batch),
-        Read(config, {"gradient_accumulation_steps"}, &o.gradient_accumulation_steps),
-        Read(config, {"gradient_clipping"}, &o.gradient_clipping),
-        Read(config, {"optimizer", "params", "lr"}, &o.adam.lr),
-        Read(config, {"optimizer", "params", "eps"}, &o.adam.eps),
-        Read(config, {"optimizer", "params", "weight_decay"}, &o.adam.weight_decay)}) {
-    if (!s.ok()) return s;
-  }
-  if (const json* betas = Find(config, {"optimizer", "params", "betas"});
-      betas && betas->is_array() && betas->size() == 2) {
-    o.adam.beta1 = (*betas)[0].get<float>();
-    o.adam.beta2 = (*betas)[1].get<float>();
-  }
-  if (o.stage < 0 || o.stage > 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("zero_optimization.stage ", o.stage,
-                     " is not supported by this runtime yet (0-2; stage "
-                     "3 is issue #5)"));
-  }
-  for (const char* block : {"offload_optimizer", "offload_param"}) {
-    const json* device = Find(config, {"zero_optimization", block, "device"});
-    if (device && device->is_string() && device->get<std::string>() != "none") {
-      return absl::InvalidArgumentError(absl::StrCat("zero_optimization.", block, ".device ",
-                                                     device->dump(),
-                                                     " is not supported by this runtime yet"));
-    }
-  }
-  for (const char* block : {"fp16", "bf16"}) {
-    const json* enabled = Find(config, {block, "enabled"});
-    if (enabled && enabled->is_boolean() && enabled->get<bool>()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(block,
-                       ".enabled is true; this CPU runtime trains in fp32 only so far. Fix: set it "
-                       "false"));
-    }
-  }
+  absl::StatusOr<DsOptions> ds = ReadDsOptions(config);
+  if (!ds.ok()) return ds.status();
+  setup.options = ds->zero;
+  setup.micro_batch = ds->micro_batch;
+  setup.notes = ds->notes;
+  const ZeroOptions& o = setup.options;
   setup.lr.base_lr = o.adam.lr;
   if (const json* type = Find(config, {"scheduler", "type"}); type && type->is_string()) {
     const std::string name = type->get<std::string>();
@@ -226,12 +153,12 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
     }
     LrSchedule& lr = setup.lr;
     for (absl::Status s :
-         {Read(config, {"scheduler", "params", "warmup_max_lr"}, &lr.warmup_max_lr),
-          Read(config, {"scheduler", "params", "warmup_min_lr"}, &lr.warmup_min_lr),
-          Read(config, {"scheduler", "params", "warmup_num_steps"}, &lr.warmup_num_steps),
-          Read(config, {"scheduler", "params", "total_num_steps"}, &lr.total_num_steps),
-          Read(config, {"scheduler", "params", "warmup_min_ratio"}, &lr.warmup_min_ratio),
-          Read(config, {"scheduler", "params", "cos_min_ratio"}, &lr.cos_min_ratio)}) {
+         {ReadNumber(config, {"scheduler", "params", "warmup_max_lr"}, &lr.warmup_max_lr),
+          ReadNumber(config, {"scheduler", "params", "warmup_min_lr"}, &lr.warmup_min_lr),
+          ReadNumber(config, {"scheduler", "params", "warmup_num_steps"}, &lr.warmup_num_steps),
+          ReadNumber(config, {"scheduler", "params", "total_num_steps"}, &lr.total_num_steps),
+          ReadNumber(config, {"scheduler", "params", "warmup_min_ratio"}, &lr.warmup_min_ratio),
+          ReadNumber(config, {"scheduler", "params", "cos_min_ratio"}, &lr.cos_min_ratio)}) {
       if (!s.ok()) return s;
     }
     if (lr.kind != Kind::kWarmupLR && lr.total_num_steps <= lr.warmup_num_steps) {
@@ -279,31 +206,34 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   return setup;
 }
 
+EngineParams::EngineParams(ZeroEngine& engine, Pass pass)
+    : engine_(engine), pass_(pass), guards_(engine.layout().units().size()) {}
+
+TensorPtrs EngineParams::Acquire(size_t unit) {
+  absl::StatusOr<UnitGuard> guard = engine_.Acquire(unit, pass_);
+  if (!guard.ok()) {
+    status_.Update(guard.status());
+    sink_.assign(engine_.layout().units()[unit].padded, 0.0f);  // Keeps the kernels in bounds.
+    return UnitViews(engine_.layout(), unit, sink_.data());
+  }
+  TensorPtrs views = guard->tensors();
+  guards_[unit].push_back(*std::move(guard));
+  return views;
+}
+
+void EngineParams::Release(size_t unit) {
+  if (!guards_[unit].empty()) guards_[unit].pop_back();
+}
+
 absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const int* tokens,
                                      int batch) {
-  const size_t units = engine.layout().units().size();
-  // Acquires every unit for `pass`; the guards end with the returned vector.
-  auto acquire_all = [&](Pass pass,
-                         std::vector<TensorPtrs>* views) -> absl::StatusOr<std::vector<UnitGuard>> {
-    std::vector<UnitGuard> guards;
-    for (size_t u = 0; u < units; ++u) {
-      absl::StatusOr<UnitGuard> guard = engine.Acquire(u, pass);
-      if (!guard.ok()) return guard.status();
-      views->push_back(guard->tensors());
-      guards.push_back(*std::move(guard));
-    }
-    return guards;
-  };
   float loss = 0;
   {
-    std::vector<TensorPtrs> params;
-    absl::StatusOr<std::vector<UnitGuard>> guards = acquire_all(Pass::kForward, &params);
-    if (!guards.ok()) return guards.status();
+    EngineParams params(engine, Pass::kForward);
     loss = model.Forward(params, tokens, batch);
+    if (!params.status().ok()) return params.status();
   }
-  std::vector<TensorPtrs> params;
-  absl::StatusOr<std::vector<UnitGuard>> guards = acquire_all(Pass::kBackward, &params);
-  if (!guards.ok()) return guards.status();
+  EngineParams params(engine, Pass::kBackward);
   absl::Status status;
   std::vector<float> sink;  // Keeps the kernels in bounds if a slot cannot be had.
   model.Backward(
@@ -316,7 +246,8 @@ absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const 
         }
         return UnitViews(engine.layout(), u, g.ok() ? *g : sink.data());
       },
-      [&](size_t u) { status.Update(engine.GradsReady(u)); });
+      [&](size_t u) { status.Update(engine.GradsReady(u)); }, engine.loss_scale());
+  status.Update(params.status());
   if (!status.ok()) return status;
   return loss;
 }
@@ -348,30 +279,28 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   }
   ZeroEngine& engine = **engine_or;
   const Layout& layout = engine.layout();
-  uint64_t tensor_id = 0;
-  for (size_t u = 0; u < layout.units().size(); ++u) {
-    for (size_t t = 0; t < layout.units()[u].tensors.size(); ++t, ++tensor_id) {
-      const TensorLayout& tl = layout.units()[u].tensors[t];
-      float* p = engine.Tensor(u, t);
-      const bool bias = absl::EndsWith(tl.name, "bias");
-      const bool norm = absl::StartsWith(tl.name, "ln");
-      for (size_t i = 0; i < tl.numel; ++i) {
-        p[i] = bias   ? 0.0f
-               : norm ? 1.0f
-                      : 0.02f * Normal((tensor_id << 40) ^ (args.seed << 20) ^ i);
-      }
+  // Counter-based init on the shard: identical at any world size; stage 3 fills only its slice.
+  engine.Init([&](size_t u, size_t t, size_t begin, size_t end, float* out) {
+    const std::string& name = layout.units()[u].tensors[t].name;
+    const bool bias = absl::EndsWith(name, "bias");
+    const bool norm = absl::StartsWith(name, "ln");
+    const uint64_t tensor_key = (static_cast<uint64_t>(u) << 8) | t;
+    for (size_t i = begin; i < end; ++i) {
+      out[i - begin] = bias ? 0.0f : norm ? 1.0f : 0.02f * CounterNormal(args.seed, tensor_key, i);
     }
-  }
+  });
   GptModel model(config);
   const int b = setup.micro_batch, t_len = config.seq;
   std::vector<int> tokens(static_cast<size_t>(b) * (t_len + 1));
   const int ga = setup.options.gradient_accumulation_steps;
   if (setup.rank == 0) {
+    const ZeroOptions& o = setup.options;
     std::printf(
         "train_gpt: %zu parameters (vocab %d, d_model %d, %d heads, %d layers, seq %d); "
-        "ZeRO stage %d on %d rank(s); micro batch %d x accumulation %d\n",
+        "ZeRO stage %d, %s, overlap_comm %s, on %d rank(s); micro batch %d x accumulation %d\n",
         layout.num_params(), config.vocab, config.d_model, config.heads, config.layers, t_len,
-        setup.options.stage, setup.world_size, b, ga);
+        o.stage, DTypeName(o.dtype), o.overlap_comm ? "on" : "off", setup.world_size, b, ga);
+    for (const std::string& note : setup.notes) std::printf("train_gpt: note: %s\n", note.c_str());
     std::fflush(stdout);
   }
   const auto start = std::chrono::steady_clock::now();
@@ -380,16 +309,16 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   for (int step = 1; step <= args.steps; ++step) {
     float loss_sum = 0;
     for (int micro = 0; micro < ga; ++micro) {
-      const uint64_t key = Mix(args.seed ^ Mix(static_cast<uint64_t>(step) * 131 + micro) ^
-                               (static_cast<uint64_t>(setup.rank) << 48));
+      const uint64_t key = Mix64(args.seed ^ Mix64(static_cast<uint64_t>(step) * 131 + micro) ^
+                                 (static_cast<uint64_t>(setup.rank) << 48));
       for (int row = 0; row < b; ++row) {
         if (args.random_tokens) {
           for (int j = 0; j <= t_len; ++j) {
             tokens[row * (t_len + 1) + j] =
-                static_cast<int>(Mix(key + row * 7919 + j) % static_cast<uint64_t>(config.vocab));
+                static_cast<int>(Mix64(key + row * 7919 + j) % static_cast<uint64_t>(config.vocab));
           }
         } else {
-          const size_t start_pos = Mix(key + row) % (corpus.size() - t_len - 1);
+          const size_t start_pos = Mix64(key + row) % (corpus.size() - t_len - 1);
           std::copy_n(corpus.begin() + start_pos, t_len + 1, tokens.begin() + row * (t_len + 1));
         }
       }
@@ -400,8 +329,6 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       }
       loss_sum += *loss;
     }
-    float loss = loss_sum / ga;
-    if (!setup.comm->AllReduce(&loss, 1, ReduceOp::kAvg).ok()) return 70;
     const float lr = setup.lr.At(step);
     absl::StatusOr<StepResult> result = engine.Step(step, lr);
     if (!result.ok()) {
@@ -409,6 +336,8 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
                    std::string(result.status().message()).c_str());
       return 70;
     }
+    float loss = loss_sum / ga;  // After Step(): with overlap_comm the engine owns comm until then.
+    if (!setup.comm->AllReduce(&loss, 1, ReduceOp::kAvg).ok()) return 70;
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - last).count();
     last = now;
@@ -419,8 +348,13 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
                                           static_cast<int64_t>(engine.Memory().total()));
     }
     if (setup.rank == 0 && (step % args.log_every == 0 || step == 1 || step == args.steps)) {
-      std::printf("step %4d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s\n", step,
-                  args.steps, loss, lr, result->grad_norm, tokens_per_s);
+      const std::string scale =
+          setup.options.dtype == DType::kFp16
+              ? absl::StrCat(" | loss scale ", result->loss_scale,
+                             result->skipped ? " (overflow: step skipped)" : "")
+              : (result->skipped ? " | non-finite gradient: step skipped" : "");
+      std::printf("step %4d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s%s\n", step,
+                  args.steps, loss, lr, result->grad_norm, tokens_per_s, scale.c_str());
       std::fflush(stdout);
     }
   }
@@ -431,11 +365,12 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     std::printf(
-        "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, grads "
-        "%.1f MiB, optimizer %.1f MiB, scratch %.1f MiB; peak RSS %.0f MiB; median %.0f "
-        "tokens/s\n",
-        args.steps, total_s, m.params / 1048576.0, m.grads / 1048576.0, m.optimizer / 1048576.0,
-        m.scratch / 1048576.0, usage.ru_maxrss / 1024.0,
+        "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, master %.1f MiB, "
+        "grads %.1f MiB, optimizer %.1f MiB; slots: gradients %.1f MiB, parameters %.1f MiB; "
+        "peak RSS %.0f MiB; median %.0f tokens/s\n",
+        args.steps, total_s, m.params / 1048576.0, m.master / 1048576.0, m.grads / 1048576.0,
+        m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0,
+        usage.ru_maxrss / 1024.0,
         static_cast<double>(b) * t_len * ga * setup.world_size / MedianOf(step_seconds));
   }
   return 0;

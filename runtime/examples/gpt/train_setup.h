@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "gpt_model.h"
@@ -34,18 +35,36 @@ struct TrainSetup {
   std::unique_ptr<CoordinatorClient> coordinator;  // Null when not started by zerorun.
   std::unique_ptr<KvStore> store;
   std::unique_ptr<Communicator> comm;
-  ZeroOptions options;  // Stage, AdamW, clipping, accumulation from the config.
-  int micro_batch = 8;  // train_micro_batch_size_per_gpu
+  ZeroOptions options;             // Everything ds_options.h reads from the config.
+  int micro_batch = 8;             // train_micro_batch_size_per_gpu
+  std::vector<std::string> notes;  // Config keys accepted with a different effect, in words.
   LrSchedule lr;
 };
 
-// Reads the config (InvalidArgument naming the key for values this runtime does not support:
-// stage 3, offload, fp16/bf16), then connects the ranks: through the zerorun coordinator's
+// Reads the config (InvalidArgument naming the key for values this runtime does not support,
+// e.g. offload), then connects the ranks: through the zerorun coordinator's
 // key-value store when ZERORUN_COORDINATOR is set, else a directory in $ZR_STORE_DIR.
 absl::StatusOr<TrainSetup> Setup(const TrainArgs& args);
 
-// One micro-step: acquires every unit for the forward pass, then again for the backward pass,
-// whose gradients go straight into the engine (GradsReady per unit as backward completes it).
+// ParamSource over a ZeroEngine: acquires each unit for one pass and releases it when the model
+// is done with it; the first error is kept (the model then reads zeros) and returned by status().
+class EngineParams : public ParamSource {
+ public:
+  EngineParams(ZeroEngine& engine, Pass pass);
+  TensorPtrs Acquire(size_t unit) override;
+  void Release(size_t unit) override;
+  const absl::Status& status() const { return status_; }
+
+ private:
+  ZeroEngine& engine_;
+  const Pass pass_;
+  std::vector<std::vector<UnitGuard>> guards_;  // Per unit: nested acquires.
+  absl::Status status_;
+  std::vector<float> sink_;
+};
+
+// One micro-step: forward then backward, each acquiring unit by unit; gradients go straight
+// into the engine (GradsReady per unit as backward completes it), scaled by its loss scale.
 // Returns this rank's mean loss.
 absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const int* tokens,
                                      int batch);

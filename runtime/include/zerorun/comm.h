@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "zerorun/dtype.h"
 #include "zerorun/kv_store.h"
 
 namespace zerorun {
@@ -35,6 +36,13 @@ class Communicator {
   // data holds world_size() shards; each rank contributes its own (data + rank() * shard) and
   // afterwards every rank holds all of them. A ring, in place.
   virtual absl::Status AllGather(float* data, size_t shard) = 0;
+  // 16-bit forms (dtype kBf16 or kFp16; kFp32 is InvalidArgument). ReduceScatter16: data as
+  // in ReduceScatter; the reduction of shard rank() lands in out[0, shard) in fp32. Partial sums
+  // cross the wire in the 16-bit dtype, each hop adding in fp32 and rounding once (the last hop
+  // does not round). `data` is clobbered. AllGather16: AllGather of 16-bit elements.
+  virtual absl::Status ReduceScatter16(uint16_t* data, size_t shard, DType dtype, ReduceOp op,
+                                       float* out) = 0;
+  virtual absl::Status AllGather16(uint16_t* data, size_t shard) = 0;
   // data[0, n) of rank `root` is copied to every rank.
   virtual absl::Status Broadcast(float* data, size_t n, int root) = 0;
   virtual absl::Status Barrier() = 0;

@@ -1,53 +1,83 @@
-// The ZeRO engine for stages 0-2 with fp32 working weights (CPU ranks): parameters, gradients
-// and AdamW state laid out by partition.h, gradients averaged over ranks and micro-steps,
-// clipped by the global norm, and the optimizer run on each rank's shard.
-//   stage 0: full grads, all-reduce, replicated AdamW            -> 16P bytes per rank
-//   stage 1: full grads, reduce-scatter, sharded AdamW, gather    ->  8P + 8P/N
-//   stage 2: grads reduce-scattered per unit as GradsReady() is
-//            called, into an fp32 shard accumulator               ->  4P + 12P/N (+ scratch)
+// The ZeRO engine (CPU ranks): parameters, gradients and AdamW state laid out by partition.h,
+// gradients averaged over ranks and micro-steps, clipped by the global norm, the optimizer run
+// on each rank's shard of fp32 master weights. Bytes per rank for P parameters over N ranks,
+// mixed precision (bf16/fp16 working weights) | fp32:
+//   stage 0: full grads, all-reduce, replicated AdamW       16P           | 16P
+//   stage 1: full grads, reduce-scatter, sharded AdamW      4P + 12P/N    | 8P + 8P/N
+//   stage 2: grads reduce-scattered per unit into a shard   2P + 14P/N    | 4P + 12P/N
+//   stage 3: parameters sharded too, gathered on Acquire    16P/N + slots | 16P/N + slots
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_ZERO_ENGINE_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_ZERO_ENGINE_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "zerorun/adamw.h"
 #include "zerorun/comm.h"
+#include "zerorun/dtype.h"
+#include "zerorun/loss_scaler.h"
 #include "zerorun/partition.h"
 
 namespace zerorun {
 
 struct ZeroOptions {
-  int stage = 2;  // 0, 1 or 2 (3 comes with issue #5).
+  int stage = 2;                 // 0-3.
+  DType dtype = DType::kFp32;    // Working dtype; master weights, m and v are always fp32.
+  bool grad_accum_fp32 = false;  // 16-bit: accumulate gradients in fp32 (data_types.grad_accum_
+                                 // dtype "fp32"); default: the working dtype, as DeepSpeed.
   AdamWHyper adam;
   float gradient_clipping = 0;  // Max global norm; 0 disables (DeepSpeed's default is 1.0).
   int gradient_accumulation_steps = 1;
-  size_t align = 16;      // Elements; tensor starts and shard sizes are multiples of it.
-  size_t grad_slots = 2;  // Stage 2: unit-sized gradient scratch buffers in flight.
+  LossScaleOptions loss_scale;  // fp16 only.
+  size_t align = 16;            // Elements; tensor starts and shard sizes are multiples of it.
+  size_t grad_slots = 2;        // Unit-sized fp32 gradient buffers in flight (stages 2-3, 16-bit).
+  // Reduce (stages 2-3) and gather (stage 3) on a communication thread while the caller
+  // computes; off: every collective runs inside the call that needs it.
+  bool overlap_comm = false;
+  // Stage 3 (DeepSpeed's keys; counts are elements).
+  size_t prefetch_bucket_size = 50'000'000;      // Elements gathered ahead of use; 0: no prefetch.
+  size_t param_persistence_threshold = 100'000;  // Units this small stay gathered.
+  size_t max_live_parameters = 1'000'000'000;    // Gathered elements kept (soft limit).
+  size_t max_reuse_distance = 1'000'000'000;     // Keep a released unit reused within this.
 };
 
 struct StepResult {
-  float grad_norm = 0;  // Global norm of the averaged gradient, before clipping.
-  float clip_coef = 1;  // What the gradient was multiplied by.
+  float grad_norm = 0;   // Global norm of the averaged, unscaled gradient, before clipping.
+  float clip_coef = 1;   // What the gradient was multiplied by (after unscaling).
+  bool skipped = false;  // A non-finite gradient: no update (fp16: the loss scale dropped).
+  float loss_scale = 1;  // The scale for the next step's backward.
 };
 
 // Bytes this rank holds for model states (the ZeRO paper's accounting, padding included).
 struct MemoryReport {
-  size_t params = 0;     // Full working parameters.
-  size_t grads = 0;      // Full gradient buffers (stages 0/1) or the shard accumulator (2).
-  size_t optimizer = 0;  // Adam m and v (fp32 weights are the parameters themselves).
-  size_t scratch = 0;    // Stage 2 gradient slots.
-  size_t total() const { return params + grads + optimizer + scratch; }
+  size_t params = 0;     // Working parameters: full (stages 0-2, persistent units) or the shard.
+  size_t master = 0;     // fp32 master weights when the working dtype is 16-bit.
+  size_t grads = 0;      // Full gradient buffers (stages 0/1) or the shard accumulator (2/3).
+  size_t optimizer = 0;  // Adam m and v.
+  size_t scratch = 0;    // Gradient slots.
+  size_t live = 0;       // Gathered / widened parameter slots now allocated.
+  size_t model_states() const { return params + master + grads + optimizer; }
+  size_t total() const { return model_states() + scratch + live; }
+};
+
+struct GatherStats {
+  int64_t gathers = 0;     // Units all-gathered (stage 3).
+  int64_t prefetched = 0;  // Of which issued ahead of their Acquire.
+  int64_t prefetch_misses = 0;
+  bool order_consistent = true;  // The first step's acquire order matched on all ranks.
 };
 
 class ZeroEngine;
+class CommWorker;
 
-// Scoped access to one unit's full parameters for a forward or backward pass (acquire ...
-// release). Stages 0-2 keep every unit resident, so acquiring only records the order; stage 3
-// (issue #5) will gather the unit here and release it when the last guard ends. Guards nest and
-// may be taken twice for one unit (tied weights). Movable, not copyable.
+// Scoped access to one unit's full fp32 parameters for a forward or backward pass. Stage 3
+// gathers the unit (or finds it prefetched); 16-bit working weights are widened into a slot.
+// When the last guard of a unit ends, the unit is released (stage 3 keeps it when it is reused
+// soon). Guards nest and may be taken twice for one unit (tied weights). Movable only.
 class UnitGuard {
  public:
   UnitGuard(UnitGuard&& other) noexcept;
@@ -56,78 +86,123 @@ class UnitGuard {
   ~UnitGuard();
 
   size_t unit() const { return unit_; }
-  // The unit's tensors, in registration order; valid while the guard lives.
+  // The unit's tensors, in registration order; valid while the guard lives. Writes are not
+  // kept (use ZeroEngine::SetTensor).
   float* tensor(size_t index) const;
   std::vector<float*> tensors() const;
 
  private:
   friend class ZeroEngine;
-  UnitGuard(ZeroEngine* engine, size_t unit) : engine_(engine), unit_(unit) {}
+  UnitGuard(ZeroEngine* engine, size_t unit, float* base)
+      : engine_(engine), unit_(unit), base_(base) {}
   ZeroEngine* engine_;
   size_t unit_;
+  float* base_;
 };
 
 enum class Pass { kForward, kBackward };
 
+// Fills elements [begin, end) of tensor `tensor` of unit `unit` (flat, row-major) into out.
+using InitFn =
+    std::function<void(size_t unit, size_t tensor, size_t begin, size_t end, float* out)>;
+
 class ZeroEngine {
  public:
-  // InvalidArgument for a stage outside 0-2, gradient_accumulation_steps < 1 or a bad layout.
-  // `comm` must outlive the engine; every rank must pass the same units and options.
+  // InvalidArgument for a stage outside 0-3, gradient_accumulation_steps < 1, no gradient slot,
+  // or a bad layout. `comm` must outlive the engine; every rank passes the same units/options.
+  // With overlap_comm the engine owns `comm` from the first Acquire/Grads of a step until
+  // Step() returns: the caller issues no collective of its own in between.
   static absl::StatusOr<std::unique_ptr<ZeroEngine>> Create(const std::vector<UnitSpec>& units,
                                                             const ZeroOptions& options,
                                                             Communicator* comm);
+  ~ZeroEngine();
 
   const Layout& layout() const { return layout_; }
   const ZeroOptions& options() const { return options_; }
 
-  // The full working parameters of `unit` (layout().units()[unit].padded floats; tensors at
-  // their offsets). Valid for the engine's life; identical on every rank after Step().
-  float* Params(size_t unit);
-  float* Tensor(size_t unit, size_t tensor);
+  // Initialises every tensor by calling `fn` for the elements this rank holds (stage 3: only its
+  // shard, so no rank ever materialises the full model). Local, no communication.
+  void Init(const InitFn& fn);
+  // Sets tensor `tensor` of `unit` from its full values (numel floats). Local.
+  void SetTensor(size_t unit, size_t tensor, const float* values);
+  // The full fp32 master values of a tensor. A collective in stages 1-3 (and always with
+  // 16-bit weights): every rank calls it with the same arguments.
+  absl::Status GetTensor(size_t unit, size_t tensor, float* out);
 
-  // Acquires `unit` for `pass` (see UnitGuard). InvalidArgument for an unknown unit. The order
-  // of the first step's acquires is recorded (acquire_order()) so that stage 3 can prefetch
-  // along it and check it is the same on every rank.
+  // Acquires `unit` for `pass` (see UnitGuard); every rank acquires the same units in the same
+  // order (stage 3 gathers are collectives). InvalidArgument for an unknown unit. The first
+  // step's order is recorded, checked across ranks at its Step(), and prefetched along later.
   absl::StatusOr<UnitGuard> Acquire(size_t unit, Pass pass);
-  const std::vector<std::pair<size_t, Pass>>& acquire_order() const { return acquire_order_; }
-  // Guards currently alive for `unit` (refcount).
-  int live_guards(size_t unit) const { return live_guards_[unit]; }
+  const std::vector<std::pair<size_t, Pass>>& acquire_order() const { return trace_; }
+  int live_guards(size_t unit) const;
+  // Stage 3: keep `unit` gathered from its forward release until its backward release.
+  void KeepForBackward(size_t unit, bool keep);
 
-  // The buffer the backward pass adds `unit`'s gradients into (same offsets as Params()).
-  // Stages 0/1: persistent, accumulating over micro-steps. Stage 2: a zeroed scratch slot taken
-  // from a pool at the first call per micro-step; ResourceExhausted when all slots are in use.
+  // The fp32 buffer the backward pass adds `unit`'s gradients into (+=; same offsets as the
+  // unit's parameters). fp32 stages 0/1: persistent, accumulating over micro-steps. Otherwise a
+  // zeroed slot from a pool; waits for one while reductions are in flight; ResourceExhausted
+  // when every slot is held by a unit not yet marked ready.
   absl::StatusOr<float*> Grads(size_t unit);
-
-  // Declares `unit`'s gradients of this micro-step complete. Stage 2 reduce-scatters them into
-  // the shard accumulator and returns the slot; stages 0/1 defer communication to Step().
+  // Declares `unit`'s gradients of this micro-step complete; stages 2-3 reduce-scatter them into
+  // the shard accumulator (on the communication thread with overlap_comm). A unit may be taken
+  // and marked ready more than once per micro-step (tied weights): the parts add up.
   absl::Status GradsReady(size_t unit);
 
-  // Ends the optimizer step: averages the gradients over ranks and micro-steps, computes the
-  // global norm, clips, runs AdamW at step number `step` (1-based) on this rank's shard with
-  // `lr`, gathers the parameters, and zeroes the gradients. FailedPrecondition when a stage 2
-  // unit's gradients were taken but not marked ready.
+  // The factor the loss is multiplied by before backward (fp16 loss scaling; else 1).
+  float loss_scale() const { return scaler_.scale(); }
+
+  // Ends the optimizer step: averages the gradients over ranks and micro-steps, unscales, takes
+  // the global norm, skips the update when it is not finite (fp16: lowers the loss scale),
+  // clips, runs AdamW at step number `step` (1-based) with `lr` on this rank's fp32 master
+  // shard, writes the working weights back (round to nearest even), shares them (stages 1-2)
+  // and zeroes the gradients. FailedPrecondition when a unit's gradients were never marked
+  // ready or a guard is still alive.
   absl::StatusOr<StepResult> Step(int64_t step, float lr);
 
   MemoryReport Memory() const;
+  GatherStats gather_stats() const;
 
  private:
-  ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm);
-  absl::StatusOr<float> GlobalNorm();
+  struct Unit;
+  class Slots;
   friend class UnitGuard;
-  void Release(size_t unit) { --live_guards_[unit]; }
+  ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm);
+  void Release(size_t unit);
+  // Parameter views (zero_units.cc).
+  absl::StatusOr<int> TakeParamSlot(bool prefetch);
+  void StartView(size_t unit, int slot);
+  void FreeView(size_t unit);
+  bool ReusedSoon(size_t unit) const;
+  void PrefetchAhead();
+  void NoteAcquire(size_t unit, Pass pass);
+  absl::Status ReduceUnitGrads(size_t unit, int slot);
+  // Step helpers (zero_engine.cc).
+  absl::Status CheckOrderAcrossRanks();
+  float* OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
+  float* Master(size_t unit);
+  void ZeroGrads();
+  size_t Owned(size_t unit) const;       // Elements of the unit this rank's state holds.
+  size_t OwnedBegin(size_t unit) const;  // Their start in the unit's flat buffer.
+  bool sixteen() const { return options_.dtype != DType::kFp32; }
 
   Layout layout_;
   const ZeroOptions options_;
   Communicator* comm_;
-  std::vector<std::vector<float>> params_;   // Per unit, full.
-  std::vector<std::vector<float>> grads_;    // Stages 0/1: per unit, full.
-  std::vector<float> grad_shard_;            // Stage 2: dense accumulator (state_size()).
-  std::vector<float> exp_avg_, exp_avg_sq_;  // Dense (state_size(), or padded for stage 0).
-  std::vector<std::vector<float>> slots_;    // Stage 2 scratch.
-  std::vector<int> slot_of_unit_;            // -1 when the unit holds no slot.
-  std::vector<int> live_guards_;
-  std::vector<std::pair<size_t, Pass>> acquire_order_;  // During the first step only.
+  std::vector<Unit> units_;
+  std::unique_ptr<Slots> param_slots_, grad_slots_;
+  std::unique_ptr<CommWorker> worker_;
+  std::vector<float> master_;                // 16-bit: fp32 master weights (state order).
+  std::vector<float> exp_avg_, exp_avg_sq_;  // Dense, state order.
+  std::vector<float> acc32_;                 // Stages 2-3: fp32 shard accumulator.
+  std::vector<uint16_t> acc16_;              // Stages 2-3: 16-bit shard accumulator.
+  std::vector<float> reduce_out_;            // Communication thread: one reduced shard.
+  LossScaler scaler_;
+  std::vector<std::pair<size_t, Pass>> trace_;  // The first step's acquires.
+  size_t trace_position_ = 0;
+  uint64_t clock_ = 0;
   bool first_step_done_ = false;
+  bool prefetch_enabled_ = true;
+  GatherStats stats_;
 };
 
 }  // namespace zerorun

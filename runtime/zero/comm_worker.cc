@@ -1,0 +1,68 @@
+// CommWorker: one thread, a FIFO of collectives, tickets in submission order.
+#include "zero/comm_worker.h"
+
+#include <utility>
+
+namespace zerorun {
+
+CommWorker::CommWorker(bool async) : async_(async) {
+  if (async_) thread_ = std::thread([this] { Loop(); });
+}
+
+CommWorker::~CommWorker() {
+  if (!async_) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+uint64_t CommWorker::Submit(Task task) {
+  const uint64_t ticket = ++submitted_;
+  if (!async_) {
+    absl::MutexLock lock(&mu_);
+    if (error_.ok()) error_ = task();
+    completed_ = ticket;
+    return ticket;
+  }
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(task));
+  return ticket;
+}
+
+absl::Status CommWorker::Wait(uint64_t ticket) {
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return completed_ >= ticket; };
+  mu_.Await(absl::Condition(&done));
+  return error_;
+}
+
+bool CommWorker::Done(uint64_t ticket) {
+  absl::MutexLock lock(&mu_);
+  return completed_ >= ticket;
+}
+
+void CommWorker::Loop() {
+  for (;;) {
+    Task task;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // Stopping with nothing left.
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      if (!error_.ok()) {
+        ++completed_;
+        continue;
+      }
+    }
+    absl::Status status = task();  // Unlocked: the caller computes meanwhile.
+    absl::MutexLock lock(&mu_);
+    if (error_.ok()) error_ = std::move(status);
+    ++completed_;
+  }
+}
+
+}  // namespace zerorun

@@ -1,0 +1,38 @@
+// LossScaler: DynamicLossScaler.update_scale of DeepSpeed, step for step.
+#include "zerorun/loss_scaler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace zerorun {
+
+LossScaler::LossScaler(const LossScaleOptions& options) {
+  dynamic_ = options.loss_scale == 0;
+  scale_ = dynamic_ ? std::ldexp(1.0f, options.initial_scale_power) : options.loss_scale;
+  min_scale_ = options.min_scale;
+  window_ = options.window;
+  delayed_shift_ = options.hysteresis;
+  cur_hysteresis_ = options.hysteresis;
+  consecutive_hysteresis_ = options.consecutive_hysteresis;
+}
+
+void LossScaler::Update(bool overflow) {
+  if (!dynamic_) return;
+  if (overflow) {
+    if (delayed_shift_ == 1 || cur_hysteresis_ == 1) {
+      scale_ = std::max(scale_ / 2, min_scale_);
+    } else {
+      --cur_hysteresis_;
+    }
+    last_overflow_iter_ = cur_iter_;
+  } else {
+    if (consecutive_hysteresis_) cur_hysteresis_ = delayed_shift_;
+    if ((cur_iter_ - last_overflow_iter_) % window_ == 0) {
+      if (!consecutive_hysteresis_) cur_hysteresis_ = delayed_shift_;
+      scale_ *= 2;
+    }
+  }
+  ++cur_iter_;
+}
+
+}  // namespace zerorun

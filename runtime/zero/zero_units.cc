@@ -1,0 +1,264 @@
+// ZeroEngine's per-unit machinery: acquire guards, parameter views (widened 16-bit weights,
+// stage-3 gathers into a bounded slot pool, reuse and prefetch along the recorded order), and
+// gradient slots reduced into the shard accumulator.
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "zero/engine_internal.h"
+
+namespace zerorun {
+
+UnitGuard::UnitGuard(UnitGuard&& other) noexcept
+    : engine_(other.engine_), unit_(other.unit_), base_(other.base_) {
+  other.engine_ = nullptr;
+}
+
+UnitGuard::~UnitGuard() {
+  if (engine_ != nullptr) engine_->Release(unit_);
+}
+
+float* UnitGuard::tensor(size_t index) const {
+  return base_ + engine_->layout().units()[unit_].tensors[index].offset;
+}
+
+std::vector<float*> UnitGuard::tensors() const {
+  std::vector<float*> out;
+  const size_t n = engine_->layout().units()[unit_].tensors.size();
+  for (size_t i = 0; i < n; ++i) out.push_back(tensor(i));
+  return out;
+}
+
+int ZeroEngine::live_guards(size_t unit) const { return units_[unit].refs; }
+
+void ZeroEngine::KeepForBackward(size_t unit, bool keep) { units_[unit].keep = keep; }
+
+void ZeroEngine::NoteAcquire(size_t unit, Pass pass) {
+  if (!first_step_done_) {
+    trace_.emplace_back(unit, pass);
+    return;
+  }
+  const bool expected =
+      trace_position_ < trace_.size() && trace_[trace_position_] == std::make_pair(unit, pass);
+  ++trace_position_;
+  if (expected || !prefetch_enabled_) return;
+  // Every rank acquires in the same order, so every rank makes this decision at the same point.
+  prefetch_enabled_ = false;
+  ++stats_.prefetch_misses;
+  if (options_.stage == 3) {
+    std::fprintf(stderr,
+                 "zerorun: rank %d: acquire #%zu (unit %s) differs from the first step's order; "
+                 "prefetching is off from here, units are gathered on demand\n",
+                 comm_->rank(), trace_position_, layout_.units()[unit].name.c_str());
+  }
+}
+
+absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  NoteAcquire(unit, pass);
+  Unit& u = units_[unit];
+  u.last_use = ++clock_;
+  u.last_pass = pass;
+  float* base = nullptr;
+  if (u.resident && !sixteen()) {
+    base = u.work32.data();
+  } else {
+    if (u.view < 0) {
+      absl::StatusOr<int> slot = TakeParamSlot(/*prefetch=*/false);
+      if (!slot.ok()) return slot.status();
+      StartView(unit, *slot);
+    }
+    if (absl::Status s = worker_->Wait(u.view_ticket); !s.ok()) return s;
+    u.prefetched = false;
+    base = (*param_slots_)[u.view].f32.data();
+  }
+  ++u.refs;
+  if (prefetch_enabled_ && first_step_done_ && options_.stage == 3) PrefetchAhead();
+  return UnitGuard(this, unit, base);
+}
+
+absl::StatusOr<int> ZeroEngine::TakeParamSlot(bool prefetch) {
+  Slots& slots = *param_slots_;
+  for (int i = 0; i < slots.size(); ++i) {
+    if (slots[i].owner < 0) return i;
+  }
+  const size_t live_after = static_cast<size_t>(slots.size() + 1) * slots.floats();
+  if (slots.size() == 0 || live_after <= options_.max_live_parameters) return slots.Add();
+  // Over the live limit: evict the least recently used unit nobody holds or is about to use.
+  int victim = -1;
+  for (int i = 0; i < slots.size(); ++i) {
+    const Unit& owner = units_[static_cast<size_t>(slots[i].owner)];
+    if (owner.refs > 0 || owner.prefetched) continue;
+    if (victim < 0 || owner.last_use < units_[static_cast<size_t>(slots[victim].owner)].last_use) {
+      victim = i;
+    }
+  }
+  if (victim >= 0) {
+    FreeView(static_cast<size_t>(slots[victim].owner));
+    return victim;
+  }
+  if (prefetch) return absl::ResourceExhaustedError("no parameter slot for a prefetch");
+  return slots.Add();  // max_live_parameters is a soft limit: correctness comes first.
+}
+
+void ZeroEngine::StartView(size_t unit, int slot) {
+  Unit& u = units_[unit];
+  Slots::Buffer& buffer = (*param_slots_)[slot];
+  buffer.owner = static_cast<int>(unit);
+  u.view = slot;
+  const UnitLayout& ul = layout_.units()[unit];
+  if (u.resident) {  // 16-bit weights held in full: widen, no communication.
+    ToFloat(options_.dtype, u.work16.data(), buffer.f32.data(), ul.padded);
+    u.view_ticket = 0;
+    return;
+  }
+  ++stats_.gathers;
+  const size_t offset = static_cast<size_t>(comm_->rank()) * ul.shard;
+  float* f32 = buffer.f32.data();
+  uint16_t* f16 = buffer.f16.data();
+  const bool wide = !sixteen();
+  if (wide) {
+    std::copy(u.work32.begin(), u.work32.end(), f32 + offset);
+  } else {
+    std::copy(u.work16.begin(), u.work16.end(), f16 + offset);
+  }
+  u.view_ticket = worker_->Submit([this, f32, f16, wide, &ul]() -> absl::Status {
+    if (wide) return comm_->AllGather(f32, ul.shard);
+    if (absl::Status s = comm_->AllGather16(f16, ul.shard); !s.ok()) return s;
+    ToFloat(options_.dtype, f16, f32, ul.padded);
+    return absl::OkStatus();
+  });
+  buffer.busy_until = u.view_ticket;
+}
+
+void ZeroEngine::FreeView(size_t unit) {
+  Unit& u = units_[unit];
+  if (u.view < 0) return;
+  (*param_slots_)[u.view].owner = -1;
+  u.view = -1;
+  u.prefetched = false;
+}
+
+bool ZeroEngine::ReusedSoon(size_t unit) const {
+  if (!first_step_done_ || !prefetch_enabled_) return false;
+  size_t distance = 0;
+  for (size_t i = trace_position_; i < trace_.size(); ++i) {
+    if (trace_[i].first == unit) return distance <= options_.max_reuse_distance;
+    distance += layout_.units()[trace_[i].first].numel;
+  }
+  return false;
+}
+
+void ZeroEngine::Release(size_t unit) {
+  Unit& u = units_[unit];
+  if (--u.refs > 0 || u.view < 0) return;
+  if (u.resident) {
+    FreeView(unit);  // A widened copy: cheap to redo.
+    return;
+  }
+  if (u.keep && u.last_pass == Pass::kForward) return;
+  if (ReusedSoon(unit)) return;
+  FreeView(unit);
+}
+
+void ZeroEngine::PrefetchAhead() {
+  // Elements gathered ahead and not yet acquired bound the look-ahead.
+  size_t ahead = 0;
+  for (size_t i = 0; i < units_.size(); ++i) {
+    if (units_[i].prefetched) ahead += layout_.units()[i].padded;
+  }
+  for (size_t i = trace_position_; i < trace_.size(); ++i) {
+    const size_t next = trace_[i].first;
+    Unit& u = units_[next];
+    if (u.resident || u.view >= 0) continue;
+    const size_t size = layout_.units()[next].padded;
+    if (ahead + size > options_.prefetch_bucket_size) return;
+    absl::StatusOr<int> slot = TakeParamSlot(/*prefetch=*/true);
+    if (!slot.ok()) return;
+    StartView(next, *slot);
+    u.prefetched = true;
+    u.last_use = ++clock_;
+    ++stats_.prefetched;
+    ahead += size;
+  }
+}
+
+absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  Unit& u = units_[unit];
+  if (!sixteen() && options_.stage < 2) return u.grad32.data();
+  Slots& slots = *grad_slots_;
+  if (u.grad_slot >= 0) return slots[u.grad_slot].f32.data();
+  int pick = -1;
+  for (int i = 0; i < slots.size(); ++i) {
+    if (slots[i].owner >= 0) continue;
+    // Prefer a slot whose reduction is done; else the one that finishes first.
+    if (pick < 0 ||
+        (worker_->Done(slots[i].busy_until) && !worker_->Done(slots[pick].busy_until)) ||
+        (!worker_->Done(slots[pick].busy_until) && slots[i].busy_until < slots[pick].busy_until)) {
+      pick = i;
+    }
+  }
+  if (pick < 0 && slots.size() < static_cast<int>(options_.grad_slots)) pick = slots.Add();
+  if (pick < 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("all ", slots.size(),
+                     " gradient slots are in use: call GradsReady() for a "
+                     "unit before taking the gradients of another"));
+  }
+  if (absl::Status s = worker_->Wait(slots[pick].busy_until); !s.ok()) return s;
+  Slots::Buffer& buffer = slots[pick];
+  std::fill_n(buffer.f32.begin(), layout_.units()[unit].padded, 0.0f);
+  buffer.owner = static_cast<int>(unit);
+  u.grad_slot = pick;
+  return buffer.f32.data();
+}
+
+absl::Status ZeroEngine::GradsReady(size_t unit) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  Unit& u = units_[unit];
+  if (!sixteen() && options_.stage < 2) return absl::OkStatus();
+  const int slot = u.grad_slot;
+  if (slot < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("GradsReady(", unit, ") without Grads(", unit, ") in this micro-step"));
+  }
+  Slots::Buffer& buffer = (*grad_slots_)[slot];
+  u.grad_slot = -1;
+  buffer.owner = -1;
+  if (options_.stage < 2) {  // 16-bit full gradients: accumulate, reduce at Step().
+    AddFloatInto(options_.dtype, buffer.f32.data(), u.grad16.data(), layout_.units()[unit].padded);
+    return absl::OkStatus();
+  }
+  buffer.busy_until = worker_->Submit([this, unit, slot] { return ReduceUnitGrads(unit, slot); });
+  return absl::OkStatus();
+}
+
+absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, int slot) {
+  const UnitLayout& ul = layout_.units()[unit];
+  Slots::Buffer& buffer = (*grad_slots_)[slot];
+  float* acc32 = acc32_.empty() ? nullptr : acc32_.data() + units_[unit].state_base;
+  if (!sixteen()) {
+    float* g = buffer.f32.data();
+    if (absl::Status s = comm_->ReduceScatter(g, ul.shard, ReduceOp::kAvg); !s.ok()) return s;
+    const float* mine = g + static_cast<size_t>(comm_->rank()) * ul.shard;
+    for (size_t i = 0; i < ul.shard; ++i) acc32[i] += mine[i];
+    return absl::OkStatus();
+  }
+  FromFloat(options_.dtype, buffer.f32.data(), buffer.f16.data(), ul.padded);
+  if (reduce_out_.size() < ul.shard) reduce_out_.resize(ul.shard);
+  float* out = reduce_out_.data();
+  if (absl::Status s =
+          comm_->ReduceScatter16(buffer.f16.data(), ul.shard, options_.dtype, ReduceOp::kAvg, out);
+      !s.ok()) {
+    return s;
+  }
+  if (acc32 != nullptr) {
+    for (size_t i = 0; i < ul.shard; ++i) acc32[i] += out[i];
+  } else {
+    AddFloatInto(options_.dtype, out, acc16_.data() + units_[unit].state_base, ul.shard);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace zerorun
