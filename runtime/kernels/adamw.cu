@@ -85,4 +85,20 @@ absl::Status CopyToHost(const float* device, float* host, size_t num_elements) {
                   "cudaMemcpy D2H");
 }
 
+absl::Status CopyDeviceToDevice(const float* src, float* dst, size_t num_elements) {
+  return FromCuda(cudaMemcpy(dst, src, num_elements * sizeof(float), cudaMemcpyDeviceToDevice),
+                  "cudaMemcpy D2D");
+}
+
+absl::Status Synchronize() { return FromCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+absl::StatusOr<std::string> DeviceName() {
+  cudaDeviceProp prop{};
+  if (absl::Status s = FromCuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+      !s.ok()) {
+    return s;
+  }
+  return std::string(prop.name);
+}
+
 }  // namespace zerorun::cuda

@@ -27,6 +27,11 @@ absl::Status Free(float* device_ptr);
 absl::Status CopyToDevice(const float* host, float* device, size_t num_elements);
 absl::Status CopyToHost(const float* device, float* host, size_t num_elements);
 
+// Device-to-device copy (synchronous), a device-wide sync, and device 0's name.
+absl::Status CopyDeviceToDevice(const float* src, float* dst, size_t num_elements);
+absl::Status Synchronize();
+absl::StatusOr<std::string> DeviceName();
+
 // NCCL version linked into this build, e.g. "2.28.3" (ncclGetVersion).
 absl::StatusOr<std::string> NcclVersion();
 
