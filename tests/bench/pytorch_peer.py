@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer for the GPT benchmark (label bench): the same model as train_gpt, trained with
 DDP (Gloo) or DDP + ZeroRedundancyOptimizer on 2 CPU processes, 1 thread each. Prints ms/step,
-global tokens/s and peak RSS per rank. Usage: pytorch_peer.py {ddp|zero1} STEPS."""
+global tokens/s and peak RSS per rank. Usage: pytorch_peer.py {ddp|zero1} STEPS (sizes: below)."""
 import math
 import os
 import resource
@@ -17,7 +17,13 @@ import torch.multiprocessing as mp  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-VOCAB, D, HEADS, LAYERS, SEQ, BATCH = 4096, 256, 4, 4, 128, 8
+# The peer size by default; ZR_PEER_{D,LAYERS,SEQ,BATCH,WORLD} override it (memory benchmark).
+VOCAB, HEADS = 4096, 4
+D = int(os.environ.get("ZR_PEER_D", 256))
+LAYERS = int(os.environ.get("ZR_PEER_LAYERS", 4))
+SEQ = int(os.environ.get("ZR_PEER_SEQ", 128))
+BATCH = int(os.environ.get("ZR_PEER_BATCH", 8))
+WORLD = int(os.environ.get("ZR_PEER_WORLD", 2))
 
 
 class Block(nn.Module):
@@ -82,14 +88,15 @@ def main():
     mode, steps = sys.argv[1], int(sys.argv[2])
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(r, 2, mode, steps, 29731, out)) for r in range(2)]
+    procs = [ctx.Process(target=worker, args=(r, WORLD, mode, steps, 29731, out))
+             for r in range(WORLD)]
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
     ms = max(r[1] for r in results) * 1000
-    print(f"pytorch {mode}: {ms:.0f} ms/step, {2 * BATCH * SEQ / (ms / 1000):.0f} tokens/s, "
+    print(f"pytorch {mode}: {ms:.0f} ms/step, {WORLD * BATCH * SEQ / (ms / 1000):.0f} tokens/s, "
           f"peak RSS per rank {max(r[2] for r in results):.0f} MiB")
 
 
