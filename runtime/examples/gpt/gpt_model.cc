@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "vec_math.h"
+
 namespace zerorun::gpt {
 namespace {
 
 constexpr float kLnEps = 1e-5f;
+constexpr size_t kHeadChunk = 128;  // Rows of logits alive at once.
 
 // Block tensors, in the golden file's order.
 enum Block { kLn1W, kLn1B, kQkvW, kQkvB, kProjW, kProjB, kLn2W, kLn2B, kFc1W, kFc1B, kFc2W, kFc2B };
@@ -26,17 +29,30 @@ void MatmulForward(float* out, const float* inp, const float* w, const float* bi
   }
 }
 
-// dinp = dout W (overwritten); dw += dout^T inp; dbias += column sums of dout.
+// dw += dout^T inp; dbias += column sums of dout; then dinp = dout W (overwritten), so dinp may
+// be inp itself (its last use is dw).
 void MatmulBackward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
                     const float* w, int n, int c, int oc) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 0.0f, dinp,
-              c);
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f, dw,
               c);
-  if (dbias == nullptr) return;
+  if (dbias != nullptr) {
+    for (int i = 0; i < n; ++i) {
+      const float* row = dout + static_cast<size_t>(i) * oc;
+      for (int o = 0; o < oc; ++o) dbias[o] += row[o];
+    }
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 0.0f, dinp,
+              c);
+}
+
+// out = (inp - mean) * rstd * w + b: the forward's output, also to recompute it in backward.
+void LayerNormApply(float* out, const float* inp, const float* w, const float* b, const float* mean,
+                    const float* rstd, int n, int c) {
   for (int i = 0; i < n; ++i) {
-    const float* row = dout + static_cast<size_t>(i) * oc;
-    for (int o = 0; o < oc; ++o) dbias[o] += row[o];
+    const float* x = inp + static_cast<size_t>(i) * c;
+    float* y = out + static_cast<size_t>(i) * c;
+    const float m = mean[i], s = rstd[i];
+    for (int j = 0; j < c; ++j) y[j] = (x[j] - m) * s * w[j] + b[j];
   }
 }
 
@@ -50,12 +66,10 @@ void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, co
     float v = 0;
     for (int j = 0; j < c; ++j) v += (x[j] - m) * (x[j] - m);
     v /= c;
-    const float s = 1.0f / std::sqrt(v + kLnEps);
-    float* y = out + static_cast<size_t>(i) * c;
-    for (int j = 0; j < c; ++j) y[j] = (x[j] - m) * s * w[j] + b[j];
     mean[i] = m;
-    rstd[i] = s;
+    rstd[i] = 1.0f / std::sqrt(v + kLnEps);
   }
+  LayerNormApply(out, inp, w, b, mean, rstd, n, c);
 }
 
 // dinp += ...; dw, db +=.
@@ -100,11 +114,9 @@ void AttentionForward(float* out, float* att, const float* qkv, int batch, int s
         float* row = a + static_cast<size_t>(t) * seq;
         float max = -INFINITY;
         for (int t2 = 0; t2 <= t; ++t2) max = std::max(max, row[t2]);
+        ExpShifted(row, static_cast<size_t>(t) + 1, max);
         float sum = 0;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          row[t2] = std::exp(row[t2] - max);
-          sum += row[t2];
-        }
+        for (int t2 = 0; t2 <= t; ++t2) sum += row[t2];
         const float inv = 1.0f / sum;
         for (int t2 = 0; t2 <= t; ++t2) row[t2] *= inv;
         for (int t2 = t + 1; t2 < seq; ++t2) row[t2] = 0.0f;
@@ -148,14 +160,6 @@ void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const f
                   0.0f, dq + c, c3);
     }
   }
-}
-
-float Gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2))); }
-
-float GeluGrad(float x) {
-  const float cdf = 0.5f * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2)));
-  const float pdf = std::exp(-0.5f * x * x) * static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
-  return cdf + x * pdf;
 }
 
 template <typename T>
@@ -209,28 +213,27 @@ std::vector<TensorRef> GoldenTensorOrder(const GptConfig& c) {
   return refs;
 }
 
-float GptModel::Forward(ParamSource& params, const int* tokens, int batch) {
+float GptModel::Forward(ParamSource& params, const int* tokens, int batch, float loss_scale) {
   const int t_len = c_.seq, c = c_.d_model, v = c_.vocab, nh = c_.heads, layers = c_.layers;
   const size_t bt = static_cast<size_t>(batch) * t_len;
   if (batch != batch_) {
     batch_ = batch;
     const size_t tt = static_cast<size_t>(batch) * nh * t_len * t_len;
     encoded_.assign(bt * c, 0);
-    for (auto* buf : {&ln1_, &atty_, &residual2_, &ln2_, &residual3_})
-      buf->assign(layers * bt * c, 0);
+    for (auto* buf : {&atty_, &residual2_, &residual3_}) buf->assign(layers * bt * c, 0);
     for (auto* buf : {&ln1_mean_, &ln1_rstd_, &ln2_mean_, &ln2_rstd_}) buf->assign(layers * bt, 0);
     qkv_.assign(layers * bt * 3 * c, 0);
     dpreatt_.assign(static_cast<size_t>(t_len) * t_len, 0);
     att_.assign(layers * tt, 0);
     fch_.assign(layers * bt * 4 * c, 0);
     fch_gelu_.assign(bt * 4 * c, 0);  // One layer's worth: backward recomputes it.
-    lnf_.assign(bt * c, 0);
     lnf_mean_.assign(bt, 0);
     lnf_rstd_.assign(bt, 0);
-    probs_.assign(bt * v, 0);
+    ln_.assign(bt * c, 0);
+    logits_.assign(std::min<size_t>(bt, kHeadChunk) * v, 0);
+    head_grad_.assign(static_cast<size_t>(v) * c, 0);
     for (auto* buf : {&dresidual_, &dln_, &datty_}) buf->assign(bt * c, 0);
     dqkv_.assign(bt * 3 * c, 0);
-    dfch_gelu_.assign(bt * 4 * c, 0);
   }
   inputs_.resize(bt);
   targets_.resize(bt);
@@ -248,14 +251,14 @@ float GptModel::Forward(ParamSource& params, const int* tokens, int batch) {
   }
   params.Release(0);
   const float* residual = encoded_.data();
-  std::vector<float> tmp(bt * c);
+  float* tmp = datty_.data();  // A backward buffer, free during forward.
   for (int l = 0; l < layers; ++l) {
     const TensorPtrs p = params.Acquire(1 + l);
-    float* ln1 = At(ln1_, l, bt * c);
+    float* ln1 = ln_.data();
     float* qkv = At(qkv_, l, bt * 3 * c);
     float* atty = At(atty_, l, bt * c);
     float* res2 = At(residual2_, l, bt * c);
-    float* ln2 = At(ln2_, l, bt * c);
+    float* ln2 = ln_.data();
     float* fch = At(fch_, l, bt * 4 * c);
     float* fchg = fch_gelu_.data();
     float* res3 = At(residual3_, l, bt * c);
@@ -264,51 +267,61 @@ float GptModel::Forward(ParamSource& params, const int* tokens, int batch) {
                      static_cast<int>(bt), c);
     MatmulForward(qkv, ln1, p[kQkvW], p[kQkvB], static_cast<int>(bt), c, 3 * c);
     AttentionForward(atty, At(att_, l, tt), qkv, batch, t_len, c, nh);
-    MatmulForward(tmp.data(), atty, p[kProjW], p[kProjB], static_cast<int>(bt), c, c);
+    MatmulForward(tmp, atty, p[kProjW], p[kProjB], static_cast<int>(bt), c, c);
     for (size_t i = 0; i < bt * c; ++i) res2[i] = residual[i] + tmp[i];
     LayerNormForward(ln2, At(ln2_mean_, l, bt), At(ln2_rstd_, l, bt), res2, p[kLn2W], p[kLn2B],
                      static_cast<int>(bt), c);
     MatmulForward(fch, ln2, p[kFc1W], p[kFc1B], static_cast<int>(bt), c, 4 * c);
-    for (size_t i = 0; i < bt * 4 * c; ++i) fchg[i] = Gelu(fch[i]);
-    MatmulForward(tmp.data(), fchg, p[kFc2W], p[kFc2B], static_cast<int>(bt), 4 * c, c);
+    Gelu(fch, fchg, bt * 4 * c);
+    MatmulForward(tmp, fchg, p[kFc2W], p[kFc2B], static_cast<int>(bt), 4 * c, c);
     for (size_t i = 0; i < bt * c; ++i) res3[i] = res2[i] + tmp[i];
     residual = res3;
     params.Release(1 + l);
   }
   const TensorPtrs head = params.Acquire(1 + layers);
-  LayerNormForward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual, head[kLnfW],
+  LayerNormForward(ln_.data(), lnf_mean_.data(), lnf_rstd_.data(), residual, head[kLnfW],
                    head[kLnfB], static_cast<int>(bt), c);
-  MatmulForward(probs_.data(), lnf_.data(), head[kHeadW], nullptr, static_cast<int>(bt), c, v);
-  params.Release(1 + layers);
   double loss = 0;
-  for (size_t i = 0; i < bt; ++i) {
-    float* row = probs_.data() + i * v;
-    const float max = *std::max_element(row, row + v);
-    float sum = 0;
-    for (int j = 0; j < v; ++j) {
-      row[j] = std::exp(row[j] - max);
-      sum += row[j];
-    }
-    for (int j = 0; j < v; ++j) row[j] /= sum;
-    loss -= std::log(row[targets_[i]]);
-  }
+  HeadForwardBackward(head, loss_scale, &loss);
+  params.Release(1 + layers);
   return static_cast<float>(loss / static_cast<double>(bt));
 }
 
-void GptModel::BackwardHead(const TensorPtrs& p, const TensorPtrs& g, float loss_scale) {
+void GptModel::HeadForwardBackward(const TensorPtrs& head, float loss_scale, double* loss) {
   const int c = c_.d_model, v = c_.vocab;
   const size_t bt = static_cast<size_t>(batch_) * c_.seq;
-  // d(scale x mean loss)/d(loss_i); with scale 1 exactly 1/bt, as before.
+  // d(scale x mean loss)/d(loss_i); with scale 1 exactly 1/bt.
   const float dloss =
       loss_scale == 1.0f ? 1.0f / static_cast<float>(bt) : loss_scale / static_cast<float>(bt);
-  for (size_t i = 0; i < bt; ++i) {
-    for (int j = 0; j < v; ++j) {
-      const float indicator = j == targets_[i] ? 1.0f : 0.0f;
-      probs_[i * v + j] = (probs_[i * v + j] - indicator) * dloss;  // dlogits, in place.
+  std::fill(head_grad_.begin(), head_grad_.end(), 0.0f);
+  for (size_t r0 = 0; r0 < bt; r0 += kHeadChunk) {
+    const int rows = static_cast<int>(std::min<size_t>(kHeadChunk, bt - r0));
+    const float* x = ln_.data() + r0 * c;  // ln_f's output.
+    MatmulForward(logits_.data(), x, head[kHeadW], nullptr, rows, c, v);
+    for (int i = 0; i < rows; ++i) {
+      float* row = logits_.data() + static_cast<size_t>(i) * v;
+      const float max = *std::max_element(row, row + v);
+      ExpShifted(row, static_cast<size_t>(v), max);
+      float sum = 0;
+      for (int j = 0; j < v; ++j) sum += row[j];
+      const float inv = 1.0f / sum;
+      const int target = targets_[r0 + i];
+      *loss -= std::log(row[target] * inv);
+      for (int j = 0; j < v; ++j) row[j] = row[j] * inv * dloss;  // dlogits = (p - 1[target]) dloss
+      row[target] -= dloss;
     }
+    // dlnf rows into dln_ (BackwardHead's input), d(head.weight) into head_grad_.
+    MatmulBackward(dln_.data() + r0 * c, head_grad_.data(), nullptr, logits_.data(), x,
+                   head[kHeadW], rows, c, v);
   }
-  MatmulBackward(dln_.data(), g[kHeadW], nullptr, probs_.data(), lnf_.data(), p[kHeadW],
-                 static_cast<int>(bt), c, v);
+}
+
+void GptModel::BackwardHead(const TensorPtrs& p, const TensorPtrs& g) {
+  const int c = c_.d_model;
+  const size_t bt = static_cast<size_t>(batch_) * c_.seq;
+  float* __restrict dw = g[kHeadW];
+  const float* __restrict hg = head_grad_.data();
+  for (size_t i = 0; i < head_grad_.size(); ++i) dw[i] += hg[i];
   const float* last = c_.layers > 0 ? At(residual3_, c_.layers - 1, bt * c) : encoded_.data();
   std::fill(dresidual_.begin(), dresidual_.end(), 0.0f);
   LayerNormBackward(dresidual_.data(), g[kLnfW], g[kLnfB], dln_.data(), last, p[kLnfW],
@@ -321,14 +334,18 @@ void GptModel::BackwardBlock(int l, const TensorPtrs& p, const TensorPtrs& g) {
   const size_t tt = static_cast<size_t>(batch_) * nh * t_len * t_len;
   const float* residual = l == 0 ? encoded_.data() : At(residual3_, l - 1, bt * c);
   // MLP: residual3 = residual2 + fc2(gelu(fc1(ln2(residual2)))).
-  const float* fch = At(fch_, l, bt * 4 * c);
-  // Recompute GELU(fch) rather than keep it for every layer (one layer's buffer, 4C per token).
-  for (size_t i = 0; i < bt * 4 * c; ++i) fch_gelu_[i] = Gelu(fch[i]);
-  MatmulBackward(dfch_gelu_.data(), g[kFc2W], g[kFc2B], dresidual_.data(), fch_gelu_.data(),
-                 p[kFc2W], static_cast<int>(bt), 4 * c, c);
-  for (size_t i = 0; i < bt * 4 * c; ++i) dfch_gelu_[i] *= GeluGrad(fch[i]);  // Now dfch.
-  MatmulBackward(dln_.data(), g[kFc1W], g[kFc1B], dfch_gelu_.data(), At(ln2_, l, bt * c), p[kFc1W],
-                 static_cast<int>(bt), c, 4 * c);
+  // Recompute GELU(fch) rather than keep it for every layer (one layer's buffer, 4C per token);
+  // the same pass turns fch, needed no more, into GELU'(fch).
+  float* dgelu = At(fch_, l, bt * 4 * c);
+  GeluWithGrad(dgelu, fch_gelu_.data(), dgelu, bt * 4 * c);
+  float* dfch = fch_gelu_.data();  // GELU(fch), overwritten by dL/dGELU, then by dL/dfch.
+  MatmulBackward(dfch, g[kFc2W], g[kFc2B], dresidual_.data(), fch_gelu_.data(), p[kFc2W],
+                 static_cast<int>(bt), 4 * c, c);
+  for (size_t i = 0; i < bt * 4 * c; ++i) dfch[i] *= dgelu[i];
+  LayerNormApply(ln_.data(), At(residual2_, l, bt * c), p[kLn2W], p[kLn2B], At(ln2_mean_, l, bt),
+                 At(ln2_rstd_, l, bt), static_cast<int>(bt), c);  // Recompute ln2.
+  MatmulBackward(dln_.data(), g[kFc1W], g[kFc1B], dfch, ln_.data(), p[kFc1W], static_cast<int>(bt),
+                 c, 4 * c);
   LayerNormBackward(dresidual_.data(), g[kLn2W], g[kLn2B], dln_.data(), At(residual2_, l, bt * c),
                     p[kLn2W], At(ln2_mean_, l, bt), At(ln2_rstd_, l, bt), static_cast<int>(bt), c);
   // Attention: residual2 = residual + proj(attn(qkv(ln1(residual)))).
@@ -336,7 +353,9 @@ void GptModel::BackwardBlock(int l, const TensorPtrs& p, const TensorPtrs& g) {
                  p[kProjW], static_cast<int>(bt), c, c);
   AttentionBackward(dqkv_.data(), datty_.data(), At(qkv_, l, bt * 3 * c), At(att_, l, tt), batch_,
                     t_len, c, nh, dpreatt_.data());
-  MatmulBackward(dln_.data(), g[kQkvW], g[kQkvB], dqkv_.data(), At(ln1_, l, bt * c), p[kQkvW],
+  LayerNormApply(ln_.data(), residual, p[kLn1W], p[kLn1B], At(ln1_mean_, l, bt),
+                 At(ln1_rstd_, l, bt), static_cast<int>(bt), c);  // Recompute ln1.
+  MatmulBackward(dln_.data(), g[kQkvW], g[kQkvB], dqkv_.data(), ln_.data(), p[kQkvW],
                  static_cast<int>(bt), c, 3 * c);
   LayerNormBackward(dresidual_.data(), g[kLn1W], g[kLn1B], dln_.data(), residual, p[kLn1W],
                     At(ln1_mean_, l, bt), At(ln1_rstd_, l, bt), static_cast<int>(bt), c);

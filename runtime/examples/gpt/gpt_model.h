@@ -56,17 +56,19 @@ class GptModel {
   explicit GptModel(const GptConfig& config) : c_(config) {}
 
   // Returns the mean cross-entropy. params[u] / grads[u] hold unit u's tensor pointers.
-  float Forward(ParamSource& params, const int* tokens, int batch);
-  // Must follow Forward() with the same parameters. Computes the gradient of loss_scale x the
-  // mean loss (fp16 loss scaling). Calls `ready(u)` once unit u's gradients are complete (head
-  // first, embeddings last) so the engine can reduce them while backward goes on.
+  // The head's backward runs here already, chunk by chunk, so the batch's logits never exist at
+  // once; gradients are those of loss_scale x the mean loss (fp16 loss scaling).
+  float Forward(ParamSource& params, const int* tokens, int batch, float loss_scale = 1);
+  // Must follow Forward() with the same parameters. Calls `ready(u)` once unit u's gradients are
+  // complete (head first, embeddings last) so the engine can reduce them while backward goes on.
   template <typename GradsFor, typename Ready>
-  void Backward(ParamSource& params, GradsFor&& grads_for, Ready&& ready, float loss_scale = 1);
+  void Backward(ParamSource& params, GradsFor&& grads_for, Ready&& ready);
 
   const GptConfig& config() const { return c_; }
 
  private:
-  void BackwardHead(const TensorPtrs& p, const TensorPtrs& g, float loss_scale);
+  void HeadForwardBackward(const TensorPtrs& head, float loss_scale, double* loss);
+  void BackwardHead(const TensorPtrs& p, const TensorPtrs& g);
   void BackwardBlock(int layer, const TensorPtrs& p, const TensorPtrs& g);
   void BackwardEmbed(const TensorPtrs& g);
 
@@ -74,17 +76,19 @@ class GptModel {
   int batch_ = 0;
   std::vector<int> inputs_, targets_;
   // Activations (llm.c naming), sized batch x seq x ...
-  std::vector<float> encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, att_, atty_, residual2_, ln2_,
-      ln2_mean_, ln2_rstd_, fch_, fch_gelu_, residual3_, lnf_, lnf_mean_, lnf_rstd_, probs_;
+  // LayerNorm outputs are not kept: backward recomputes them into ln_ from the kept statistics.
+  std::vector<float> encoded_, ln1_mean_, ln1_rstd_, qkv_, att_, atty_, residual2_, ln2_mean_,
+      ln2_rstd_, fch_, fch_gelu_, residual3_, lnf_mean_, lnf_rstd_, ln_;
+  std::vector<float> logits_;     // One chunk of rows x vocab.
+  std::vector<float> head_grad_;  // d(head.weight), computed during Forward().
   // Scratch for backward.
-  std::vector<float> dresidual_, dln_, dqkv_, dpreatt_, datty_, dfch_gelu_;
+  std::vector<float> dresidual_, dln_, dqkv_, dpreatt_, datty_;
 };
 
 template <typename GradsFor, typename Ready>
-void GptModel::Backward(ParamSource& params, GradsFor&& grads_for, Ready&& ready,
-                        float loss_scale) {
+void GptModel::Backward(ParamSource& params, GradsFor&& grads_for, Ready&& ready) {
   const size_t head = static_cast<size_t>(c_.layers) + 1;
-  BackwardHead(params.Acquire(head), grads_for(head), loss_scale);
+  BackwardHead(params.Acquire(head), grads_for(head));
   params.Release(head);
   ready(head);
   for (int l = c_.layers - 1; l >= 0; --l) {

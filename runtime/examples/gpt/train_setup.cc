@@ -230,7 +230,7 @@ absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const 
   float loss = 0;
   {
     EngineParams params(engine, Pass::kForward);
-    loss = model.Forward(params, tokens, batch);
+    loss = model.Forward(params, tokens, batch, engine.loss_scale());
     if (!params.status().ok()) return params.status();
   }
   EngineParams params(engine, Pass::kBackward);
@@ -246,7 +246,7 @@ absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const 
         }
         return UnitViews(engine.layout(), u, g.ok() ? *g : sink.data());
       },
-      [&](size_t u) { status.Update(engine.GradsReady(u)); }, engine.loss_scale());
+      [&](size_t u) { status.Update(engine.GradsReady(u)); });
   status.Update(params.status());
   if (!status.ok()) return status;
   return loss;
