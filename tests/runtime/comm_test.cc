@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -180,6 +181,93 @@ TEST_CASE("A peer process that dies mid-job makes the others fail, never hang", 
     INFO("rank " << r << " exit " << codes[r]);
     CHECK((codes[r] == 20 || codes[r] == 21));
   }
+}
+
+}  // namespace
+}  // namespace zerorun
+
+namespace zerorun {
+namespace {
+
+TEST_CASE("bf16 and fp16 conversions round to nearest even and keep inf and NaN", "[dtype]") {
+  CHECK(FloatToBf16(1.0f) == 0x3f80);
+  CHECK(FloatToBf16(BitsFloat(0x3f808000)) == 0x3f80);  // Halfway, even below: down.
+  CHECK(FloatToBf16(BitsFloat(0x3f818000)) == 0x3f82);  // Halfway, odd below: up.
+  CHECK(FloatToBf16(BitsFloat(0x3f808001)) == 0x3f81);  // Above halfway: up.
+  CHECK(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
+  CHECK(Bf16ToFloat(FloatToBf16(INFINITY)) == INFINITY);
+  CHECK(FloatToFp16(65504.0f) == 0x7bff);
+  CHECK(Fp16ToFloat(FloatToFp16(65520.0f)) == INFINITY);  // Overflow: what loss scaling detects.
+  CHECK(FloatToFp16(1.0f + 1.0f / 2048) == 0x3c00);       // Halfway between 1 and 1 + 2^-10.
+  CHECK(Fp16ToFloat(FloatToFp16(6e-8f)) == Approx(5.96e-8f).epsilon(1e-2));  // Subnormal kept.
+  std::vector<float> x = {0.1f, -2.5f, 3.0e5f, 1e-3f};
+  std::vector<uint16_t> h(x.size());
+  std::vector<float> back(x.size());
+  for (DType d : {DType::kBf16, DType::kFp16}) {
+    FromFloat(d, x.data(), h.data(), x.size());
+    ToFloat(d, h.data(), back.data(), x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float want =
+          d == DType::kBf16 ? Bf16ToFloat(FloatToBf16(x[i])) : Fp16ToFloat(FloatToFp16(x[i]));
+      CHECK(back[i] == want);
+    }
+  }
+}
+
+TEST_CASE("16-bit reduce-scatter sums in fp32 per hop; 16-bit all-gather is exact", "[comm]") {
+  for (DType dtype : {DType::kBf16, DType::kFp16}) {
+    for (int world = 1; world <= 4; ++world) {
+      const size_t shard = 301;
+      INFO(DTypeName(dtype) << " world " << world);
+      CommOptions options;
+      options.segment_bytes = 128;
+      std::vector<std::vector<uint16_t>> data(world), gather(world);
+      std::vector<std::vector<float>> out(world, std::vector<float>(shard));
+      for (int r = 0; r < world; ++r) {
+        for (size_t i = 0; i < shard * world; ++i) {
+          const float v = Value(r, i) * (i % 2 ? 1.0f : -0.37f);
+          data[r].push_back(dtype == DType::kBf16 ? FloatToBf16(v) : FloatToFp16(v));
+        }
+        gather[r] = data[r];
+      }
+      const std::vector<std::vector<uint16_t>> input = data;
+      RequireAllOk(SpawnRanks(world, options, [&](Communicator& c) {
+        const int r = c.rank();
+        if (absl::Status s =
+                c.ReduceScatter16(data[r].data(), shard, dtype, ReduceOp::kAvg, out[r].data());
+            !s.ok()) {
+          return s;
+        }
+        return c.AllGather16(gather[r].data(), shard);
+      }));
+      const double ulp = dtype == DType::kBf16 ? 1.0 / 256 : 1.0 / 2048;
+      for (int r = 0; r < world; ++r) {
+        for (size_t i = 0; i < shard; ++i) {
+          const size_t g = r * shard + i;
+          double sum = 0, magnitude = 0;
+          for (int q = 0; q < world; ++q) {
+            const float v =
+                dtype == DType::kBf16 ? Bf16ToFloat(input[q][g]) : Fp16ToFloat(input[q][g]);
+            sum += v;
+            magnitude += std::fabs(v);
+          }
+          // At most world - 2 roundings of partial sums (the last hop is not rounded).
+          REQUIRE(std::fabs(out[r][i] - sum / world) <= (world - 1) * ulp * magnitude / world);
+        }
+        for (size_t i = 0; i < shard * world; ++i) {
+          REQUIRE(gather[r][i] == input[i / shard][i]);  // Everyone's own shard, bit for bit.
+        }
+      }
+    }
+  }
+  std::vector<float> out(4);
+  std::vector<uint16_t> data(4);
+  RequireAllOk(SpawnRanks(1, {}, [&](Communicator& c) {
+    return c.ReduceScatter16(data.data(), 4, DType::kFp32, ReduceOp::kSum, out.data()).code() ==
+                   absl::StatusCode::kInvalidArgument
+               ? absl::OkStatus()
+               : absl::InternalError("fp32 accepted by ReduceScatter16");
+  }));
 }
 
 }  // namespace
