@@ -1,0 +1,88 @@
+// train_gpt's DeepSpeed config reading: every key it meets is honoured, refused with the key,
+// value and fix, or reported as a note; DeepSpeed 0.19.6's defaults otherwise.
+#include "ds_options.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+
+namespace zerorun::gpt {
+namespace {
+
+absl::StatusOr<DsOptions> Parse(const std::string& text) {
+  return ReadDsOptions(nlohmann::json::parse(text));
+}
+
+TEST_CASE("DeepSpeed defaults and the stage-3 keys", "[ds_options]") {
+  absl::StatusOr<DsOptions> d = Parse(R"({"zero_optimization": {"stage": 2}})");
+  REQUIRE(d.ok());
+  CHECK(d->zero.stage == 2);
+  CHECK(d->zero.dtype == DType::kFp32);
+  CHECK_FALSE(d->zero.overlap_comm);  // DeepSpeed: off below stage 3.
+  CHECK(d->zero.gradient_clipping == 1.0f);
+  absl::StatusOr<DsOptions> s3 = Parse(R"({"zero_optimization": {"stage": 3,
+      "stage3_prefetch_bucket_size": 1e6, "stage3_param_persistence_threshold": 5000,
+      "stage3_max_live_parameters": 2e6, "stage3_max_reuse_distance": 0}})");
+  REQUIRE(s3.ok());
+  CHECK(s3->zero.overlap_comm);  // DeepSpeed: on at stage 3.
+  CHECK(s3->zero.prefetch_bucket_size == 1'000'000);
+  CHECK(s3->zero.param_persistence_threshold == 5000);
+  CHECK(s3->zero.max_live_parameters == 2'000'000);
+  CHECK(s3->zero.max_reuse_distance == 0);
+  CHECK(Parse(R"({"zero_optimization": {"stage": 3, "overlap_comm": false}})")->zero.overlap_comm ==
+        false);
+}
+
+TEST_CASE("fp16 and bf16 blocks: loss scaler keys, accumulation dtype, conflicts", "[ds_options]") {
+  absl::StatusOr<DsOptions> fp16 = Parse(R"({"fp16": {"enabled": true, "initial_scale_power": 12,
+      "loss_scale_window": 500, "hysteresis": 3, "min_loss_scale": 2}})");
+  REQUIRE(fp16.ok());
+  CHECK(fp16->zero.dtype == DType::kFp16);
+  CHECK(fp16->zero.loss_scale.initial_scale_power == 12);
+  CHECK(fp16->zero.loss_scale.window == 500);
+  CHECK(fp16->zero.loss_scale.hysteresis == 3);
+  CHECK(fp16->zero.loss_scale.min_scale == 2.0f);
+  absl::StatusOr<DsOptions> bf16 =
+      Parse(R"({"bf16": {"enabled": true}, "data_types": {"grad_accum_dtype": "fp32"}})");
+  REQUIRE(bf16.ok());
+  CHECK(bf16->zero.dtype == DType::kBf16);
+  CHECK(bf16->zero.grad_accum_fp32);
+  CHECK(Parse(R"({"bfloat16": {"enabled": true}})")->zero.dtype == DType::kBf16);
+  absl::StatusOr<DsOptions> both =
+      Parse(R"({"fp16": {"enabled": true}, "bf16": {"enabled": true}})");
+  REQUIRE(both.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(both.status().message()), Catch::Contains("cannot be simultaneously"));
+  absl::StatusOr<DsOptions> accum =
+      Parse(R"({"bf16": {"enabled": true}, "data_types": {"grad_accum_dtype": "fp16"}})");
+  CHECK_THAT(std::string(accum.status().message()),
+             Catch::Contains("data_types.grad_accum_dtype") && Catch::Contains("bf16"));
+  absl::StatusOr<DsOptions> negative = Parse(R"({"fp16": {"enabled": true, "loss_scale": -1}})");
+  CHECK_THAT(std::string(negative.status().message()), Catch::Contains("fp16.loss_scale"));
+}
+
+TEST_CASE("Keys this runtime cannot honour are refused or noted, never ignored", "[ds_options]") {
+  absl::StatusOr<DsOptions> offload =
+      Parse(R"({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}})");
+  REQUIRE(offload.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(offload.status().message()),
+             Catch::Contains("zero_optimization.offload_optimizer.device") &&
+                 Catch::Contains("\"cpu\"") && Catch::Contains("Fix:"));
+  CHECK_THAT(std::string(Parse(R"({"zero_optimization": {"stage": 2, "reduce_scatter": false}})")
+                             .status()
+                             .message()),
+             Catch::Contains("zero_optimization.reduce_scatter"));
+  CHECK_THAT(std::string(Parse(R"({"zero_optimization": {"stage": 5}})").status().message()),
+             Catch::Contains("zero_optimization.stage"));
+  CHECK_THAT(std::string(Parse(R"({"bf16": {"enabled": true}, "communication_data_type": "fp32"})")
+                             .status()
+                             .message()),
+             Catch::Contains("communication_data_type"));
+  CHECK_THAT(std::string(Parse(R"({"zero_optimization": {"stage": "auto"}})").status().message()),
+             Catch::Contains("\"auto\""));
+  absl::StatusOr<DsOptions> noted = Parse(R"({"zero_optimization": {"stage": 2,
+      "reduce_bucket_size": 5e8, "contiguous_gradients": false}})");
+  REQUIRE(noted.ok());
+  CHECK(noted->notes.size() == 2);
+}
+
+}  // namespace
+}  // namespace zerorun::gpt
