@@ -1,23 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark (label bench): the example GPT at the peer size on 2 CPU ranks, zerorun ZeRO stages
 # 0/1/2 (and 2 with overlap_comm) against PyTorch DDP and DDP + ZeroRedundancyOptimizer, measured
-# in one run. The systems
-# run in turn, ROUNDS times (default 3), so that this machine's drift hits all of them alike;
-# the summary gives each system's median over the rounds and ZeRO-2's ratio to DDP per round.
-# Installs Debian's python3-torch and OpenBLAS when missing (without OpenBLAS torch falls back to
-# the reference BLAS and is ~20x slower).
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build="${ZR_BUILD_DIR:-${root}/build}"
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch \
-    libopenblas0-pthread >/dev/null
-fi
+# in one run. The systems run in turn, ROUNDS times (default 3), so that this machine's drift hits
+# all of them alike; the summary gives each system's median over the rounds and ZeRO-2's ratio to
+# DDP per round.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 steps="${STEPS:-16}"
 rounds="${ROUNDS:-3}"
-tmp="$(mktemp -d)"
-trap 'rm -rf "${tmp}"' EXIT
-export ZR_HOME="${tmp}/home"
 for round in $(seq 1 "${rounds}"); do
   for variant in 0 1 2 2-overlap; do
     stage="${variant%%-*}"

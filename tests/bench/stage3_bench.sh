@@ -7,16 +7,7 @@
 #     world 1, 2, 4 next to the ZeRO model-state figures (16P, 8P + 8P/N, 4P + 12P/N, 16P/N in
 #     fp32) and PyTorch DDP's RSS. Stage 3 runs with stage3_max_reuse_distance 0 and
 #     stage3_max_live_parameters of ~2 layers so that gathered layers are freed after use.
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build="${ZR_BUILD_DIR:-${root}/build}"
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch \
-    libopenblas0-pthread >/dev/null
-fi
-tmp="$(mktemp -d)"
-trap 'rm -rf "${tmp}"' EXIT
-export ZR_HOME="${tmp}/home"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 printf '127.0.0.1 slots=4\n' > "${tmp}/hosts"
 
 # run NAME WORLD ZERO_JSON STEPS MODEL_FLAGS...: prints "NAME world W: <train_gpt summary>".
@@ -26,8 +17,8 @@ run() {
   echo "{\"train_micro_batch_size_per_gpu\": ${MICRO:-8}, \"zero_optimization\": {${zero}}}" \
     > "${tmp}/ds.json"
   "${build}/launcher/zerorun" --hostfile "${tmp}/hosts" --config "${tmp}/ds.json" --device cpu \
-    --num_gpus "${world}" --ranks 0 "${build}/runtime/examples/gpt/train_gpt" --random-tokens --vocab 4096 \
-    --steps "${steps}" --log-every "${steps}" "$@" 2>&1 |
+    --num_gpus "${world}" --ranks 0 "${build}/runtime/examples/gpt/train_gpt" --random-tokens \
+    --vocab 4096 --steps "${steps}" --log-every "${steps}" "$@" 2>&1 |
     grep -E "peak RSS" | sed -E "s/^\[rank 0 [^]]*\] //; s/^/${name} world ${world}: /"
 }
 
