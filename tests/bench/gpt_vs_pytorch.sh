@@ -33,16 +33,18 @@ python3 - "${tmp}/results" "${rounds}" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 systems = list(dict.fromkeys(r[0] for r in rows))
-print(f"{'system':<16} {'tokens/s (median of rounds)':>28} {'peak RSS MiB':>14}")
+print(f"{'system':<22} {'tokens/s (median of rounds)':>28} {'peak RSS MiB':>14}")
 for s in systems:
     tok = [float(r[1]) for r in rows if r[0] == s]
     rss = [float(r[2]) for r in rows if r[0] == s]
-    print(f"{s:<16} {statistics.median(tok):>28,.0f} {max(rss):>14,.0f}")
-z2 = [float(r[1]) for r in rows if r[0] == "zerorun-zero2"]
+    print(f"{s:<22} {statistics.median(tok):>28,.0f} {max(rss):>14,.0f}")
 ddp = [float(r[1]) for r in rows if r[0] == "pytorch-ddp"]
-ratios = [a / b for a, b in zip(z2, ddp)]
-rss = max(float(r[2]) for r in rows if r[0] == "zerorun-zero2") / max(
-    float(r[2]) for r in rows if r[0] == "pytorch-ddp")
-print("ZeRO-2 / DDP tokens/s per round: " + ", ".join(f"{x:.2f}" for x in ratios) +
-      f" (median {statistics.median(ratios):.2f}; goal >= 1.1); RSS ratio {rss:.2f} (goal < 0.25)")
+for name in ("zerorun-zero2", "zerorun-zero2-overlap"):
+    ours = [float(r[1]) for r in rows if r[0] == name]
+    ratios = [a / b for a, b in zip(ours, ddp)]
+    rss = max(float(r[2]) for r in rows if r[0] == name) / max(
+        float(r[2]) for r in rows if r[0] == "pytorch-ddp")
+    print(f"{name} / DDP tokens/s per round: " + ", ".join(f"{x:.2f}" for x in ratios) +
+          f" (median {statistics.median(ratios):.2f}; goal >= 1.1); RSS ratio {rss:.2f} "
+          "(goal < 0.25)")
 PY
