@@ -79,7 +79,7 @@ TEST_CASE("Keys this runtime cannot honour are refused or noted, never ignored",
   CHECK_THAT(std::string(Parse(R"({"zero_optimization": {"stage": "auto"}})").status().message()),
              Catch::Contains("\"auto\""));
   absl::StatusOr<DsOptions> noted = Parse(R"({"zero_optimization": {"stage": 2,
-      "reduce_bucket_size": 5e8, "contiguous_gradients": false}})");
+      "reduce_bucket_size": 2e8, "allgather_bucket_size": 5e8, "contiguous_gradients": false}})");
   REQUIRE(noted.ok());
   CHECK(noted->notes.size() == 2);
 }

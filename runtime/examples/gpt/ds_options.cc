@@ -130,9 +130,13 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
         "all-gather anyway");
   }
   for (const char* key : {"reduce_bucket_size", "allgather_bucket_size"}) {
-    if (Find(config, {"zero_optimization", key}) != nullptr) {
-      ds.notes.push_back(absl::StrCat("zero_optimization.", key,
-                                      ": each unit (layer) is one bucket; its size is the unit's"));
+    // zerorun hands ranks the effective config, DeepSpeed's default (5e8) filled in: note only
+    // a value the user chose.
+    double bucket = 5e8;
+    if (absl::Status s = ReadNumber(config, {"zero_optimization", key}, &bucket); !s.ok()) return s;
+    if (bucket != 5e8) {
+      ds.notes.push_back(absl::StrCat("zero_optimization.", key, " ", bucket,
+                                      ": each unit (layer) is one bucket, whatever its size"));
     }
   }
   // Precision.
