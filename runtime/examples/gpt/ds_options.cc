@@ -66,7 +66,6 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
   DsOptions ds;
   ZeroOptions& o = ds.zero;
   o.gradient_clipping = 1.0f;  // DeepSpeed 0.19.6's default.
-  o.grad_slots = 1;            // The GPT's backward finishes one unit before it starts the next.
   double prefetch = 5e7, persistence = 1e5, max_live = 1e9, reuse = 1e9;
   for (absl::Status s :
        {ReadNumber(config, {"zero_optimization", "stage"}, &o.stage),
@@ -100,6 +99,9 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
       !s.ok()) {
     return s;
   }
+  // The GPT's backward finishes one unit before it starts the next: one gradient slot suffices,
+  // and a second lets the next unit's backward run while the last one is reduced.
+  o.grad_slots = o.overlap_comm ? 2 : 1;
   for (const char* block : {"offload_optimizer", "offload_param"}) {
     const json* device = Find(config, {"zero_optimization", block, "device"});
     if (device && device->is_string() && device->get<std::string>() != "none") {

@@ -86,8 +86,8 @@ class UnitGuard {
   ~UnitGuard();
 
   size_t unit() const { return unit_; }
-  // The unit's tensors, in registration order; valid while the guard lives. Writes are not
-  // kept (use ZeroEngine::SetTensor).
+  // The unit's tensors, in registration order; valid while the guard lives. Read-only by
+  // contract: a write may or may not reach the weights (use ZeroEngine::SetTensor).
   float* tensor(size_t index) const;
   std::vector<float*> tensors() const;
 
