@@ -485,3 +485,50 @@ TEST_CASE("Stage 3 initialises on the shard: bit-identical at any world size, sl
 
 }  // namespace
 }  // namespace zerorun
+
+namespace zerorun {
+namespace {
+
+TEST_CASE("A peer that leaves mid-step fails the step with a clear error, never a hang",
+          "[zero][overlap]") {
+  for (int stage : {2, 3}) {
+    INFO("stage " << stage);
+    InMemoryKvStore store;
+    CommOptions comm_options;
+    comm_options.timeout = absl::Seconds(5);
+    absl::Status survivor;
+    std::thread leaver([&] {
+      auto comm = CreateGlooCommunicator(store, 1, 2, comm_options);
+      ZeroOptions options = stage == 3 ? Stage3(true) : ZeroOptions{};
+      options.overlap_comm = true;
+      auto engine = ZeroEngine::Create(kUnits, options, comm->get());
+      // Reduces the head's gradients with its peer, then leaves: engine and sockets go away.
+      for (size_t u = 0; u < 3; ++u) (void)(*engine)->Acquire(u, Pass::kForward);
+      float* g = *(*engine)->Grads(2);
+      g[0] = 1;
+      (void)(*engine)->GradsReady(2);
+    });
+    {
+      auto comm = CreateGlooCommunicator(store, 0, 2, comm_options);
+      ZeroOptions options = stage == 3 ? Stage3(true) : ZeroOptions{};
+      options.overlap_comm = true;
+      auto engine = ZeroEngine::Create(kUnits, options, comm->get());
+      ZeroEngine& e = **engine;
+      for (size_t u = 0; u < 3; ++u) survivor.Update(e.Acquire(u, Pass::kForward).status());
+      for (size_t u = 3; u-- > 0 && survivor.ok();) {
+        absl::StatusOr<float*> g = e.Grads(u);
+        survivor.Update(g.status());
+        if (g.ok()) survivor.Update(e.GradsReady(u));
+      }
+      if (survivor.ok()) survivor.Update(e.Step(1, 1e-3f).status());
+    }
+    leaver.join();
+    INFO(survivor.ToString());
+    CHECK((survivor.code() == absl::StatusCode::kAborted ||
+           survivor.code() == absl::StatusCode::kDeadlineExceeded));
+    CHECK_THAT(std::string(survivor.message()), Catch::Contains("rank 0 of 2"));
+  }
+}
+
+}  // namespace
+}  // namespace zerorun
