@@ -21,6 +21,7 @@ struct ZeroEngine::Unit {
   int refs = 0;                  // Live guards.
   int view = -1;                 // Parameter slot with the fp32 view, -1 when none.
   uint64_t view_ticket = 0;      // The gather that fills `view`.
+  uint64_t ready_ticket = 0;     // Resident weights: the post-step gather to wait for.
   bool prefetched = false;       // Gathered ahead and not yet acquired.
   bool keep = false;             // KeepForBackward.
   Pass last_pass = Pass::kForward;

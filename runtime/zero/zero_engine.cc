@@ -140,6 +140,7 @@ void ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* values) {
 }
 
 absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
+  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
   const UnitLayout& ul = layout_.units()[unit];
   const TensorLayout& tl = ul.tensors[tensor];
   if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
@@ -148,7 +149,6 @@ absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
     std::copy_n(src + tl.offset, tl.numel, out);
     return absl::OkStatus();
   }
-  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
   std::vector<float> full(ul.padded, 0.0f);
   std::copy_n(Master(unit), ul.shard, full.data() + OwnedBegin(unit));
   if (absl::Status s = comm_->AllGather(full.data(), ul.shard); !s.ok()) return s;
@@ -208,7 +208,9 @@ void ZeroEngine::ZeroGrads() {
   std::fill(acc16_.begin(), acc16_.end(), 0);
 }
 
-absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr) {
+absl::Status ZeroEngine::Sync() { return worker_->Drain(); }
+
+absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value) {
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     if (units_[ui].grad_slot >= 0 || units_[ui].refs > 0) {
       return absl::FailedPreconditionError(
@@ -258,11 +260,12 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr) {
     }
     for (size_t i = 0; i < n; ++i) local += static_cast<double>(g[i]) * g[i];
   }
-  float total = static_cast<float>(local);
-  if (options_.stage > 0) {
-    if (absl::Status s = comm_->AllReduce(&total, 1, ReduceOp::kSum); !s.ok()) return s;
-  }
+  // One all-reduce for the squared norm (stage 0 holds it whole already) and the caller's value.
+  float sums[2] = {options_.stage > 0 ? static_cast<float>(local) : 0.0f, value};
+  if (absl::Status s = comm_->AllReduce(sums, 2, ReduceOp::kSum); !s.ok()) return s;
+  const float total = options_.stage > 0 ? sums[0] : static_cast<float>(local);
   StepResult result;
+  result.mean_value = sums[1] / static_cast<float>(comm_->world_size());
   result.grad_norm = std::sqrt(total);
   if (!std::isfinite(result.grad_norm)) {
     // Overflow (fp16) or a NaN: every rank sees the same all-reduced norm and skips together.
@@ -300,12 +303,18 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr) {
       FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), n);
     }
     if (u.resident && options_.stage > 0) {
-      absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
-                                 : comm_->AllGather(u.work32.data(), ul.shard);
-      if (!s.ok()) return s;
+      // On the communication thread with overlap_comm: Acquire(unit) waits for this gather.
+      uint16_t* w16 = u.work16.data();
+      float* w32 = u.work32.data();
+      const size_t shard = ul.shard;
+      const bool half = sixteen();
+      u.ready_ticket = worker_->Submit([this, w16, w32, shard, half] {
+        return half ? comm_->AllGather16(w16, shard) : comm_->AllGather(w32, shard);
+      });
     }
   }
   ZeroGrads();
+  if (absl::Status s = worker_->Wait(0); !s.ok()) return s;  // Inline gathers' errors.
   return result;
 }
 

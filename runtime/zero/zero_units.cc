@@ -60,6 +60,10 @@ absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
   u.last_use = ++clock_;
   u.last_pass = pass;
   float* base = nullptr;
+  if (u.ready_ticket != 0) {  // The post-step gather of these weights.
+    if (absl::Status s = worker_->Wait(u.ready_ticket); !s.ok()) return s;
+    u.ready_ticket = 0;
+  }
   if (u.resident && !sixteen()) {
     base = u.work32.data();
   } else {

@@ -330,14 +330,13 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       loss_sum += *loss;
     }
     const float lr = setup.lr.At(step);
-    absl::StatusOr<StepResult> result = engine.Step(step, lr);
+    absl::StatusOr<StepResult> result = engine.Step(step, lr, loss_sum / ga);
     if (!result.ok()) {
       std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
                    std::string(result.status().message()).c_str());
       return 70;
     }
-    float loss = loss_sum / ga;  // After Step(): with overlap_comm the engine owns comm until then.
-    if (!setup.comm->AllReduce(&loss, 1, ReduceOp::kAvg).ok()) return 70;
+    const float loss = result->mean_value;  // Averaged over the ranks by Step().
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - last).count();
     last = now;

@@ -50,6 +50,7 @@ struct StepResult {
   float clip_coef = 1;   // What the gradient was multiplied by (after unscaling).
   bool skipped = false;  // A non-finite gradient: no update (fp16: the loss scale dropped).
   float loss_scale = 1;  // The scale for the next step's backward.
+  float mean_value = 0;  // Step()'s `value` averaged over the ranks.
 };
 
 // Bytes this rank holds for model states (the ZeRO paper's accounting, padding included).
@@ -110,8 +111,9 @@ class ZeroEngine {
  public:
   // InvalidArgument for a stage outside 0-3, gradient_accumulation_steps < 1, no gradient slot,
   // or a bad layout. `comm` must outlive the engine; every rank passes the same units/options.
-  // With overlap_comm the engine owns `comm` from the first Acquire/Grads of a step until
-  // Step() returns: the caller issues no collective of its own in between.
+  // With overlap_comm the engine owns `comm` (its communication thread may be using it at any
+  // time, stage 1-2 parameter gathers even after Step() returns): the caller issues a collective
+  // of its own only after Sync(). Step() averages a scalar of the caller's (the loss) for free.
   static absl::StatusOr<std::unique_ptr<ZeroEngine>> Create(const std::vector<UnitSpec>& units,
                                                             const ZeroOptions& options,
                                                             Communicator* comm);
@@ -154,10 +156,15 @@ class ZeroEngine {
   // Ends the optimizer step: averages the gradients over ranks and micro-steps, unscales, takes
   // the global norm, skips the update when it is not finite (fp16: lowers the loss scale),
   // clips, runs AdamW at step number `step` (1-based) with `lr` on this rank's fp32 master
-  // shard, writes the working weights back (round to nearest even), shares them (stages 1-2)
-  // and zeroes the gradients. FailedPrecondition when a unit's gradients were never marked
-  // ready or a guard is still alive.
-  absl::StatusOr<StepResult> Step(int64_t step, float lr);
+  // shard, writes the working weights back (round to nearest even), shares them (stages 1-2;
+  // with overlap_comm the gathers run on while the caller goes on, and Acquire waits for its
+  // unit's) and zeroes the gradients. `value` (e.g. this rank's loss) comes back averaged over
+  // the ranks in StepResult::mean_value, riding on the norm's all-reduce. FailedPrecondition
+  // when a unit's gradients were never marked ready or a guard is still alive.
+  absl::StatusOr<StepResult> Step(int64_t step, float lr, float value = 0);
+
+  // Waits for every collective the engine has in flight; then the caller may use `comm`.
+  absl::Status Sync();
 
   MemoryReport Memory() const;
   GatherStats gather_stats() const;
