@@ -15,9 +15,18 @@ absl::Status FromCuda(cudaError_t err, const char* what) {
 
 // One thread per element, grid-stride: the step is memory bound (28 B per element), so the
 // block size only needs to keep enough loads in flight; 256 threads x 4 blocks per SM does.
+// bf16 round-to-nearest-even with NaN kept NaN, as FloatToBf16 in zerorun/dtype.h.
+__device__ inline uint16_t ToBf16(float f) {
+  uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// `working`, when not null, receives the bf16 copy of each updated fp32 master weight.
 __global__ void AdamWKernel(size_t n, float lr, float beta1, float beta2, float eps, float decay,
                             float step_size, float bias_correction2_sqrt, float* p, const float* g,
-                            float* m, float* v) {
+                            float* m, float* v, uint16_t* working) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const float gi = g[i];
@@ -29,6 +38,7 @@ __global__ void AdamWKernel(size_t n, float lr, float beta1, float beta2, float 
     p[i] = pi;
     m[i] = mi;
     v[i] = vi;
+    if (working != nullptr) working[i] = ToBf16(pi);
   }
 }
 
@@ -47,7 +57,8 @@ absl::StatusOr<int> DeviceCount() {
 }
 
 absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_elements,
-                             float* param, const float* grad, float* exp_avg, float* exp_avg_sq) {
+                             float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                             uint16_t* working_bf16) {
   if (num_elements == 0) return absl::OkStatus();
   const double bias_correction1 = 1.0 - pow(static_cast<double>(hyper.beta1), step);
   const double bias_correction2 = 1.0 - pow(static_cast<double>(hyper.beta2), step);
@@ -59,9 +70,23 @@ absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_e
   const int blocks = static_cast<int>(blocks_needed < 65535 ? blocks_needed : 65535);
   AdamWKernel<<<blocks, kThreads>>>(num_elements, hyper.lr, hyper.beta1, hyper.beta2, hyper.eps,
                                     decay, step_size, bias_correction2_sqrt, param, grad, exp_avg,
-                                    exp_avg_sq);
+                                    exp_avg_sq, working_bf16);
   if (absl::Status s = FromCuda(cudaGetLastError(), "AdamWKernel launch"); !s.ok()) return s;
   return FromCuda(cudaDeviceSynchronize(), "AdamWKernel");
+}
+
+absl::StatusOr<uint16_t*> AllocHalves(size_t num_elements) {
+  void* ptr = nullptr;
+  if (absl::Status s = FromCuda(cudaMalloc(&ptr, num_elements * sizeof(uint16_t)), "cudaMalloc");
+      !s.ok()) {
+    return s;
+  }
+  return static_cast<uint16_t*>(ptr);
+}
+
+absl::Status CopyHalvesToHost(const uint16_t* device, uint16_t* host, size_t num_elements) {
+  return FromCuda(cudaMemcpy(host, device, num_elements * sizeof(uint16_t), cudaMemcpyDeviceToHost),
+                  "cudaMemcpy D2H");
 }
 
 absl::StatusOr<float*> Alloc(size_t num_elements) {
@@ -73,7 +98,7 @@ absl::StatusOr<float*> Alloc(size_t num_elements) {
   return static_cast<float*>(ptr);
 }
 
-absl::Status Free(float* device_ptr) { return FromCuda(cudaFree(device_ptr), "cudaFree"); }
+absl::Status Free(void* device_ptr) { return FromCuda(cudaFree(device_ptr), "cudaFree"); }
 
 absl::Status CopyToDevice(const float* host, float* device, size_t num_elements) {
   return FromCuda(cudaMemcpy(device, host, num_elements * sizeof(float), cudaMemcpyHostToDevice),

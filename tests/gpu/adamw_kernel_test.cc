@@ -1,10 +1,12 @@
-// GPU test (label gpu; needs a CUDA device): the AdamW kernel against the CPU reference.
+// GPU tests (label gpu; need a CUDA device): the AdamW kernel (fp32, and with the bf16
+// write-back) against the CPU reference, and an NCCL all-reduce over the visible GPUs.
 #include <catch2/catch.hpp>
 #include <vector>
 
 #include "zerorun/adamw.h"
 #include "zerorun/build_info.h"
 #include "zerorun/cuda_kernels.h"
+#include "zerorun/dtype.h"
 
 namespace zerorun {
 namespace {
@@ -37,6 +39,62 @@ TEST_CASE("CUDA AdamW matches the CPU reference over 3 steps", "[gpu]") {
   for (size_t i = 0; i < n; ++i) max_error = std::max<double>(max_error, std::abs(p[i] - rp[i]));
   CHECK(max_error < 1e-6);  // Same formula; only sqrt/division rounding may differ.
   CHECK_FALSE(GetBuildInfo().nccl_version.empty());
+}
+
+}  // namespace
+}  // namespace zerorun
+
+namespace zerorun {
+namespace {
+
+TEST_CASE("CUDA AdamW writes the bf16 working copy of its fp32 master by RNE", "[gpu]") {
+  const size_t n = 1 << 20;
+  std::vector<float> p(n), g(n), zeros(n, 0.0f);
+  for (size_t i = 0; i < n; ++i) {
+    p[i] = 0.37f * static_cast<float>(i % 1013) - 150.0f;
+    g[i] = 0.003f * static_cast<float>((i * 7919) % 211) - 0.3f;
+  }
+  std::vector<float> rp = p, rm = zeros, rv = zeros;
+  float *dp = *cuda::Alloc(n), *dg = *cuda::Alloc(n), *dm = *cuda::Alloc(n), *dv = *cuda::Alloc(n);
+  uint16_t* dw = *cuda::AllocHalves(n);
+  REQUIRE(cuda::CopyToDevice(p.data(), dp, n).ok());
+  REQUIRE(cuda::CopyToDevice(g.data(), dg, n).ok());
+  REQUIRE(cuda::CopyToDevice(zeros.data(), dm, n).ok());
+  REQUIRE(cuda::CopyToDevice(zeros.data(), dv, n).ok());
+  const AdamWHyper h{.lr = 1e-2f};
+  for (int step = 1; step <= 2; ++step) {
+    AdamWStepReference(h, step, n, rp.data(), g.data(), rm.data(), rv.data());
+    REQUIRE(cuda::AdamWStepDevice(h, step, n, dp, dg, dm, dv, dw).ok());
+  }
+  std::vector<uint16_t> working(n);
+  REQUIRE(cuda::CopyToHost(dp, p.data(), n).ok());
+  REQUIRE(cuda::CopyHalvesToHost(dw, working.data(), n).ok());
+  for (void* ptr : {static_cast<void*>(dp), static_cast<void*>(dg), static_cast<void*>(dm),
+                    static_cast<void*>(dv), static_cast<void*>(dw)}) {
+    REQUIRE(cuda::Free(ptr).ok());
+  }
+  size_t mismatched = 0;
+  double max_error = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mismatched += working[i] != FloatToBf16(p[i]);
+    max_error =
+        std::max<double>(max_error, std::abs(p[i] - rp[i]) / std::max(1.0f, std::abs(rp[i])));
+  }
+  CHECK(mismatched == 0);   // The write-back rounds exactly like the CPU's FloatToBf16.
+  CHECK(max_error < 1e-6);  // The fp32 master follows the CPU reference.
+}
+
+TEST_CASE("NCCL all-reduces across the visible GPUs of one process", "[gpu]") {
+  const absl::StatusOr<int> gpus = cuda::DeviceCount();
+  REQUIRE(gpus.ok());
+  absl::StatusOr<std::vector<float>> out = cuda::NcclAllReduceSmoke(1 << 20);
+  INFO(out.status().ToString());
+  REQUIRE(out.ok());
+  const float want = static_cast<float>(*gpus * (*gpus + 1) / 2);
+  size_t wrong = 0;
+  for (float x : *out) wrong += x != want;
+  CHECK(out->size() == static_cast<size_t>(*gpus) << 20);
+  CHECK(wrong == 0);
 }
 
 }  // namespace

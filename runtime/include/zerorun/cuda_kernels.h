@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,14 +17,19 @@ namespace zerorun::cuda {
 // Number of visible CUDA devices; 0 when there is no driver or no GPU.
 absl::StatusOr<int> DeviceCount();
 
-// AdamW on device arrays (same arithmetic as AdamWStepReference), synchronous.
+// AdamW on device arrays (same arithmetic as AdamWStepReference), synchronous. With
+// `working_bf16`, each updated fp32 master weight is also written there in bf16 (round to
+// nearest even, FloatToBf16's rule): the mixed-precision write-back in the same pass.
 // Returns Internal with the CUDA error string when a launch fails.
 absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_elements,
-                             float* param, const float* grad, float* exp_avg, float* exp_avg_sq);
+                             float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                             uint16_t* working_bf16 = nullptr);
 
 // Copies `num_elements` floats host <-> device; Alloc/Free wrap cudaMalloc/cudaFree.
 absl::StatusOr<float*> Alloc(size_t num_elements);
-absl::Status Free(float* device_ptr);
+absl::StatusOr<uint16_t*> AllocHalves(size_t num_elements);
+absl::Status Free(void* device_ptr);
+absl::Status CopyHalvesToHost(const uint16_t* device, uint16_t* host, size_t num_elements);
 absl::Status CopyToDevice(const float* host, float* device, size_t num_elements);
 absl::Status CopyToHost(const float* device, float* host, size_t num_elements);
 
@@ -34,6 +40,11 @@ absl::StatusOr<std::string> DeviceName();
 
 // NCCL version linked into this build, e.g. "2.28.3" (ncclGetVersion).
 absl::StatusOr<std::string> NcclVersion();
+
+// A one-process NCCL communicator over every visible GPU (ncclCommInitAll) all-reduces (sum)
+// `num_elements` floats that hold device index + 1 on each device; returns every device's
+// result, concatenated (each element should be D(D+1)/2). The GPU smoke test of the NCCL path.
+absl::StatusOr<std::vector<float>> NcclAllReduceSmoke(size_t num_elements);
 
 }  // namespace zerorun::cuda
 
