@@ -193,17 +193,17 @@ absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
   if (!sixteen() && options_.stage < 2) return u.grad32.data();
   Slots& slots = *grad_slots_;
   if (u.grad_slot >= 0) return slots[u.grad_slot].f32.data();
+  // Reductions finish in submission order, so the free slot used longest ago frees first; a new
+  // slot (up to grad_slots) beats waiting for it. Slot choice never changes what is
+  // communicated, so it may depend on timing.
   int pick = -1;
   for (int i = 0; i < slots.size(); ++i) {
-    if (slots[i].owner >= 0) continue;
-    // Prefer a slot whose reduction is done; else the one that finishes first.
-    if (pick < 0 ||
-        (worker_->Done(slots[i].busy_until) && !worker_->Done(slots[pick].busy_until)) ||
-        (!worker_->Done(slots[pick].busy_until) && slots[i].busy_until < slots[pick].busy_until)) {
-      pick = i;
-    }
+    if (slots[i].owner < 0 && (pick < 0 || slots[i].busy_until < slots[pick].busy_until)) pick = i;
   }
-  if (pick < 0 && slots.size() < static_cast<int>(options_.grad_slots)) pick = slots.Add();
+  const bool busy = pick >= 0 && !worker_->Done(slots[pick].busy_until);
+  if ((pick < 0 || busy) && slots.size() < static_cast<int>(options_.grad_slots)) {
+    pick = slots.Add();
+  }
   if (pick < 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("all ", slots.size(),
