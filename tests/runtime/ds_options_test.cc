@@ -86,3 +86,37 @@ TEST_CASE("Keys this runtime cannot honour are refused or noted, never ignored",
 
 }  // namespace
 }  // namespace zerorun::gpt
+
+namespace zerorun::gpt {
+namespace {
+
+TEST_CASE("Optimizer and ZeRO++ keys that would change the result are refused", "[ds_options]") {
+  for (const char* text :
+       {R"({"optimizer": {"type": "Lamb", "params": {"lr": 1e-3}}})",
+        R"({"optimizer": {"type": "AdamW", "params": {"amsgrad": true}}})",
+        R"({"optimizer": {"type": "Adam", "params": {"adam_w_mode": false}}})",
+        R"({"gradient_allreduce_op": "sum"})",
+        R"({"zero_optimization": {"stage": 3, "zero_quantized_weights": true}})",
+        R"({"zero_optimization": {"stage": 3, "zero_hpz_partition_size": 8}})"}) {
+    INFO(text);
+    absl::StatusOr<DsOptions> d = Parse(text);
+    REQUIRE(d.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(std::string(d.status().message()), Catch::Contains("Fix:"));
+  }
+  // DeepSpeed's names are case-insensitive, and the defaults the launcher fills in are silent.
+  absl::StatusOr<DsOptions> defaults = Parse(R"({"optimizer": {"type": "adamw", "params":
+      {"amsgrad": false, "bias_correction": true, "adam_w_mode": true}},
+      "gradient_predivide_factor": 1.0, "prescale_gradients": false, "sparse_gradients": false,
+      "gradient_allreduce_op": "mean", "zero_optimization": {"stage": 2, "sub_group_size": 1e9,
+      "reduce_bucket_size": 500000000, "allgather_bucket_size": 5e8, "mics_shard_size": -1,
+      "zero_hpz_partition_size": 1, "round_robin_gradients": false}})");
+  REQUIRE(defaults.ok());
+  CHECK(defaults->notes.empty());
+  absl::StatusOr<DsOptions> noted =
+      Parse(R"({"gradient_predivide_factor": 2.0, "zero_optimization": {"sub_group_size": 1e8}})");
+  REQUIRE(noted.ok());
+  CHECK(noted->notes.size() == 2);
+}
+
+}  // namespace
+}  // namespace zerorun::gpt

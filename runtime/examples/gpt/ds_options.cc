@@ -1,6 +1,7 @@
 // DeepSpeed config -> ZeroOptions for train_gpt; every key is honoured, refused, or noted.
 #include "ds_options.h"
 
+#include <cctype>
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,77 @@ absl::Status Refuse(std::initializer_list<const char*> path, const json& value,
                     const std::string& fix) {
   return absl::InvalidArgumentError(absl::StrCat("config key ", KeyName(path), " is ", value.dump(),
                                                  ": not supported by this runtime. Fix: ", fix));
+}
+
+// Keys whose non-default values change what DeepSpeed computes but that this runtime does not
+// implement: refused. Keys that only change how (speed, rounding, checkpoint files): noted. The
+// ranks get the effective config, DeepSpeed's defaults filled in, so only values that differ
+// from a default count.
+struct Unhonoured {
+  std::initializer_list<const char*> path;
+  json default_value;
+  bool refuse;
+  const char* why;
+};
+
+absl::Status CheckUnhonoured(const json& config, std::vector<std::string>* notes) {
+  const Unhonoured keys[] = {
+      {{"optimizer", "params", "amsgrad"}, false, true, "AMSGrad is not implemented"},
+      {{"optimizer", "params", "bias_correction"}, true, true, "AdamW always bias-corrects"},
+      {{"gradient_allreduce_op"}, "mean", true, "gradients are averaged over the ranks"},
+      {{"zero_optimization", "zero_hpz_partition_size"}, 1, true, "no hpZ secondary partition"},
+      {{"zero_optimization", "mics_shard_size"}, -1, true, "no MiCS sharding"},
+      {{"zero_optimization", "zero_quantized_weights"}, false, true, "no ZeRO++ quantization"},
+      {{"zero_optimization", "zero_quantized_gradients"}, false, true, "no ZeRO++ quantization"},
+      {{"zero_optimization", "zero_quantized_nontrainable_weights"},
+       false,
+       true,
+       "no ZeRO++ quantization"},
+      {{"gradient_predivide_factor"}, 1.0, false, "the average is taken once, in fp32 sums"},
+      {{"prescale_gradients"}, false, false, "the average is taken once, in fp32 sums"},
+      {{"sparse_gradients"}, false, false, "embedding gradients are dense"},
+      {{"zero_optimization", "sub_group_size"},
+       1e9,
+       false,
+       "the optimizer steps each unit's shard in turn"},
+      {{"zero_optimization", "round_robin_gradients"},
+       false,
+       false,
+       "gradients are reduced unit by unit"},
+      {{"zero_optimization", "stage3_gather_16bit_weights_on_model_save"},
+       false,
+       false,
+       "no checkpoints are written yet"},
+  };
+  for (const Unhonoured& key : keys) {
+    const json* v = Find(config, key.path);
+    if (v == nullptr || v->is_null() || *v == key.default_value) continue;
+    if (v->is_number() && key.default_value.is_number() &&
+        v->get<double>() == key.default_value.get<double>()) {
+      continue;
+    }
+    if (key.refuse) {
+      return Refuse(
+          key.path, *v,
+          absl::StrCat("remove it or set it to ", key.default_value.dump(), " (", key.why, ")"));
+    }
+    notes->push_back(absl::StrCat(KeyName(key.path), " ", v->dump(), ": ", key.why));
+  }
+  // DeepSpeed's optimizer names are case-insensitive; Adam means AdamW unless adam_w_mode is off.
+  if (const json* type = Find(config, {"optimizer", "type"}); type && type->is_string()) {
+    std::string name = type->get<std::string>();
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (name != "adam" && name != "adamw") {
+      return Refuse({"optimizer", "type"}, *type,
+                    "use \"AdamW\" (or \"Adam\"): the one optimizer here");
+    }
+    const json* mode = Find(config, {"optimizer", "params", "adam_w_mode"});
+    if (name == "adam" && mode && mode->is_boolean() && !mode->get<bool>()) {
+      return Refuse({"optimizer", "params", "adam_w_mode"}, *mode,
+                    "remove it: only decoupled weight decay (AdamW) is implemented");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -199,6 +271,7 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
                                  DTypeName(o.dtype), ") with fp32 sums"));
     }
   }
+  if (absl::Status s = CheckUnhonoured(config, &ds.notes); !s.ok()) return s;
   return ds;
 }
 
