@@ -4,6 +4,7 @@
 #define ZERORUN_RUNTIME_ZERO_ENGINE_INTERNAL_H_
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "zero/comm_worker.h"
@@ -54,7 +55,7 @@ class ZeroEngine::Slots {
 
  private:
   size_t floats_, halves_;
-  std::vector<Buffer> buffers_;
+  std::deque<Buffer> buffers_;  // A deque: Add() never moves a buffer the worker is using.
 };
 
 }  // namespace zerorun

@@ -234,26 +234,26 @@ absl::Status ZeroEngine::GradsReady(size_t unit) {
     AddFloatInto(options_.dtype, buffer.f32.data(), u.grad16.data(), layout_.units()[unit].padded);
     return absl::OkStatus();
   }
-  buffer.busy_until = worker_->Submit([this, unit, slot] { return ReduceUnitGrads(unit, slot); });
+  float* g32 = buffer.f32.data();
+  uint16_t* g16 = buffer.f16.data();
+  buffer.busy_until =
+      worker_->Submit([this, unit, g32, g16] { return ReduceUnitGrads(unit, g32, g16); });
   return absl::OkStatus();
 }
 
-absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, int slot) {
+absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16) {
   const UnitLayout& ul = layout_.units()[unit];
-  Slots::Buffer& buffer = (*grad_slots_)[slot];
   float* acc32 = acc32_.empty() ? nullptr : acc32_.data() + units_[unit].state_base;
   if (!sixteen()) {
-    float* g = buffer.f32.data();
-    if (absl::Status s = comm_->ReduceScatter(g, ul.shard, ReduceOp::kAvg); !s.ok()) return s;
-    const float* mine = g + static_cast<size_t>(comm_->rank()) * ul.shard;
+    if (absl::Status s = comm_->ReduceScatter(g32, ul.shard, ReduceOp::kAvg); !s.ok()) return s;
+    const float* mine = g32 + static_cast<size_t>(comm_->rank()) * ul.shard;
     for (size_t i = 0; i < ul.shard; ++i) acc32[i] += mine[i];
     return absl::OkStatus();
   }
-  FromFloat(options_.dtype, buffer.f32.data(), buffer.f16.data(), ul.padded);
+  FromFloat(options_.dtype, g32, g16, ul.padded);
   if (reduce_out_.size() < ul.shard) reduce_out_.resize(ul.shard);
   float* out = reduce_out_.data();
-  if (absl::Status s =
-          comm_->ReduceScatter16(buffer.f16.data(), ul.shard, options_.dtype, ReduceOp::kAvg, out);
+  if (absl::Status s = comm_->ReduceScatter16(g16, ul.shard, options_.dtype, ReduceOp::kAvg, out);
       !s.ok()) {
     return s;
   }

@@ -182,7 +182,7 @@ class ZeroEngine {
   bool ReusedSoon(size_t unit) const;
   void PrefetchAhead();
   void NoteAcquire(size_t unit, Pass pass);
-  absl::Status ReduceUnitGrads(size_t unit, int slot);
+  absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
   // Step helpers (zero_engine.cc).
   absl::Status CheckOrderAcrossRanks();
   float* OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
