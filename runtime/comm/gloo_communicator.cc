@@ -27,8 +27,8 @@ constexpr uint8_t kSlotPrefix = 0x5a;  // Our ring collectives' slot namespace.
 
 // dst += src; restrict lets the compiler vectorize without an overlap check.
 __attribute__((target_clones("avx2", "default"))) void AddInto(float* __restrict dst,
-                                                             const float* __restrict src,
-                                                             size_t n) {
+                                                               const float* __restrict src,
+                                                               size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
