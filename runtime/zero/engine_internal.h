@@ -39,7 +39,7 @@ class ZeroEngine::Slots {
     std::vector<float> f32;
     std::vector<uint16_t> f16;
     int owner = -1;           // Unit, or -1 when free.
-    uint64_t busy_until = 0;  // Ticket of the last task using it.
+    uint64_t busy_until = 0;  // Gradient slots: the reduce-scatter still reading it.
   };
   // A new buffer (owner -1); its index.
   int Add() {

@@ -34,7 +34,6 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
-  const bool sixteen = options_.dtype != DType::kFp32;
   size_t max_unit = 0, state = 0;
   units_.resize(layout_.units().size());
   for (size_t i = 0; i < units_.size(); ++i) {
@@ -42,29 +41,29 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
     Unit& u = units_[i];
     u.resident = options_.stage < 3 || ul.numel <= options_.param_persistence_threshold;
     const size_t held = u.resident ? ul.padded : ul.shard;
-    if (sixteen) {
+    if (sixteen()) {
       u.work16.assign(held, 0);
     } else {
       u.work32.assign(held, 0.0f);
     }
-    if (options_.stage < 2 && sixteen) u.grad16.assign(ul.padded, 0);
-    if (options_.stage < 2 && !sixteen) u.grad32.assign(ul.padded, 0.0f);
+    if (options_.stage < 2 && sixteen()) u.grad16.assign(ul.padded, 0);
+    if (options_.stage < 2 && !sixteen()) u.grad32.assign(ul.padded, 0.0f);
     u.state_base = state;
     state += Owned(i);
     max_unit = std::max(max_unit, ul.padded);
   }
   exp_avg_.assign(state, 0.0f);
   exp_avg_sq_.assign(state, 0.0f);
-  if (sixteen) master_.assign(state, 0.0f);
+  if (sixteen()) master_.assign(state, 0.0f);
   if (options_.stage >= 2) {
-    if (sixteen && !options_.grad_accum_fp32) {
+    if (sixteen() && !options_.grad_accum_fp32) {
       acc16_.assign(state, 0);
     } else {
       acc32_.assign(state, 0.0f);
     }
   }
-  param_slots_ = std::make_unique<Slots>(max_unit, sixteen && options_.stage == 3 ? max_unit : 0);
-  grad_slots_ = std::make_unique<Slots>(max_unit, sixteen ? max_unit : 0);
+  param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
+  grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
   worker_ = std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1);
   if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
 }
@@ -77,6 +76,12 @@ size_t ZeroEngine::Owned(size_t unit) const {
 
 size_t ZeroEngine::OwnedBegin(size_t unit) const {
   return options_.stage == 0 ? 0 : static_cast<size_t>(comm_->rank()) * layout_.units()[unit].shard;
+}
+
+std::pair<size_t, size_t> ZeroEngine::OwnedPart(size_t unit, size_t tensor) const {
+  const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
+  const size_t begin = OwnedBegin(unit), end = begin + Owned(unit);
+  return {std::max(begin, tl.offset), std::min(end, tl.offset + tl.numel)};
 }
 
 float* ZeroEngine::Master(size_t unit) {
@@ -106,11 +111,10 @@ void ZeroEngine::Init(const InitFn& fn) {
     // Stage 3: only this rank's slice of each tensor is ever computed or held.
     float* shard = Master(ui);
     std::fill_n(shard, ul.shard, 0.0f);
-    const size_t begin = OwnedBegin(ui), end = begin + ul.shard;
     for (size_t t = 0; t < ul.tensors.size(); ++t) {
-      const TensorLayout& tl = ul.tensors[t];
-      const size_t lo = std::max(begin, tl.offset), hi = std::min(end, tl.offset + tl.numel);
-      if (lo < hi) fn(ui, t, lo - tl.offset, hi - tl.offset, shard + (lo - begin));
+      const auto [lo, hi] = OwnedPart(ui, t);
+      const size_t offset = ul.tensors[t].offset;
+      if (lo < hi) fn(ui, t, lo - offset, hi - offset, shard + (lo - OwnedBegin(ui)));
     }
     if (sixteen()) FromFloat(options_.dtype, shard, u.work16.data(), ul.shard);
   }
@@ -129,9 +133,9 @@ void ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* values) {
   }
   if (u.resident && !sixteen()) return;  // The working copy is the master.
   // The owned part of the master (and of a stage-3 working shard).
-  const size_t begin = OwnedBegin(unit), end = begin + Owned(unit);
-  const size_t lo = std::max(begin, tl.offset), hi = std::min(end, tl.offset + tl.numel);
+  const auto [lo, hi] = OwnedPart(unit, tensor);
   if (lo >= hi) return;
+  const size_t begin = OwnedBegin(unit);
   float* master = Master(unit);
   std::copy(values + (lo - tl.offset), values + (hi - tl.offset), master + (lo - begin));
   if (!u.resident && sixteen()) {
@@ -290,6 +294,8 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
     bool direct = false;
     float* g = OwnedGrads(ui, tmp, &direct);
     const size_t n = Owned(ui), begin = OwnedBegin(ui);
+    // 16-bit gradients are widened again rather than kept in fp32 since the norm pass: one
+    // unit's scratch instead of a 4P/N buffer, for a cheap second conversion.
     if (!direct && pre != 1.0f) {
       for (size_t i = 0; i < n; ++i) g[i] *= pre;
     }

@@ -132,7 +132,6 @@ void ZeroEngine::StartView(size_t unit, int slot) {
     ToFloat(options_.dtype, f16, f32, ul.padded);
     return absl::OkStatus();
   });
-  buffer.busy_until = u.view_ticket;
 }
 
 void ZeroEngine::FreeView(size_t unit) {

@@ -22,8 +22,19 @@ bool HasAvx2() {
   return has;
 }
 
-// Scalar forms, also used for the tails of the vector loops.
-inline float CdfOf(float x) { return 0.5f * (1.0f + std::erf(x * kInvSqrt2)); }
+// The scalar forms: the whole job without AVX2, the tails of the vector loops with it.
+void GeluScalar(const float* x, float* y, float* dydx, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const float v = x[i];  // x may alias dydx: read it first.
+    const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
+    y[i] = v * cdf;
+    if (dydx != nullptr) dydx[i] = cdf + v * std::exp(-0.5f * v * v) * kInvSqrt2Pi;
+  }
+}
+
+void ExpScalar(float* x, size_t n, float shift) {
+  for (size_t i = 0; i < n; ++i) x[i] = std::exp(x[i] - shift);
+}
 
 __attribute__((target("avx2,fma"))) void GeluAvx2(const float* x, float* y, float* dydx, size_t n) {
   const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
@@ -41,11 +52,7 @@ __attribute__((target("avx2,fma"))) void GeluAvx2(const float* x, float* y, floa
       _mm256_storeu_ps(dydx + i, _mm256_add_ps(cdf, _mm256_mul_ps(v, pdf)));
     }
   }
-  for (; i < n; ++i) {
-    const float v = x[i], cdf = CdfOf(v);  // x may alias dydx: read it first.
-    y[i] = v * cdf;
-    if (dydx != nullptr) dydx[i] = cdf + v * std::exp(-0.5f * v * v) * kInvSqrt2Pi;
-  }
+  GeluScalar(x + i, y + i, dydx != nullptr ? dydx + i : nullptr, n - i);
 }
 
 __attribute__((target("avx2,fma"))) void ExpAvx2(float* x, size_t n, float shift) {
@@ -54,28 +61,21 @@ __attribute__((target("avx2,fma"))) void ExpAvx2(float* x, size_t n, float shift
   for (; i + 8 <= n; i += 8) {
     _mm256_storeu_ps(x + i, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
   }
-  for (; i < n; ++i) x[i] = std::exp(x[i] - shift);
+  ExpScalar(x + i, n - i, shift);
 }
 
 }  // namespace
 
 void Gelu(const float* x, float* y, size_t n) {
-  if (HasAvx2()) return GeluAvx2(x, y, nullptr, n);
-  for (size_t i = 0; i < n; ++i) y[i] = x[i] * CdfOf(x[i]);
+  HasAvx2() ? GeluAvx2(x, y, nullptr, n) : GeluScalar(x, y, nullptr, n);
 }
 
 void GeluWithGrad(const float* x, float* y, float* dydx, size_t n) {
-  if (HasAvx2()) return GeluAvx2(x, y, dydx, n);
-  for (size_t i = 0; i < n; ++i) {
-    const float v = x[i], cdf = CdfOf(v);  // x may alias dydx: read it first.
-    y[i] = v * cdf;
-    dydx[i] = cdf + v * std::exp(-0.5f * v * v) * kInvSqrt2Pi;
-  }
+  HasAvx2() ? GeluAvx2(x, y, dydx, n) : GeluScalar(x, y, dydx, n);
 }
 
 void ExpShifted(float* x, size_t n, float shift) {
-  if (HasAvx2()) return ExpAvx2(x, n, shift);
-  for (size_t i = 0; i < n; ++i) x[i] = std::exp(x[i] - shift);
+  HasAvx2() ? ExpAvx2(x, n, shift) : ExpScalar(x, n, shift);
 }
 
 }  // namespace zerorun::gpt

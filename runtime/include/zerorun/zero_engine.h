@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -190,6 +191,8 @@ class ZeroEngine {
   void ZeroGrads();
   size_t Owned(size_t unit) const;       // Elements of the unit this rank's state holds.
   size_t OwnedBegin(size_t unit) const;  // Their start in the unit's flat buffer.
+  // [lo, hi) of the unit's flat buffer where tensor `tensor` meets what this rank owns.
+  std::pair<size_t, size_t> OwnedPart(size_t unit, size_t tensor) const;
   bool sixteen() const { return options_.dtype != DType::kFp32; }
 
   Layout layout_;
