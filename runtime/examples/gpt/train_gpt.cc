@@ -27,6 +27,22 @@
 namespace zerorun::gpt {
 namespace {
 
+// Tolerances against the fp32 oracle (../shared/golden/README.md, "Tolerances, and why"). Loss,
+// grad norm and step-0 gradients are well conditioned (~1e-7 relative seen), so their margins are
+// wide. Parameters take an absolute bound because Adam turns a small relative error of a tiny
+// gradient (|g| ~ eps) into a step-sized change: each OpenBLAS kernel blocks the GEMMs
+// differently, and the largest parameter error seen here is 1.02e-5 (SkylakeX and the default
+// kernel on AVX-512 machines, world 3) against 6.4e-6 (Haswell), so the bound is the README's
+// 2e-5 for another GEMM blocking. The key part of qkv.bias has a zero true gradient: pure noise.
+constexpr double kLossRelTol = 1e-5;
+constexpr double kGradRelTol = 1e-4;  // Of the tensor's largest |g|.
+constexpr double kParamAbsTol = 2e-5;
+constexpr double kKeyBiasAbsTol = 1e-4;
+// 16-bit runs against the same fp32 oracle: 500x the bounds above, except parameters, which keep
+// 5e-3 (five AdamW steps of lr 1e-3; 2.4e-3 seen for bf16), not 500 x 2e-5.
+constexpr double kSixteenBitLoosen = 500;
+constexpr double kSixteenBitParamAbsTol = 5e-3;
+
 struct Check {
   std::string what;
   double error = 0;
@@ -89,7 +105,9 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
   GptModel model(config);
   std::vector<Check> checks;
   // bf16/fp16 runs are compared with the fp32 oracle at the working dtype's precision.
-  const double loose = options.dtype == DType::kFp32 ? 1 : 500;
+  const bool fp32 = options.dtype == DType::kFp32;
+  const double loose = fp32 ? 1 : kSixteenBitLoosen;
+  const double param_tol = fp32 ? kParamAbsTol : kSixteenBitParamAbsTol;
 
   {
     std::vector<std::vector<float>> grads;
@@ -117,7 +135,7 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
         max_err = std::max(max_err, std::fabs(static_cast<double>(got[e]) - want[e]));
       }
       checks.push_back(
-          {"grad0 " + order[i].name, max_err, loose * 1e-4 * std::max(max_ref, 1e-30)});
+          {"grad0 " + order[i].name, max_err, loose * kGradRelTol * std::max(max_ref, 1e-30)});
     }
   }
   // Training: losses, grad norms, parameter snapshots.
@@ -137,10 +155,10 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
     }
     const float mean = result->mean_value;
     checks.push_back(
-        {absl::StrCat("loss step ", k), std::fabs(mean - g.losses[k]) / g.losses[k], loose * 1e-5});
+        {absl::StrCat("loss step ", k), std::fabs(mean - g.losses[k]) / g.losses[k], loose * kLossRelTol});
     checks.push_back({absl::StrCat("grad norm step ", k),
                       std::fabs(result->grad_norm - g.grad_norms[k]) / g.grad_norms[k],
-                      loose * 1e-5});
+                      loose * kLossRelTol});
     for (const auto& [steps, params] : g.snapshots) {
       if (steps != k + 1) continue;
       double max_err = 0, key_bias_err = 0;
@@ -158,9 +176,9 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
           (key ? key_bias_err : max_err) = std::max(key ? key_bias_err : max_err, err);
         }
       }
-      checks.push_back({absl::StrCat("params after step ", steps), max_err, loose * 1e-5});
+      checks.push_back({absl::StrCat("params after step ", steps), max_err, param_tol});
       checks.push_back(
-          {absl::StrCat("params after step ", steps, " (key bias)"), key_bias_err, loose * 1e-4});
+          {absl::StrCat("params after step ", steps, " (key bias)"), key_bias_err, loose * kKeyBiasAbsTol});
     }
   }
   bool ok = true;
