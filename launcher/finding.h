@@ -1,10 +1,11 @@
-// A job-wide pre-flight finding (one table row before it has a node) and the status shorthands.
+// The pre-flight status shorthands (v1::CheckStatus) and the conversion of a config finding.
 #ifndef ZERORUN_LAUNCHER_FINDING_H_
 #define ZERORUN_LAUNCHER_FINDING_H_
 
 #include <string>
 
 #include "base/exit_codes.h"
+#include "dsconfig/finding.h"
 #include "zerorun/v1/common.pb.h"
 
 namespace zerorun::launcher {
@@ -15,13 +16,12 @@ inline constexpr CheckStatus kWarn = ::zerorun::v1::CHECK_STATUS_WARN;
 inline constexpr CheckStatus kCritical = ::zerorun::v1::CHECK_STATUS_CRITICAL;
 inline constexpr CheckStatus kUnknown = ::zerorun::v1::CHECK_STATUS_UNKNOWN;
 
-// exit_code matters only when status is CRITICAL.
-struct Finding {
-  std::string check;
-  CheckStatus status = kOk;
-  std::string detail;
-  int exit_code = kExitOk;
-};
+using Finding = dsconfig::Finding;
+
+// dsconfig's severities are the protocol's numbers.
+inline CheckStatus StatusOf(const Finding& finding) {
+  return static_cast<CheckStatus>(finding.status);
+}
 
 }  // namespace zerorun::launcher
 

@@ -14,11 +14,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "suggest.h"
+#include "dsconfig/suggest.h"
 #include "yaml-cpp/yaml.h"
 
 namespace zerorun::launcher {
 namespace {
+
+using dsconfig::DidYouMean;
 
 constexpr char kSlotsFix[] = "write one host per line as 'HOST slots=N', e.g. 'worker-0 slots=8'";
 

@@ -12,8 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/version.h"
-#include "config_json.h"
-#include "ds_config.h"
+#include "dsconfig/config_json.h"
+#include "dsconfig/ds_config.h"
+#include "dsconfig/effective.h"
+#include "dsconfig/runtime_support.h"
 #include "estimate.h"
 #include "finding.h"
 
@@ -21,6 +23,17 @@ namespace zerorun::launcher {
 namespace {
 
 using json = nlohmann::json;
+using dsconfig::ConfigSummary;
+using dsconfig::EffectiveConfig;
+using dsconfig::FindArg;
+using dsconfig::JsonDocument;
+using dsconfig::LoadConfigJson;
+using dsconfig::Lookup;
+using dsconfig::ResolveAutoValues;
+using dsconfig::ResolveBatch;
+using dsconfig::SetBatch;
+using dsconfig::Summarize;
+using dsconfig::ValidateConfig;
 
 class Preflight {
  public:
@@ -144,9 +157,10 @@ class Preflight {
       return;
     }
     const std::vector<Finding> findings = ValidateConfig(*doc);
-    for (const Finding& f : findings) Row("-", f.check, f.status, f.detail, f.exit_code);
-    const bool config_ok = std::none_of(findings.begin(), findings.end(),
-                                        [](const Finding& f) { return f.status == kCritical; });
+    for (const Finding& f : findings) Row("-", f.check, StatusOf(f), f.detail, f.exit_code);
+    const bool config_ok = std::none_of(findings.begin(), findings.end(), [](const Finding& f) {
+      return f.status == dsconfig::kCritical;
+    });
     if (config_ok) {
       const ConfigSummary written = Summarize(doc->root);
       Row("-", "config", kOk,
@@ -214,6 +228,7 @@ class Preflight {
       return;
     }
     report_.batch = *batch;
+    SetBatch(*batch, &report_.effective_config);  // What the ranks train with.
     Row("-", "batch", kOk,
         absl::StrCat("train_batch_size ", batch->train_batch_size, " = micro batch ",
                      batch->micro_batch_per_gpu, " x accumulation ",
@@ -351,6 +366,20 @@ class Preflight {
     if (models.size() > 1) {
       Row("-", "gpu_model", kWarn,
           absl::StrCat("GPU models differ between nodes: ", absl::StrJoin(models, ", ")));
+    }
+    RuntimeRows();
+  }
+
+  // A train_bin that links libzerorun refuses what the runtime cannot honour: the same table
+  // (dsconfig::RuntimeSupport) as rows now, so no launch starts that every rank would refuse.
+  void RuntimeRows() {
+    if (report_.effective_config.is_null()) return;
+    const bool links =
+        std::any_of(report_.probes.begin(), report_.probes.end(),
+                    [](const v1::ProbeReply& reply) { return reply.train_bin_links_libzerorun(); });
+    if (!links) return;
+    for (const Finding& f : dsconfig::RuntimeSupport(report_.effective_config)) {
+      Row("-", f.check, StatusOf(f), absl::StrCat("libzerorun: ", f.detail), f.exit_code);
     }
   }
 

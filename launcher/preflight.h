@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "agent_client.h"
-#include "auto_values.h"
-#include "batch.h"
+#include "dsconfig/auto_values.h"
+#include "dsconfig/batch.h"
 #include "hostfile.h"
 #include "nlohmann/json.hpp"
 #include "node_agent.h"
@@ -18,6 +18,10 @@
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::launcher {
+
+using dsconfig::AutoInputs;
+using dsconfig::AutoValue;
+using dsconfig::BatchTriple;
 
 // DeepSpeed's default hostfile, used when --hostfile is not given and it exists.
 inline constexpr char kDefaultHostfile[] = "/job/hostfile";
@@ -46,7 +50,9 @@ struct PreflightReport {
   int world_size = 0;       // 0 when the hostfile or filter failed.
   std::optional<BatchTriple> batch;
   std::vector<AutoValue> autos;
-  nlohmann::json effective_config;  // Null when the config could not be read.
+  // DeepSpeed defaults filled, "auto" resolved where possible, the batch triple written once it
+  // resolves: what the ranks get as ZERORUN_CONFIG. Null when the config could not be read.
+  nlohmann::json effective_config;
   std::vector<v1::Check> checks;
   std::vector<v1::ProbeReply> probes;  // One per probed node, in node-rank order.
   int exit_code = 0;                   // 0 ok (WARN/UNKNOWN allowed), else 2, 66, 65, 78 or 69.

@@ -223,6 +223,7 @@ class Judge {
                        facts.resolved_path));
     } else {
       reply_->set_train_bin_sha256(facts.sha256);
+      reply_->set_train_bin_links_libzerorun(facts.links_libzerorun);
       Add("train_bin", v1::CHECK_STATUS_OK,
           absl::StrCat(facts.resolved_path, " sha256 ", facts.sha256.substr(0, 16)));
     }

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/runtime_marker.h"
 
 namespace zerorun::worker {
 namespace {
@@ -153,9 +154,16 @@ ExecutableFacts ProbeExecutable(const std::string& name) {
     facts.error = "cannot read it";
     return facts;
   }
+  const std::string marker = absl::StrCat(kRuntimeMarkerPrefix, ":");
+  std::string window;  // The last block's tail plus this block: a marker across blocks is found.
   char buffer[1 << 16];
   while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
-    EVP_DigestUpdate(ctx.get(), buffer, static_cast<size_t>(in.gcount()));
+    const size_t n = static_cast<size_t>(in.gcount());
+    EVP_DigestUpdate(ctx.get(), buffer, n);
+    if (facts.links_libzerorun) continue;
+    window.append(buffer, n);
+    if (window.find(marker) != std::string::npos) facts.links_libzerorun = true;
+    window.erase(0, window.size() > marker.size() ? window.size() - marker.size() : 0);
   }
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;

@@ -36,7 +36,8 @@ PathFacts ProbePath(const std::string& path, bool probe_write);
 struct ExecutableFacts {
   std::string resolved_path;  // Empty when not found.
   bool executable = false;
-  std::string sha256;  // Hex; empty when unreadable.
+  std::string sha256;             // Hex; empty when unreadable.
+  bool links_libzerorun = false;  // It holds base/runtime_marker.h's bytes plus ":<version>".
   std::string error;
 };
 

@@ -32,6 +32,11 @@ inline constexpr EnvVar kEnvSecret = {"ZR_SECRET", "",
 inline constexpr EnvVar kEnvCommTimeout = {"ZR_COMM_TIMEOUT", "",
                                            "collective and rendezvous timeout in seconds (300)"};
 
+// A directory shared by ranks on one machine, as their rendezvous store when no zerorun
+// coordinator is there (ranks started by hand).
+inline constexpr EnvVar kEnvStoreDir = {"ZR_STORE_DIR", "",
+                                        "rendezvous directory for ranks started without zerorun"};
+
 // Value of `var`, or its default when unset or empty.
 std::string GetEnv(const EnvVar& var);
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/rank_env.h"
 #include "grpc_util.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"
 
@@ -24,9 +25,9 @@ struct CoordinatorClient::Impl {
 };
 
 absl::StatusOr<std::unique_ptr<CoordinatorClient>> CoordinatorClient::FromEnv() {
-  const char* address = std::getenv("ZERORUN_COORDINATOR");
-  const char* secret = std::getenv("ZERORUN_JOB_SECRET");
-  const char* rank_text = std::getenv("RANK");
+  const char* address = std::getenv(rank_env::kCoordinator);
+  const char* secret = std::getenv(rank_env::kJobSecret);
+  const char* rank_text = std::getenv(rank_env::kRank);
   int rank = 0;
   if (address == nullptr || *address == '\0') {
     return absl::FailedPreconditionError("ZERORUN_COORDINATOR is not set: not started by zerorun");

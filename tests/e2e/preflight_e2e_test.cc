@@ -304,6 +304,34 @@ TEST_CASE("print-config prints the effective config with defaults", "[e2e]") {
   CHECK(j["effective_config"]["gradient_clipping"] == 1.0);
 }
 
+TEST_CASE("A train_bin that links libzerorun gets the runtime's refusals as rows, others not",
+          "[e2e][runtime]") {
+  TempDir dir;
+  const std::string config = dir.Write("ds.json", R"({"train_batch_size": 16,
+      "train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2,
+      "offload_optimizer": {"device": "cpu"}}, "csv_monitor": {"enabled": true}})");
+  const std::vector<std::string> common = {"--hostfile", kDemoHosts, "--config",
+                                           config,       "--device", "cpu"};
+  std::vector<std::string> args = common;
+  args.push_back(ZR_TEST_TRAIN_GPT);
+  const json refused = PreflightJson(args);
+  CHECK(refused["exit_code"] == 78);
+  const std::vector<std::string> rows = Rows(refused, "runtime");
+  REQUIRE(rows.size() == 2);
+  CHECK_THAT(rows[0],
+             Catch::StartsWith("CRITICAL") &&
+                 Catch::Contains("zero_optimization.offload_optimizer.device is \"cpu\"") &&
+                 Catch::Contains("Fix: set it to \"none\""));
+  CHECK_THAT(rows[1], Catch::StartsWith("WARN") && Catch::Contains("csv_monitor.enabled"));
+  // The batch the ranks will get is the resolved one (16 = 4 x 2 x 2).
+  CHECK(refused["batch"]["gradient_accumulation_steps"] == 2);
+  args = common;
+  args.push_back(ZR_TEST_ZERORUN);  // Not a libzerorun rank: its own business.
+  const json other = PreflightJson(args);
+  CHECK(other["exit_code"] == 0);
+  CHECK(Rows(other, "runtime").empty());
+}
+
 TEST_CASE("Missing or non-executable train_bin is CRITICAL", "[e2e]") {
   CHECK(Preflight(
             {"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", "/nonexistent/train"})

@@ -5,11 +5,26 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "dsconfig/config_json.h"
+#include "dsconfig/effective.h"
+
 namespace zerorun::gpt {
 namespace {
 
+// Resolves `text` as a rank started by hand would (dsconfig, one rank; a micro batch of 8 when
+// the text has no batch key), then reads it.
 absl::StatusOr<DsOptions> Parse(const std::string& text) {
-  return ReadDsOptions(nlohmann::json::parse(text));
+  absl::StatusOr<dsconfig::JsonDocument> doc = dsconfig::ParseConfigJson("test.json", text);
+  if (!doc.ok()) return doc.status();
+  if (!doc->root.contains("train_batch_size") &&
+      !doc->root.contains("train_micro_batch_size_per_gpu")) {
+    doc->root["train_micro_batch_size_per_gpu"] = 8;
+  }
+  dsconfig::AutoInputs one_rank;
+  one_rank.world_size = 1;
+  absl::StatusOr<nlohmann::json> effective = dsconfig::ResolveEffectiveConfig(*doc, one_rank);
+  if (!effective.ok()) return effective.status();
+  return ReadDsOptions(*effective);
 }
 
 TEST_CASE("DeepSpeed defaults and the stage-3 keys", "[ds_options]") {

@@ -27,9 +27,10 @@ struct DsOptions {
   std::vector<std::string> notes;  // Keys accepted with a different or no effect, in words.
 };
 
-// InvalidArgument naming the key, the value and the fix for what this runtime cannot do
-// (offload, reduce_scatter false, fp16 and bf16 together, ...). DeepSpeed 0.19.6 defaults
-// otherwise (gradient_clipping 1.0, overlap_comm true only at stage 3).
+// Reads an effective config (dsconfig: DeepSpeed's defaults filled, batch triple written; a
+// missing key is an error, never a default of ours). InvalidArgument naming the key, the value and
+// the fix for what dsconfig::RuntimeSupport refuses (offload, reduce_scatter false, ...); its
+// notes and warnings become `notes`.
 absl::StatusOr<DsOptions> ReadDsOptions(const nlohmann::json& config);
 
 }  // namespace zerorun::gpt

@@ -73,7 +73,23 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
   ZeroOptions options = setup.options;
   options.adam = AdamWHyper{1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
   options.gradient_clipping = g.clip_max_norm;
-  options.gradient_accumulation_steps = 1;
+  // The config's batch triple is honoured when its global batch is the oracle's (micro-steps of
+  // `micro` rows, `accum` of them per step); otherwise each rank takes batch/world rows at once.
+  int micro = g.batch / world, accum = 1;
+  if (setup.train_batch == g.batch) {
+    micro = setup.micro_batch;
+    accum = setup.options.gradient_accumulation_steps;
+  }
+  options.gradient_accumulation_steps = accum;
+  if (rank == 0) {
+    std::printf("golden batch %d = micro batch %d x accumulation %d x %d ranks%s\n", g.batch, micro,
+                accum, world,
+                setup.train_batch == g.batch
+                    ? " (the config's)"
+                    : absl::StrCat(" (the config's train_batch_size ", setup.train_batch,
+                                   " is not the oracle's: one micro-step per step)")
+                          .c_str());
+  }
   // Step-0 gradients come from a separate engine (its own acquire trace), into plain buffers
   // averaged over ranks; the training engine then starts from the same weights.
   auto engine0 = ZeroEngine::Create(GptUnits(config), options, setup.comm.get());
@@ -140,22 +156,27 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
   }
   // Training: losses, grad norms, parameter snapshots.
   for (int k = 0; k < g.num_steps; ++k) {
-    const int* tokens =
-        g.tokens.data() +
-        (static_cast<size_t>(k) * g.batch + static_cast<size_t>(rank) * local) * row;
-    absl::StatusOr<float> loss = TrainMicroStep(model, engine, tokens, local);
-    if (!loss.ok()) {
-      std::fprintf(stderr, "train_gpt: %s\n", std::string(loss.status().message()).c_str());
-      return 70;
+    float loss_sum = 0;
+    for (int a = 0; a < accum; ++a) {
+      const int* tokens =
+          g.tokens.data() + (static_cast<size_t>(k) * g.batch + static_cast<size_t>(rank) * local +
+                             static_cast<size_t>(a) * micro) *
+                                row;
+      absl::StatusOr<float> loss = TrainMicroStep(model, engine, tokens, micro);
+      if (!loss.ok()) {
+        std::fprintf(stderr, "train_gpt: %s\n", std::string(loss.status().message()).c_str());
+        return 70;
+      }
+      loss_sum += *loss;
     }
-    absl::StatusOr<StepResult> result = engine.Step(k + 1, 1e-3f, *loss);
+    absl::StatusOr<StepResult> result = engine.Step(k + 1, 1e-3f, loss_sum / accum);
     if (!result.ok()) {
       std::fprintf(stderr, "train_gpt: %s\n", std::string(result.status().message()).c_str());
       return 70;
     }
     const float mean = result->mean_value;
-    checks.push_back(
-        {absl::StrCat("loss step ", k), std::fabs(mean - g.losses[k]) / g.losses[k], loose * kLossRelTol});
+    checks.push_back({absl::StrCat("loss step ", k), std::fabs(mean - g.losses[k]) / g.losses[k],
+                      loose * kLossRelTol});
     checks.push_back({absl::StrCat("grad norm step ", k),
                       std::fabs(result->grad_norm - g.grad_norms[k]) / g.grad_norms[k],
                       loose * kLossRelTol});
@@ -177,8 +198,8 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
         }
       }
       checks.push_back({absl::StrCat("params after step ", steps), max_err, param_tol});
-      checks.push_back(
-          {absl::StrCat("params after step ", steps, " (key bias)"), key_bias_err, loose * kKeyBiasAbsTol});
+      checks.push_back({absl::StrCat("params after step ", steps, " (key bias)"), key_bias_err,
+                        loose * kKeyBiasAbsTol});
     }
   }
   bool ok = true;

@@ -20,32 +20,12 @@
 #include "ds_options.h"
 #include "nlohmann/json.hpp"
 #include "zerorun/counter_rng.h"
+#include "zerorun/init.h"
 
 namespace zerorun::gpt {
 namespace {
 
 using json = nlohmann::json;
-
-// ZR_COMM_TIMEOUT (seconds), else DEEPSPEED_TIMEOUT (minutes, DeepSpeed's variable), else 5 min.
-absl::StatusOr<absl::Duration> CommTimeout() {
-  double value = 0;
-  const std::string seconds = GetEnv(kEnvCommTimeout);
-  if (!seconds.empty()) {
-    if (!absl::SimpleAtod(seconds, &value) || value <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ZR_COMM_TIMEOUT=", seconds, " is not a positive number of seconds"));
-    }
-    return absl::Seconds(value);
-  }
-  if (const char* minutes = std::getenv("DEEPSPEED_TIMEOUT"); minutes != nullptr) {
-    if (!absl::SimpleAtod(minutes, &value) || value <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("DEEPSPEED_TIMEOUT=", minutes, " is not a positive number of minutes"));
-    }
-    return absl::Minutes(value);
-  }
-  return absl::Minutes(5);
-}
 
 double MedianOf(std::vector<double> v) {
   if (v.empty()) return std::numeric_limits<double>::infinity();
@@ -112,28 +92,29 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
     std::fprintf(stderr, "train_gpt: --d-model must be a multiple of --heads\n");
     return 2;
   }
-  if (args->config_path.empty()) {
-    const char* env = std::getenv("ZERORUN_CONFIG");
-    if (env != nullptr) args->config_path = env;
-  }
   return -1;
 }
 
 absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   TrainSetup setup;
-  json config = json::object();
-  if (!args.config_path.empty()) {
-    std::ifstream in(args.config_path);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", args.config_path));
-    config = json::parse(in, nullptr, false, /*ignore_comments=*/true);
-    if (config.is_discarded()) {
-      return absl::InvalidArgumentError(absl::StrCat(args.config_path, " is not valid JSON"));
-    }
-  }
+  InitOptions init;
+  init.config_path = args.config_path;
+  absl::StatusOr<RankContext> ctx = InitFromEnv(init);
+  if (!ctx.ok()) return ctx.status();
+  setup.rank = ctx->rank;
+  setup.world_size = ctx->world_size;
+  setup.coordinator = std::move(ctx->coordinator);
+  setup.store = std::move(ctx->store);
+  setup.comm = std::move(ctx->comm);
+  const json& config = ctx->config;
   absl::StatusOr<DsOptions> ds = ReadDsOptions(config);
-  if (!ds.ok()) return ds.status();
+  if (!ds.ok()) {
+    return absl::Status(ds.status().code(),
+                        absl::StrCat(ctx->config_path, ": ", ds.status().message()));
+  }
   setup.options = ds->zero;
   setup.micro_batch = ds->micro_batch;
+  setup.train_batch = ctx->training.batch.train_batch_size;
   setup.notes = ds->notes;
   const ZeroOptions& o = setup.options;
   setup.lr.base_lr = o.adam.lr;
@@ -169,40 +150,6 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
     const json* kind = Find(config, {"scheduler", "params", "warmup_type"});
     lr.log_warmup = !(kind && kind->is_string() && kind->get<std::string>() == "linear");
   }
-  const char* rank = std::getenv("RANK");
-  const char* world = std::getenv("WORLD_SIZE");
-  if (rank != nullptr && world != nullptr) {
-    if (!absl::SimpleAtoi(rank, &setup.rank) || !absl::SimpleAtoi(world, &setup.world_size)) {
-      return absl::InvalidArgumentError("RANK / WORLD_SIZE are not integers");
-    }
-  }
-  if (std::getenv("ZERORUN_COORDINATOR") != nullptr) {
-    auto client = CoordinatorClient::FromEnv();
-    if (!client.ok()) return client.status();
-    setup.coordinator = *std::move(client);
-    setup.coordinator->StartHeartbeat(absl::Seconds(1));
-    setup.store = std::make_unique<CoordinatorKvStore>(setup.coordinator.get());
-  } else if (const char* dir = std::getenv("ZR_STORE_DIR"); dir != nullptr) {
-    setup.store = std::make_unique<FileKvStore>(dir);
-  } else if (setup.world_size == 1) {
-    setup.store = std::make_unique<InMemoryKvStore>();
-  } else {
-    return absl::InvalidArgumentError(
-        "more than one rank but no rendezvous: start the ranks with zerorun (or set "
-        "ZR_STORE_DIR to a shared directory)");
-  }
-  CommOptions comm_options;
-  if (absl::StatusOr<absl::Duration> timeout = CommTimeout(); timeout.ok()) {
-    comm_options.timeout = *timeout;
-  } else {
-    return timeout.status();
-  }
-  const char* job = std::getenv("ZERORUN_JOB_ID");
-  comm_options.name = absl::StrCat(job ? job : "local", "/world");
-  absl::StatusOr<std::unique_ptr<Communicator>> comm =
-      CreateGlooCommunicator(*setup.store, setup.rank, setup.world_size, comm_options);
-  if (!comm.ok()) return comm.status();
-  setup.comm = *std::move(comm);
   return setup;
 }
 

@@ -17,7 +17,7 @@
 namespace zerorun::gpt {
 
 struct TrainArgs {
-  std::string config_path;   // --deepspeed_config; default $ZERORUN_CONFIG.
+  std::string config_path;   // --deepspeed_config (under zerorun, $ZERORUN_CONFIG is read).
   std::string check_golden;  // --check-golden FILE
   std::string data;          // --data FILE (character-level corpus)
   bool random_tokens = false;
@@ -36,14 +36,14 @@ struct TrainSetup {
   std::unique_ptr<KvStore> store;
   std::unique_ptr<Communicator> comm;
   ZeroOptions options;             // Everything ds_options.h reads from the config.
-  int micro_batch = 8;             // train_micro_batch_size_per_gpu
+  int64_t train_batch = 0;         // train_batch_size (the effective config's, resolved)
+  int micro_batch = 0;             // train_micro_batch_size_per_gpu
   std::vector<std::string> notes;  // Config keys accepted with a different effect, in words.
   LrSchedule lr;
 };
 
-// Reads the config (InvalidArgument naming the key for values this runtime does not support,
-// e.g. offload), then connects the ranks: through the zerorun coordinator's
-// key-value store when ZERORUN_COORDINATOR is set, else a directory in $ZR_STORE_DIR.
+// InitFromEnv (rank facts, the effective config, store, communicator), then ReadDsOptions on
+// that config: InvalidArgument naming the file and key for what libzerorun refuses (offload...).
 absl::StatusOr<TrainSetup> Setup(const TrainArgs& args);
 
 // ParamSource over a ZeroEngine: acquires each unit for one pass and releases it when the model

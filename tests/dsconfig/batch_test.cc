@@ -1,9 +1,9 @@
 // Batch arithmetic: DeepSpeed's derivation table and worked examples (reference section 11).
-#include "batch.h"
+#include "dsconfig/batch.h"
 
 #include <catch2/catch.hpp>
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 using std::nullopt;
@@ -90,4 +90,4 @@ TEST_CASE("Batch values that are not positive give the first three assertions", 
 }
 
 }  // namespace
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

@@ -1,9 +1,9 @@
 // "auto" resolution: flag > train argument > HF default > unresolved, each with its source.
-#include "auto_values.h"
+#include "dsconfig/auto_values.h"
 
 #include <catch2/catch.hpp>
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 using json = nlohmann::json;
@@ -119,4 +119,4 @@ TEST_CASE("FindArg reads --k v and --k=v, the last one winning", "[auto]") {
 }
 
 }  // namespace
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

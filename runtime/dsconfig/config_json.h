@@ -1,7 +1,7 @@
 // Reads DeepSpeed config text the way DeepSpeed's hjson loader accepts it in practice: JSON with
 // '#', '//' and '/* */' comments and trailing commas; duplicate keys are an error.
-#ifndef ZERORUN_LAUNCHER_CONFIG_JSON_H_
-#define ZERORUN_LAUNCHER_CONFIG_JSON_H_
+#ifndef ZERORUN_RUNTIME_DSCONFIG_CONFIG_JSON_H_
+#define ZERORUN_RUNTIME_DSCONFIG_CONFIG_JSON_H_
 
 #include <map>
 #include <string>
@@ -10,7 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 struct JsonDocument {
   std::string path;
@@ -31,6 +31,6 @@ absl::StatusOr<JsonDocument> ParseConfigJson(absl::string_view path, absl::strin
 // Reads the file; NotFound when it does not exist or cannot be read.
 absl::StatusOr<JsonDocument> LoadConfigJson(const std::string& path);
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig
 
-#endif  // ZERORUN_LAUNCHER_CONFIG_JSON_H_
+#endif  // ZERORUN_RUNTIME_DSCONFIG_CONFIG_JSON_H_

@@ -1,14 +1,14 @@
 // DeepSpeed's batch-size resolution (reference section 11): derivation order, floor division,
 // its four assertion strings verbatim, then a plain-words line saying which values would work.
-#ifndef ZERORUN_LAUNCHER_BATCH_H_
-#define ZERORUN_LAUNCHER_BATCH_H_
+#ifndef ZERORUN_RUNTIME_DSCONFIG_BATCH_H_
+#define ZERORUN_RUNTIME_DSCONFIG_BATCH_H_
 
 #include <cstdint>
 #include <optional>
 
 #include "absl/status/statusor.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 struct BatchTriple {
   int64_t train_batch_size = 0;
@@ -28,6 +28,6 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> train_batch_size
                                          std::optional<int64_t> gradient_accumulation_steps,
                                          int world_size);
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig
 
-#endif  // ZERORUN_LAUNCHER_BATCH_H_
+#endif  // ZERORUN_RUNTIME_DSCONFIG_BATCH_H_

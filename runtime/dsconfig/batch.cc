@@ -1,9 +1,9 @@
 // Batch arithmetic exactly as DeepSpeed's _set_batch_related_parameters and _batch_assertion.
-#include "batch.h"
+#include "dsconfig/batch.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 // Python's // on integers (floor, also for negatives).
@@ -91,4 +91,4 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> tb, std::optiona
   return t;
 }
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

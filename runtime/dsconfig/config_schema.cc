@@ -1,12 +1,12 @@
 // The DeepSpeed vocabulary table (defaults of DeepSpeed 0.19.6, reference sections 12-13).
-#include "config_schema.h"
+#include "dsconfig/config_schema.h"
 
 #include <algorithm>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 using K = ValueKind;
@@ -240,4 +240,4 @@ bool IsStrictBlock(absl::string_view block) {
   return std::find(std::begin(kStrict), std::end(kStrict), block) != std::end(kStrict);
 }
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

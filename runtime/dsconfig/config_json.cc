@@ -1,6 +1,6 @@
 // JSON-with-comments parsing on nlohmann's SAX interface, with a line counter fed by the input
 // iterator so every key knows its line (nlohmann itself reports lines only for syntax errors).
-#include "config_json.h"
+#include "dsconfig/config_json.h"
 
 #include <fstream>
 #include <iterator>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 // Index of the closing quote of the string literal that opens at `open`, or the end.
@@ -224,4 +224,4 @@ absl::StatusOr<JsonDocument> LoadConfigJson(const std::string& path) {
   return ParseConfigJson(path, buffer.str());
 }
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

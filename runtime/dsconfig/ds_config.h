@@ -1,17 +1,17 @@
 // DeepSpeed config validation (strict and lenient blocks, types, the silently ignored settings of
 // reference section 20) and the effective config with DeepSpeed 0.19.6's defaults filled in.
-#ifndef ZERORUN_LAUNCHER_DS_CONFIG_H_
-#define ZERORUN_LAUNCHER_DS_CONFIG_H_
+#ifndef ZERORUN_RUNTIME_DSCONFIG_DS_CONFIG_H_
+#define ZERORUN_RUNTIME_DSCONFIG_DS_CONFIG_H_
 
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "config_json.h"
-#include "finding.h"
+#include "dsconfig/config_json.h"
+#include "dsconfig/finding.h"
 #include "nlohmann/json.hpp"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 // Checks `doc` against the vocabulary. Every problem becomes a Finding (check "config"):
 //   CRITICAL 65: unknown key in a strict block (with did-you-mean), wrong type, a fractional
@@ -45,6 +45,6 @@ nlohmann::json EffectiveConfig(const nlohmann::json& config);
 const nlohmann::json* Lookup(const nlohmann::json& root, const std::string& path);
 nlohmann::json* Lookup(nlohmann::json& root, const std::string& path);
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig
 
-#endif  // ZERORUN_LAUNCHER_DS_CONFIG_H_
+#endif  // ZERORUN_RUNTIME_DSCONFIG_DS_CONFIG_H_

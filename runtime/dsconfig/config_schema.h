@@ -1,14 +1,14 @@
 // The DeepSpeed config vocabulary zerorun knows: every key of reference sections 12-13 with
 // DeepSpeed 0.19.6's default, its type, and which blocks reject unknown keys.
-#ifndef ZERORUN_LAUNCHER_CONFIG_SCHEMA_H_
-#define ZERORUN_LAUNCHER_CONFIG_SCHEMA_H_
+#ifndef ZERORUN_RUNTIME_DSCONFIG_CONFIG_SCHEMA_H_
+#define ZERORUN_RUNTIME_DSCONFIG_CONFIG_SCHEMA_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 enum class ValueKind {
   kBool,
@@ -38,6 +38,6 @@ std::vector<std::string> ChildKeys(absl::string_view block);
 // zero_optimization, its offload_* blocks, fp16, bf16/bfloat16 and the monitor blocks.
 bool IsStrictBlock(absl::string_view block);
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig
 
-#endif  // ZERORUN_LAUNCHER_CONFIG_SCHEMA_H_
+#endif  // ZERORUN_RUNTIME_DSCONFIG_CONFIG_SCHEMA_H_

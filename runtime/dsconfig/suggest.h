@@ -1,13 +1,13 @@
 // "Did you mean" for misspelled keys and names: the closest candidate by edit distance.
-#ifndef ZERORUN_LAUNCHER_SUGGEST_H_
-#define ZERORUN_LAUNCHER_SUGGEST_H_
+#ifndef ZERORUN_RUNTIME_DSCONFIG_SUGGEST_H_
+#define ZERORUN_RUNTIME_DSCONFIG_SUGGEST_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 // Levenshtein distance between a and b (insert, delete, substitute each cost 1).
 int EditDistance(absl::string_view a, absl::string_view b);
@@ -16,6 +16,6 @@ int EditDistance(absl::string_view a, absl::string_view b);
 // or "" when none is close enough.
 std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates);
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig
 
-#endif  // ZERORUN_LAUNCHER_SUGGEST_H_
+#endif  // ZERORUN_RUNTIME_DSCONFIG_SUGGEST_H_

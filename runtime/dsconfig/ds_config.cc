@@ -1,5 +1,5 @@
 // DeepSpeed config checks: vocabulary walk, type checks, and cross-key rules (reference 10-13, 20).
-#include "ds_config.h"
+#include "dsconfig/ds_config.h"
 
 #include <cmath>
 
@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "config_schema.h"
-#include "suggest.h"
+#include "dsconfig/config_schema.h"
+#include "dsconfig/suggest.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 using json = nlohmann::json;
@@ -34,7 +34,7 @@ class Validator {
   }
 
  private:
-  void Add(CheckStatus status, int exit_code, const std::string& key, const std::string& text) {
+  void Add(Severity status, int exit_code, const std::string& key, const std::string& text) {
     findings_.push_back(Finding{
         "config", status,
         absl::StrCat(doc_.Where(key), ": ", key.empty() ? "" : key, key.empty() ? "" : ": ", text),
@@ -396,4 +396,4 @@ json EffectiveConfig(const json& config) {
   return out;
 }
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

@@ -1,7 +1,7 @@
 // "auto" values (HF Trainer / Axolotl configs): resolved before launch from zerorun flags or the
 // train command's HF-style arguments, each with the source it came from; the rest reported.
-#ifndef ZERORUN_LAUNCHER_AUTO_VALUES_H_
-#define ZERORUN_LAUNCHER_AUTO_VALUES_H_
+#ifndef ZERORUN_RUNTIME_DSCONFIG_AUTO_VALUES_H_
+#define ZERORUN_RUNTIME_DSCONFIG_AUTO_VALUES_H_
 
 #include <cstdint>
 #include <optional>
@@ -10,7 +10,7 @@
 
 #include "nlohmann/json.hpp"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 struct AutoInputs {
   // zerorun flags (highest precedence).
@@ -39,6 +39,6 @@ std::vector<AutoValue> ResolveAutoValues(nlohmann::json* config, const AutoInput
 // The value of `--name V` or `--name=V` in `args` (last occurrence), if present.
 std::optional<std::string> FindArg(const std::vector<std::string>& args, const std::string& name);
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig
 
-#endif  // ZERORUN_LAUNCHER_AUTO_VALUES_H_
+#endif  // ZERORUN_RUNTIME_DSCONFIG_AUTO_VALUES_H_

@@ -1,5 +1,5 @@
 // "auto" resolution: zerorun flag > train-command argument > HF Trainer default > unresolved.
-#include "auto_values.h"
+#include "dsconfig/auto_values.h"
 
 #include <cmath>
 #include <functional>
@@ -8,10 +8,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "config_schema.h"
-#include "ds_config.h"
+#include "dsconfig/config_schema.h"
+#include "dsconfig/ds_config.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 using json = nlohmann::json;
@@ -292,4 +292,4 @@ std::vector<AutoValue> ResolveAutoValues(json* config, const AutoInputs& inputs)
   return Resolver(config, inputs).Run();
 }
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

@@ -1,12 +1,12 @@
 // Edit distance and the "did you mean" suffix used by config and hostfile errors.
-#include "suggest.h"
+#include "dsconfig/suggest.h"
 
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 
 int EditDistance(absl::string_view a, absl::string_view b) {
   std::vector<int> prev(b.size() + 1), cur(b.size() + 1);
@@ -37,4 +37,4 @@ std::string DidYouMean(absl::string_view word, const std::vector<std::string>& c
   return best == nullptr ? "" : absl::StrCat(" (did you mean '", *best, "'?)");
 }
 
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

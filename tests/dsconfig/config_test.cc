@@ -1,10 +1,10 @@
 // DeepSpeed config reading and validation: comments, duplicates, strictness, section 20 rules.
 #include <catch2/catch.hpp>
 
-#include "config_json.h"
-#include "ds_config.h"
+#include "dsconfig/config_json.h"
+#include "dsconfig/ds_config.h"
 
-namespace zerorun::launcher {
+namespace zerorun::dsconfig {
 namespace {
 
 using json = nlohmann::json;
@@ -245,4 +245,4 @@ TEST_CASE("Summary reflects what DeepSpeed does with offload below stage 3", "[c
 }
 
 }  // namespace
-}  // namespace zerorun::launcher
+}  // namespace zerorun::dsconfig

@@ -1,0 +1,122 @@
+// ResolveEffectiveConfig and ReadTrainingConfig: the effective config, resolved once, read typed.
+#include "dsconfig/effective.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "dsconfig/ds_config.h"
+#include "dsconfig/finding.h"
+
+namespace zerorun::dsconfig {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kBatchKeys[] = {"train_batch_size", "train_micro_batch_size_per_gpu",
+                                      "gradient_accumulation_steps"};
+
+// A whole number (DeepSpeed's batch keys are ints; 4.0 is accepted as JSON writes it).
+std::optional<int64_t> WholeNumber(const json& v) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d >= -9.2e18 && d <= 9.2e18 && static_cast<double>(static_cast<int64_t>(d)) == d) {
+      return static_cast<int64_t>(d);
+    }
+  }
+  return std::nullopt;
+}
+
+absl::Status NotEffective(const std::string& key, const json* v, const char* want) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "effective config key ", key, " is ", v == nullptr ? "missing" : v->dump(), "; it must be ",
+      want,
+      " (an effective config has every batch key and DeepSpeed default filled in: launch "
+      "with zerorun, or resolve the file with ResolveEffectiveConfig)"));
+}
+
+absl::StatusOr<int64_t> RequireInt(const json& root, const std::string& key) {
+  const json* v = Lookup(root, key);
+  std::optional<int64_t> n;
+  if (v != nullptr) n = WholeNumber(*v);
+  if (!n.has_value()) return NotEffective(key, v, "an integer");
+  return *n;
+}
+
+absl::StatusOr<bool> RequireBool(const json& root, const std::string& key) {
+  const json* v = Lookup(root, key);
+  if (v == nullptr || !v->is_boolean()) return NotEffective(key, v, "true or false");
+  return v->get<bool>();
+}
+
+}  // namespace
+
+void SetBatch(const BatchTriple& batch, json* effective) {
+  (*effective)["train_batch_size"] = batch.train_batch_size;
+  (*effective)["train_micro_batch_size_per_gpu"] = batch.micro_batch_per_gpu;
+  (*effective)["gradient_accumulation_steps"] = batch.gradient_accumulation_steps;
+}
+
+absl::StatusOr<json> ResolveEffectiveConfig(const JsonDocument& doc, const AutoInputs& inputs) {
+  for (const Finding& f : ValidateConfig(doc)) {
+    if (f.status == kCritical) return absl::InvalidArgumentError(f.detail);
+  }
+  json config = doc.root;
+  for (const AutoValue& v : ResolveAutoValues(&config, inputs)) {
+    if (!v.resolved) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          doc.Where(v.key), ": ", v.key, " is \"auto\" and nothing resolves it. Fix: ", v.source));
+    }
+  }
+  json effective = EffectiveConfig(config);
+  std::optional<int64_t> values[3];
+  for (int i = 0; i < 3; ++i) {
+    const json* v = Lookup(effective, kBatchKeys[i]);
+    if (v == nullptr || v->is_null()) continue;
+    values[i] = WholeNumber(*v);
+    if (!values[i].has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(doc.Where(kBatchKeys[i]), ": ", kBatchKeys[i],
+                                                     " is ", v->dump(), "; it must be an integer"));
+    }
+  }
+  absl::StatusOr<BatchTriple> batch =
+      ResolveBatch(values[0], values[1], values[2], inputs.world_size > 0 ? inputs.world_size : 1);
+  if (!batch.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(doc.path, ": ", batch.status().message()));
+  }
+  SetBatch(*batch, &effective);
+  return effective;
+}
+
+absl::StatusOr<TrainingConfig> ReadTrainingConfig(const json& effective) {
+  TrainingConfig t;
+  absl::StatusOr<int64_t> ints[4] = {
+      RequireInt(effective, kBatchKeys[0]), RequireInt(effective, kBatchKeys[1]),
+      RequireInt(effective, kBatchKeys[2]), RequireInt(effective, "zero_optimization.stage")};
+  for (const auto& v : ints) {
+    if (!v.ok()) return v.status();
+  }
+  t.batch = {*ints[0], *ints[1], *ints[2]};
+  t.stage = static_cast<int>(*ints[3]);
+  const json* clip = Lookup(effective, "gradient_clipping");
+  if (clip == nullptr || !clip->is_number()) {
+    return NotEffective("gradient_clipping", clip, "a number");
+  }
+  t.gradient_clipping = clip->get<double>();
+  absl::StatusOr<bool> bools[3] = {RequireBool(effective, "zero_optimization.overlap_comm"),
+                                   RequireBool(effective, "fp16.enabled"),
+                                   RequireBool(effective, "bf16.enabled")};
+  for (const auto& v : bools) {
+    if (!v.ok()) return v.status();
+  }
+  t.overlap_comm = *bools[0];
+  t.fp16 = *bools[1];
+  t.bf16 = *bools[2];
+  if (const json* alias = Lookup(effective, "bfloat16.enabled"); alias && alias->is_boolean()) {
+    t.bf16 = t.bf16 || alias->get<bool>();  // DeepSpeed's older name of the bf16 block.
+  }
+  return t;
+}
+
+}  // namespace zerorun::dsconfig

@@ -1,0 +1,42 @@
+// The one effective config a job runs with: resolved once (by the launcher for its ranks, or by
+// InitFromEnv for a rank started by hand) and read typed by the runtime, which fills no default.
+#ifndef ZERORUN_RUNTIME_DSCONFIG_EFFECTIVE_H_
+#define ZERORUN_RUNTIME_DSCONFIG_EFFECTIVE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "dsconfig/auto_values.h"
+#include "dsconfig/batch.h"
+#include "dsconfig/config_json.h"
+#include "nlohmann/json.hpp"
+
+namespace zerorun::dsconfig {
+
+// Writes the resolved triple into the effective config's three batch keys.
+void SetBatch(const BatchTriple& batch, nlohmann::json* effective);
+
+// What the launcher's pre-flight does, without rows, for a rank that reads the user's file
+// itself: validation (the first CRITICAL finding is the error, naming file:line and the fix),
+// "auto" values from `inputs` (one still "auto" is FailedPrecondition naming it), DeepSpeed's
+// defaults, the batch triple for inputs.world_size ranks (DeepSpeed's error strings). The result
+// is an effective config ReadTrainingConfig accepts.
+absl::StatusOr<nlohmann::json> ResolveEffectiveConfig(const JsonDocument& doc,
+                                                      const AutoInputs& inputs);
+
+// The keys every training loop needs, typed. Every field comes from the effective config; a key
+// the resolution always writes that is missing or mistyped is InvalidArgument naming it (the file
+// was not an effective config: resolve it with ResolveEffectiveConfig first).
+struct TrainingConfig {
+  BatchTriple batch;
+  int stage = 0;
+  bool overlap_comm = false;
+  double gradient_clipping = 0;  // 0: no clipping.
+  bool fp16 = false;
+  bool bf16 = false;
+};
+absl::StatusOr<TrainingConfig> ReadTrainingConfig(const nlohmann::json& effective);
+
+}  // namespace zerorun::dsconfig
+
+#endif  // ZERORUN_RUNTIME_DSCONFIG_EFFECTIVE_H_

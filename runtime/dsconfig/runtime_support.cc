@@ -1,0 +1,184 @@
+// The table of DeepSpeed keys libzerorun refuses, ignores or runs its own way.
+#include "dsconfig/runtime_support.h"
+
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "dsconfig/ds_config.h"
+
+namespace zerorun::dsconfig {
+namespace {
+
+using json = nlohmann::json;
+
+// A key whose non-default value libzerorun refuses (refuse) or runs another way (a note).
+struct Unhonoured {
+  const char* key;
+  json default_value;
+  bool refuse;
+  const char* why;
+};
+
+bool SameValue(const json& a, const json& b) {
+  if (a.is_number() && b.is_number()) return a.get<double>() == b.get<double>();
+  return a == b;
+}
+
+class Checker {
+ public:
+  explicit Checker(const json& config) : config_(config) {}
+
+  std::vector<Finding> Run() {
+    Table();
+    Optimizer();
+    Offload();
+    Precision();
+    Monitors();
+    Scheduler();
+    return std::move(findings_);
+  }
+
+ private:
+  const json* Get(const std::string& key) const {
+    const json* v = Lookup(config_, key);
+    return v == nullptr || v->is_null() ? nullptr : v;
+  }
+  bool IsTrue(const std::string& key) const {
+    const json* v = Get(key);
+    return v != nullptr && v->is_boolean() && v->get<bool>();
+  }
+  void Refuse(const std::string& key, const json& value, const std::string& fix) {
+    findings_.push_back(
+        {"runtime", kCritical,
+         absl::StrCat(key, " is ", value.dump(-1, ' ', false, json::error_handler_t::replace),
+                      ": not supported by libzerorun. Fix: ", fix),
+         kExitConfig});
+  }
+  void Add(Severity severity, const std::string& key, const json& value, const std::string& why) {
+    findings_.push_back(
+        {"runtime", severity,
+         absl::StrCat(key, " ", value.dump(-1, ' ', false, json::error_handler_t::replace), ": ",
+                      why),
+         kExitOk});
+  }
+
+  void Table() {
+    const Unhonoured keys[] = {
+        {"optimizer.params.amsgrad", false, true, "AMSGrad is not implemented"},
+        {"optimizer.params.bias_correction", true, true, "AdamW always bias-corrects"},
+        {"gradient_allreduce_op", "mean", true, "gradients are averaged over the ranks"},
+        {"zero_optimization.zero_hpz_partition_size", 1, true, "no hpZ secondary partition"},
+        {"zero_optimization.mics_shard_size", -1, true, "no MiCS sharding"},
+        {"zero_optimization.zero_quantized_weights", false, true, "no ZeRO++ quantization"},
+        {"zero_optimization.zero_quantized_gradients", false, true, "no ZeRO++ quantization"},
+        {"zero_optimization.zero_quantized_nontrainable_weights", false, true,
+         "no ZeRO++ quantization"},
+        {"zero_optimization.reduce_scatter", true, true,
+         "gradients are always reduce-scattered (an all-reduce would move twice the bytes)"},
+        {"fp16.fp16_master_weights_and_grads", false, true, "master weights stay fp32"},
+        {"bf16.bf16_master_weights_and_grads", false, true, "master weights stay fp32"},
+        {"bf16.bf16_optimizer_states", false, true, "Adam state stays fp32"},
+        {"gradient_predivide_factor", 1.0, false, "the average is taken once, in fp32 sums"},
+        {"prescale_gradients", false, false, "the average is taken once, in fp32 sums"},
+        {"sparse_gradients", false, false, "embedding gradients are dense"},
+        {"zero_optimization.sub_group_size", 1e9, false,
+         "the optimizer steps each unit's shard in turn"},
+        {"zero_optimization.round_robin_gradients", false, false,
+         "gradients are reduced unit by unit"},
+        {"zero_optimization.contiguous_gradients", true, false,
+         "gradients are contiguous anyway (one flat buffer per unit)"},
+        {"zero_optimization.allgather_partitions", true, false,
+         "parameters are shared with a ring all-gather anyway"},
+        {"zero_optimization.reduce_bucket_size", 5e8, false,
+         "each unit (layer) is one bucket, whatever its size"},
+        {"zero_optimization.allgather_bucket_size", 5e8, false,
+         "each unit (layer) is one bucket, whatever its size"},
+        {"zero_optimization.stage3_gather_16bit_weights_on_model_save", false, false,
+         "no checkpoints are written yet"},
+    };
+    for (const Unhonoured& k : keys) {
+      const json* v = Get(k.key);
+      if (v == nullptr || SameValue(*v, k.default_value)) continue;
+      if (k.refuse) {
+        Refuse(k.key, *v,
+               absl::StrCat("remove it or set it to ", k.default_value.dump(), " (", k.why, ")"));
+      } else {
+        Add(kOk, k.key, *v, k.why);
+      }
+    }
+  }
+
+  // DeepSpeed's optimizer names are case-insensitive; Adam means AdamW unless adam_w_mode is off.
+  void Optimizer() {
+    const json* type = Get("optimizer.type");
+    if (type == nullptr || !type->is_string()) return;
+    const std::string name = absl::AsciiStrToLower(type->get<std::string>());
+    if (name != "adam" && name != "adamw") {
+      Refuse("optimizer.type", *type, "use \"AdamW\" (or \"Adam\"): the one optimizer here");
+    } else if (name == "adam" && Get("optimizer.params.adam_w_mode") != nullptr &&
+               !IsTrue("optimizer.params.adam_w_mode")) {
+      Refuse("optimizer.params.adam_w_mode", false,
+             "remove it: only decoupled weight decay (AdamW) is implemented");
+    }
+  }
+
+  void Offload() {
+    for (const char* block : {"offload_optimizer", "offload_param"}) {
+      const std::string key = absl::StrCat("zero_optimization.", block, ".device");
+      const json* device = Get(key);
+      if (device && device->is_string() && device->get<std::string>() != "none") {
+        Refuse(key, *device, "set it to \"none\" (ZeRO-Offload is not built yet)");
+      }
+    }
+  }
+
+  void Precision() {
+    const std::string working = IsTrue("fp16.enabled")                                 ? "fp16"
+                                : IsTrue("bf16.enabled") || IsTrue("bfloat16.enabled") ? "bf16"
+                                                                                       : "fp32";
+    if (const json* accum = Get("data_types.grad_accum_dtype"); accum != nullptr) {
+      const std::string name = accum->is_string() ? accum->get<std::string>() : accum->dump();
+      if (name != "fp32" && name != working) {
+        Refuse("data_types.grad_accum_dtype", *accum,
+               absl::StrCat("use \"fp32\" or the working dtype \"", working, "\""));
+      }
+    }
+    if (const json* comm = Get("communication_data_type"); comm != nullptr) {
+      if (!comm->is_string() || comm->get<std::string>() != working) {
+        Refuse("communication_data_type", *comm,
+               absl::StrCat("remove it: gradients are reduced in the working dtype (", working,
+                            ") with fp32 sums"));
+      }
+    }
+  }
+
+  void Monitors() {
+    for (const char* block : {"tensorboard", "wandb", "csv_monitor", "comet"}) {
+      const std::string key = absl::StrCat(block, ".enabled");
+      if (IsTrue(key)) {
+        Add(kWarn, key, true,
+            "libzerorun writes no monitor files; its step metrics go to `zerorun status` (remove "
+            "the block, or log from the train program)");
+      }
+    }
+  }
+
+  void Scheduler() {
+    const json* type = Get("scheduler.type");
+    if (type == nullptr || !type->is_string()) return;
+    const std::string name = type->get<std::string>();
+    if (name != "WarmupLR" && name != "WarmupDecayLR" && name != "WarmupCosineLR") {
+      Refuse("scheduler.type", *type, "use WarmupLR, WarmupDecayLR or WarmupCosineLR");
+    }
+  }
+
+  const json& config_;
+  std::vector<Finding> findings_;
+};
+
+}  // namespace
+
+std::vector<Finding> RuntimeSupport(const json& effective) { return Checker(effective).Run(); }
+
+}  // namespace zerorun::dsconfig
