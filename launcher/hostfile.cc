@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "dsconfig/input_limits.h"
 #include "dsconfig/suggest.h"
 #include "yaml-cpp/yaml.h"
 
@@ -227,6 +228,7 @@ bool LooksLikeYaml(absl::string_view path, absl::string_view text) {
 }  // namespace
 
 absl::StatusOr<Hostfile> ParseHostfile(absl::string_view path, absl::string_view text) {
+  if (absl::Status s = dsconfig::CheckInputText(path, text, "hostfile"); !s.ok()) return s;
   return LooksLikeYaml(path, text) ? ParseYaml(path, text) : ParseText(path, text);
 }
 

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "base/exit_codes.h"
 #include "coordinator.h"
+#include "dsconfig/config_json.h"
 #include "grpc_util.h"
 #include "job_record.h"
 #include "rank_env.h"
@@ -215,7 +216,7 @@ int Controller::Run() {
   spec.coordinator = coordinator;
   spec.job_secret = job_secret;
   spec.no_local_rank = opt_.no_local_rank;
-  spec.config_json = report.effective_config.dump(2);
+  spec.config_json = dsconfig::Dump(report.effective_config, 2);
   spec.log_dir = opt_.log_dir;
   char cwd[4096] = {};
   if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
 #include "base/fs.h"
+#include "dsconfig/config_json.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -49,7 +50,7 @@ absl::Status WriteJobRecord(const JobRecord& record) {
                             {"launcher_pid", record.launcher_pid},
                             {"started_unix_ms", record.started_unix_ms},
                             {"world_size", record.world_size}};
-  return WriteFile(dir + "/job.json", j.dump(2));
+  return WriteFile(dir + "/job.json", dsconfig::Dump(j, 2));
 }
 
 absl::Status WriteFinalStatus(const std::string& job_id, const v1::JobStatusReply& status) {

@@ -11,6 +11,7 @@
 #include "base/env.h"
 #include "base/exit_codes.h"
 #include "base/version.h"
+#include "dsconfig/config_json.h"
 #include "estimate.h"
 #include "grpc_util.h"
 #include "hostfile.h"
@@ -179,12 +180,12 @@ int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bo
   if (cli.json) {
     nlohmann::json out = ReportJson(report);
     if (cli.print_config) out["effective_config"] = report.effective_config;
-    std::cout << out.dump(2) << "\n";
+    std::cout << dsconfig::Dump(out, 2) << "\n";
   } else {
     if (cli.print_config && !report.effective_config.is_null()) {
       std::cout << "# effective config: " << report.config_path << " with DeepSpeed "
                 << ZR_DEEPSPEED_SEMANTICS << " defaults and resolved \"auto\" values\n"
-                << report.effective_config.dump(2) << "\n\n";
+                << dsconfig::Dump(report.effective_config, 2) << "\n\n";
     }
     std::cout << FormatTable(report);
   }

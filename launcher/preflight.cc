@@ -179,7 +179,8 @@ class Preflight {
       const std::string where = doc->Where(v.key);
       if (v.resolved) {
         Row("-", "auto", kOk,
-            absl::StrCat(where, ": ", v.key, " = ", v.value.dump(), " (from ", v.source, ")"));
+            absl::StrCat(where, ": ", v.key, " = ", dsconfig::Dump(v.value), " (from ", v.source,
+                         ")"));
       } else {
         Row("-", "auto", opt_.strict ? kCritical : kWarn,
             absl::StrCat(where, ": ", v.key, " is \"auto\" and unresolved: ", v.source,
@@ -195,8 +196,8 @@ class Preflight {
   std::optional<int64_t> BatchValue(const char* key, std::vector<std::string>* unresolved) {
     const json* v = Lookup(report_.effective_config, key);
     if (v == nullptr || v->is_null()) return std::nullopt;
-    if (v->is_number()) return v->get<int64_t>();
-    unresolved->push_back(key);
+    if (std::optional<int64_t> n = dsconfig::WholeNumber(*v); n.has_value()) return n;
+    unresolved->push_back(key);  // "auto", or a value the config check already reported.
     return std::nullopt;
   }
 

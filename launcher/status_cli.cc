@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
+#include "dsconfig/config_json.h"
 #include "grpc_util.h"
 #include "job_record.h"
 #include "nlohmann/json.hpp"
@@ -54,7 +55,7 @@ std::string ToJson(const v1::JobStatusReply& status) {
                           {"exit_code", r.exit_code()},
                           {"signal", r.signal()}});
   }
-  return j.dump(2) + "\n";
+  return dsconfig::Dump(j, 2) + "\n";
 }
 
 // The job's status: live from its coordinator, or final from status.json.

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/fs.h"
+#include "request_validation.h"
 
 extern char** environ;
 
@@ -28,14 +29,6 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 constexpr size_t kStderrTailLines = 20;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
-bool ValidJobId(const std::string& id) {
-  if (id.empty() || id.size() > 128 || id[0] == '.') return false;
-  for (char c : id) {
-    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
-  }
-  return true;
-}
 
 // Reads what was appended to a log file since the last call and splits it into lines.
 class Tail {
@@ -97,10 +90,7 @@ void JobRunner::Emit(Job* job, v1::RankEvent event) {
 
 absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request) {
   const std::string& id = request.job_id();
-  if (!ValidJobId(id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job id '", id, "' must be 1-128 characters of [A-Za-z0-9._-]"));
-  }
+  if (absl::Status s = ValidateLaunchRequest(request); !s.ok()) return s;
   {
     absl::MutexLock lock(&mu_);
     if (jobs_.count(id) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", id, " exists"));
@@ -267,6 +257,7 @@ void JobRunner::Monitor(const std::string& job_id, size_t rank_index) {
 }
 
 absl::StatusOr<int> JobRunner::Signal(const v1::SignalRequest& request) {
+  if (absl::Status s = ValidateSignalRequest(request); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(request.job_id());
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", request.job_id()));

@@ -1,6 +1,9 @@
 // Batch arithmetic exactly as DeepSpeed's _set_batch_related_parameters and _batch_assertion.
 #include "dsconfig/batch.h"
 
+#include <string>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace zerorun::dsconfig {
@@ -23,6 +26,32 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> tb, std::optiona
                                          std::optional<int64_t> ga, int world_size) {
   const int64_t w = world_size;
   const std::string ranks = absl::StrCat("with ", w, " rank", w == 1 ? "" : "s");
+  // DeepSpeed divides by a zero micro batch or accumulation and dies with ZeroDivisionError; its
+  // own assertion for the value is the right answer, so a zero divisor is answered first. Other
+  // values follow DeepSpeed's derivation and its assertion order.
+  if (mb && *mb == 0) {
+    return Fail(absl::StrCat("Micro batch size per gpu: ", *mb, " has to be greater than 0"),
+                "Fix: set train_micro_batch_size_per_gpu to a positive integer (or remove it)");
+  }
+  if (ga && *ga == 0) {
+    return Fail(absl::StrCat("Gradient accumulation steps: ", *ga, " has to be greater than 0"),
+                "Fix: set gradient_accumulation_steps to a positive integer (or remove it)");
+  }
+  // Every product below fits in 63 bits: world, micro batch and accumulation are each capped at
+  // 2^20 (a million), train_batch_size at 2^20 per rank.
+  constexpr int64_t kCap = int64_t{1} << 20;
+  if (w < 1 || w > kCap) {
+    return absl::InvalidArgumentError(absl::StrCat("world size ", w, " is outside 1..", kCap));
+  }
+  for (const auto& [name, value] :
+       {std::pair{"train_batch_size", tb}, std::pair{"train_micro_batch_size_per_gpu", mb},
+        std::pair{"gradient_accumulation_steps", ga}}) {
+    const int64_t cap = std::string(name) == "train_batch_size" ? kCap * w : kCap;
+    if (value && *value > cap) {
+      return Fail(absl::StrCat(name, " ", *value, " is larger than zerorun accepts (", cap, ")"),
+                  absl::StrCat("Fix: check ", name, "; that many samples per step cannot fit"));
+    }
+  }
   BatchTriple t;
   if (tb && mb && ga) {
     t = {*tb, *mb, *ga};

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "dsconfig/input_limits.h"
 
 namespace zerorun::dsconfig {
 namespace {
@@ -196,6 +197,7 @@ std::string JsonDocument::Where(const std::string& dotted_key) const {
 }
 
 absl::StatusOr<JsonDocument> ParseConfigJson(absl::string_view path, absl::string_view text) {
+  if (absl::Status s = CheckInputText(path, text, "DeepSpeed config"); !s.ok()) return s;
   JsonDocument doc;
   doc.path = std::string(path);
   const std::string clean = StripCommentsAndTrailingCommas(text);
@@ -210,6 +212,10 @@ absl::StatusOr<JsonDocument> ParseConfigJson(absl::string_view path, absl::strin
         path, ": a DeepSpeed config must be a JSON object ({...}), found ", doc.root.type_name()));
   }
   return doc;
+}
+
+std::string Dump(const nlohmann::json& value, int indent) {
+  return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 absl::StatusOr<JsonDocument> LoadConfigJson(const std::string& path) {

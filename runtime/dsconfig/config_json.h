@@ -28,6 +28,10 @@ struct JsonDocument {
 // and for a duplicate key: "Duplicate keys in DeepSpeed config: [key]" with both line numbers.
 absl::StatusOr<JsonDocument> ParseConfigJson(absl::string_view path, absl::string_view text);
 
+// JSON text of `value` that never throws: bytes that are not UTF-8 (argv, environment) are
+// written as U+FFFD. Every JSON zerorun prints or writes goes through it.
+std::string Dump(const nlohmann::json& value, int indent = -1);
+
 // Reads the file; NotFound when it does not exist or cannot be read.
 absl::StatusOr<JsonDocument> LoadConfigJson(const std::string& path);
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "dsconfig/config_json.h"
 #include "dsconfig/config_schema.h"
 #include "dsconfig/suggest.h"
 
@@ -23,12 +24,24 @@ std::string Parent(const std::string& path) {
   return dot == std::string::npos ? "" : path.substr(0, dot);
 }
 
+constexpr int kMaxUnknownRows = 20;
+
 class Validator {
  public:
   explicit Validator(const JsonDocument& doc) : doc_(doc) {}
 
   std::vector<Finding> Run() {
     Walk(doc_.root, "");
+    if (unknown_ > kMaxUnknownRows) {
+      const bool critical = unknown_critical_ > 0;
+      findings_.push_back(
+          Finding{"config", critical ? kCritical : kWarn,
+                  absl::StrCat(doc_.path, ": ", unknown_ - kMaxUnknownRows,
+                               " more unknown keys not listed (", unknown_, " in all",
+                               critical ? ", some in blocks DeepSpeed checks strictly" : "",
+                               "). Fix: check that this is a DeepSpeed config"),
+                  critical ? kExitDataErr : kExitOk});
+    }
     CrossChecks();
     return std::move(findings_);
   }
@@ -56,7 +69,11 @@ class Validator {
     }
   }
 
+  // The first kMaxUnknownRows unknown keys get a row each (with a did-you-mean); the rest are
+  // counted into one row, so a file of a million stray keys stays one screen and linear time.
   void Unknown(const std::string& path, const std::string& block, const std::string& key) {
+    if (IsStrictBlock(block)) ++unknown_critical_;
+    if (++unknown_ > kMaxUnknownRows) return;
     const std::string hint = DidYouMean(key, ChildKeys(block));
     if (block == "zero_optimization" && key == "aio") {
       Add(kCritical, kExitDataErr, path,
@@ -97,7 +114,7 @@ class Validator {
         } else if (value.is_number_float() &&
                    std::floor(value.get<double>()) != value.get<double>()) {
           Add(kCritical, kExitDataErr, path,
-              absl::StrCat("fractional value ", value.dump(),
+              absl::StrCat("fractional value ", Dump(value),
                            " in an integer field; DeepSpeed >= 0.15 (pydantic v2) rejects it. "
                            "Fix: write an integer, e.g. ",
                            static_cast<long long>(std::llround(value.get<double>()))));
@@ -123,7 +140,7 @@ class Validator {
     }
     if (expected != nullptr) {
       Add(kCritical, kExitDataErr, path,
-          absl::StrCat("expected ", expected, ", found ", value.dump()));
+          absl::StrCat("expected ", expected, ", found ", Dump(value)));
     }
   }
 
@@ -193,7 +210,7 @@ class Validator {
       const std::string v = absl::AsciiStrToLower(tv->get<std::string>());
       if (v != "warn" && v != "ignore" && v != "fail") {
         Add(kCritical, kExitDataErr, "checkpoint.tag_validation",
-            absl::StrCat(tv->dump(), " is not one of Warn, Ignore, Fail"));
+            absl::StrCat(Dump(*tv), " is not one of Warn, Ignore, Fail"));
       }
     }
     if (const json* vs = Get("vocabulary_size");
@@ -292,6 +309,8 @@ class Validator {
     }
   }
 
+  int unknown_ = 0;
+  int unknown_critical_ = 0;
   const JsonDocument& doc_;
   std::vector<Finding> findings_;
 };

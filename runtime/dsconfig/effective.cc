@@ -16,7 +16,8 @@ using json = nlohmann::json;
 constexpr const char* kBatchKeys[] = {"train_batch_size", "train_micro_batch_size_per_gpu",
                                       "gradient_accumulation_steps"};
 
-// A whole number (DeepSpeed's batch keys are ints; 4.0 is accepted as JSON writes it).
+}  // namespace
+
 std::optional<int64_t> WholeNumber(const json& v) {
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
@@ -28,9 +29,11 @@ std::optional<int64_t> WholeNumber(const json& v) {
   return std::nullopt;
 }
 
+namespace {
+
 absl::Status NotEffective(const std::string& key, const json* v, const char* want) {
   return absl::InvalidArgumentError(absl::StrCat(
-      "effective config key ", key, " is ", v == nullptr ? "missing" : v->dump(), "; it must be ",
+      "effective config key ", key, " is ", v == nullptr ? "missing" : Dump(*v), "; it must be ",
       want,
       " (an effective config has every batch key and DeepSpeed default filled in: launch "
       "with zerorun, or resolve the file with ResolveEffectiveConfig)"));
@@ -77,7 +80,7 @@ absl::StatusOr<json> ResolveEffectiveConfig(const JsonDocument& doc, const AutoI
     values[i] = WholeNumber(*v);
     if (!values[i].has_value()) {
       return absl::InvalidArgumentError(absl::StrCat(doc.Where(kBatchKeys[i]), ": ", kBatchKeys[i],
-                                                     " is ", v->dump(), "; it must be an integer"));
+                                                     " is ", Dump(*v), "; it must be an integer"));
     }
   }
   absl::StatusOr<BatchTriple> batch =

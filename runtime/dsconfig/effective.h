@@ -3,6 +3,8 @@
 #ifndef ZERORUN_RUNTIME_DSCONFIG_EFFECTIVE_H_
 #define ZERORUN_RUNTIME_DSCONFIG_EFFECTIVE_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,6 +14,10 @@
 #include "nlohmann/json.hpp"
 
 namespace zerorun::dsconfig {
+
+// The integer `v` holds (4.0 counts, as JSON may write it), or nullopt for anything else: a
+// fraction, a value outside int64, a string, ...
+std::optional<int64_t> WholeNumber(const nlohmann::json& v);
 
 // Writes the resolved triple into the effective config's three batch keys.
 void SetBatch(const BatchTriple& batch, nlohmann::json* effective);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "dsconfig/config_json.h"
 #include "dsconfig/ds_config.h"
 
 namespace zerorun::dsconfig {
@@ -51,16 +52,12 @@ class Checker {
   void Refuse(const std::string& key, const json& value, const std::string& fix) {
     findings_.push_back(
         {"runtime", kCritical,
-         absl::StrCat(key, " is ", value.dump(-1, ' ', false, json::error_handler_t::replace),
-                      ": not supported by libzerorun. Fix: ", fix),
+         absl::StrCat(key, " is ", Dump(value), ": not supported by libzerorun. Fix: ", fix),
          kExitConfig});
   }
   void Add(Severity severity, const std::string& key, const json& value, const std::string& why) {
     findings_.push_back(
-        {"runtime", severity,
-         absl::StrCat(key, " ", value.dump(-1, ' ', false, json::error_handler_t::replace), ": ",
-                      why),
-         kExitOk});
+        {"runtime", severity, absl::StrCat(key, " ", Dump(value), ": ", why), kExitOk});
   }
 
   void Table() {
@@ -102,7 +99,7 @@ class Checker {
       if (v == nullptr || SameValue(*v, k.default_value)) continue;
       if (k.refuse) {
         Refuse(k.key, *v,
-               absl::StrCat("remove it or set it to ", k.default_value.dump(), " (", k.why, ")"));
+               absl::StrCat("remove it or set it to ", Dump(k.default_value), " (", k.why, ")"));
       } else {
         Add(kOk, k.key, *v, k.why);
       }
@@ -138,7 +135,7 @@ class Checker {
                                 : IsTrue("bf16.enabled") || IsTrue("bfloat16.enabled") ? "bf16"
                                                                                        : "fp32";
     if (const json* accum = Get("data_types.grad_accum_dtype"); accum != nullptr) {
-      const std::string name = accum->is_string() ? accum->get<std::string>() : accum->dump();
+      const std::string name = accum->is_string() ? accum->get<std::string>() : Dump(*accum);
       if (name != "fp32" && name != working) {
         Refuse("data_types.grad_accum_dtype", *accum,
                absl::StrCat("use \"fp32\" or the working dtype \"", working, "\""));

@@ -119,7 +119,22 @@ TEST_CASE("JobRunner rejects bad job ids, reused ids, empty argv and unknown job
   Drain(runner, "job-4");
   v1::SignalRequest unknown;
   unknown.set_job_id("nope");
+  unknown.set_signal(SIGTERM);
   CHECK(runner.Signal(unknown).status().code() == absl::StatusCode::kNotFound);
+  v1::SignalRequest bad_signal = unknown;
+  bad_signal.set_signal(12345);
+  CHECK_THAT(std::string(runner.Signal(bad_signal).status().message()),
+             Catch::Contains("signal 12345 is outside 1-64"));
+  // Strings exec would cut at a NUL, env entries that are not KEY=VALUE, repeated ranks.
+  v1::LaunchRequest nul = Request("job-6", {"true"});
+  nul.mutable_ranks(0)->add_argv(std::string("a\0b", 3));
+  CHECK_THAT(std::string(runner.Launch(nul).status().message()), Catch::Contains("NUL"));
+  v1::LaunchRequest env = Request("job-7", {"true"});
+  env.mutable_ranks(0)->add_env("=x");
+  CHECK_THAT(std::string(runner.Launch(env).status().message()), Catch::Contains("KEY=VALUE"));
+  v1::LaunchRequest twice = Request("job-8", {"true"});
+  *twice.add_ranks() = twice.ranks(0);
+  CHECK_THAT(std::string(runner.Launch(twice).status().message()), Catch::Contains("given twice"));
   // A program that cannot be executed starts and exits 127 with the reason on stderr.
   v1::LaunchRequest missing = Request("job-5", {"true"});
   missing.mutable_ranks(0)->clear_argv();

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "dsconfig/config_json.h"
 #include "dsconfig/effective.h"
 #include "dsconfig/runtime_support.h"
 
@@ -46,7 +47,8 @@ absl::Status ReadNumber(const json& root, std::initializer_list<const char*> pat
   const json* v = Find(root, path);
   if (v == nullptr || v->is_null()) return absl::OkStatus();
   if (!v->is_number()) {
-    return absl::InvalidArgumentError(absl::StrCat("config key ", KeyName(path), " is ", v->dump(),
+    return absl::InvalidArgumentError(absl::StrCat("config key ", KeyName(path), " is ",
+                                                   dsconfig::Dump(*v),
                                                    "; train_gpt needs a number (resolve \"auto\" "
                                                    "with zerorun's flags)"));
   }

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
 #include "ds_options.h"
+#include "dsconfig/config_json.h"
 #include "nlohmann/json.hpp"
 #include "zerorun/counter_rng.h"
 #include "zerorun/init.h"
@@ -129,7 +130,7 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
       setup.lr.kind = Kind::kWarmupCosineLR;
     } else {
       return absl::InvalidArgumentError(
-          absl::StrCat("scheduler.type ", type->dump(),
+          absl::StrCat("scheduler.type ", dsconfig::Dump(*type),
                        " is not supported (WarmupLR, WarmupDecayLR and WarmupCosineLR are)"));
     }
     LrSchedule& lr = setup.lr;
