@@ -130,6 +130,11 @@ absl::StatusOr<Host> ParseYamlHost(const YAML::Node& entry, absl::string_view pa
   host.line = line;
   bool has_slots = false;
   for (const auto& kv : entry) {
+    if (!kv.first.IsScalar()) {  // e.g. '{[a]: 1}': a key yaml-cpp cannot read as a string.
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", kv.first.Mark().line + 1,
+                                                     ": a host key must be a plain word, e.g. "
+                                                     "'name', 'address' or 'slots'"));
+    }
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& value = kv.second;
     const int key_line = kv.first.Mark().line + 1;
@@ -206,7 +211,13 @@ absl::StatusOr<Hostfile> ParseYaml(absl::string_view path, absl::string_view tex
   hostfile.path = std::string(path);
   std::map<std::string, int> first_line;
   for (const auto& entry : hosts) {
-    auto host = ParseYamlHost(entry, path);
+    absl::StatusOr<Host> host;
+    try {  // yaml-cpp throws from conversions; none may escape as an abort.
+      host = ParseYamlHost(entry, path);
+    } catch (const YAML::Exception& e) {
+      host = absl::InvalidArgumentError(
+          absl::StrCat(path, ":", e.mark.line + 1, ": not a valid host entry: ", e.msg));
+    }
     if (!host.ok()) return host.status();
     auto [it, inserted] = first_line.emplace(host->name, host->line);
     if (!inserted) return Duplicate(path, host->line, it->second, host->name);

@@ -18,6 +18,7 @@
 #include "base/exit_codes.h"
 #include "coordinator.h"
 #include "dsconfig/config_json.h"
+#include "endpoints.h"
 #include "grpc_util.h"
 #include "job_record.h"
 #include "rank_env.h"
@@ -196,10 +197,16 @@ int Controller::Run() {
     Say("cannot start the coordinator service");
     return kExitSoftware;
   }
-  char hostname[256] = {};
-  gethostname(hostname, sizeof(hostname) - 1);
-  const std::string coordinator =
-      absl::StrCat(all_loopback ? "127.0.0.1" : std::string(hostname), ":", port);
+  std::vector<bool> embedded;
+  for (const Host& host : hosts_) embedded.push_back(UsesEmbeddedAgent(host));
+  absl::StatusOr<std::vector<NodeEndpoints>> endpoints =
+      ResolveEndpoints(hosts_, embedded, port, opt_.master_addr);
+  if (!endpoints.ok()) {
+    Say(absl::StrCat("cannot reach the nodes: ", endpoints.status().message()));
+    return kExitUnavailable;
+  }
+  // The record's address is the one `zerorun status` uses from this machine.
+  const std::string coordinator = absl::StrCat("127.0.0.1:", port);
   JobRecord record{
       job_id_,          coordinator, job_secret, getpid(), absl::ToUnixMillis(absl::Now()),
       report.world_size};
@@ -210,10 +217,8 @@ int Controller::Run() {
   spec.train_bin = opt_.preflight.train_bin;
   spec.train_args = opt_.preflight.train_args;
   spec.device = opt_.preflight.device;
-  spec.master_addr = opt_.master_addr.empty() ? hosts_[0].address : opt_.master_addr;
-  if (spec.master_addr == "localhost") spec.master_addr = "127.0.0.1";
+  spec.endpoints = *std::move(endpoints);
   spec.master_port = opt_.master_port;
-  spec.coordinator = coordinator;
   spec.job_secret = job_secret;
   spec.no_local_rank = opt_.no_local_rank;
   spec.config_json = dsconfig::Dump(report.effective_config, 2);

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/rank_env.h"
 
 namespace zerorun::launcher {
 
@@ -15,6 +16,9 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
   int rank = 0;
   for (int node = 0; node < num_nodes; ++node) {
     const Host& host = hosts[node];
+    const NodeEndpoints ends = node < static_cast<int>(spec.endpoints.size())
+                                   ? spec.endpoints[node]
+                                   : NodeEndpoints{"127.0.0.1", spec.coordinator, spec.master_addr};
     v1::LaunchRequest& request = requests.emplace_back();
     request.set_job_id(spec.job_id);
     request.set_config_json(spec.config_json);
@@ -28,26 +32,29 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
       r->add_argv(spec.train_bin);
       if (!spec.no_local_rank) r->add_argv(absl::StrCat("--local_rank=", local));
       for (const std::string& arg : spec.train_args) r->add_argv(arg);
+      namespace e = rank_env;
       const std::pair<const char*, std::string> env[] = {
-          {"RANK", absl::StrCat(rank)},
-          {"LOCAL_RANK", absl::StrCat(local)},
-          {"WORLD_SIZE", absl::StrCat(world_size)},
-          {"LOCAL_SIZE", absl::StrCat(local_size)},
-          {"LOCAL_WORLD_SIZE", absl::StrCat(local_size)},
-          {"NODE_RANK", absl::StrCat(node)},
-          {"GROUP_RANK", absl::StrCat(node)},
-          {"CROSS_RANK", absl::StrCat(node)},
-          {"CROSS_SIZE", absl::StrCat(num_nodes)},
-          {"GROUP_WORLD_SIZE", absl::StrCat(num_nodes)},
-          {"MASTER_ADDR", spec.master_addr},
-          {"MASTER_PORT", absl::StrCat(spec.master_port)},
-          {"ZERORUN_JOB_ID", spec.job_id},
-          {"ZERORUN_COORDINATOR", spec.coordinator},
-          {"ZERORUN_JOB_SECRET", spec.job_secret},
+          {e::kRank, absl::StrCat(rank)},
+          {e::kLocalRank, absl::StrCat(local)},
+          {e::kWorldSize, absl::StrCat(world_size)},
+          {e::kLocalSize, absl::StrCat(local_size)},
+          {e::kLocalWorldSize, absl::StrCat(local_size)},
+          {e::kNodeRank, absl::StrCat(node)},
+          {e::kGroupRank, absl::StrCat(node)},
+          {e::kCrossRank, absl::StrCat(node)},
+          {e::kCrossSize, absl::StrCat(num_nodes)},
+          {e::kGroupWorldSize, absl::StrCat(num_nodes)},
+          {e::kMasterAddr, ends.master_addr},
+          {e::kMasterPort, absl::StrCat(spec.master_port)},
+          {e::kJobId, spec.job_id},
+          {e::kCoordinator, ends.coordinator},
+          {e::kNodeAddr, ends.node_addr},
+          {e::kJobSecret, spec.job_secret},
       };
       for (const auto& [key, value] : env) r->add_env(absl::StrCat(key, "=", value));
       if (spec.device == v1::DEVICE_GPU) {
-        r->add_env(absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(host.slots, ",")));
+        r->add_env(
+            absl::StrCat(rank_env::kCudaVisibleDevices, "=", absl::StrJoin(host.slots, ",")));
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "endpoints.h"
 #include "hostfile.h"
 #include "zerorun/v1/common.pb.h"
 #include "zerorun/v1/node_agent.pb.h"
@@ -17,9 +18,12 @@ struct LaunchSpec {
   std::string train_bin;
   std::vector<std::string> train_args;
   v1::Device device = v1::DEVICE_GPU;
-  std::string master_addr;
+  // Per node (node-rank order): ZERORUN_NODE_ADDR, ZERORUN_COORDINATOR and MASTER_ADDR as that
+  // node reaches them. Empty: every node is this machine (127.0.0.1, coordinator below).
+  std::vector<NodeEndpoints> endpoints;
+  std::string master_addr = "127.0.0.1";  // When `endpoints` is empty.
+  std::string coordinator;                // host:port, when `endpoints` is empty.
   int master_port = 29500;
-  std::string coordinator;  // host:port of the Coordinator service.
   std::string job_secret;
   bool no_local_rank = false;  // DeepSpeed's --no_local_rank: do not append --local_rank=N.
   std::string config_json;
@@ -29,9 +33,10 @@ struct LaunchSpec {
 
 // One LaunchRequest per host, in node-rank order. Every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
 // LOCAL_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, CROSS_RANK, CROSS_SIZE,
-// GROUP_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORUN_JOB_ID, ZERORUN_COORDINATOR and
-// ZERORUN_JOB_SECRET; GPU jobs also CUDA_VISIBLE_DEVICES (the host's slots). argv is
-// train_bin, then --local_rank=N (unless no_local_rank), then train_args, as DeepSpeed does.
+// GROUP_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORUN_JOB_ID, ZERORUN_COORDINATOR,
+// ZERORUN_NODE_ADDR and ZERORUN_JOB_SECRET (names: base/rank_env.h); GPU jobs also
+// CUDA_VISIBLE_DEVICES (the host's slots). argv is train_bin, then --local_rank=N (unless
+// no_local_rank), then train_args, as DeepSpeed does.
 std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& hosts,
                                                    const LaunchSpec& spec);
 

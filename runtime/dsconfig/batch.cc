@@ -38,7 +38,7 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> tb, std::optiona
                 "Fix: set gradient_accumulation_steps to a positive integer (or remove it)");
   }
   // Every product below fits in 63 bits: world, micro batch and accumulation are each capped at
-  // 2^20 (a million), train_batch_size at 2^20 per rank.
+  // 2^20 (a million) in magnitude, train_batch_size at 2^20 per rank.
   constexpr int64_t kCap = int64_t{1} << 20;
   if (w < 1 || w > kCap) {
     return absl::InvalidArgumentError(absl::StrCat("world size ", w, " is outside 1..", kCap));
@@ -47,7 +47,7 @@ absl::StatusOr<BatchTriple> ResolveBatch(std::optional<int64_t> tb, std::optiona
        {std::pair{"train_batch_size", tb}, std::pair{"train_micro_batch_size_per_gpu", mb},
         std::pair{"gradient_accumulation_steps", ga}}) {
     const int64_t cap = std::string(name) == "train_batch_size" ? kCap * w : kCap;
-    if (value && *value > cap) {
+    if (value && (*value > cap || *value < -cap)) {
       return Fail(absl::StrCat(name, " ", *value, " is larger than zerorun accepts (", cap, ")"),
                   absl::StrCat("Fix: check ", name, "; that many samples per step cannot fit"));
     }
