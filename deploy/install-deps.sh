@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libssl-dev
-  catch2 libgloo-dev liburing-dev libopenblas-dev
+  catch2 libgloo-dev liburing-dev libopenblas-dev clang libclang-rt-14-dev
   iproute2 procps
 )
 

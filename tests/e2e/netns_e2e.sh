@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# e2e: three nodes with non-loopback addresses. Three network namespaces, each joined by a veth
+# pair to a bridge in a fourth, each with a zerorund (secret required off loopback); the launcher
+# runs in the first. 127.0.0.x nodes cannot show an address bug: every one of them reaches
+# 127.0.0.1. Checks: ZeRO-2 training across the nodes matches the oracle, a rank failure on the
+# third node ends the job within the usual bound naming the rank and node, and no rank is left
+# in any namespace afterwards. Needs root and `ip netns` (exit 77, skipped, otherwise).
+# Usage: netns_e2e.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build="$1"
+src="$2"
+if [[ "$(id -u)" -ne 0 ]] || ! ip netns list >/dev/null 2>&1; then
+  echo "SKIP: needs root and ip netns"
+  exit 77
+fi
+tag="zr$$"
+subnet="10.213.$(($$ % 250 + 1))"
+names=(a b c)
+tmp="$(mktemp -d)"
+daemons=()
+cleanup() {
+  for pid in "${daemons[@]}"; do kill -9 "${pid}" 2>/dev/null || true; done
+  for n in "${names[@]}" br; do ip netns del "${tag}${n}" 2>/dev/null || true; done
+  rm -rf "${tmp}"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  exit 1
+}
+# Waits (at most 10 s) until every node's zerorund accepts connections.
+wait_all_listening() {
+  for i in 1 2 3; do
+    local n="${names[$((i - 1))]}"
+    for _ in $(seq 100); do
+      [[ "$(ip netns exec "${tag}${n}" ss -ltn)" == *"${subnet}.${i}]:29600"* ]] && break
+      sleep 0.1
+    done
+  done
+}
+
+ip netns add "${tag}br"
+ip -n "${tag}br" link add br0 type bridge
+ip -n "${tag}br" link set br0 up
+for i in 1 2 3; do
+  n="${names[$((i - 1))]}"
+  ip netns add "${tag}${n}"
+  ip link add "${tag}${n}0" type veth peer name "${tag}${n}1"
+  ip link set "${tag}${n}0" netns "${tag}${n}"
+  ip link set "${tag}${n}1" netns "${tag}br"
+  ip -n "${tag}${n}" link set lo up
+  ip -n "${tag}${n}" addr add "${subnet}.${i}/24" dev "${tag}${n}0"
+  ip -n "${tag}${n}" link set "${tag}${n}0" up
+  ip -n "${tag}br" link set "${tag}${n}1" master br0 up
+done
+
+secret="${tmp}/secret"
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"${secret}")
+for i in 1 2 3; do
+  n="${names[$((i - 1))]}"
+  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${build}/worker/zerorund" \
+    --listen "${subnet}.${i}:29600" --secret-file "${secret}" --state-dir "${tmp}/state_${n}" \
+    >"${tmp}/zerorund_${n}.log" 2>&1 &
+  daemons+=("$!")
+done
+wait_all_listening
+
+hosts="${tmp}/hosts.yaml"
+cat >"${hosts}" <<HOSTS
+hosts:
+  - {name: node-a, address: ${subnet}.1, slots: 1}
+  - {name: node-b, address: ${subnet}.2, slots: 1}
+  - {name: node-c, address: ${subnet}.3, slots: 1}
+HOSTS
+launch() {
+  ip netns exec "${tag}a" env ZR_HOME="${tmp}/launcher_home" timeout 120 \
+    "${build}/launcher/zerorun" --hostfile "${hosts}" --secret-file "${secret}" --device cpu \
+    --grace-period 2 "$@"
+}
+
+# 1. Training across three hosts matches the oracle.
+rc=0
+launch --config "${src}/tests/testdata/ds_stage2.json" "${build}/runtime/examples/gpt/train_gpt" \
+  --check-golden "${src}/tests/testdata/golden/tiny_gpt_v64_d64_h4_l2_t32_b12.bin" \
+  >"${tmp}/train.log" 2>&1 || rc=$?
+grep -q "golden check PASSED" "${tmp}/train.log" && [[ ${rc} -eq 0 ]] ||
+  { tail -30 "${tmp}/train.log"; fail "training across namespaces exited ${rc}"; }
+echo "ok: ZeRO-2 on 3 hosts (${subnet}.1-3) matches the oracle"
+
+# 2. A rank failing on node-c ends the job everywhere, naming it, within the bound.
+start=$(date +%s%N)
+rc=0
+launch --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" \
+  --run-ms 60000 --fail-rank 2 --fail-after-ms 500 --exit-code 7 >"${tmp}/fail.log" 2>&1 || rc=$?
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+[[ ${rc} -eq 1 ]] || { tail -30 "${tmp}/fail.log"; fail "exit ${rc}, want 1"; }
+grep -q "host node-c (${subnet}.3)  rank 2 (local 0)" "${tmp}/fail.log" ||
+  { tail -30 "${tmp}/fail.log"; fail "the summary does not name rank 2 on node-c"; }
+[[ ${elapsed_ms} -lt 15000 ]] || fail "the job took ${elapsed_ms} ms to end"
+echo "ok: rank 2 on node-c failed, job ended in ${elapsed_ms} ms with exit 1"
+
+# 3. Nothing of either job is left in any namespace: only the daemons.
+for i in 1 2 3; do
+  n="${names[$((i - 1))]}"
+  left="$(ip netns pids "${tag}${n}" | grep -vx "${daemons[$((i - 1))]}" || true)"
+  [[ -z "${left}" ]] || fail "processes left in ${tag}${n}: ${left}"
+done
+echo "ok: no process left besides the three zerorund"
+
+# 4. Ranks that advertise an address their peers cannot reach (every daemon restarted with
+#    GLOO_SOCKET_IFNAME=lo: the old "everyone is 127.0.0.1" bug) fail the job within the
+#    collective timeout, naming a rank; the launcher exits instead of hanging; nothing is left.
+for i in 1 2 3; do
+  n="${names[$((i - 1))]}"
+  kill -TERM "${daemons[$((i - 1))]}" && wait "${daemons[$((i - 1))]}" 2>/dev/null || true
+  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" GLOO_SOCKET_IFNAME=lo \
+    ZR_COMM_TIMEOUT=5 "${build}/worker/zerorund" --listen "${subnet}.${i}:29600" \
+    --secret-file "${secret}" --state-dir "${tmp}/state2_${n}" >"${tmp}/zerorund2_${n}.log" 2>&1 &
+  daemons[$((i - 1))]="$!"
+done
+wait_all_listening
+start=$(date +%s%N)
+rc=0
+launch --config "${src}/tests/testdata/ds_stage2.json" "${build}/runtime/examples/gpt/train_gpt" \
+  --check-golden "${src}/tests/testdata/golden/tiny_gpt_v64_d64_h4_l2_t32_b12.bin" \
+  >"${tmp}/unreachable.log" 2>&1 || rc=$?
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+[[ ${rc} -ne 0 && ${rc} -ne 124 ]] || { tail -30 "${tmp}/unreachable.log"; fail "exit ${rc}"; }
+grep -q "root cause" "${tmp}/unreachable.log" ||
+  { tail -30 "${tmp}/unreachable.log"; fail "no root cause named"; }
+[[ ${elapsed_ms} -lt 60000 ]] || fail "the job took ${elapsed_ms} ms to end"
+echo "ok: an unreachable peer address fails the job in ${elapsed_ms} ms (exit ${rc}):"
+grep -m1 "root cause" "${tmp}/unreachable.log"
+for i in 1 2 3; do
+  n="${names[$((i - 1))]}"
+  left="$(ip netns pids "${tag}${n}" | grep -vx "${daemons[$((i - 1))]}" || true)"
+  [[ -z "${left}" ]] || fail "processes left in ${tag}${n}: ${left}"
+done
+echo "netns e2e: 4 passed, 0 failed"
