@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of zerorun from Debian's archive.
 # Idempotent: packages already present are skipped, and nothing is installed when all are.
+# --test adds what only the tests use (python3-torch: torch programs launched by zerorun).
 set -euo pipefail
 
 PACKAGES=(
@@ -10,6 +11,7 @@ PACKAGES=(
   catch2 libgloo-dev liburing-dev libopenblas-dev clang libclang-rt-14-dev
   iproute2 procps
 )
+if [[ "${1:-}" == "--test" ]]; then PACKAGES+=(python3-torch); fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -214,8 +214,13 @@ int Controller::Run() {
 
   LaunchSpec spec;
   spec.job_id = job_id_;
-  spec.train_bin = opt_.preflight.train_bin;
-  spec.train_args = opt_.preflight.train_args;
+  spec.env = opt_.preflight.env.Entries();
+  char self[4096] = {};
+  if (const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1); n > 0) {
+    spec.zerorun_bin = std::string(self, static_cast<size_t>(n));
+  }
+  spec.head = opt_.preflight.command.head;
+  spec.tail = opt_.preflight.command.tail;
   spec.device = opt_.preflight.device;
   spec.endpoints = *std::move(endpoints);
   spec.master_port = opt_.master_port;

@@ -1,4 +1,6 @@
 // zerorun: the launcher CLI. run (the default), preflight, status, stop, report, estimate.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
@@ -6,19 +8,23 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
 #include "base/exit_codes.h"
 #include "base/version.h"
+#include "cli_words.h"
 #include "dsconfig/config_json.h"
 #include "estimate.h"
+#include "forwarded_env.h"
 #include "grpc_util.h"
 #include "hostfile.h"
 #include "job.h"
 #include "preflight.h"
 #include "resource_filter.h"
 #include "status_cli.h"
+#include "train_command.h"
 
 namespace zerorun::launcher {
 namespace {
@@ -74,6 +80,10 @@ struct Cli {
   std::string params, largest_layer;
   std::vector<std::string> checkpoint_dirs;
   bool strict = false, json = false, print_config = false;
+  // The train command (DeepSpeed's forms) and what reaches the ranks.
+  bool no_python = false, module = false;
+  std::string python = "python3";
+  std::vector<std::string> env;  // --env KEY[=VALUE]
   std::string secret_file, secret;
   // run
   std::string job_id, log_dir, master_addr;
@@ -126,10 +136,28 @@ void AddPreflightOptions(CLI::App* app, Cli* cli) {
   app->add_flag("--strict", cli->strict, "An unresolved \"auto\" is an error (exit 78)");
   app->add_option("--secret-file,--secret_file", cli->secret_file,
                   "File whose first line is the cluster secret zerorund expects (or ZR_SECRET)");
+  app->add_flag("--no_python,--no-python", cli->no_python,
+                "Execute train_bin directly, even a .py (DeepSpeed's --no_python)");
+  app->add_flag("--module", cli->module,
+                "train_bin is a Python module: python3 -u -m train_bin (DeepSpeed's --module)");
+  app->add_option("--python", cli->python,
+                  "Interpreter for .py scripts and --module (default python3 from $PATH)");
+  app->add_option("--env", cli->env,
+                  "Send KEY=VALUE (or KEY, from this environment) to every rank on every node "
+                  "(repeatable)")
+      ->allow_extra_args(false);
 }
 
-PreflightOptions BuildPreflightOptions(const Cli& cli, const std::vector<std::string>& rest,
-                                       bool hostfile_set) {
+// Every long flag name of `app`, for did-you-mean.
+std::vector<std::string> FlagNames(const CLI::App* app) {
+  std::vector<std::string> names;
+  for (const CLI::Option* option : app->get_options()) {
+    for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
+  }
+  return names;
+}
+
+PreflightOptions BuildPreflightOptions(const Cli& cli, bool hostfile_set) {
   PreflightOptions options;
   if (hostfile_set) options.hostfile = cli.hostfile;
   options.config = cli.config;
@@ -145,13 +173,46 @@ PreflightOptions BuildPreflightOptions(const Cli& cli, const std::vector<std::st
   options.checkpoint_dirs = cli.checkpoint_dirs;
   options.strict = cli.strict;
   options.cuda_visible_devices = std::getenv("CUDA_VISIBLE_DEVICES");
-  std::vector<std::string> job = rest;
-  if (!job.empty() && job.front() == "--") job.erase(job.begin());
-  if (!job.empty()) {
-    options.train_bin = job[0];
-    options.train_args.assign(job.begin() + 1, job.end());
-  }
   return options;
+}
+
+// The train command from the words after zerorun's own flags; false with *exit_code set for a
+// usage error (an unknown flag before train_bin, --no_python with --module, ...).
+bool ParseTrainCommand(const Cli& cli, const std::vector<std::string>& rest,
+                       const std::vector<std::string>& known_flags, PreflightOptions* options,
+                       int* exit_code) {
+  std::vector<std::string> job = rest;
+  if (!job.empty() && job.front() == "--") {
+    job.erase(job.begin());
+  } else if (!job.empty() && absl::StartsWith(job.front(), "-")) {
+    std::cerr << UnknownFlagMessage(job.front(), known_flags) << "\n";
+    *exit_code = kExitUsage;
+    return false;
+  }
+  char cwd[4096] = {};
+  const char* home = std::getenv("HOME");
+  absl::StatusOr<ForwardedEnv> env =
+      CollectForwardedEnv(cli.env, environ, home ? home : "", getcwd(cwd, sizeof(cwd)) ? cwd : ".");
+  if (!env.ok()) {
+    std::cerr << "zerorun: " << env.status().message() << "\n";
+    *exit_code = absl::StartsWith(env.status().message(), "--env") ? kExitUsage : kExitDataErr;
+    return false;
+  }
+  options->env = *std::move(env);
+  if (job.empty()) return true;
+  TrainCommandOptions how;
+  how.no_python = cli.no_python;
+  how.module = cli.module;
+  how.python = cli.python;
+  absl::StatusOr<TrainCommand> command =
+      BuildTrainCommand(job[0], std::vector<std::string>(job.begin() + 1, job.end()), how);
+  if (!command.ok()) {
+    std::cerr << "zerorun: " << command.status().message() << "\n";
+    *exit_code = kExitUsage;
+    return false;
+  }
+  options->command = *std::move(command);
+  return true;
 }
 
 // The agents' secret: --secret-file, else ZR_SECRET. Sets *exit_code on a bad file.
@@ -171,8 +232,12 @@ bool ResolveSecret(Cli* cli, int* exit_code) {
   return true;
 }
 
-int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bool hostfile_set) {
-  const PreflightOptions options = BuildPreflightOptions(cli, rest, hostfile_set);
+int RunPreflightCommand(const Cli& cli, CLI::App* sub) {
+  PreflightOptions options = BuildPreflightOptions(cli, sub->count("--hostfile") > 0);
+  int exit_code = kExitOk;
+  if (!ParseTrainCommand(cli, sub->remaining(), FlagNames(sub), &options, &exit_code)) {
+    return exit_code;
+  }
   const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
   worker::JobRunner runner(ZerorunHome() + "/agent");
   AgentPool agents(&agent, &runner, cli.secret);
@@ -192,10 +257,14 @@ int RunPreflightCommand(const Cli& cli, const std::vector<std::string>& rest, bo
   return report.exit_code;
 }
 
-int RunJobCommand(const Cli& cli, const std::vector<std::string>& rest, bool hostfile_set) {
+int RunJobCommand(const Cli& cli, CLI::App* sub) {
   RunOptions options;
-  options.preflight = BuildPreflightOptions(cli, rest, hostfile_set);
-  if (options.preflight.train_bin.empty()) {
+  options.preflight = BuildPreflightOptions(cli, sub->count("--hostfile") > 0);
+  int exit_code = kExitOk;
+  if (!ParseTrainCommand(cli, sub->remaining(), FlagNames(sub), &options.preflight, &exit_code)) {
+    return exit_code;
+  }
+  if (options.preflight.command.program.empty()) {
     std::cerr << "zerorun: no training program given. Usage: zerorun [run] --hostfile H --config "
                  "ds.json train_bin [args...]\n";
     return kExitUsage;
@@ -257,9 +326,13 @@ int Main(int argc, char** argv) {
   static char kRun[] = "run";
   if (argc > 1) {
     const std::string first = argv[1];
-    static const char* const kKnown[] = {"run",      "preflight", "status", "stop",     "report",
-                                         "estimate", "--help",    "-h",     "--version"};
-    if (std::find(std::begin(kKnown), std::end(kKnown), first) == std::end(kKnown)) {
+    const std::vector<std::string>& known = Subcommands();
+    if (std::find(known.begin(), known.end(), first) == known.end() && first != "--help" &&
+        first != "-h" && first != "--version") {
+      if (std::optional<std::string> usage = NotAProgram(first); usage.has_value()) {
+        std::cerr << *usage << "\n";
+        return kExitUsage;
+      }
       args.insert(args.begin() + 1, kRun);
     }
   }
@@ -357,9 +430,9 @@ int Main(int argc, char** argv) {
   int exit_code = kExitOk;
   if ((run->parsed() || preflight->parsed()) && !ResolveSecret(&cli, &exit_code)) return exit_code;
   if (preflight->parsed()) {
-    return RunPreflightCommand(cli, preflight->remaining(), preflight->count("--hostfile") > 0);
+    return RunPreflightCommand(cli, preflight);
   }
-  if (run->parsed()) return RunJobCommand(cli, run->remaining(), run->count("--hostfile") > 0);
+  if (run->parsed()) return RunJobCommand(cli, run);
   if (status->parsed()) return StatusCommand(cli.job_id, cli.json, cli.watch, std::cout, std::cerr);
   if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, std::cerr);
   if (report->parsed()) {

@@ -42,6 +42,7 @@ class Preflight {
   PreflightReport Run() {
     ReadHosts();
     ReadConfig();
+    EnvRow();
     CheckBatch();
     Estimate();
     ProbeNodes();
@@ -137,7 +138,7 @@ class Preflight {
   std::string ConfigPath() const {
     if (!opt_.config.empty()) return opt_.config;
     for (const char* name : {"deepspeed_config", "deepspeed"}) {
-      if (auto path = FindArg(opt_.train_args, name)) return *path;
+      if (auto path = FindArg(opt_.command.tail, name)) return *path;
     }
     return "";
   }
@@ -172,7 +173,7 @@ class Preflight {
     }
     json config = doc->root;
     AutoInputs inputs = opt_.autos;
-    inputs.train_args = opt_.train_args;
+    inputs.train_args = opt_.command.tail;
     inputs.world_size = report_.world_size;
     report_.autos = ResolveAutoValues(&config, inputs);
     for (const AutoValue& v : report_.autos) {
@@ -190,6 +191,20 @@ class Preflight {
     }
     report_.effective_config = EffectiveConfig(config);
     summary_ = Summarize(report_.effective_config);
+  }
+
+  // The forwarded environment by name and source (values may be secrets: never shown).
+  void EnvRow() {
+    const ForwardedEnv& env = opt_.env;
+    if (env.vars.empty() && env.files.empty()) return;
+    std::string detail = absl::StrCat(env.vars.size(), " variable(s) to every rank on every node");
+    if (!env.files.empty())
+      absl::StrAppend(&detail, " (read ", absl::StrJoin(env.files, ", "), ")");
+    std::string names;
+    for (const auto& [key, source] : env.sources) {
+      absl::StrAppend(&names, names.empty() ? ": " : ", ", key, " (", source, ")");
+    }
+    Row("-", "env", kOk, detail + names);
   }
 
   // The value of a batch key: nullopt when unset; sets *unresolved when still "auto" or invalid.
@@ -285,15 +300,20 @@ class Preflight {
   void ProbeNodes() {
     std::vector<std::string> dirs = opt_.checkpoint_dirs;
     for (const char* name : {"output_dir", "save_dir", "checkpoint_dir"}) {
-      if (auto dir = FindArg(opt_.train_args, name)) dirs.push_back(*dir);
+      if (auto dir = FindArg(opt_.command.tail, name)) dirs.push_back(*dir);
     }
+    char cwd_buf[4096] = {};
+    const std::string cwd = getcwd(cwd_buf, sizeof(cwd_buf)) != nullptr ? cwd_buf : "";
     std::vector<v1::ProbeRequest> requests;
     for (const Host& host : report_.hosts) {
       v1::ProbeRequest& request = requests.emplace_back();
       request.set_node(host.name);
       for (int slot : host.slots) request.add_slots(slot);
       request.set_device(opt_.device);
-      request.set_train_bin(opt_.train_bin);
+      request.set_train_bin(opt_.command.program);
+      request.set_train_script(opt_.command.script);
+      request.set_train_module(opt_.command.module);
+      request.set_cwd(cwd);
       if (opt_.params.has_value() && !report_.effective_config.is_null()) {
         const MemoryNeed need = NeedFor(host);
         request.set_host_memory_required_bytes(static_cast<uint64_t>(need.host_bytes_per_node));
@@ -345,10 +365,11 @@ class Preflight {
   // Every node must run the same binary and the same GPU model.
   void CrossNode() {
     if (report_.probes.empty()) return;
-    std::set<std::string> hashes, models, versions;
+    std::set<std::string> hashes, scripts, models, versions;
     for (const v1::ProbeReply& reply : report_.probes) {
       versions.insert(reply.zerorun_version());
       if (!reply.train_bin_sha256().empty()) hashes.insert(reply.train_bin_sha256());
+      if (!reply.train_script_sha256().empty()) scripts.insert(reply.train_script_sha256());
       if (opt_.device == v1::DEVICE_GPU && reply.gpus_size() > 0)
         models.insert(reply.gpus(0).name());
     }
@@ -356,6 +377,13 @@ class Preflight {
       Row("-", "train_bin", kCritical,
           "train_bin differs between nodes (sha256 mismatch). Fix: deploy the same build "
           "everywhere",
+          kExitUnavailable);
+    }
+    if (scripts.size() > 1) {
+      Row("-", "train_bin", kCritical,
+          absl::StrCat(opt_.command.script,
+                       " differs between nodes (sha256 mismatch). Fix: deploy the same code "
+                       "everywhere (a shared filesystem or the same checkout)"),
           kExitUnavailable);
     }
     if (versions.size() > 1 || *versions.begin() != ZR_VERSION) {
@@ -379,6 +407,15 @@ class Preflight {
         std::any_of(report_.probes.begin(), report_.probes.end(),
                     [](const v1::ProbeReply& reply) { return reply.train_bin_links_libzerorun(); });
     if (!links) return;
+    for (const AutoValue& v : report_.autos) {  // InitFromEnv refuses what is still "auto".
+      if (v.resolved) continue;
+      Row("-", "runtime", kCritical,
+          absl::StrCat("libzerorun: ", v.key,
+                       " is \"auto\" and unresolved: every rank would "
+                       "refuse it. Fix: ",
+                       v.source),
+          kExitConfig);
+    }
     for (const Finding& f : dsconfig::RuntimeSupport(report_.effective_config)) {
       Row("-", f.check, StatusOf(f), absl::StrCat("libzerorun: ", f.detail), f.exit_code);
     }

@@ -11,10 +11,12 @@
 #include "agent_client.h"
 #include "dsconfig/auto_values.h"
 #include "dsconfig/batch.h"
+#include "forwarded_env.h"
 #include "hostfile.h"
 #include "nlohmann/json.hpp"
 #include "node_agent.h"
 #include "resource_filter.h"
+#include "train_command.h"
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::launcher {
@@ -37,9 +39,9 @@ struct PreflightOptions {
   std::optional<double> params;  // Model parameters, for memory and swap estimates.
   std::optional<double> largest_layer_params;
   std::vector<std::string> checkpoint_dirs;
-  std::string train_bin;  // Empty: no binary given.
-  std::vector<std::string> train_args;
-  bool strict = false;                         // Unresolved "auto" is an error (78).
+  TrainCommand command;  // program empty: no train_bin given.
+  ForwardedEnv env;      // What every rank on every node gets (forwarded_env.h).
+  bool strict = false;   // Unresolved "auto" is an error (78).
   const char* cuda_visible_devices = nullptr;  // The environment's value, or nullptr.
 };
 

@@ -1,6 +1,8 @@
 // BuildLaunchRequests: rank numbering and the per-rank environment.
 #include "rank_env.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/rank_env.h"
@@ -29,9 +31,9 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
       v1::RankSpec* r = request.add_ranks();
       r->set_rank(rank);
       r->set_local_rank(local);
-      r->add_argv(spec.train_bin);
+      for (const std::string& arg : spec.head) r->add_argv(arg);
       if (!spec.no_local_rank) r->add_argv(absl::StrCat("--local_rank=", local));
-      for (const std::string& arg : spec.train_args) r->add_argv(arg);
+      for (const std::string& arg : spec.tail) r->add_argv(arg);
       namespace e = rank_env;
       const std::pair<const char*, std::string> env[] = {
           {e::kRank, absl::StrCat(rank)},
@@ -51,7 +53,16 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
           {e::kNodeAddr, ends.node_addr},
           {e::kJobSecret, spec.job_secret},
       };
-      for (const auto& [key, value] : env) r->add_env(absl::StrCat(key, "=", value));
+      std::set<std::string> ours;
+      for (const auto& [key, value] : env) {
+        r->add_env(absl::StrCat(key, "=", value));
+        ours.insert(key);
+      }
+      if (!spec.zerorun_bin.empty())
+        r->add_env(absl::StrCat(e::kZerorunBin, "=", spec.zerorun_bin));
+      for (const std::string& kv : spec.env) {
+        if (ours.count(kv.substr(0, kv.find('='))) == 0) r->add_env(kv);
+      }
       if (spec.device == v1::DEVICE_GPU) {
         r->add_env(
             absl::StrCat(rank_env::kCudaVisibleDevices, "=", absl::StrJoin(host.slots, ",")));

@@ -15,8 +15,9 @@ namespace zerorun::launcher {
 
 struct LaunchSpec {
   std::string job_id;
-  std::string train_bin;
-  std::vector<std::string> train_args;
+  // argv = head, then --local_rank=N (unless no_local_rank), then tail (train_command.h).
+  std::vector<std::string> head;
+  std::vector<std::string> tail;
   v1::Device device = v1::DEVICE_GPU;
   // Per node (node-rank order): ZERORUN_NODE_ADDR, ZERORUN_COORDINATOR and MASTER_ADDR as that
   // node reaches them. Empty: every node is this machine (127.0.0.1, coordinator below).
@@ -27,6 +28,8 @@ struct LaunchSpec {
   std::string job_secret;
   bool no_local_rank = false;  // DeepSpeed's --no_local_rank: do not append --local_rank=N.
   std::string config_json;
+  std::vector<std::string> env;  // KEY=VALUE for every rank (forwarded_env.h); rank names win.
+  std::string zerorun_bin;       // ZERORUN_BIN: this launcher, for `zerorun report` in ranks.
   std::string log_dir;
   std::string cwd;
 };
@@ -35,8 +38,8 @@ struct LaunchSpec {
 // LOCAL_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, CROSS_RANK, CROSS_SIZE,
 // GROUP_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORUN_JOB_ID, ZERORUN_COORDINATOR,
 // ZERORUN_NODE_ADDR and ZERORUN_JOB_SECRET (names: base/rank_env.h); GPU jobs also
-// CUDA_VISIBLE_DEVICES (the host's slots). argv is train_bin, then --local_rank=N (unless
-// no_local_rank), then train_args, as DeepSpeed does.
+// CUDA_VISIBLE_DEVICES (the host's slots). argv is head, then --local_rank=N (unless
+// no_local_rank), then tail, as DeepSpeed does.
 std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& hosts,
                                                    const LaunchSpec& spec);
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -15,9 +16,12 @@
 #include <fstream>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/env.h"
 #include "base/fs.h"
+#include "base/rank_env.h"
 #include "request_validation.h"
 
 extern char** environ;
@@ -29,6 +33,29 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 constexpr size_t kStderrTailLines = 20;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// ZERORUN_BIN names the launcher's binary; where it is not on this node, the zerorun installed
+// next to this daemon stands in. Its directory goes first on the rank's PATH, so a rank's
+// `subprocess.run(["zerorun", "report", ...])` works with no PATH of the user's.
+void AddZerorunToPath(std::vector<std::string>* env) {
+  const std::string prefix = absl::StrCat(rank_env::kZerorunBin, "=");
+  auto it = std::find_if(env->begin(), env->end(),
+                         [&](const std::string& kv) { return absl::StartsWith(kv, prefix); });
+  std::string bin = it == env->end() ? "" : it->substr(prefix.size());
+  if (bin.empty() || access(bin.c_str(), X_OK) != 0) {
+    char self[4096] = {};
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    const std::string here = n > 0 ? std::string(self, static_cast<size_t>(n)) : "";
+    const std::string sibling = here.substr(0, here.rfind('/') + 1) + "zerorun";
+    bin = access(sibling.c_str(), X_OK) == 0 ? sibling : "";
+  }
+  if (it != env->end()) env->erase(it);
+  if (bin.empty()) return;
+  env->push_back(prefix + bin);
+  const char* path = std::getenv("PATH");
+  env->push_back(absl::StrCat("PATH=", bin.substr(0, bin.rfind('/')), ":",
+                              path != nullptr ? path : "/usr/bin:/bin"));
+}
 
 // Reads what was appended to a log file since the last call and splits it into lines.
 class Tail {
@@ -124,8 +151,10 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     if (!request.config_json().empty()) {
       additions.push_back(absl::StrCat("ZERORUN_CONFIG=", job_dir, "/ds_config.json"));
     }
+    AddZerorunToPath(&additions);
     std::set<std::string> overridden;
     for (const std::string& kv : additions) overridden.insert(kv.substr(0, kv.find('=')));
+    overridden.insert(kEnvSecret.name);  // The cluster secret never reaches a rank.
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) {
       const std::string kv = *e;

@@ -213,6 +213,7 @@ class Judge {
   void TrainBin() {
     if (request_.train_bin().empty()) return;
     const ExecutableFacts facts = ProbeExecutable(request_.train_bin());
+    const bool python = !request_.train_script().empty() || !request_.train_module().empty();
     if (facts.resolved_path.empty()) {
       Add("train_bin", v1::CHECK_STATUS_CRITICAL,
           absl::StrCat(request_.train_bin(), ": ", facts.error, ". Fix: build it or give its path"),
@@ -221,12 +222,49 @@ class Judge {
       Add("train_bin", v1::CHECK_STATUS_CRITICAL,
           absl::StrCat(facts.resolved_path, " is not executable. Fix: chmod +x ",
                        facts.resolved_path));
+    } else if (python) {
+      TrainScript(facts);
     } else {
       reply_->set_train_bin_sha256(facts.sha256);
       reply_->set_train_bin_links_libzerorun(facts.links_libzerorun);
       Add("train_bin", v1::CHECK_STATUS_OK,
           absl::StrCat(facts.resolved_path, " sha256 ", facts.sha256.substr(0, 16)));
     }
+  }
+
+  // A Python program: the interpreter must start (and find the module), the script must exist.
+  void TrainScript(const ExecutableFacts& interpreter) {
+    const std::string& module = request_.train_module();
+    if (const std::string why = ProbePython(interpreter.resolved_path, request_.cwd(), module);
+        !why.empty()) {
+      Add("train_bin", v1::CHECK_STATUS_CRITICAL,
+          absl::StrCat(interpreter.resolved_path,
+                       module.empty() ? "" : absl::StrCat(" -m ", module), ": ", why, ". Fix: ",
+                       module.empty()
+                           ? "install Python or pass --python PATH"
+                           : "install the module or set PYTHONPATH (--env PYTHONPATH=...)"),
+          module.empty() ? kExitUnavailable : kExitNoInput);
+      return;
+    }
+    if (request_.train_script().empty()) {
+      Add("train_bin", v1::CHECK_STATUS_OK,
+          absl::StrCat(interpreter.resolved_path, " -m ", module, ": the module is found"));
+      return;
+    }
+    std::string script = request_.train_script();
+    if (script[0] != '/' && !request_.cwd().empty()) script = request_.cwd() + "/" + script;
+    const ExecutableFacts facts = ProbeExecutable(script);
+    if (facts.resolved_path.empty() || !facts.error.empty()) {
+      Add("train_bin", v1::CHECK_STATUS_CRITICAL,
+          absl::StrCat(script, ": ", facts.error.empty() ? "cannot be read" : facts.error,
+                       ". Fix: give the script's path (relative to ", request_.cwd(), ")"),
+          kExitNoInput);
+      return;
+    }
+    reply_->set_train_script_sha256(facts.sha256);
+    Add("train_bin", v1::CHECK_STATUS_OK,
+        absl::StrCat(interpreter.resolved_path, " runs; ", script, " sha256 ",
+                     facts.sha256.substr(0, 16)));
   }
 
  private:

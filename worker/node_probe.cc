@@ -3,8 +3,10 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +16,7 @@
 #include <memory>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -174,6 +177,61 @@ ExecutableFacts ProbeExecutable(const std::string& name) {
     facts.sha256 += kHex[digest[i] & 15];
   }
   return facts;
+}
+
+std::string ProbePython(const std::string& interpreter, const std::string& cwd,
+                        const std::string& module) {
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) return "cannot create a pipe";
+  const char* check =
+      "import importlib.util, sys\n"
+      "m = sys.argv[1] if len(sys.argv) > 1 else ''\n"
+      "if m and importlib.util.find_spec(m) is None:\n"
+      "    sys.exit('No module named ' + m)\n";
+  std::vector<std::string> args = {interpreter, "-c", check};
+  if (!module.empty()) args.push_back(module);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int null_fd = open("/dev/null", O_RDWR);
+    dup2(null_fd, 0);
+    dup2(null_fd, 1);
+    dup2(err_pipe[1], 2);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  if (pid < 0) {
+    close(err_pipe[0]);
+    return "cannot fork";
+  }
+  int status = 0;
+  bool done = false;
+  for (int i = 0; i < 1000 && !done; ++i) {  // 10 s.
+    done = waitpid(pid, &status, WNOHANG) == pid;
+    if (!done) usleep(10 * 1000);
+  }
+  if (!done) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  std::string err;
+  char buf[4096];
+  ssize_t n = 0;
+  while (err.size() < 65536 && (n = read(err_pipe[0], buf, sizeof(buf))) > 0) err.append(buf, n);
+  close(err_pipe[0]);
+  if (!done) return "did not finish within 10 s";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  absl::string_view last = absl::StripAsciiWhitespace(err);
+  if (const size_t nl = last.rfind('\n'); nl != absl::string_view::npos) last.remove_prefix(nl + 1);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return "cannot be executed (not found?)";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 126) return absl::StrCat("cannot enter ", cwd);
+  return absl::StrCat(WIFEXITED(status) ? absl::StrCat("exited ", WEXITSTATUS(status))
+                                        : absl::StrCat("killed by signal ", WTERMSIG(status)),
+                      last.empty() ? "" : ": ", last);
 }
 
 }  // namespace zerorun::worker

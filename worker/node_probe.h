@@ -44,6 +44,12 @@ struct ExecutableFacts {
 // Finds `name` (a path, or a bare name searched in $PATH like execvp) and hashes it.
 ExecutableFacts ProbeExecutable(const std::string& name);
 
+// Runs `interpreter` (a Python) in `cwd` for at most 10 s to check that it starts and, when
+// `module` is not empty, that it finds that module (importlib's find_spec, as -m would). Returns
+// "" when it does, else what went wrong in words (exit status, the last line of stderr).
+std::string ProbePython(const std::string& interpreter, const std::string& cwd,
+                        const std::string& module);
+
 }  // namespace zerorun::worker
 
 #endif  // ZERORUN_WORKER_NODE_PROBE_H_

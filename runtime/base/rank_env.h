@@ -26,6 +26,9 @@ inline constexpr char kCoordinator[] = "ZERORUN_COORDINATOR";  // host:port of t
 inline constexpr char kJobSecret[] = "ZERORUN_JOB_SECRET";
 inline constexpr char kConfig[] = "ZERORUN_CONFIG";       // The effective config file.
 inline constexpr char kNodeAddr[] = "ZERORUN_NODE_ADDR";  // Where peers reach this node.
+// The launcher's binary; zerorund puts its directory first on the rank's PATH when it exists
+// on that node (else the zerorun next to zerorund), so `zerorun report` works from any rank.
+inline constexpr char kZerorunBin[] = "ZERORUN_BIN";
 
 // Interface selection, as PyTorch's Gloo and NCCL read it: the rank binds and advertises the
 // first IPv4 address of the first named interface that has one (a comma-separated list).

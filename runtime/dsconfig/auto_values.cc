@@ -275,6 +275,27 @@ class Resolver {
 
 }  // namespace
 
+const std::vector<std::string>& HfValueArguments() {
+  static const std::vector<std::string> kNames = {"per_device_train_batch_size",
+                                                  "gradient_accumulation_steps",
+                                                  "max_grad_norm",
+                                                  "learning_rate",
+                                                  "adam_beta1",
+                                                  "adam_beta2",
+                                                  "adam_epsilon",
+                                                  "weight_decay",
+                                                  "warmup_steps",
+                                                  "warmup_ratio",
+                                                  "max_steps",
+                                                  "deepspeed"};
+  return kNames;
+}
+
+const std::vector<std::string>& HfFlagArguments() {
+  static const std::vector<std::string> kNames = {"bf16", "fp16"};
+  return kNames;
+}
+
 std::optional<std::string> FindArg(const std::vector<std::string>& args, const std::string& name) {
   std::optional<std::string> found;
   const std::string flag = absl::StrCat("--", name);

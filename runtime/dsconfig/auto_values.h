@@ -36,6 +36,13 @@ struct AutoValue {
 // source then says so.
 std::vector<AutoValue> ResolveAutoValues(nlohmann::json* config, const AutoInputs& inputs);
 
+// The HF Trainer-style arguments of the train command that fill "auto" values (without "--"):
+// those that take a value, and the flags (--bf16, --fp16, which may also take true/false). A
+// libzerorun program accepts them all (pre-flight suggests them), so a resolution names only
+// arguments the program takes.
+const std::vector<std::string>& HfValueArguments();
+const std::vector<std::string>& HfFlagArguments();
+
 // The value of `--name V` or `--name=V` in `args` (last occurrence), if present.
 std::optional<std::string> FindArg(const std::vector<std::string>& args, const std::string& name);
 

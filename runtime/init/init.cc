@@ -47,7 +47,8 @@ absl::Status Breadcrumb(const absl::Status& s, int rank, const std::string& step
 
 // Under zerorun the file is the launcher's effective config; otherwise the user's, resolved.
 absl::StatusOr<json> ReadConfig(const std::string& zerorun_config, const std::string& user_path,
-                                int world_size, std::string* used) {
+                                const std::vector<std::string>& train_args, int world_size,
+                                std::string* used) {
   if (!zerorun_config.empty()) {
     *used = zerorun_config;
     std::ifstream in(zerorun_config);
@@ -63,6 +64,7 @@ absl::StatusOr<json> ReadConfig(const std::string& zerorun_config, const std::st
   }
   dsconfig::AutoInputs inputs;
   inputs.world_size = world_size;
+  inputs.train_args = train_args;
   dsconfig::JsonDocument doc;
   if (!user_path.empty()) {
     *used = user_path;
@@ -149,8 +151,8 @@ absl::StatusOr<RankContext> InitFromEnv(const InitOptions& options) {
   }
   ctx.job_id = Env(rank_env::kJobId).empty() ? "local" : Env(rank_env::kJobId);
 
-  absl::StatusOr<json> config =
-      ReadConfig(Env(rank_env::kConfig), options.config_path, ctx.world_size, &ctx.config_path);
+  absl::StatusOr<json> config = ReadConfig(Env(rank_env::kConfig), options.config_path,
+                                           options.train_args, ctx.world_size, &ctx.config_path);
   if (!config.ok()) return Breadcrumb(config.status(), ctx.rank, "config");
   ctx.config = *std::move(config);
   absl::StatusOr<dsconfig::TrainingConfig> typed = dsconfig::ReadTrainingConfig(ctx.config);

@@ -338,10 +338,24 @@ TEST_CASE("Missing or non-executable train_bin is CRITICAL", "[e2e]") {
             .exit_code == 66);
   TempDir dir;
   const std::string script = dir.Write("train.py", "print(1)\n");
-  const RunResult r =
+  // A .py runs under python3 as DeepSpeed runs it (no exec bit needed), unless --no_python.
+  const RunResult python =
       Preflight({"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", script});
-  CHECK(r.exit_code == 69);
-  CHECK_THAT(r.out, Catch::Contains("chmod +x"));
+  CHECK(python.exit_code == 0);
+  CHECK_THAT(python.out, Catch::Contains("runs; " + script + " sha256"));
+  const RunResult direct = Preflight(
+      {"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", "--no_python", script});
+  CHECK(direct.exit_code == 69);
+  CHECK_THAT(direct.out, Catch::Contains("chmod +x"));
+  // A script or module that is not there is CRITICAL 66, though the interpreter exists.
+  const RunResult missing = Preflight({"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu",
+                                       "python3", "-u", dir.path() + "/nosuch.py"});
+  CHECK(missing.exit_code == 66);
+  CHECK_THAT(missing.out, Catch::Contains("nosuch.py: no such file"));
+  const RunResult no_module = Preflight(
+      {"-H", kDemoHosts, "--config", kDemoConfig, "--device", "cpu", "--module", "zr_no_such_mod"});
+  CHECK(no_module.exit_code == 66);
+  CHECK_THAT(no_module.out, Catch::Contains("No module named zr_no_such_mod"));
 }
 
 TEST_CASE("YAML hostfile: a node whose agent is unreachable is CRITICAL 69", "[e2e][yaml]") {

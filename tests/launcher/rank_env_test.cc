@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "train_command.h"
+
 namespace zerorun::launcher {
 namespace {
 
@@ -16,11 +18,9 @@ std::map<std::string, std::string> Env(const v1::RankSpec& spec) {
 TEST_CASE("Ranks are numbered host by host, slot order within a host", "[rank_env]") {
   Host a{.name = "a", .address = "10.0.0.1", .slots = {0, 1, 2}};
   Host b{.name = "b", .address = "10.0.0.2", .slots = {4, 6}};
-  LaunchSpec spec{.job_id = "j",
-                  .train_bin = "train",
-                  .train_args = {"--x", "1"},
-                  .master_addr = "10.0.0.1",
-                  .coordinator = "10.0.0.9:1234"};
+  LaunchSpec spec{.job_id = "j", .head = {"train"}, .tail = {"--x", "1"}};
+  spec.endpoints = {{"10.0.0.1", "10.0.0.9:1234", "10.0.0.1"},
+                    {"10.0.0.2", "10.0.0.8:1234", "10.0.0.1"}};
   const auto requests = BuildLaunchRequests({a, b}, spec);
   REQUIRE(requests.size() == 2);
   REQUIRE(requests[1].ranks_size() == 2);
@@ -34,7 +34,11 @@ TEST_CASE("Ranks are numbered host by host, slot order within a host", "[rank_en
   CHECK(env["NODE_RANK"] == "1");
   CHECK(env["CROSS_SIZE"] == "2");
   CHECK(env["CUDA_VISIBLE_DEVICES"] == "4,6");
-  CHECK(env["ZERORUN_COORDINATOR"] == "10.0.0.9:1234");
+  // Each node gets the coordinator as it reaches it, and binds its own address.
+  CHECK(env["ZERORUN_COORDINATOR"] == "10.0.0.8:1234");
+  CHECK(env["ZERORUN_NODE_ADDR"] == "10.0.0.2");
+  CHECK(env["MASTER_ADDR"] == "10.0.0.1");
+  CHECK(Env(requests[0].ranks(0))["ZERORUN_NODE_ADDR"] == "10.0.0.1");
   CHECK(std::vector<std::string>(r4.argv().begin(), r4.argv().end()) ==
         std::vector<std::string>{"train", "--local_rank=1", "--x", "1"});
 }
@@ -42,10 +46,71 @@ TEST_CASE("Ranks are numbered host by host, slot order within a host", "[rank_en
 TEST_CASE("CPU jobs get no CUDA_VISIBLE_DEVICES and --no_local_rank drops the argument",
           "[rank_env]") {
   Host a{.name = "a", .address = "localhost", .slots = {0}};
-  LaunchSpec spec{.train_bin = "t", .device = v1::DEVICE_CPU, .no_local_rank = true};
+  LaunchSpec spec{.head = {"t"}, .device = v1::DEVICE_CPU, .no_local_rank = true};
   const auto requests = BuildLaunchRequests({a}, spec);
   CHECK(Env(requests[0].ranks(0)).count("CUDA_VISIBLE_DEVICES") == 0);
   CHECK(requests[0].ranks(0).argv_size() == 1);
+}
+
+TEST_CASE("DeepSpeed's launch forms put --local_rank after the script or module", "[rank_env]") {
+  struct Case {
+    std::string train_bin;
+    std::vector<std::string> args;
+    TrainCommandOptions how;
+    std::vector<std::string> head, tail;
+    std::string script, module;
+  };
+  const TrainCommandOptions plain, no_python{.no_python = true}, module{.module = true},
+      python311{.python = "/opt/py/bin/python3.11"};
+  const Case cases[] = {
+      {"train.py", {"--lr", "1"}, plain, {"python3", "-u", "train.py"}, {"--lr", "1"}, "train.py"},
+      {"train.py", {}, python311, {"/opt/py/bin/python3.11", "-u", "train.py"}, {}, "train.py"},
+      {"python3",
+       {"-u", "-W", "ignore", "t.py", "--x"},
+       plain,
+       {"python3", "-u", "-W", "ignore", "t.py"},
+       {"--x"},
+       "t.py"},
+      {"/usr/bin/python3",
+       {"-m", "pkg.train", "--x"},
+       plain,
+       {"/usr/bin/python3", "-m", "pkg.train"},
+       {"--x"},
+       "",
+       "pkg.train"},
+      {"python",
+       {"-X", "dev", "-Bc", "print(1)", "--y"},
+       plain,
+       {"python", "-X", "dev", "-Bc", "print(1)"},
+       {"--y"}},
+      {"python3",
+       {"-Wignore", "-um", "pkg"},
+       plain,
+       {"python3", "-Wignore", "-um", "pkg"},
+       {},
+       "",
+       "pkg"},
+      {"pkg.train",
+       {"--x"},
+       module,
+       {"python3", "-u", "-m", "pkg.train"},
+       {"--x"},
+       "",
+       "pkg.train"},
+      {"train.py", {"--x"}, no_python, {"train.py"}, {"--x"}},
+      {"./train_gpt", {"--steps", "3"}, plain, {"./train_gpt"}, {"--steps", "3"}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.train_bin);
+    absl::StatusOr<TrainCommand> command = BuildTrainCommand(c.train_bin, c.args, c.how);
+    REQUIRE(command.ok());
+    CHECK(command->head == c.head);
+    CHECK(command->tail == c.tail);
+    CHECK(command->module == c.module);
+    CHECK(command->script == c.script);
+  }
+  CHECK_FALSE(BuildTrainCommand("t.py", {}, {.no_python = true, .module = true}).ok());
+  CHECK_FALSE(BuildTrainCommand("python3", {"-m"}, plain).ok());
 }
 
 }  // namespace

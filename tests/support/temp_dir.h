@@ -14,7 +14,7 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
 
   const std::string& path() const { return path_; }
-  // Writes `text` to path()/name and returns the full path.
+  // Writes `text` to path()/name (creating the folders in `name`) and returns the full path.
   std::string Write(const std::string& name, const std::string& text) const;
   // Names in path(), sorted (to assert that nothing was created).
   std::string Listing() const;

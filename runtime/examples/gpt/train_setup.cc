@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/env.h"
 #include "ds_options.h"
+#include "dsconfig/auto_values.h"
 #include "dsconfig/config_json.h"
 #include "nlohmann/json.hpp"
 #include "zerorun/counter_rng.h"
@@ -42,6 +43,9 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       "--random-tokens --vocab V] [--layers L] [--d-model D] [--heads H] [--seq T] [--steps N] "
       "[--log-every N] [--seed S]\n";
   for (int i = 1; i < argc; ++i) {
+    if (!absl::StartsWith(argv[i], "--local_rank")) args->argv.push_back(argv[i]);
+  }
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](std::string* out) {
       if (i + 1 >= argc) return false;
@@ -54,6 +58,29 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
     };
     bool ok = true;
     if (absl::StartsWith(a, "--local_rank")) continue;  // zerorun/DeepSpeed convention.
+    // HF-style arguments fill "auto" values (pre-flight under zerorun, InitFromEnv without):
+    // accepted here, applied through the effective config.
+    const size_t eq = a.find('=');
+    const std::string name =
+        absl::StartsWith(a, "--") ? a.substr(2, eq == std::string::npos ? eq : eq - 2) : "";
+    const auto& valued = dsconfig::HfValueArguments();
+    const auto& flags = dsconfig::HfFlagArguments();
+    if (name != "deepspeed" && std::find(valued.begin(), valued.end(), name) != valued.end()) {
+      if (eq == std::string::npos) {
+        if (i + 1 >= argc) {
+          std::fprintf(stderr, "train_gpt: %s needs a value\n%s", a.c_str(), usage);
+          return 2;
+        }
+        ++i;
+      }
+      continue;
+    }
+    if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
+      if (eq == std::string::npos && i + 1 < argc && argv[i + 1][0] != '-') {
+        ++i;  // --bf16 true
+      }
+      continue;
+    }
     if (a == "--deepspeed_config" || a == "--deepspeed")
       ok = value(&args->config_path);
     else if (a == "--check-golden")
@@ -100,6 +127,7 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   TrainSetup setup;
   InitOptions init;
   init.config_path = args.config_path;
+  init.train_args = args.argv;
   absl::StatusOr<RankContext> ctx = InitFromEnv(init);
   if (!ctx.ok()) return ctx.status();
   setup.rank = ctx->rank;

@@ -25,6 +25,7 @@ struct TrainArgs {
   int steps = 200;
   int log_every = 10;
   uint64_t seed = 1234;
+  std::vector<std::string> argv;  // The arguments as given (for "auto" values).
 };
 
 // Returns -1 to go on, or the exit code (0 for --help, 2 for bad arguments).

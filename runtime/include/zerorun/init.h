@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,6 +23,9 @@ struct InitOptions {
   // effective config of this same file) is read instead; outside zerorun this file is resolved
   // through dsconfig for WORLD_SIZE ranks, exactly as pre-flight would.
   std::string config_path;
+  // The program's arguments: outside zerorun, "auto" values are filled from the HF-style ones
+  // (dsconfig::HfValueArguments) exactly as pre-flight fills them.
+  std::vector<std::string> train_args;
   absl::Duration heartbeat = absl::Seconds(1);  // Coordinator heartbeat period (under zerorun).
 };
 

@@ -1,0 +1,79 @@
+// Usage messages for words that are not programs.
+#include "cli_words.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "dsconfig/suggest.h"
+
+namespace zerorun::launcher {
+namespace {
+
+bool IsProgram(const std::string& word) {
+  struct stat st {};
+  if (word.find('/') != std::string::npos) return stat(word.c_str(), &st) == 0;
+  if (stat(word.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return true;  // e.g. train.py here.
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
+    const std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", word);
+    if (stat(candidate.c_str(), &st) == 0 && access(candidate.c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+const std::vector<std::string>& Subcommands() {
+  static const std::vector<std::string> kWords = {"run",  "preflight", "status",
+                                                  "stop", "report",    "estimate"};
+  return kWords;
+}
+
+std::optional<std::string> NotAProgram(const std::string& word) {
+  if (word.empty() || word[0] == '-') return std::nullopt;
+  if (word == "logs" && !IsProgram(word)) {
+    return std::string(
+        "zerorun: 'logs' is not built yet. Rank logs are files on each node: "
+        "<log-dir>/rank_<N>/{stdout,stderr}.log (default $ZR_HOME/agent/<job>/ on that node)");
+  }
+  const std::string hint = dsconfig::DidYouMean(word, Subcommands());
+  if (hint.empty() || IsProgram(word)) return std::nullopt;
+  return absl::StrCat("zerorun: '", word, "' is not a zerorun command", hint,
+                      " nor a program (not a file, not in $PATH). Run 'zerorun --help' for the "
+                      "commands");
+}
+
+std::string UnknownFlagMessage(const std::string& flag, const std::vector<std::string>& known) {
+  static const std::map<std::string, std::string> kDeepSpeedOnly = {
+      {"--launcher", "zerorun starts the ranks through zerorund on every node (no pdsh/MPI)"},
+      {"--launcher_args", "zerorun starts the ranks through zerorund on every node"},
+      {"--force_multi", "every host in the hostfile is used as it is"},
+      {"--no_ssh", "zerorun needs no ssh: zerorund runs on each node"},
+      {"--no_ssh_check", "zerorun needs no ssh: zerorund runs on each node"},
+      {"--ssh_port", "zerorun needs no ssh: zerorund runs on each node"},
+      {"--autotuning", "no autotuner; run `zerorun estimate` for the memory per stage"},
+      {"--elastic_training", "no elastic membership yet"},
+      {"--save_pid", "`zerorun status` lists every rank's pid"},
+      {"--bind_cores_to_rank", "no core binding yet"},
+      {"--venv_script", "put the environment in .deepspeed_env or pass --env KEY=VALUE"},
+  };
+  const std::string name = flag.substr(0, flag.find('='));
+  std::string message =
+      absl::StrCat("zerorun: unknown option '", name, "' before the training program");
+  if (auto it = kDeepSpeedOnly.find(name); it != kDeepSpeedOnly.end()) {
+    absl::StrAppend(&message, ": DeepSpeed's ", name, " is not taken here (", it->second, ")");
+  } else {
+    absl::StrAppend(&message, dsconfig::DidYouMean(name, known));
+  }
+  absl::StrAppend(&message,
+                  ". zerorun's options go before train_bin, the program's own after it; "
+                  "'zerorun run --help' lists them");
+  return message;
+}
+
+}  // namespace zerorun::launcher

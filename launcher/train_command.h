@@ -1,0 +1,41 @@
+// DeepSpeed's launch forms turned into the argv every rank runs: a binary, a `.py` script under
+// python3 (`-u`, as DeepSpeed), `python3 [interpreter options] script.py` or `python3 -m mod`
+// given explicitly, `--module`, `--no_python`. --local_rank=N goes after the script or module,
+// never to the interpreter.
+#ifndef ZERORUN_LAUNCHER_TRAIN_COMMAND_H_
+#define ZERORUN_LAUNCHER_TRAIN_COMMAND_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace zerorun::launcher {
+
+struct TrainCommandOptions {
+  bool no_python = false;          // DeepSpeed's --no_python: execute train_bin as it is.
+  bool module = false;             // DeepSpeed's --module: train_bin is a module for python -m.
+  std::string python = "python3";  // The interpreter for .py and --module (--python).
+};
+
+struct TrainCommand {
+  std::vector<std::string> head;  // argv up to where --local_rank=N goes.
+  std::vector<std::string> tail;  // The program's own arguments (HF-style flags are read here).
+  std::string program;            // What runs: the binary or the interpreter (checked, hashed).
+  std::string script;             // The Python script, when there is one (checked, hashed).
+  std::string module;             // The Python module of -m / --module.
+  bool python() const { return !script.empty() || !module.empty(); }
+};
+
+// True for python, python3, python3.11, ... (by basename).
+bool IsPythonInterpreter(const std::string& program);
+
+// InvalidArgument (usage, exit 2) for --no_python with --module (DeepSpeed's ValueError), for
+// `python3 -m` without a module, and for an interpreter option that needs a value it lacks.
+absl::StatusOr<TrainCommand> BuildTrainCommand(const std::string& train_bin,
+                                               const std::vector<std::string>& args,
+                                               const TrainCommandOptions& options);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_TRAIN_COMMAND_H_
