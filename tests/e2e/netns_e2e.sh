@@ -7,8 +7,8 @@
 # in any namespace afterwards. Needs root and `ip netns` (exit 77, skipped, otherwise).
 # Usage: netns_e2e.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
-build="$1"
-src="$2"
+build="$(cd "$1" && pwd)"
+src="$(cd "$2" && pwd)"
 if [[ "$(id -u)" -ne 0 ]] || ! ip netns list >/dev/null 2>&1; then
   echo "SKIP: needs root and ip netns"
   exit 77
@@ -99,6 +99,23 @@ grep -q "host node-c (${subnet}.3)  rank 2 (local 0)" "${tmp}/fail.log" ||
 [[ ${elapsed_ms} -lt 15000 ]] || fail "the job took ${elapsed_ms} ms to end"
 echo "ok: rank 2 on node-c failed, job ended in ${elapsed_ms} ms with exit 1"
 
+# 2b. The launcher's environment reaches ranks on other hosts by DeepSpeed's rule (NCCL*),
+#     .deepspeed_env and --env; zerorun's cluster secret never does.
+mkdir -p "${tmp}/envs" "${tmp}/cwd"
+printf 'FROM_FILE=file value\n' >"${tmp}/cwd/.deepspeed_env"
+rc=0
+(cd "${tmp}/cwd" && ip netns exec "${tag}a" env ZR_HOME="${tmp}/launcher_home" \
+  ZR_SECRET="$(cat "${secret}")" NCCL_ZR_TEST=nccl timeout 60 "${build}/launcher/zerorun" \
+  --hostfile "${hosts}" --device cpu --env MY_VAR=flag \
+  --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" \
+  --env-dir "${tmp}/envs") >"${tmp}/env.log" 2>&1 || rc=$?
+[[ ${rc} -eq 0 ]] || { tail -20 "${tmp}/env.log"; fail "env job exited ${rc}"; }
+for want in "NCCL_ZR_TEST=nccl" "MY_VAR=flag" "FROM_FILE=file value" "ZERORUN_NODE_ADDR=${subnet}.3"; do
+  grep -qx "${want}" "${tmp}/envs/rank_2.env" || fail "rank 2 on node-c lacks ${want}"
+done
+! grep -q "^ZR_SECRET=" "${tmp}/envs/rank_2.env" || fail "ZR_SECRET reached a rank"
+echo "ok: NCCL*, .deepspeed_env and --env reach node-c's rank; ZR_SECRET does not"
+
 # 3. Nothing of either job is left in any namespace: only the daemons.
 for i in 1 2 3; do
   n="${names[$((i - 1))]}"
@@ -136,4 +153,4 @@ for i in 1 2 3; do
   left="$(ip netns pids "${tag}${n}" | grep -vx "${daemons[$((i - 1))]}" || true)"
   [[ -z "${left}" ]] || fail "processes left in ${tag}${n}: ${left}"
 done
-echo "netns e2e: 4 passed, 0 failed"
+echo "netns e2e: 5 passed, 0 failed"
