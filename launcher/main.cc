@@ -23,6 +23,7 @@
 #include "job.h"
 #include "preflight.h"
 #include "resource_filter.h"
+#include "stage_advice.h"
 #include "status_cli.h"
 #include "train_command.h"
 
@@ -97,6 +98,7 @@ struct Cli {
   v1::RankReport report;
   // estimate
   int nodes = 1, gpus_per_node = 1;
+  double gpu_memory_gib = 0;
 };
 
 void AddHostOptions(CLI::App* app, Cli* cli) {
@@ -312,7 +314,9 @@ int RunEstimateCommand(const Cli& cli, bool hostfile_set) {
     }
   }
   std::cout << FormatZero2Table(params, gpus, nodes) << "\n"
-            << FormatZero3Table(params, largest, gpus, nodes);
+            << FormatZero3Table(params, largest, gpus, nodes) << "\n"
+            << FormatStageAdvice(params, largest, gpus, nodes,
+                                 cli.gpu_memory_gib * 1024.0 * 1024 * 1024);
   if (largest == 0) {
     std::cout << "note: --largest-layer-params not given; ZeRO-3 rows assume 0 (DeepSpeed "
                  "needs the largest layer's parameter count for them)\n";
@@ -419,6 +423,10 @@ int Main(int argc, char** argv) {
   estimate
       ->add_option("--gpus-per-node,--gpus_per_node", cli.gpus_per_node,
                    "GPUs per node (without --hostfile)")
+      ->check(CLI::PositiveNumber);
+  estimate
+      ->add_option("--gpu-memory-gib,--gpu_memory_gib", cli.gpu_memory_gib,
+                   "Memory of one GPU in GiB: say which stage (and offload) fits")
       ->check(CLI::PositiveNumber);
 
   try {

@@ -43,6 +43,7 @@ class Validator {
                   critical ? kExitDataErr : kExitOk});
     }
     CrossChecks();
+    Clipping();
     return std::move(findings_);
   }
 
@@ -154,6 +155,22 @@ class Validator {
   std::string GetString(const std::string& path, const std::string& fallback) const {
     const json* v = Get(path);
     return v != nullptr && v->is_string() ? v->get<std::string>() : fallback;
+  }
+
+  // A loss that spikes and diverges to NaN because nothing clips is a common failure; the same
+  // file without the key means 1.0 to DeepSpeed >= 0.19.3 and "no clipping" to older releases.
+  void Clipping() {
+    const json* clip = Get("gradient_clipping");
+    if (clip == nullptr) {
+      Add(kWarn, kExitOk, "gradient_clipping",
+          "not set: DeepSpeed >= 0.19.3 (and zerorun) clip the global norm at 1.0, older "
+          "releases (still pinned by many HF/Axolotl stacks) do not clip at all, so this file "
+          "trains differently by version. Fix: write \"gradient_clipping\": 1.0");
+    } else if (clip->is_number() && clip->get<double>() == 0) {
+      Add(kWarn, kExitOk, "gradient_clipping",
+          "0 turns clipping off: a loss spike can then diverge to NaN. Fix: \"gradient_clipping\""
+          ": 1.0 (DeepSpeed's default since 0.19.3) unless you mean it");
+    }
   }
 
   void CrossChecks() {

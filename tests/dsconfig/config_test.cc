@@ -133,8 +133,8 @@ TEST_CASE("Section 20: max_grad_norm in optimizer params gives DeepSpeed's error
 TEST_CASE("Section 20: fractional value in an integer field is CRITICAL but 5e8 is fine",
           "[config][section20]") {
   const auto findings = Check(
-      "{\"zero_optimization\": {\"stage\": 3, \"reduce_bucket_size\": 5e8, "
-      "\"stage3_prefetch_bucket_size\": 943718.4}}");
+      "{\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 3, "
+      "\"reduce_bucket_size\": 5e8, \"stage3_prefetch_bucket_size\": 943718.4}}");
   const Finding f = Only(findings, "fractional");
   CHECK(f.status == kCritical);
   CHECK_THAT(f.detail, Catch::Contains("stage3_prefetch_bucket_size") && Catch::Contains("943718"));
@@ -200,12 +200,27 @@ TEST_CASE("Optimizer rules: 1-bit with ZeRO, torch optimizers with ZeRO", "[conf
   CHECK(Only(Check("{\"optimizer\": {\"type\": \"SGD\"}}"), "torch.optim").status == kWarn);
   CHECK(Only(Check("{\"optimizer\": {\"type\": \"AdamWW\"}}"), "did you mean 'adamw'").status ==
         kWarn);
-  CHECK(Check("{\"optimizer\": {\"type\": \"adamw\"}, \"scheduler\": {\"type\": \"WarmupLR\"}}")
+  CHECK(Check("{\"optimizer\": {\"type\": \"adamw\"}, \"scheduler\": {\"type\": \"WarmupLR\"}, "
+              "\"gradient_clipping\": 1.0}")
             .empty());
+}
+
+TEST_CASE("Clipping: absent (two meanings by DeepSpeed version) and 0 (off) are WARN",
+          "[config][clipping]") {
+  const Finding absent = Only(Check("{\"zero_optimization\": {\"stage\": 2}}"), "0.19.3");
+  CHECK(absent.status == kWarn);
+  CHECK_THAT(absent.detail, Catch::Contains("gradient_clipping: not set") &&
+                                Catch::Contains("older releases") &&
+                                Catch::Contains("Fix: write \"gradient_clipping\": 1.0"));
+  const Finding off = Only(Check("{\"gradient_clipping\": 0}"), "clipping off");
+  CHECK(off.status == kWarn);
+  CHECK_THAT(off.detail, Catch::Contains("NaN"));
+  CHECK(Check("{\"gradient_clipping\": 0.5}").empty());
 }
 
 TEST_CASE("\"auto\" is never a validation error", "[config]") {
   CHECK(Check("{\"train_batch_size\": \"auto\", \"fp16\": {\"enabled\": \"auto\"}, "
+              "\"gradient_clipping\": \"auto\", "
               "\"zero_optimization\": {\"stage\": 3, \"reduce_bucket_size\": \"auto\"}}")
             .empty());
 }

@@ -34,5 +34,25 @@ TEST_CASE("estimate takes nodes and GPUs from a filtered hostfile", "[e2e][estim
   CHECK(Zerorun({"estimate"}).exit_code == 2);
 }
 
+TEST_CASE("estimate says which stage fits and what each costs in communication",
+          "[e2e][estimate]") {
+  const RunResult r = Zerorun({"estimate", "--params", "7B", "--largest-layer-params", "131M",
+                               "--nodes", "1", "--gpus-per-node", "8", "--gpu-memory-gib", "24"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  // 7B on 8 x 24 GiB: stages 0-2 do not fit (104, 36, 28 GiB), stage 2 with the optimizer on
+  // the CPU does (13 GiB) and moves no more bytes over the network than stage 2.
+  CHECK_THAT(r.out, Catch::Contains("Which stage: 7e+09 parameters on 1 node(s) x 8 GPU(s), "
+                                    "24.0 GiB per GPU") &&
+                        Catch::Contains("stage 2 ") && Catch::Contains("27.71") &&
+                        Catch::Contains("stage 3 ") && Catch::Contains("1.5x") &&
+                        Catch::Contains("smallest that fits: stage 2 with offload_optimizer cpu"));
+  const RunResult tiny = Zerorun({"estimate", "--params", "70B", "--largest-layer-params", "1B",
+                                  "--gpus-per-node", "1", "--gpu-memory-gib", "1"});
+  CHECK_THAT(tiny.out, Catch::Contains("nothing fits"));
+  const RunResult none = Zerorun({"estimate", "--params", "1B"});
+  CHECK_THAT(none.out, Catch::Contains("pass --gpu-memory-gib G for a verdict"));
+}
+
 }  // namespace
 }  // namespace zerorun::testing

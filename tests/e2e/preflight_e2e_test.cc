@@ -240,6 +240,29 @@ TEST_CASE("Fake NVML (test double): no hostfile uses local GPUs and CUDA_VISIBLE
   CHECK_THAT(Rows(over, "gpu_count")[0], Catch::Contains("slot(s) 4,5,6,7"));
 }
 
+TEST_CASE("Fake NVML (test double): stage 3 on PCIe-only GPUs while stage 2 fits is WARN",
+          "[e2e][fake]") {
+  TempDir dir;
+  const std::string config =
+      dir.Write("ds.json", R"({"train_micro_batch_size_per_gpu": 1, "gradient_clipping": 1.0,
+                     "zero_optimization": {"stage": 3}})");
+  std::map<std::string, std::string> env = {{"ZR_NVML_LIBRARY", ZR_TEST_FAKE_NVML},
+                                            {"ZR_FAKE_NVML_GPUS", "4"},
+                                            {"ZR_FAKE_NVML_PCIE_ONLY", "1"}};
+  const json pcie = PreflightJson({"--config", config, "--params", "1B"}, env);
+  CHECK(pcie["exit_code"] == 0);
+  const std::vector<std::string> rows = Rows(pcie, "zero_stage");
+  REQUIRE(rows.size() == 1);
+  CHECK_THAT(rows[0], Catch::StartsWith("WARN") && Catch::Contains("GPU0-GPU1 PHB") &&
+                          Catch::Contains("stage 2 needs 6.05 GiB per GPU of 80.00 GiB") &&
+                          Catch::Contains("Fix: \"stage\": 2"));
+  // With NVLink pairs, or a model whose stage 2 does not fit 80 GiB, stage 3 is the right call.
+  env.erase("ZR_FAKE_NVML_PCIE_ONLY");
+  CHECK(Rows(PreflightJson({"--config", config, "--params", "1B"}, env), "zero_stage").empty());
+  env["ZR_FAKE_NVML_PCIE_ONLY"] = "1";
+  CHECK(Rows(PreflightJson({"--config", config, "--params", "30B"}, env), "zero_stage").empty());
+}
+
 TEST_CASE("nvme_path that does not exist exits 66 and is not created", "[e2e][nvme]") {
   TempDir dir;
   const std::string nvme = dir.path() + "/nvme";
@@ -283,8 +306,10 @@ TEST_CASE("Silently ignored settings are WARN rows and the job still passes", "[
   CHECK(j["exit_code"] == 0);
   const auto rows = Rows(j, "config");
   CHECK(std::count_if(rows.begin(), rows.end(),
-                      [](const std::string& r) { return r.rfind("WARN", 0) == 0; }) == 3);
+                      [](const std::string& r) { return r.rfind("WARN", 0) == 0; }) == 4);
   CHECK_THAT(rows[0] + rows[1] + rows[2], Catch::Contains("did you mean 'gradient_clipping'"));
+  // The misspelt key leaves clipping to the version's default: said too.
+  CHECK_THAT(rows[3], Catch::Contains("gradient_clipping: not set"));
 }
 
 TEST_CASE("print-config prints the effective config with defaults", "[e2e]") {

@@ -1,6 +1,7 @@
 /* A fake libnvidia-ml (test double: this machine has no GPU) for the node agent's NVML probe.
  * ZR_FAKE_NVML_GPUS sets the GPU count (default 4). GPUs 2k and 2k+1 share 4 NVLinks; other
- * pairs are PCIe: PHB within a half of the GPUs, SYS across halves. */
+ * pairs are PCIe: PHB within a half of the GPUs, SYS across halves. ZR_FAKE_NVML_PCIE_ONLY=1:
+ * no NVLink at all (a PCIe-only node). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,8 @@ int nvmlDeviceGetTopologyCommonAncestor(void* a, void* b, int* level) {
   return 0;
 }
 int nvmlDeviceGetNvLinkState(void* device, unsigned link, int* active) {
-  *active = link < 4 && (Index(device) ^ 1u) < Count();
+  const char* pcie_only = getenv("ZR_FAKE_NVML_PCIE_ONLY");
+  *active = link < 4 && (Index(device) ^ 1u) < Count() && !(pcie_only && pcie_only[0] == '1');
   return 0;
 }
 int nvmlDeviceGetNvLinkRemoteDeviceType(void* device, unsigned link, int* type) {
