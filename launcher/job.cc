@@ -161,6 +161,38 @@ std::string Controller::Summary() const {
 }
 
 int Controller::Run() {
+  // Stop signals are blocked in every thread (BlockStopSignals) and taken here from the start:
+  // before the launch nothing runs anywhere, so Ctrl-C or SIGTERM ends zerorun at once; after
+  // it they go to the job's loop, which stops every rank first.
+  Inbox inbox;
+  std::atomic<bool> launching{false};
+  std::atomic<bool> done{false};
+  std::thread signal_thread([&] {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    const timespec tick{0, 100 * 1000 * 1000};
+    while (!done) {
+      const int sig = sigtimedwait(&stop, nullptr, &tick);
+      if (sig <= 0) continue;
+      if (!launching.load()) {
+        const char message[] = "zerorun: stopped before the launch; nothing was started\n";
+        (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
+        _exit(128 + sig);
+      }
+      absl::MutexLock lock(&inbox.mu);
+      inbox.signals.push_back(sig);
+    }
+  });
+  struct JoinAtExit {
+    std::atomic<bool>& done;
+    std::thread& thread;
+    ~JoinAtExit() {
+      done = true;
+      thread.join();
+    }
+  } join_at_exit{done, signal_thread};
   const PreflightReport report = RunPreflight(opt_.preflight, agents_);
   if (!report.ok()) {
     out_ << FormatTable(report);
@@ -232,7 +264,9 @@ int Controller::Run() {
   if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;
   const std::vector<v1::LaunchRequest> requests = BuildLaunchRequests(hosts_, spec);
 
-  // Launch everywhere at once; if any node refuses, stop what did start.
+  // Launch everywhere at once; if any node refuses, stop what did start. From here on a stop
+  // signal is the job loop's to forward.
+  launching.store(true);
   std::vector<absl::Status> launched(hosts_.size());
   {
     std::vector<std::thread> threads;
@@ -254,7 +288,6 @@ int Controller::Run() {
   Say(absl::StrCat("job ", job_id_, ": ", report.world_size, " rank(s) on ", hosts_.size(),
                    " node(s); 'zerorun status ", job_id_, "' from another terminal"));
 
-  Inbox inbox;
   std::vector<std::thread> watchers;
   for (size_t i = 0; i < hosts_.size(); ++i) {
     watchers.emplace_back([&, i] {
@@ -266,21 +299,6 @@ int Controller::Run() {
       inbox.finished.emplace_back(i, s);
     });
   }
-  std::atomic<bool> done{false};
-  std::thread signal_thread([&] {
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    const timespec tick{0, 100 * 1000 * 1000};
-    while (!done) {
-      const int sig = sigtimedwait(&stop, nullptr, &tick);
-      if (sig > 0) {
-        absl::MutexLock lock(&inbox.mu);
-        inbox.signals.push_back(sig);
-      }
-    }
-  });
 
   size_t nodes_done = 0;
   int interrupted_by = 0;
@@ -343,8 +361,6 @@ int Controller::Run() {
       SignalAll(SIGKILL);
     }
   }
-  done = true;
-  signal_thread.join();
   for (std::thread& t : watchers) t.join();
 
   if (!failed_ && interrupted_by != 0) exit_code_ = 128 + interrupted_by;

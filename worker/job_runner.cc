@@ -149,7 +149,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     // Everything the child needs is prepared before fork(): only async-signal-safe calls after.
     std::vector<std::string> additions(rank.spec.env().begin(), rank.spec.env().end());
     if (!request.config_json().empty()) {
-      additions.push_back(absl::StrCat("ZERORUN_CONFIG=", job_dir, "/ds_config.json"));
+      additions.push_back(absl::StrCat(rank_env::kConfig, "=", job_dir, "/ds_config.json"));
     }
     AddZerorunToPath(&additions);
     std::set<std::string> overridden;
