@@ -28,6 +28,15 @@ fail() {
   echo "FAIL: $*"
   exit 1
 }
+# Every namespace holds its zerorund and nothing else: no rank, no child of one, is left.
+assert_nothing_left() {
+  for i in 1 2 3; do
+    local n="${names[$((i - 1))]}"
+    local left
+    left="$(ip netns pids "${tag}${n}" | grep -vx "${daemons[$((i - 1))]}" || true)"
+    [[ -z "${left}" ]] || fail "processes left in ${tag}${n}: ${left}"
+  done
+}
 # Waits (at most 10 s) until every node's zerorund accepts connections.
 wait_all_listening() {
   for i in 1 2 3; do
@@ -117,11 +126,7 @@ done
 echo "ok: NCCL*, .deepspeed_env and --env reach node-c's rank; ZR_SECRET does not"
 
 # 3. Nothing of either job is left in any namespace: only the daemons.
-for i in 1 2 3; do
-  n="${names[$((i - 1))]}"
-  left="$(ip netns pids "${tag}${n}" | grep -vx "${daemons[$((i - 1))]}" || true)"
-  [[ -z "${left}" ]] || fail "processes left in ${tag}${n}: ${left}"
-done
+assert_nothing_left
 echo "ok: no process left besides the three zerorund"
 
 # 4. Ranks that advertise an address their peers cannot reach (every daemon restarted with
@@ -148,9 +153,5 @@ grep -q "root cause" "${tmp}/unreachable.log" ||
 [[ ${elapsed_ms} -lt 60000 ]] || fail "the job took ${elapsed_ms} ms to end"
 echo "ok: an unreachable peer address fails the job in ${elapsed_ms} ms (exit ${rc}):"
 grep -m1 "root cause" "${tmp}/unreachable.log"
-for i in 1 2 3; do
-  n="${names[$((i - 1))]}"
-  left="$(ip netns pids "${tag}${n}" | grep -vx "${daemons[$((i - 1))]}" || true)"
-  [[ -z "${left}" ]] || fail "processes left in ${tag}${n}: ${left}"
-done
+assert_nothing_left
 echo "netns e2e: 5 passed, 0 failed"
