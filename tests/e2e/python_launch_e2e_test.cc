@@ -2,6 +2,8 @@
 // launch form; what every rank received (argv, environment) and that `zerorun report` works
 // from a rank; words that are not programs are usage errors. With torch importable, an env://
 // all-reduce runs under zerorun in each form.
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
@@ -64,6 +66,9 @@ TEST_CASE("Every DeepSpeed launch form passes env and --local_rank as DeepSpeed 
           "[e2e][python]") {
   TempDir dir;
   const std::string script = dir.Write("show.py", kShowScript);
+  const std::string direct =
+      dir.Write("show_direct.py", std::string("#!") + kPython + "\n" + kShowScript);
+  REQUIRE(chmod(direct.c_str(), 0755) == 0);
   dir.Write("pkg/__init__.py", "");
   const std::string module_file = dir.Write("pkg/show.py", kShowScript);
   dir.Write(".deepspeed_env", "# read from ./ as DeepSpeed does\nFROM_FILE = from file\n");
@@ -74,6 +79,7 @@ TEST_CASE("Every DeepSpeed launch form passes env and --local_rank as DeepSpeed 
       {"python3 with options", {kPython, "-u", "-B", "<S>", "--a", "1"}, {"<S>"}},
       {"--module", {"--python", kPython, "--module", "pkg.show", "--a", "1"}, {module_file}},
       {"python3 -m", {kPython, "-m", "pkg.show", "--a", "1"}, {module_file}},
+      {"--no_python (shebang)", {"--no_python", direct, "--a", "1"}, {direct}},
   };
   for (const Form& form : forms) {
     INFO(form.name);
@@ -140,6 +146,9 @@ TEST_CASE("torch env:// all-reduce under zerorun in each launch form", "[e2e][py
   }
   TempDir dir;
   const std::string script = dir.Write("allreduce.py", kTorchScript);
+  const std::string direct =
+      dir.Write("allreduce_direct.py", std::string("#!") + kPython + "\n" + kTorchScript);
+  REQUIRE(chmod(direct.c_str(), 0755) == 0);
   dir.Write("tpkg/__init__.py", "");
   dir.Write("tpkg/allreduce.py", kTorchScript);
   dir.Write("ds.json", R"({"train_micro_batch_size_per_gpu": 1})");
@@ -148,6 +157,7 @@ TEST_CASE("torch env:// all-reduce under zerorun in each launch form", "[e2e][py
       {kPython, "-u", script, "--x"},
       {"--python", kPython, "--module", "tpkg.allreduce", "--x"},
       {kPython, "-m", "tpkg.allreduce", "--x"},
+      {"--no_python", direct, "--x"},
   };
   for (const auto& form : forms) {
     std::vector<std::string> argv = {
