@@ -193,6 +193,15 @@ int Controller::Run() {
       thread.join();
     }
   } join_at_exit{done, signal_thread};
+  // A --job-id in use by a running job: refuse before anything is checked, written or signalled.
+  if (JobRecord other; !opt_.job_id.empty() && JobIdInUse(opt_.job_id, &other)) {
+    Say(absl::StrCat("job id ", opt_.job_id, " is in use by a running job (launcher pid ",
+                     other.launcher_pid, ", ", other.world_size,
+                     " rank(s)); nothing was started or stopped. Fix: choose another --job-id, "
+                     "or 'zerorun stop ",
+                     opt_.job_id, "' first"));
+    return kExitUsage;
+  }
   const PreflightReport report = RunPreflight(opt_.preflight, agents_);
   if (!report.ok()) {
     out_ << FormatTable(report);
@@ -239,10 +248,9 @@ int Controller::Run() {
   }
   // The record's address is the one `zerorun status` uses from this machine.
   const std::string coordinator = absl::StrCat("127.0.0.1:", port);
-  JobRecord record{
+  const JobRecord record{
       job_id_,          coordinator, job_secret, getpid(), absl::ToUnixMillis(absl::Now()),
       report.world_size};
-  if (absl::Status s = WriteJobRecord(record); !s.ok()) Say(std::string(s.message()));
 
   LaunchSpec spec;
   spec.job_id = job_id_;
@@ -277,13 +285,20 @@ int Controller::Run() {
   }
   for (size_t i = 0; i < hosts_.size(); ++i) {
     if (launched[i].ok()) continue;
+    // Only the nodes that accepted this launch hold its ranks: a node that refused may run
+    // another job under this id, and nothing of it is touched (nor is any record written).
     Say(absl::StrCat("launch failed on ", hosts_[i].name, ": ", launched[i].message(),
                      "; stopping the ranks that started"));
-    SignalAll(SIGKILL);
-    state_->SetJobState("failed");
-    (void)WriteFinalStatus(job_id_, state_->Snapshot());
+    v1::SignalRequest kill_request;
+    kill_request.set_job_id(job_id_);
+    kill_request.set_signal(SIGKILL);
+    for (size_t j = 0; j < hosts_.size(); ++j) {
+      if (launched[j].ok()) (void)clients_[j]->Signal(kill_request);
+    }
     return kExitUnavailable;
   }
+  // Accepted everywhere: from now on the job is ours to record.
+  if (absl::Status s = WriteJobRecord(record); !s.ok()) Say(std::string(s.message()));
   state_->SetJobState("running");
   Say(absl::StrCat("job ", job_id_, ": ", report.world_size, " rank(s) on ", hosts_.size(),
                    " node(s); 'zerorun status ", job_id_, "' from another terminal"));

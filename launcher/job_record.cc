@@ -96,6 +96,23 @@ absl::StatusOr<v1::JobStatusReply> ReadFinalStatus(const std::string& job_id) {
   return status;
 }
 
+namespace {
+
+// A launcher that died without writing status.json leaves a stale record.
+bool Running(const JobRecord& record) {
+  return !record.finished && record.launcher_pid > 0 &&
+         !(kill(record.launcher_pid, 0) != 0 && errno == ESRCH);
+}
+
+}  // namespace
+
+bool JobIdInUse(const std::string& job_id, JobRecord* record) {
+  absl::StatusOr<JobRecord> found = ReadJobRecord(job_id);
+  if (!found.ok() || !Running(*found)) return false;
+  *record = *std::move(found);
+  return true;
+}
+
 std::vector<JobRecord> RunningJobs() {
   std::vector<JobRecord> jobs;
   DIR* dir = opendir(JobsDir().c_str());
@@ -104,12 +121,7 @@ std::vector<JobRecord> RunningJobs() {
     const std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
     absl::StatusOr<JobRecord> record = ReadJobRecord(name);
-    if (!record.ok() || record->finished) continue;
-    // A launcher that died without writing status.json left a stale record: skip it.
-    if (record->launcher_pid <= 0 || (kill(record->launcher_pid, 0) != 0 && errno == ESRCH)) {
-      continue;
-    }
-    jobs.push_back(*std::move(record));
+    if (record.ok() && Running(*record)) jobs.push_back(*std::move(record));
   }
   closedir(dir);
   std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) {

@@ -36,6 +36,10 @@ absl::StatusOr<v1::JobStatusReply> ReadFinalStatus(const std::string& job_id);
 // Jobs whose launcher is still alive and that have not finished, newest first.
 std::vector<JobRecord> RunningJobs();
 
+// True when `job_id` has a record here, has not finished and its launcher is alive: the id is
+// taken, and a launch under it must touch nothing (the record is returned in *record).
+bool JobIdInUse(const std::string& job_id, JobRecord* record);
+
 }  // namespace zerorun::launcher
 
 #endif  // ZERORUN_LAUNCHER_JOB_RECORD_H_

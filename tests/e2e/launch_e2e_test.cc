@@ -403,5 +403,33 @@ TEST_CASE("The embedded agent runs a local job with no daemon", "[e2e][launch]")
              Catch::Contains("WORLD_SIZE=2") && Catch::Contains("MASTER_ADDR=127.0.0.1"));
 }
 
+TEST_CASE("Reusing a running job's --job-id touches nothing of that job", "[e2e][launch][jobid]") {
+  Cluster cluster(2);
+  auto first =
+      cluster.Start({"--job-id", "zr-reuse", "--include", "node-a"}, {"--run-ms", "30000"});
+  REQUIRE(first->WaitForOutput("rank(s) on 1 node(s)", 20));
+  for (int i = 0; i < 100 && cluster.RankPids().size() < 2; ++i) usleep(50 * 1000);
+  const std::vector<pid_t> ranks = cluster.RankPids();
+  REQUIRE(ranks.size() == 2);
+  // The same launcher home: the record names a live launcher, so nothing is checked or sent.
+  auto same_home = cluster.Start({"--job-id", "zr-reuse"}, {"--run-ms", "30000"});
+  CHECK(same_home->Wait(20) == 2);
+  CHECK_THAT(same_home->Output(), Catch::Contains("job id zr-reuse is in use by a running job"));
+  // Another launcher (no record of it): node-a refuses the id, node-b accepts and is undone;
+  // the refusing node's job is not signalled.
+  auto elsewhere = cluster.Start({"--job-id", "zr-reuse"}, {"--run-ms", "30000"},
+                                 {{"ZR_HOME", cluster.dir().path() + "/other_launcher"}});
+  CHECK(elsewhere->Wait(20) == 69);
+  CHECK_THAT(elsewhere->Output(), Catch::Contains("launch failed on node-a"));
+  for (pid_t pid : ranks) CHECK_FALSE(ProcessGone(pid));
+  std::ifstream record(cluster.launcher_home() + "/jobs/zr-reuse/job.json");
+  json j = json::parse(record, nullptr, false);
+  CHECK(j["launcher_pid"] == first->pid());
+  first->Signal(SIGTERM);
+  CHECK(first->Wait(20) == 128 + SIGTERM);
+  for (int i = 0; i < 100 && !cluster.AllRanksGone(); ++i) usleep(50 * 1000);
+  CHECK(cluster.AllRanksGone());
+}
+
 }  // namespace
 }  // namespace zerorun::testing
