@@ -245,7 +245,12 @@ void JobRunner::Monitor(const std::string& job_id, size_t rank_index) {
     std::vector<std::string> err_lines = err.Lines(exited);
     absl::MutexLock lock(&mu_);
     int status = 0;
-    if (exited) waitpid(pid, &status, 0);
+    if (exited) {
+      // The rank is over: what is left of its process group (DataLoader-style workers, children
+      // that ignore SIGTERM) goes now. The unreaped leader keeps the group id ours until the reap.
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
     Job* job = jobs_[job_id].get();
     for (int stream = 0; stream < 2; ++stream) {
       for (std::string& line : stream == 0 ? out_lines : err_lines) {

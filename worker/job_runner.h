@@ -29,6 +29,9 @@ class JobRunner {
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
 
+  // Each rank runs in its own process group; when the rank (the group's leader) exits, whatever
+  // is left of its group is SIGKILLed before the exit is reported, so a job leaves no process
+  // behind (a double-forked daemon that left the group with setsid is not found this way).
   // Starts every rank of `request`. Returns InvalidArgument for an empty or duplicate job id or
   // a rank without argv, AlreadyExists when the job id is in use, Internal when a directory or
   // log file cannot be created; a program that cannot be executed starts and exits with 127

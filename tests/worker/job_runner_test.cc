@@ -145,5 +145,24 @@ TEST_CASE("JobRunner rejects bad job ids, reused ids, empty argv and unknown job
   CHECK_THAT(events.back().text(), Catch::Contains("cannot execute /nonexistent/train"));
 }
 
+TEST_CASE("A rank's leftover children (ignoring SIGTERM) end with it", "[job_runner]") {
+  TempDir dir;
+  JobRunner runner(dir.path());
+  const std::string pid_file = dir.path() + "/child.pid";
+  // The rank starts a child that ignores SIGTERM, then exits 0 on its own.
+  REQUIRE(
+      runner
+          .Launch(Request("job-left", {"/bin/sh", "-c",
+                                       "trap '' TERM; (trap '' TERM; exec sleep 300) & echo $! > " +
+                                           pid_file + "; exit 0"}))
+          .ok());
+  Drain(runner, "job-left");
+  std::ifstream in(pid_file);
+  pid_t child = 0;
+  REQUIRE(in >> child);
+  for (int i = 0; i < 100 && !testing::ProcessGone(child); ++i) usleep(10 * 1000);
+  CHECK(testing::ProcessGone(child));
+}
+
 }  // namespace
 }  // namespace zerorun::worker
