@@ -2,28 +2,21 @@
 #include "cli_words.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "base/fs.h"
 #include "dsconfig/suggest.h"
 
 namespace zerorun::launcher {
 namespace {
 
+// A file here (e.g. train.py) or a program execvp would find.
 bool IsProgram(const std::string& word) {
   struct stat st {};
-  if (word.find('/') != std::string::npos) return stat(word.c_str(), &st) == 0;
-  if (stat(word.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return true;  // e.g. train.py here.
-  const char* path = std::getenv("PATH");
-  for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
-    const std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", word);
-    if (stat(candidate.c_str(), &st) == 0 && access(candidate.c_str(), X_OK) == 0) return true;
-  }
-  return false;
+  if (stat(word.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return true;
+  return !FindProgram(word).empty();
 }
 
 }  // namespace

@@ -83,7 +83,7 @@ absl::StatusOr<std::vector<NodeEndpoints>> ResolveEndpoints(const std::vector<Ho
     } else if (embedded[0] && !embedded[i]) {
       out[i].master_addr = out[i].coordinator.substr(0, out[i].coordinator.rfind(':'));
     } else {
-      out[i].master_addr = out[0].node_addr == "localhost" ? "127.0.0.1" : out[0].node_addr;
+      out[i].master_addr = out[0].node_addr;
     }
   }
   return out;

@@ -13,15 +13,6 @@
 namespace zerorun::launcher {
 namespace {
 
-bool ValidName(absl::string_view name) {
-  if (name.empty()) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    if (!(absl::ascii_isalpha(c) || c == '_' || (i > 0 && absl::ascii_isdigit(c)))) return false;
-  }
-  return true;
-}
-
 absl::Status ReadEnvFile(const std::string& path, ForwardedEnv* out) {
   std::ifstream in(path);
   if (!in) return absl::OkStatus();  // Absent: nothing to read (DeepSpeed's rule too).
@@ -32,7 +23,7 @@ absl::Status ReadEnvFile(const std::string& path, ForwardedEnv* out) {
     if (text.empty() || text[0] == '#') continue;
     const size_t eq = text.find('=');
     const std::string key(absl::StripAsciiWhitespace(text.substr(0, eq)));
-    if (eq == absl::string_view::npos || !ValidName(key)) {
+    if (eq == absl::string_view::npos || !IsEnvName(key)) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ":", number, ": '", text.substr(0, 80),
           "' is not KEY=VALUE. Fix: one KEY=VALUE per line (DeepSpeed's .deepspeed_env form)"));
@@ -87,7 +78,7 @@ absl::StatusOr<ForwardedEnv> CollectForwardedEnv(const std::vector<std::string>&
   for (const std::string& flag : env_flags) {
     const size_t eq = flag.find('=');
     const std::string key = flag.substr(0, eq);
-    if (!ValidName(key)) {
+    if (!IsEnvName(key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--env ", flag, ": '", key, "' is not a variable name"));
     }

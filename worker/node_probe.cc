@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/fs.h"
 #include "base/runtime_marker.h"
 
 namespace zerorun::worker {
@@ -129,22 +130,9 @@ PathFacts ProbePath(const std::string& path, bool probe_write) {
 
 ExecutableFacts ProbeExecutable(const std::string& name) {
   ExecutableFacts facts;
-  std::vector<std::string> candidates;
-  if (name.find('/') != std::string::npos) {
-    candidates.push_back(name);
-  } else {
-    const char* env_path = std::getenv("PATH");
-    for (absl::string_view dir : absl::StrSplit(env_path ? env_path : "/usr/bin:/bin", ':')) {
-      candidates.push_back(absl::StrCat(dir.empty() ? "." : dir, "/", name));
-    }
-  }
-  for (const std::string& candidate : candidates) {
-    struct stat st {};
-    if (stat(candidate.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) continue;
-    facts.resolved_path = candidate;
-    facts.executable = access(candidate.c_str(), X_OK) == 0;
-    break;
-  }
+  facts.resolved_path = FindProgram(name);
+  if (!facts.resolved_path.empty())
+    facts.executable = access(facts.resolved_path.c_str(), X_OK) == 0;
   if (facts.resolved_path.empty()) {
     facts.error = name.find('/') != std::string::npos ? "no such file" : "not found in $PATH";
     struct stat st {};

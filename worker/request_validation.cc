@@ -4,21 +4,17 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "base/env.h"
 
 namespace zerorun::worker {
 namespace {
 
 bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
 
+// KEY=VALUE with KEY a variable name (the value may be empty).
 bool ValidEnvEntry(const std::string& kv) {
   const size_t eq = kv.find('=');
-  if (eq == 0 || eq == std::string::npos) return false;
-  for (size_t i = 0; i < eq; ++i) {
-    const unsigned char c = static_cast<unsigned char>(kv[i]);
-    const bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-    if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
-  }
-  return true;
+  return eq != std::string::npos && IsEnvName(kv.substr(0, eq));
 }
 
 absl::Status Bad(const std::string& what) {

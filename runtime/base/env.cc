@@ -5,6 +5,16 @@
 
 namespace zerorun {
 
+bool IsEnvName(const std::string& name) {
+  if (name.empty()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+    if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
+}
+
 std::string GetEnv(const EnvVar& var) {
   const char* value = std::getenv(var.name);
   return value != nullptr && *value != '\0' ? value : var.default_value;

@@ -37,6 +37,9 @@ inline constexpr EnvVar kEnvCommTimeout = {"ZR_COMM_TIMEOUT", "",
 inline constexpr EnvVar kEnvStoreDir = {"ZR_STORE_DIR", "",
                                         "rendezvous directory for ranks started without zerorun"};
 
+// True for a name a process environment can carry as KEY in KEY=VALUE: [A-Za-z_][A-Za-z0-9_]*.
+bool IsEnvName(const std::string& name);
+
 // Value of `var`, or its default when unset or empty.
 std::string GetEnv(const EnvVar& var);
 

@@ -14,6 +14,11 @@ namespace zerorun {
 // the failing directory and errno text on error.
 absl::Status MakeDirs(const std::string& path, mode_t mode);
 
+// `name` as execvp would find it: a name with a '/' as it is, else the first $PATH directory
+// holding it (an empty entry is "."). Returns the first candidate that exists and is not a
+// directory, executable or not (callers say "not executable"), or "" when there is none.
+std::string FindProgram(const std::string& name);
+
 }  // namespace zerorun
 
 #endif  // ZERORUN_RUNTIME_BASE_FS_H_

@@ -52,9 +52,9 @@ absl::StatusOr<json> ReadConfig(const std::string& zerorun_config, const std::st
   if (!zerorun_config.empty()) {
     *used = zerorun_config;
     std::ifstream in(zerorun_config);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", zerorun_config));
     std::stringstream text;
     text << in.rdbuf();
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", zerorun_config));
     json effective = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
     if (!effective.is_object()) {
       return absl::DataLossError(
