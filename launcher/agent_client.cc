@@ -3,7 +3,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "grpc_util.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
@@ -24,11 +31,16 @@ class EmbeddedAgentClient : public AgentClient {
   absl::StatusOr<int> Signal(const v1::SignalRequest& request) override {
     return runner_->Signal(request);
   }
+  absl::StatusOr<v1::AgentStatusReply> Status(const std::string& job_id) override {
+    return runner_->Status(job_id);
+  }
   absl::Status Watch(const std::string& job_id,
-                     const std::function<void(const v1::RankEvent&)>& on_event) override {
+                     const std::function<void(const v1::RankEvent&)>& on_event,
+                     const WatchPolicy&) override {
     int64_t next = 0;
     bool done = false;
     while (!done) {
+      runner_->Renew(job_id);
       std::vector<v1::RankEvent> events;
       absl::Status s = runner_->WaitEvents(job_id, next, absl::Milliseconds(200), &events, &done);
       if (!s.ok()) return s;
@@ -50,8 +62,8 @@ class GrpcAgentClient : public AgentClient {
   GrpcAgentClient(const std::string& address, const std::string& secret)
       : address_(address),
         secret_(secret),
-        stub_(v1::NodeAgent::NewStub(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+        stub_(v1::NodeAgent::NewStub(grpc::CreateCustomChannel(
+            address, grpc::InsecureChannelCredentials(), ChannelArgs()))) {}
   std::string Where() const override { return address_; }
 
   absl::StatusOr<v1::ProbeReply> Probe(const v1::ProbeRequest& request) override {
@@ -69,32 +81,133 @@ class GrpcAgentClient : public AgentClient {
     if (!r.ok()) return r.status();
     return r->signalled();
   }
+  absl::StatusOr<v1::AgentStatusReply> Status(const std::string& job_id) override {
+    v1::AgentStatusRequest request;
+    request.set_job_id(job_id);
+    v1::AgentStatusReply reply;
+    return Call(&v1::NodeAgent::Stub::Status, request, &reply, absl::Seconds(3), reply);
+  }
   absl::Status Watch(const std::string& job_id,
-                     const std::function<void(const v1::RankEvent&)>& on_event) override {
+                     const std::function<void(const v1::RankEvent&)>& on_event,
+                     const WatchPolicy& policy) override {
     int64_t next = 0;
-    // A broken stream is retried from the last event seen until the node stays unreachable.
-    for (int attempt = 0; attempt < 3; ++attempt) {
+    absl::Mutex mu;
+    absl::Time heard = absl::Now();           // Last message from the node (guarded by mu).
+    std::optional<absl::Time> broken_since;   // Set while the stream is down.
+    std::optional<absl::Time> host_answered;  // Last failure the node's kernel answered.
+    absl::Duration backoff = absl::Milliseconds(100);
+    while (true) {
+      // One stream, watched for silence: a frozen zerorund or a cut link answers nothing, so the
+      // missing heartbeats tell (a hanging reconnect is cut off when the silence runs out).
       grpc::ClientContext context;
       AttachSecret(&context, secret_);
       v1::WatchRequest request;
       request.set_job_id(job_id);
       request.set_from_index(next);
+      const absl::Time attempt = absl::Now();
+      bool finished = false, silenced = false;
+      std::thread watchdog([&] {
+        absl::MutexLock lock(&mu);
+        while (!finished) {
+          if (absl::Now() > std::max(heard + policy.silence, attempt + absl::Seconds(1))) {
+            silenced = true;
+            context.TryCancel();
+            return;
+          }
+          mu.AwaitWithTimeout(absl::Condition(&finished), absl::Milliseconds(50));
+        }
+      });
       std::unique_ptr<grpc::ClientReader<v1::RankEvent>> reader = stub_->Watch(&context, request);
       v1::RankEvent event;
       while (reader->Read(&event)) {
+        {
+          absl::MutexLock lock(&mu);
+          heard = absl::Now();
+        }
+        if (broken_since.has_value()) {
+          Notice(policy, absl::StrFormat(
+                             "reconnected to zerorund at %s after %.1f s; resuming from event #%d",
+                             address_, absl::ToDoubleSeconds(absl::Now() - *broken_since), next));
+          broken_since.reset();
+          backoff = absl::Milliseconds(100);
+        }
+        if (event.kind() == v1::RankEvent::KIND_HEARTBEAT) continue;
         on_event(event);
         next = event.index() + 1;
-        attempt = 0;
       }
       const grpc::Status status = reader->Finish();
+      absl::Time last_heard;
+      {
+        absl::MutexLock lock(&mu);
+        finished = true;
+        last_heard = heard;
+      }
+      watchdog.join();
       if (status.ok()) return absl::OkStatus();
-      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpcStatus(status);
-      usleep(200 * 1000);
+      const absl::Time now = absl::Now();
+      const std::string error = silenced ? "no answer" : status.error_message();
+      const grpc::StatusCode code = status.error_code();
+      if (!silenced && code != grpc::StatusCode::UNAVAILABLE &&
+          code != grpc::StatusCode::CANCELLED && code != grpc::StatusCode::UNKNOWN &&
+          code != grpc::StatusCode::INTERNAL) {
+        return absl::Status(FromGrpcStatus(status).code(),
+                            absl::StrCat("zerorund at ", address_, ": ", error));
+      }
+      if (!silenced && HostAnswered(error)) host_answered = now;
+      if (!broken_since.has_value()) {
+        broken_since = now;
+        Notice(policy,
+               absl::StrFormat("lost contact with zerorund at %s (%s); reconnecting for "
+                               "up to %.0f s",
+                               address_, error, absl::ToDoubleSeconds(policy.reconnect_window)));
+      }
+      // The node's kernel refusing or resetting means zerorund is down (restarting): wait the
+      // window. Nothing at all coming back means the node is frozen or cut off: lost now.
+      const bool restarting = host_answered.has_value() && now - *host_answered < policy.silence;
+      if (!restarting && now - last_heard >= policy.silence) {
+        return absl::UnavailableError(absl::StrFormat(
+            "no word from zerorund at %s for %.1f s (frozen, or the network to it is down; "
+            "last error: %s)",
+            address_, absl::ToDoubleSeconds(now - last_heard), error));
+      }
+      if (now - *broken_since > policy.reconnect_window) {
+        return absl::UnavailableError(
+            absl::StrFormat("zerorund at %s unreachable for %.1f s (%s)", address_,
+                            absl::ToDoubleSeconds(now - *broken_since), error));
+      }
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(1));
     }
-    return absl::UnavailableError(absl::StrCat("lost contact with zerorund at ", address_));
   }
 
  private:
+  // Keepalive pings find a dead connection in ~5 s; reconnects are retried every 100 ms-1 s (the
+  // default backoff grows to minutes, longer than a daemon restart). The minimum backoff is also
+  // gRPC's connect timeout: 5 s, so a slow handshake is not cut short.
+  static grpc::ChannelArguments ChannelArgs() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    return args;
+  }
+  // Errors that only a live host's kernel (or a stopping zerorund) gives.
+  static bool HostAnswered(const std::string& error) {
+    const std::string e = absl::AsciiStrToLower(error);
+    for (const char* word : {"refused", "reset", "restarting", "socket closed", "broken pipe",
+                             "end of tcp stream", "goaway"}) {
+      if (absl::StrContains(e, word)) return true;
+    }
+    return false;
+  }
+  static void Notice(const WatchPolicy& policy, const std::string& text) {
+    if (policy.notice) policy.notice(text);
+  }
+
   template <typename Method, typename Request, typename Reply>
   absl::StatusOr<Reply> Call(Method method, const Request& request, Reply* reply,
                              absl::Duration timeout, const Reply&) {

@@ -10,12 +10,25 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "hostfile.h"
 #include "job_runner.h"
 #include "node_agent.h"
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::launcher {
+
+// How a Watch tells a node that is slow from one that is gone.
+struct WatchPolicy {
+  // No word from the node (an event or its heartbeat every second) this long on an open stream:
+  // it is frozen or unreachable, and lost.
+  absl::Duration silence = absl::Seconds(9);
+  // A broken stream (zerorund restarting or crashed) is reopened, resuming from the next event,
+  // for this long before the node is lost.
+  absl::Duration reconnect_window = absl::Seconds(30);
+  // Progress lines for the user: contact lost, reconnected. May be empty.
+  std::function<void(const std::string&)> notice;
+};
 
 class AgentClient {
  public:
@@ -26,10 +39,14 @@ class AgentClient {
   virtual absl::StatusOr<v1::ProbeReply> Probe(const v1::ProbeRequest& request) = 0;
   virtual absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request) = 0;
   virtual absl::StatusOr<int> Signal(const v1::SignalRequest& request) = 0;
-  // Calls `on_event` for every event of `job_id` until the job's ranks on this node have all
-  // exited (OK) or the connection fails (Unavailable: the node is lost). Blocks.
+  virtual absl::StatusOr<v1::AgentStatusReply> Status(const std::string& job_id) = 0;
+  // Calls `on_event` for every event of `job_id` (heartbeats excluded) until the job's ranks on
+  // this node have all exited (OK), or the node is lost under `policy` (Unavailable naming the
+  // node's address, how long it was silent or unreachable, and the last error). While it runs,
+  // the launcher's lease on the node's ranks is renewed. Blocks.
   virtual absl::Status Watch(const std::string& job_id,
-                             const std::function<void(const v1::RankEvent&)>& on_event) = 0;
+                             const std::function<void(const v1::RankEvent&)>& on_event,
+                             const WatchPolicy& policy) = 0;
 };
 
 // The agent inside this process. `agent` and `runner` must outlive the client.

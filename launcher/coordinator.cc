@@ -2,6 +2,7 @@
 #include "coordinator.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "grpc_util.h"
 
 namespace zerorun::launcher {
@@ -54,6 +55,10 @@ absl::Status JobState::Report(const v1::RankReport& report) {
   Rank& r = ranks_[report.rank()];
   r.last_heartbeat = absl::Now();
   if (!report.phase().empty()) r.status.set_phase(report.phase());
+  r.status.set_in_flight(report.in_flight());
+  if (report.has_step() && (!r.last_step_change || report.step() != r.status.step())) {
+    r.last_step_change = absl::Now();
+  }
   if (report.has_step()) {
     r.status.set_step(report.step());
     r.status.set_loss(report.loss());
@@ -76,12 +81,41 @@ v1::JobStatusReply JobState::Snapshot() const {
     v1::RankStatus* s = reply.add_ranks();
     *s = r.status;
     s->set_heartbeat_age_s(r.last_heartbeat ? absl::ToDoubleSeconds(now - *r.last_heartbeat) : -1);
+    s->set_step_age_s(r.last_step_change ? absl::ToDoubleSeconds(now - *r.last_step_change) : -1);
     if (s->state() == "running" && r.last_heartbeat &&
         now - *r.last_heartbeat > heartbeat_timeout_) {
       s->set_state("stale");
     }
   }
   return reply;
+}
+
+std::optional<HungRank> JobState::FindHung(absl::Duration timeout,
+                                           std::vector<std::string>* in_flight) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  std::optional<HungRank> silent, outside, inside;
+  for (const Rank& r : ranks_) {
+    if (r.status.state() != "running" || !r.last_heartbeat) continue;
+    if (!r.status.in_flight().empty()) {
+      in_flight->push_back(absl::StrCat("rank ", r.slot.rank, ": ", r.status.in_flight()));
+    }
+    HungRank hung{
+        r.slot.rank,      r.slot.node,         "", r.last_step_change.has_value(), r.status.step(),
+        r.status.phase(), r.status.in_flight()};
+    if (now - *r.last_heartbeat > timeout) {
+      hung.why = absl::StrFormat("no heartbeat for %.1f s",
+                                 absl::ToDoubleSeconds(now - *r.last_heartbeat));
+      if (!silent) silent = hung;
+    } else if (r.last_step_change && now - *r.last_step_change > timeout) {
+      hung.why = absl::StrFormat("step %d unchanged for %.1f s (last heartbeat %.1f s ago)",
+                                 r.status.step(), absl::ToDoubleSeconds(now - *r.last_step_change),
+                                 absl::ToDoubleSeconds(now - *r.last_heartbeat));
+      std::optional<HungRank>& slot = hung.in_flight.empty() ? outside : inside;
+      if (!slot) slot = hung;
+    }
+  }
+  return silent ? silent : outside ? outside : inside;
 }
 
 void JobState::Set(const std::string& key, const std::string& value) {

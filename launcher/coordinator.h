@@ -22,6 +22,17 @@ struct RankSlot {
   std::string node;
 };
 
+// A rank that stopped: no heartbeat, or no step progress, for the hang timeout.
+struct HungRank {
+  int rank = 0;
+  std::string node;
+  std::string why;  // e.g. "no heartbeat for 31.0 s", "step 12 unchanged for 30.2 s".
+  bool has_step = false;
+  int64_t step = 0;
+  std::string phase;
+  std::string in_flight;
+};
+
 // Thread-safe.
 class JobState {
  public:
@@ -40,6 +51,13 @@ class JobState {
   // "stale".
   v1::JobStatusReply Snapshot() const;
 
+  // The rank to blame when some running rank has stopped for `timeout`: first one whose heartbeat
+  // stopped, else one whose step stopped outside a collective, else any whose step stopped.
+  // Ranks that never reported are not judged (a program may not report at all). Also fills
+  // *in_flight with "rank R: <collective>" for every rank inside a collective now.
+  std::optional<HungRank> FindHung(absl::Duration timeout,
+                                   std::vector<std::string>* in_flight) const;
+
   void Set(const std::string& key, const std::string& value);
   // Waits up to `timeout` for `key`; DeadlineExceeded naming the key when it never comes.
   absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout);
@@ -55,6 +73,7 @@ class JobState {
     RankSlot slot;
     v1::RankStatus status;
     std::optional<absl::Time> last_heartbeat;
+    std::optional<absl::Time> last_step_change;
   };
   mutable absl::Mutex mu_;
   const std::string job_id_;

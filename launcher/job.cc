@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -42,7 +43,10 @@ struct Inbox {
   std::deque<std::pair<size_t, v1::RankEvent>> events ABSL_GUARDED_BY(mu);
   std::vector<std::pair<size_t, absl::Status>> finished ABSL_GUARDED_BY(mu);
   std::vector<int> signals ABSL_GUARDED_BY(mu);
+  std::vector<std::string> notices ABSL_GUARDED_BY(mu);
 };
+
+constexpr size_t kLastLinesPerRank = 5;
 
 class Controller {
  public:
@@ -56,6 +60,7 @@ class Controller {
   void SignalAll(int signal);
   void BeginStop(int signal);
   void Handle(size_t node, const v1::RankEvent& event);
+  void CheckHang();
   std::string Summary() const;
 
   const RunOptions& opt_;
@@ -64,6 +69,9 @@ class Controller {
   std::ostream& err_;
   std::vector<Host> hosts_;
   std::vector<AgentClient*> clients_;
+  std::vector<bool> lost_;  // Nodes declared lost: never waited on again.
+  std::vector<std::thread> signallers_;
+  std::map<int, std::deque<std::string>> last_lines_;  // Per rank, for the hang report.
   std::string job_id_;
   std::unique_ptr<JobState> state_;
   // Root cause: the first failure seen (the events of one node are ordered; across nodes the
@@ -79,15 +87,17 @@ class Controller {
   int failed_after_ = 0;   // Ranks that failed on their own after the root cause.
 };
 
+// In the background: the loop never waits on a node (an unreachable one takes the call's
+// deadline); lost nodes are skipped, their supervisors end the ranks when the lease lapses.
 void Controller::SignalAll(int signal) {
   v1::SignalRequest request;
   request.set_job_id(job_id_);
   request.set_signal(signal);
-  std::vector<std::thread> threads;
-  for (AgentClient* client : clients_) {
-    threads.emplace_back([client, request] { (void)client->Signal(request); });
+  for (size_t i = 0; i < clients_.size(); ++i) {
+    if (lost_[i]) continue;
+    AgentClient* client = clients_[i];
+    signallers_.emplace_back([client, request] { (void)client->Signal(request); });
   }
-  for (std::thread& t : threads) t.join();
 }
 
 void Controller::BeginStop(int signal) {
@@ -112,6 +122,9 @@ void Controller::Handle(size_t node, const v1::RankEvent& event) {
         (event.is_stderr() ? err_ : out_)
             << "[rank " << event.rank() << " " << host.name << "] " << event.text() << "\n";
       }
+      std::deque<std::string>& lines = last_lines_[event.rank()];
+      lines.push_back(event.text());
+      if (lines.size() > kLastLinesPerRank) lines.pop_front();
       break;
     }
     case v1::RankEvent::KIND_EXITED: {
@@ -137,6 +150,34 @@ void Controller::Handle(size_t node, const v1::RankEvent& event) {
     default:
       break;
   }
+}
+
+// --hang-timeout: a rank that stopped heartbeating or stepping ends the job with 201, with what
+// it was doing and what every rank inside a collective waits on.
+void Controller::CheckHang() {
+  if (opt_.hang_timeout <= absl::ZeroDuration() || failed_ || stopping_) return;
+  std::vector<std::string> in_flight;
+  const std::optional<HungRank> hung = state_->FindHung(opt_.hang_timeout, &in_flight);
+  if (!hung) return;
+  failed_ = true;
+  exit_code_ = kExitHang;
+  std::string text =
+      absl::StrCat("rank ", hung->rank, " on ", hung->node, " hung: ", hung->why,
+                   " (--hang-timeout ", absl::FormatDuration(opt_.hang_timeout), "); last step ",
+                   hung->has_step ? absl::StrCat(hung->step) : std::string("none"),
+                   hung->phase.empty() ? "" : absl::StrCat(", phase ", hung->phase),
+                   hung->in_flight.empty() ? "" : absl::StrCat(", inside ", hung->in_flight));
+  if (!in_flight.empty()) {
+    absl::StrAppend(&text, "\n  collectives in flight:");
+    for (const std::string& line : in_flight) absl::StrAppend(&text, "\n    ", line);
+  }
+  if (auto it = last_lines_.find(hung->rank); it != last_lines_.end() && !it->second.empty()) {
+    absl::StrAppend(&text, "\n  last output of rank ", hung->rank, ":");
+    for (const std::string& line : it->second) absl::StrAppend(&text, "\n    | ", line);
+  }
+  state_->SetRootCause(text);
+  Say(text);
+  BeginStop(SIGTERM);
 }
 
 std::string Controller::Summary() const {
@@ -172,6 +213,7 @@ int Controller::Run() {
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
     const timespec tick{0, 100 * 1000 * 1000};
     while (!done) {
       const int sig = sigtimedwait(&stop, nullptr, &tick);
@@ -218,6 +260,7 @@ int Controller::Run() {
   bool all_loopback = true;
   for (const Host& host : hosts_) {
     clients_.push_back(agents_.For(host));
+    lost_.push_back(false);
     all_loopback &= UsesEmbeddedAgent(host) || IsLoopbackListenAddress(host.address + ":0");
     for (size_t local = 0; local < host.slots.size(); ++local) {
       slots.push_back({static_cast<int>(slots.size()), static_cast<int>(local), host.name});
@@ -248,9 +291,12 @@ int Controller::Run() {
   }
   // The record's address is the one `zerorun status` uses from this machine.
   const std::string coordinator = absl::StrCat("127.0.0.1:", port);
-  const JobRecord record{
+  JobRecord record{
       job_id_,          coordinator, job_secret, getpid(), absl::ToUnixMillis(absl::Now()),
       report.world_size};
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    record.nodes.push_back({hosts_[i].name, embedded[i] ? "" : clients_[i]->Where()});
+  }
 
   LaunchSpec spec;
   spec.job_id = job_id_;
@@ -268,6 +314,9 @@ int Controller::Run() {
   spec.no_local_rank = opt_.no_local_rank;
   spec.config_json = dsconfig::Dump(report.effective_config, 2);
   spec.log_dir = opt_.log_dir;
+  spec.lease_ms = absl::ToInt64Milliseconds(opt_.lease);
+  spec.reconnect_window_ms = absl::ToInt64Milliseconds(opt_.reconnect_window);
+  spec.grace_ms = absl::ToInt64Milliseconds(opt_.grace);
   char cwd[4096] = {};
   if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;
   const std::vector<v1::LaunchRequest> requests = BuildLaunchRequests(hosts_, spec);
@@ -305,11 +354,21 @@ int Controller::Run() {
 
   std::vector<std::thread> watchers;
   for (size_t i = 0; i < hosts_.size(); ++i) {
-    watchers.emplace_back([&, i] {
-      absl::Status s = clients_[i]->Watch(job_id_, [&](const v1::RankEvent& event) {
-        absl::MutexLock lock(&inbox.mu);
-        inbox.events.emplace_back(i, event);
-      });
+    WatchPolicy policy;
+    policy.silence = opt_.node_timeout;
+    policy.reconnect_window = opt_.reconnect_window;
+    policy.notice = [&, i](const std::string& text) {
+      absl::MutexLock lock(&inbox.mu);
+      inbox.notices.push_back(absl::StrCat("node ", hosts_[i].name, ": ", text));
+    };
+    watchers.emplace_back([&, i, policy] {
+      absl::Status s = clients_[i]->Watch(
+          job_id_,
+          [&](const v1::RankEvent& event) {
+            absl::MutexLock lock(&inbox.mu);
+            inbox.events.emplace_back(i, event);
+          },
+          policy);
       absl::MutexLock lock(&inbox.mu);
       inbox.finished.emplace_back(i, s);
     });
@@ -321,19 +380,22 @@ int Controller::Run() {
     std::deque<std::pair<size_t, v1::RankEvent>> events;
     std::vector<std::pair<size_t, absl::Status>> finished;
     std::vector<int> signals;
+    std::vector<std::string> notices;
     {
       absl::MutexLock lock(&inbox.mu);
       inbox.mu.AwaitWithTimeout(absl::Condition(
                                     +[](Inbox* in) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                                       return !in->events.empty() || !in->finished.empty() ||
-                                             !in->signals.empty();
+                                             !in->signals.empty() || !in->notices.empty();
                                     },
                                     &inbox),
                                 absl::Milliseconds(50));
       events.swap(inbox.events);
       finished.swap(inbox.finished);
       signals.swap(inbox.signals);
+      notices.swap(inbox.notices);
     }
+    for (const std::string& text : notices) Say(text);
     // Across nodes, the earliest event first, so the root cause is the first failure in time.
     std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
       return a.second.time_unix_ms() < b.second.time_unix_ms();
@@ -341,10 +403,15 @@ int Controller::Run() {
     for (const auto& [node, event] : events) Handle(node, event);
     for (const auto& [node, status] : finished) {
       ++nodes_done;
-      if (status.ok() || failed_) continue;
+      if (status.ok()) continue;
+      lost_[node] = true;
+      if (failed_) {
+        Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
+        continue;
+      }
       failed_ = true;  // The node is lost: its ranks' fate is unknown.
       root_node_ = node;
-      exit_code_ = 200;
+      exit_code_ = kExitNodeLost;
       state_->SetRootCause(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
       Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
       BeginStop(SIGTERM);
@@ -369,6 +436,7 @@ int Controller::Run() {
       if (interrupted_by == 0 && !failed_) interrupted_by = *request ? *request : SIGTERM;
       BeginStop(*request ? *request : SIGTERM);
     }
+    CheckHang();
     if (absl::Now() >= kill_at_) {
       Say(absl::StrCat("grace period of ", absl::FormatDuration(opt_.grace),
                        " over: SIGKILL to the ranks still running"));
@@ -377,6 +445,7 @@ int Controller::Run() {
     }
   }
   for (std::thread& t : watchers) t.join();
+  for (std::thread& t : signallers_) t.join();
 
   if (!failed_ && interrupted_by != 0) exit_code_ = 128 + interrupted_by;
   v1::JobStatusReply final_status = state_->Snapshot();
@@ -387,7 +456,7 @@ int Controller::Run() {
   if (exit_code_ == 0) {
     Say(absl::StrCat("job ", job_id_, " succeeded: all ", final_status.world_size(),
                      " rank(s) exited 0"));
-  } else if (failed_ && exit_code_ != 200) {
+  } else if (failed_ && exit_code_ != kExitNodeLost && exit_code_ != kExitHang) {
     err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")\n  " << Summary()
          << "\n  other ranks: " << stopped_by_us_ << " stopped by zerorun (SIGTERM/SIGKILL), "
          << failed_after_ << " failed on their own after the root cause\n";
@@ -405,6 +474,7 @@ void BlockStopSignals() {
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 }
 

@@ -44,7 +44,11 @@ std::string JobsDir() { return ZerorunHome() + "/jobs"; }
 absl::Status WriteJobRecord(const JobRecord& record) {
   const std::string dir = JobDir(record.job_id);
   if (absl::Status s = MakeDirs(dir, 0700); !s.ok()) return s;
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const JobNode& node : record.nodes)
+    nodes.push_back({{"name", node.name}, {"agent", node.agent}});
   const nlohmann::json j = {{"job_id", record.job_id},
+                            {"nodes", nodes},
                             {"coordinator", record.coordinator},
                             {"secret", record.secret},
                             {"launcher_pid", record.launcher_pid},
@@ -79,6 +83,11 @@ absl::StatusOr<JobRecord> ReadJobRecord(const std::string& job_id) {
   r.launcher_pid = j.value("launcher_pid", 0);
   r.started_unix_ms = j.value("started_unix_ms", int64_t{0});
   r.world_size = j.value("world_size", 0);
+  if (j.contains("nodes") && j["nodes"].is_array()) {
+    for (const nlohmann::json& node : j["nodes"]) {
+      if (node.is_object()) r.nodes.push_back({node.value("name", ""), node.value("agent", "")});
+    }
+  }
   struct stat st {};
   r.finished = stat((JobDir(job_id) + "/status.json").c_str(), &st) == 0;
   return r;

@@ -13,6 +13,13 @@
 
 namespace zerorun::launcher {
 
+// A node of the job and how to reach its agent: "host:port", or empty for the launcher's
+// embedded agent (whose ranks end with the launcher).
+struct JobNode {
+  std::string name;
+  std::string agent;
+};
+
 struct JobRecord {
   std::string job_id;
   std::string coordinator;  // host:port
@@ -20,7 +27,8 @@ struct JobRecord {
   int launcher_pid = 0;
   int64_t started_unix_ms = 0;
   int world_size = 0;
-  bool finished = false;  // status.json exists.
+  std::vector<JobNode> nodes;  // So status and stop reach the ranks without the launcher.
+  bool finished = false;       // status.json exists.
 };
 
 // $ZR_HOME/jobs (default ~/.zerorun/jobs).

@@ -14,6 +14,7 @@
 #include "base/env.h"
 #include "base/exit_codes.h"
 #include "base/version.h"
+#include "cgroup.h"
 #include "cli_words.h"
 #include "dsconfig/config_json.h"
 #include "estimate.h"
@@ -22,6 +23,7 @@
 #include "hostfile.h"
 #include "job.h"
 #include "preflight.h"
+#include "rank_supervisor.h"
 #include "resource_filter.h"
 #include "stage_advice.h"
 #include "status_cli.h"
@@ -29,6 +31,14 @@
 
 namespace zerorun::launcher {
 namespace {
+
+// The embedded agent's runner: its ranks end with this process (not adoptable).
+worker::JobRunnerOptions EmbeddedRunnerOptions() {
+  worker::JobRunnerOptions options;
+  options.state_dir = ZerorunHome() + "/agent";
+  options.cgroup_root = worker::AgentCgroupRoot(options.state_dir);
+  return options;
+}
 
 // "7e9", "7B", "350M", "1.5k" -> a count. Returns false on anything else.
 bool ParseCount(const std::string& text, double* out) {
@@ -90,6 +100,7 @@ struct Cli {
   std::string job_id, log_dir, master_addr;
   std::vector<int> console_ranks;
   double grace_s = 10, heartbeat_timeout_s = 30;
+  double lease_s = 10, node_timeout_s = 9, reconnect_window_s = 30, hang_timeout_s = 0;
   int master_port = 29500;
   bool no_local_rank = false;
   // status / stop / report
@@ -241,7 +252,7 @@ int RunPreflightCommand(const Cli& cli, CLI::App* sub) {
     return exit_code;
   }
   const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
-  worker::JobRunner runner(ZerorunHome() + "/agent");
+  worker::JobRunner runner(EmbeddedRunnerOptions());
   AgentPool agents(&agent, &runner, cli.secret);
   const PreflightReport report = RunPreflight(options, agents);
   if (cli.json) {
@@ -276,12 +287,16 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
   options.console_ranks = cli.console_ranks;
   options.grace = absl::Seconds(cli.grace_s);
   options.heartbeat_timeout = absl::Seconds(cli.heartbeat_timeout_s);
+  options.lease = absl::Seconds(cli.lease_s);
+  options.node_timeout = absl::Seconds(cli.node_timeout_s);
+  options.reconnect_window = absl::Seconds(cli.reconnect_window_s);
+  options.hang_timeout = absl::Seconds(cli.hang_timeout_s);
   options.master_addr = cli.master_addr;
   options.master_port = cli.master_port;
   options.no_local_rank = cli.no_local_rank;
   BlockStopSignals();  // Before any thread exists: the job's signal thread handles them.
   const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
-  worker::JobRunner runner(ZerorunHome() + "/agent");
+  worker::JobRunner runner(EmbeddedRunnerOptions());
   AgentPool agents(&agent, &runner, cli.secret);
   return RunJob(options, agents, std::cout, std::cerr);
 }
@@ -382,6 +397,22 @@ int Main(int argc, char** argv) {
                   "Seconds between SIGTERM and SIGKILL when stopping (default 10)");
   run->add_option("--heartbeat-timeout", cli.heartbeat_timeout_s,
                   "Seconds without a heartbeat before a rank shows as stale (default 30)");
+  run->add_option("--lease", cli.lease_s,
+                  "Seconds a node's ranks outlive this launcher (killed, or its host gone) before "
+                  "the node ends them (default 10)")
+      ->check(CLI::Range(1.0, 86400.0));
+  run->add_option("--node-timeout", cli.node_timeout_s,
+                  "Seconds without word from a node (frozen, partitioned) before the job ends "
+                  "with exit 200 (default 9: heartbeats come every second, so detection <= 10 s)")
+      ->check(CLI::Range(2.0, 86400.0));
+  run->add_option("--reconnect-window", cli.reconnect_window_s,
+                  "Seconds a node's restarting zerorund has to come back before the job ends "
+                  "with exit 200 (default 30)")
+      ->check(CLI::Range(0.0, 86400.0));
+  run->add_option("--hang-timeout", cli.hang_timeout_s,
+                  "Seconds a reporting rank may go without heartbeat or step progress before "
+                  "the job ends with exit 201 (default 0: off)")
+      ->check(CLI::NonNegativeNumber);
   run->add_option("--master_addr,--master-addr", cli.master_addr,
                   "MASTER_ADDR for the ranks (default: the first host's address)");
   run->add_option("--master_port,--master-port", cli.master_port, "MASTER_PORT (default 29500)");
@@ -441,8 +472,14 @@ int Main(int argc, char** argv) {
     return RunPreflightCommand(cli, preflight);
   }
   if (run->parsed()) return RunJobCommand(cli, run);
-  if (status->parsed()) return StatusCommand(cli.job_id, cli.json, cli.watch, std::cout, std::cerr);
-  if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, std::cerr);
+  if (status->parsed() || stop->parsed()) {
+    int exit_code = kExitOk;
+    if (!ResolveSecret(&cli, &exit_code)) return exit_code;
+  }
+  if (status->parsed()) {
+    return StatusCommand(cli.job_id, cli.json, cli.watch, cli.secret, std::cout, std::cerr);
+  }
+  if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, cli.secret, std::cerr);
   if (report->parsed()) {
     cli.report.set_has_step(report->count("--step") > 0);
     cli.report.set_step(step);
@@ -460,4 +497,8 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace zerorun::launcher
 
-int main(int argc, char** argv) { return zerorun::launcher::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // The embedded agent re-executes this binary as each local rank's supervisor.
+  if (const int code = zerorun::worker::MaybeRunRankSupervisor(argc, argv); code >= 0) return code;
+  return zerorun::launcher::Main(argc, argv);
+}

@@ -26,6 +26,9 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
     request.set_config_json(spec.config_json);
     request.set_log_dir(spec.log_dir);
     request.set_cwd(spec.cwd);
+    request.set_lease_ms(spec.lease_ms);
+    request.set_reconnect_window_ms(spec.reconnect_window_ms);
+    request.set_grace_ms(spec.grace_ms);
     const int local_size = static_cast<int>(host.slots.size());
     for (int local = 0; local < local_size; ++local, ++rank) {
       v1::RankSpec* r = request.add_ranks();

@@ -32,6 +32,11 @@ struct LaunchSpec {
   std::string zerorun_bin;       // ZERORUN_BIN: this launcher, for `zerorun report` in ranks.
   std::string log_dir;
   std::string cwd;
+  // The launcher's lease on each node's ranks, the node's reconnect window and the SIGTERM ->
+  // SIGKILL grace its supervisors use (LaunchRequest); 0: the node's defaults.
+  int64_t lease_ms = 0;
+  int64_t reconnect_window_ms = 0;
+  int64_t grace_ms = 0;
 };
 
 // One LaunchRequest per host, in node-rank order. Every rank gets RANK, LOCAL_RANK, WORLD_SIZE,

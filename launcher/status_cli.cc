@@ -1,13 +1,18 @@
 // Status, stop and report clients.
 #include "status_cli.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "agent_client.h"
 #include "base/exit_codes.h"
 #include "dsconfig/config_json.h"
 #include "grpc_util.h"
@@ -58,15 +63,83 @@ std::string ToJson(const v1::JobStatusReply& status) {
   return dsconfig::Dump(j, 2) + "\n";
 }
 
-// The job's status: live from its coordinator, or final from status.json.
-absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id) {
+bool LauncherAlive(const JobRecord& record) {
+  return record.launcher_pid > 0 && (kill(record.launcher_pid, 0) == 0 || errno == EPERM);
+}
+
+// Without its launcher, a job's ranks are known only to the node agents: each answers for its
+// own. Ranks of the embedded agent ended with the launcher. The state is "orphaned" while some
+// rank runs (their supervisors end them when the launcher's lease lapses).
+absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
+                                             const std::string& agent_secret) {
+  v1::JobStatusReply reply;
+  reply.set_job_id(record.job_id);
+  reply.set_started_unix_ms(record.started_unix_ms);
+  reply.set_world_size(record.world_size);
+  int answered = 0, running = 0;
+  std::vector<std::string> silent;
+  for (const JobNode& node : record.nodes) {
+    if (node.agent.empty()) continue;
+    absl::StatusOr<v1::AgentStatusReply> agent =
+        NewGrpcAgentClient(node.agent, agent_secret)->Status(record.job_id);
+    if (!agent.ok()) {
+      silent.push_back(absl::StrCat(node.name, " (", agent.status().message(), ")"));
+      continue;
+    }
+    ++answered;
+    for (const v1::AgentRankStatus& r : agent->ranks()) {
+      v1::RankStatus* s = reply.add_ranks();
+      s->set_rank(r.rank());
+      s->set_local_rank(r.local_rank());
+      s->set_node(node.name);
+      s->set_pid(r.pid());
+      s->set_exit_code(r.exit_code());
+      s->set_signal(r.signal());
+      s->set_heartbeat_age_s(-1);
+      s->set_step_age_s(-1);
+      s->set_phase(r.end_reason());
+      s->set_state(r.running()                             ? "running"
+                   : r.exit_code_unknown()                 ? "unknown"
+                   : r.exit_code() == 0 && r.signal() == 0 ? "exited"
+                                                           : "killed");
+      running += r.running() ? 1 : 0;
+    }
+  }
+  const bool embedded = std::any_of(record.nodes.begin(), record.nodes.end(),
+                                    [](const JobNode& n) { return n.agent.empty(); });
+  if (answered == 0 && !embedded) {
+    return absl::UnavailableError(
+        absl::StrCat("the launcher of ", record.job_id, " (pid ", record.launcher_pid,
+                     ") is gone and no node agent answered: ", absl::StrJoin(silent, "; ")));
+  }
+  reply.set_state(running > 0 ? "orphaned" : "failed");
+  std::string cause = absl::StrCat("the launcher (pid ", record.launcher_pid,
+                                   ") died without ending the job; rank states are the node "
+                                   "agents' own");
+  if (embedded) absl::StrAppend(&cause, "; the ranks of this machine ended with the launcher");
+  if (!silent.empty()) absl::StrAppend(&cause, "; no answer from ", absl::StrJoin(silent, ", "));
+  if (running > 0) {
+    absl::StrAppend(&cause, "; ", running,
+                    " rank(s) still run until their node ends them (the launcher's lease lapsed)");
+  }
+  reply.set_root_cause(cause);
+  return reply;
+}
+
+// The job's status: live from its coordinator, final from status.json, or from the node agents
+// when the launcher died (which also finalizes the record once no rank runs).
+absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id,
+                                         const std::string& agent_secret) {
   absl::StatusOr<JobRecord> record = ReadJobRecord(job_id);
   if (!record.ok()) return record.status();
-  if (!record->finished) {
-    absl::StatusOr<v1::JobStatusReply> live = Query(*record);
-    if (live.ok() || !ReadFinalStatus(job_id).ok()) return live;
-  }
-  return ReadFinalStatus(job_id);
+  if (record->finished) return ReadFinalStatus(job_id);
+  absl::StatusOr<v1::JobStatusReply> live = Query(*record);
+  if (live.ok()) return live;
+  if (absl::StatusOr<v1::JobStatusReply> final = ReadFinalStatus(job_id); final.ok()) return final;
+  if (LauncherAlive(*record)) return live;
+  absl::StatusOr<v1::JobStatusReply> agents = AskAgents(*record, agent_secret);
+  if (agents.ok() && agents->state() == "failed") (void)WriteFinalStatus(job_id, *agents);
+  return agents;
 }
 
 }  // namespace
@@ -94,8 +167,8 @@ std::string FormatJobStatus(const v1::JobStatusReply& s) {
   return out;
 }
 
-int StatusCommand(const std::string& job_id, bool json, bool watch, std::ostream& out,
-                  std::ostream& err) {
+int StatusCommand(const std::string& job_id, bool json, bool watch, const std::string& agent_secret,
+                  std::ostream& out, std::ostream& err) {
   std::string id = job_id;
   if (id.empty()) {
     const std::vector<JobRecord> jobs = RunningJobs();
@@ -115,7 +188,7 @@ int StatusCommand(const std::string& job_id, bool json, bool watch, std::ostream
   }
   // --watch is bounded by the job's life; a dead coordinator ends it too.
   while (true) {
-    absl::StatusOr<v1::JobStatusReply> status = Fetch(id);
+    absl::StatusOr<v1::JobStatusReply> status = Fetch(id, agent_secret);
     if (!status.ok()) {
       err << "zerorun status: " << status.status().message() << "\n";
       return status.status().code() == absl::StatusCode::kNotFound ? kExitNoInput
@@ -129,7 +202,8 @@ int StatusCommand(const std::string& job_id, bool json, bool watch, std::ostream
   }
 }
 
-int StopCommand(const std::string& job_id, int signal, std::ostream& err) {
+int StopCommand(const std::string& job_id, int signal, const std::string& agent_secret,
+                std::ostream& err) {
   absl::StatusOr<JobRecord> record = ReadJobRecord(job_id);
   if (!record.ok()) {
     err << "zerorun stop: " << record.status().message() << "\n";
@@ -142,12 +216,50 @@ int StopCommand(const std::string& job_id, int signal, std::ostream& err) {
   request.set_signal(signal);
   v1::StopReply reply;
   const grpc::Status status = Connect(record->coordinator)->Stop(&context, request, &reply);
-  if (!status.ok()) {
+  if (status.ok()) {
+    err << "zerorun stop: stop requested for job " << job_id << "\n";
+    return kExitOk;
+  }
+  if (LauncherAlive(*record)) {
     err << "zerorun stop: coordinator of " << job_id << " at " << record->coordinator
         << " did not answer: " << status.error_message() << "\n";
     return kExitUnavailable;
   }
-  err << "zerorun stop: stop requested for job " << job_id << "\n";
+  // The launcher is gone: the node agents stop their own ranks (SIGTERM, SIGKILL after 10 s).
+  int reached = 0, signalled = 0;
+  for (const int sig : {signal != 0 ? signal : SIGTERM, signal != 0 ? 0 : SIGKILL}) {
+    if (sig == SIGKILL) {
+      const absl::Time deadline = absl::Now() + absl::Seconds(10);
+      while (absl::Now() < deadline) {
+        absl::StatusOr<v1::JobStatusReply> now = AskAgents(*record, agent_secret);
+        if (!now.ok() || now->state() != "orphaned") break;
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    }
+    if (sig == 0) break;
+    v1::SignalRequest kill_request;
+    kill_request.set_job_id(job_id);
+    kill_request.set_signal(sig);
+    for (const JobNode& node : record->nodes) {
+      if (node.agent.empty()) continue;
+      absl::StatusOr<int> n = NewGrpcAgentClient(node.agent, agent_secret)->Signal(kill_request);
+      if (!n.ok()) {
+        if (sig != SIGKILL)
+          err << "zerorun stop: " << node.name << ": " << n.status().message() << "\n";
+        continue;
+      }
+      reached += sig != SIGKILL ? 1 : 0;
+      signalled += *n;
+    }
+  }
+  if (reached == 0) {
+    err << "zerorun stop: the launcher of " << job_id << " (pid " << record->launcher_pid
+        << ") is gone and no node agent answered\n";
+    return kExitUnavailable;
+  }
+  err << "zerorun stop: the launcher of " << job_id << " is gone; " << reached
+      << " node agent(s) stopped " << signalled << " rank signal(s) directly\n";
+  (void)Fetch(job_id, agent_secret);  // Finalizes the record once no rank runs.
   return kExitOk;
 }
 

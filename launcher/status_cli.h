@@ -12,13 +12,17 @@ namespace zerorun::launcher {
 
 // Prints the job (the only running one when `job_id` is empty; a list when several run) as a
 // table or JSON; with `watch`, again every second until the job ends. A finished job prints its
-// final status. Returns 0, 66 for an unknown job, 69 when its coordinator does not answer.
-int StatusCommand(const std::string& job_id, bool json, bool watch, std::ostream& out,
-                  std::ostream& err);
+// final status. When the launcher died, the node agents (reached with `agent_secret`) answer for
+// their ranks, and once none runs the record gets its final status ("launcher lost"). Returns
+// 0, 66 for an unknown job, 69 when neither the coordinator nor any agent answers.
+int StatusCommand(const std::string& job_id, bool json, bool watch, const std::string& agent_secret,
+                  std::ostream& out, std::ostream& err);
 
 // Asks the job's coordinator to stop it with `signal` (0: SIGTERM, then SIGKILL after the
-// grace period). Returns 0, 66 or 69.
-int StopCommand(const std::string& job_id, int signal, std::ostream& err);
+// grace period); when the launcher died, signals the ranks through the node agents directly.
+// Returns 0, 66 or 69.
+int StopCommand(const std::string& job_id, int signal, const std::string& agent_secret,
+                std::ostream& err);
 
 // One heartbeat/step report for a rank, for programs that do not link libzerorun: reads
 // ZERORUN_COORDINATOR, ZERORUN_JOB_SECRET and RANK from the environment the launcher gave it.

@@ -38,7 +38,12 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
   if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
   int64_t next = request->from_index();
   bool done = false;
+  absl::Time last_write = absl::InfinitePast();
   while (!done && !context->IsCancelled()) {
+    if (shutting_down_) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "zerorund is restarting");
+    }
+    runner_->Renew(request->job_id());
     std::vector<v1::RankEvent> events;
     absl::Status s =
         runner_->WaitEvents(request->job_id(), next, absl::Milliseconds(200), &events, &done);
@@ -46,6 +51,15 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
     for (const v1::RankEvent& event : events) {
       if (!writer->Write(event)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
       next = event.index() + 1;
+      last_write = absl::Now();
+    }
+    if (absl::Now() - last_write >= absl::Seconds(1)) {
+      v1::RankEvent beat;
+      beat.set_kind(v1::RankEvent::KIND_HEARTBEAT);
+      beat.set_index(next);
+      beat.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
+      if (!writer->Write(beat)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+      last_write = absl::Now();
     }
   }
   return grpc::Status::OK;

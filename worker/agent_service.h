@@ -3,6 +3,7 @@
 #ifndef ZERORUN_WORKER_AGENT_SERVICE_H_
 #define ZERORUN_WORKER_AGENT_SERVICE_H_
 
+#include <atomic>
 #include <string>
 
 #include "job_runner.h"
@@ -23,13 +24,19 @@ class AgentService final : public v1::NodeAgent::Service {
                       v1::LaunchReply* reply) override;
   grpc::Status Signal(grpc::ServerContext* context, const v1::SignalRequest* request,
                       v1::SignalReply* reply) override;
-  // Streams events until the job's ranks here have all exited or the client goes away.
+  // Streams events until the job's ranks here have all exited or the client goes away, with a
+  // heartbeat every second; while it is open the launcher's lease on the job is renewed.
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::RankEvent>* writer) override;
   grpc::Status Status(grpc::ServerContext* context, const v1::AgentStatusRequest* request,
                       v1::AgentStatusReply* reply) override;
 
+  // Ends open Watch streams with UNAVAILABLE ("zerorund is restarting"), so launchers reconnect
+  // to the next zerorund instead of treating the end as the job's.
+  void BeginShutdown() { shutting_down_ = true; }
+
  private:
+  std::atomic<bool> shutting_down_{false};
   const NodeAgent* agent_;
   JobRunner* runner_;
   const std::string secret_;

@@ -1,8 +1,9 @@
-// JobRunner: fork/exec into process groups, log files tailed by one monitor thread per rank,
-// which also reaps its rank; every change is an event in the job's numbered log.
+// JobRunner: launch under supervisors, signal, the replay buffer, leases, status, eviction.
+// Re-adoption and the per-rank monitor are in job_monitor.cc.
 #include "job_runner.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,29 +11,30 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <deque>
-#include <fstream>
 #include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "base/env.h"
 #include "base/fs.h"
 #include "base/rank_env.h"
+#include "cgroup.h"
+#include "google/protobuf/util/json_util.h"
+#include "proc_util.h"
+#include "rank_supervisor.h"
 #include "request_validation.h"
+#include "zerorun/v1/agent_state.pb.h"
 
 extern char** environ;
 
 namespace zerorun::worker {
 namespace {
 
-constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
-constexpr size_t kStderrTailLines = 20;
-
-int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+constexpr int64_t kDefaultLeaseMs = 10000;
+constexpr int64_t kDefaultWindowMs = 30000;
+constexpr int64_t kDefaultGraceMs = 10000;
+constexpr int kReadyFd = 3;  // The supervisor writes the rank's pid here.
 
 // ZERORUN_BIN names the launcher's binary; where it is not on this node, the zerorun installed
 // next to this daemon stands in. Its directory goes first on the rank's PATH, so a rank's
@@ -57,132 +59,185 @@ void AddZerorunToPath(std::vector<std::string>* env) {
                               path != nullptr ? path : "/usr/bin:/bin"));
 }
 
-// Reads what was appended to a log file since the last call and splits it into lines.
-class Tail {
- public:
-  explicit Tail(const std::string& path) : fd_(open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
-  ~Tail() {
-    if (fd_ >= 0) close(fd_);
+// The rank's environment: the agent's own, minus the cluster secret, plus the launch's.
+std::vector<std::string> RankEnvironment(const v1::RankSpec& spec, const std::string& config) {
+  std::vector<std::string> additions(spec.env().begin(), spec.env().end());
+  if (!config.empty()) additions.push_back(absl::StrCat(rank_env::kConfig, "=", config));
+  AddZerorunToPath(&additions);
+  std::set<std::string> overridden;
+  for (const std::string& kv : additions) overridden.insert(kv.substr(0, kv.find('=')));
+  overridden.insert(kEnvSecret.name);  // The cluster secret never reaches a rank.
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv = *e;
+    if (overridden.count(kv.substr(0, kv.find('='))) == 0) env.push_back(kv);
   }
-  // Complete lines read now; with `flush`, also a final partial line.
-  std::vector<std::string> Lines(bool flush) {
-    std::vector<std::string> lines;
-    char buffer[8192];
-    ssize_t n = 0;
-    while (fd_ >= 0 && (n = read(fd_, buffer, sizeof(buffer))) > 0) {
-      partial_.append(buffer, static_cast<size_t>(n));
-    }
-    size_t start = 0, newline = 0;
-    while ((newline = partial_.find('\n', start)) != std::string::npos) {
-      lines.push_back(partial_.substr(start, newline - start));
-      start = newline + 1;
-    }
-    partial_.erase(0, start);
-    if (flush && !partial_.empty()) {
-      lines.push_back(partial_);
-      partial_.clear();
-    }
-    return lines;
-  }
+  env.insert(env.end(), additions.begin(), additions.end());
+  return env;
+}
 
- private:
-  int fd_;
-  std::string partial_;
-};
+// Reads the rank pid the supervisor writes to the ready pipe (up to 10 s).
+int ReadReadyPid(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  std::string text;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline && text.find('\n') == std::string::npos) {
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buffer[32];
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return std::atoi(text.c_str());
+}
 
 }  // namespace
 
-JobRunner::JobRunner(std::string state_dir) : state_dir_(std::move(state_dir)) {
+JobRunner::JobRunner(JobRunnerOptions options) : options_(std::move(options)) {
   char name[256] = {};
   gethostname(name, sizeof(name) - 1);
   hostname_ = name;
 }
+
+JobRunner::JobRunner(std::string state_dir)
+    : JobRunner(JobRunnerOptions{.state_dir = std::move(state_dir)}) {}
 
 JobRunner::~JobRunner() {
   std::vector<std::thread> monitors;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
-    monitors.swap(monitors_);
+    for (auto& [id, job] : jobs_) {
+      for (std::thread& t : job->monitors) monitors.push_back(std::move(t));
+    }
   }
   for (std::thread& t : monitors) t.join();
 }
 
 void JobRunner::Emit(Job* job, v1::RankEvent event) {
-  event.set_index(static_cast<int64_t>(job->events.size()));
-  event.set_time_unix_ms(NowMs());
+  event.set_index(job->next_index++);
+  event.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
   event.set_node(hostname_);
+  job->journal.Add(event);
   job->events.push_back(std::move(event));
+  while (job->events.size() > job->capacity) {
+    job->events.pop_front();
+    ++job->first_index;
+  }
+}
+
+void JobRunner::TouchLease(Job* job) {
+  const absl::Time now = absl::Now();
+  if (now - job->last_touch < absl::Milliseconds(500)) return;
+  job->last_touch = now;
+  TouchFile(job->dir + "/lease");
+}
+
+void JobRunner::Renew(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it != jobs_.end() && it->second->running > 0) TouchLease(it->second.get());
 }
 
 absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request) {
   const std::string& id = request.job_id();
   if (absl::Status s = ValidateLaunchRequest(request); !s.ok()) return s;
+  Evict();
   {
     absl::MutexLock lock(&mu_);
     if (jobs_.count(id) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", id, " exists"));
   }
-  const std::string job_dir = absl::StrCat(state_dir_, "/", id);
-  if (absl::Status s = MakeDirs(job_dir, 0755); !s.ok()) return s;
-  if (!request.config_json().empty()) {
-    std::ofstream(job_dir + "/ds_config.json") << request.config_json();
-  }
-  const std::string log_dir = request.log_dir().empty() ? job_dir : request.log_dir();
   auto job = std::make_unique<Job>();
   job->id = id;
-  for (const v1::RankSpec& spec : request.ranks()) {
-    if (spec.argv().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("rank ", spec.rank(), " has no argv"));
+  job->dir = absl::StrCat(options_.state_dir, "/", id);
+  job->capacity = options_.replay_events_per_rank * static_cast<size_t>(request.ranks_size());
+  if (absl::Status s = MakeDirs(job->dir, 0755); !s.ok()) return s;
+  std::string config_path;
+  if (!request.config_json().empty()) {
+    config_path = job->dir + "/ds_config.json";
+    if (absl::Status s = WriteFileAtomic(config_path, request.config_json(), 0644); !s.ok()) {
+      return s;
     }
+  }
+  const int64_t lease_ms = request.lease_ms() > 0 ? request.lease_ms() : kDefaultLeaseMs;
+  const int64_t window_ms =
+      request.reconnect_window_ms() > 0 ? request.reconnect_window_ms() : kDefaultWindowMs;
+  const int64_t grace_ms = request.grace_ms() > 0 ? request.grace_ms() : kDefaultGraceMs;
+  if (absl::Status s = WriteLeaseFile(job->dir + "/lease", lease_ms, window_ms); !s.ok()) return s;
+  if (absl::Status s = job->journal.Open(job->dir + "/events.journal", true); !s.ok()) return s;
+  if (!options_.cgroup_root.empty()) {
+    if (absl::StatusOr<std::string> cg = MakeCgroup(options_.cgroup_root, id); cg.ok()) {
+      job->cgroup = *cg;
+    }
+  }
+  const std::string log_dir = request.log_dir().empty() ? job->dir : request.log_dir();
+  for (const v1::RankSpec& spec : request.ranks()) {
     Rank rank;
     rank.spec = spec;
+    rank.spec.clear_env();  // Kept in memory and on disk: no secrets there.
+    rank.rank_dir = absl::StrCat(job->dir, "/rank_", spec.rank());
     const std::string dir = absl::StrCat(log_dir, "/rank_", spec.rank());
-    if (absl::Status s = MakeDirs(dir, 0755); !s.ok()) return s;
+    for (const std::string& d : {rank.rank_dir, dir}) {
+      if (absl::Status s = MakeDirs(d, 0755); !s.ok()) return s;
+    }
+    unlink((rank.rank_dir + "/exit").c_str());  // From an earlier job under this id.
     rank.stdout_path = dir + "/stdout.log";
     rank.stderr_path = dir + "/stderr.log";
     job->ranks.push_back(std::move(rank));
   }
 
+  auto kill_started = [&job] {
+    for (Rank& started : job->ranks) {
+      if (started.pid > 0) kill(-started.pid, SIGKILL);
+      if (started.supervisor_pid > 0) waitpid(started.supervisor_pid, nullptr, 0);
+    }
+  };
   v1::LaunchReply reply;
-  reply.set_job_dir(job_dir);
-  for (Rank& rank : job->ranks) {
+  reply.set_job_dir(job->dir);
+  for (int i = 0; i < request.ranks_size(); ++i) {
+    Rank& rank = job->ranks[i];
     // Everything the child needs is prepared before fork(): only async-signal-safe calls after.
-    std::vector<std::string> additions(rank.spec.env().begin(), rank.spec.env().end());
-    if (!request.config_json().empty()) {
-      additions.push_back(absl::StrCat(rank_env::kConfig, "=", job_dir, "/ds_config.json"));
-    }
-    AddZerorunToPath(&additions);
-    std::set<std::string> overridden;
-    for (const std::string& kv : additions) overridden.insert(kv.substr(0, kv.find('=')));
-    overridden.insert(kEnvSecret.name);  // The cluster secret never reaches a rank.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string kv = *e;
-      if (overridden.count(kv.substr(0, kv.find('='))) == 0) env_strings.push_back(kv);
-    }
-    env_strings.insert(env_strings.end(), additions.begin(), additions.end());
-    std::vector<char*> envp, argv;
+    std::vector<std::string> env_strings = RankEnvironment(request.ranks(i), config_path);
+    std::vector<char*> envp;
     for (std::string& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
-    std::vector<std::string> args(rank.spec.argv().begin(), rank.spec.argv().end());
+    SupervisorArgs sup;
+    sup.rank_dir = rank.rank_dir;
+    sup.lease_file = job->dir + "/lease";
+    sup.grace_ms = grace_ms;
+    sup.adoptable = options_.adoptable;
+    sup.daemon_pid_file = options_.daemon_pid_file;
+    if (!job->cgroup.empty()) {
+      if (absl::StatusOr<std::string> cg =
+              MakeCgroup(job->cgroup, "rank_" + std::to_string(rank.spec.rank()));
+          cg.ok()) {
+        sup.cgroup = *cg;
+      }
+    }
+    sup.ready_fd = kReadyFd;
+    sup.argv.assign(rank.spec.argv().begin(), rank.spec.argv().end());
+    std::vector<std::string> args = SupervisorCommand(options_.self_exe, sup);
+    args[0] = "zerorun-rank-supervisor";  // What `ps` shows; the binary is options_.self_exe.
+    std::vector<char*> argv;
     for (std::string& s : args) argv.push_back(s.data());
     argv.push_back(nullptr);
     const int out = open(rank.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     const int err = open(rank.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0 || err < 0) {
-      if (out >= 0) close(out);
-      if (err >= 0) close(err);
-      for (Rank& started : job->ranks) {
-        if (started.pid > 0) kill(-started.pid, SIGKILL), waitpid(started.pid, nullptr, 0);
+    int ready[2] = {-1, -1};
+    if (out < 0 || err < 0 || pipe2(ready, O_CLOEXEC) != 0) {
+      const std::string why = strerror(errno);
+      for (int fd : {out, err, ready[0], ready[1]}) {
+        if (fd >= 0) close(fd);
       }
-      return absl::InternalError(
-          absl::StrCat("cannot create logs under ", log_dir, ": ", std::strerror(errno)));
+      kill_started();
+      return absl::InternalError(absl::StrCat("cannot create logs under ", log_dir, ": ", why));
     }
     const std::string cwd = request.cwd();
-    const std::string exec_error = absl::StrCat("zerorund: cannot execute ", args[0], "\n");
+    const std::string cwd_error = absl::StrCat("zerorund: cannot enter ", cwd, "\n");
+    const std::string exe = options_.self_exe;
     const pid_t pid = fork();
     if (pid == 0) {
-      // The launcher blocks SIGINT/SIGTERM for its sigwait thread; ranks start with defaults.
+      // The launcher blocks SIGINT/SIGTERM for its sigwait thread; the supervisor sets its own.
       sigset_t none;
       sigemptyset(&none);
       sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -190,104 +245,79 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
       setpgid(0, 0);
       dup2(out, 1);
       dup2(err, 2);
-      if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(127);
-      execvpe(argv[0], argv.data(), envp.data());
-      (void)!write(2, exec_error.data(), exec_error.size());
+      dup2(ready[1], kReadyFd);
+      if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
+        (void)!write(2, cwd_error.data(), cwd_error.size());
+        _exit(127);
+      }
+      execve(exe.c_str(), argv.data(), envp.data());
       _exit(127);
     }
     close(out);
     close(err);
+    close(ready[1]);
     if (pid < 0) {
+      close(ready[0]);
+      kill_started();
       return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
     }
-    setpgid(pid, pid);  // Also from the parent, so a signal right after Launch finds the group.
-    rank.pid = pid;
-    reply.add_pids(pid);
+    rank.supervisor_pid = pid;
+    rank.supervisor_is_child = true;
+    rank.pid = ReadReadyPid(ready[0]);
+    close(ready[0]);
+    if (rank.pid <= 0) {
+      kill(pid, SIGKILL);
+      kill_started();
+      return absl::InternalError(absl::StrCat("the supervisor of rank ", rank.spec.rank(),
+                                              " did not start it (see ", rank.stderr_path, ")"));
+    }
+    if (std::optional<ProcFacts> f = ReadProcFacts(rank.pid)) rank.start_ticks = f->start_ticks;
+    if (std::optional<ProcFacts> f = ReadProcFacts(pid))
+      rank.supervisor_start_ticks = f->start_ticks;
+    reply.add_pids(rank.pid);
+  }
+
+  // The record a restarted zerorund re-adopts the ranks from.
+  v1::AgentJobRecord record;
+  record.set_job_id(id);
+  record.set_created_unix_ms(absl::ToUnixMillis(absl::Now()));
+  record.set_log_dir(log_dir);
+  record.set_cgroup(job->cgroup);
+  for (const Rank& rank : job->ranks) {
+    v1::AgentRankRecord* r = record.add_ranks();
+    r->set_rank(rank.spec.rank());
+    r->set_local_rank(rank.spec.local_rank());
+    r->set_pid(rank.pid);
+    r->set_start_ticks(rank.start_ticks);
+    r->set_supervisor_pid(rank.supervisor_pid);
+    r->set_supervisor_start_ticks(rank.supervisor_start_ticks);
+    r->set_stdout_path(rank.stdout_path);
+    r->set_stderr_path(rank.stderr_path);
+    r->set_rank_dir(rank.rank_dir);
+  }
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(record, &json);
+  if (absl::Status s = WriteFileAtomic(job->dir + "/job.json", json, 0644); !s.ok()) {
+    kill_started();
+    return s;
   }
 
   absl::MutexLock lock(&mu_);
   Job* raw = job.get();
   jobs_[id] = std::move(job);
   raw->running = static_cast<int>(raw->ranks.size());
-  for (size_t i = 0; i < raw->ranks.size(); ++i) {
+  TouchLease(raw);
+  for (const Rank& rank : raw->ranks) {
     v1::RankEvent started;
     started.set_kind(v1::RankEvent::KIND_STARTED);
-    started.set_rank(raw->ranks[i].spec.rank());
-    started.set_local_rank(raw->ranks[i].spec.local_rank());
-    started.set_pid(raw->ranks[i].pid);
+    started.set_rank(rank.spec.rank());
+    started.set_local_rank(rank.spec.local_rank());
+    started.set_pid(rank.pid);
     Emit(raw, std::move(started));
-    monitors_.emplace_back(&JobRunner::Monitor, this, id, i);
   }
+  (void)raw->journal.Flush();
+  StartMonitors(raw);
   return reply;
-}
-
-void JobRunner::Monitor(const std::string& job_id, size_t rank_index) {
-  std::string stdout_path, stderr_path;
-  int pid = 0, rank = 0, local_rank = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    const Rank& r = jobs_[job_id]->ranks[rank_index];
-    stdout_path = r.stdout_path;
-    stderr_path = r.stderr_path;
-    pid = r.pid;
-    rank = r.spec.rank();
-    local_rank = r.spec.local_rank();
-  }
-  Tail out(stdout_path), err(stderr_path);
-  std::deque<std::string> stderr_tail;
-  while (true) {
-    // Look without reaping: the zombie keeps the pid (and its group) from being reused until
-    // the reap below, which happens under mu_, where Signal() checks `running`.
-    siginfo_t info{};
-    const bool exited =
-        waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
-    std::vector<std::string> out_lines = out.Lines(exited);
-    std::vector<std::string> err_lines = err.Lines(exited);
-    absl::MutexLock lock(&mu_);
-    int status = 0;
-    if (exited) {
-      // The rank is over: what is left of its process group (DataLoader-style workers, children
-      // that ignore SIGTERM) goes now. The unreaped leader keeps the group id ours until the reap.
-      kill(-pid, SIGKILL);
-      waitpid(pid, &status, 0);
-    }
-    Job* job = jobs_[job_id].get();
-    for (int stream = 0; stream < 2; ++stream) {
-      for (std::string& line : stream == 0 ? out_lines : err_lines) {
-        if (stream == 1) {
-          stderr_tail.push_back(line);
-          if (stderr_tail.size() > kStderrTailLines) stderr_tail.pop_front();
-        }
-        v1::RankEvent event;
-        event.set_kind(v1::RankEvent::KIND_OUTPUT);
-        event.set_rank(rank);
-        event.set_local_rank(local_rank);
-        event.set_pid(pid);
-        event.set_is_stderr(stream == 1);
-        event.set_text(std::move(line));
-        Emit(job, std::move(event));
-      }
-    }
-    if (exited) {
-      Rank& r = job->ranks[rank_index];
-      r.running = false;
-      r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      v1::RankEvent event;
-      event.set_kind(v1::RankEvent::KIND_EXITED);
-      event.set_rank(rank);
-      event.set_local_rank(local_rank);
-      event.set_pid(pid);
-      event.set_exit_code(r.exit_code);
-      event.set_signal(r.signal);
-      event.set_text(absl::StrJoin(stderr_tail, "\n"));
-      Emit(job, std::move(event));
-      --job->running;
-      return;
-    }
-    if (shutting_down_) return;  // The rank keeps running; a new agent cannot adopt it yet.
-    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), kPollInterval);
-  }
 }
 
 absl::StatusOr<int> JobRunner::Signal(const v1::SignalRequest& request) {
@@ -300,8 +330,12 @@ absl::StatusOr<int> JobRunner::Signal(const v1::SignalRequest& request) {
     const bool selected =
         request.ranks().empty() || std::find(request.ranks().begin(), request.ranks().end(),
                                              rank.spec.rank()) != request.ranks().end();
-    // The monitor reaps under mu_, so a running rank's pid (and group) is still ours here.
-    if (selected && rank.running && kill(-rank.pid, request.signal()) == 0) ++signalled;
+    // Until the supervisor records the exit, the rank is alive or an unreaped zombie: its pid
+    // and group are still the rank's.
+    if (!selected || !rank.running || ReadRankExit(rank.rank_dir).has_value()) continue;
+    if (ProcessIs(rank.pid, rank.start_ticks) && kill(-rank.pid, request.signal()) == 0) {
+      ++signalled;
+    }
   }
   return signalled;
 }
@@ -313,27 +347,31 @@ absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
   Job* job = it->second.get();
+  if (from_index < job->first_index) {
+    return absl::OutOfRangeError(
+        absl::StrCat("events of job ", job_id, " before #", job->first_index,
+                     " are no longer in zerorund's replay buffer; the rank logs under ", job->dir,
+                     " (or the launch's log_dir) hold every line"));
+  }
   struct Args {
     Job* job;
     int64_t from;
     const bool* stop;
   } args{job, from_index, &shutting_down_};
-  mu_.AwaitWithTimeout(absl::Condition(
-                           +[](Args* a) {
-                             return static_cast<int64_t>(a->job->events.size()) > a->from ||
-                                    a->job->running == 0 || *a->stop;
-                           },
-                           &args),
-                       timeout);
-  for (int64_t i = std::max<int64_t>(0, from_index); i < static_cast<int64_t>(job->events.size());
-       ++i) {
-    events->push_back(job->events[i]);
+  mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](Args* a) { return a->job->next_index > a->from || a->job->running == 0 || *a->stop; },
+          &args),
+      timeout);
+  for (int64_t i = from_index; i < job->next_index; ++i) {
+    events->push_back(job->events[static_cast<size_t>(i - job->first_index)]);
   }
   *done = job->running == 0;
   return absl::OkStatus();
 }
 
 v1::AgentStatusReply JobRunner::Status(const std::string& job_id) {
+  Evict();
   v1::AgentStatusReply reply;
   reply.set_hostname(hostname_);
   absl::MutexLock lock(&mu_);
@@ -348,6 +386,8 @@ v1::AgentStatusReply JobRunner::Status(const std::string& job_id) {
       s->set_running(rank.running);
       s->set_exit_code(rank.exit_code);
       s->set_signal(rank.signal);
+      s->set_exit_code_unknown(rank.exit_code_unknown);
+      s->set_end_reason(rank.end_reason);
     }
   }
   return reply;
@@ -357,7 +397,7 @@ void JobRunner::KillAll() {
   absl::MutexLock lock(&mu_);
   for (const auto& [id, job] : jobs_) {
     for (const Rank& rank : job->ranks) {
-      if (rank.running) kill(-rank.pid, SIGKILL);
+      if (rank.running && ProcessIs(rank.pid, rank.start_ticks)) kill(-rank.pid, SIGKILL);
     }
   }
   auto all_exited = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -368,8 +408,35 @@ void JobRunner::KillAll() {
   };
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (!all_exited() && absl::Now() < deadline) {
-    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), kPollInterval);
+    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Milliseconds(20));
   }
+}
+
+void JobRunner::Evict() {
+  std::vector<std::unique_ptr<Job>> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (it->second->running == 0 && now - it->second->ended >= options_.retention) {
+        gone.push_back(std::move(it->second));
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (std::unique_ptr<Job>& job : gone) {
+    for (std::thread& t : job->monitors) t.join();
+  }
+}
+
+std::pair<size_t, size_t> JobRunner::MemoryFootprint() {
+  Evict();
+  absl::MutexLock lock(&mu_);
+  size_t events = 0;
+  for (const auto& [id, job] : jobs_) events += job->events.size();
+  return {jobs_.size(), events};
 }
 
 }  // namespace zerorun::worker

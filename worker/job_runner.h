@@ -1,9 +1,12 @@
-// JobRunner: starts a job's local ranks (fork/exec, one process group each, stdout/stderr to
-// per-rank log files), watches them, and keeps each job's numbered event log. The process side
-// of the NodeAgent service; it has no gRPC types, so the launcher can run it in-process.
+// JobRunner: starts a job's local ranks (each under its own supervisor process, in its own
+// process group, stdout/stderr to per-rank log files), watches them, keeps each job's numbered
+// event log (journaled on disk, a bounded replay buffer in memory) and the launcher's lease on
+// it. The process side of the NodeAgent service; it has no gRPC types, so the launcher can run it
+// in-process.
 #ifndef ZERORUN_WORKER_JOB_RUNNER_H_
 #define ZERORUN_WORKER_JOB_RUNNER_H_
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,37 +17,67 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "event_journal.h"
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::worker {
 
+struct JobRunnerOptions {
+  // One directory per job: <state_dir>/<job_id>/ holds ds_config.json, job.json (the rank
+  // records), events.journal, the lease file and, per rank, rank_<N>/ (the supervisor's "exit"
+  // and, unless the launch names a log_dir, {stdout,stderr}.log). Created when missing.
+  std::string state_dir;
+  // The binary that runs the per-rank supervisor (it must call MaybeRunRankSupervisor).
+  std::string self_exe = "/proc/self/exe";
+  // zerorund: ranks outlive the daemon and a restarted one re-adopts them (Restore). The
+  // launcher's embedded agent: false, its ranks end when the launcher process does.
+  bool adoptable = false;
+  // zerorund's pid file; while that pid lives, a lapsed lease means the launcher is gone.
+  std::string daemon_pid_file;
+  // Where per-job cgroups are made (CgroupRoot()); empty: none, the subreaper still applies.
+  std::string cgroup_root;
+  // Events kept in memory per rank for Watch replay; older ones are in the rank logs.
+  size_t replay_events_per_rank = 4096;
+  // An ended job is forgotten (memory only; its files stay) this long after its last rank exit.
+  absl::Duration retention = absl::Minutes(10);
+};
+
 class JobRunner {
  public:
-  // `state_dir` holds one directory per job (<state_dir>/<job_id>/: ds_config.json and, unless
-  // the launch names a log_dir, rank_<N>/{stdout,stderr}.log). It is created when missing.
+  explicit JobRunner(JobRunnerOptions options);
+  // A runner for `state_dir` with default options (the embedded agent's).
   explicit JobRunner(std::string state_dir);
-  // Stops watching; the ranks keep running (a daemon restart must not kill training) unless
-  // KillAll() was called first.
+  // Stops watching; the ranks keep running under their supervisors (a daemon restart must not
+  // kill training) unless KillAll() was called first.
   ~JobRunner();
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
 
-  // Each rank runs in its own process group; when the rank (the group's leader) exits, whatever
-  // is left of its group is SIGKILLed before the exit is reported, so a job leaves no process
-  // behind (a double-forked daemon that left the group with setsid is not found this way).
-  // Starts every rank of `request`. Returns InvalidArgument for an empty or duplicate job id or
-  // a rank without argv, AlreadyExists when the job id is in use, Internal when a directory or
-  // log file cannot be created; a program that cannot be executed starts and exits with 127
-  // (its stderr says why), like a shell. On error, ranks already started are killed.
+  // Re-adopts the live ranks recorded under state_dir by an earlier zerorund (adoptable only):
+  // their event numbers continue from the journal, their logs are read on from the last line
+  // reported, and ranks that ended meanwhile report the exit their supervisor recorded (or
+  // "exit code unknown" when it was lost too). Returns the number of jobs re-adopted.
+  int Restore();
+
+  // Each rank runs under a supervisor (a subreaper, in the job's cgroup when there is one): when
+  // the rank exits, whatever it left (its process group, re-parented orphans, the cgroup) is
+  // SIGKILLed before the exit is reported, so a job leaves no process behind. Returns
+  // InvalidArgument for a bad request, AlreadyExists when the job id is in use, Internal when a
+  // directory, log file or supervisor cannot be made; a program that cannot be executed starts
+  // and exits with 127 (its stderr says why), like a shell. On error, ranks already started are
+  // killed. The launch renews the job's lease.
   absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request);
 
   // Sends `request.signal()` to the process group of each selected running rank. NotFound for an
   // unknown job. Returns the number of ranks signalled.
   absl::StatusOr<int> Signal(const v1::SignalRequest& request);
 
+  // The launcher is alive and watching `job_id`: renews its lease (see LaunchRequest.lease_ms).
+  void Renew(const std::string& job_id);
+
   // Waits up to `timeout` for events of `job_id` with index >= `from_index` and appends them to
-  // *events. Sets *done when every rank has exited and all its events are in *events.
-  // NotFound for an unknown job.
+  // *events. Sets *done when every rank has exited and all its events are in *events. NotFound
+  // for an unknown job; OutOfRange when `from_index` is older than the replay buffer.
   absl::Status WaitEvents(const std::string& job_id, int64_t from_index, absl::Duration timeout,
                           std::vector<v1::RankEvent>* events, bool* done);
 
@@ -53,31 +86,56 @@ class JobRunner {
   // SIGKILLs every running rank of every job (process groups) and waits for them.
   void KillAll();
 
+  // Jobs held in memory and the events in their replay buffers (for tests and benchmarks).
+  std::pair<size_t, size_t> MemoryFootprint();
+
  private:
   struct Rank {
     v1::RankSpec spec;
     int pid = 0;
+    uint64_t start_ticks = 0;
+    int supervisor_pid = 0;
+    uint64_t supervisor_start_ticks = 0;
+    bool supervisor_is_child = false;  // false once re-adopted: it cannot be wait()ed for.
     bool running = true;
     int exit_code = 0;
     int signal = 0;
-    std::string stdout_path, stderr_path;
+    bool exit_code_unknown = false;
+    std::string end_reason;
+    std::string stdout_path, stderr_path, rank_dir;
+    int64_t stdout_offset = 0, stderr_offset = 0;  // Where reading resumes.
+    std::deque<std::string> stderr_tail;
   };
   struct Job {
     std::string id;
+    std::string dir;
+    std::string cgroup;
     std::vector<Rank> ranks;
-    std::vector<v1::RankEvent> events;
+    std::deque<v1::RankEvent> events;  // The replay buffer: indexes first_index.. next_index-1.
+    int64_t first_index = 0;
+    int64_t next_index = 0;
+    size_t capacity = 0;
     int running = 0;
+    EventJournal journal;
+    absl::Time last_touch = absl::InfinitePast();
+    absl::Time ended = absl::InfiniteFuture();
+    std::vector<std::thread> monitors;
   };
 
-  void Monitor(const std::string& job_id, size_t rank_index);
+  void StartMonitors(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Monitor(Job* job, size_t rank_index);
   void Emit(Job* job, v1::RankEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RankEnded(Job* job, Rank* rank, v1::RankEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TouchLease(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets ended jobs older than the retention; their threads are joined outside the lock.
+  void Evict();
+  std::unique_ptr<Job> RestoreJob(const std::string& job_dir);
 
-  const std::string state_dir_;
+  const JobRunnerOptions options_;
   std::string hostname_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> monitors_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace zerorun::worker

@@ -1,7 +1,10 @@
 // zerorund: the per-node daemon. Serves NodeAgent over gRPC on --listen (default
 // 0.0.0.0:29600 needs a secret; 127.0.0.1:29600 does not), in the foreground, logging to stderr.
-// SIGTERM/SIGINT stop it; running jobs keep running unless --kill-jobs-on-exit.
+// SIGTERM/SIGINT/SIGHUP stop it; running jobs keep running under their supervisors unless
+// --kill-jobs-on-exit, and the next zerorund on the same --state-dir re-adopts them.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,11 +18,15 @@
 #include "agent_service.h"
 #include "base/env.h"
 #include "base/exit_codes.h"
+#include "base/fs.h"
 #include "base/version.h"
+#include "cgroup.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc_util.h"
 #include "job_runner.h"
 #include "node_agent.h"
+#include "proc_util.h"
+#include "rank_supervisor.h"
 
 namespace {
 
@@ -48,6 +55,7 @@ void Log(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (const int code = zerorun::worker::MaybeRunRankSupervisor(argc, argv); code >= 0) return code;
   CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
   app.set_version_flag("--version", ZR_VERSION);
   std::string listen = "127.0.0.1:29600";
@@ -57,6 +65,9 @@ int main(int argc, char** argv) {
   std::string device = "gpu";
   std::vector<int> slots;
   std::string train_bin;
+  size_t replay_lines = 4096;
+  double retention_s = 600;
+  bool no_cgroups = false;
   app.add_option("--listen", listen, "host:port to serve on (a non-loopback host needs a secret)")
       ->capture_default_str();
   app.add_option("--secret-file", secret_file,
@@ -65,6 +76,15 @@ int main(int argc, char** argv) {
       "--state-dir", state_dir,
       "Where job directories and rank logs go (default $ZR_HOME/agent, ~/.zerorun/agent)");
   app.add_flag("--kill-jobs-on-exit", kill_on_exit, "SIGKILL running ranks when stopping");
+  app.add_option("--replay-lines", replay_lines,
+                 "Events per rank kept in memory for Watch replay (the rank logs keep all)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{16}, size_t{1} << 24));
+  app.add_option("--retention", retention_s, "Seconds an ended job stays in memory")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-cgroups", no_cgroups,
+               "Do not put jobs in cgroups (the per-rank subreaper still ends leftovers)");
   app.add_flag("--probe", probe, "Print this node's facts and checks as JSON, then exit");
   app.add_option("--device", device, "With --probe: gpu or cpu")
       ->check(CLI::IsMember({"gpu", "cpu"}));
@@ -100,12 +120,45 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  zerorun::worker::JobRunner runner(state_dir);
+  // One zerorund per state dir: its pid file tells the rank supervisors that it lives.
+  if (absl::Status s = zerorun::MakeDirs(state_dir, 0755); !s.ok()) {
+    Log(std::string(s.message()));
+    return zerorun::kExitCantCreate;
+  }
+  const std::string pid_file = state_dir + "/zerorund.pid";
+  const int lock_fd =
+      open((state_dir + "/zerorund.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    Log("another zerorund uses --state-dir " + state_dir +
+        " (its lock is held). Fix: stop it, or give this one its own --state-dir");
+    return zerorun::kExitUnavailable;
+  }
+  (void)zerorun::worker::WriteFileAtomic(pid_file, std::to_string(getpid()) + "\n", 0644);
+
+  zerorun::worker::JobRunnerOptions options;
+  options.state_dir = state_dir;
+  options.adoptable = true;
+  options.daemon_pid_file = pid_file;
+  options.cgroup_root = no_cgroups ? "" : zerorun::worker::AgentCgroupRoot(state_dir);
+  options.replay_events_per_rank = replay_lines;
+  options.retention = absl::Seconds(retention_s);
+  zerorun::worker::JobRunner runner(options);
+  if (const int adopted = runner.Restore(); adopted > 0) {
+    Log("re-adopted the live ranks of " + std::to_string(adopted) + " job(s) from " + state_dir);
+  }
   zerorun::worker::AgentService service(&agent, &runner, secret);
   grpc::ServerBuilder builder;
   int port = 0;
+  // A frozen or vanished launcher shows as failed keepalive pings within ~5 s.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -115,12 +168,15 @@ int main(int argc, char** argv) {
   }
   Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " + listen + " (port " +
       std::to_string(port) + ")" + (secret.empty() ? ", no secret (loopback)" : ", secret set") +
-      ", state in " + state_dir);
+      ", state in " + state_dir +
+      (options.cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + options.cgroup_root));
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(std::string("received ") + strsignal(signal_number) +
       (kill_on_exit ? ", killing running ranks" : ", leaving running ranks alone"));
   if (kill_on_exit) runner.KillAll();
+  service.BeginShutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  unlink(pid_file.c_str());
   return zerorun::kExitOk;
 }

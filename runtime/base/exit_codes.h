@@ -13,7 +13,10 @@ inline constexpr int kExitNoInput = 66;      // A named file does not exist.
 inline constexpr int kExitUnavailable = 69;  // Pre-flight CRITICAL or node unreachable.
 inline constexpr int kExitSoftware = 70;     // Internal error.
 inline constexpr int kExitNoPerm = 77;       // Authentication failure.
+inline constexpr int kExitCantCreate = 73;   // A directory or file cannot be created.
 inline constexpr int kExitConfig = 78;       // Inconsistent configuration (batch, "auto").
+inline constexpr int kExitNodeLost = 200;  // A node stopped answering (frozen, partitioned, down).
+inline constexpr int kExitHang = 201;  // A rank stopped heartbeating or stepping (--hang-timeout).
 
 }  // namespace zerorun
 

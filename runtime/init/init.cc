@@ -18,6 +18,7 @@
 #include "base/env.h"
 #include "base/rank_env.h"
 #include "dsconfig/config_json.h"
+#include "zerorun/flight_recorder.h"
 
 namespace zerorun {
 namespace {
@@ -199,7 +200,7 @@ absl::StatusOr<RankContext> InitFromEnv(const InitOptions& options) {
   if (!comm.ok()) {
     return Breadcrumb(comm.status(), ctx.rank, absl::StrCat("gloo on ", ctx.address));
   }
-  ctx.comm = *std::move(comm);
+  ctx.comm = WithFlightRecorder(*std::move(comm));  // Hang reports name the collective.
   return ctx;
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/rank_env.h"
 #include "grpc_util.h"
+#include "zerorun/flight_recorder.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"
 
 namespace zerorun {
@@ -79,6 +80,7 @@ absl::Status CoordinatorClient::Send(bool with_step) {
     absl::MutexLock lock(&mu_);
     request.set_rank(rank_);
     request.set_phase(phase_);
+    request.set_in_flight(FlightRecorder::Global().InFlight());
     if (with_step || has_step_) {
       request.set_has_step(has_step_);
       request.set_step(step_);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "zero/engine_internal.h"
+#include "zerorun/flight_recorder.h"
 
 namespace zerorun {
 
@@ -236,6 +237,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   for (size_t ui = 0; ui < units_.size() && options_.stage < 2; ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
+    const FlightUnit flight(ul.name);
     absl::Status s;
     if (!sixteen()) {
       s = options_.stage == 0 ? comm_->AllReduce(u.grad32.data(), ul.padded, ReduceOp::kAvg)

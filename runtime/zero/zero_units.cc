@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "zero/engine_internal.h"
+#include "zerorun/flight_recorder.h"
 
 namespace zerorun {
 
@@ -127,6 +128,7 @@ void ZeroEngine::StartView(size_t unit, int slot) {
     std::copy(u.work16.begin(), u.work16.end(), f16 + offset);
   }
   u.view_ticket = worker_->Submit([this, f32, f16, wide, &ul]() -> absl::Status {
+    const FlightUnit flight(ul.name);
     if (wide) return comm_->AllGather(f32, ul.shard);
     if (absl::Status s = comm_->AllGather16(f16, ul.shard); !s.ok()) return s;
     ToFloat(options_.dtype, f16, f32, ul.padded);
@@ -242,6 +244,7 @@ absl::Status ZeroEngine::GradsReady(size_t unit) {
 
 absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16) {
   const UnitLayout& ul = layout_.units()[unit];
+  const FlightUnit flight(ul.name);
   float* acc32 = acc32_.empty() ? nullptr : acc32_.data() + units_[unit].state_base;
   if (!sixteen()) {
     if (absl::Status s = comm_->ReduceScatter(g32, ul.shard, ReduceOp::kAvg); !s.ok()) return s;

@@ -14,6 +14,7 @@
 
 #include "nlohmann/json.hpp"
 #include "support/child_process.h"
+#include "support/cluster.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 
@@ -21,102 +22,6 @@ namespace zerorun::testing {
 namespace {
 
 using json = nlohmann::json;
-
-// Three agents, a hostfile naming them (2 CPU slots each), and a private ZR_HOME.
-class Cluster {
- public:
-  explicit Cluster(int nodes = 3, const std::string& secret = "") {
-    std::string yaml = "hosts:\n";
-    for (int i = 0; i < nodes; ++i) {
-      const std::string address = "127.0.0." + std::to_string(2 + i);
-      std::map<std::string, std::string> env = {
-          {"ZR_HOME", home_.path() + "/node" + std::to_string(i)}};
-      if (!secret.empty()) env["ZR_SECRET"] = secret;
-      agents_.push_back(std::make_unique<ChildProcess>(
-          std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", address + ":0"}, env));
-      REQUIRE(agents_.back()->WaitForOutput("(port ", 10));
-      std::smatch match;
-      const std::string out = agents_.back()->Output();
-      REQUIRE(std::regex_search(out, match, std::regex("\\(port (\\d+)\\)")));
-      yaml += "  - {name: node-" + std::string(1, static_cast<char>('a' + i)) +
-              ", address: " + address + ", agent_port: " + match[1].str() + ", slots: 2}\n";
-    }
-    hostfile_ = home_.Write("hosts.yaml", yaml);
-    config_ = home_.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
-    env_dir_ = home_.path() + "/env";
-    mkdir(env_dir_.c_str(), 0755);
-  }
-
-  // zerorun run ... test_rank <rank args>, as a child.
-  std::unique_ptr<ChildProcess> Start(const std::vector<std::string>& zerorun_args,
-                                      const std::vector<std::string>& rank_args,
-                                      const std::map<std::string, std::string>& extra_env = {}) {
-    std::vector<std::string> argv = {ZR_TEST_ZERORUN};
-    argv.insert(argv.end(), zerorun_args.begin(), zerorun_args.end());
-    // Defaults for the flags the test did not give.
-    const std::pair<const char*, std::string> defaults[] = {{"--hostfile", hostfile_},
-                                                            {"--config", config_},
-                                                            {"--device", "cpu"},
-                                                            {"--grace-period", "2"}};
-    for (const auto& [flag, value] : defaults) {
-      if (std::find(zerorun_args.begin(), zerorun_args.end(), flag) == zerorun_args.end()) {
-        argv.push_back(flag);
-        argv.push_back(value);
-      }
-    }
-    argv.push_back(ZR_TEST_RANK);
-    argv.push_back("--env-dir");
-    argv.push_back(env_dir_);
-    argv.insert(argv.end(), rank_args.begin(), rank_args.end());
-    std::map<std::string, std::string> env = {{"ZR_HOME", home_.path() + "/launcher"}};
-    for (const auto& [k, v] : extra_env) env[k] = v;
-    return std::make_unique<ChildProcess>(argv, env);
-  }
-
-  // Environment a rank recorded, as KEY -> VALUE, plus "argv".
-  std::map<std::string, std::string> RankEnv(int rank) const {
-    std::map<std::string, std::string> env;
-    std::ifstream in(env_dir_ + "/rank_" + std::to_string(rank) + ".env");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("argv:", 0) == 0) {
-        env["argv"] = line.substr(5);
-      } else if (size_t eq = line.find('='); eq != std::string::npos) {
-        env[line.substr(0, eq)] = line.substr(eq + 1);
-      }
-    }
-    return env;
-  }
-
-  // Pids the ranks recorded.
-  std::vector<pid_t> RankPids() const {
-    std::vector<pid_t> pids;
-    for (int rank = 0; rank < 8; ++rank) {
-      std::ifstream in(env_dir_ + "/rank_" + std::to_string(rank) + ".pid");
-      pid_t pid = 0;
-      if (in >> pid) pids.push_back(pid);
-    }
-    return pids;
-  }
-
-  bool AllRanksGone() const {
-    for (pid_t pid : RankPids()) {
-      if (!ProcessGone(pid)) return false;
-    }
-    return true;
-  }
-
-  ChildProcess& agent(int i) { return *agents_[i]; }
-  const std::string& hostfile() const { return hostfile_; }
-  const std::string& config() const { return config_; }
-  std::string launcher_home() const { return home_.path() + "/launcher"; }
-  const TempDir& dir() const { return home_; }
-
- private:
-  TempDir home_;
-  std::vector<std::unique_ptr<ChildProcess>> agents_;
-  std::string hostfile_, config_, env_dir_;
-};
 
 TEST_CASE("A job across 3 agents gives every rank the rank environment and exits 0",
           "[e2e][launch]") {
@@ -358,27 +263,6 @@ TEST_CASE("Agents with a secret refuse a launcher without it (exit 77)", "[e2e][
   CHECK(cluster.RankPids().empty());
   auto accepted = cluster.Start({}, {"--run-ms", "100"}, {{"ZR_SECRET", "s3cret-for-test"}});
   CHECK(accepted->Wait(30) == 0);
-}
-
-TEST_CASE("zerorund stopped with SIGTERM leaves its ranks running and the job ends with 200",
-          "[e2e][launch][agent]") {
-  Cluster cluster(2);
-  auto zr = cluster.Start({}, {"--run-ms", "60000"});
-  REQUIRE(zr->WaitForOutput("'zerorun status", 30));
-  for (int i = 0; i < 200 && cluster.RankPids().size() < 4; ++i) usleep(20 * 1000);
-  REQUIRE(cluster.RankPids().size() == 4);
-  cluster.agent(1).Signal(SIGTERM);
-  CHECK(cluster.agent(1).Wait(10) == 0);
-  CHECK_THAT(cluster.agent(1).Output(), Catch::Contains("leaving running ranks alone"));
-  CHECK(zr->Wait(30) == 200);
-  CHECK_THAT(zr->Output(), Catch::Contains("node node-b lost"));
-  const std::vector<pid_t> pids = cluster.RankPids();
-  CHECK_FALSE(ProcessGone(pids[2]));  // node-b's ranks survived their daemon (training goes on).
-  CHECK_FALSE(ProcessGone(pids[3]));
-  CHECK(ProcessGone(pids[0]));                // node-a's were stopped through its agent.
-  for (pid_t pid : pids) kill(pid, SIGKILL);  // The test started them: it ends them by pid.
-  for (int i = 0; i < 100 && !cluster.AllRanksGone(); ++i) usleep(20 * 1000);
-  CHECK(cluster.AllRanksGone());
 }
 
 TEST_CASE("zerorund refuses a non-loopback address without a secret", "[e2e][auth]") {

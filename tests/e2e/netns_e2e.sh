@@ -129,6 +129,31 @@ echo "ok: NCCL*, .deepspeed_env and --env reach node-c's rank; ZR_SECRET does no
 assert_nothing_left
 echo "ok: no process left besides the three zerorund"
 
+# 3b. A partitioned node (its link set down): detected within 10 s (default --node-timeout 9 s),
+#     exit 200 naming node-c and its silence; the other nodes' ranks are stopped; node-c's zerorund
+#     loses the launcher (keepalive) and its ranks end when the lease (3 s here) lapses.
+mkdir -p "${tmp}/part"
+rc=0
+launch --config "${src}/tests/testdata/ds_stage2.json" --lease 3 "${build}/tests/zr_test_rank" \
+  --env-dir "${tmp}/part" --run-ms 120000 >"${tmp}/partition.log" 2>&1 &
+launcher=$!
+for _ in $(seq 200); do [[ -s "${tmp}/part/rank_2.pid" ]] && break; sleep 0.1; done
+sleep 1
+ip -n "${tag}c" link set "${tag}c0" down
+start=$(date +%s%N)
+wait "${launcher}" || rc=$?
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+[[ ${rc} -eq 200 ]] || { tail -30 "${tmp}/partition.log"; fail "partition: exit ${rc}, want 200"; }
+grep -q "node node-c lost: no word from zerorund at ${subnet}.3:29600 for [0-9.]* s" \
+  "${tmp}/partition.log" || { tail -30 "${tmp}/partition.log"; fail "node-c not named"; }
+[[ ${elapsed_ms} -le 10500 ]] || fail "the partition took ${elapsed_ms} ms to detect (bound 10 s)"
+rank_c="$(cat "${tmp}/part/rank_2.pid")"
+for _ in $(seq 300); do kill -0 "${rank_c}" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "${rank_c}" 2>/dev/null || fail "node-c's rank ${rank_c} outlived the lost launcher"
+ip -n "${tag}c" link set "${tag}c0" up
+assert_nothing_left
+echo "ok: node-c partitioned: exit 200 after ${elapsed_ms} ms naming it; its rank ended itself"
+
 # 4. Ranks that advertise an address their peers cannot reach (every daemon restarted with
 #    GLOO_SOCKET_IFNAME=lo: the old "everyone is 127.0.0.1" bug) fail the job within the
 #    collective timeout, naming a rank; the launcher exits instead of hanging; nothing is left.
@@ -154,4 +179,4 @@ grep -q "root cause" "${tmp}/unreachable.log" ||
 echo "ok: an unreachable peer address fails the job in ${elapsed_ms} ms (exit ${rc}):"
 grep -m1 "root cause" "${tmp}/unreachable.log"
 assert_nothing_left
-echo "netns e2e: 5 passed, 0 failed"
+echo "netns e2e: 6 passed, 0 failed"

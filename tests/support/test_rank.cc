@@ -9,6 +9,9 @@
 //   --report           heartbeat every 100 ms and report a step every 50 ms
 //   --report-ms M      stop reporting (and heartbeating) after M ms
 //   --lines N          print N numbered lines to stdout at start
+//   --tick-ms M        print "tick K of rank R" every M ms (K = 0, 1, ...)
+//   --stall-rank R     rank R stops reporting steps after --stall-after-ms (default 500), but
+//                      keeps its heartbeat (a hang inside the program)
 //   --stamps           with --env-dir: write the start time and, on SIGTERM or failure, the
 //                      exit time (CLOCK_REALTIME ns) to rank_<RANK>.start / .exit
 #include <signal.h>
@@ -53,7 +56,7 @@ void OnTerm(int) {
 int main(int argc, char** argv) {
   std::string env_dir;
   int run_ms = 0, fail_rank = -1, fail_after_ms = 300, exit_code = 3, kill_self = 0;
-  int hang_rank = -1, lines = 0, report_ms = -1;
+  int hang_rank = -1, lines = 0, report_ms = -1, tick_ms = 0, stall_rank = -1, stall_after_ms = 500;
   bool report = false, stamps = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -78,6 +81,12 @@ int main(int argc, char** argv) {
       lines = std::atoi(next().c_str());
     else if (a == "--stamps")
       stamps = true;
+    else if (a == "--tick-ms")
+      tick_ms = std::atoi(next().c_str());
+    else if (a == "--stall-rank")
+      stall_rank = std::atoi(next().c_str());
+    else if (a == "--stall-after-ms")
+      stall_after_ms = std::atoi(next().c_str());
     else if (a == "--report-ms")
       report_ms = std::atoi(next().c_str());
   }
@@ -112,7 +121,7 @@ int main(int argc, char** argv) {
     client->StartHeartbeat(absl::Milliseconds(100));
   }
   const auto start = std::chrono::steady_clock::now();
-  int64_t step = 0;
+  int64_t step = 0, ticks = 0;
   while (true) {
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now() - start)
@@ -126,7 +135,12 @@ int main(int argc, char** argv) {
     }
     if (rank != hang_rank && elapsed >= run_ms) return 0;
     if (client && report_ms >= 0 && elapsed >= report_ms) client.reset();  // Goes silent.
-    if (client && elapsed / 50 > step) {
+    if (tick_ms > 0 && elapsed / tick_ms >= ticks) {
+      std::printf("tick %lld of rank %d\n", static_cast<long long>(ticks++), rank);
+      std::fflush(stdout);
+    }
+    const bool stalled = rank == stall_rank && elapsed >= stall_after_ms;
+    if (client && !stalled && elapsed / 50 > step) {
       ++step;
       (void)client->ReportStep(step, 10.0 / static_cast<double>(step), 1000.0 * (rank + 1),
                                (rank + 1) * 1048576);

@@ -3,11 +3,13 @@
 #include "job_runner.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
 
+#include "cgroup.h"
 #include "support/child_process.h"
 #include "support/temp_dir.h"
 
@@ -139,7 +141,9 @@ TEST_CASE("JobRunner rejects bad job ids, reused ids, empty argv and unknown job
   v1::LaunchRequest missing = Request("job-5", {"true"});
   missing.mutable_ranks(0)->clear_argv();
   missing.mutable_ranks(0)->add_argv("/nonexistent/train");
-  REQUIRE(runner.Launch(missing).ok());
+  const absl::Status missing_status = runner.Launch(missing).status();
+  INFO(missing_status.ToString());
+  REQUIRE(missing_status.ok());
   const std::vector<v1::RankEvent> events = Drain(runner, "job-5");
   CHECK(events.back().exit_code() == 127);
   CHECK_THAT(events.back().text(), Catch::Contains("cannot execute /nonexistent/train"));
@@ -162,6 +166,168 @@ TEST_CASE("A rank's leftover children (ignoring SIGTERM) end with it", "[job_run
   REQUIRE(in >> child);
   for (int i = 0; i < 100 && !testing::ProcessGone(child); ++i) usleep(10 * 1000);
   CHECK(testing::ProcessGone(child));
+}
+
+}  // namespace
+}  // namespace zerorun::worker
+
+namespace zerorun::worker {
+namespace {
+
+using testing::TempDir;
+
+v1::LaunchRequest OneRank(const std::string& job, const std::string& script) {
+  v1::LaunchRequest r;
+  r.set_job_id(job);
+  v1::RankSpec* spec = r.add_ranks();
+  for (const char* a : {"/bin/sh", "-c"}) spec->add_argv(a);
+  spec->add_argv(script);
+  return r;
+}
+
+pid_t ReadPid(const std::string& path) {
+  for (int i = 0; i < 200; ++i) {
+    std::ifstream in(path);
+    pid_t pid = 0;
+    if (in >> pid && pid > 0) return pid;
+    usleep(10 * 1000);
+  }
+  return 0;
+}
+
+bool GoneWithin(pid_t pid, double seconds) {
+  for (int i = 0; i < seconds * 100 && !testing::ProcessGone(pid); ++i) usleep(10 * 1000);
+  return testing::ProcessGone(pid);
+}
+
+TEST_CASE("A double-forked daemon (setsid) of a rank ends with it, with and without cgroups",
+          "[job_runner][leftovers]") {
+  TempDir dir;
+  const std::string cgroup_root = AgentCgroupRoot(dir.path());
+  for (const bool cgroups : {false, true}) {
+    if (cgroups && cgroup_root.empty()) {
+      WARN("no writable cgroup hierarchy here (not root?): the subreaper alone was tested");
+      continue;
+    }
+    INFO("cgroups: " << cgroups);
+    JobRunner runner(JobRunnerOptions{.state_dir = dir.path() + (cgroups ? "/cg" : "/plain"),
+                                      .cgroup_root = cgroups ? cgroup_root : ""});
+    const std::string pid_file = dir.path() + (cgroups ? "/cg.pid" : "/plain.pid");
+    // The daemon leaves the rank's process group and session and is re-parented away from it.
+    REQUIRE(
+        runner
+            .Launch(OneRank("job-daemon", "(setsid sh -c 'trap \"\" TERM; echo $$ > " + pid_file +
+                                              "; exec sleep 300' &) ; sleep 0.3; exit 0"))
+            .ok());
+    const pid_t daemon = ReadPid(pid_file);
+    REQUIRE(daemon > 0);
+    Drain(runner, "job-daemon");
+    CHECK(GoneWithin(daemon, 2));
+    kill(daemon, SIGKILL);
+  }
+}
+
+TEST_CASE("A rank's supervisor ends it when the launcher's lease lapses", "[job_runner][lease]") {
+  TempDir dir;
+  JobRunner runner(dir.path());
+  v1::LaunchRequest request = OneRank("job-lease", "exec sleep 300");
+  request.set_lease_ms(500);
+  request.set_grace_ms(500);
+  const absl::Time start = absl::Now();
+  REQUIRE(runner.Launch(request).ok());
+  const std::vector<v1::RankEvent> events = Drain(runner, "job-lease");  // No Renew: it lapses.
+  const double took = absl::ToDoubleSeconds(absl::Now() - start);
+  CHECK(took < 3.0);
+  CHECK(events.back().signal() == SIGTERM);
+  CHECK_THAT(events.back().text(), Catch::Contains("the launcher's lease lapsed"));
+  CHECK_THAT(runner.Status("job-lease").ranks(0).end_reason(), Catch::Contains("lease lapsed"));
+}
+
+TEST_CASE("Renewing the lease keeps the rank running", "[job_runner][lease]") {
+  TempDir dir;
+  JobRunner runner(dir.path());
+  v1::LaunchRequest request = OneRank("job-renew", "sleep 1.5; exit 4");
+  request.set_lease_ms(500);
+  REQUIRE(runner.Launch(request).ok());
+  std::vector<v1::RankEvent> events;
+  bool done = false;
+  for (int i = 0; i < 100 && !done; ++i) {
+    runner.Renew("job-renew");
+    REQUIRE(runner
+                .WaitEvents("job-renew", static_cast<int64_t>(events.size()),
+                            absl::Milliseconds(100), &events, &done)
+                .ok());
+  }
+  REQUIRE(done);
+  CHECK(events.back().exit_code() == 4);
+}
+
+TEST_CASE("A restarted runner re-adopts live ranks: numbering, output and exit code continue",
+          "[job_runner][adopt]") {
+  TempDir dir;
+  JobRunnerOptions options{.state_dir = dir.path(), .adoptable = true};
+  int64_t next = 0;
+  pid_t pid = 0;
+  {
+    JobRunner first(options);
+    REQUIRE(first.Launch(OneRank("job-adopt", "echo before; sleep 1; echo after; exit 3")).ok());
+    std::vector<v1::RankEvent> events;
+    bool done = false;
+    while (events.size() < 2) {
+      REQUIRE(first
+                  .WaitEvents("job-adopt", static_cast<int64_t>(events.size()),
+                              absl::Milliseconds(100), &events, &done)
+                  .ok());
+    }
+    CHECK(events[1].text() == "before");
+    next = events.back().index() + 1;
+    pid = events[0].pid();
+  }  // The runner goes away (as zerorund would); the rank runs on under its supervisor.
+  CHECK_FALSE(testing::ProcessGone(pid));
+  JobRunner second(options);
+  CHECK(second.Restore() == 1);
+  std::vector<v1::RankEvent> events;
+  bool done = false;
+  for (int i = 0; i < 100 && !done; ++i) {
+    REQUIRE(second
+                .WaitEvents("job-adopt", next + static_cast<int64_t>(events.size()),
+                            absl::Milliseconds(100), &events, &done)
+                .ok());
+  }
+  REQUIRE(done);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].index() == next);
+  CHECK(events[0].text() == "after");
+  CHECK(events[1].kind() == v1::RankEvent::KIND_EXITED);
+  CHECK(events[1].exit_code() == 3);
+  CHECK(events[1].pid() == pid);
+}
+
+TEST_CASE("The replay buffer is bounded and ended jobs are evicted", "[job_runner][memory]") {
+  TempDir dir;
+  JobRunner runner(JobRunnerOptions{
+      .state_dir = dir.path(), .replay_events_per_rank = 100, .retention = absl::ZeroDuration()});
+  REQUIRE(runner.Launch(OneRank("job-lines", "seq 1 20000")).ok());
+  std::vector<v1::RankEvent> events;
+  bool done = false;
+  for (int i = 0; i < 200 && !done; ++i) {
+    events.clear();
+    absl::Status s = runner.WaitEvents("job-lines", 0, absl::Milliseconds(50), &events, &done);
+    if (s.code() == absl::StatusCode::kOutOfRange) {
+      CHECK_THAT(std::string(s.message()), Catch::Contains("rank logs"));
+      CHECK(runner.MemoryFootprint().second <= 100);
+      break;
+    }
+    REQUIRE(s.ok());
+    usleep(20 * 1000);
+  }
+  CHECK(runner.MemoryFootprint().second <= 100);
+  for (int i = 0; i < 200 && runner.MemoryFootprint().first > 0; ++i) usleep(20 * 1000);
+  CHECK(runner.MemoryFootprint().first == 0);  // Ended, retention 0: forgotten.
+  std::ifstream log(dir.path() + "/job-lines/rank_0/stdout.log");
+  std::string line, last;
+  while (std::getline(log, line)) last = line;
+  CHECK(last == "20000");  // Every line is in the log.
 }
 
 }  // namespace

@@ -1,0 +1,61 @@
+// LogTail: reads what was appended to a rank's log file since the last call, as whole lines with
+// the byte offset after each, so a restarted zerorund resumes exactly where the last one stopped.
+#ifndef ZERORUN_WORKER_LOG_TAIL_H_
+#define ZERORUN_WORKER_LOG_TAIL_H_
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace zerorun::worker {
+
+class LogTail {
+ public:
+  // Starts reading `path` at byte `offset`.
+  LogTail(const std::string& path, int64_t offset)
+      : fd_(open(path.c_str(), O_RDONLY | O_CLOEXEC)), offset_(offset) {
+    if (fd_ >= 0 && offset > 0) lseek(fd_, offset, SEEK_SET);
+  }
+  ~LogTail() {
+    if (fd_ >= 0) close(fd_);
+  }
+  LogTail(const LogTail&) = delete;
+  LogTail& operator=(const LogTail&) = delete;
+
+  // Complete lines read now with the offset just past each; with `flush`, also a final partial
+  // line.
+  std::vector<std::pair<std::string, int64_t>> Lines(bool flush) {
+    std::vector<std::pair<std::string, int64_t>> lines;
+    char buffer[65536];
+    ssize_t n = 0;
+    while (fd_ >= 0 && (n = read(fd_, buffer, sizeof(buffer))) > 0) {
+      partial_.append(buffer, static_cast<size_t>(n));
+    }
+    size_t start = 0, newline = 0;
+    while ((newline = partial_.find('\n', start)) != std::string::npos) {
+      offset_ += static_cast<int64_t>(newline - start + 1);
+      lines.emplace_back(partial_.substr(start, newline - start), offset_);
+      start = newline + 1;
+    }
+    partial_.erase(0, start);
+    if (flush && !partial_.empty()) {
+      offset_ += static_cast<int64_t>(partial_.size());
+      lines.emplace_back(std::move(partial_), offset_);
+      partial_.clear();
+    }
+    return lines;
+  }
+
+ private:
+  int fd_;
+  int64_t offset_;
+  std::string partial_;
+};
+
+}  // namespace zerorun::worker
+
+#endif  // ZERORUN_WORKER_LOG_TAIL_H_
