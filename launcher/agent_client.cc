@@ -176,12 +176,12 @@ class GrpcAgentClient : public AgentClient {
                             absl::ToDoubleSeconds(now - *broken_since), error));
       }
       absl::SleepFor(backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(1));
+      backoff = std::min(backoff * 2, absl::Milliseconds(500));
     }
   }
 
  private:
-  // Keepalive pings find a dead connection in ~5 s; reconnects are retried every 100 ms-1 s (the
+  // Keepalive pings find a dead connection in ~5 s; reconnects are retried every 100-500 ms (the
   // default backoff grows to minutes, longer than a daemon restart). The minimum backoff is also
   // gRPC's connect timeout: 5 s, so a slow handshake is not cut short.
   static grpc::ChannelArguments ChannelArgs() {

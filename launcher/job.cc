@@ -147,6 +147,9 @@ void Controller::Handle(size_t node, const v1::RankEvent& event) {
       state_->RankExited(event.rank(), event.exit_code(), event.signal(), state);
       break;
     }
+    case v1::RankEvent::KIND_GAP:
+      Say(absl::StrCat("node ", host.name, ": ", event.text()));
+      break;
     default:
       break;
   }

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cgroup.h"
@@ -50,6 +52,13 @@ void JobRunner::RankEnded(Job* job, Rank* rank, v1::RankEvent event) {
   }
 }
 
+void JobRunner::AwaitWatcher(Job* job) {
+  while (!shutting_down_ && absl::Now() - job->last_watch < absl::Seconds(1) &&
+         job->next_index - job->acked > static_cast<int64_t>(job->capacity / 2)) {
+    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Milliseconds(5));
+  }
+}
+
 void JobRunner::Monitor(Job* job, size_t rank_index) {
   Rank* rank = nullptr;
   std::string stdout_path, stderr_path;
@@ -88,26 +97,38 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
       ended.set_exit_code(-1);
       ended.set_exit_code_unknown(true);
     }
-    std::vector<std::pair<std::string, int64_t>> out_lines = out.Lines(over);
-    std::vector<std::pair<std::string, int64_t>> err_lines = err.Lines(over);
-    absl::MutexLock lock(&mu_);
-    for (int stream = 0; stream < 2; ++stream) {
-      for (auto& [line, offset] : stream == 0 ? out_lines : err_lines) {
-        if (stream == 1) {
-          rank->stderr_tail.push_back(line);
-          if (rank->stderr_tail.size() > kStderrTailLines) rank->stderr_tail.pop_front();
-        }
-        v1::RankEvent event;
-        event.set_kind(v1::RankEvent::KIND_OUTPUT);
-        event.set_rank(rank->spec.rank());
-        event.set_local_rank(rank->spec.local_rank());
-        event.set_pid(rank->pid);
-        event.set_is_stderr(stream == 1);
-        event.set_text(std::move(line));
-        event.set_log_offset(offset);
-        Emit(job, std::move(event));
+    // Drain the logs in bounded batches (the last one flushes a final partial line when over).
+    bool more = true;
+    while (more) {
+      {
+        absl::MutexLock lock(&mu_);
+        AwaitWatcher(job);
       }
+      const size_t batch = std::max<size_t>(1, job->capacity / 8);
+      std::vector<std::pair<std::string, int64_t>> out_lines = out.Lines(over, batch);
+      std::vector<std::pair<std::string, int64_t>> err_lines = err.Lines(over, batch);
+      more = out.more() || err.more();
+      absl::MutexLock lock(&mu_);
+      for (int stream = 0; stream < 2; ++stream) {
+        for (auto& [line, offset] : stream == 0 ? out_lines : err_lines) {
+          if (stream == 1) {
+            rank->stderr_tail.push_back(line);
+            if (rank->stderr_tail.size() > kStderrTailLines) rank->stderr_tail.pop_front();
+          }
+          v1::RankEvent event;
+          event.set_kind(v1::RankEvent::KIND_OUTPUT);
+          event.set_rank(rank->spec.rank());
+          event.set_local_rank(rank->spec.local_rank());
+          event.set_pid(rank->pid);
+          event.set_is_stderr(stream == 1);
+          event.set_text(std::move(line));
+          event.set_log_offset(offset);
+          Emit(job, std::move(event));
+        }
+      }
+      (void)job->journal.Flush();
     }
+    absl::MutexLock lock(&mu_);
     if (over) {
       if (exit.has_value()) {
         rank->end_reason = exit->reason.empty() ? "" : absl::StrCat("zerorund: ", exit->reason);

@@ -347,12 +347,8 @@ absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
   Job* job = it->second.get();
-  if (from_index < job->first_index) {
-    return absl::OutOfRangeError(
-        absl::StrCat("events of job ", job_id, " before #", job->first_index,
-                     " are no longer in zerorund's replay buffer; the rank logs under ", job->dir,
-                     " (or the launch's log_dir) hold every line"));
-  }
+  job->acked = std::max(job->acked, from_index);
+  job->last_watch = absl::Now();
   struct Args {
     Job* job;
     int64_t from;
@@ -363,6 +359,25 @@ absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index
           +[](Args* a) { return a->job->next_index > a->from || a->job->running == 0 || *a->stop; },
           &args),
       timeout);
+  if (from_index < job->first_index) {
+    // The reader fell behind a chatty rank: say what it missed and where it is, and go on from
+    // the oldest event kept (a console gap must never end the job).
+    v1::RankEvent gap;
+    gap.set_kind(v1::RankEvent::KIND_GAP);
+    gap.set_index(job->first_index - 1);
+    gap.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
+    gap.set_node(hostname_);
+    gap.set_text(absl::StrCat(
+        job->first_index - from_index,
+        " event(s) were dropped from zerorund's replay buffer before they "
+        "were read; the rank logs under ",
+        job->ranks.empty()
+            ? job->dir
+            : job->ranks[0].stdout_path.substr(0, job->ranks[0].stdout_path.rfind("/rank_")),
+        " hold every line"));
+    events->push_back(std::move(gap));
+    from_index = job->first_index;
+  }
   for (int64_t i = from_index; i < job->next_index; ++i) {
     events->push_back(job->events[static_cast<size_t>(i - job->first_index)]);
   }

@@ -77,7 +77,8 @@ class JobRunner {
 
   // Waits up to `timeout` for events of `job_id` with index >= `from_index` and appends them to
   // *events. Sets *done when every rank has exited and all its events are in *events. NotFound
-  // for an unknown job; OutOfRange when `from_index` is older than the replay buffer.
+  // for an unknown job. When `from_index` is older than the replay buffer, a KIND_GAP event
+  // (index: the oldest kept - 1) says how many were dropped and where the logs are.
   absl::Status WaitEvents(const std::string& job_id, int64_t from_index, absl::Duration timeout,
                           std::vector<v1::RankEvent>* events, bool* done);
 
@@ -114,6 +115,8 @@ class JobRunner {
     std::deque<v1::RankEvent> events;  // The replay buffer: indexes first_index.. next_index-1.
     int64_t first_index = 0;
     int64_t next_index = 0;
+    int64_t acked = 0;  // The watcher has every event before this.
+    absl::Time last_watch = absl::InfinitePast();
     size_t capacity = 0;
     int running = 0;
     EventJournal journal;
@@ -124,6 +127,10 @@ class JobRunner {
 
   void StartMonitors(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Monitor(Job* job, size_t rank_index);
+  // Holds a monitor back while a watcher that read within the last second is more than half the
+  // replay buffer behind: a chatty rank's lines wait in its log file (the rank never blocks), and
+  // are dropped from the console only when the launcher stops reading.
+  void AwaitWatcher(Job* job);
   void Emit(Job* job, v1::RankEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RankEnded(Job* job, Rank* rank, v1::RankEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TouchLease(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

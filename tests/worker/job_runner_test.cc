@@ -303,27 +303,58 @@ TEST_CASE("A restarted runner re-adopts live ranks: numbering, output and exit c
   CHECK(events[1].pid() == pid);
 }
 
+TEST_CASE("A reader that keeps reading gets every line of a chatty rank", "[job_runner][memory]") {
+  TempDir dir;
+  JobRunner runner(JobRunnerOptions{.state_dir = dir.path(), .replay_events_per_rank = 100});
+  REQUIRE(runner.Launch(OneRank("job-chatty", "seq 1 20000")).ok());
+  std::vector<v1::RankEvent> events;
+  bool done = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!done && absl::Now() < deadline) {
+    REQUIRE(runner
+                .WaitEvents("job-chatty", static_cast<int64_t>(events.size()),
+                            absl::Milliseconds(200), &events, &done)
+                .ok());
+  }
+  REQUIRE(done);
+  int lines = 0;
+  for (const v1::RankEvent& e : events) {
+    CHECK(e.kind() != v1::RankEvent::KIND_GAP);
+    if (e.kind() == v1::RankEvent::KIND_OUTPUT) CHECK(e.text() == std::to_string(++lines));
+  }
+  CHECK(lines == 20000);
+  CHECK(runner.MemoryFootprint().second <= 100);
+}
+
 TEST_CASE("The replay buffer is bounded and ended jobs are evicted", "[job_runner][memory]") {
   TempDir dir;
   JobRunner runner(JobRunnerOptions{
-      .state_dir = dir.path(), .replay_events_per_rank = 100, .retention = absl::ZeroDuration()});
+      .state_dir = dir.path(), .replay_events_per_rank = 100, .retention = absl::Seconds(1)});
   REQUIRE(runner.Launch(OneRank("job-lines", "seq 1 20000")).ok());
   std::vector<v1::RankEvent> events;
   bool done = false;
-  for (int i = 0; i < 200 && !done; ++i) {
-    events.clear();
-    absl::Status s = runner.WaitEvents("job-lines", 0, absl::Milliseconds(50), &events, &done);
-    if (s.code() == absl::StatusCode::kOutOfRange) {
-      CHECK_THAT(std::string(s.message()), Catch::Contains("rank logs"));
-      CHECK(runner.MemoryFootprint().second <= 100);
-      break;
-    }
-    REQUIRE(s.ok());
-    usleep(20 * 1000);
-  }
+  // Nobody reads while the rank prints: the buffer keeps only the newest events. A reader that
+  // comes late gets a gap notice, then the oldest events kept, in order.
+  auto running = [&runner] {
+    const v1::AgentStatusReply status = runner.Status("job-lines");
+    return status.ranks_size() == 1 && status.ranks(0).running();
+  };
+  for (int i = 0; i < 500 && running(); ++i) usleep(20 * 1000);
+  const absl::Status late =
+      runner.WaitEvents("job-lines", 1, absl::Milliseconds(50), &events, &done);
+  INFO(late.ToString());
+  REQUIRE(late.ok());
+  REQUIRE(done);
+  REQUIRE(events.size() >= 2);
+  CHECK(events[0].kind() == v1::RankEvent::KIND_GAP);
+  CHECK_THAT(events[0].text(),
+             Catch::Contains("event(s) were dropped") && Catch::Contains("hold every line"));
+  for (size_t i = 2; i < events.size(); ++i) CHECK(events[i].index() == events[i - 1].index() + 1);
+  CHECK(events.back().kind() == v1::RankEvent::KIND_EXITED);
+  CHECK(events.size() <= 101);
   CHECK(runner.MemoryFootprint().second <= 100);
   for (int i = 0; i < 200 && runner.MemoryFootprint().first > 0; ++i) usleep(20 * 1000);
-  CHECK(runner.MemoryFootprint().first == 0);  // Ended, retention 0: forgotten.
+  CHECK(runner.MemoryFootprint().first == 0);  // Ended, retention 1 s: forgotten.
   std::ifstream log(dir.path() + "/job-lines/rank_0/stdout.log");
   std::string line, last;
   while (std::getline(log, line)) last = line;
