@@ -36,10 +36,11 @@ class EmbeddedAgentClient : public AgentClient {
   }
   absl::Status Watch(const std::string& job_id,
                      const std::function<void(const v1::RankEvent&)>& on_event,
-                     const WatchPolicy&) override {
+                     const WatchPolicy& policy) override {
     int64_t next = 0;
     bool done = false;
     while (!done) {
+      if (policy.heard) policy.heard();  // In this process: always heard from.
       runner_->Renew(job_id);
       std::vector<v1::RankEvent> events;
       absl::Status s = runner_->WaitEvents(job_id, next, absl::Milliseconds(200), &events, &done);
@@ -63,7 +64,7 @@ class GrpcAgentClient : public AgentClient {
       : address_(address),
         secret_(secret),
         stub_(v1::NodeAgent::NewStub(grpc::CreateCustomChannel(
-            address, grpc::InsecureChannelCredentials(), ChannelArgs()))) {}
+            address, grpc::InsecureChannelCredentials(), ClientChannelArgs()))) {}
   std::string Where() const override { return address_; }
 
   absl::StatusOr<v1::ProbeReply> Probe(const v1::ProbeRequest& request) override {
@@ -105,10 +106,15 @@ class GrpcAgentClient : public AgentClient {
       request.set_job_id(job_id);
       request.set_from_index(next);
       const absl::Time attempt = absl::Now();
-      bool finished = false, silenced = false;
+      bool finished = false, silenced = false, abandoned = false;
       std::thread watchdog([&] {
         absl::MutexLock lock(&mu);
         while (!finished) {
+          if (policy.abandon != nullptr && policy.abandon->load()) {
+            abandoned = true;
+            context.TryCancel();
+            return;
+          }
           if (absl::Now() > std::max(heard + policy.silence, attempt + absl::Seconds(1))) {
             silenced = true;
             context.TryCancel();
@@ -131,6 +137,7 @@ class GrpcAgentClient : public AgentClient {
           broken_since.reset();
           backoff = absl::Milliseconds(100);
         }
+        if (policy.heard) policy.heard();
         if (event.kind() == v1::RankEvent::KIND_HEARTBEAT) continue;
         on_event(event);
         next = event.index() + 1;
@@ -144,6 +151,9 @@ class GrpcAgentClient : public AgentClient {
       }
       watchdog.join();
       if (status.ok()) return absl::OkStatus();
+      if (abandoned) {
+        return absl::CancelledError(absl::StrCat("gave up on zerorund at ", address_));
+      }
       const absl::Time now = absl::Now();
       const std::string error = silenced ? "no answer" : status.error_message();
       const grpc::StatusCode code = status.error_code();
@@ -181,20 +191,6 @@ class GrpcAgentClient : public AgentClient {
   }
 
  private:
-  // Keepalive pings find a dead connection in ~5 s; reconnects are retried every 100-500 ms (the
-  // default backoff grows to minutes, longer than a daemon restart). The minimum backoff is also
-  // gRPC's connect timeout: 5 s, so a slow handshake is not cut short.
-  static grpc::ChannelArguments ChannelArgs() {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    return args;
-  }
   // Errors that only a live host's kernel (or a stopping zerorund) gives.
   static bool HostAnswered(const std::string& error) {
     const std::string e = absl::AsciiStrToLower(error);

@@ -3,6 +3,7 @@
 #ifndef ZERORUN_LAUNCHER_AGENT_CLIENT_H_
 #define ZERORUN_LAUNCHER_AGENT_CLIENT_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,10 @@ struct WatchPolicy {
   absl::Duration reconnect_window = absl::Seconds(30);
   // Progress lines for the user: contact lost, reconnected. May be empty.
   std::function<void(const std::string&)> notice;
+  // Called whenever the node is heard from (an event or a heartbeat). May be empty.
+  std::function<void()> heard;
+  // Set by the caller to give up on the node now (Cancelled).
+  const std::atomic<bool>* abandon = nullptr;
 };
 
 class AgentClient {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -61,6 +62,7 @@ class Controller {
   void BeginStop(int signal);
   void Handle(size_t node, const v1::RankEvent& event);
   void CheckHang();
+  void AbandonSilentNodes();
   std::string Summary() const;
 
   const RunOptions& opt_;
@@ -70,6 +72,10 @@ class Controller {
   std::vector<Host> hosts_;
   std::vector<AgentClient*> clients_;
   std::vector<bool> lost_;  // Nodes declared lost: never waited on again.
+  std::vector<bool> node_done_;
+  // Per node: when it was last heard from, in ms since the epoch, and whether to give up on it.
+  std::unique_ptr<std::atomic<int64_t>[]> heard_ms_;
+  std::unique_ptr<std::atomic<bool>[]> abandon_;
   std::vector<std::thread> signallers_;
   std::map<int, std::deque<std::string>> last_lines_;  // Per rank, for the hang report.
   std::string job_id_;
@@ -181,6 +187,28 @@ void Controller::CheckHang() {
   state_->SetRootCause(text);
   Say(text);
   BeginStop(SIGTERM);
+}
+
+// Once the job is ending and every node that still talks is done, a node silent for 2 s is not
+// waited for (up to --node-timeout): the failure is reported now, and that node's ranks end when
+// the lease lapses.
+void Controller::AbandonSilentNodes() {
+  if (!stopping_) return;
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  std::vector<size_t> silent;
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    if (node_done_[i] || abandon_[i]) continue;
+    if (now - heard_ms_[i] < 2000) return;  // Someone still talks: wait for it.
+    silent.push_back(i);
+  }
+  for (size_t i : silent) {
+    Say(
+        absl::StrFormat("node %s silent for %.1f s while the job ends: not waiting for it (its "
+                        "ranks end when the launcher's lease lapses)",
+                        hosts_[i].name, static_cast<double>(now - heard_ms_[i]) / 1000.0));
+    lost_[i] = true;
+    abandon_[i] = true;
+  }
 }
 
 std::string Controller::Summary() const {
@@ -356,8 +384,17 @@ int Controller::Run() {
                    " node(s); 'zerorun status ", job_id_, "' from another terminal"));
 
   std::vector<std::thread> watchers;
+  node_done_.assign(hosts_.size(), false);
+  heard_ms_ = std::make_unique<std::atomic<int64_t>[]>(hosts_.size());
+  abandon_ = std::make_unique<std::atomic<bool>[]>(hosts_.size());
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    heard_ms_[i] = absl::ToUnixMillis(absl::Now());
+    abandon_[i] = false;
+  }
   for (size_t i = 0; i < hosts_.size(); ++i) {
     WatchPolicy policy;
+    policy.heard = [this, i] { heard_ms_[i] = absl::ToUnixMillis(absl::Now()); };
+    policy.abandon = &abandon_[i];
     policy.silence = opt_.node_timeout;
     policy.reconnect_window = opt_.reconnect_window;
     policy.notice = [&, i](const std::string& text) {
@@ -406,8 +443,10 @@ int Controller::Run() {
     for (const auto& [node, event] : events) Handle(node, event);
     for (const auto& [node, status] : finished) {
       ++nodes_done;
+      node_done_[node] = true;
       if (status.ok()) continue;
       lost_[node] = true;
+      if (abandon_[node]) continue;
       if (failed_) {
         Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
         continue;
@@ -440,6 +479,7 @@ int Controller::Run() {
       BeginStop(*request ? *request : SIGTERM);
     }
     CheckHang();
+    AbandonSilentNodes();
     if (absl::Now() >= kill_at_) {
       Say(absl::StrCat("grace period of ", absl::FormatDuration(opt_.grace),
                        " over: SIGKILL to the ranks still running"));

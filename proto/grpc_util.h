@@ -24,6 +24,13 @@ grpc::Status CheckSecret(const grpc::ServerContext& context, const std::string& 
 // Adds the secret to an outgoing call (nothing when empty).
 void AttachSecret(grpc::ClientContext* context, const std::string& secret);
 
+// Keepalive on every zerorun connection, both ends: a ping every 2 s, 3 s to answer, so a peer
+// that froze or vanished without closing the connection is found in ~5 s. Client channels also
+// retry a refused connection every 100 ms-1 s (gRPC's default backoff grows to minutes, longer
+// than a daemon restart) with a 5 s connect timeout.
+grpc::ChannelArguments ClientChannelArgs();
+void AddServerKeepalive(grpc::ServerBuilder* builder);
+
 // True for 127.0.0.0/8, ::1 and "localhost" listen addresses ("host:port" or "[v6]:port").
 bool IsLoopbackListenAddress(const std::string& address);
 

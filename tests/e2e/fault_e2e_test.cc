@@ -214,6 +214,29 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "A rank failure is reported at once while another node is frozen: exit 1, no wait "
+    "for the frozen node",
+    "[e2e][fault][frozen]") {
+  Cluster cluster(3);
+  auto zr = cluster.Start({"--lease", "3"},
+                          {"--run-ms", "60000", "--fail-rank", "0", "--fail-after-ms", "2500"});
+  REQUIRE(zr->WaitForOutput("'zerorun status", 30));
+  WaitForRanks(cluster, 6);
+  cluster.agent(2).Signal(SIGSTOP);
+  const auto frozen = Clock::now();
+  CHECK(zr->Wait(20) == 1);
+  const double took = Since(frozen);
+  CHECK(took < 7);  // The failure at ~2.5 s plus 2 s of silence; not the 9 s node timeout.
+  INFO("exit " << took << " s after the freeze");
+  CHECK_THAT(zr->Output(), Catch::Contains("rank 0 (local 0)") &&
+                               Catch::Contains("node node-c silent for") &&
+                               Catch::Contains("not waiting for it"));
+  CHECK(RanksGoneWithin(cluster, 8));  // node-c's ranks: its frozen daemon renews no lease.
+  cluster.agent(2).Signal(SIGCONT);
+  KillLeftovers(cluster);
+}
+
+TEST_CASE(
     "Hang timeout: a rank whose step stops (heartbeat alive) ends the job with 201, "
     "naming the rank and its last step",
     "[e2e][fault][hang]") {
