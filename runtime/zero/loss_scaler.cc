@@ -35,4 +35,30 @@ void LossScaler::Update(bool overflow) {
   ++cur_iter_;
 }
 
+std::vector<double> LossScaler::Export() const {
+  return {dynamic_ ? 1.0 : 0.0,
+          scale_,
+          min_scale_,
+          static_cast<double>(window_),
+          static_cast<double>(delayed_shift_),
+          static_cast<double>(cur_hysteresis_),
+          consecutive_hysteresis_ ? 1.0 : 0.0,
+          static_cast<double>(cur_iter_),
+          static_cast<double>(last_overflow_iter_)};
+}
+
+bool LossScaler::Import(const std::vector<double>& s) {
+  if (s.size() != 9) return false;
+  dynamic_ = s[0] != 0;
+  scale_ = static_cast<float>(s[1]);
+  min_scale_ = static_cast<float>(s[2]);
+  window_ = static_cast<int64_t>(s[3]);
+  delayed_shift_ = static_cast<int>(s[4]);
+  cur_hysteresis_ = static_cast<int>(s[5]);
+  consecutive_hysteresis_ = s[6] != 0;
+  cur_iter_ = static_cast<int64_t>(s[7]);
+  last_overflow_iter_ = static_cast<int64_t>(s[8]);
+  return true;
+}
+
 }  // namespace zerorun

@@ -53,20 +53,14 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
     state += Owned(i);
     max_unit = std::max(max_unit, ul.padded);
   }
-  exp_avg_.assign(state, 0.0f);
-  exp_avg_sq_.assign(state, 0.0f);
-  if (sixteen()) master_.assign(state, 0.0f);
-  if (options_.stage >= 2) {
-    if (sixteen() && !options_.grad_accum_fp32) {
-      acc16_.assign(state, 0);
-    } else {
-      acc32_.assign(state, 0.0f);
-    }
-  }
+  const Accumulator accumulator = options_.stage < 2                       ? Accumulator::kNone
+                                  : sixteen() && !options_.grad_accum_fp32 ? Accumulator::kSixteen
+                                                                           : Accumulator::kFp32;
+  state_ = ShardState(state, sixteen(), accumulator);
   param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
   grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
   worker_ = std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1);
-  if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
+  if (options_.dtype == DType::kFp16) state_.scaler() = LossScaler(options_.loss_scale);
 }
 
 ZeroEngine::~ZeroEngine() { (void)worker_->Drain(); }
@@ -87,8 +81,42 @@ std::pair<size_t, size_t> ZeroEngine::OwnedPart(size_t unit, size_t tensor) cons
 
 float* ZeroEngine::Master(size_t unit) {
   Unit& u = units_[unit];
-  if (sixteen()) return master_.data() + u.state_base;
+  if (sixteen()) return state_.master() + u.state_base;
   return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
+}
+
+size_t ZeroEngine::shard_offset(size_t unit) const { return units_[unit].state_base; }
+
+const float* ZeroEngine::master(size_t unit) const {
+  return const_cast<ZeroEngine*>(this)->Master(unit);
+}
+
+absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg,
+                                      const float* exp_avg_sq, int64_t last_step,
+                                      const LossScaler& scaler) {
+  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  const size_t n = state_.elements();
+  std::copy_n(exp_avg, n, state_.exp_avg());
+  std::copy_n(exp_avg_sq, n, state_.exp_avg_sq());
+  state_.set_last_step(last_step);
+  state_.scaler() = scaler;
+  state_.ZeroAccumulator();
+  ZeroGrads();
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const UnitLayout& ul = layout_.units()[ui];
+    Unit& u = units_[ui];
+    const size_t count = Owned(ui), begin = OwnedBegin(ui);
+    float* master = Master(ui);
+    std::copy_n(masters + u.state_base, count, master);
+    if (sixteen())
+      FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), count);
+    if (u.resident && options_.stage > 0) {
+      const absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
+                                       : comm_->AllGather(u.work32.data(), ul.shard);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 void ZeroEngine::Init(const InitFn& fn) {
@@ -150,7 +178,7 @@ absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
   const TensorLayout& tl = ul.tensors[tensor];
   if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
     const float* src =
-        sixteen() ? master_.data() + units_[unit].state_base : units_[unit].work32.data();
+        sixteen() ? state_.master() + units_[unit].state_base : units_[unit].work32.data();
     std::copy_n(src + tl.offset, tl.numel, out);
     return absl::OkStatus();
   }
@@ -195,11 +223,12 @@ float* ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct
   Unit& u = units_[unit];
   const size_t n = Owned(unit), begin = OwnedBegin(unit);
   *direct = true;
-  if (!acc32_.empty()) return acc32_.data() + u.state_base;
+  if (state_.acc32() != nullptr) return state_.acc32() + u.state_base;
   if (!sixteen()) return u.grad32.data() + begin;
   *direct = false;
   tmp.resize(n);
-  const uint16_t* src = acc16_.empty() ? u.grad16.data() + begin : acc16_.data() + u.state_base;
+  const uint16_t* src =
+      state_.acc16() == nullptr ? u.grad16.data() + begin : state_.acc16() + u.state_base;
   ToFloat(options_.dtype, src, tmp.data(), n);
   return tmp.data();
 }
@@ -209,8 +238,7 @@ void ZeroEngine::ZeroGrads() {
     std::fill(u.grad32.begin(), u.grad32.end(), 0.0f);
     std::fill(u.grad16.begin(), u.grad16.end(), 0);
   }
-  std::fill(acc32_.begin(), acc32_.end(), 0.0f);
-  std::fill(acc16_.begin(), acc16_.end(), 0);
+  state_.ZeroAccumulator();
 }
 
 absl::Status ZeroEngine::Sync() { return worker_->Drain(); }
@@ -255,7 +283,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   }
   // 2. One multiplier for micro-step averaging and unscaling, then the global norm.
   const float pre =
-      1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * scaler_.scale());
+      1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * state_.scaler().scale());
   double local = 0;
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     bool direct = false;
@@ -276,13 +304,13 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   if (!std::isfinite(result.grad_norm)) {
     // Overflow (fp16) or a NaN: every rank sees the same all-reduced norm and skips together.
     result.skipped = true;
-    scaler_.Update(true);
-    result.loss_scale = scaler_.scale();
+    state_.scaler().Update(true);
+    result.loss_scale = state_.scaler().scale();
     ZeroGrads();
     return result;
   }
-  scaler_.Update(false);
-  result.loss_scale = scaler_.scale();
+  state_.scaler().Update(false);
+  result.loss_scale = state_.scaler().scale();
   if (options_.gradient_clipping > 0) {
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
     result.clip_coef = std::min(1.0f, options_.gradient_clipping / (result.grad_norm + 1e-6f));
@@ -305,8 +333,8 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
       for (size_t i = 0; i < n; ++i) g[i] *= result.clip_coef;  // Also when coef is 1, as torch.
     }
     float* master = Master(ui);
-    AdamWStepReference(hyper, step, n, master, g, exp_avg_.data() + u.state_base,
-                       exp_avg_sq_.data() + u.state_base);
+    AdamWStepReference(hyper, step, n, master, g, state_.exp_avg() + u.state_base,
+                       state_.exp_avg_sq() + u.state_base);
     if (sixteen()) {
       FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), n);
     }
@@ -321,6 +349,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
       });
     }
   }
+  state_.set_last_step(step);
   ZeroGrads();
   if (absl::Status s = worker_->Wait(0); !s.ok()) return s;  // Inline gathers' errors.
   return result;
@@ -332,9 +361,9 @@ MemoryReport ZeroEngine::Memory() const {
     m.params += u.work32.size() * sizeof(float) + u.work16.size() * sizeof(uint16_t);
     m.grads += u.grad32.size() * sizeof(float) + u.grad16.size() * sizeof(uint16_t);
   }
-  m.master = master_.size() * sizeof(float);
-  m.grads += acc32_.size() * sizeof(float) + acc16_.size() * sizeof(uint16_t);
-  m.optimizer = (exp_avg_.size() + exp_avg_sq_.size()) * sizeof(float);
+  m.master = state_.master_bytes();
+  m.grads += state_.accumulator_bytes();
+  m.optimizer = state_.optimizer_bytes();
   m.scratch = grad_slots_->bytes();
   m.live = param_slots_->bytes();
   return m;

@@ -245,7 +245,7 @@ absl::Status ZeroEngine::GradsReady(size_t unit) {
 absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16) {
   const UnitLayout& ul = layout_.units()[unit];
   const FlightUnit flight(ul.name);
-  float* acc32 = acc32_.empty() ? nullptr : acc32_.data() + units_[unit].state_base;
+  float* acc32 = state_.acc32() == nullptr ? nullptr : state_.acc32() + units_[unit].state_base;
   if (!sixteen()) {
     if (absl::Status s = comm_->ReduceScatter(g32, ul.shard, ReduceOp::kAvg); !s.ok()) return s;
     const float* mine = g32 + static_cast<size_t>(comm_->rank()) * ul.shard;
@@ -262,7 +262,7 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
   if (acc32 != nullptr) {
     for (size_t i = 0; i < ul.shard; ++i) acc32[i] += out[i];
   } else {
-    AddFloatInto(options_.dtype, out, acc16_.data() + units_[unit].state_base, ul.shard);
+    AddFloatInto(options_.dtype, out, state_.acc16() + units_[unit].state_base, ul.shard);
   }
   return absl::OkStatus();
 }

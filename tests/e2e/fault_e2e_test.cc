@@ -53,7 +53,7 @@ RunResult Zerorun(const Cluster& cluster, const std::vector<std::string>& args) 
 }
 
 TEST_CASE(
-    "Launcher SIGKILL: every node ends the job's ranks when the lease lapses; status "
+    "Launcher SIGKILL: every node ends the job's ranks when the lease lapses, status "
     "answers from the nodes and records how the job ended",
     "[e2e][fault][lease]") {
   Cluster cluster;
@@ -141,7 +141,7 @@ void CheckTicksComplete(const std::string& output, int rank) {
 }
 
 TEST_CASE(
-    "zerorund restarted (SIGTERM or SIGKILL) re-adopts its ranks; the launcher resumes "
+    "zerorund restarted (SIGTERM or SIGKILL) re-adopts its ranks, the launcher resumes "
     "and no rank or line is lost",
     "[e2e][fault][adopt]") {
   const int sig = GENERATE(SIGTERM, SIGKILL);
@@ -172,7 +172,7 @@ TEST_CASE(
 
 TEST_CASE(
     "zerorund SIGKILLed and not restarted: exit 200 after the reconnect window naming the "
-    "node; its ranks end on their own",
+    "node, and its ranks end on their own",
     "[e2e][fault][adopt]") {
   Cluster cluster(2);
   auto zr = cluster.Start({"--reconnect-window", "3", "--lease", "2"}, {"--run-ms", "60000"});
@@ -193,7 +193,7 @@ TEST_CASE(
 
 TEST_CASE(
     "A frozen zerorund (SIGSTOP) is found within the node timeout: exit 200 naming the "
-    "node and its silence; its ranks end when the lease lapses",
+    "node and its silence, and its ranks end when the lease lapses",
     "[e2e][fault][frozen]") {
   Cluster cluster(3);
   auto zr = cluster.Start({"--node-timeout", "3", "--lease", "2"}, {"--run-ms", "60000"});

@@ -214,7 +214,7 @@ TEST_CASE("bf16 and fp16 conversions round to nearest even and keep inf and NaN"
   }
 }
 
-TEST_CASE("16-bit reduce-scatter sums in fp32 per hop; 16-bit all-gather is exact", "[comm]") {
+TEST_CASE("16-bit reduce-scatter sums in fp32 per hop, 16-bit all-gather is exact", "[comm]") {
   for (DType dtype : {DType::kBf16, DType::kFp16}) {
     for (int world = 1; world <= 4; ++world) {
       const size_t shard = 301;

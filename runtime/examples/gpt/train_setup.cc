@@ -21,6 +21,7 @@
 #include "dsconfig/auto_values.h"
 #include "dsconfig/config_json.h"
 #include "nlohmann/json.hpp"
+#include "zerorun/checkpoint.h"
 #include "zerorun/counter_rng.h"
 #include "zerorun/init.h"
 
@@ -85,7 +86,16 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       ok = value(&args->config_path);
     else if (a == "--check-golden")
       ok = value(&args->check_golden);
-    else if (a == "--data")
+    else if (a == "--save-dir")
+      ok = value(&args->save_dir);
+    else if (a == "--save-every")
+      ok = number(&args->save_every);
+    else if (a == "--print-checksum")
+      args->print_checksum = true;
+    else if (a == "--resume") {
+      args->resume = true;
+      if (i + 1 < argc && argv[i + 1][0] != '-') args->resume_tag = argv[++i];
+    } else if (a == "--data")
       ok = value(&args->data);
     else if (a == "--random-tokens")
       args->random_tokens = true;
@@ -136,6 +146,7 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   setup.store = std::move(ctx->store);
   setup.comm = std::move(ctx->comm);
   const json& config = ctx->config;
+  setup.config_json = dsconfig::Dump(config, -1);
   absl::StatusOr<DsOptions> ds = ReadDsOptions(config);
   if (!ds.ok()) {
     return absl::Status(ds.status().code(),
@@ -265,6 +276,25 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       out[i - begin] = bias ? 0.0f : norm ? 1.0f : 0.02f * CounterNormal(args.seed, tensor_key, i);
     }
   });
+  int first_step = 1;
+  if (args.resume) {
+    absl::StatusOr<std::string> state =
+        LoadCheckpoint(engine, *setup.comm, args.save_dir, args.resume_tag);
+    if (!state.ok()) {
+      std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                   std::string(state.status().message()).c_str());
+      const absl::StatusCode code = state.status().code();
+      return code == absl::StatusCode::kNotFound             ? 66
+             : code == absl::StatusCode::kDataLoss           ? 65
+             : code == absl::StatusCode::kFailedPrecondition ? 78
+                                                             : 70;
+    }
+    const nlohmann::json client = nlohmann::json::parse(*state, nullptr, false);
+    first_step = (client.is_object() ? client.value("step", 0) : 0) + 1;
+    if (setup.rank == 0) {
+      std::printf("train_gpt: resumed from %s at step %d\n", args.save_dir.c_str(), first_step - 1);
+    }
+  }
   GptModel model(config);
   const int b = setup.micro_batch, t_len = config.seq;
   std::vector<int> tokens(static_cast<size_t>(b) * (t_len + 1));
@@ -282,7 +312,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   const auto start = std::chrono::steady_clock::now();
   auto last = start;
   std::vector<double> step_seconds;
-  for (int step = 1; step <= args.steps; ++step) {
+  for (int step = first_step; step <= args.steps; ++step) {
     float loss_sum = 0;
     for (int micro = 0; micro < ga; ++micro) {
       const uint64_t key = Mix64(args.seed ^ Mix64(static_cast<uint64_t>(step) * 131 + micro) ^
@@ -331,6 +361,36 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       std::printf("step %4d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s%s\n", step,
                   args.steps, loss, lr, result->grad_norm, tokens_per_s, scale.c_str());
       std::fflush(stdout);
+    }
+    if (args.save_every > 0 && !args.save_dir.empty() && step % args.save_every == 0) {
+      const std::string client = nlohmann::json({{"step", step}, {"seed", args.seed}}).dump();
+      if (absl::Status s = SaveCheckpoint(engine, *setup.comm, args.save_dir, DefaultTag(step),
+                                          client, setup.config_json);
+          !s.ok()) {
+        std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                     std::string(s.message()).c_str());
+        return 73;
+      }
+      if (setup.rank == 0) {
+        std::printf("train_gpt: saved %s/%s\n", args.save_dir.c_str(), DefaultTag(step).c_str());
+        std::fflush(stdout);
+      }
+    }
+  }
+  if (args.print_checksum) {
+    uint64_t hash = 1469598103934665603ull;  // FNV-1a over every parameter's fp32 bits.
+    for (size_t u = 0; u < layout.units().size(); ++u) {
+      for (size_t t = 0; t < layout.units()[u].tensors.size(); ++t) {
+        std::vector<float> values(layout.units()[u].tensors[t].numel);
+        if (!engine.GetTensor(u, t, values.data()).ok()) return 70;
+        const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+        for (size_t i = 0; i < values.size() * sizeof(float); ++i) {
+          hash = (hash ^ bytes[i]) * 1099511628211ull;
+        }
+      }
+    }
+    if (setup.rank == 0) {
+      std::printf("train_gpt: parameter checksum %016llx\n", static_cast<unsigned long long>(hash));
     }
   }
   if (setup.rank == 0) {

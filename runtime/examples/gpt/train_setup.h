@@ -25,6 +25,11 @@ struct TrainArgs {
   int steps = 200;
   int log_every = 10;
   uint64_t seed = 1234;
+  std::string save_dir;  // --save-dir DIR: checkpoints (DIR/global_step<N>, DIR/latest)
+  int save_every = 0;    // --save-every K: a checkpoint after every K-th step (0: none)
+  bool resume = false;   // --resume [TAG]: load DIR/TAG (default: DIR/latest) and go on
+  std::string resume_tag;
+  bool print_checksum = false;    // --print-checksum: FNV-1a of every parameter's bits at the end
   std::vector<std::string> argv;  // The arguments as given (for "auto" values).
 };
 
@@ -37,6 +42,7 @@ struct TrainSetup {
   std::unique_ptr<KvStore> store;
   std::unique_ptr<Communicator> comm;
   ZeroOptions options;             // Everything ds_options.h reads from the config.
+  std::string config_json;         // The effective config (saved in checkpoint manifests).
   int64_t train_batch = 0;         // train_batch_size (the effective config's, resolved)
   int micro_batch = 0;             // train_micro_batch_size_per_gpu
   std::vector<std::string> notes;  // Config keys accepted with a different effect, in words.

@@ -5,6 +5,7 @@
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_LOSS_SCALER_H_
 
 #include <cstdint>
+#include <vector>
 
 namespace zerorun {
 
@@ -28,6 +29,11 @@ class LossScaler {
   bool dynamic() const { return dynamic_; }
   // Records one optimizer step: `overflow` when its gradients held an inf or NaN.
   void Update(bool overflow);
+
+  // The whole state as numbers (for checkpoints), and back. Import returns false for a vector
+  // that Export did not make.
+  std::vector<double> Export() const;
+  bool Import(const std::vector<double>& state);
 
  private:
   bool dynamic_ = false;

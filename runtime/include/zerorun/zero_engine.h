@@ -22,6 +22,7 @@
 #include "zerorun/dtype.h"
 #include "zerorun/loss_scaler.h"
 #include "zerorun/partition.h"
+#include "zerorun/shard_state.h"
 
 namespace zerorun {
 
@@ -152,7 +153,21 @@ class ZeroEngine {
   absl::Status GradsReady(size_t unit);
 
   // The factor the loss is multiplied by before backward (fp16 loss scaling; else 1).
-  float loss_scale() const { return scaler_.scale(); }
+  float loss_scale() const { return state_.scaler().scale(); }
+  // This rank's optimizer-side state (what a checkpoint saves next to the working weights).
+  const ShardState& shard_state() const { return state_; }
+  // Checkpoint access. The elements of `unit`'s flat buffer this rank owns: [begin, begin + n),
+  // at state offset shard_offset(unit) in shard_state()'s arrays.
+  size_t owned_begin(size_t unit) const { return OwnedBegin(unit); }
+  size_t owned_count(size_t unit) const { return Owned(unit); }
+  size_t shard_offset(size_t unit) const;
+  // This rank's fp32 master values of `unit` (owned_count elements). Call after Sync().
+  const float* master(size_t unit) const;
+  // Replaces this rank's masters, m and v (state order, shard_state().elements() each), the last
+  // step and the loss scaler, and rebuilds the working weights from the masters (round to
+  // nearest even for 16-bit; shared with an all-gather in stages 1-2: a collective).
+  absl::Status RestoreShard(const float* masters, const float* exp_avg, const float* exp_avg_sq,
+                            int64_t last_step, const LossScaler& scaler);
 
   // Ends the optimizer step: averages the gradients over ranks and micro-steps, unscales, takes
   // the global norm, skips the update when it is not finite (fp16: lowers the loss scale),
@@ -201,12 +216,8 @@ class ZeroEngine {
   std::vector<Unit> units_;
   std::unique_ptr<Slots> param_slots_, grad_slots_;
   std::unique_ptr<CommWorker> worker_;
-  std::vector<float> master_;                // 16-bit: fp32 master weights (state order).
-  std::vector<float> exp_avg_, exp_avg_sq_;  // Dense, state order.
-  std::vector<float> acc32_;                 // Stages 2-3: fp32 shard accumulator.
-  std::vector<uint16_t> acc16_;              // Stages 2-3: 16-bit shard accumulator.
-  std::vector<float> reduce_out_;            // Communication thread: one reduced shard.
-  LossScaler scaler_;
+  ShardState state_;               // Masters (16-bit), m, v, accumulator, step, loss scaler.
+  std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
   std::vector<std::pair<size_t, Pass>> trace_;  // The first step's acquires.
   size_t trace_position_ = 0;
   uint64_t clock_ = 0;

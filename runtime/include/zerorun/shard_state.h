@@ -1,0 +1,75 @@
+// ShardState: one rank's dense optimizer-side state, owned in one place so that checkpoints
+// serialize it (and Offload/Infinity place it) without reaching into ZeroEngine: fp32 masters
+// (with a 16-bit working dtype), Adam's m and v, the stage 2-3 gradient accumulator, the last
+// optimizer step and the loss scaler.
+#ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_SHARD_STATE_H_
+#define ZERORUN_RUNTIME_INCLUDE_ZERORUN_SHARD_STATE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "zerorun/loss_scaler.h"
+
+namespace zerorun {
+
+// Where a ShardState's arrays live: host memory today. The memory-space seam ZeRO-Offload
+// (pinned host memory next to a GPU) and ZeRO-Infinity (NVMe files) plug into.
+enum class MemorySpace { kHost };
+
+// What accumulates a rank's reduced gradient shard between micro-steps.
+enum class Accumulator { kNone, kFp32, kSixteen };
+
+// Arrays are in "state order": unit by unit, the elements this rank owns (ZeroEngine::Owned).
+// Not thread-safe; the engine's caller serializes access.
+class ShardState {
+ public:
+  ShardState() = default;
+  // `separate_master`: the working weights are 16-bit, so fp32 masters are kept here; with fp32
+  // weights the masters are the working weights themselves (ZeroEngine::Master).
+  ShardState(size_t elements, bool separate_master, Accumulator accumulator,
+             MemorySpace space = MemorySpace::kHost);
+
+  size_t elements() const { return elements_; }
+  MemorySpace space() const { return space_; }
+  bool has_master() const { return !master_.empty(); }
+  Accumulator accumulator() const { return accumulator_; }
+
+  float* master() { return master_.data(); }
+  float* exp_avg() { return exp_avg_.data(); }
+  float* exp_avg_sq() { return exp_avg_sq_.data(); }
+  const float* master() const { return master_.data(); }
+  const float* exp_avg() const { return exp_avg_.data(); }
+  const float* exp_avg_sq() const { return exp_avg_sq_.data(); }
+  // nullptr unless accumulator() is kFp32 / kSixteen.
+  float* acc32() { return acc32_.empty() ? nullptr : acc32_.data(); }
+  uint16_t* acc16() { return acc16_.empty() ? nullptr : acc16_.data(); }
+  void ZeroAccumulator();
+
+  // The step number of the last optimizer step that updated the weights (0 before any); skipped
+  // (overflow) steps do not count.
+  int64_t last_step() const { return last_step_; }
+  void set_last_step(int64_t step) { last_step_ = step; }
+  LossScaler& scaler() { return scaler_; }
+  const LossScaler& scaler() const { return scaler_; }
+
+  // Bytes held, by kind.
+  size_t master_bytes() const { return master_.size() * sizeof(float); }
+  size_t optimizer_bytes() const { return (exp_avg_.size() + exp_avg_sq_.size()) * sizeof(float); }
+  size_t accumulator_bytes() const {
+    return acc32_.size() * sizeof(float) + acc16_.size() * sizeof(uint16_t);
+  }
+
+ private:
+  size_t elements_ = 0;
+  MemorySpace space_ = MemorySpace::kHost;
+  Accumulator accumulator_ = Accumulator::kNone;
+  std::vector<float> master_, exp_avg_, exp_avg_sq_, acc32_;
+  std::vector<uint16_t> acc16_;
+  int64_t last_step_ = 0;
+  LossScaler scaler_;
+};
+
+}  // namespace zerorun
+
+#endif  // ZERORUN_RUNTIME_INCLUDE_ZERORUN_SHARD_STATE_H_

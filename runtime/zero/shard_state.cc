@@ -1,0 +1,23 @@
+// ShardState allocation (host memory).
+#include "zerorun/shard_state.h"
+
+#include <algorithm>
+
+namespace zerorun {
+
+ShardState::ShardState(size_t elements, bool separate_master, Accumulator accumulator,
+                       MemorySpace space)
+    : elements_(elements), space_(space), accumulator_(accumulator) {
+  exp_avg_.assign(elements, 0.0f);
+  exp_avg_sq_.assign(elements, 0.0f);
+  if (separate_master) master_.assign(elements, 0.0f);
+  if (accumulator == Accumulator::kFp32) acc32_.assign(elements, 0.0f);
+  if (accumulator == Accumulator::kSixteen) acc16_.assign(elements, 0);
+}
+
+void ShardState::ZeroAccumulator() {
+  std::fill(acc32_.begin(), acc32_.end(), 0.0f);
+  std::fill(acc16_.begin(), acc16_.end(), 0);
+}
+
+}  // namespace zerorun
