@@ -22,8 +22,8 @@ bool IsProgram(const std::string& word) {
 }  // namespace
 
 const std::vector<std::string>& Subcommands() {
-  static const std::vector<std::string> kWords = {"run",  "preflight", "status",
-                                                  "stop", "report",    "estimate"};
+  static const std::vector<std::string> kWords = {"run",    "preflight", "status", "stop",
+                                                  "report", "estimate",  "ckpt"};
   return kWords;
 }
 

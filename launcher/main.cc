@@ -15,6 +15,7 @@
 #include "base/exit_codes.h"
 #include "base/version.h"
 #include "cgroup.h"
+#include "ckpt_cli.h"
 #include "cli_words.h"
 #include "dsconfig/config_json.h"
 #include "estimate.h"
@@ -439,6 +440,16 @@ int Main(int argc, char** argv) {
   report->add_option("--memory-bytes", memory_bytes, "Memory in use");
   report->add_option("--phase", phase, "What the rank is doing, e.g. forward");
 
+  CLI::App* ckpt = app.add_subcommand("ckpt", "Checkpoint tools: inspect, verify");
+  ckpt->require_subcommand(1);
+  std::string ckpt_dir;
+  CLI::App* inspect = ckpt->add_subcommand("inspect", "Summarize a checkpoint's manifest");
+  inspect->add_option("dir", ckpt_dir, "Save directory (its latest) or a tag directory")
+      ->required();
+  CLI::App* verify = ckpt->add_subcommand(
+      "verify", "Check every shard's size and sha256 against the manifest (exit 65 if corrupt)");
+  verify->add_option("dir", ckpt_dir, "Save directory (its latest) or a tag directory")->required();
+
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
   AddHostOptions(estimate, &cli);
@@ -489,6 +500,8 @@ int Main(int argc, char** argv) {
     cli.report.set_phase(phase);
     return ReportCommand(cli.report, std::cerr);
   }
+  if (inspect->parsed()) return CkptInspectCommand(ckpt_dir, std::cout, std::cerr);
+  if (verify->parsed()) return CkptVerifyCommand(ckpt_dir, std::cout, std::cerr);
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);
   std::cerr << "zerorun: nothing to do. Run 'zerorun --help' for usage.\n";
   return kExitUsage;

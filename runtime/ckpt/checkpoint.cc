@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/version.h"
+#include "ckpt/manifest.h"
 #include "nlohmann/json.hpp"
 #include "zerorun/dtype.h"
 
@@ -25,9 +26,6 @@ namespace zerorun {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr char kFormat[] = "zerorun-checkpoint";
-constexpr int kFormatVersion = 1;
 
 std::string Hex(const unsigned char* bytes, size_t n) {
   static const char digits[] = "0123456789abcdef";
@@ -37,13 +35,6 @@ std::string Hex(const unsigned char* bytes, size_t n) {
     out.push_back(digits[bytes[i] & 15]);
   }
   return out;
-}
-
-std::string Sha256(const void* data, size_t size) {
-  unsigned char digest[32];
-  unsigned int length = 0;
-  EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr);
-  return Hex(digest, length);
 }
 
 absl::Status Errno(const std::string& what, const std::string& path) {
@@ -79,29 +70,25 @@ absl::Status WriteDurably(const std::string& path, const char* data, size_t size
   return s;
 }
 
-// Every rank's outcome: the ranks that failed (empty when none). A collective.
-absl::StatusOr<std::vector<int>> FailedRanks(Communicator& comm, bool ok) {
-  std::vector<float> flags(static_cast<size_t>(comm.world_size()), 0.0f);
-  flags[static_cast<size_t>(comm.rank())] = ok ? 0.0f : 1.0f;
-  if (absl::Status s = comm.AllReduce(flags.data(), flags.size(), ReduceOp::kSum); !s.ok()) {
+// Agrees on the outcome: OK when every rank's `mine` is OK, else every rank returns an error
+// with the status code of the lowest failing rank (so every rank exits alike), naming the failing
+// ranks and, on those ranks, their own reason.
+absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::string& what) {
+  std::vector<float> codes(static_cast<size_t>(comm.world_size()), 0.0f);
+  codes[static_cast<size_t>(comm.rank())] = static_cast<float>(mine.code());
+  if (absl::Status s = comm.AllReduce(codes.data(), codes.size(), ReduceOp::kSum); !s.ok()) {
     return s;
   }
   std::vector<int> failed;
-  for (size_t r = 0; r < flags.size(); ++r) {
-    if (flags[r] != 0.0f) failed.push_back(static_cast<int>(r));
+  absl::StatusCode code = absl::StatusCode::kOk;
+  for (size_t r = 0; r < codes.size(); ++r) {
+    if (codes[r] == 0.0f) continue;
+    if (failed.empty()) code = static_cast<absl::StatusCode>(static_cast<int>(codes[r]));
+    failed.push_back(static_cast<int>(r));
   }
-  return failed;
-}
-
-// Agrees on the outcome: OK when every rank's `mine` is OK, else every rank returns an error
-// naming the failing ranks (and, on those ranks, their own reason).
-absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::string& what) {
-  absl::StatusOr<std::vector<int>> failed = FailedRanks(comm, mine.ok());
-  if (!failed.ok()) return failed.status();
-  if (failed->empty()) return absl::OkStatus();
-  return absl::Status(mine.ok() ? absl::StatusCode::kAborted : mine.code(),
-                      absl::StrCat(what, " failed on rank(s) ", absl::StrJoin(*failed, ","),
-                                   mine.ok() ? "" : absl::StrCat(": ", mine.message())));
+  if (failed.empty()) return absl::OkStatus();
+  return absl::Status(code, absl::StrCat(what, " failed on rank(s) ", absl::StrJoin(failed, ","),
+                                         mine.ok() ? "" : absl::StrCat(": ", mine.message())));
 }
 
 std::string ShardName(int rank) { return absl::StrCat("zero_rank_", rank, ".bin"); }
@@ -185,8 +172,8 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
     }
     const ShardState& state = engine.shard_state();
     json manifest = {
-        {"format", kFormat},
-        {"format_version", kFormatVersion},
+        {"format", ckpt::kFormat},
+        {"format_version", ckpt::kFormatVersion},
         {"zerorun_version", ZR_VERSION},
         {"tag", tag},
         {"world_size", comm.world_size()},
@@ -234,25 +221,14 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     std::string client_state;
   };
   auto load = [&]() -> absl::StatusOr<Loaded> {
-    std::string tag = tag_in;
-    if (tag.empty()) {
-      std::ifstream latest(dir + "/latest");
-      if (!(latest >> tag)) {
-        return absl::NotFoundError(absl::StrCat("no checkpoint in ", dir, " (no ", dir,
-                                                "/latest). Fix: save one first, or name a tag"));
-      }
-    }
-    const std::string ckpt = absl::StrCat(dir, "/", tag);
-    std::ifstream in(ckpt + "/manifest.json");
-    if (!in) return absl::NotFoundError(absl::StrCat("no checkpoint ", ckpt, "/manifest.json"));
-    const json m = json::parse(in, nullptr, false);
-    if (m.is_discarded() || m.value("format", "") != kFormat) {
-      return absl::DataLossError(absl::StrCat(ckpt, "/manifest.json is not a zerorun manifest"));
-    }
-    const int world = m.value("world_size", 0), stage = m.value("stage", -1);
+    absl::StatusOr<ckpt::Manifest> read = ckpt::ReadManifest(dir, tag_in);
+    if (!read.ok()) return read.status();
+    const json& m = read->json;
+    const std::string& where = read->dir;
+    const int world = read->world_size, stage = read->stage;
     if (world != comm.world_size() || stage != engine.options().stage) {
       return absl::FailedPreconditionError(absl::StrCat(
-          ckpt, " was saved at world size ", world, ", stage ", stage, "; this job runs world ",
+          where, " was saved at world size ", world, ", stage ", stage, "; this job runs world ",
           comm.world_size(), ", stage ", engine.options().stage,
           " (resharding on load is not in yet). Fix: resume with the same world size and stage"));
     }
@@ -261,14 +237,14 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     for (size_t i = 0; i < want.size(); ++i) {
       if (i >= have.size() || have[i] != want[i]) {
         return absl::FailedPreconditionError(absl::StrCat(
-            ckpt, " is of another model: unit ", want[i]["name"].get<std::string>(),
+            where, " is of another model: unit ", want[i]["name"].get<std::string>(),
             i < have.size()
                 ? absl::StrCat(" differs from the checkpoint's ", have[i].value("name", "?"))
                 : " is missing there"));
       }
     }
-    const json& shard_entry = m["shards"][static_cast<size_t>(comm.rank())];
-    const std::string path = absl::StrCat(ckpt, "/", shard_entry.value("file", ""));
+    const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
+    const std::string path = absl::StrCat(where, "/", shard_entry.file);
     const size_t n = engine.shard_state().elements();
     std::vector<float> shard(3 * n);
     std::ifstream file(path, std::ios::binary);
@@ -279,16 +255,15 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
       return absl::DataLossError(absl::StrCat(path, " is not ", shard.size() * 4,
                                               " bytes as its manifest says (truncated?)"));
     }
-    if (Sha256(shard.data(), shard.size() * 4) != shard_entry.value("sha256", "")) {
+    if (ckpt::BytesSha256(shard.data(), shard.size() * 4) != shard_entry.sha256) {
       return absl::DataLossError(
-          absl::StrCat(path, " does not match its sha256 in ", ckpt, "/manifest.json (corrupt)"));
+          absl::StrCat(path, " does not match its sha256 in ", where, "/manifest.json (corrupt)"));
     }
     LossScaler scaler = engine.shard_state().scaler();
     if (!scaler.Import(m.value("loss_scaler", std::vector<double>{}))) {
-      return absl::DataLossError(absl::StrCat(ckpt, "/manifest.json: bad loss_scaler"));
+      return absl::DataLossError(absl::StrCat(where, "/manifest.json: bad loss_scaler"));
     }
-    return Loaded{std::move(shard), scaler, m.value("last_step", int64_t{0}),
-                  m["client_state"].dump()};
+    return Loaded{std::move(shard), scaler, read->last_step, m["client_state"].dump()};
   };
   // Every rank checks before any rank restores (RestoreShard is a collective).
   absl::StatusOr<Loaded> loaded = load();

@@ -1,8 +1,11 @@
 // e2e: train_gpt checkpoints through zerorun (issue 11, first part): 10 steps straight and
 // 5 + save + resume 5 end with bit-identical parameters; another world size is refused.
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
@@ -53,6 +56,48 @@ TEST_CASE("train_gpt: save at step 5 and resume to 10 is bit-identical to 10 ste
     CHECK_THAT(other.err + other.out,
                Catch::Contains("saved at world size 2") && Catch::Contains("exited with code 78"));
   }
+}
+
+TEST_CASE("zerorun ckpt inspect and verify; a corrupt shard is refused by verify and by resume",
+          "[e2e][checkpoint]") {
+  TempDir dir;
+  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 2, "
+                "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 1}}");
+  const std::string save = dir.path() + "/save";
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  auto train = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile", hosts, "--config",
+                                     config,          "--device",   "cpu", ZR_TEST_TRAIN_GPT,
+                                     "--save-dir",    save};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Run(argv, env);
+  };
+  REQUIRE(train({"--steps", "4", "--save-every", "2"}).exit_code == 0);
+  const RunResult inspect = Run({ZR_TEST_ZERORUN, "ckpt", "inspect", save}, env);
+  CHECK(inspect.exit_code == 0);
+  CHECK_THAT(inspect.out, Catch::Contains("tag global_step4, step 4") &&
+                              Catch::Contains("world size 2, ZeRO stage 1") &&
+                              Catch::Contains("rank 1: zero_rank_1.bin"));
+  CHECK(Run({ZR_TEST_ZERORUN, "ckpt", "verify", save}, env).exit_code == 0);
+  const std::string shard = save + "/global_step4/zero_rank_1.bin";
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(64);
+    f.put('\x55');
+  }
+  const RunResult verify = Run({ZR_TEST_ZERORUN, "ckpt", "verify", save}, env);
+  CHECK(verify.exit_code == 65);
+  CHECK_THAT(verify.err, Catch::Contains(shard + " does not match its sha256"));
+  const RunResult resume = train({"--steps", "6", "--resume"});
+  CHECK(resume.exit_code == 1);
+  CHECK_THAT(resume.err + resume.out,
+             Catch::Contains("zero_rank_1.bin does not match its sha256") &&
+                 Catch::Contains("exited with code 65"));
+  // The earlier tag is whole: resuming from it works.
+  CHECK(train({"--steps", "6", "--resume", "global_step2"}).exit_code == 0);
 }
 
 }  // namespace

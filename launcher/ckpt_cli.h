@@ -1,0 +1,20 @@
+// `zerorun ckpt inspect DIR` and `zerorun ckpt verify DIR`: a checkpoint's manifest summary, and
+// every shard's size and sha256 against it. DIR is a save directory (its `latest`) or a tag.
+#ifndef ZERORUN_LAUNCHER_CKPT_CLI_H_
+#define ZERORUN_LAUNCHER_CKPT_CLI_H_
+
+#include <ostream>
+#include <string>
+
+namespace zerorun::launcher {
+
+// Returns 0, 66 when there is no checkpoint there, 65 for a manifest that is not one.
+int CkptInspectCommand(const std::string& dir, std::ostream& out, std::ostream& err);
+
+// Returns 0 when every shard matches, 65 naming the first corrupt or truncated file, 66 when a
+// shard or the checkpoint is missing.
+int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& err);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_CKPT_CLI_H_

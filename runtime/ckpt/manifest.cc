@@ -1,0 +1,124 @@
+// Manifest reading and shard verification (sha256 through OpenSSL's EVP).
+#include "ckpt/manifest.h"
+
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace zerorun::ckpt {
+namespace {
+
+std::string Hex(const unsigned char* bytes, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(digits[bytes[i] >> 4]);
+    out.push_back(digits[bytes[i] & 15]);
+  }
+  return out;
+}
+
+bool IsFile(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+std::string BytesSha256(const void* data, size_t size) {
+  unsigned char digest[32];
+  unsigned int length = 0;
+  EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr);
+  return Hex(digest, length);
+}
+
+absl::StatusOr<std::string> FileSha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char digest[32];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &length);
+  return Hex(digest, length);
+}
+
+absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string& tag) {
+  std::string tag_dir = dir;
+  if (!IsFile(dir + "/manifest.json")) {
+    std::string name = tag;
+    if (name.empty()) {
+      std::ifstream latest(dir + "/latest");
+      if (!(latest >> name)) {
+        return absl::NotFoundError(absl::StrCat("no checkpoint in ", dir, ": neither ", dir,
+                                                "/manifest.json nor ", dir,
+                                                "/latest. Fix: save one first, or name a tag"));
+      }
+    }
+    tag_dir = absl::StrCat(dir, "/", name);
+  }
+  const std::string path = tag_dir + "/manifest.json";
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("no checkpoint manifest ", path));
+  Manifest m;
+  m.dir = tag_dir;
+  m.json = nlohmann::json::parse(in, nullptr, false);
+  if (m.json.is_discarded() || !m.json.is_object() || m.json.value("format", "") != kFormat) {
+    return absl::DataLossError(absl::StrCat(path, " is not a zerorun checkpoint manifest"));
+  }
+  if (m.json.value("format_version", 0) != kFormatVersion) {
+    return absl::DataLossError(absl::StrCat(path, ": format_version ",
+                                            m.json.value("format_version", 0),
+                                            ", this zerorun "
+                                            "reads ",
+                                            kFormatVersion));
+  }
+  m.tag = m.json.value("tag", "");
+  m.world_size = m.json.value("world_size", 0);
+  m.stage = m.json.value("stage", -1);
+  m.dtype = m.json.value("dtype", "");
+  m.zerorun_version = m.json.value("zerorun_version", "");
+  m.last_step = m.json.value("last_step", int64_t{0});
+  const nlohmann::json shards = m.json.value("shards", nlohmann::json::array());
+  for (const nlohmann::json& s : shards) {
+    if (!s.is_object()) continue;
+    m.shards.push_back({s.value("rank", -1), s.value("file", ""), s.value("bytes", uint64_t{0}),
+                        s.value("sha256", "")});
+  }
+  if (m.world_size < 1 || static_cast<int>(m.shards.size()) != m.world_size) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": ", m.shards.size(), " shard entries for world size ", m.world_size));
+  }
+  return m;
+}
+
+absl::Status VerifyShard(const Manifest& manifest, const ShardEntry& shard) {
+  const std::string path = absl::StrCat(manifest.dir, "/", shard.file);
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, " (rank ", shard.rank, "'s shard) is missing"));
+  }
+  if (static_cast<uint64_t>(st.st_size) != shard.bytes) {
+    return absl::DataLossError(absl::StrCat(path, " is ", st.st_size, " bytes, its manifest says ",
+                                            shard.bytes, " (truncated?)"));
+  }
+  absl::StatusOr<std::string> sha = FileSha256(path);
+  if (!sha.ok()) return sha.status();
+  if (*sha != shard.sha256) {
+    return absl::DataLossError(absl::StrCat(path, " does not match its sha256 in ", manifest.dir,
+                                            "/manifest.json (", sha->substr(0, 16), "... vs ",
+                                            shard.sha256.substr(0, 16), "...): corrupt"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace zerorun::ckpt
