@@ -27,16 +27,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string Hex(const unsigned char* bytes, size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(digits[bytes[i] >> 4]);
-    out.push_back(digits[bytes[i] & 15]);
-  }
-  return out;
-}
-
 absl::Status Errno(const std::string& what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
 }
@@ -168,7 +158,7 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
       unsigned char d[32];
       for (int i = 0; i < 32; ++i) d[i] = static_cast<unsigned char>(digests[r * 32 + i]);
       shards.push_back(
-          {{"rank", r}, {"file", ShardName(r)}, {"bytes", bytes}, {"sha256", Hex(d, 32)}});
+          {{"rank", r}, {"file", ShardName(r)}, {"bytes", bytes}, {"sha256", ckpt::HexDigest(d, 32)}});
     }
     const ShardState& state = engine.shard_state();
     json manifest = {

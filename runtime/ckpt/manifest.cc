@@ -12,7 +12,14 @@
 namespace zerorun::ckpt {
 namespace {
 
-std::string Hex(const unsigned char* bytes, size_t n) {
+bool IsFile(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+std::string HexDigest(const unsigned char* bytes, size_t n) {
   static const char digits[] = "0123456789abcdef";
   std::string out;
   for (size_t i = 0; i < n; ++i) {
@@ -22,18 +29,11 @@ std::string Hex(const unsigned char* bytes, size_t n) {
   return out;
 }
 
-bool IsFile(const std::string& path) {
-  struct stat st {};
-  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-}  // namespace
-
 std::string BytesSha256(const void* data, size_t size) {
   unsigned char digest[32];
   unsigned int length = 0;
   EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr);
-  return Hex(digest, length);
+  return HexDigest(digest, length);
 }
 
 absl::StatusOr<std::string> FileSha256(const std::string& path) {
@@ -49,7 +49,7 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   unsigned char digest[32];
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  return Hex(digest, length);
+  return HexDigest(digest, length);
 }
 
 absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string& tag) {

@@ -42,6 +42,8 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string&
 // sha256 of a whole file, as hex; NotFound naming it.
 absl::StatusOr<std::string> FileSha256(const std::string& path);
 std::string BytesSha256(const void* data, size_t size);
+// Lowercase hex of `n` bytes (a sha256 digest).
+std::string HexDigest(const unsigned char* bytes, size_t n);
 
 // The shard exists, has its manifest size and its sha256: else DataLoss (NotFound when missing)
 // naming the file and what differs.
