@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/version.h"
+#include "ckpt/manifest.h"
 #include "dsconfig/config_json.h"
 #include "dsconfig/ds_config.h"
 #include "dsconfig/effective.h"
@@ -291,10 +292,10 @@ class Preflight {
                                          params_on_nvme ? " + 2P" : "", ") / ", report_.world_size,
                                          " ranks x 1.2"));
     } else {
-      const bool mixed = summary_.bf16 || summary_.fp16;
-      req->set_required_bytes(static_cast<uint64_t>((mixed ? 14 : 12) * *opt_.params));
-      req->set_size_formula(mixed ? "one checkpoint: 2P weights + 12P optimizer state"
-                                  : "one checkpoint: 4P weights + 8P optimizer state");
+      // The checkpoint writer's own formula (zerorun's format: fp32 masters, m, v).
+      req->set_required_bytes(ckpt::CheckpointBytesEstimate(*opt_.params));
+      req->set_size_formula(
+          "one zerorun checkpoint: 12P (fp32 masters, Adam m and v) x 1.1 padding + 64 KiB");
     }
   }
 

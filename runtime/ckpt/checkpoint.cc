@@ -138,7 +138,17 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
   const std::string path = absl::StrCat(tmp_dir, "/", ShardName(rank));
   const absl::Status written =
       WriteDurably(path, reinterpret_cast<const char*>(shard.data()), bytes);
-  if (absl::Status s = Agree(comm, written, "writing checkpoint shards"); !s.ok()) return s;
+  // A failed save leaves nothing behind: the partial directory goes, earlier tags stay.
+  auto discard = [&](absl::Status s) {
+    if (rank == 0) {
+      std::error_code ec;
+      std::filesystem::remove_all(tmp_dir, ec);
+    }
+    return s;
+  };
+  if (absl::Status s = Agree(comm, written, "writing checkpoint shards"); !s.ok()) {
+    return discard(s);
+  }
 
   // Every rank's sha256, gathered as bytes in floats (exact below 2^24).
   std::vector<float> digests(static_cast<size_t>(comm.world_size()) * 32, 0.0f);
@@ -149,7 +159,7 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
     for (int i = 0; i < 32; ++i) digests[static_cast<size_t>(rank) * 32 + i] = digest[i];
   }
   if (absl::Status s = comm.AllReduce(digests.data(), digests.size(), ReduceOp::kSum); !s.ok()) {
-    return s;
+    return discard(s);
   }
   absl::Status published = absl::OkStatus();
   if (rank == 0) {
@@ -157,8 +167,10 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
     for (int r = 0; r < comm.world_size(); ++r) {
       unsigned char d[32];
       for (int i = 0; i < 32; ++i) d[i] = static_cast<unsigned char>(digests[r * 32 + i]);
-      shards.push_back(
-          {{"rank", r}, {"file", ShardName(r)}, {"bytes", bytes}, {"sha256", ckpt::HexDigest(d, 32)}});
+      shards.push_back({{"rank", r},
+                        {"file", ShardName(r)},
+                        {"bytes", bytes},
+                        {"sha256", ckpt::HexDigest(d, 32)}});
     }
     const ShardState& state = engine.shard_state();
     json manifest = {
@@ -199,7 +211,10 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
     if (published.ok()) published = FsyncPath(dir);
     std::filesystem::remove_all(old, ec);
   }
-  return Agree(comm, published, "publishing checkpoint " + final_dir);
+  if (absl::Status s = Agree(comm, published, "publishing checkpoint " + final_dir); !s.ok()) {
+    return discard(s);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,

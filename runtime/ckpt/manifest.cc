@@ -19,6 +19,10 @@ bool IsFile(const std::string& path) {
 
 }  // namespace
 
+uint64_t CheckpointBytesEstimate(double params) {
+  return static_cast<uint64_t>(12.0 * params * 1.1) + 64 * 1024;
+}
+
 std::string HexDigest(const unsigned char* bytes, size_t n) {
   static const char digits[] = "0123456789abcdef";
   std::string out;

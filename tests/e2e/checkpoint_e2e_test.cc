@@ -1,12 +1,16 @@
 // e2e: train_gpt checkpoints through zerorun (issue 11, first part): 10 steps straight and
 // 5 + save + resume 5 end with bit-identical parameters; another world size is refused.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "ckpt/manifest.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 
@@ -43,6 +47,17 @@ TEST_CASE("train_gpt: save at step 5 and resume to 10 is bit-identical to 10 ste
     REQUIRE(straight.exit_code == 0);
     const RunResult first = run(hosts2, {"--steps", "5", "--save-dir", save, "--save-every", "5"});
     REQUIRE(first.exit_code == 0);
+    // Pre-flight's space check uses the writer's formula: at least what was written, < 1.3x.
+    uint64_t written = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(save + "/global_step5")) {
+      written += entry.file_size();
+    }
+    std::smatch params;
+    REQUIRE(std::regex_search(first.out, params, std::regex("train_gpt: (\\d+) parameters")));
+    const uint64_t estimate = ckpt::CheckpointBytesEstimate(std::stod(params[1].str()));
+    INFO("written " << written << " bytes, estimate " << estimate);
+    CHECK(estimate >= written);
+    CHECK(static_cast<double>(estimate) <= 1.3 * static_cast<double>(written));
     CHECK_THAT(first.out, Catch::Contains("saved " + save + "/global_step5"));
     const RunResult resumed = run(hosts2, {"--steps", "10", "--save-dir", save, "--resume"});
     REQUIRE(resumed.exit_code == 0);
@@ -98,6 +113,48 @@ TEST_CASE("zerorun ckpt inspect and verify; a corrupt shard is refused by verify
                  Catch::Contains("exited with code 65"));
   // The earlier tag is whole: resuming from it works.
   CHECK(train({"--steps", "6", "--resume", "global_step2"}).exit_code == 0);
+}
+
+TEST_CASE(
+    "A save that runs out of disk fails with the rank and path named, leaving the "
+    "previous checkpoint and latest whole",
+    "[e2e][checkpoint]") {
+  TempDir dir;
+  const std::string small = dir.path() + "/small";
+  std::filesystem::create_directories(small);
+  // Room for one checkpoint of this model (1.4 MB) but not two.
+  if (geteuid() != 0 ||
+      Run({"/bin/mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small}).exit_code != 0) {
+    WARN("needs root to mount a small tmpfs: disk-full case not run");
+    return;
+  }
+  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 2, "
+                "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 2}}");
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  const RunResult r =
+      Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--config", config, "--device", "cpu",
+           ZR_TEST_TRAIN_GPT, "--steps", "6", "--save-dir", small + "/ckpt", "--save-every", "2"},
+          env);
+  const std::string all = r.out + r.err;
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(all, Catch::Contains("saved " + small + "/ckpt/global_step2") &&
+                      Catch::Contains("writing checkpoint shards failed on rank(s)") &&
+                      Catch::Contains("No space left on device") &&
+                      Catch::Contains(small + "/ckpt/global_step4.tmp/zero_rank_") &&
+                      Catch::Contains("exited with code 73"));
+  {
+    std::ifstream latest(small + "/ckpt/latest");  // Closed before the unmount.
+    std::string tag;
+    CHECK((latest >> tag && tag == "global_step2"));
+  }
+  CHECK_FALSE(std::filesystem::exists(small + "/ckpt/global_step4.tmp"));
+  CHECK(Run({ZR_TEST_ZERORUN, "ckpt", "verify", small + "/ckpt"}, env).exit_code == 0);
+  const RunResult unmounted = Run({"/bin/umount", small});
+  INFO(unmounted.err);
+  CHECK(unmounted.exit_code == 0);
 }
 
 }  // namespace
