@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -113,13 +114,28 @@ std::vector<float> ShardBytes(const ZeroEngine& engine) {
   return out;
 }
 
+// Removes the oldest complete checkpoints of `dir` until `keep` remain (never `current`).
+void PruneOld(const std::string& dir, const std::string& current, int keep) {
+  std::vector<std::pair<int64_t, std::string>> tags;  // (step, tag dir)
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (!entry.is_directory() || entry.path().filename() == current) continue;
+    absl::StatusOr<ckpt::Manifest> m = ckpt::ReadManifest(entry.path().string());
+    if (m.ok()) tags.emplace_back(m->last_step, entry.path().string());
+  }
+  std::sort(tags.rbegin(), tags.rend());  // Newest first.
+  for (size_t i = static_cast<size_t>(std::max(0, keep - 1)); i < tags.size(); ++i) {
+    std::filesystem::remove_all(tags[i].second, ec);
+  }
+}
+
 }  // namespace
 
 std::string DefaultTag(int64_t step) { return absl::StrCat("global_step", step); }
 
 absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::string& dir,
                             const std::string& tag, const std::string& client_state,
-                            const std::string& config_json) {
+                            const std::string& config_json, int keep_last) {
   if (absl::Status s = engine.Sync(); !s.ok()) return s;
   const int rank = comm.rank();
   const std::string final_dir = absl::StrCat(dir, "/", tag);
@@ -210,6 +226,7 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
     }
     if (published.ok()) published = FsyncPath(dir);
     std::filesystem::remove_all(old, ec);
+    if (published.ok() && keep_last > 0) PruneOld(dir, tag, keep_last);
   }
   if (absl::Status s = Agree(comm, published, "publishing checkpoint " + final_dir); !s.ok()) {
     return discard(s);

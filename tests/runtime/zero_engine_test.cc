@@ -3,8 +3,10 @@
 // accumulation and clipping); memory formulas, loss scaling, stage-3 gathers and init.
 #include "zerorun/zero_engine.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -52,6 +54,8 @@ struct Drive {
   int reorder_from_step = 0;  // From this step on, the forward pass runs in reverse order.
   std::string ckpt_dir;       // With save_at: save a checkpoint there after that step.
   int save_at = 0;
+  bool save_every_step = false;  // Save after every step instead, keeping the newest keep_last.
+  int keep_last = 0;
   bool resume = false;  // Load the latest checkpoint of ckpt_dir and go on from its step.
 };
 
@@ -100,9 +104,10 @@ absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const ZeroOptio
     if (!result.ok()) return result.status();
     run->norms.push_back(result->grad_norm);
     run->mean_values.push_back(result->mean_value);
-    if (step == drive.save_at) {
-      if (absl::Status s = SaveCheckpoint(e, comm, drive.ckpt_dir, DefaultTag(step),
-                                          absl::StrCat("{\"step\": ", step, "}"), "{}");
+    if (step == drive.save_at || (drive.save_every_step && !drive.ckpt_dir.empty())) {
+      if (absl::Status s =
+              SaveCheckpoint(e, comm, drive.ckpt_dir, DefaultTag(step),
+                             absl::StrCat("{\"step\": ", step, "}"), "{}", drive.keep_last);
           !s.ok()) {
         return s;
       }
@@ -637,6 +642,24 @@ TEST_CASE("A corrupt shard, another world size or another model is refused, nami
   }
   CHECK_THAT(std::string(status[1].message()),
              Catch::Contains("zero_rank_1.bin does not match its sha256"));
+}
+
+TEST_CASE("keep_last keeps the newest checkpoints, and latest names the newest",
+          "[zero][checkpoint]") {
+  ZeroOptions options;
+  options.stage = 3;
+  testing::TempDir dir;
+  Drive drive;
+  drive.ckpt_dir = dir.path() + "/ckpt";
+  drive.save_every_step = true;
+  drive.keep_last = 2;
+  RunEngine(2, options, 5, drive);
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(drive.ckpt_dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"global_step4", "global_step5", "latest"});
 }
 
 }  // namespace

@@ -90,6 +90,8 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       ok = value(&args->save_dir);
     else if (a == "--save-every")
       ok = number(&args->save_every);
+    else if (a == "--keep-last")
+      ok = number(&args->keep_last);
     else if (a == "--print-checksum")
       args->print_checksum = true;
     else if (a == "--resume") {
@@ -365,7 +367,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     if (args.save_every > 0 && !args.save_dir.empty() && step % args.save_every == 0) {
       const std::string client = nlohmann::json({{"step", step}, {"seed", args.seed}}).dump();
       if (absl::Status s = SaveCheckpoint(engine, *setup.comm, args.save_dir, DefaultTag(step),
-                                          client, setup.config_json);
+                                          client, setup.config_json, args.keep_last);
           !s.ok()) {
         std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
                      std::string(s.message()).c_str());

@@ -27,6 +27,7 @@ struct TrainArgs {
   uint64_t seed = 1234;
   std::string save_dir;  // --save-dir DIR: checkpoints (DIR/global_step<N>, DIR/latest)
   int save_every = 0;    // --save-every K: a checkpoint after every K-th step (0: none)
+  int keep_last = 0;     // --keep-last N: keep the newest N checkpoints (0: all)
   bool resume = false;   // --resume [TAG]: load DIR/TAG (default: DIR/latest) and go on
   std::string resume_tag;
   bool print_checksum = false;    // --print-checksum: FNV-1a of every parameter's bits at the end

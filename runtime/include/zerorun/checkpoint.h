@@ -23,9 +23,11 @@ std::string DefaultTag(int64_t step);
 // replaces <dir>/latest. `client_state` (JSON text: the caller's step, LR schedule, data position)
 // and `config_json` go into the manifest. On any rank's failure every rank returns an error
 // naming the failing rank(s) and path; nothing of an earlier checkpoint is touched.
+// With keep_last > 0, rank 0 then removes the oldest complete checkpoints in `dir` (by their
+// manifests' step) until keep_last remain; 0 keeps all.
 absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::string& dir,
                             const std::string& tag, const std::string& client_state,
-                            const std::string& config_json);
+                            const std::string& config_json, int keep_last = 0);
 
 // Collective. Loads <dir>/<tag> (empty tag: the one <dir>/latest names) into `engine` and returns
 // its client_state. NotFound when there is none; DataLoss naming the file when a shard's size or
