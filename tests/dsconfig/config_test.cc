@@ -218,7 +218,7 @@ TEST_CASE("Clipping: absent (two meanings by DeepSpeed version) and 0 (off) are 
   CHECK(Check("{\"gradient_clipping\": 0.5}").empty());
 }
 
-TEST_CASE("\"auto\" is never a validation error", "[config]") {
+TEST_CASE("An auto value is never a validation error", "[config]") {
   CHECK(Check("{\"train_batch_size\": \"auto\", \"fp16\": {\"enabled\": \"auto\"}, "
               "\"gradient_clipping\": \"auto\", "
               "\"zero_optimization\": {\"stage\": 3, \"reduce_bucket_size\": \"auto\"}}")

@@ -73,7 +73,7 @@ TEST_CASE("train_gpt: save at step 5 and resume to 10 is bit-identical to 10 ste
   }
 }
 
-TEST_CASE("zerorun ckpt inspect and verify; a corrupt shard is refused by verify and by resume",
+TEST_CASE("zerorun ckpt inspect and verify, and a corrupt shard is refused by verify and by resume",
           "[e2e][checkpoint]") {
   TempDir dir;
   const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
