@@ -114,6 +114,65 @@ std::vector<float> ShardBytes(const ZeroEngine& engine) {
   return out;
 }
 
+// Fills this rank's new shard (masters, m, v in its state order) from a checkpoint of another
+// world size or stage: for each unit, the byte ranges of the old shards that overlap the unit
+// elements this rank owns now, read with pread (only what is needed; `zerorun ckpt verify`
+// checks whole files).
+absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine, std::vector<float>* out) {
+  const json& units = m.json["units"];
+  const int old_world = m.world_size;
+  const bool old_full = m.stage == 0;  // Stage 0: every rank holds whole units.
+  const uint64_t old_elements = m.json.value("state_elements", uint64_t{0});
+  for (const ckpt::ShardEntry& shard : m.shards) {
+    if (shard.bytes != old_elements * 12) {
+      return absl::DataLossError(absl::StrCat(m.dir, "/", shard.file, ": manifest says ",
+                                              shard.bytes, " bytes, its state is ", old_elements,
+                                              " elements x 12"));
+    }
+  }
+  std::vector<int> fds(static_cast<size_t>(old_world), -1);
+  auto close_all = [&fds] {
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  };
+  const size_t n = engine.shard_state().elements();
+  uint64_t old_offset = 0;  // The unit's state offset in every old shard.
+  for (size_t u = 0; u < units.size(); ++u) {
+    const uint64_t old_shard = units[u].value("shard", uint64_t{0});
+    const uint64_t old_padded = units[u].value("padded", uint64_t{0});
+    const uint64_t old_owned = old_full ? old_padded : old_shard;
+    // Tensor offsets are aligned, so the flat buffer runs past numel: bound by the old padding.
+    const uint64_t begin = engine.owned_begin(u);
+    const uint64_t end = std::min<uint64_t>(begin + engine.owned_count(u), old_padded);
+    for (int r = 0; r < (old_full ? 1 : old_world) && begin < end; ++r) {
+      const uint64_t r_begin = old_full ? 0 : static_cast<uint64_t>(r) * old_shard;
+      const uint64_t lo = std::max(begin, r_begin), hi = std::min(end, r_begin + old_owned);
+      if (lo >= hi) continue;
+      const std::string path = absl::StrCat(m.dir, "/", m.shards[static_cast<size_t>(r)].file);
+      if (fds[r] < 0) fds[r] = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fds[r] < 0) {
+        close_all();
+        return absl::NotFoundError(
+            absl::StrCat(path, " (rank ", r, "'s shard) cannot be read: ", strerror(errno)));
+      }
+      for (int array = 0; array < 3; ++array) {
+        const uint64_t at = (array * old_elements + old_offset + (lo - r_begin)) * 4;
+        const size_t bytes = (hi - lo) * 4;
+        float* dst = out->data() + array * n + engine.shard_offset(u) + (lo - begin);
+        if (pread(fds[r], dst, bytes, static_cast<off_t>(at)) != static_cast<ssize_t>(bytes)) {
+          close_all();
+          return absl::DataLossError(absl::StrCat(path, ": short read of ", bytes,
+                                                  " bytes at offset ", at, " (truncated?)"));
+        }
+      }
+    }
+    old_offset += old_owned;
+  }
+  close_all();
+  return absl::OkStatus();
+}
+
 // Removes the oldest complete checkpoints of `dir` until `keep` remain (never `current`).
 void PruneOld(const std::string& dir, const std::string& current, int keep) {
   std::vector<std::pair<int64_t, std::string>> tags;  // (step, tag dir)
@@ -248,38 +307,47 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     const json& m = read->json;
     const std::string& where = read->dir;
     const int world = read->world_size, stage = read->stage;
-    if (world != comm.world_size() || stage != engine.options().stage) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          where, " was saved at world size ", world, ", stage ", stage, "; this job runs world ",
-          comm.world_size(), ", stage ", engine.options().stage,
-          " (resharding on load is not in yet). Fix: resume with the same world size and stage"));
-    }
+    const bool same = world == comm.world_size() && stage == engine.options().stage;
+    // The model must be the same, unit by unit and tensor by tensor (offsets included: they do
+    // not depend on the world size); padding and shard sizes may differ (resharding).
     const json want = LayoutJson(engine);
     const json& have = m["units"];
     for (size_t i = 0; i < want.size(); ++i) {
-      if (i >= have.size() || have[i] != want[i]) {
+      const bool match = i < have.size() && have[i].value("name", "") == want[i]["name"] &&
+                         have[i].value("numel", size_t{0}) == want[i]["numel"] &&
+                         have[i]["tensors"] == want[i]["tensors"];
+      if (!match) {
         return absl::FailedPreconditionError(absl::StrCat(
             where, " is of another model: unit ", want[i]["name"].get<std::string>(),
-            i < have.size()
-                ? absl::StrCat(" differs from the checkpoint's ", have[i].value("name", "?"))
-                : " is missing there"));
+            i < have.size() ? absl::StrCat(" (", want[i].dump(), ") differs from the checkpoint's ",
+                                           have[i].dump())
+                            : " is missing there"));
       }
     }
-    const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
-    const std::string path = absl::StrCat(where, "/", shard_entry.file);
-    const size_t n = engine.shard_state().elements();
-    std::vector<float> shard(3 * n);
-    std::ifstream file(path, std::ios::binary);
-    file.read(reinterpret_cast<char*>(shard.data()),
-              static_cast<std::streamsize>(shard.size() * 4));
-    if (!file || file.gcount() != static_cast<std::streamsize>(shard.size() * 4) ||
-        file.peek() != std::char_traits<char>::eof()) {
-      return absl::DataLossError(absl::StrCat(path, " is not ", shard.size() * 4,
-                                              " bytes as its manifest says (truncated?)"));
+    if (have.size() != want.size()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          where, " is of another model: it has ", have.size(), " units, this one ", want.size()));
     }
-    if (ckpt::BytesSha256(shard.data(), shard.size() * 4) != shard_entry.sha256) {
-      return absl::DataLossError(
-          absl::StrCat(path, " does not match its sha256 in ", where, "/manifest.json (corrupt)"));
+    const size_t n = engine.shard_state().elements();
+    std::vector<float> shard(3 * n, 0.0f);
+    if (same) {
+      // Same world and stage: this rank's own file, whole, checked against its sha256.
+      const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
+      const std::string path = absl::StrCat(where, "/", shard_entry.file);
+      std::ifstream file(path, std::ios::binary);
+      file.read(reinterpret_cast<char*>(shard.data()),
+                static_cast<std::streamsize>(shard.size() * 4));
+      if (!file || file.gcount() != static_cast<std::streamsize>(shard.size() * 4) ||
+          file.peek() != std::char_traits<char>::eof()) {
+        return absl::DataLossError(absl::StrCat(path, " is not ", shard.size() * 4,
+                                                " bytes as its manifest says (truncated?)"));
+      }
+      if (ckpt::BytesSha256(shard.data(), shard.size() * 4) != shard_entry.sha256) {
+        return absl::DataLossError(absl::StrCat(path, " does not match its sha256 in ", where,
+                                                "/manifest.json (corrupt)"));
+      }
+    } else if (absl::Status s = Reshard(*read, engine, &shard); !s.ok()) {
+      return s;
     }
     LossScaler scaler = engine.shard_state().scaler();
     if (!scaler.Import(m.value("loss_scaler", std::vector<double>{}))) {

@@ -2,8 +2,8 @@
 // Adam m and v in state order) and manifest.json (layout, per-rank byte ranges, sha256 per file,
 // world size, stage, dtype, version, the caller's state); <save_dir>/latest names the newest
 // complete tag (DeepSpeed's convention). Saves are atomic: a crash or a failing rank leaves the
-// previous checkpoint and `latest` untouched. This first version loads at the same world size and
-// stage only (resharding comes next).
+// previous checkpoint and `latest` untouched. Loading reshards: any world size and ZeRO stage, and
+// another working dtype (masters are fp32).
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_CHECKPOINT_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_CHECKPOINT_H_
 
@@ -30,9 +30,11 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
                             const std::string& config_json, int keep_last = 0);
 
 // Collective. Loads <dir>/<tag> (empty tag: the one <dir>/latest names) into `engine` and returns
-// its client_state. NotFound when there is none; DataLoss naming the file when a shard's size or
-// sha256 disagrees with the manifest; FailedPrecondition naming the unit or tensor when the
-// checkpoint is of another model, world size or stage.
+// its client_state. At the saved world size and stage each rank reads its own shard whole and
+// checks its sha256; otherwise each rank reads only the byte ranges of the old shards it needs
+// now (sizes checked; `zerorun ckpt verify` checks their sha256). NotFound when there is none;
+// DataLoss naming the file when a shard disagrees with the manifest; FailedPrecondition naming the
+// unit when the checkpoint is of another model.
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,
                                            const std::string& dir, const std::string& tag);
 
