@@ -1,6 +1,11 @@
 // zerorun ckpt: inspect and verify.
 #include "ckpt_cli.h"
 
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
 #include "ckpt/manifest.h"
@@ -55,6 +60,62 @@ int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& e
   }
   out << "zerorun ckpt verify: " << m->dir << ": " << m->shards.size()
       << " shard(s) match their size and sha256\n";
+  return kExitOk;
+}
+
+int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, std::ostream& out,
+                           std::ostream& err) {
+  absl::StatusOr<ckpt::Manifest> m = ckpt::ReadManifest(dir);
+  if (!m.ok()) {
+    err << "zerorun ckpt consolidate: " << m.status().message() << "\n";
+    return ExitFor(m.status());
+  }
+  ckpt::ShardReader reader(*m);
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", "zerorun fp32 masters"},
+                            {"tag", m->tag},
+                            {"step", std::to_string(m->last_step)},
+                            {"world_size", std::to_string(m->world_size)},
+                            {"stage", std::to_string(m->stage)}};
+  std::string data;
+  const nlohmann::json& units = m->json["units"];
+  for (size_t u = 0; u < units.size(); ++u) {
+    for (const nlohmann::json& t : units[u]["tensors"]) {
+      const uint64_t offset = t.value("offset", uint64_t{0}), numel = t.value("numel", uint64_t{0});
+      std::vector<float> values(numel);
+      if (absl::Status s = reader.Read(u, offset, offset + numel, 0, values.data()); !s.ok()) {
+        err << "zerorun ckpt consolidate: " << s.message() << "\n";
+        return ExitFor(s);
+      }
+      const std::string name = absl::StrCat(units[u].value("name", ""), ".", t.value("name", ""));
+      header[name] = {{"dtype", "F32"},
+                      {"shape", t.value("shape", nlohmann::json::array())},
+                      {"data_offsets", {data.size(), data.size() + numel * 4}}};
+      data.append(reinterpret_cast<const char*>(values.data()), numel * 4);
+    }
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // Data starts 8-byte aligned.
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+  file += text;
+  file += data;
+  const std::string tmp = out_path + ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o.write(file.data(), static_cast<std::streamsize>(file.size()));
+    if (!o.flush()) {
+      err << "zerorun ckpt consolidate: cannot write " << tmp << "\n";
+      std::remove(tmp.c_str());
+      return kExitCantCreate;
+    }
+  }
+  if (std::rename(tmp.c_str(), out_path.c_str()) != 0) {
+    err << "zerorun ckpt consolidate: cannot rename " << tmp << " to " << out_path << "\n";
+    return kExitCantCreate;
+  }
+  out << "zerorun ckpt consolidate: " << m->dir << " -> " << out_path << " (" << header.size() - 1
+      << " fp32 tensors, " << data.size() << " bytes of weights)\n";
   return kExitOk;
 }
 

@@ -15,6 +15,13 @@ int CkptInspectCommand(const std::string& dir, std::ostream& out, std::ostream& 
 // shard or the checkpoint is missing.
 int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& err);
 
+// Writes the full fp32 master weights of the checkpoint at `dir` to `out` in the safetensors
+// format (tensors named "<unit>.<tensor>", shapes as registered; metadata: tag, step, world size,
+// stage). Written to a temporary name and renamed. Returns 0, 65/66 as verify, 73 when `out`
+// cannot be written.
+int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, std::ostream& out,
+                           std::ostream& err);
+
 }  // namespace zerorun::launcher
 
 #endif  // ZERORUN_LAUNCHER_CKPT_CLI_H_

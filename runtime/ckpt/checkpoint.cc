@@ -115,13 +115,9 @@ std::vector<float> ShardBytes(const ZeroEngine& engine) {
 }
 
 // Fills this rank's new shard (masters, m, v in its state order) from a checkpoint of another
-// world size or stage: for each unit, the byte ranges of the old shards that overlap the unit
-// elements this rank owns now, read with pread (only what is needed; `zerorun ckpt verify`
-// checks whole files).
+// world size or stage: per unit, only the elements this rank owns now, from the old shards that
+// hold them (`zerorun ckpt verify` checks whole files).
 absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine, std::vector<float>* out) {
-  const json& units = m.json["units"];
-  const int old_world = m.world_size;
-  const bool old_full = m.stage == 0;  // Stage 0: every rank holds whole units.
   const uint64_t old_elements = m.json.value("state_elements", uint64_t{0});
   for (const ckpt::ShardEntry& shard : m.shards) {
     if (shard.bytes != old_elements * 12) {
@@ -130,46 +126,15 @@ absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine, std::vec
                                               " elements x 12"));
     }
   }
-  std::vector<int> fds(static_cast<size_t>(old_world), -1);
-  auto close_all = [&fds] {
-    for (int fd : fds) {
-      if (fd >= 0) close(fd);
-    }
-  };
+  ckpt::ShardReader reader(m);
   const size_t n = engine.shard_state().elements();
-  uint64_t old_offset = 0;  // The unit's state offset in every old shard.
-  for (size_t u = 0; u < units.size(); ++u) {
-    const uint64_t old_shard = units[u].value("shard", uint64_t{0});
-    const uint64_t old_padded = units[u].value("padded", uint64_t{0});
-    const uint64_t old_owned = old_full ? old_padded : old_shard;
-    // Tensor offsets are aligned, so the flat buffer runs past numel: bound by the old padding.
-    const uint64_t begin = engine.owned_begin(u);
-    const uint64_t end = std::min<uint64_t>(begin + engine.owned_count(u), old_padded);
-    for (int r = 0; r < (old_full ? 1 : old_world) && begin < end; ++r) {
-      const uint64_t r_begin = old_full ? 0 : static_cast<uint64_t>(r) * old_shard;
-      const uint64_t lo = std::max(begin, r_begin), hi = std::min(end, r_begin + old_owned);
-      if (lo >= hi) continue;
-      const std::string path = absl::StrCat(m.dir, "/", m.shards[static_cast<size_t>(r)].file);
-      if (fds[r] < 0) fds[r] = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fds[r] < 0) {
-        close_all();
-        return absl::NotFoundError(
-            absl::StrCat(path, " (rank ", r, "'s shard) cannot be read: ", strerror(errno)));
-      }
-      for (int array = 0; array < 3; ++array) {
-        const uint64_t at = (array * old_elements + old_offset + (lo - r_begin)) * 4;
-        const size_t bytes = (hi - lo) * 4;
-        float* dst = out->data() + array * n + engine.shard_offset(u) + (lo - begin);
-        if (pread(fds[r], dst, bytes, static_cast<off_t>(at)) != static_cast<ssize_t>(bytes)) {
-          close_all();
-          return absl::DataLossError(absl::StrCat(path, ": short read of ", bytes,
-                                                  " bytes at offset ", at, " (truncated?)"));
-        }
-      }
+  for (size_t u = 0; u < engine.layout().units().size(); ++u) {
+    const uint64_t begin = engine.owned_begin(u), end = begin + engine.owned_count(u);
+    for (int array = 0; array < 3; ++array) {
+      float* dst = out->data() + array * n + engine.shard_offset(u);
+      if (absl::Status s = reader.Read(u, begin, end, array, dst); !s.ok()) return s;
     }
-    old_offset += old_owned;
   }
-  close_all();
   return absl::OkStatus();
 }
 

@@ -1,9 +1,14 @@
 // Manifest reading and shard verification (sha256 through OpenSSL's EVP).
 #include "ckpt/manifest.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <memory>
 
@@ -103,6 +108,49 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string&
         absl::StrCat(path, ": ", m.shards.size(), " shard entries for world size ", m.world_size));
   }
   return m;
+}
+
+ShardReader::ShardReader(const Manifest& m)
+    : m_(m), fds_(m.shards.size(), -1), elements_(m.json.value("state_elements", uint64_t{0})) {
+  uint64_t offset = 0;
+  for (const nlohmann::json& unit : m.json.value("units", nlohmann::json::array())) {
+    offsets_.push_back(offset);
+    offset += m.stage == 0 ? unit.value("padded", uint64_t{0}) : unit.value("shard", uint64_t{0});
+  }
+}
+
+ShardReader::~ShardReader() {
+  for (int fd : fds_) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+absl::Status ShardReader::Read(size_t unit, uint64_t begin, uint64_t end, int array, float* out) {
+  const nlohmann::json& u = m_.json["units"][unit];
+  const uint64_t shard = u.value("shard", uint64_t{0}), padded = u.value("padded", uint64_t{0});
+  const bool full = m_.stage == 0;  // Stage 0: every rank holds whole units (shard 0 is read).
+  const uint64_t owned = full ? padded : shard;
+  std::fill(out, out + (end - begin), 0.0f);
+  end = std::min(end, padded);
+  for (size_t r = 0; r < (full ? 1 : fds_.size()) && begin < end; ++r) {
+    const uint64_t r_begin = full ? 0 : r * shard;
+    const uint64_t lo = std::max(begin, r_begin), hi = std::min(end, r_begin + owned);
+    if (lo >= hi) continue;
+    const std::string path = absl::StrCat(m_.dir, "/", m_.shards[r].file);
+    if (fds_[r] < 0) fds_[r] = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fds_[r] < 0) {
+      return absl::NotFoundError(
+          absl::StrCat(path, " (rank ", r, "'s shard) cannot be read: ", strerror(errno)));
+    }
+    const uint64_t at = (array * elements_ + offsets_[unit] + (lo - r_begin)) * 4;
+    const size_t bytes = (hi - lo) * 4;
+    if (pread(fds_[r], out + (lo - begin), bytes, static_cast<off_t>(at)) !=
+        static_cast<ssize_t>(bytes)) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": short read of ", bytes, " bytes at offset ", at, " (truncated?)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status VerifyShard(const Manifest& manifest, const ShardEntry& shard) {

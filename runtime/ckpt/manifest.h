@@ -46,6 +46,28 @@ uint64_t CheckpointBytesEstimate(double params);
 // this format.
 absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string& tag = "");
 
+// Reads parts of a checkpoint's arrays by unit element ranges, from whichever shards hold them
+// (pread: only the bytes asked for). Not thread-safe.
+class ShardReader {
+ public:
+  explicit ShardReader(const Manifest& manifest);
+  ~ShardReader();
+  ShardReader(const ShardReader&) = delete;
+  ShardReader& operator=(const ShardReader&) = delete;
+
+  size_t units() const { return offsets_.size(); }
+  // Elements [begin, end) of unit `unit`'s flat buffer, array 0 (fp32 masters), 1 (m) or 2 (v),
+  // into out[0, end - begin). Past the unit's padding reads as 0. NotFound / DataLoss naming the
+  // shard file.
+  absl::Status Read(size_t unit, uint64_t begin, uint64_t end, int array, float* out);
+
+ private:
+  const Manifest& m_;
+  std::vector<uint64_t> offsets_;  // Each unit's state offset in the shards.
+  std::vector<int> fds_;
+  uint64_t elements_ = 0;
+};
+
 // sha256 of a whole file, as hex; NotFound naming it.
 absl::StatusOr<std::string> FileSha256(const std::string& path);
 std::string BytesSha256(const void* data, size_t size);

@@ -61,6 +61,35 @@ TEST_CASE(
     CHECK(estimate >= written);
     CHECK(static_cast<double>(estimate) <= 1.3 * static_cast<double>(written));
     CHECK_THAT(first.out, Catch::Contains("saved " + save + "/global_step5"));
+    // consolidate: one safetensors file; read back by a reader written against the format spec
+    // (8-byte little-endian header size, JSON header, contiguous data), its weights' bits are
+    // the gathered parameters train_gpt checksummed at the save.
+    const std::string model = dir.path() + "/model" + stage + ".safetensors";
+    const RunResult consolidated =
+        Run({ZR_TEST_ZERORUN, "ckpt", "consolidate", save, "--out", model},
+            {{"ZR_HOME", dir.path() + "/home"}});
+    REQUIRE(consolidated.exit_code == 0);
+    const char* reader =
+        "import json, struct, sys\n"
+        "b = open(sys.argv[1], 'rb').read()\n"
+        "n = struct.unpack('<Q', b[:8])[0]\n"
+        "h = json.loads(b[8:8 + n]); data = b[8 + n:]\n"
+        "spans = sorted(v['data_offsets'] for k, v in h.items() if k != '__metadata__')\n"
+        "assert all(v['dtype'] == 'F32' for k, v in h.items() if k != '__metadata__')\n"
+        "for k, v in h.items():\n"
+        "  if k == '__metadata__': continue\n"
+        "  count = 1\n"
+        "  for d in v['shape']: count *= d\n"
+        "  assert v['data_offsets'][1] - v['data_offsets'][0] == 4 * count, k\n"
+        "assert spans[0][0] == 0 and spans[-1][1] == len(data)\n"
+        "assert all(a[1] == c[0] for a, c in zip(spans, spans[1:]))\n"
+        "x = 1469598103934665603\n"
+        "for byte in data: x = ((x ^ byte) * 1099511628211) % (1 << 64)\n"
+        "print('%016x %d %s' % (x, len(spans), h['__metadata__']['step']))\n";
+    const RunResult read = Run({"/usr/bin/python3", "-c", reader, model});
+    INFO(read.err);
+    REQUIRE(read.exit_code == 0);
+    CHECK(read.out == Checksum(first.out) + " 29 5\n");
     const RunResult resumed = run(hosts2, {"--steps", "10", "--save-dir", save, "--resume"});
     REQUIRE(resumed.exit_code == 0);
     CHECK_THAT(resumed.out, Catch::Contains("resumed from " + save + " at step 5"));
