@@ -1,5 +1,6 @@
 // e2e: train_gpt checkpoints through zerorun (issue 11, first part): 10 steps straight and
 // 5 + save + resume 5 end with bit-identical parameters; another world size is refused.
+#include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "ckpt/manifest.h"
+#include "nlohmann/json.hpp"
+#include "support/child_process.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 
@@ -184,6 +187,93 @@ TEST_CASE(
   const RunResult unmounted = Run({"/bin/umount", small});
   INFO(unmounted.err);
   CHECK(unmounted.exit_code == 0);
+}
+
+TEST_CASE("A rank SIGKILLed while a checkpoint is being written leaves latest naming a whole one",
+          "[e2e][checkpoint]") {
+  TempDir dir;
+  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_batch_size\": 2, \"train_micro_batch_size_per_gpu\": 1, "
+                "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 2}}");
+  const std::string save = dir.path() + "/save";
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  // A bigger model (about 3M parameters, 18 MB per shard) so a save takes a while.
+  ChildProcess zr({ZR_TEST_ZERORUN,
+                   "--hostfile",
+                   hosts,
+                   "--config",
+                   config,
+                   "--device",
+                   "cpu",
+                   "--job-id",
+                   "kill-in-save",
+                   ZR_TEST_TRAIN_GPT,
+                   "--random-tokens",
+                   "--vocab",
+                   "256",
+                   "--d-model",
+                   "256",
+                   "--layers",
+                   "4",
+                   "--seq",
+                   "16",
+                   "--steps",
+                   "1000",
+                   "--save-dir",
+                   save,
+                   "--save-every",
+                   "1"},
+                  env);
+  REQUIRE(zr.WaitForOutput("saved " + save + "/global_step2", 120));
+  const RunResult status = Run({ZR_TEST_ZERORUN, "status", "kill-in-save", "--json"}, env);
+  const nlohmann::json j = nlohmann::json::parse(status.out, nullptr, false);
+  REQUIRE(j.is_object());
+  const pid_t victim = j["ranks"][1]["pid"].get<int>();
+  // Kill rank 1 the moment a new save's temporary directory appears.
+  bool killed = false;
+  for (int i = 0; i < 20000 && !killed; ++i) {
+    for (const auto& entry : std::filesystem::directory_iterator(save)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
+        kill(victim, SIGKILL);
+        killed = true;
+        break;
+      }
+    }
+    if (!killed) usleep(200);
+  }
+  REQUIRE(killed);
+  CHECK(zr.Wait(60) == 128 + SIGKILL);
+  // Whatever the moment, latest names a complete checkpoint that verifies and resumes.
+  const RunResult verify = Run({ZR_TEST_ZERORUN, "ckpt", "verify", save}, env);
+  INFO(verify.out << verify.err);
+  CHECK(verify.exit_code == 0);
+  const RunResult resume = Run({ZR_TEST_ZERORUN,
+                                "--hostfile",
+                                hosts,
+                                "--config",
+                                config,
+                                "--device",
+                                "cpu",
+                                ZR_TEST_TRAIN_GPT,
+                                "--random-tokens",
+                                "--vocab",
+                                "256",
+                                "--d-model",
+                                "256",
+                                "--layers",
+                                "4",
+                                "--seq",
+                                "16",
+                                "--save-dir",
+                                save,
+                                "--resume",
+                                "--steps",
+                                "0"},
+                               env);
+  CHECK_THAT(resume.out, Catch::Contains("resumed from " + save + " at step"));
 }
 
 }  // namespace
