@@ -53,6 +53,7 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
       next = event.index() + 1;
       last_write = absl::Now();
     }
+    if (!events.empty()) runner_->Renew(request->job_id());  // Still reading, if slowly.
     if (absl::Now() - last_write >= absl::Seconds(1)) {
       v1::RankEvent beat;
       beat.set_kind(v1::RankEvent::KIND_HEARTBEAT);

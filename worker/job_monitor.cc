@@ -22,6 +22,9 @@ namespace {
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 constexpr size_t kStderrTailLines = 20;
+// A watcher that asked for events this recently is still reading (a slow console, a loaded
+// machine): the monitor waits for it rather than drop lines.
+constexpr absl::Duration kWatcherPatience = absl::Seconds(5);
 
 }  // namespace
 
@@ -53,7 +56,7 @@ void JobRunner::RankEnded(Job* job, Rank* rank, v1::RankEvent event) {
 }
 
 void JobRunner::AwaitWatcher(Job* job) {
-  while (!shutting_down_ && absl::Now() - job->last_watch < absl::Seconds(1) &&
+  while (!shutting_down_ && absl::Now() - job->last_watch < kWatcherPatience &&
          job->next_index - job->acked > static_cast<int64_t>(job->capacity / 2)) {
     mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Milliseconds(5));
   }

@@ -136,7 +136,9 @@ void JobRunner::TouchLease(Job* job) {
 void JobRunner::Renew(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
-  if (it != jobs_.end() && it->second->running > 0) TouchLease(it->second.get());
+  if (it == jobs_.end()) return;
+  it->second->last_watch = absl::Now();  // Renewing means reading: see AwaitWatcher.
+  if (it->second->running > 0) TouchLease(it->second.get());
 }
 
 absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request) {

@@ -127,7 +127,7 @@ class JobRunner {
 
   void StartMonitors(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Monitor(Job* job, size_t rank_index);
-  // Holds a monitor back while a watcher that read within the last second is more than half the
+  // Holds a monitor back while a watcher that read within the last 5 s is more than half the
   // replay buffer behind: a chatty rank's lines wait in its log file (the rank never blocks), and
   // are dropped from the console only when the launcher stops reading.
   void AwaitWatcher(Job* job);
