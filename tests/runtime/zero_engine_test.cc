@@ -598,8 +598,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("A corrupt shard or another model is refused, naming it",
-          "[zero][checkpoint]") {
+TEST_CASE("A corrupt shard or another model is refused, naming it", "[zero][checkpoint]") {
   ZeroOptions options;
   options.stage = 2;
   testing::TempDir dir;
