@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -26,6 +27,16 @@ std::string Checksum(const std::string& out) {
                                                                                     : "";
 }
 
+// A DeepSpeed config for train_gpt: batch, micro batch, clipping 1.0, the ZeRO stage, bf16.
+std::string Config(TempDir& dir, const std::string& name, int batch, int micro, int stage,
+                   bool bf16 = false) {
+  return dir.Write(name, "{\"train_batch_size\": " + std::to_string(batch) +
+                             ", \"train_micro_batch_size_per_gpu\": " + std::to_string(micro) +
+                             ", \"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": " +
+                             std::to_string(stage) + "}" +
+                             (bf16 ? ", \"bf16\": {\"enabled\": true}}" : "}"));
+}
+
 TEST_CASE(
     "train_gpt: save at step 5 and resume to 10 is bit-identical to 10 steps straight, "
     "and another world size resumes",
@@ -36,10 +47,7 @@ TEST_CASE(
   for (const char* stage : {"2", "3"}) {
     INFO("stage " << stage);
     const std::string config =
-        dir.Write(std::string("ds") + stage + ".json",
-                  std::string("{\"train_batch_size\": 8, \"train_micro_batch_size_per_gpu\": 2, "
-                              "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": ") +
-                      stage + "}, \"bf16\": {\"enabled\": true}}");
+        Config(dir, std::string("ds") + stage + ".json", 8, 2, std::atoi(stage), true);
     const std::string save = dir.path() + "/save" + stage;
     auto run = [&](const std::string& hosts, const std::vector<std::string>& extra) {
       std::vector<std::string> argv = {
@@ -109,10 +117,7 @@ TEST_CASE("zerorun ckpt inspect and verify, and a corrupt shard is refused by ve
           "[e2e][checkpoint]") {
   TempDir dir;
   const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
-  const std::string config =
-      dir.Write("ds.json",
-                "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 2, "
-                "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 1}}");
+  const std::string config = Config(dir, "ds.json", 4, 2, 1);
   const std::string save = dir.path() + "/save";
   const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
   auto train = [&](const std::vector<std::string>& extra) {
@@ -161,10 +166,7 @@ TEST_CASE(
     return;
   }
   const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
-  const std::string config =
-      dir.Write("ds.json",
-                "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 2, "
-                "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 2}}");
+  const std::string config = Config(dir, "ds.json", 4, 2, 2);
   const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
   const RunResult r =
       Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--config", config, "--device", "cpu",
@@ -193,10 +195,7 @@ TEST_CASE("A rank SIGKILLed while a checkpoint is being written leaves latest na
           "[e2e][checkpoint]") {
   TempDir dir;
   const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
-  const std::string config =
-      dir.Write("ds.json",
-                "{\"train_batch_size\": 2, \"train_micro_batch_size_per_gpu\": 1, "
-                "\"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 2}}");
+  const std::string config = Config(dir, "ds.json", 2, 1, 2);
   const std::string save = dir.path() + "/save";
   const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
   // A bigger model (about 3M parameters, 18 MB per shard) so a save takes a while.
