@@ -7,18 +7,40 @@
 
 namespace zerorun::launcher {
 
+JobState::Rank JobState::NewRank(const RankSlot& slot) {
+  JobState::Rank r;
+  r.slot = slot;
+  r.status.set_rank(slot.rank);
+  r.status.set_local_rank(slot.local_rank);
+  r.status.set_node(slot.node);
+  r.status.set_state("starting");
+  return r;
+}
+
 JobState::JobState(std::string job_id, std::vector<RankSlot> ranks,
                    absl::Duration heartbeat_timeout)
     : job_id_(std::move(job_id)), heartbeat_timeout_(heartbeat_timeout), started_(absl::Now()) {
-  for (const RankSlot& slot : ranks) {
-    Rank r;
-    r.slot = slot;
-    r.status.set_rank(slot.rank);
-    r.status.set_local_rank(slot.local_rank);
-    r.status.set_node(slot.node);
-    r.status.set_state("starting");
-    ranks_.push_back(std::move(r));
-  }
+  for (const RankSlot& slot : ranks) ranks_.push_back(NewRank(slot));
+}
+
+void JobState::SetMaxRestarts(int max_restarts) {
+  absl::MutexLock lock(&mu_);
+  max_restarts_ = max_restarts;
+}
+
+void JobState::Restart(int exit_code) {
+  absl::MutexLock lock(&mu_);
+  v1::FailedAttempt& failed = failed_attempts_.emplace_back();
+  failed.set_attempt(attempt_);
+  failed.set_exit_code(exit_code);
+  failed.set_root_cause(root_cause_);
+  failed.set_ended_unix_ms(absl::ToUnixMillis(absl::Now()));
+  ++attempt_;
+  root_cause_.clear();
+  kv_.clear();
+  stopping_ = false;  // A stop asked meanwhile stays pending: it ends the next attempt at once.
+  state_ = "restarting";
+  for (Rank& r : ranks_) r = NewRank(r.slot);
 }
 
 void JobState::RankStarted(int rank, int pid) {
@@ -76,6 +98,9 @@ v1::JobStatusReply JobState::Snapshot() const {
   reply.set_started_unix_ms(absl::ToUnixMillis(started_));
   reply.set_world_size(static_cast<int>(ranks_.size()));
   reply.set_root_cause(root_cause_);
+  reply.set_attempt(attempt_);
+  reply.set_max_restarts(max_restarts_);
+  for (const v1::FailedAttempt& failed : failed_attempts_) *reply.add_failed_attempts() = failed;
   const absl::Time now = absl::Now();
   for (const Rank& r : ranks_) {
     v1::RankStatus* s = reply.add_ranks();

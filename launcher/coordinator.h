@@ -44,6 +44,11 @@ class JobState {
   void RankExited(int rank, int exit_code, int signal, const std::string& state);
   void SetJobState(const std::string& state);
   void SetRootCause(const std::string& text);
+  void SetMaxRestarts(int max_restarts);
+  // The attempt that just ended failed with `exit_code` and the job starts attempt + 1: its root
+  // cause is kept in failed_attempts, and the ranks, the key-value store and the root cause start
+  // over (every rank of the failed attempt has exited, so no stale rendezvous key is read).
+  void Restart(int exit_code);
 
   // A heartbeat, with step metrics when report.has_step(). InvalidArgument for a bad rank.
   absl::Status Report(const v1::RankReport& report);
@@ -75,6 +80,7 @@ class JobState {
     std::optional<absl::Time> last_heartbeat;
     std::optional<absl::Time> last_step_change;
   };
+  static Rank NewRank(const RankSlot& slot);  // "starting", nothing heard yet.
   mutable absl::Mutex mu_;
   const std::string job_id_;
   const absl::Duration heartbeat_timeout_;
@@ -82,6 +88,9 @@ class JobState {
   std::vector<Rank> ranks_ ABSL_GUARDED_BY(mu_);
   std::string state_ ABSL_GUARDED_BY(mu_) = "starting";
   std::string root_cause_ ABSL_GUARDED_BY(mu_);
+  int attempt_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_restarts_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<v1::FailedAttempt> failed_attempts_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> kv_ ABSL_GUARDED_BY(mu_);
   std::optional<int> stop_request_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

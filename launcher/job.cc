@@ -57,6 +57,10 @@ class Controller {
   int Run();
 
  private:
+  // Launches attempt spec.attempt everywhere and runs it to its end; returns its exit code.
+  int RunAttempt(const LaunchSpec& spec, JobRecord& record, Inbox& inbox);
+  // Whether the attempt that just ended may be followed by another (--max-restarts).
+  bool Restartable(int attempt, Inbox& inbox);
   void Say(const std::string& text) { err_ << "zerorun: " << text << std::endl; }
   void SignalAll(int signal);
   void BeginStop(int signal);
@@ -79,25 +83,33 @@ class Controller {
   std::vector<std::thread> signallers_;
   std::map<int, std::deque<std::string>> last_lines_;  // Per rank, for the hang report.
   std::string job_id_;
+  std::string agent_job_id_;  // The current attempt's id on the agents (AgentJobId).
   std::unique_ptr<JobState> state_;
-  // Root cause: the first failure seen (the events of one node are ordered; across nodes the
+  // Root cause: the first failure seen, or the first after it that is not only a lost peer
+  // (kExitPeerFailed) (the events of one node are ordered; across nodes the
   // earliest timestamp wins).
   bool failed_ = false;
   v1::RankEvent root_;
   size_t root_node_ = 0;
+  bool root_is_victim_ = false;  // The root cause so far is a rank that only lost a peer.
+  bool sent_sigkill_ = false;    // A SIGKILL exit before this is not ours (e.g. the OOM killer).
   int exit_code_ = 0;
   bool stopping_ = false;
   absl::Time kill_at_ = absl::InfiniteFuture();
   absl::Time last_interrupt_ = absl::InfinitePast();
-  int stopped_by_us_ = 0;  // Ranks ended by our SIGTERM/SIGKILL after the root cause.
-  int failed_after_ = 0;   // Ranks that failed on their own after the root cause.
+  int stopped_by_us_ = 0;      // Ranks ended by our SIGTERM/SIGKILL after the root cause.
+  int failed_after_ = 0;       // Ranks that failed on their own after the root cause.
+  int interrupted_by_ = 0;     // The signal, or stop request, that ended the attempt.
+  bool user_stopped_ = false;  // A stop signal or 'zerorun stop' came: never restart.
+  bool launch_failed_ = false;
 };
 
 // In the background: the loop never waits on a node (an unreachable one takes the call's
 // deadline); lost nodes are skipped, their supervisors end the ranks when the lease lapses.
 void Controller::SignalAll(int signal) {
+  sent_sigkill_ |= signal == SIGKILL;
   v1::SignalRequest request;
-  request.set_job_id(job_id_);
+  request.set_job_id(agent_job_id_);
   request.set_signal(signal);
   for (size_t i = 0; i < clients_.size(); ++i) {
     if (lost_[i]) continue;
@@ -141,12 +153,23 @@ void Controller::Handle(size_t node, const v1::RankEvent& event) {
         failed_ = true;
         root_ = event;
         root_node_ = node;
+        root_is_victim_ = event.signal() == 0 && event.exit_code() == kExitPeerFailed;
         exit_code_ = event.signal() != 0 ? 128 + event.signal() : 1;
         state = "failed";
         state_->SetRootCause(Summary());
         BeginStop(SIGTERM);
-      } else if (bad && ours && (event.signal() == SIGTERM || event.signal() == SIGKILL)) {
+      } else if (bad && ours &&
+                 (event.signal() == SIGTERM || (event.signal() == SIGKILL && sent_sigkill_))) {
         ++stopped_by_us_;
+      } else if (bad && ours && root_is_victim_ && event.exit_code() != kExitPeerFailed) {
+        // The first failure was a rank that lost a peer (kExitPeerFailed): this one, failing on
+        // its own, is the cause. (Its exit is often read later: it took longer to exit.)
+        ++failed_after_;
+        root_ = event;
+        root_node_ = node;
+        root_is_victim_ = false;
+        exit_code_ = event.signal() != 0 ? 128 + event.signal() : 1;
+        state_->SetRootCause(Summary());
       } else if (bad && ours) {
         ++failed_after_;
       }
@@ -230,6 +253,160 @@ std::string Controller::Summary() const {
     }
   }
   return text;
+}
+
+int Controller::RunAttempt(const LaunchSpec& spec, JobRecord& record, Inbox& inbox) {
+  const std::vector<v1::LaunchRequest> requests = BuildLaunchRequests(hosts_, spec);
+  agent_job_id_ = AgentJobId(job_id_, spec.attempt);
+  lost_.assign(hosts_.size(), false);
+  // Launch everywhere at once; if any node refuses, stop what did start.
+  std::vector<absl::Status> launched(hosts_.size());
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < hosts_.size(); ++i) {
+      threads.emplace_back([&, i] { launched[i] = clients_[i]->Launch(requests[i]).status(); });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    if (launched[i].ok()) continue;
+    // Only the nodes that accepted this launch hold its ranks: a node that refused may run
+    // another job under this id, and nothing of it is touched (nor is any record written).
+    Say(absl::StrCat("launch failed on ", hosts_[i].name, ": ", launched[i].message(),
+                     "; stopping the ranks that started"));
+    v1::SignalRequest kill_request;
+    kill_request.set_job_id(agent_job_id_);
+    kill_request.set_signal(SIGKILL);
+    for (size_t j = 0; j < hosts_.size(); ++j) {
+      if (launched[j].ok()) (void)clients_[j]->Signal(kill_request);
+    }
+    launch_failed_ = true;
+    return kExitUnavailable;
+  }
+  // Accepted everywhere: from now on the job is ours to record.
+  record.agent_job_id = agent_job_id_;
+  if (absl::Status s = WriteJobRecord(record); !s.ok()) Say(std::string(s.message()));
+  state_->SetJobState("running");
+  if (spec.attempt == 0) {
+    Say(absl::StrCat("job ", job_id_, ": ", record.world_size, " rank(s) on ", hosts_.size(),
+                     " node(s); 'zerorun status ", job_id_, "' from another terminal"));
+  }
+
+  std::vector<std::thread> watchers;
+  node_done_.assign(hosts_.size(), false);
+  heard_ms_ = std::make_unique<std::atomic<int64_t>[]>(hosts_.size());
+  abandon_ = std::make_unique<std::atomic<bool>[]>(hosts_.size());
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    heard_ms_[i] = absl::ToUnixMillis(absl::Now());
+    abandon_[i] = false;
+  }
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    WatchPolicy policy;
+    policy.heard = [this, i] { heard_ms_[i] = absl::ToUnixMillis(absl::Now()); };
+    policy.abandon = &abandon_[i];
+    policy.silence = opt_.node_timeout;
+    policy.reconnect_window = opt_.reconnect_window;
+    policy.notice = [&, i](const std::string& text) {
+      absl::MutexLock lock(&inbox.mu);
+      inbox.notices.push_back(absl::StrCat("node ", hosts_[i].name, ": ", text));
+    };
+    watchers.emplace_back([&, i, policy] {
+      absl::Status s = clients_[i]->Watch(
+          agent_job_id_,
+          [&](const v1::RankEvent& event) {
+            absl::MutexLock lock(&inbox.mu);
+            inbox.events.emplace_back(i, event);
+          },
+          policy);
+      absl::MutexLock lock(&inbox.mu);
+      inbox.finished.emplace_back(i, s);
+    });
+  }
+
+  size_t nodes_done = 0;
+  while (nodes_done < hosts_.size()) {
+    std::deque<std::pair<size_t, v1::RankEvent>> events;
+    std::vector<std::pair<size_t, absl::Status>> finished;
+    std::vector<int> signals;
+    std::vector<std::string> notices;
+    {
+      absl::MutexLock lock(&inbox.mu);
+      inbox.mu.AwaitWithTimeout(absl::Condition(
+                                    +[](Inbox* in) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                      return !in->events.empty() || !in->finished.empty() ||
+                                             !in->signals.empty() || !in->notices.empty();
+                                    },
+                                    &inbox),
+                                absl::Milliseconds(50));
+      events.swap(inbox.events);
+      finished.swap(inbox.finished);
+      signals.swap(inbox.signals);
+      notices.swap(inbox.notices);
+    }
+    for (const std::string& text : notices) Say(text);
+    // Across nodes, the earliest event first, so the root cause is the first failure in time.
+    std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
+      return a.second.time_unix_ms() < b.second.time_unix_ms();
+    });
+    for (const auto& [node, event] : events) Handle(node, event);
+    for (const auto& [node, status] : finished) {
+      ++nodes_done;
+      node_done_[node] = true;
+      if (status.ok()) continue;
+      lost_[node] = true;
+      if (abandon_[node]) continue;
+      if (failed_) {
+        Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
+        continue;
+      }
+      failed_ = true;  // The node is lost: its ranks' fate is unknown.
+      root_node_ = node;
+      exit_code_ = kExitNodeLost;
+      state_->SetRootCause(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
+      Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
+      BeginStop(SIGTERM);
+    }
+    for (int sig : signals) {
+      user_stopped_ = true;
+      const absl::Time now = absl::Now();
+      if (sig == SIGINT && now - last_interrupt_ < absl::Seconds(1)) {
+        Say("second Ctrl-C: killing every rank now");
+        BeginStop(SIGKILL);
+      } else {
+        Say(absl::StrCat("received ", SignalName(sig),
+                         ": stopping every rank (SIGTERM, SIGKILL "
+                         "after ",
+                         absl::FormatDuration(opt_.grace), "; Ctrl-C again to kill now)"));
+        if (interrupted_by_ == 0 && !failed_) interrupted_by_ = sig;
+        BeginStop(SIGTERM);
+      }
+      if (sig == SIGINT) last_interrupt_ = now;
+    }
+    if (std::optional<int> request = state_->TakeStopRequest()) {
+      Say("stop requested through 'zerorun stop'");
+      if (interrupted_by_ == 0 && !failed_) interrupted_by_ = *request ? *request : SIGTERM;
+      user_stopped_ = true;
+      BeginStop(*request ? *request : SIGTERM);
+    }
+    CheckHang();
+    AbandonSilentNodes();
+    if (absl::Now() >= kill_at_) {
+      Say(absl::StrCat("grace period of ", absl::FormatDuration(opt_.grace),
+                       " over: SIGKILL to the ranks still running"));
+      kill_at_ = absl::InfiniteFuture();
+      SignalAll(SIGKILL);
+    }
+  }
+  for (std::thread& t : watchers) t.join();
+  for (std::thread& t : signallers_) t.join();
+  signallers_.clear();
+  return exit_code_;
+}
+
+bool Controller::Restartable(int attempt, Inbox& inbox) {
+  if (attempt >= opt_.max_restarts || !failed_ || exit_code_ == kExitNodeLost) return false;
+  absl::MutexLock lock(&inbox.mu);  // A stop that came while the attempt ended wins.
+  return !user_stopped_ && inbox.signals.empty();
 }
 
 int Controller::Run() {
@@ -350,159 +527,47 @@ int Controller::Run() {
   spec.grace_ms = absl::ToInt64Milliseconds(opt_.grace);
   char cwd[4096] = {};
   if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;
-  const std::vector<v1::LaunchRequest> requests = BuildLaunchRequests(hosts_, spec);
+  spec.max_restarts = opt_.max_restarts;
+  state_->SetMaxRestarts(opt_.max_restarts);
 
-  // Launch everywhere at once; if any node refuses, stop what did start. From here on a stop
-  // signal is the job loop's to forward.
+  // From here on a stop signal is the job loop's to forward.
   launching.store(true);
-  std::vector<absl::Status> launched(hosts_.size());
-  {
-    std::vector<std::thread> threads;
-    for (size_t i = 0; i < hosts_.size(); ++i) {
-      threads.emplace_back([&, i] { launched[i] = clients_[i]->Launch(requests[i]).status(); });
-    }
-    for (std::thread& t : threads) t.join();
+  for (int attempt = 0;; ++attempt) {
+    spec.attempt = attempt;
+    exit_code_ = RunAttempt(spec, record, inbox);
+    if (launch_failed_ || !Restartable(attempt, inbox)) break;
+    const std::string cause = state_->Snapshot().root_cause();
+    Say(absl::StrCat("attempt ", attempt, " failed (exit ", exit_code_, "): restarting the job on ",
+                     hosts_.size(), " node(s), attempt ", attempt + 1, " of ",
+                     opt_.max_restarts + 1, " (ZERORUN_RESTART_COUNT=", attempt + 1, ")\n  ",
+                     cause));
+    state_->Restart(exit_code_);
+    failed_ = stopping_ = root_is_victim_ = sent_sigkill_ = false;
+    exit_code_ = stopped_by_us_ = failed_after_ = 0;
+    kill_at_ = absl::InfiniteFuture();
+    last_lines_.clear();
   }
-  for (size_t i = 0; i < hosts_.size(); ++i) {
-    if (launched[i].ok()) continue;
-    // Only the nodes that accepted this launch hold its ranks: a node that refused may run
-    // another job under this id, and nothing of it is touched (nor is any record written).
-    Say(absl::StrCat("launch failed on ", hosts_[i].name, ": ", launched[i].message(),
-                     "; stopping the ranks that started"));
-    v1::SignalRequest kill_request;
-    kill_request.set_job_id(job_id_);
-    kill_request.set_signal(SIGKILL);
-    for (size_t j = 0; j < hosts_.size(); ++j) {
-      if (launched[j].ok()) (void)clients_[j]->Signal(kill_request);
-    }
-    return kExitUnavailable;
-  }
-  // Accepted everywhere: from now on the job is ours to record.
-  if (absl::Status s = WriteJobRecord(record); !s.ok()) Say(std::string(s.message()));
-  state_->SetJobState("running");
-  Say(absl::StrCat("job ", job_id_, ": ", report.world_size, " rank(s) on ", hosts_.size(),
-                   " node(s); 'zerorun status ", job_id_, "' from another terminal"));
-
-  std::vector<std::thread> watchers;
-  node_done_.assign(hosts_.size(), false);
-  heard_ms_ = std::make_unique<std::atomic<int64_t>[]>(hosts_.size());
-  abandon_ = std::make_unique<std::atomic<bool>[]>(hosts_.size());
-  for (size_t i = 0; i < hosts_.size(); ++i) {
-    heard_ms_[i] = absl::ToUnixMillis(absl::Now());
-    abandon_[i] = false;
-  }
-  for (size_t i = 0; i < hosts_.size(); ++i) {
-    WatchPolicy policy;
-    policy.heard = [this, i] { heard_ms_[i] = absl::ToUnixMillis(absl::Now()); };
-    policy.abandon = &abandon_[i];
-    policy.silence = opt_.node_timeout;
-    policy.reconnect_window = opt_.reconnect_window;
-    policy.notice = [&, i](const std::string& text) {
-      absl::MutexLock lock(&inbox.mu);
-      inbox.notices.push_back(absl::StrCat("node ", hosts_[i].name, ": ", text));
-    };
-    watchers.emplace_back([&, i, policy] {
-      absl::Status s = clients_[i]->Watch(
-          job_id_,
-          [&](const v1::RankEvent& event) {
-            absl::MutexLock lock(&inbox.mu);
-            inbox.events.emplace_back(i, event);
-          },
-          policy);
-      absl::MutexLock lock(&inbox.mu);
-      inbox.finished.emplace_back(i, s);
-    });
-  }
-
-  size_t nodes_done = 0;
-  int interrupted_by = 0;
-  while (nodes_done < hosts_.size()) {
-    std::deque<std::pair<size_t, v1::RankEvent>> events;
-    std::vector<std::pair<size_t, absl::Status>> finished;
-    std::vector<int> signals;
-    std::vector<std::string> notices;
-    {
-      absl::MutexLock lock(&inbox.mu);
-      inbox.mu.AwaitWithTimeout(absl::Condition(
-                                    +[](Inbox* in) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                      return !in->events.empty() || !in->finished.empty() ||
-                                             !in->signals.empty() || !in->notices.empty();
-                                    },
-                                    &inbox),
-                                absl::Milliseconds(50));
-      events.swap(inbox.events);
-      finished.swap(inbox.finished);
-      signals.swap(inbox.signals);
-      notices.swap(inbox.notices);
-    }
-    for (const std::string& text : notices) Say(text);
-    // Across nodes, the earliest event first, so the root cause is the first failure in time.
-    std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
-      return a.second.time_unix_ms() < b.second.time_unix_ms();
-    });
-    for (const auto& [node, event] : events) Handle(node, event);
-    for (const auto& [node, status] : finished) {
-      ++nodes_done;
-      node_done_[node] = true;
-      if (status.ok()) continue;
-      lost_[node] = true;
-      if (abandon_[node]) continue;
-      if (failed_) {
-        Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
-        continue;
-      }
-      failed_ = true;  // The node is lost: its ranks' fate is unknown.
-      root_node_ = node;
-      exit_code_ = kExitNodeLost;
-      state_->SetRootCause(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
-      Say(absl::StrCat("node ", hosts_[node].name, " lost: ", status.message()));
-      BeginStop(SIGTERM);
-    }
-    for (int sig : signals) {
-      const absl::Time now = absl::Now();
-      if (sig == SIGINT && now - last_interrupt_ < absl::Seconds(1)) {
-        Say("second Ctrl-C: killing every rank now");
-        BeginStop(SIGKILL);
-      } else {
-        Say(absl::StrCat("received ", SignalName(sig),
-                         ": stopping every rank (SIGTERM, SIGKILL "
-                         "after ",
-                         absl::FormatDuration(opt_.grace), "; Ctrl-C again to kill now)"));
-        if (interrupted_by == 0 && !failed_) interrupted_by = sig;
-        BeginStop(SIGTERM);
-      }
-      if (sig == SIGINT) last_interrupt_ = now;
-    }
-    if (std::optional<int> request = state_->TakeStopRequest()) {
-      Say("stop requested through 'zerorun stop'");
-      if (interrupted_by == 0 && !failed_) interrupted_by = *request ? *request : SIGTERM;
-      BeginStop(*request ? *request : SIGTERM);
-    }
-    CheckHang();
-    AbandonSilentNodes();
-    if (absl::Now() >= kill_at_) {
-      Say(absl::StrCat("grace period of ", absl::FormatDuration(opt_.grace),
-                       " over: SIGKILL to the ranks still running"));
-      kill_at_ = absl::InfiniteFuture();
-      SignalAll(SIGKILL);
-    }
-  }
-  for (std::thread& t : watchers) t.join();
-  for (std::thread& t : signallers_) t.join();
-
-  if (!failed_ && interrupted_by != 0) exit_code_ = 128 + interrupted_by;
+  if (launch_failed_ && spec.attempt == 0) return exit_code_;  // Nothing ran: no record.
+  if (!failed_ && interrupted_by_ != 0) exit_code_ = 128 + interrupted_by_;
   v1::JobStatusReply final_status = state_->Snapshot();
   final_status.set_state(exit_code_ == 0 ? "succeeded" : "failed");
   state_->SetJobState(final_status.state());
   (void)WriteFinalStatus(job_id_, final_status);
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   if (exit_code_ == 0) {
-    Say(absl::StrCat("job ", job_id_, " succeeded: all ", final_status.world_size(),
-                     " rank(s) exited 0"));
+    Say(absl::StrCat("job ", job_id_, " succeeded",
+                     final_status.attempt() > 0
+                         ? absl::StrCat(" after ", final_status.attempt(), " restart(s)")
+                         : "",
+                     ": all ", final_status.world_size(), " rank(s) exited 0"));
   } else if (failed_ && exit_code_ != kExitNodeLost && exit_code_ != kExitHang) {
-    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")\n  " << Summary()
-         << "\n  other ranks: " << stopped_by_us_ << " stopped by zerorun (SIGTERM/SIGKILL), "
-         << failed_after_ << " failed on their own after the root cause\n";
+    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")"
+         << (spec.attempt > 0 ? absl::StrCat(" on attempt ", spec.attempt, " of ",
+                                             opt_.max_restarts + 1, " (--max-restarts)")
+                              : "")
+         << "\n  " << Summary() << "\n  other ranks: " << stopped_by_us_
+         << " stopped by zerorun (SIGTERM/SIGKILL), " << failed_after_
+         << " failed on their own after the root cause\n";
   } else {
     Say(absl::StrCat("job ", job_id_, " ended with exit ", exit_code_,
                      final_status.root_cause().empty() ? "" : ": ", final_status.root_cause()));

@@ -28,6 +28,9 @@ struct RunOptions {
   absl::Duration node_timeout = absl::Seconds(9);
   absl::Duration reconnect_window = absl::Seconds(30);
   absl::Duration hang_timeout = absl::ZeroDuration();
+  // A rank that fails or hangs restarts the whole job (every node) up to this many times, each
+  // attempt's root cause kept; a lost node or a stop asked by the user is never restarted.
+  int max_restarts = 0;
   std::string master_addr;  // Empty: the first host's address.
   int master_port = 29500;
   bool no_local_rank = false;
@@ -39,6 +42,8 @@ struct RunOptions {
 // a launch failed; 200 when a node was lost (silent for node_timeout, or its zerorund gone for the
 // reconnect window); 201 when a rank hung (hang_timeout). Ranks' output goes to `out`/`err` with a
 // "[rank N host]" prefix; zerorun's own lines go to `err`.
+// With max_restarts, a failed attempt is followed by the next one and the exit code is the last
+// attempt's.
 // SIGINT/SIGTERM/SIGHUP received by the process are forwarded to every rank (SIGTERM, then SIGKILL
 // after the grace period); a second SIGINT within a second kills at once. The caller must have
 // blocked SIGINT and SIGTERM in every thread (BlockStopSignals) before any thread was started.

@@ -53,7 +53,8 @@ absl::Status WriteJobRecord(const JobRecord& record) {
                             {"secret", record.secret},
                             {"launcher_pid", record.launcher_pid},
                             {"started_unix_ms", record.started_unix_ms},
-                            {"world_size", record.world_size}};
+                            {"world_size", record.world_size},
+                            {"agent_job_id", record.agent_job_id}};
   return WriteFile(dir + "/job.json", dsconfig::Dump(j, 2));
 }
 
@@ -83,6 +84,8 @@ absl::StatusOr<JobRecord> ReadJobRecord(const std::string& job_id) {
   r.launcher_pid = j.value("launcher_pid", 0);
   r.started_unix_ms = j.value("started_unix_ms", int64_t{0});
   r.world_size = j.value("world_size", 0);
+  r.agent_job_id = j.value("agent_job_id", r.job_id);
+  if (r.agent_job_id.empty()) r.agent_job_id = r.job_id;
   if (j.contains("nodes") && j["nodes"].is_array()) {
     for (const nlohmann::json& node : j["nodes"]) {
       if (node.is_object()) r.nodes.push_back({node.value("name", ""), node.value("agent", "")});

@@ -28,6 +28,7 @@ struct JobRecord {
   int64_t started_unix_ms = 0;
   int world_size = 0;
   std::vector<JobNode> nodes;  // So status and stop reach the ranks without the launcher.
+  std::string agent_job_id;    // The current attempt's id on the agents (empty: job_id).
   bool finished = false;       // status.json exists.
 };
 

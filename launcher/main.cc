@@ -102,6 +102,7 @@ struct Cli {
   std::vector<int> console_ranks;
   double grace_s = 10, heartbeat_timeout_s = 30;
   double lease_s = 10, node_timeout_s = 9, reconnect_window_s = 30, hang_timeout_s = 0;
+  int max_restarts = 0;
   int master_port = 29500;
   bool no_local_rank = false;
   // status / stop / report
@@ -292,6 +293,7 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
   options.node_timeout = absl::Seconds(cli.node_timeout_s);
   options.reconnect_window = absl::Seconds(cli.reconnect_window_s);
   options.hang_timeout = absl::Seconds(cli.hang_timeout_s);
+  options.max_restarts = cli.max_restarts;
   options.master_addr = cli.master_addr;
   options.master_port = cli.master_port;
   options.no_local_rank = cli.no_local_rank;
@@ -414,6 +416,10 @@ int Main(int argc, char** argv) {
                   "Seconds a reporting rank may go without heartbeat or step progress before "
                   "the job ends with exit 201 (default 0: off)")
       ->check(CLI::NonNegativeNumber);
+  run->add_option("--max-restarts,--max_restarts", cli.max_restarts,
+                  "Restart the whole job up to N times after a rank fails or hangs; the program "
+                  "resumes from its latest checkpoint (ZERORUN_RESTART_COUNT; default 0)")
+      ->check(CLI::Range(0, 1000));
   run->add_option("--master_addr,--master-addr", cli.master_addr,
                   "MASTER_ADDR for the ranks (default: the first host's address)");
   run->add_option("--master_port,--master-port", cli.master_port, "MASTER_PORT (default 29500)");

@@ -9,6 +9,10 @@
 
 namespace zerorun::launcher {
 
+std::string AgentJobId(const std::string& job_id, int attempt) {
+  return attempt == 0 ? job_id : absl::StrCat(job_id, ".restart", attempt);
+}
+
 std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& hosts,
                                                    const LaunchSpec& spec) {
   int world_size = 0;
@@ -22,7 +26,7 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
                                    ? spec.endpoints[node]
                                    : NodeEndpoints{"127.0.0.1", spec.coordinator, spec.master_addr};
     v1::LaunchRequest& request = requests.emplace_back();
-    request.set_job_id(spec.job_id);
+    request.set_job_id(AgentJobId(spec.job_id, spec.attempt));
     request.set_config_json(spec.config_json);
     request.set_log_dir(spec.log_dir);
     request.set_cwd(spec.cwd);
@@ -55,6 +59,10 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
           {e::kCoordinator, ends.coordinator},
           {e::kNodeAddr, ends.node_addr},
           {e::kJobSecret, spec.job_secret},
+          {e::kRestartCount, absl::StrCat(spec.attempt)},
+          {e::kTorchRestartCount, absl::StrCat(spec.attempt)},
+          {e::kMaxRestarts, absl::StrCat(spec.max_restarts)},
+          {e::kTorchMaxRestarts, absl::StrCat(spec.max_restarts)},
       };
       std::set<std::string> ours;
       for (const auto& [key, value] : env) {

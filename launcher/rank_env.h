@@ -15,6 +15,8 @@ namespace zerorun::launcher {
 
 struct LaunchSpec {
   std::string job_id;
+  int attempt = 0;  // --max-restarts: the agents run attempt n as AgentJobId(job_id, n).
+  int max_restarts = 0;
   // argv = head, then --local_rank=N (unless no_local_rank), then tail (train_command.h).
   std::vector<std::string> head;
   std::vector<std::string> tail;
@@ -39,11 +41,16 @@ struct LaunchSpec {
   int64_t grace_ms = 0;
 };
 
+// The id the node agents know attempt `attempt` of `job_id` by: the job id itself for the first,
+// "<job_id>.restart<n>" after the n-th restart (each attempt has its own logs and events there).
+std::string AgentJobId(const std::string& job_id, int attempt);
+
 // One LaunchRequest per host, in node-rank order. Every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
 // LOCAL_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, CROSS_RANK, CROSS_SIZE,
 // GROUP_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORUN_JOB_ID, ZERORUN_COORDINATOR,
-// ZERORUN_NODE_ADDR and ZERORUN_JOB_SECRET (names: base/rank_env.h); GPU jobs also
-// CUDA_VISIBLE_DEVICES (the host's slots). argv is head, then --local_rank=N (unless
+// ZERORUN_NODE_ADDR, ZERORUN_JOB_SECRET, ZERORUN_RESTART_COUNT / TORCHELASTIC_RESTART_COUNT
+// (the attempt) and ZERORUN_MAX_RESTARTS / TORCHELASTIC_MAX_RESTARTS (names: base/rank_env.h); GPU
+// jobs also CUDA_VISIBLE_DEVICES (the host's slots). argv is head, then --local_rank=N (unless
 // no_local_rank), then tail, as DeepSpeed does.
 std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& hosts,
                                                    const LaunchSpec& spec);

@@ -44,7 +44,16 @@ std::string ToJson(const v1::JobStatusReply& status) {
                       {"started_unix_ms", status.started_unix_ms()},
                       {"world_size", status.world_size()},
                       {"root_cause", status.root_cause()},
+                      {"attempt", status.attempt()},
+                      {"max_restarts", status.max_restarts()},
+                      {"failed_attempts", nlohmann::json::array()},
                       {"ranks", nlohmann::json::array()}};
+  for (const v1::FailedAttempt& a : status.failed_attempts()) {
+    j["failed_attempts"].push_back({{"attempt", a.attempt()},
+                                    {"exit_code", a.exit_code()},
+                                    {"root_cause", a.root_cause()},
+                                    {"ended_unix_ms", a.ended_unix_ms()}});
+  }
   for (const v1::RankStatus& r : status.ranks()) {
     j["ranks"].push_back({{"rank", r.rank()},
                           {"local_rank", r.local_rank()},
@@ -81,7 +90,7 @@ absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
   for (const JobNode& node : record.nodes) {
     if (node.agent.empty()) continue;
     absl::StatusOr<v1::AgentStatusReply> agent =
-        NewGrpcAgentClient(node.agent, agent_secret)->Status(record.job_id);
+        NewGrpcAgentClient(node.agent, agent_secret)->Status(record.agent_job_id);
     if (!agent.ok()) {
       silent.push_back(absl::StrCat(node.name, " (", agent.status().message(), ")"));
       continue;
@@ -149,6 +158,10 @@ std::string FormatJobStatus(const v1::JobStatusReply& s) {
       "job %s  %s  %d rank(s)  started %s\n", s.job_id(), s.state(), s.world_size(),
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(s.started_unix_ms()),
                        absl::UTCTimeZone()));
+  if (s.max_restarts() > 0) {
+    absl::StrAppendFormat(&out, "attempt %d of %d (--max-restarts %d)\n", s.attempt(),
+                          s.max_restarts() + 1, s.max_restarts());
+  }
   absl::StrAppendFormat(&out, "%-5s %-14s %-8s %-8s %8s %10s %12s %10s %9s  %s\n", "RANK", "HOST",
                         "PID", "STATE", "STEP", "LOSS", "TOKENS/S", "MEMORY", "HEARTBEAT", "EXIT");
   for (const v1::RankStatus& r : s.ranks()) {
@@ -164,6 +177,10 @@ std::string FormatJobStatus(const v1::JobStatusReply& s) {
                           r.memory_bytes() / 1048576.0, heartbeat, exit);
   }
   if (!s.root_cause().empty()) absl::StrAppend(&out, s.root_cause(), "\n");
+  for (const v1::FailedAttempt& a : s.failed_attempts()) {
+    absl::StrAppendFormat(&out, "attempt %d failed (exit %d), restarted:\n  %s\n", a.attempt(),
+                          a.exit_code(), a.root_cause());
+  }
   return out;
 }
 
@@ -238,7 +255,7 @@ int StopCommand(const std::string& job_id, int signal, const std::string& agent_
     }
     if (sig == 0) break;
     v1::SignalRequest kill_request;
-    kill_request.set_job_id(job_id);
+    kill_request.set_job_id(record->agent_job_id);
     kill_request.set_signal(sig);
     for (const JobNode& node : record->nodes) {
       if (node.agent.empty()) continue;

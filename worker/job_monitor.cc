@@ -93,6 +93,7 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
     if (exit.has_value()) {
       ended.set_exit_code(exit->exit_code);
       ended.set_signal(exit->signal);
+      ended.set_time_unix_ms(exit->time_unix_ms);  // The exit's own time, not when it was read.
       if (child && !supervisor_gone) waitpid(supervisor, nullptr, 0);  // It exits right after.
     } else if (supervisor_gone) {
       // Nobody can tell how the rank ends now: end it rather than leave it unsupervised.

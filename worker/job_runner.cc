@@ -116,7 +116,7 @@ JobRunner::~JobRunner() {
 
 void JobRunner::Emit(Job* job, v1::RankEvent event) {
   event.set_index(job->next_index++);
-  event.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
+  if (event.time_unix_ms() == 0) event.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
   event.set_node(hostname_);
   job->journal.Add(event);
   job->events.push_back(std::move(event));

@@ -110,6 +110,7 @@ int Supervise(const SupervisorArgs& a) {
   }
 
   std::string reason;
+  int64_t exited_ms = 0;  // When the rank was seen to exit (the job's root cause is the earliest).
   absl::Time kill_at = absl::InfiniteFuture();
   absl::Time next_lease_check = absl::Now();
   const timespec tick{0, 100 * 1000 * 1000};
@@ -118,7 +119,10 @@ int Supervise(const SupervisorArgs& a) {
     siginfo_t info{};
     const bool exited =
         waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
-    if (exited) break;
+    if (exited) {
+      exited_ms = absl::ToUnixMillis(absl::Now());
+      break;
+    }
     if (sig > 0 && sig != SIGCHLD) kill(-pid, sig);
     ReapOrphans(pid);
     const absl::Time now = absl::Now();
@@ -160,8 +164,9 @@ int Supervise(const SupervisorArgs& a) {
   waitpid(pid, &status, 0);
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   const int signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  if (absl::Status s = WriteFileAtomic(a.rank_dir + "/exit",
-                                       absl::StrCat(code, " ", signal, "\n", reason, "\n"), 0644);
+  if (absl::Status s = WriteFileAtomic(
+          a.rank_dir + "/exit", absl::StrCat(code, " ", signal, " ", exited_ms, "\n", reason, "\n"),
+          0644);
       !s.ok()) {
     Note(std::string(s.message()));
   }
@@ -210,6 +215,7 @@ std::optional<RankExit> ReadRankExit(const std::string& rank_dir) {
   RankExit exit;
   std::istringstream in(*text);
   if (!(in >> exit.exit_code >> exit.signal)) return std::nullopt;
+  if (in.peek() == ' ' && !(in >> exit.time_unix_ms)) return std::nullopt;
   in.ignore(1);
   std::getline(in, exit.reason);
   return exit;

@@ -39,6 +39,7 @@ struct RankExit {
   int exit_code = 0;  // -1 when killed by a signal.
   int signal = 0;
   std::string reason;  // Why the supervisor ended it (e.g. the lease lapsed); empty otherwise.
+  int64_t time_unix_ms = 0;  // When the supervisor saw it exit; 0 when not recorded.
 };
 std::optional<RankExit> ReadRankExit(const std::string& rank_dir);
 

@@ -17,6 +17,9 @@ inline constexpr int kExitCantCreate = 73;   // A directory or file cannot be cr
 inline constexpr int kExitConfig = 78;       // Inconsistent configuration (batch, "auto").
 inline constexpr int kExitNodeLost = 200;  // A node stopped answering (frozen, partitioned, down).
 inline constexpr int kExitHang = 201;  // A rank stopped heartbeating or stepping (--hang-timeout).
+// A rank ended because a peer rank died mid-collective (libzerorun's Aborted): a consequence. The
+// launcher names another rank's failure as the root cause when one comes.
+inline constexpr int kExitPeerFailed = 202;
 
 }  // namespace zerorun
 

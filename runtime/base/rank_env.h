@@ -19,6 +19,9 @@ inline constexpr char kGroupWorldSize[] = "GROUP_WORLD_SIZE";
 inline constexpr char kMasterAddr[] = "MASTER_ADDR";
 inline constexpr char kMasterPort[] = "MASTER_PORT";
 inline constexpr char kCudaVisibleDevices[] = "CUDA_VISIBLE_DEVICES";
+// torchrun's restart counters (0 on the first attempt), set alongside zerorun's below.
+inline constexpr char kTorchRestartCount[] = "TORCHELASTIC_RESTART_COUNT";
+inline constexpr char kTorchMaxRestarts[] = "TORCHELASTIC_MAX_RESTARTS";
 
 // zerorun's.
 inline constexpr char kJobId[] = "ZERORUN_JOB_ID";
@@ -26,6 +29,9 @@ inline constexpr char kCoordinator[] = "ZERORUN_COORDINATOR";  // host:port of t
 inline constexpr char kJobSecret[] = "ZERORUN_JOB_SECRET";
 inline constexpr char kConfig[] = "ZERORUN_CONFIG";       // The effective config file.
 inline constexpr char kNodeAddr[] = "ZERORUN_NODE_ADDR";  // Where peers reach this node.
+// --max-restarts: the attempt (0 first, n after the n-th whole-job restart) and the limit.
+inline constexpr char kRestartCount[] = "ZERORUN_RESTART_COUNT";
+inline constexpr char kMaxRestarts[] = "ZERORUN_MAX_RESTARTS";
 // The launcher's binary; zerorund puts its directory first on the rank's PATH when it exists
 // on that node (else the zerorun next to zerorund), so `zerorun report` works from any rank.
 inline constexpr char kZerorunBin[] = "ZERORUN_BIN";

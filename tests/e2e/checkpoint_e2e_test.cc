@@ -17,25 +17,10 @@
 #include "support/child_process.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
+#include "train_gpt_runs.h"
 
 namespace zerorun::testing {
 namespace {
-
-std::string Checksum(const std::string& out) {
-  std::smatch m;
-  return std::regex_search(out, m, std::regex("parameter checksum ([0-9a-f]{16})")) ? m[1].str()
-                                                                                    : "";
-}
-
-// A DeepSpeed config for train_gpt: batch, micro batch, clipping 1.0, the ZeRO stage, bf16.
-std::string Config(TempDir& dir, const std::string& name, int batch, int micro, int stage,
-                   bool bf16 = false) {
-  return dir.Write(name, "{\"train_batch_size\": " + std::to_string(batch) +
-                             ", \"train_micro_batch_size_per_gpu\": " + std::to_string(micro) +
-                             ", \"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": " +
-                             std::to_string(stage) + "}" +
-                             (bf16 ? ", \"bf16\": {\"enabled\": true}}" : "}"));
-}
 
 TEST_CASE(
     "train_gpt: save at step 5 and resume to 10 is bit-identical to 10 steps straight, "

@@ -43,6 +43,24 @@ TEST_CASE("Ranks are numbered host by host, slot order within a host", "[rank_en
         std::vector<std::string>{"train", "--local_rank=1", "--x", "1"});
 }
 
+TEST_CASE("A restarted attempt has its own agent job id and the attempt in torchrun's and our names",
+          "[rank_env]") {
+  Host a{.name = "a", .address = "localhost", .slots = {0}};
+  LaunchSpec spec{.job_id = "job", .head = {"t"}};
+  CHECK(Env(BuildLaunchRequests({a}, spec)[0].ranks(0))["ZERORUN_RESTART_COUNT"] == "0");
+  CHECK(BuildLaunchRequests({a}, spec)[0].job_id() == "job");
+  spec.attempt = 2;
+  spec.max_restarts = 3;
+  const auto requests = BuildLaunchRequests({a}, spec);
+  CHECK(requests[0].job_id() == "job.restart2");
+  auto env = Env(requests[0].ranks(0));
+  CHECK(env["ZERORUN_JOB_ID"] == "job");  // The job's id, as `zerorun status` knows it.
+  CHECK(env["ZERORUN_RESTART_COUNT"] == "2");
+  CHECK(env["TORCHELASTIC_RESTART_COUNT"] == "2");
+  CHECK(env["ZERORUN_MAX_RESTARTS"] == "3");
+  CHECK(env["TORCHELASTIC_MAX_RESTARTS"] == "3");
+}
+
 TEST_CASE("CPU jobs get no CUDA_VISIBLE_DEVICES and --no_local_rank drops the argument",
           "[rank_env]") {
   Host a{.name = "a", .address = "localhost", .slots = {0}};

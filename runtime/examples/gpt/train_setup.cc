@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/env.h"
 #include "ds_options.h"
 #include "dsconfig/auto_values.h"
@@ -30,19 +31,15 @@ namespace {
 
 using json = nlohmann::json;
 
-double MedianOf(std::vector<double> v) {
-  if (v.empty()) return std::numeric_limits<double>::infinity();
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
   const char* usage =
       "usage: train_gpt [--deepspeed_config F] [--check-golden FILE | --data FILE | "
       "--random-tokens --vocab V] [--layers L] [--d-model D] [--heads H] [--seq T] [--steps N] "
-      "[--log-every N] [--seed S]\n";
+      "[--log-every N] [--seed S] [--save-dir D --save-every K [--keep-last N] [--async-save]] "
+      "[--resume [TAG]] "
+      "[--print-checksum] [--print-losses] [--inject-failure STEP[:RANK[:ATTEMPTS]]]\n";
   for (int i = 1; i < argc; ++i) {
     if (!absl::StartsWith(argv[i], "--local_rank")) args->argv.push_back(argv[i]);
   }
@@ -94,7 +91,19 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       ok = number(&args->keep_last);
     else if (a == "--print-checksum")
       args->print_checksum = true;
-    else if (a == "--resume") {
+    else if (a == "--async-save")
+      args->async_save = true;
+    else if (a == "--print-losses")
+      args->print_losses = true;
+    else if (a == "--inject-failure") {
+      std::string text;
+      ok = value(&text);
+      const std::vector<std::string> parts = absl::StrSplit(text, ':');
+      InjectedFailure& f = args->inject_failure;
+      ok = ok && parts.size() <= 3 && absl::SimpleAtoi(parts[0], &f.step) &&
+           (parts.size() < 2 || absl::SimpleAtoi(parts[1], &f.rank)) &&
+           (parts.size() < 3 || absl::SimpleAtoi(parts[2], &f.attempts));
+    } else if (a == "--resume") {
       args->resume = true;
       if (i + 1 < argc && argv[i + 1][0] != '-') args->resume_tag = argv[++i];
     } else if (a == "--data")
@@ -239,178 +248,6 @@ absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const 
   status.Update(params.status());
   if (!status.ok()) return status;
   return loss;
-}
-
-int Train(const TrainArgs& args, TrainSetup& setup) {
-  GptConfig config = args.model;
-  std::vector<int> corpus;
-  if (!args.random_tokens) {
-    const std::string path = args.data.empty() ? TRAIN_GPT_DEFAULT_DATA : args.data;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      std::fprintf(stderr, "train_gpt: cannot read corpus %s\n", path.c_str());
-      return 66;
-    }
-    const std::string text((std::istreambuf_iterator<char>(in)), {});
-    std::map<unsigned char, int> ids;
-    for (unsigned char ch : text) ids[ch] = 0;
-    int next = 0;
-    for (auto& [ch, id] : ids) id = next++;
-    for (unsigned char ch : text) corpus.push_back(ids[ch]);
-    config.vocab = next;
-  } else if (config.vocab <= 0) {
-    config.vocab = 4096;
-  }
-  auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
-  if (!engine_or.ok()) {
-    std::fprintf(stderr, "train_gpt: %s\n", std::string(engine_or.status().message()).c_str());
-    return 2;
-  }
-  ZeroEngine& engine = **engine_or;
-  const Layout& layout = engine.layout();
-  // Counter-based init on the shard: identical at any world size; stage 3 fills only its slice.
-  engine.Init([&](size_t u, size_t t, size_t begin, size_t end, float* out) {
-    const std::string& name = layout.units()[u].tensors[t].name;
-    const bool bias = absl::EndsWith(name, "bias");
-    const bool norm = absl::StartsWith(name, "ln");
-    const uint64_t tensor_key = (static_cast<uint64_t>(u) << 8) | t;
-    for (size_t i = begin; i < end; ++i) {
-      out[i - begin] = bias ? 0.0f : norm ? 1.0f : 0.02f * CounterNormal(args.seed, tensor_key, i);
-    }
-  });
-  int first_step = 1;
-  if (args.resume) {
-    absl::StatusOr<std::string> state =
-        LoadCheckpoint(engine, *setup.comm, args.save_dir, args.resume_tag);
-    if (!state.ok()) {
-      std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
-                   std::string(state.status().message()).c_str());
-      const absl::StatusCode code = state.status().code();
-      return code == absl::StatusCode::kNotFound             ? 66
-             : code == absl::StatusCode::kDataLoss           ? 65
-             : code == absl::StatusCode::kFailedPrecondition ? 78
-                                                             : 70;
-    }
-    const nlohmann::json client = nlohmann::json::parse(*state, nullptr, false);
-    first_step = (client.is_object() ? client.value("step", 0) : 0) + 1;
-    if (setup.rank == 0) {
-      std::printf("train_gpt: resumed from %s at step %d\n", args.save_dir.c_str(), first_step - 1);
-    }
-  }
-  GptModel model(config);
-  const int b = setup.micro_batch, t_len = config.seq;
-  std::vector<int> tokens(static_cast<size_t>(b) * (t_len + 1));
-  const int ga = setup.options.gradient_accumulation_steps;
-  if (setup.rank == 0) {
-    const ZeroOptions& o = setup.options;
-    std::printf(
-        "train_gpt: %zu parameters (vocab %d, d_model %d, %d heads, %d layers, seq %d); "
-        "ZeRO stage %d, %s, overlap_comm %s, on %d rank(s); micro batch %d x accumulation %d\n",
-        layout.num_params(), config.vocab, config.d_model, config.heads, config.layers, t_len,
-        o.stage, DTypeName(o.dtype), o.overlap_comm ? "on" : "off", setup.world_size, b, ga);
-    for (const std::string& note : setup.notes) std::printf("train_gpt: note: %s\n", note.c_str());
-    std::fflush(stdout);
-  }
-  const auto start = std::chrono::steady_clock::now();
-  auto last = start;
-  std::vector<double> step_seconds;
-  for (int step = first_step; step <= args.steps; ++step) {
-    float loss_sum = 0;
-    for (int micro = 0; micro < ga; ++micro) {
-      const uint64_t key = Mix64(args.seed ^ Mix64(static_cast<uint64_t>(step) * 131 + micro) ^
-                                 (static_cast<uint64_t>(setup.rank) << 48));
-      for (int row = 0; row < b; ++row) {
-        if (args.random_tokens) {
-          for (int j = 0; j <= t_len; ++j) {
-            tokens[row * (t_len + 1) + j] =
-                static_cast<int>(Mix64(key + row * 7919 + j) % static_cast<uint64_t>(config.vocab));
-          }
-        } else {
-          const size_t start_pos = Mix64(key + row) % (corpus.size() - t_len - 1);
-          std::copy_n(corpus.begin() + start_pos, t_len + 1, tokens.begin() + row * (t_len + 1));
-        }
-      }
-      absl::StatusOr<float> loss = TrainMicroStep(model, engine, tokens.data(), b);
-      if (!loss.ok()) {
-        std::fprintf(stderr, "train_gpt: %s\n", std::string(loss.status().message()).c_str());
-        return 70;
-      }
-      loss_sum += *loss;
-    }
-    const float lr = setup.lr.At(step);
-    absl::StatusOr<StepResult> result = engine.Step(step, lr, loss_sum / ga);
-    if (!result.ok()) {
-      std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
-                   std::string(result.status().message()).c_str());
-      return 70;
-    }
-    const float loss = result->mean_value;  // Averaged over the ranks by Step().
-    const auto now = std::chrono::steady_clock::now();
-    const double seconds = std::chrono::duration<double>(now - last).count();
-    last = now;
-    const double tokens_per_s = static_cast<double>(b) * t_len * ga * setup.world_size / seconds;
-    if (step > 2) step_seconds.push_back(seconds);  // The first steps warm caches and pages.
-    if (setup.coordinator) {
-      (void)setup.coordinator->ReportStep(step, loss, tokens_per_s,
-                                          static_cast<int64_t>(engine.Memory().total()));
-    }
-    if (setup.rank == 0 && (step % args.log_every == 0 || step == 1 || step == args.steps)) {
-      const std::string scale =
-          setup.options.dtype == DType::kFp16
-              ? absl::StrCat(" | loss scale ", result->loss_scale,
-                             result->skipped ? " (overflow: step skipped)" : "")
-              : (result->skipped ? " | non-finite gradient: step skipped" : "");
-      std::printf("step %4d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s%s\n", step,
-                  args.steps, loss, lr, result->grad_norm, tokens_per_s, scale.c_str());
-      std::fflush(stdout);
-    }
-    if (args.save_every > 0 && !args.save_dir.empty() && step % args.save_every == 0) {
-      const std::string client = nlohmann::json({{"step", step}, {"seed", args.seed}}).dump();
-      if (absl::Status s = SaveCheckpoint(engine, *setup.comm, args.save_dir, DefaultTag(step),
-                                          client, setup.config_json, args.keep_last);
-          !s.ok()) {
-        std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
-                     std::string(s.message()).c_str());
-        return 73;
-      }
-      if (setup.rank == 0) {
-        std::printf("train_gpt: saved %s/%s\n", args.save_dir.c_str(), DefaultTag(step).c_str());
-        std::fflush(stdout);
-      }
-    }
-  }
-  if (args.print_checksum) {
-    uint64_t hash = 1469598103934665603ull;  // FNV-1a over every parameter's fp32 bits.
-    for (size_t u = 0; u < layout.units().size(); ++u) {
-      for (size_t t = 0; t < layout.units()[u].tensors.size(); ++t) {
-        std::vector<float> values(layout.units()[u].tensors[t].numel);
-        if (!engine.GetTensor(u, t, values.data()).ok()) return 70;
-        const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
-        for (size_t i = 0; i < values.size() * sizeof(float); ++i) {
-          hash = (hash ^ bytes[i]) * 1099511628211ull;
-        }
-      }
-    }
-    if (setup.rank == 0) {
-      std::printf("train_gpt: parameter checksum %016llx\n", static_cast<unsigned long long>(hash));
-    }
-  }
-  if (setup.rank == 0) {
-    const MemoryReport m = engine.Memory();
-    const double total_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    std::printf(
-        "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, master %.1f MiB, "
-        "grads %.1f MiB, optimizer %.1f MiB; slots: gradients %.1f MiB, parameters %.1f MiB; "
-        "peak RSS %.0f MiB; median %.0f tokens/s\n",
-        args.steps, total_s, m.params / 1048576.0, m.master / 1048576.0, m.grads / 1048576.0,
-        m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0,
-        usage.ru_maxrss / 1024.0,
-        static_cast<double>(b) * t_len * ga * setup.world_size / MedianOf(step_seconds));
-  }
-  return 0;
 }
 
 }  // namespace zerorun::gpt

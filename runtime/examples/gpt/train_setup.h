@@ -16,6 +16,15 @@
 
 namespace zerorun::gpt {
 
+// --inject-failure STEP[:RANK[:ATTEMPTS]] (tests of --max-restarts): after step STEP (and its
+// save), rank RANK (default: the last) exits with code 3 while ZERORUN_RESTART_COUNT < ATTEMPTS
+// (default 1: only the first attempt fails).
+struct InjectedFailure {
+  int step = -1;
+  int rank = -1;
+  int attempts = 1;
+};
+
 struct TrainArgs {
   std::string config_path;   // --deepspeed_config (under zerorun, $ZERORUN_CONFIG is read).
   std::string check_golden;  // --check-golden FILE
@@ -25,12 +34,15 @@ struct TrainArgs {
   int steps = 200;
   int log_every = 10;
   uint64_t seed = 1234;
-  std::string save_dir;  // --save-dir DIR: checkpoints (DIR/global_step<N>, DIR/latest)
-  int save_every = 0;    // --save-every K: a checkpoint after every K-th step (0: none)
-  int keep_last = 0;     // --keep-last N: keep the newest N checkpoints (0: all)
-  bool resume = false;   // --resume [TAG]: load DIR/TAG (default: DIR/latest) and go on
+  std::string save_dir;     // --save-dir DIR: checkpoints (DIR/global_step<N>, DIR/latest)
+  int save_every = 0;       // --save-every K: a checkpoint after every K-th step (0: none)
+  int keep_last = 0;        // --keep-last N: keep the newest N checkpoints (0: all)
+  bool async_save = false;  // --async-save: write checkpoints while the next steps train
+  bool resume = false;      // --resume [TAG]: load DIR/TAG (default: DIR/latest) and go on
   std::string resume_tag;
-  bool print_checksum = false;    // --print-checksum: FNV-1a of every parameter's bits at the end
+  bool print_checksum = false;  // --print-checksum: FNV-1a of every parameter's bits at the end
+  bool print_losses = false;    // --print-losses: "train_gpt: loss STEP %.9e" at every step
+  InjectedFailure inject_failure;
   std::vector<std::string> argv;  // The arguments as given (for "auto" values).
 };
 
@@ -78,7 +90,10 @@ absl::StatusOr<float> TrainMicroStep(GptModel& model, ZeroEngine& engine, const 
                                      int batch);
 
 // Trains on the corpus (or random tokens), logging the loss from rank 0 and reporting every
-// step to the coordinator. Returns the exit code.
+// step to the coordinator; resumes with --resume, and after a zerorun restart
+// (ZERORUN_RESTART_COUNT > 0) from --save-dir's latest checkpoint when there is one. A global
+// batch's rows depend on (seed, step, row) only, so a run at another world size with the same
+// train_batch_size trains on the same data. Returns the exit code (train_loop.cc).
 int Train(const TrainArgs& args, TrainSetup& setup);
 
 }  // namespace zerorun::gpt

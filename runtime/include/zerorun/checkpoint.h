@@ -7,6 +7,7 @@
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_CHECKPOINT_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_CHECKPOINT_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,23 +19,69 @@ namespace zerorun {
 // DeepSpeed's default tag for step N: "global_step<N>".
 std::string DefaultTag(int64_t step);
 
-// Collective: every rank calls it with the same arguments. Writes <dir>/<tag>.tmp/, fsyncs every
-// file and the directories, renames it to <dir>/<tag> once every rank's shard is on disk, then
-// replaces <dir>/latest. `client_state` (JSON text: the caller's step, LR schedule, data position)
-// and `config_json` go into the manifest. On any rank's failure every rank returns an error
-// naming the failing rank(s) and path; nothing of an earlier checkpoint is touched.
-// With keep_last > 0, rank 0 then removes the oldest complete checkpoints in `dir` (by their
-// manifests' step) until keep_last remain; 0 keeps all.
+// What one rank's save did (SaveCheckpoint, PendingSave::stats()).
+struct SaveStats {
+  uint64_t bytes = 0;           // This rank's shard file.
+  double snapshot_seconds = 0;  // Copying the shard into the staging buffer: an async save's stall.
+  double write_seconds = 0;     // Writing and fsyncing the shard file.
+  bool direct = false;          // Written with O_DIRECT (else buffered: the file system refused).
+};
+
+struct SaveOptions {
+  int keep_last = 0;      // > 0: rank 0 then removes the oldest complete checkpoints of `dir`
+                          // (by their manifests' step) until keep_last remain; 0 keeps all.
+  bool direct_io = true;  // O_DIRECT where the file system accepts it.
+};
+
+// A save whose shard files are being written on a background thread while training goes on
+// (StartCheckpoint). The training state was copied when it started; Poll or Wait publishes it.
+class PendingSave {
+ public:
+  struct Impl;
+  explicit PendingSave(std::unique_ptr<Impl> impl);
+  // Waits for this rank's write; a save never published leaves only <dir>/<tag>.tmp, which the
+  // next save of that tag removes: `latest` still names the previous checkpoint.
+  ~PendingSave();
+
+  // Collective (one 4-byte all-reduce while writes run). False while some rank still writes; once
+  // every rank's shard is on disk, agrees on the outcome, publishes the checkpoint (manifest,
+  // rename, `latest`) and returns true, or returns the error naming the failing rank(s) and path.
+  absl::StatusOr<bool> Poll(Communicator& comm);
+  // Collective: waits for every rank's write, then publishes as Poll does.
+  absl::Status Wait(Communicator& comm);
+  const SaveStats& stats() const;
+  const std::string& path() const;  // <dir>/<tag>
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Collective: every rank calls it with the same arguments. Copies this rank's shard (fp32
+// masters, Adam m and v in state order) into an aligned staging buffer, creates <dir>/<tag>.tmp/
+// and starts writing the shard there on a thread (O_DIRECT, fsynced). `client_state` (JSON text:
+// the caller's step, LR schedule, data position) and `config_json` go into the manifest.
+absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(ZeroEngine& engine, Communicator& comm,
+                                                             const std::string& dir,
+                                                             const std::string& tag,
+                                                             const std::string& client_state,
+                                                             const std::string& config_json,
+                                                             const SaveOptions& options = {});
+
+// Collective: StartCheckpoint, then Wait. Writes <dir>/<tag>.tmp/, fsyncs every file and the
+// directories, renames it to <dir>/<tag> once every rank's shard is on disk, then replaces
+// <dir>/latest. On any rank's failure every rank returns an error naming the failing rank(s) and
+// path; nothing of an earlier checkpoint is touched.
 absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::string& dir,
                             const std::string& tag, const std::string& client_state,
-                            const std::string& config_json, int keep_last = 0);
+                            const std::string& config_json, const SaveOptions& options = {},
+                            SaveStats* stats = nullptr);
 
 // Collective. Loads <dir>/<tag> (empty tag: the one <dir>/latest names) into `engine` and returns
-// its client_state. At the saved world size and stage each rank reads its own shard whole and
-// checks its sha256; otherwise each rank reads only the byte ranges of the old shards it needs
-// now (sizes checked; `zerorun ckpt verify` checks their sha256). NotFound when there is none;
-// DataLoss naming the file when a shard disagrees with the manifest; FailedPrecondition naming the
-// unit when the checkpoint is of another model.
+// its client_state. At the saved world size and stage each rank reads its own shard whole
+// (O_DIRECT where accepted) and checks its sha256; otherwise each rank reads only the byte ranges
+// of the old shards it needs now (sizes checked; `zerorun ckpt verify` checks their sha256).
+// NotFound when there is none; DataLoss naming the file when a shard disagrees with the manifest;
+// FailedPrecondition naming the unit when the checkpoint is of another model.
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,
                                            const std::string& dir, const std::string& tag);
 

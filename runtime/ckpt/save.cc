@@ -1,0 +1,246 @@
+// Checkpoint saves: the rank's shard copied into an aligned staging buffer, written and fsynced
+// on a thread (O_DIRECT) in a temporary directory; every rank's outcome and sha256 agreed through
+// the communicator, then rank 0 writes the manifest and publishes the directory and `latest`.
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/version.h"
+#include "ckpt/checkpoint_internal.h"
+#include "ckpt/direct_io.h"
+#include "ckpt/manifest.h"
+#include "zerorun/checkpoint.h"
+#include "zerorun/dtype.h"
+
+namespace zerorun {
+
+using json = nlohmann::json;
+using ckpt::Agree;
+using ckpt::Errno;
+
+namespace {
+
+absl::Status FsyncPath(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open", path);
+  const bool ok = fsync(fd) == 0;
+  close(fd);
+  return ok ? absl::OkStatus() : Errno("cannot fsync", path);
+}
+
+// Small files (manifest, latest): written whole and fsynced.
+absl::Status WriteSmallFile(const std::string& path, const std::string& text) {
+  ckpt::AlignedBuffer buffer(text.size());
+  std::copy(text.begin(), text.end(), buffer.data());
+  return ckpt::WriteWholeFile(path, buffer, /*allow_direct=*/false).status();
+}
+
+// Removes the oldest complete checkpoints of `dir` until `keep` remain (never `current`).
+void PruneOld(const std::string& dir, const std::string& current, int keep) {
+  std::vector<std::pair<int64_t, std::string>> tags;  // (step, tag dir)
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (!entry.is_directory() || entry.path().filename() == current) continue;
+    absl::StatusOr<ckpt::Manifest> m = ckpt::ReadManifest(entry.path().string());
+    if (m.ok()) tags.emplace_back(m->last_step, entry.path().string());
+  }
+  std::sort(tags.rbegin(), tags.rend());  // Newest first.
+  for (size_t i = static_cast<size_t>(std::max(0, keep - 1)); i < tags.size(); ++i) {
+    std::filesystem::remove_all(tags[i].second, ec);
+  }
+}
+
+double Since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+struct PendingSave::Impl {
+  std::string dir, tag, final_dir, tmp_dir;
+  SaveOptions options;
+  json manifest;  // Everything but the shards (known at the snapshot).
+  ckpt::AlignedBuffer shard;
+  SaveStats stats;
+  std::thread writer;
+  std::atomic<bool> written{false};
+  absl::Status write_status;  // Set by the writer before `written`.
+  unsigned char digest[32] = {};
+  bool finished = false;
+
+  void Join() {
+    if (writer.joinable()) writer.join();
+  }
+  // Collective: every rank's write is done. Agrees, gathers the digests, publishes.
+  absl::Status Publish(Communicator& comm);
+  absl::Status Discard(absl::Status s, int rank) {
+    if (rank == 0) {
+      std::error_code ec;
+      std::filesystem::remove_all(tmp_dir, ec);  // A failed save leaves nothing behind.
+    }
+    return s;
+  }
+};
+
+PendingSave::PendingSave(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PendingSave::~PendingSave() { impl_->Join(); }
+const SaveStats& PendingSave::stats() const { return impl_->stats; }
+const std::string& PendingSave::path() const { return impl_->final_dir; }
+
+absl::StatusOr<bool> PendingSave::Poll(Communicator& comm) {
+  if (impl_->finished) return true;
+  float done = impl_->written.load() ? 1.0f : 0.0f;
+  if (absl::Status s = comm.AllReduce(&done, 1, ReduceOp::kSum); !s.ok()) return s;
+  if (done < static_cast<float>(comm.world_size())) return false;
+  if (absl::Status s = Wait(comm); !s.ok()) return s;
+  return true;
+}
+
+absl::Status PendingSave::Wait(Communicator& comm) {
+  if (impl_->finished) return absl::OkStatus();
+  impl_->Join();
+  impl_->finished = true;
+  return impl_->Publish(comm);
+}
+
+absl::Status PendingSave::Impl::Publish(Communicator& comm) {
+  const int rank = comm.rank();
+  if (absl::Status s = Agree(comm, write_status, "writing checkpoint shards"); !s.ok()) {
+    return Discard(s, rank);
+  }
+  // Every rank's sha256, gathered as bytes in floats (exact below 2^24).
+  std::vector<float> digests(static_cast<size_t>(comm.world_size()) * 32, 0.0f);
+  for (int i = 0; i < 32; ++i) digests[static_cast<size_t>(rank) * 32 + i] = digest[i];
+  if (absl::Status s = comm.AllReduce(digests.data(), digests.size(), ReduceOp::kSum); !s.ok()) {
+    return Discard(s, rank);
+  }
+  absl::Status published = absl::OkStatus();
+  if (rank == 0) {
+    json shards = json::array();
+    for (int r = 0; r < comm.world_size(); ++r) {
+      unsigned char d[32];
+      for (int i = 0; i < 32; ++i) d[i] = static_cast<unsigned char>(digests[r * 32 + i]);
+      shards.push_back({{"rank", r},
+                        {"file", ckpt::ShardName(r)},
+                        {"bytes", shard.size()},
+                        {"sha256", ckpt::HexDigest(d, 32)}});
+    }
+    manifest["shards"] = shards;
+    published = WriteSmallFile(tmp_dir + "/manifest.json", manifest.dump(2) + "\n");
+    if (published.ok()) published = FsyncPath(tmp_dir);
+    // Publish: an existing tag is moved aside first, so a crash leaves one of the two whole.
+    const std::string old = final_dir + ".old";
+    std::error_code ec;
+    if (published.ok() && std::filesystem::exists(final_dir)) {
+      std::filesystem::remove_all(old, ec);
+      if (rename(final_dir.c_str(), old.c_str()) != 0) published = Errno("cannot move", final_dir);
+    }
+    if (published.ok() && rename(tmp_dir.c_str(), final_dir.c_str()) != 0) {
+      published = Errno("cannot rename", tmp_dir);
+    }
+    const std::string latest_tmp = dir + "/latest.tmp";
+    if (published.ok()) published = WriteSmallFile(latest_tmp, tag);
+    if (published.ok() && rename(latest_tmp.c_str(), (dir + "/latest").c_str()) != 0) {
+      published = Errno("cannot rename", latest_tmp);
+    }
+    if (published.ok()) published = FsyncPath(dir);
+    std::filesystem::remove_all(old, ec);
+    if (published.ok() && options.keep_last > 0) PruneOld(dir, tag, options.keep_last);
+  }
+  if (absl::Status s = Agree(comm, published, "publishing checkpoint " + final_dir); !s.ok()) {
+    return Discard(s, rank);
+  }
+  return absl::OkStatus();
+}
+
+std::string DefaultTag(int64_t step) { return absl::StrCat("global_step", step); }
+
+absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
+    ZeroEngine& engine, Communicator& comm, const std::string& dir, const std::string& tag,
+    const std::string& client_state, const std::string& config_json, const SaveOptions& options) {
+  if (absl::Status s = engine.Sync(); !s.ok()) return s;
+  auto impl = std::make_unique<PendingSave::Impl>();
+  impl->dir = dir;
+  impl->tag = tag;
+  impl->options = options;
+  impl->final_dir = absl::StrCat(dir, "/", tag);
+  impl->tmp_dir = impl->final_dir + ".tmp";
+  absl::Status made = absl::OkStatus();
+  if (comm.rank() == 0) {
+    std::error_code ec;
+    std::filesystem::remove_all(impl->tmp_dir, ec);  // A crashed earlier save of this tag.
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) made = Errno("cannot create", dir);
+    if (made.ok() && mkdir(impl->tmp_dir.c_str(), 0755) != 0) {
+      made = Errno("cannot create", impl->tmp_dir);
+    }
+  }
+  if (absl::Status s = Agree(comm, made, "checkpoint " + impl->tmp_dir); !s.ok()) return s;
+
+  // The snapshot: masters, m, v in state order (what training may change from now on).
+  const auto start = std::chrono::steady_clock::now();
+  const ShardState& state = engine.shard_state();
+  const size_t n = state.elements();
+  impl->shard = ckpt::AlignedBuffer(3 * n * sizeof(float));
+  float* out = reinterpret_cast<float*>(impl->shard.data());
+  for (size_t ui = 0; ui < engine.layout().units().size(); ++ui) {
+    std::copy_n(engine.master(ui), engine.owned_count(ui), out + engine.shard_offset(ui));
+  }
+  std::copy_n(state.exp_avg(), n, out + n);
+  std::copy_n(state.exp_avg_sq(), n, out + 2 * n);
+  impl->stats.snapshot_seconds = Since(start);
+  impl->stats.bytes = impl->shard.size();
+  impl->manifest = {
+      {"format", ckpt::kFormat},
+      {"format_version", ckpt::kFormatVersion},
+      {"zerorun_version", ZR_VERSION},
+      {"tag", tag},
+      {"world_size", comm.world_size()},
+      {"stage", engine.options().stage},
+      {"dtype", DTypeName(engine.options().dtype)},
+      {"state_elements", n},
+      {"arrays", {"master_fp32", "exp_avg_fp32", "exp_avg_sq_fp32"}},
+      {"last_step", state.last_step()},
+      {"loss_scaler", state.scaler().Export()},
+      {"units", ckpt::LayoutJson(engine)},
+      {"client_state", json::parse(client_state.empty() ? "{}" : client_state, nullptr, false)},
+      {"config", json::parse(config_json.empty() ? "{}" : config_json, nullptr, false)}};
+
+  PendingSave::Impl* p = impl.get();
+  const std::string path = absl::StrCat(p->tmp_dir, "/", ckpt::ShardName(comm.rank()));
+  p->writer = std::thread([p, path] {
+    absl::StatusOr<ckpt::IoResult> io = ckpt::WriteWholeFile(path, p->shard, p->options.direct_io);
+    if (io.ok()) {
+      p->stats.direct = io->direct;
+      p->stats.write_seconds = io->seconds;
+      unsigned int length = 0;
+      EVP_Digest(p->shard.data(), p->shard.size(), p->digest, &length, EVP_sha256(), nullptr);
+    }
+    p->write_status = io.status();
+    p->written.store(true);
+  });
+  return std::make_unique<PendingSave>(std::move(impl));
+}
+
+absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::string& dir,
+                            const std::string& tag, const std::string& client_state,
+                            const std::string& config_json, const SaveOptions& options,
+                            SaveStats* stats) {
+  absl::StatusOr<std::unique_ptr<PendingSave>> pending =
+      StartCheckpoint(engine, comm, dir, tag, client_state, config_json, options);
+  if (!pending.ok()) return pending.status();
+  const absl::Status s = (*pending)->Wait(comm);
+  if (stats != nullptr) *stats = (*pending)->stats();
+  return s;
+}
+
+}  // namespace zerorun

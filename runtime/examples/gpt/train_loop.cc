@@ -1,0 +1,352 @@
+// train_gpt's training loop: data sampling by global row (the same batches at any world size),
+// checkpoint save and resume (also after a zerorun --max-restarts restart), and the end summary.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/exit_codes.h"
+#include "base/rank_env.h"
+#include "nlohmann/json.hpp"
+#include "train_setup.h"
+#include "zerorun/checkpoint.h"
+#include "zerorun/counter_rng.h"
+
+namespace zerorun::gpt {
+namespace {
+
+double MedianOf(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::infinity();
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The restart attempt zerorun runs (ZERORUN_RESTART_COUNT; 0 when not restarted).
+int Attempt() {
+  int attempt = 0;
+  const char* text = std::getenv(rank_env::kRestartCount);
+  return text != nullptr && absl::SimpleAtoi(text, &attempt) ? attempt : 0;
+}
+
+// The character-level corpus as token ids (sorted byte values); sets config->vocab.
+absl::StatusOr<std::vector<int>> LoadCorpus(const std::string& path, GptConfig* config) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read corpus ", path));
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::map<unsigned char, int> ids;
+  for (unsigned char ch : text) ids[ch] = 0;
+  int next = 0;
+  for (auto& [ch, id] : ids) id = next++;
+  std::vector<int> corpus;
+  corpus.reserve(text.size());
+  for (unsigned char ch : text) corpus.push_back(ids[ch]);
+  config->vocab = next;
+  if (corpus.size() <= static_cast<size_t>(config->seq) + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("corpus ", path, " is shorter than --seq"));
+  }
+  return corpus;
+}
+
+// Fills `rows` rows of T+1 tokens for global rows first_row.. of `step`: a row's content depends
+// only on (seed, step, global row), so a global batch is the same at every world size.
+void FillRows(const TrainArgs& args, const std::vector<int>& corpus, const GptConfig& config,
+              int step, int64_t first_row, int rows, int* out) {
+  const int t_len = config.seq;
+  for (int r = 0; r < rows; ++r) {
+    const uint64_t key =
+        Mix64(args.seed ^ Mix64(static_cast<uint64_t>(step) * 0x9e3779b97f4a7c15ull +
+                                static_cast<uint64_t>(first_row + r)));
+    int* row = out + static_cast<size_t>(r) * (t_len + 1);
+    if (args.random_tokens) {
+      for (int j = 0; j <= t_len; ++j) {
+        row[j] = static_cast<int>(Mix64(key + j) % static_cast<uint64_t>(config.vocab));
+      }
+    } else {
+      const size_t start = Mix64(key) % (corpus.size() - t_len - 1);
+      std::copy_n(corpus.begin() + start, t_len + 1, row);
+    }
+  }
+}
+
+// A training step's failure: kExitPeerFailed when a peer rank died (the communicator's Aborted),
+// so zerorun names that peer as the root cause; else 70.
+int FailureExit(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted ? kExitPeerFailed : kExitSoftware;
+}
+
+int ExitCodeOf(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+      return 66;
+    case absl::StatusCode::kDataLoss:
+      return 65;
+    case absl::StatusCode::kFailedPrecondition:
+      return 78;
+    default:
+      return 70;
+  }
+}
+
+// --resume, or a restart by zerorun with a checkpoint in --save-dir: loads it and returns the
+// first step to train; 1 when there is nothing to resume.
+absl::StatusOr<int> MaybeResume(const TrainArgs& args, TrainSetup& setup, ZeroEngine& engine) {
+  const int attempt = Attempt();
+  std::string tag = args.resume_tag;
+  bool resume = args.resume;
+  if (attempt > 0 && !args.save_dir.empty()) {
+    // A restart goes on from the newest checkpoint, whatever the first attempt resumed from.
+    const bool have = access((args.save_dir + "/latest").c_str(), F_OK) == 0;
+    if (setup.rank == 0) {
+      std::printf(
+          "train_gpt: restart attempt %d: %s\n", attempt,
+          have ? absl::StrCat("resuming from ", args.save_dir, "/latest").c_str()
+               : absl::StrCat("no checkpoint in ", args.save_dir, " yet, starting from step 1")
+                     .c_str());
+    }
+    resume = have;
+    tag.clear();
+  }
+  if (!resume) return 1;
+  absl::StatusOr<std::string> state = LoadCheckpoint(engine, *setup.comm, args.save_dir, tag);
+  if (!state.ok()) return state.status();
+  const nlohmann::json client = nlohmann::json::parse(*state, nullptr, false);
+  const int step = client.is_object() ? client.value("step", 0) : 0;
+  if (setup.rank == 0) {
+    std::printf("train_gpt: resumed from %s at step %d\n", args.save_dir.c_str(), step);
+  }
+  return step + 1;
+}
+
+// --save-dir/--save-every: a checkpoint after every K-th step, synchronous or (--async-save)
+// written while the next steps train and published once every rank's shard is on disk.
+class Saver {
+ public:
+  Saver(const TrainArgs& args, TrainSetup& setup, ZeroEngine& engine)
+      : args_(args), setup_(setup), engine_(engine) {}
+
+  absl::Status AfterStep(int step) {
+    if (pending_ != nullptr) {
+      absl::StatusOr<bool> done = pending_->Poll(*setup_.comm);
+      if (!done.ok()) return done.status();
+      if (*done) Saved(pending_->path(), pending_->stats(), true);
+      if (*done) pending_.reset();
+    }
+    if (args_.save_every <= 0 || args_.save_dir.empty() || step % args_.save_every != 0) {
+      return absl::OkStatus();
+    }
+    if (absl::Status s = Finish(); !s.ok()) return s;  // One save in flight at a time.
+    const std::string client = nlohmann::json({{"step", step}, {"seed", args_.seed}}).dump();
+    SaveOptions options;
+    options.keep_last = args_.keep_last;
+    const std::string tag = DefaultTag(step);
+    if (args_.async_save) {
+      absl::StatusOr<std::unique_ptr<PendingSave>> started = StartCheckpoint(
+          engine_, *setup_.comm, args_.save_dir, tag, client, setup_.config_json, options);
+      if (!started.ok()) return started.status();
+      pending_ = *std::move(started);
+      return absl::OkStatus();
+    }
+    SaveStats stats;
+    absl::Status s = SaveCheckpoint(engine_, *setup_.comm, args_.save_dir, tag, client,
+                                    setup_.config_json, options, &stats);
+    if (s.ok()) Saved(args_.save_dir + "/" + tag, stats, false);
+    return s;
+  }
+
+  // Waits for a save in flight and publishes it.
+  absl::Status Finish() {
+    if (pending_ == nullptr) return absl::OkStatus();
+    absl::Status s = pending_->Wait(*setup_.comm);
+    if (s.ok()) Saved(pending_->path(), pending_->stats(), true);
+    pending_.reset();
+    return s;
+  }
+
+ private:
+  void Saved(const std::string& path, const SaveStats& st, bool async) const {
+    if (setup_.rank != 0) return;
+    std::printf(
+        "train_gpt: saved %s (%.1f MiB per rank in %.3f s, %.2f GB/s, %s%s; snapshot %.1f ms)\n",
+        path.c_str(), st.bytes / 1048576.0, st.write_seconds,
+        st.write_seconds > 0 ? st.bytes / st.write_seconds / 1e9 : 0.0,
+        st.direct ? "O_DIRECT" : "buffered", async ? ", asynchronous" : "",
+        st.snapshot_seconds * 1e3);
+    std::fflush(stdout);
+  }
+
+  const TrainArgs& args_;
+  TrainSetup& setup_;
+  ZeroEngine& engine_;
+  std::unique_ptr<PendingSave> pending_;
+};
+
+int SaveFailureExit(const absl::Status& s, int rank) {
+  std::fprintf(stderr, "train_gpt: rank %d: %s\n", rank, std::string(s.message()).c_str());
+  return s.code() == absl::StatusCode::kAborted ? kExitPeerFailed : kExitCantCreate;
+}
+
+uint64_t ParameterChecksum(ZeroEngine& engine) {
+  const Layout& layout = engine.layout();
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a over every parameter's fp32 bits.
+  for (size_t u = 0; u < layout.units().size(); ++u) {
+    for (size_t t = 0; t < layout.units()[u].tensors.size(); ++t) {
+      std::vector<float> values(layout.units()[u].tensors[t].numel);
+      (void)engine.GetTensor(u, t, values.data());
+      const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+      for (size_t i = 0; i < values.size() * sizeof(float); ++i) {
+        hash = (hash ^ bytes[i]) * 1099511628211ull;
+      }
+    }
+  }
+  return hash;
+}
+
+void PrintSummary(const TrainArgs& args, ZeroEngine& engine, double total_s, double tokens_per_step,
+                  const std::vector<double>& step_s) {
+  const MemoryReport m = engine.Memory();
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf(
+      "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, master %.1f MiB, "
+      "grads %.1f MiB, optimizer %.1f MiB; slots: gradients %.1f MiB, parameters %.1f MiB; "
+      "peak RSS %.0f MiB; median %.0f tokens/s\n",
+      args.steps, total_s, m.params / 1048576.0, m.master / 1048576.0, m.grads / 1048576.0,
+      m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0, usage.ru_maxrss / 1024.0,
+      tokens_per_step / MedianOf(step_s));
+}
+
+}  // namespace
+
+int Train(const TrainArgs& args, TrainSetup& setup) {
+  GptConfig config = args.model;
+  std::vector<int> corpus;
+  if (!args.random_tokens) {
+    absl::StatusOr<std::vector<int>> loaded =
+        LoadCorpus(args.data.empty() ? TRAIN_GPT_DEFAULT_DATA : args.data, &config);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "train_gpt: %s\n", std::string(loaded.status().message()).c_str());
+      return loaded.status().code() == absl::StatusCode::kNotFound ? 66 : 2;
+    }
+    corpus = *std::move(loaded);
+  } else if (config.vocab <= 0) {
+    config.vocab = 4096;
+  }
+  auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
+  if (!engine_or.ok()) {
+    std::fprintf(stderr, "train_gpt: %s\n", std::string(engine_or.status().message()).c_str());
+    return 2;
+  }
+  ZeroEngine& engine = **engine_or;
+  const Layout& layout = engine.layout();
+  // Counter-based init on the shard: identical at any world size; stage 3 fills only its slice.
+  engine.Init([&](size_t u, size_t t, size_t begin, size_t end, float* out) {
+    const std::string& name = layout.units()[u].tensors[t].name;
+    const bool bias = absl::EndsWith(name, "bias");
+    const bool norm = absl::StartsWith(name, "ln");
+    const uint64_t tensor_key = (static_cast<uint64_t>(u) << 8) | t;
+    for (size_t i = begin; i < end; ++i) {
+      out[i - begin] = bias ? 0.0f : norm ? 1.0f : 0.02f * CounterNormal(args.seed, tensor_key, i);
+    }
+  });
+  absl::StatusOr<int> first_step = MaybeResume(args, setup, engine);
+  if (!first_step.ok()) {
+    std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                 std::string(first_step.status().message()).c_str());
+    return ExitCodeOf(first_step.status());
+  }
+  GptModel model(config);
+  const int b = setup.micro_batch, t_len = config.seq;
+  std::vector<int> tokens(static_cast<size_t>(b) * (t_len + 1));
+  const int ga = setup.options.gradient_accumulation_steps;
+  const double tokens_per_step = static_cast<double>(b) * t_len * ga * setup.world_size;
+  if (setup.rank == 0) {
+    const ZeroOptions& o = setup.options;
+    std::printf(
+        "train_gpt: %zu parameters (vocab %d, d_model %d, %d heads, %d layers, seq %d); "
+        "ZeRO stage %d, %s, overlap_comm %s, on %d rank(s); micro batch %d x accumulation %d\n",
+        layout.num_params(), config.vocab, config.d_model, config.heads, config.layers, t_len,
+        o.stage, DTypeName(o.dtype), o.overlap_comm ? "on" : "off", setup.world_size, b, ga);
+    for (const std::string& note : setup.notes) std::printf("train_gpt: note: %s\n", note.c_str());
+    std::fflush(stdout);
+  }
+  Saver saver(args, setup, engine);
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start;
+  std::vector<double> step_seconds;
+  for (int step = *first_step; step <= args.steps; ++step) {
+    float loss_sum = 0;
+    for (int micro = 0; micro < ga; ++micro) {
+      const int64_t first_row = (static_cast<int64_t>(setup.rank) * ga + micro) * b;
+      FillRows(args, corpus, config, step, first_row, b, tokens.data());
+      absl::StatusOr<float> loss = TrainMicroStep(model, engine, tokens.data(), b);
+      if (!loss.ok()) {
+        std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                     std::string(loss.status().message()).c_str());
+        return FailureExit(loss.status());
+      }
+      loss_sum += *loss;
+    }
+    const float lr = setup.lr.At(step);
+    absl::StatusOr<StepResult> result = engine.Step(step, lr, loss_sum / ga);
+    if (!result.ok()) {
+      std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                   std::string(result.status().message()).c_str());
+      return FailureExit(result.status());
+    }
+    const float loss = result->mean_value;  // Averaged over the ranks by Step().
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last).count();
+    last = now;
+    if (step > *first_step + 1) step_seconds.push_back(seconds);  // Warm-up steps excluded.
+    if (setup.coordinator) {
+      (void)setup.coordinator->ReportStep(step, loss, tokens_per_step / seconds,
+                                          static_cast<int64_t>(engine.Memory().total()));
+    }
+    if (setup.rank == 0 && args.print_losses) std::printf("train_gpt: loss %d %.9e\n", step, loss);
+    if (setup.rank == 0 && (step % args.log_every == 0 || step == 1 || step == args.steps)) {
+      const std::string scale =
+          setup.options.dtype == DType::kFp16
+              ? absl::StrCat(" | loss scale ", result->loss_scale,
+                             result->skipped ? " (overflow: step skipped)" : "")
+              : (result->skipped ? " | non-finite gradient: step skipped" : "");
+      std::printf("step %4d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tokens/s%s\n", step,
+                  args.steps, loss, lr, result->grad_norm, tokens_per_step / seconds,
+                  scale.c_str());
+      std::fflush(stdout);
+    }
+    if (absl::Status s = saver.AfterStep(step); !s.ok()) return SaveFailureExit(s, setup.rank);
+    const InjectedFailure& f = args.inject_failure;
+    if (step == f.step && setup.rank == (f.rank < 0 ? setup.world_size - 1 : f.rank) &&
+        Attempt() < f.attempts) {
+      std::fprintf(stderr, "train_gpt: rank %d: injected failure after step %d (attempt %d)\n",
+                   setup.rank, step, Attempt());
+      return 3;
+    }
+  }
+  if (absl::Status s = saver.Finish(); !s.ok()) return SaveFailureExit(s, setup.rank);
+  if (args.print_checksum) {
+    const uint64_t hash = ParameterChecksum(engine);
+    if (setup.rank == 0) {
+      std::printf("train_gpt: parameter checksum %016llx\n", static_cast<unsigned long long>(hash));
+    }
+  }
+  if (setup.rank == 0) {
+    PrintSummary(args, engine,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                 tokens_per_step, step_seconds);
+  }
+  return 0;
+}
+
+}  // namespace zerorun::gpt
