@@ -1,4 +1,4 @@
-// zerorun ckpt: inspect and verify.
+// zerorun ckpt: inspect, verify and consolidate.
 #include "ckpt_cli.h"
 
 #include <cstdio>
@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
 #include "ckpt/manifest.h"
+#include "zerorun/dtype.h"
 
 namespace zerorun::launcher {
 namespace {
@@ -63,8 +64,13 @@ int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& e
   return kExitOk;
 }
 
-int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, std::ostream& out,
-                           std::ostream& err) {
+int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
+                           const std::string& dtype, std::ostream& out, std::ostream& err) {
+  if (dtype != "fp32" && dtype != "bf16") {
+    err << "zerorun ckpt consolidate: --dtype " << dtype << " is not fp32 or bf16\n";
+    return kExitUsage;
+  }
+  const bool bf16 = dtype == "bf16";
   absl::StatusOr<ckpt::Manifest> m = ckpt::ReadManifest(dir);
   if (!m.ok()) {
     err << "zerorun ckpt consolidate: " << m.status().message() << "\n";
@@ -72,7 +78,8 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, 
   }
   ckpt::ShardReader reader(*m);
   nlohmann::json header = nlohmann::json::object();
-  header["__metadata__"] = {{"format", "zerorun fp32 masters"},
+  header["__metadata__"] = {{"format", bf16 ? "zerorun fp32 masters rounded to bf16 (nearest even)"
+                                            : "zerorun fp32 masters"},
                             {"tag", m->tag},
                             {"step", std::to_string(m->last_step)},
                             {"world_size", std::to_string(m->world_size)},
@@ -88,10 +95,19 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, 
         return ExitFor(s);
       }
       const std::string name = absl::StrCat(units[u].value("name", ""), ".", t.value("name", ""));
-      header[name] = {{"dtype", "F32"},
+      const size_t bytes = numel * (bf16 ? 2 : 4);
+      header[name] = {{"dtype", bf16 ? "BF16" : "F32"},
                       {"shape", t.value("shape", nlohmann::json::array())},
-                      {"data_offsets", {data.size(), data.size() + numel * 4}}};
-      data.append(reinterpret_cast<const char*>(values.data()), numel * 4);
+                      {"data_offsets", {data.size(), data.size() + bytes}}};
+      if (bf16) {
+        for (float v : values) {
+          const uint16_t h = FloatToBf16(v);  // Little-endian, as safetensors stores it.
+          data.push_back(static_cast<char>(h & 0xff));
+          data.push_back(static_cast<char>(h >> 8));
+        }
+      } else {
+        data.append(reinterpret_cast<const char*>(values.data()), bytes);
+      }
     }
   }
   std::string text = header.dump();
@@ -115,7 +131,7 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, 
     return kExitCantCreate;
   }
   out << "zerorun ckpt consolidate: " << m->dir << " -> " << out_path << " (" << header.size() - 1
-      << " fp32 tensors, " << data.size() << " bytes of weights)\n";
+      << " " << dtype << " tensors, " << data.size() << " bytes of weights)\n";
   return kExitOk;
 }
 

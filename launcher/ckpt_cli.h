@@ -17,10 +17,10 @@ int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& e
 
 // Writes the full fp32 master weights of the checkpoint at `dir` to `out` in the safetensors
 // format (tensors named "<unit>.<tensor>", shapes as registered; metadata: tag, step, world size,
-// stage). Written to a temporary name and renamed. Returns 0, 65/66 as verify, 73 when `out`
-// cannot be written.
-int CkptConsolidateCommand(const std::string& dir, const std::string& out_path, std::ostream& out,
-                           std::ostream& err);
+// stage), as F32 or, with dtype "bf16", BF16 rounded to nearest even. Written to a temporary name
+// and renamed. Returns 0, 2 for another dtype, 65/66 as verify, 73 when `out` cannot be written.
+int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
+                           const std::string& dtype, std::ostream& out, std::ostream& err);
 
 }  // namespace zerorun::launcher
 

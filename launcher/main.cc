@@ -455,12 +455,14 @@ int Main(int argc, char** argv) {
   CLI::App* verify = ckpt->add_subcommand(
       "verify", "Check every shard's size and sha256 against the manifest (exit 65 if corrupt)");
   verify->add_option("dir", ckpt_dir, "Save directory (its latest) or a tag directory")->required();
-  std::string ckpt_out;
-  CLI::App* consolidate =
-      ckpt->add_subcommand("consolidate", "Write the full fp32 weights as one safetensors file");
+  std::string ckpt_out, ckpt_dtype = "fp32";
+  CLI::App* consolidate = ckpt->add_subcommand(
+      "consolidate", "Write the full fp32 (or bf16) weights as one safetensors file");
   consolidate->add_option("dir", ckpt_dir, "Save directory (its latest) or a tag directory")
       ->required();
   consolidate->add_option("--out", ckpt_out, "The .safetensors file to write")->required();
+  consolidate->add_option("--dtype", ckpt_dtype,
+                          "fp32 (default) or bf16 (rounded to nearest even)");
 
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
@@ -515,7 +517,7 @@ int Main(int argc, char** argv) {
   if (inspect->parsed()) return CkptInspectCommand(ckpt_dir, std::cout, std::cerr);
   if (verify->parsed()) return CkptVerifyCommand(ckpt_dir, std::cout, std::cerr);
   if (consolidate->parsed()) {
-    return CkptConsolidateCommand(ckpt_dir, ckpt_out, std::cout, std::cerr);
+    return CkptConsolidateCommand(ckpt_dir, ckpt_out, ckpt_dtype, std::cout, std::cerr);
   }
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);
   std::cerr << "zerorun: nothing to do. Run 'zerorun --help' for usage.\n";

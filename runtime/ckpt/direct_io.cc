@@ -2,6 +2,8 @@
 #include "ckpt/direct_io.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,13 +12,15 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace zerorun::ckpt {
 namespace {
 
-constexpr size_t kChunk = size_t{64} << 20;
+constexpr size_t kChunk = size_t{16} << 20;
 
 absl::Status Errno(const std::string& what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
@@ -58,21 +62,85 @@ bool WriteAll(int fd, const char* data, size_t size) {
   return true;
 }
 
+// Hashes data[0, ready) as `ready` grows, until Finish(): the sha256 of a buffer being filled
+// (reads) or of a whole one (writes), on its own thread.
+class FollowingSha256 {
+ public:
+  FollowingSha256(const char* data, unsigned char* out) : data_(data), out_(out) {
+    if (out_ != nullptr) thread_ = std::thread([this] { Run(); });
+  }
+  ~FollowingSha256() { Finish(); }
+  void Advance(size_t ready) {
+    absl::MutexLock lock(&mu_);
+    ready_ = ready;
+  }
+  void Finish() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Run() {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+    size_t hashed = 0;
+    while (true) {
+      size_t ready = 0;
+      bool done = false;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](FollowingSha256* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(f->mu_) {
+              return f->done_ || f->ready_ > f->hashed_;
+            },
+            this));
+        ready = ready_;
+        done = done_;
+      }
+      if (ready > hashed) EVP_DigestUpdate(ctx, data_ + hashed, ready - hashed);
+      hashed = ready;
+      {
+        absl::MutexLock lock(&mu_);
+        hashed_ = hashed;
+      }
+      if (done && hashed == ready) break;
+    }
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(ctx, out_, &length);
+    EVP_MD_CTX_free(ctx);
+  }
+
+  const char* data_;
+  unsigned char* out_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  size_t ready_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t hashed_ ABSL_GUARDED_BY(mu_) = 0;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 }  // namespace
 
-void AlignedBuffer::Free::operator()(char* p) const { std::free(p); }
+void AlignedBuffer::Free::operator()(char* p) const { munmap(p, bytes); }
 
 AlignedBuffer::AlignedBuffer(size_t size)
     : size_(size), capacity_(RoundUp(std::max<size_t>(size, 1))) {
-  void* p = nullptr;
-  if (posix_memalign(&p, kAlign, capacity_) != 0) std::abort();
-  data_.reset(static_cast<char*>(p));
-  std::memset(data_.get() + size_, 0, capacity_ - size_);
+  void* p = mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) std::abort();
+  if (madvise(p, capacity_, MADV_POPULATE_WRITE) != 0) {
+    std::memset(p, 0, capacity_);  // Kernels before 5.14: fault the pages in by touch.
+  }
+  data_ = std::unique_ptr<char, Free>(static_cast<char*>(p), Free{capacity_});
 }
 
 absl::StatusOr<IoResult> WriteWholeFile(const std::string& path, const AlignedBuffer& buffer,
-                                        bool allow_direct) {
+                                        bool allow_direct, unsigned char* sha256) {
   const auto start = std::chrono::steady_clock::now();
+  FollowingSha256 hash(buffer.data(), sha256);
+  hash.Advance(buffer.size());  // The buffer is whole: hashing runs beside the writes.
   IoResult result;
   int fd = OpenMaybeDirect(path, O_WRONLY | O_CREAT | O_TRUNC, allow_direct, &result.direct);
   if (fd < 0) return Errno("cannot create", path);
@@ -98,13 +166,15 @@ absl::StatusOr<IoResult> WriteWholeFile(const std::string& path, const AlignedBu
     return s;
   }
   close(fd);
+  hash.Finish();
   result.seconds = Since(start);
   return result;
 }
 
 absl::StatusOr<IoResult> ReadWholeFile(const std::string& path, AlignedBuffer* buffer,
-                                       bool allow_direct) {
+                                       bool allow_direct, unsigned char* sha256) {
   const auto start = std::chrono::steady_clock::now();
+  FollowingSha256 hash(buffer->data(), sha256);
   IoResult result;
   const int fd = OpenMaybeDirect(path, O_RDONLY, allow_direct, &result.direct);
   if (fd < 0) return Errno("cannot open", path);
@@ -131,9 +201,11 @@ absl::StatusOr<IoResult> ReadWholeFile(const std::string& path, AlignedBuffer* b
       return s;
     }
     if (n == 0) break;
-    done += static_cast<size_t>(n);
+    done += static_cast<size_t>(std::min<size_t>(n, buffer->size() - done));
+    hash.Advance(done);
   }
   close(fd);
+  hash.Finish();
   if (done != buffer->size()) {
     return absl::DataLossError(
         absl::StrCat(path, ": read ", done, " of ", buffer->size(), " bytes (truncated?)"));

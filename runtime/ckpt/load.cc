@@ -79,10 +79,12 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
       // Same world and stage: this rank's own file, whole, checked against its sha256.
       const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
       const std::string path = absl::StrCat(where, "/", shard_entry.file);
-      if (absl::StatusOr<ckpt::IoResult> io = ckpt::ReadWholeFile(path, &shard); !io.ok()) {
+      unsigned char digest[32];
+      if (absl::StatusOr<ckpt::IoResult> io = ckpt::ReadWholeFile(path, &shard, true, digest);
+          !io.ok()) {
         return io.status();
       }
-      if (ckpt::BytesSha256(shard.data(), shard.size()) != shard_entry.sha256) {
+      if (ckpt::HexDigest(digest, 32) != shard_entry.sha256) {
         return absl::DataLossError(absl::StrCat(path, " does not match its sha256 in ", where,
                                                 "/manifest.json (corrupt)"));
       }

@@ -2,7 +2,6 @@
 // on a thread (O_DIRECT) in a temporary directory; every rank's outcome and sha256 agreed through
 // the communicator, then rank 0 writes the manifest and publishes the directory and `latest`.
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "base/version.h"
 #include "ckpt/checkpoint_internal.h"
 #include "ckpt/direct_io.h"
@@ -60,6 +60,28 @@ void PruneOld(const std::string& dir, const std::string& current, int keep) {
   }
 }
 
+// The staging buffer of the last published save, kept for the next one of the same size: a fresh
+// buffer costs populating its pages (longer than the copy into it), a kept one only the copy.
+absl::Mutex staging_mu;
+ckpt::AlignedBuffer* kept_staging ABSL_GUARDED_BY(staging_mu) = nullptr;
+
+ckpt::AlignedBuffer TakeStaging(size_t size) {
+  absl::MutexLock lock(&staging_mu);
+  if (kept_staging != nullptr && kept_staging->size() == size) {
+    ckpt::AlignedBuffer buffer = std::move(*kept_staging);
+    delete kept_staging;
+    kept_staging = nullptr;
+    return buffer;
+  }
+  return ckpt::AlignedBuffer(size);
+}
+
+void KeepStaging(ckpt::AlignedBuffer buffer) {
+  absl::MutexLock lock(&staging_mu);
+  delete kept_staging;
+  kept_staging = new ckpt::AlignedBuffer(std::move(buffer));
+}
+
 double Since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -93,7 +115,10 @@ struct PendingSave::Impl {
 };
 
 PendingSave::PendingSave(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-PendingSave::~PendingSave() { impl_->Join(); }
+PendingSave::~PendingSave() {
+  impl_->Join();
+  if (impl_->finished) KeepStaging(std::move(impl_->shard));
+}
 const SaveStats& PendingSave::stats() const { return impl_->stats; }
 const std::string& PendingSave::path() const { return impl_->final_dir; }
 
@@ -190,7 +215,7 @@ absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
   const auto start = std::chrono::steady_clock::now();
   const ShardState& state = engine.shard_state();
   const size_t n = state.elements();
-  impl->shard = ckpt::AlignedBuffer(3 * n * sizeof(float));
+  impl->shard = TakeStaging(3 * n * sizeof(float));
   float* out = reinterpret_cast<float*>(impl->shard.data());
   for (size_t ui = 0; ui < engine.layout().units().size(); ++ui) {
     std::copy_n(engine.master(ui), engine.owned_count(ui), out + engine.shard_offset(ui));
@@ -218,12 +243,11 @@ absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
   PendingSave::Impl* p = impl.get();
   const std::string path = absl::StrCat(p->tmp_dir, "/", ckpt::ShardName(comm.rank()));
   p->writer = std::thread([p, path] {
-    absl::StatusOr<ckpt::IoResult> io = ckpt::WriteWholeFile(path, p->shard, p->options.direct_io);
+    absl::StatusOr<ckpt::IoResult> io =
+        ckpt::WriteWholeFile(path, p->shard, p->options.direct_io, p->digest);
     if (io.ok()) {
       p->stats.direct = io->direct;
       p->stats.write_seconds = io->seconds;
-      unsigned int length = 0;
-      EVP_Digest(p->shard.data(), p->shard.size(), p->digest, &length, EVP_sha256(), nullptr);
     }
     p->write_status = io.status();
     p->written.store(true);

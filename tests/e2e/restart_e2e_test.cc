@@ -93,7 +93,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "zerorun --max-restarts 1 with a rank that fails every time: exit 1 after two attempts, each root "
+    "zerorun --max-restarts 1 with a rank that fails every time: exit 1 after two attempts, each "
+    "root "
     "cause kept",
     "[e2e][restart]") {
   Job job;
@@ -137,6 +138,25 @@ constexpr char kCompare[] =
     "    if k.endswith('qkv.bias') and d <= i < 2 * d: key = max(key, abs(x - y))\n"
     "    else: err = max(err, abs(x - y))\n"
     "print(err, key)\n";
+
+// Checks a BF16 safetensors file against the F32 one: same names and shapes, each value the
+// round-to-nearest-even of the fp32 one.
+constexpr char kBf16Check[] =
+    "import json, struct, sys\n"
+    "def read(path):\n"
+    "  b = open(path, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]\n"
+    "  h = json.loads(b[8:8 + n]); return h, b[8 + n:]\n"
+    "(h32, d32), (h16, d16) = read(sys.argv[1]), read(sys.argv[2])\n"
+    "names = [k for k in h32 if k != '__metadata__']\n"
+    "assert sorted(names) == sorted(k for k in h16 if k != '__metadata__')\n"
+    "for k in names:\n"
+    "  a, b = h32[k], h16[k]\n"
+    "  assert b['dtype'] == 'BF16' and a['shape'] == b['shape'], k\n"
+    "  s, e = a['data_offsets']; x = struct.unpack('<%dI' % ((e - s) // 4), d32[s:e])\n"
+    "  s, e = b['data_offsets']; y = struct.unpack('<%dH' % ((e - s) // 2), d16[s:e])\n"
+    "  for u, v in zip(x, y):\n"
+    "    assert ((u + 0x7fff + ((u >> 16) & 1)) >> 16) & 0xffff == v, (k, hex(u), hex(v))\n"
+    "print('%d tensors rounded' % len(names))\n";
 
 TEST_CASE(
     "Resume at world 2 -> 3 with stage 2 -> 3, then 3 -> 1 back at world 2, matches the "
@@ -198,6 +218,16 @@ TEST_CASE(
   INFO("parameters differ by " << error << " (key bias " << key_error << ")");
   CHECK(error <= kParamAbsTol);
   CHECK(key_error <= kKeyBiasAbsTol);
+  // --dtype bf16: every weight is its fp32 value rounded to nearest even (NaN-free here).
+  const std::string bf16 = chain_dir + ".bf16.safetensors";
+  REQUIRE(Run({ZR_TEST_ZERORUN, "ckpt", "consolidate", chain_dir, "--out", bf16, "--dtype", "bf16"},
+              job.env)
+              .exit_code == 0);
+  const RunResult rounded =
+      Run({"/usr/bin/python3", "-c", kBf16Check, chain_dir + ".safetensors", bf16});
+  INFO(rounded.out << rounded.err);
+  CHECK(rounded.exit_code == 0);
+  CHECK_THAT(rounded.out, Catch::StartsWith("29 tensors rounded"));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
 #include "base/rank_env.h"
 #include "nlohmann/json.hpp"
@@ -118,12 +119,18 @@ absl::StatusOr<int> MaybeResume(const TrainArgs& args, TrainSetup& setup, ZeroEn
     tag.clear();
   }
   if (!resume) return 1;
+  const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::string> state = LoadCheckpoint(engine, *setup.comm, args.save_dir, tag);
   if (!state.ok()) return state.status();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const nlohmann::json client = nlohmann::json::parse(*state, nullptr, false);
   const int step = client.is_object() ? client.value("step", 0) : 0;
   if (setup.rank == 0) {
-    std::printf("train_gpt: resumed from %s at step %d\n", args.save_dir.c_str(), step);
+    const double bytes = 12.0 * static_cast<double>(engine.shard_state().elements());
+    std::printf("train_gpt: resumed from %s at step %d (%d x %.1f MiB in %.3f s, %.2f GB/s)\n",
+                args.save_dir.c_str(), step, setup.world_size, bytes / 1048576.0, seconds,
+                bytes * setup.world_size / seconds / 1e9);
   }
   return step + 1;
 }
@@ -137,10 +144,11 @@ class Saver {
 
   absl::Status AfterStep(int step) {
     if (pending_ != nullptr) {
+      const auto start = Clock::now();
       absl::StatusOr<bool> done = pending_->Poll(*setup_.comm);
+      stalled_ += Seconds(start);
       if (!done.ok()) return done.status();
-      if (*done) Saved(pending_->path(), pending_->stats(), true);
-      if (*done) pending_.reset();
+      if (*done) Published();
     }
     if (args_.save_every <= 0 || args_.save_dir.empty() || step % args_.save_every != 0) {
       return absl::OkStatus();
@@ -150,9 +158,11 @@ class Saver {
     SaveOptions options;
     options.keep_last = args_.keep_last;
     const std::string tag = DefaultTag(step);
+    const auto start = Clock::now();
     if (args_.async_save) {
       absl::StatusOr<std::unique_ptr<PendingSave>> started = StartCheckpoint(
           engine_, *setup_.comm, args_.save_dir, tag, client, setup_.config_json, options);
+      stalled_ = Seconds(start);
       if (!started.ok()) return started.status();
       pending_ = *std::move(started);
       return absl::OkStatus();
@@ -160,28 +170,43 @@ class Saver {
     SaveStats stats;
     absl::Status s = SaveCheckpoint(engine_, *setup_.comm, args_.save_dir, tag, client,
                                     setup_.config_json, options, &stats);
-    if (s.ok()) Saved(args_.save_dir + "/" + tag, stats, false);
+    if (s.ok()) Print(args_.save_dir + "/" + tag, stats, Seconds(start), -1);
     return s;
   }
 
   // Waits for a save in flight and publishes it.
   absl::Status Finish() {
     if (pending_ == nullptr) return absl::OkStatus();
+    const auto start = Clock::now();
     absl::Status s = pending_->Wait(*setup_.comm);
-    if (s.ok()) Saved(pending_->path(), pending_->stats(), true);
-    pending_.reset();
-    return s;
+    stalled_ += Seconds(start);
+    if (!s.ok()) return s;
+    Published();
+    return absl::OkStatus();
   }
 
  private:
-  void Saved(const std::string& path, const SaveStats& st, bool async) const {
+  using Clock = std::chrono::steady_clock;
+  static double Seconds(Clock::time_point since) {
+    return std::chrono::duration<double>(Clock::now() - since).count();
+  }
+  void Published() {
+    Print(pending_->path(), pending_->stats(), 0, stalled_);
+    pending_.reset();
+  }
+  // One line from rank 0: the end-to-end time of a synchronous save (every rank's shard on disk
+  // and published), or how long an asynchronous one stalled training.
+  void Print(const std::string& path, const SaveStats& st, double seconds, double stall) const {
     if (setup_.rank != 0) return;
+    const double total = static_cast<double>(st.bytes) * setup_.world_size;
+    const std::string how =
+        stall < 0
+            ? absl::StrFormat("in %.3f s, %.2f GB/s end to end", seconds, total / seconds / 1e9)
+            : absl::StrFormat("asynchronously, training stalled %.1f ms", stall * 1e3);
     std::printf(
-        "train_gpt: saved %s (%.1f MiB per rank in %.3f s, %.2f GB/s, %s%s; snapshot %.1f ms)\n",
-        path.c_str(), st.bytes / 1048576.0, st.write_seconds,
-        st.write_seconds > 0 ? st.bytes / st.write_seconds / 1e9 : 0.0,
-        st.direct ? "O_DIRECT" : "buffered", async ? ", asynchronous" : "",
-        st.snapshot_seconds * 1e3);
+        "train_gpt: saved %s: %d x %.1f MiB %s (snapshot %.1f ms; rank 0 wrote %s in %.3f s)\n",
+        path.c_str(), setup_.world_size, st.bytes / 1048576.0, how.c_str(),
+        st.snapshot_seconds * 1e3, st.direct ? "with O_DIRECT" : "buffered", st.write_seconds);
     std::fflush(stdout);
   }
 
@@ -189,6 +214,7 @@ class Saver {
   TrainSetup& setup_;
   ZeroEngine& engine_;
   std::unique_ptr<PendingSave> pending_;
+  double stalled_ = 0;  // Of the save in flight: StartCheckpoint, the polls, a final wait.
 };
 
 int SaveFailureExit(const absl::Status& s, int rank) {

@@ -57,7 +57,8 @@ class PendingSave {
 };
 
 // Collective: every rank calls it with the same arguments. Copies this rank's shard (fp32
-// masters, Adam m and v in state order) into an aligned staging buffer, creates <dir>/<tag>.tmp/
+// masters, Adam m and v in state order) into an aligned staging buffer (kept after the save is
+// published, for the next save of the same size: memory of one shard), creates <dir>/<tag>.tmp/
 // and starts writing the shard there on a thread (O_DIRECT, fsynced). `client_state` (JSON text:
 // the caller's step, LR schedule, data position) and `config_json` go into the manifest.
 absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(ZeroEngine& engine, Communicator& comm,
