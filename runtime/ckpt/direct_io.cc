@@ -1,4 +1,5 @@
-// O_DIRECT whole-file transfers with a buffered fallback (see direct_io.h).
+// O_DIRECT whole-file transfers through two aligned chunk buffers, with a buffered fallback
+// (see direct_io.h).
 #include "ckpt/direct_io.h"
 
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -30,10 +32,6 @@ size_t RoundUp(size_t n) {
   return (n + AlignedBuffer::kAlign - 1) / AlignedBuffer::kAlign * AlignedBuffer::kAlign;
 }
 
-double Since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // Opens with O_DIRECT when allowed and accepted; *direct says which it got.
 int OpenMaybeDirect(const std::string& path, int flags, bool allow_direct, bool* direct) {
   *direct = false;
@@ -47,80 +45,103 @@ int OpenMaybeDirect(const std::string& path, int flags, bool allow_direct, bool*
   return open(path.c_str(), flags | O_CLOEXEC, 0644);
 }
 
-// Writes [data, data + size) at offset 0 onwards; false with errno set on failure.
-bool WriteAll(int fd, const char* data, size_t size) {
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = write(fd, data + done, std::min(kChunk, size - done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) errno = EIO;
-      return false;
+// Copies file bytes [offset, offset + n) between `slot` and the pieces.
+template <typename PieceT, typename Copy>
+void ForRange(const std::vector<PieceT>& pieces, size_t offset, size_t n, Copy copy) {
+  size_t base = 0;
+  for (const PieceT& p : pieces) {
+    const size_t end = base + p.size;
+    if (end > offset && base < offset + n) {
+      const size_t from = std::max(base, offset), to = std::min(end, offset + n);
+      copy(p.data + (from - base), from - offset, to - from);
     }
-    done += static_cast<size_t>(n);
+    base = end;
+    if (base >= offset + n) break;
   }
-  return true;
 }
 
-// Hashes data[0, ready) as `ready` grows, until Finish(): the sha256 of a buffer being filled
-// (reads) or of a whole one (writes), on its own thread.
-class FollowingSha256 {
- public:
-  FollowingSha256(const char* data, unsigned char* out) : data_(data), out_(out) {
-    if (out_ != nullptr) thread_ = std::thread([this] { Run(); });
-  }
-  ~FollowingSha256() { Finish(); }
-  void Advance(size_t ready) {
-    absl::MutexLock lock(&mu_);
-    ready_ = ready;
-  }
-  void Finish() {
-    {
-      absl::MutexLock lock(&mu_);
-      done_ = true;
+// Runs produce(slot, offset, n) on a second thread and consume(slot, offset, n) on this one for
+// the chunks of `total` bytes, through two slots: chunk k+1 is produced while k is consumed. The
+// first false from either ends both; returns whether every chunk went through.
+using ChunkFn = std::function<bool(char* slot, size_t offset, size_t n)>;
+bool Pipeline(size_t total, const ChunkFn& produce, const ChunkFn& consume) {
+  AlignedBuffer slots[2] = {AlignedBuffer(std::min(total, kChunk)),
+                            AlignedBuffer(std::min(total, kChunk))};
+  absl::Mutex mu;
+  bool full[2] = {false, false};
+  bool failed = false;
+  const size_t chunks = (total + kChunk - 1) / kChunk;
+  std::thread producer([&] {
+    for (size_t k = 0; k < chunks; ++k) {
+      const size_t i = k % 2;
+      {
+        absl::MutexLock lock(&mu);
+        std::pair<bool*, bool*> args(&full[i], &failed);
+        mu.Await(absl::Condition(
+            +[](std::pair<bool*, bool*>* a) { return !*a->first || *a->second; }, &args));
+        if (failed) return;
+      }
+      const size_t offset = k * kChunk, n = std::min(kChunk, total - offset);
+      const bool ok = produce(slots[i].data(), offset, n);
+      absl::MutexLock lock(&mu);
+      if (!ok) {
+        failed = true;
+        return;
+      }
+      full[i] = true;
     }
-    if (thread_.joinable()) thread_.join();
+  });
+  bool ok = true;
+  for (size_t k = 0; k < chunks && ok; ++k) {
+    const size_t i = k % 2;
+    {
+      absl::MutexLock lock(&mu);
+      std::pair<bool*, bool*> args(&full[i], &failed);
+      mu.Await(absl::Condition(
+          +[](std::pair<bool*, bool*>* a) { return *a->first || *a->second; }, &args));
+      if (failed) break;
+    }
+    const size_t offset = k * kChunk, n = std::min(kChunk, total - offset);
+    ok = consume(slots[i].data(), offset, n);
+    absl::MutexLock lock(&mu);
+    if (!ok) failed = true;
+    full[i] = false;
+  }
+  producer.join();
+  return !failed;
+}
+
+class Sha256 {
+ public:
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  explicit Sha256(unsigned char* out) : out_(out) {
+    if (out_ == nullptr) return;
+    ctx_ = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+  }
+  ~Sha256() {
+    if (ctx_ != nullptr) EVP_MD_CTX_free(ctx_);
+  }
+  void Update(const char* data, size_t n) {
+    if (ctx_ != nullptr) EVP_DigestUpdate(ctx_, data, n);
+  }
+  void Final() {
+    unsigned int length = 0;
+    if (ctx_ != nullptr) EVP_DigestFinal_ex(ctx_, out_, &length);
   }
 
  private:
-  void Run() {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    size_t hashed = 0;
-    while (true) {
-      size_t ready = 0;
-      bool done = false;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](FollowingSha256* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(f->mu_) {
-              return f->done_ || f->ready_ > f->hashed_;
-            },
-            this));
-        ready = ready_;
-        done = done_;
-      }
-      if (ready > hashed) EVP_DigestUpdate(ctx, data_ + hashed, ready - hashed);
-      hashed = ready;
-      {
-        absl::MutexLock lock(&mu_);
-        hashed_ = hashed;
-      }
-      if (done && hashed == ready) break;
-    }
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(ctx, out_, &length);
-    EVP_MD_CTX_free(ctx);
-  }
-
-  const char* data_;
   unsigned char* out_;
-  std::thread thread_;
-  absl::Mutex mu_;
-  size_t ready_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t hashed_ ABSL_GUARDED_BY(mu_) = 0;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  EVP_MD_CTX* ctx_ = nullptr;
 };
+
+template <typename PieceT>
+size_t TotalSize(const std::vector<PieceT>& pieces) {
+  size_t total = 0;
+  for (const PieceT& p : pieces) total += p.size;
+  return total;
+}
 
 }  // namespace
 
@@ -136,45 +157,72 @@ AlignedBuffer::AlignedBuffer(size_t size)
   data_ = std::unique_ptr<char, Free>(static_cast<char*>(p), Free{capacity_});
 }
 
-absl::StatusOr<IoResult> WriteWholeFile(const std::string& path, const AlignedBuffer& buffer,
-                                        bool allow_direct, unsigned char* sha256) {
+absl::StatusOr<IoResult> WriteFileFrom(const std::string& path,
+                                       const std::vector<ConstPiece>& pieces, bool allow_direct,
+                                       unsigned char* sha256) {
   const auto start = std::chrono::steady_clock::now();
-  FollowingSha256 hash(buffer.data(), sha256);
-  hash.Advance(buffer.size());  // The buffer is whole: hashing runs beside the writes.
+  const size_t total = TotalSize(pieces);
+  // One attempt: the copy into a slot and its hash run while the other slot is written. O_DIRECT
+  // writes whole blocks: the last chunk is zero-padded and the file cut back to size after.
+  auto attempt = [&](int fd, bool direct) -> int {
+    Sha256 hash(sha256);
+    int error = 0;
+    const ChunkFn fill = [&](char* slot, size_t offset, size_t n) {
+      ForRange(pieces, offset, n,
+               [&](const char* src, size_t at, size_t len) { std::memcpy(slot + at, src, len); });
+      std::memset(slot + n, 0, RoundUp(n) - n);
+      hash.Update(slot, n);
+      return true;
+    };
+    const ChunkFn write_out = [&](char* slot, size_t, size_t n) {
+      const size_t want = direct ? RoundUp(n) : n;
+      size_t done = 0;
+      while (done < want) {
+        const ssize_t w = write(fd, slot + done, want - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+          error = w == 0 ? EIO : errno;
+          return false;
+        }
+        done += static_cast<size_t>(w);
+      }
+      return true;
+    };
+    if (total > 0 && !Pipeline(total, fill, write_out)) return error != 0 ? error : EIO;
+    if (direct && ftruncate(fd, static_cast<off_t>(total)) != 0) return errno;
+    hash.Final();
+    return 0;
+  };
   IoResult result;
   int fd = OpenMaybeDirect(path, O_WRONLY | O_CREAT | O_TRUNC, allow_direct, &result.direct);
   if (fd < 0) return Errno("cannot create", path);
-  // O_DIRECT writes whole blocks: the padded capacity, then the file is cut to size.
-  bool ok = WriteAll(fd, buffer.data(), result.direct ? buffer.capacity() : buffer.size());
-  if (!ok && result.direct && errno == EINVAL) {
+  int error = attempt(fd, result.direct);
+  if (error == EINVAL && result.direct) {
     // Accepted at open, refused at write (some file systems): buffered from the start.
     close(fd);
     result.direct = false;
     fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("cannot create", path);
-    ok = WriteAll(fd, buffer.data(), buffer.size());
+    error = attempt(fd, false);
   }
-  if (ok && result.direct && ftruncate(fd, static_cast<off_t>(buffer.size())) != 0) ok = false;
-  if (!ok) {
-    const absl::Status s = Errno("cannot write", path);
-    close(fd);
-    return s;
-  }
-  if (fsync(fd) != 0) {
+  if (error == 0 && fsync(fd) != 0) {
     const absl::Status s = Errno("cannot fsync", path);
     close(fd);
     return s;
   }
   close(fd);
-  hash.Finish();
-  result.seconds = Since(start);
+  if (error != 0) {
+    errno = error;
+    return Errno("cannot write", path);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 
-absl::StatusOr<IoResult> ReadWholeFile(const std::string& path, AlignedBuffer* buffer,
-                                       bool allow_direct, unsigned char* sha256) {
+absl::StatusOr<IoResult> ReadFileInto(const std::string& path, const std::vector<Piece>& pieces,
+                                      bool allow_direct, unsigned char* sha256) {
   const auto start = std::chrono::steady_clock::now();
-  FollowingSha256 hash(buffer->data(), sha256);
+  const size_t total = TotalSize(pieces);
   IoResult result;
   const int fd = OpenMaybeDirect(path, O_RDONLY, allow_direct, &result.direct);
   if (fd < 0) return Errno("cannot open", path);
@@ -184,34 +232,51 @@ absl::StatusOr<IoResult> ReadWholeFile(const std::string& path, AlignedBuffer* b
     close(fd);
     return s;
   }
-  if (static_cast<uint64_t>(st.st_size) != buffer->size()) {
+  if (static_cast<uint64_t>(st.st_size) != total) {
     close(fd);
     return absl::DataLossError(absl::StrCat(path, " is ", st.st_size, " bytes, its manifest says ",
-                                            buffer->size(), " (truncated or overwritten?)"));
+                                            total, " (truncated or overwritten?)"));
   }
-  // O_DIRECT reads whole blocks into the padded buffer; the last read stops at the end.
-  const size_t want = result.direct ? buffer->capacity() : buffer->size();
-  size_t done = 0;
-  while (done < buffer->size()) {
-    const ssize_t n = read(fd, buffer->data() + done, std::min(kChunk, want - done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const absl::Status s = Errno("cannot read", path);
-      close(fd);
-      return s;
+  Sha256 hash(sha256);
+  int error = 0;
+  bool short_read = false;
+  // One slot is read (whole blocks with O_DIRECT: the last read stops at the end of the file)
+  // while the other is hashed and copied out.
+  const ChunkFn read_in = [&](char* slot, size_t, size_t n) {
+    const size_t want = result.direct ? RoundUp(n) : n;
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r = read(fd, slot + done, want - done);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        error = errno;
+        return false;
+      }
+      if (r == 0) {
+        short_read = true;
+        return false;
+      }
+      done += static_cast<size_t>(r);
     }
-    if (n == 0) break;
-    done += static_cast<size_t>(std::min<size_t>(n, buffer->size() - done));
-    hash.Advance(done);
-  }
+    return true;
+  };
+  const ChunkFn drain = [&](char* slot, size_t offset, size_t n) {
+    hash.Update(slot, n);
+    ForRange(pieces, offset, n,
+             [&](char* dst, size_t at, size_t len) { std::memcpy(dst, slot + at, len); });
+    return true;
+  };
+  const bool ok = total == 0 || Pipeline(total, read_in, drain);
   close(fd);
-  hash.Finish();
-  if (done != buffer->size()) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": read ", done, " of ", buffer->size(), " bytes (truncated?)"));
+  if (!ok && short_read) {
+    return absl::DataLossError(absl::StrCat(path, " ended before ", total, " bytes (truncated?)"));
   }
-  std::memset(buffer->data() + buffer->size(), 0, buffer->capacity() - buffer->size());
-  result.seconds = Since(start);
+  if (!ok) {
+    errno = error;
+    return Errno("cannot read", path);
+  }
+  hash.Final();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

@@ -1,6 +1,7 @@
-// Whole-file writes and reads for checkpoint shards: large sequential O_DIRECT transfers from
-// 4 KiB-aligned host buffers where the file system accepts O_DIRECT, buffered I/O where it does
-// not (tmpfs, some overlays), every size checked.
+// Whole-file writes and reads for checkpoint shards: large sequential O_DIRECT transfers through
+// two 4 KiB-aligned 16 MiB buffers (one is filled or drained, and hashed, while the other is on
+// its way to or from the disk), buffered I/O where the file system refuses O_DIRECT (tmpfs, some
+// overlays), every size checked.
 #ifndef ZERORUN_RUNTIME_CKPT_DIRECT_IO_H_
 #define ZERORUN_RUNTIME_CKPT_DIRECT_IO_H_
 
@@ -8,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -46,23 +48,34 @@ class AlignedBuffer {
   size_t capacity_ = 0;
 };
 
+// A file's bytes in memory, in pieces: the file is their concatenation.
+struct Piece {
+  char* data;
+  size_t size;
+};
+struct ConstPiece {
+  const char* data;
+  size_t size;
+};
+
 struct IoResult {
-  bool direct = false;  // O_DIRECT was used (else buffered, the file system refused it).
+  bool direct = false;  // O_DIRECT was used (else buffered: the file system refused it).
   double seconds = 0;   // Open to fsync (writes) or to the last byte (reads).
 };
 
-// Writes `buffer` to `path` (created 0644 or truncated) in chunks of 16 MiB and fsyncs it; the
-// file is exactly buffer.size() bytes. With O_DIRECT the padded last block is written and the
-// file truncated back. With `sha256` (32 bytes), the buffer's digest is computed on a second
-// thread while the write runs. Internal naming the path (ENOSPC included) on failure.
-absl::StatusOr<IoResult> WriteWholeFile(const std::string& path, const AlignedBuffer& buffer,
-                                        bool allow_direct = true, unsigned char* sha256 = nullptr);
-
-// Reads all of `path` into `buffer`, which must be exactly buffer->size() bytes long: DataLoss
-// naming the path and both sizes otherwise (a truncated or overlong shard). With `sha256`, the
-// digest of what was read is computed on a second thread that follows the reads chunk by chunk.
-absl::StatusOr<IoResult> ReadWholeFile(const std::string& path, AlignedBuffer* buffer,
+// Writes the concatenation of `pieces` to `path` (created 0644 or truncated) and fsyncs it; the
+// file is exactly their total size (with O_DIRECT the padded last block is written and the file
+// truncated back). With `sha256` (32 bytes) the digest of the bytes written. Internal naming the
+// path (ENOSPC included) on failure.
+absl::StatusOr<IoResult> WriteFileFrom(const std::string& path,
+                                       const std::vector<ConstPiece>& pieces,
                                        bool allow_direct = true, unsigned char* sha256 = nullptr);
+
+// Reads `path`, which must be exactly the pieces' total size (else DataLoss naming the path and
+// both sizes: a truncated or overlong shard), into `pieces`; with `sha256` the digest of what was
+// read. On error the pieces hold part of the file.
+absl::StatusOr<IoResult> ReadFileInto(const std::string& path, const std::vector<Piece>& pieces,
+                                      bool allow_direct = true, unsigned char* sha256 = nullptr);
 
 }  // namespace zerorun::ckpt
 

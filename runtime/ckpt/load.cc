@@ -1,6 +1,9 @@
 // Checkpoint loads: the manifest checked against the engine's model, then this rank's own shard
 // read whole (same world size and stage) or the byte ranges it owns now read from the old shards
 // (resharding), and the state restored on every rank at once.
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "ckpt/checkpoint_internal.h"
 #include "ckpt/direct_io.h"
@@ -12,10 +15,11 @@ namespace {
 
 using json = nlohmann::json;
 
-// Fills this rank's new shard (masters, m, v in its state order) from a checkpoint of another
+// Fills this rank's shard in place (`spans`: ZeroEngine::ShardSpans) from a checkpoint of another
 // world size or stage: per unit, only the elements this rank owns now, from the old shards that
 // hold them (`zerorun ckpt verify` checks whole files).
-absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine, float* out) {
+absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine,
+                     const std::vector<ZeroEngine::Span>& spans) {
   const uint64_t old_elements = m.json.value("state_elements", uint64_t{0});
   for (const ckpt::ShardEntry& shard : m.shards) {
     if (shard.bytes != old_elements * 12) {
@@ -24,13 +28,22 @@ absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine, float* o
                                               " elements x 12"));
     }
   }
+  // The spans are the masters of the units that own elements, by state offset, then m and v.
+  const size_t units = engine.layout().units().size();
+  std::vector<size_t> order;
+  for (size_t u = 0; u < units; ++u) {
+    if (engine.owned_count(u) > 0) order.push_back(u);
+  }
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return engine.shard_offset(a) < engine.shard_offset(b); });
   ckpt::ShardReader reader(m);
-  const size_t n = engine.shard_state().elements();
-  for (size_t u = 0; u < engine.layout().units().size(); ++u) {
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t u = order[k];
     const uint64_t begin = engine.owned_begin(u), end = begin + engine.owned_count(u);
+    float* const dst[3] = {spans[k].data, spans[order.size()].data + engine.shard_offset(u),
+                           spans[order.size() + 1].data + engine.shard_offset(u)};
     for (int array = 0; array < 3; ++array) {
-      float* dst = out + array * n + engine.shard_offset(u);
-      if (absl::Status s = reader.Read(u, begin, end, array, dst); !s.ok()) return s;
+      if (absl::Status s = reader.Read(u, begin, end, array, dst[array]); !s.ok()) return s;
     }
   }
   return absl::OkStatus();
@@ -41,7 +54,6 @@ absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine, float* o
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,
                                            const std::string& dir, const std::string& tag_in) {
   struct Loaded {
-    ckpt::AlignedBuffer shard;
     LossScaler scaler;
     int64_t last_step = 0;
     std::string client_state;
@@ -73,14 +85,19 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
       return absl::FailedPreconditionError(absl::StrCat(
           where, " is of another model: it has ", have.size(), " units, this one ", want.size()));
     }
-    const size_t n = engine.shard_state().elements();
-    ckpt::AlignedBuffer shard(3 * n * sizeof(float));
+    // Read in place: the engine's own state arrays are the destination (no copy of the shard).
+    absl::StatusOr<std::vector<ZeroEngine::Span>> spans = engine.ShardSpans();
+    if (!spans.ok()) return spans.status();
     if (same) {
       // Same world and stage: this rank's own file, whole, checked against its sha256.
       const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
       const std::string path = absl::StrCat(where, "/", shard_entry.file);
+      std::vector<ckpt::Piece> pieces;
+      for (const ZeroEngine::Span& span : *spans) {
+        pieces.push_back({reinterpret_cast<char*>(span.data), span.count * sizeof(float)});
+      }
       unsigned char digest[32];
-      if (absl::StatusOr<ckpt::IoResult> io = ckpt::ReadWholeFile(path, &shard, true, digest);
+      if (absl::StatusOr<ckpt::IoResult> io = ckpt::ReadFileInto(path, pieces, true, digest);
           !io.ok()) {
         return io.status();
       }
@@ -88,26 +105,19 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
         return absl::DataLossError(absl::StrCat(path, " does not match its sha256 in ", where,
                                                 "/manifest.json (corrupt)"));
       }
-    } else if (absl::Status s = Reshard(*read, engine, reinterpret_cast<float*>(shard.data()));
-               !s.ok()) {
+    } else if (absl::Status s = Reshard(*read, engine, *spans); !s.ok()) {
       return s;
     }
     LossScaler scaler = engine.shard_state().scaler();
     if (!scaler.Import(m.value("loss_scaler", std::vector<double>{}))) {
       return absl::DataLossError(absl::StrCat(where, "/manifest.json: bad loss_scaler"));
     }
-    return Loaded{std::move(shard), scaler, read->last_step, m["client_state"].dump()};
+    return Loaded{scaler, read->last_step, m["client_state"].dump()};
   };
-  // Every rank checks before any rank restores (RestoreShard is a collective).
+  // Every rank's outcome is agreed before any rank finishes the restore (a collective).
   absl::StatusOr<Loaded> loaded = load();
   if (absl::Status s = ckpt::Agree(comm, loaded.status(), "loading checkpoint"); !s.ok()) return s;
-  const size_t n = engine.shard_state().elements();
-  const float* data = reinterpret_cast<const float*>(loaded->shard.data());
-  if (absl::Status s =
-          engine.RestoreShard(data, data + n, data + 2 * n, loaded->last_step, loaded->scaler);
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = engine.FinishRestore(loaded->last_step, loaded->scaler); !s.ok()) return s;
   return loaded->client_state;
 }
 

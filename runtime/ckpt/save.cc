@@ -40,9 +40,7 @@ absl::Status FsyncPath(const std::string& path) {
 
 // Small files (manifest, latest): written whole and fsynced.
 absl::Status WriteSmallFile(const std::string& path, const std::string& text) {
-  ckpt::AlignedBuffer buffer(text.size());
-  std::copy(text.begin(), text.end(), buffer.data());
-  return ckpt::WriteWholeFile(path, buffer, /*allow_direct=*/false).status();
+  return ckpt::WriteFileFrom(path, {{text.data(), text.size()}}, /*allow_direct=*/false).status();
 }
 
 // Removes the oldest complete checkpoints of `dir` until `keep` remain (never `current`).
@@ -117,7 +115,7 @@ struct PendingSave::Impl {
 PendingSave::PendingSave(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PendingSave::~PendingSave() {
   impl_->Join();
-  if (impl_->finished) KeepStaging(std::move(impl_->shard));
+  if (impl_->finished && impl_->shard.size() > 0) KeepStaging(std::move(impl_->shard));
 }
 const SaveStats& PendingSave::stats() const { return impl_->stats; }
 const std::string& PendingSave::path() const { return impl_->final_dir; }
@@ -157,7 +155,7 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
       for (int i = 0; i < 32; ++i) d[i] = static_cast<unsigned char>(digests[r * 32 + i]);
       shards.push_back({{"rank", r},
                         {"file", ckpt::ShardName(r)},
-                        {"bytes", shard.size()},
+                        {"bytes", stats.bytes},
                         {"sha256", ckpt::HexDigest(d, 32)}});
     }
     manifest["shards"] = shards;
@@ -190,9 +188,15 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
 
 std::string DefaultTag(int64_t step) { return absl::StrCat("global_step", step); }
 
-absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
-    ZeroEngine& engine, Communicator& comm, const std::string& dir, const std::string& tag,
-    const std::string& client_state, const std::string& config_json, const SaveOptions& options) {
+namespace {
+
+// StartCheckpoint (async: a snapshot written on a thread) or the first half of SaveCheckpoint
+// (written from the engine's state before returning).
+absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communicator& comm,
+                                                   const std::string& dir, const std::string& tag,
+                                                   const std::string& client_state,
+                                                   const std::string& config_json,
+                                                   const SaveOptions& options, bool async) {
   if (absl::Status s = engine.Sync(); !s.ok()) return s;
   auto impl = std::make_unique<PendingSave::Impl>();
   impl->dir = dir;
@@ -211,19 +215,28 @@ absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
   }
   if (absl::Status s = Agree(comm, made, "checkpoint " + impl->tmp_dir); !s.ok()) return s;
 
-  // The snapshot: masters, m, v in state order (what training may change from now on).
-  const auto start = std::chrono::steady_clock::now();
+  // An asynchronous save writes a snapshot (masters, m, v in state order: what training may
+  // change from now on); a synchronous one writes the engine's state arrays as they are.
+  absl::StatusOr<std::vector<ZeroEngine::Span>> spans = engine.ShardSpans();
+  if (!spans.ok()) return spans.status();
   const ShardState& state = engine.shard_state();
   const size_t n = state.elements();
-  impl->shard = TakeStaging(3 * n * sizeof(float));
-  float* out = reinterpret_cast<float*>(impl->shard.data());
-  for (size_t ui = 0; ui < engine.layout().units().size(); ++ui) {
-    std::copy_n(engine.master(ui), engine.owned_count(ui), out + engine.shard_offset(ui));
+  std::vector<ckpt::ConstPiece> pieces;
+  if (async) {
+    const auto start = std::chrono::steady_clock::now();
+    impl->shard = TakeStaging(3 * n * sizeof(float));
+    char* out = impl->shard.data();
+    for (const ZeroEngine::Span& span : *spans) {
+      out = std::copy_n(reinterpret_cast<const char*>(span.data), span.count * sizeof(float), out);
+    }
+    impl->stats.snapshot_seconds = Since(start);
+    pieces.push_back({impl->shard.data(), impl->shard.size()});
+  } else {
+    for (const ZeroEngine::Span& span : *spans) {
+      pieces.push_back({reinterpret_cast<const char*>(span.data), span.count * sizeof(float)});
+    }
   }
-  std::copy_n(state.exp_avg(), n, out + n);
-  std::copy_n(state.exp_avg_sq(), n, out + 2 * n);
-  impl->stats.snapshot_seconds = Since(start);
-  impl->stats.bytes = impl->shard.size();
+  impl->stats.bytes = 3 * n * sizeof(float);
   impl->manifest = {
       {"format", ckpt::kFormat},
       {"format_version", ckpt::kFormatVersion},
@@ -242,17 +255,30 @@ absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
 
   PendingSave::Impl* p = impl.get();
   const std::string path = absl::StrCat(p->tmp_dir, "/", ckpt::ShardName(comm.rank()));
-  p->writer = std::thread([p, path] {
+  auto write = [p, path, pieces] {
     absl::StatusOr<ckpt::IoResult> io =
-        ckpt::WriteWholeFile(path, p->shard, p->options.direct_io, p->digest);
+        ckpt::WriteFileFrom(path, pieces, p->options.direct_io, p->digest);
     if (io.ok()) {
       p->stats.direct = io->direct;
       p->stats.write_seconds = io->seconds;
     }
     p->write_status = io.status();
     p->written.store(true);
-  });
+  };
+  if (async) {
+    p->writer = std::thread(write);
+  } else {
+    write();
+  }
   return std::make_unique<PendingSave>(std::move(impl));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(
+    ZeroEngine& engine, Communicator& comm, const std::string& dir, const std::string& tag,
+    const std::string& client_state, const std::string& config_json, const SaveOptions& options) {
+  return Begin(engine, comm, dir, tag, client_state, config_json, options, /*async=*/true);
 }
 
 absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::string& dir,
@@ -260,7 +286,7 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
                             const std::string& config_json, const SaveOptions& options,
                             SaveStats* stats) {
   absl::StatusOr<std::unique_ptr<PendingSave>> pending =
-      StartCheckpoint(engine, comm, dir, tag, client_state, config_json, options);
+      Begin(engine, comm, dir, tag, client_state, config_json, options, /*async=*/false);
   if (!pending.ok()) return pending.status();
   const absl::Status s = (*pending)->Wait(comm);
   if (stats != nullptr) *stats = (*pending)->stats();

@@ -91,13 +91,22 @@ const float* ZeroEngine::master(size_t unit) const {
   return const_cast<ZeroEngine*>(this)->Master(unit);
 }
 
-absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg,
-                                      const float* exp_avg_sq, int64_t last_step,
-                                      const LossScaler& scaler) {
+absl::StatusOr<std::vector<ZeroEngine::Span>> ZeroEngine::ShardSpans() {
   if (absl::Status s = worker_->Drain(); !s.ok()) return s;
-  const size_t n = state_.elements();
-  std::copy_n(exp_avg, n, state_.exp_avg());
-  std::copy_n(exp_avg_sq, n, state_.exp_avg_sq());
+  std::vector<size_t> order(units_.size());  // Units by state offset.
+  for (size_t ui = 0; ui < order.size(); ++ui) order[ui] = ui;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return units_[a].state_base < units_[b].state_base; });
+  std::vector<Span> spans;
+  for (size_t ui : order) {
+    if (Owned(ui) > 0) spans.push_back({Master(ui), Owned(ui)});
+  }
+  spans.push_back({state_.exp_avg(), state_.elements()});
+  spans.push_back({state_.exp_avg_sq(), state_.elements()});
+  return spans;
+}
+
+absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
   state_.set_last_step(last_step);
   state_.scaler() = scaler;
   state_.ZeroAccumulator();
@@ -106,10 +115,9 @@ absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
     const size_t count = Owned(ui), begin = OwnedBegin(ui);
-    float* master = Master(ui);
-    std::copy_n(masters + u.state_base, count, master);
-    if (sixteen())
-      FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), count);
+    if (sixteen()) {
+      FromFloat(options_.dtype, Master(ui), u.work16.data() + (u.resident ? begin : 0), count);
+    }
     if (u.resident && options_.stage > 0) {
       const absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
                                        : comm_->AllGather(u.work32.data(), ul.shard);
@@ -117,6 +125,20 @@ absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg,
+                                      const float* exp_avg_sq, int64_t last_step,
+                                      const LossScaler& scaler) {
+  absl::StatusOr<std::vector<Span>> spans = ShardSpans();
+  if (!spans.ok()) return spans.status();
+  const size_t n = state_.elements();
+  std::copy_n(exp_avg, n, state_.exp_avg());
+  std::copy_n(exp_avg_sq, n, state_.exp_avg_sq());
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    std::copy_n(masters + units_[ui].state_base, Owned(ui), Master(ui));
+  }
+  return FinishRestore(last_step, scaler);
 }
 
 void ZeroEngine::Init(const InitFn& fn) {

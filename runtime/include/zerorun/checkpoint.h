@@ -22,7 +22,7 @@ std::string DefaultTag(int64_t step);
 // What one rank's save did (SaveCheckpoint, PendingSave::stats()).
 struct SaveStats {
   uint64_t bytes = 0;           // This rank's shard file.
-  double snapshot_seconds = 0;  // Copying the shard into the staging buffer: an async save's stall.
+  double snapshot_seconds = 0;  // Async: copying the shard into the staging buffer. Sync: 0.
   double write_seconds = 0;     // Writing and fsyncing the shard file.
   bool direct = false;          // Written with O_DIRECT (else buffered: the file system refused).
 };
@@ -68,10 +68,11 @@ absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(ZeroEngine& engine,
                                                              const std::string& config_json,
                                                              const SaveOptions& options = {});
 
-// Collective: StartCheckpoint, then Wait. Writes <dir>/<tag>.tmp/, fsyncs every file and the
-// directories, renames it to <dir>/<tag> once every rank's shard is on disk, then replaces
-// <dir>/latest. On any rank's failure every rank returns an error naming the failing rank(s) and
-// path; nothing of an earlier checkpoint is touched.
+// Collective: as StartCheckpoint then Wait, but written straight from the engine's state arrays
+// (no staging copy: no memory beyond two 16 MiB buffers) before it returns. Writes
+// <dir>/<tag>.tmp/, fsyncs every file and the directories, renames it to <dir>/<tag> once every
+// rank's shard is on disk, then replaces <dir>/latest. On any rank's failure every rank returns an
+// error naming the failing rank(s) and path; nothing of an earlier checkpoint is touched.
 absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::string& dir,
                             const std::string& tag, const std::string& client_state,
                             const std::string& config_json, const SaveOptions& options = {},

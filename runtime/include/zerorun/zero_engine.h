@@ -168,6 +168,16 @@ class ZeroEngine {
   // nearest even for 16-bit; shared with an all-gather in stages 1-2: a collective).
   absl::Status RestoreShard(const float* masters, const float* exp_avg, const float* exp_avg_sq,
                             int64_t last_step, const LossScaler& scaler);
+  // The same in place, without a copy of the shard: ShardSpans() waits for communication in
+  // flight and returns this rank's masters (unit by unit in state order), m and v, writable, in
+  // the order a checkpoint shard holds them; fill them, then FinishRestore (a collective, as
+  // RestoreShard). Until FinishRestore the engine must not be used for anything else.
+  struct Span {
+    float* data;
+    size_t count;
+  };
+  absl::StatusOr<std::vector<Span>> ShardSpans();
+  absl::Status FinishRestore(int64_t last_step, const LossScaler& scaler);
 
   // Ends the optimizer step: averages the gradients over ranks and micro-steps, unscales, takes
   // the global norm, skips the update when it is not finite (fp16: lowers the loss scale),
