@@ -1,14 +1,17 @@
-// zerorun ckpt: inspect, verify and consolidate.
+// zerorun ckpt: inspect, verify, consolidate and import.
 #include "ckpt_cli.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
+#include "base/version.h"
 #include "ckpt/manifest.h"
+#include "ckpt/safetensors.h"
 #include "zerorun/dtype.h"
 
 namespace zerorun::launcher {
@@ -33,6 +36,14 @@ int CkptInspectCommand(const std::string& dir, std::ostream& out, std::ostream& 
   }
   uint64_t bytes = 0;
   for (const ckpt::ShardEntry& s : m->shards) bytes += s.bytes;
+  if (m->json.value("kind", "") == "weights") {
+    out << absl::StrFormat(
+        "checkpoint %s (%s)\n  tag %s: initial weights imported from %s (%d tensors, %.1f MiB), "
+        "by zerorun %s\n",
+        m->dir, m->json.value("format", ""), m->tag, m->json.value("source", "?"),
+        m->json.value("tensors", 0), static_cast<double>(bytes) / 1048576.0, m->zerorun_version);
+    return kExitOk;
+  }
   out << absl::StrFormat(
       "checkpoint %s (%s)\n  tag %s, step %d, saved by zerorun %s\n  world size %d, ZeRO stage "
       "%d, working dtype %s, fp32 masters + Adam m, v\n  %zu parameters in %zu unit(s); %d "
@@ -132,6 +143,74 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
   }
   out << "zerorun ckpt consolidate: " << m->dir << " -> " << out_path << " (" << header.size() - 1
       << " " << dtype << " tensors, " << data.size() << " bytes of weights)\n";
+  return kExitOk;
+}
+
+int CkptImportCommand(const std::string& file, const std::string& out_dir, const std::string& tag,
+                      std::ostream& out, std::ostream& err) {
+  const std::string what = "zerorun ckpt import: ";
+  absl::StatusOr<ckpt::SafetensorsFile> weights = ckpt::SafetensorsFile::Open(file);
+  if (!weights.ok()) {
+    err << what << weights.status().message() << "\n";
+    return weights.status().code() == absl::StatusCode::kNotFound ? kExitNoInput : kExitDataErr;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(out_dir + "/latest", ec)) {
+    err << what << out_dir << " already holds checkpoints (it has a latest); nothing was written. "
+        << "Fix: import into a new or empty directory\n";
+    return kExitCantCreate;
+  }
+  const std::string final_dir = out_dir + "/" + tag, tmp = final_dir + ".tmp";
+  if (std::filesystem::exists(final_dir, ec)) {
+    err << what << final_dir << " exists; nothing was written. Fix: --tag another name\n";
+    return kExitCantCreate;
+  }
+  std::filesystem::create_directories(out_dir, ec);
+  std::filesystem::remove_all(tmp, ec);
+  const std::string copy = tmp + "/weights.safetensors";
+  absl::StatusOr<std::string> sha = absl::InternalError("not copied");
+  if (std::filesystem::create_directory(tmp, ec) && std::filesystem::copy_file(file, copy, ec)) {
+    sha = ckpt::FileSha256(copy);
+  }
+  nlohmann::json manifest = {{"format", ckpt::kFormat},
+                             {"format_version", ckpt::kFormatVersion},
+                             {"zerorun_version", ZR_VERSION},
+                             {"kind", "weights"},
+                             {"tag", tag},
+                             {"source", file},
+                             {"world_size", 1},
+                             {"stage", 0},
+                             {"dtype", "fp32"},
+                             {"last_step", 0},
+                             {"tensors", weights->entries().size()},
+                             {"shards",
+                              {{{"rank", 0},
+                                {"file", "weights.safetensors"},
+                                {"bytes", weights->file_bytes()},
+                                {"sha256", sha.ok() ? *sha : ""}}}},
+                             {"client_state", nlohmann::json::object()}};
+  const std::string latest_tmp = out_dir + "/latest.tmp";
+  bool ok = sha.ok();
+  if (ok) {
+    std::ofstream m(tmp + "/manifest.json", std::ios::trunc);
+    m << manifest.dump(2) << "\n";
+    ok = static_cast<bool>(m.flush());
+  }
+  if (ok) ok = std::rename(tmp.c_str(), final_dir.c_str()) == 0;
+  if (ok) {
+    std::ofstream l(latest_tmp, std::ios::trunc);
+    l << tag;
+    ok = static_cast<bool>(l.flush()) &&
+         std::rename(latest_tmp.c_str(), (out_dir + "/latest").c_str()) == 0;
+  }
+  if (!ok) {
+    std::filesystem::remove_all(tmp, ec);
+    err << what << "cannot write " << final_dir
+        << (ec ? absl::StrCat(": ", ec.message()) : std::string()) << "\n";
+    return kExitCantCreate;
+  }
+  out << what << file << " -> " << final_dir << " (" << weights->entries().size()
+      << " tensors; train from it with --save-dir " << out_dir << " --resume)\n";
   return kExitOk;
 }
 

@@ -446,7 +446,8 @@ int Main(int argc, char** argv) {
   report->add_option("--memory-bytes", memory_bytes, "Memory in use");
   report->add_option("--phase", phase, "What the rank is doing, e.g. forward");
 
-  CLI::App* ckpt = app.add_subcommand("ckpt", "Checkpoint tools: inspect, verify, consolidate");
+  CLI::App* ckpt =
+      app.add_subcommand("ckpt", "Checkpoint tools: inspect, verify, consolidate, import");
   ckpt->require_subcommand(1);
   std::string ckpt_dir;
   CLI::App* inspect = ckpt->add_subcommand("inspect", "Summarize a checkpoint's manifest");
@@ -463,6 +464,12 @@ int Main(int argc, char** argv) {
   consolidate->add_option("--out", ckpt_out, "The .safetensors file to write")->required();
   consolidate->add_option("--dtype", ckpt_dtype,
                           "fp32 (default) or bf16 (rounded to nearest even)");
+  std::string ckpt_file, ckpt_tag = "imported";
+  CLI::App* import = ckpt->add_subcommand(
+      "import", "Make a checkpoint of initial weights from a safetensors file (F32/BF16/F16)");
+  import->add_option("file", ckpt_file, "The .safetensors file")->required();
+  import->add_option("--out", ckpt_out, "The save directory to create it in")->required();
+  import->add_option("--tag", ckpt_tag, "Its tag (default imported)");
 
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
@@ -518,6 +525,9 @@ int Main(int argc, char** argv) {
   if (verify->parsed()) return CkptVerifyCommand(ckpt_dir, std::cout, std::cerr);
   if (consolidate->parsed()) {
     return CkptConsolidateCommand(ckpt_dir, ckpt_out, ckpt_dtype, std::cout, std::cerr);
+  }
+  if (import->parsed()) {
+    return CkptImportCommand(ckpt_file, ckpt_out, ckpt_tag, std::cout, std::cerr);
   }
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);
   std::cerr << "zerorun: nothing to do. Run 'zerorun --help' for usage.\n";

@@ -1,6 +1,7 @@
 // Agree, shard names and the layout JSON shared by checkpoint save and load.
 #include "ckpt/checkpoint_internal.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -30,6 +31,20 @@ absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::stri
   if (failed.empty()) return absl::OkStatus();
   return absl::Status(code, absl::StrCat(what, " failed on rank(s) ", absl::StrJoin(failed, ","),
                                          mine.ok() ? "" : absl::StrCat(": ", mine.message())));
+}
+
+std::vector<float*> UnitMasters(const ZeroEngine& engine,
+                                const std::vector<ZeroEngine::Span>& spans) {
+  const size_t units = engine.layout().units().size();
+  std::vector<size_t> order;  // The units that own elements, by state offset: the spans' order.
+  for (size_t u = 0; u < units; ++u) {
+    if (engine.owned_count(u) > 0) order.push_back(u);
+  }
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return engine.shard_offset(a) < engine.shard_offset(b); });
+  std::vector<float*> masters(units, nullptr);
+  for (size_t k = 0; k < order.size(); ++k) masters[order[k]] = spans[k].data;
+  return masters;
 }
 
 std::string ShardName(int rank) { return absl::StrCat("zero_rank_", rank, ".bin"); }

@@ -4,6 +4,7 @@
 #define ZERORUN_RUNTIME_CKPT_CHECKPOINT_INTERNAL_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
@@ -22,6 +23,11 @@ std::string ShardName(int rank);
 
 // The engine's units and tensors (name, shape, offset, numel, padding, shard size) as JSON.
 nlohmann::json LayoutJson(const ZeroEngine& engine);
+
+// Per unit, where ZeroEngine::ShardSpans() put that unit's masters (nullptr for a unit of which
+// this rank owns nothing); the spans' last two are m and v.
+std::vector<float*> UnitMasters(const ZeroEngine& engine,
+                                const std::vector<ZeroEngine::Span>& spans);
 
 // InternalError "<what> <path>: <strerror(errno)>".
 absl::Status Errno(const std::string& what, const std::string& path);

@@ -18,30 +18,24 @@ using json = nlohmann::json;
 // Fills this rank's shard in place (`spans`: ZeroEngine::ShardSpans) from a checkpoint of another
 // world size or stage: per unit, only the elements this rank owns now, from the old shards that
 // hold them (`zerorun ckpt verify` checks whole files).
-absl::Status Reshard(const ckpt::Manifest& m, const ZeroEngine& engine,
+absl::Status Reshard(const ckpt::Manifest& manifest, const ZeroEngine& engine,
                      const std::vector<ZeroEngine::Span>& spans) {
-  const uint64_t old_elements = m.json.value("state_elements", uint64_t{0});
-  for (const ckpt::ShardEntry& shard : m.shards) {
+  const uint64_t old_elements = manifest.json.value("state_elements", uint64_t{0});
+  for (const ckpt::ShardEntry& shard : manifest.shards) {
     if (shard.bytes != old_elements * 12) {
-      return absl::DataLossError(absl::StrCat(m.dir, "/", shard.file, ": manifest says ",
+      return absl::DataLossError(absl::StrCat(manifest.dir, "/", shard.file, ": manifest says ",
                                               shard.bytes, " bytes, its state is ", old_elements,
                                               " elements x 12"));
     }
   }
-  // The spans are the masters of the units that own elements, by state offset, then m and v.
-  const size_t units = engine.layout().units().size();
-  std::vector<size_t> order;
-  for (size_t u = 0; u < units; ++u) {
-    if (engine.owned_count(u) > 0) order.push_back(u);
-  }
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return engine.shard_offset(a) < engine.shard_offset(b); });
-  ckpt::ShardReader reader(m);
-  for (size_t k = 0; k < order.size(); ++k) {
-    const size_t u = order[k];
+  const std::vector<float*> masters = ckpt::UnitMasters(engine, spans);
+  float* const m = spans[spans.size() - 2].data;
+  float* const v = spans[spans.size() - 1].data;
+  ckpt::ShardReader reader(manifest);
+  for (size_t u = 0; u < masters.size(); ++u) {
+    if (masters[u] == nullptr) continue;
     const uint64_t begin = engine.owned_begin(u), end = begin + engine.owned_count(u);
-    float* const dst[3] = {spans[k].data, spans[order.size()].data + engine.shard_offset(u),
-                           spans[order.size() + 1].data + engine.shard_offset(u)};
+    float* const dst[3] = {masters[u], m + engine.shard_offset(u), v + engine.shard_offset(u)};
     for (int array = 0; array < 3; ++array) {
       if (absl::Status s = reader.Read(u, begin, end, array, dst[array]); !s.ok()) return s;
     }
@@ -114,6 +108,17 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     }
     return Loaded{scaler, read->last_step, m["client_state"].dump()};
   };
+  // An imported file (zerorun ckpt import): initial weights, every rank alike.
+  absl::StatusOr<ckpt::Manifest> manifest = ckpt::ReadManifest(dir, tag_in);
+  const bool weights = manifest.ok() && manifest->json.value("kind", "") == "weights";
+  float votes = weights ? 1.0f : 0.0f;
+  if (absl::Status s = comm.AllReduce(&votes, 1, ReduceOp::kSum); !s.ok()) return s;
+  if (votes == static_cast<float>(comm.world_size()) && !manifest->shards.empty()) {
+    absl::StatusOr<ImportReport> imported = ImportWeights(
+        engine, comm, absl::StrCat(manifest->dir, "/", manifest->shards.front().file));
+    if (!imported.ok()) return imported.status();
+    return std::string("{}");
+  }
   // Every rank's outcome is agreed before any rank finishes the restore (a collective).
   absl::StatusOr<Loaded> loaded = load();
   if (absl::Status s = ckpt::Agree(comm, loaded.status(), "loading checkpoint"); !s.ok()) return s;

@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/exit_codes.h"
 #include "base/rank_env.h"
 #include "nlohmann/json.hpp"
@@ -285,6 +286,22 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       out[i - begin] = bias ? 0.0f : norm ? 1.0f : 0.02f * CounterNormal(args.seed, tensor_key, i);
     }
   });
+  if (!args.init_from.empty()) {
+    absl::StatusOr<ImportReport> imported = ImportWeights(engine, *setup.comm, args.init_from);
+    if (!imported.ok()) {
+      std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                   std::string(imported.status().message()).c_str());
+      return ExitCodeOf(imported.status());
+    }
+    if (setup.rank == 0) {
+      std::printf("train_gpt: initial weights from %s (%zu tensors%s)\n", args.init_from.c_str(),
+                  imported->tensors,
+                  imported->unused.empty()
+                      ? ""
+                      : absl::StrCat("; not in this model: ", absl::StrJoin(imported->unused, ", "))
+                            .c_str());
+    }
+  }
   absl::StatusOr<int> first_step = MaybeResume(args, setup, engine);
   if (!first_step.ok()) {
     std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,

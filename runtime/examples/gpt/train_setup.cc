@@ -38,7 +38,7 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       "usage: train_gpt [--deepspeed_config F] [--check-golden FILE | --data FILE | "
       "--random-tokens --vocab V] [--layers L] [--d-model D] [--heads H] [--seq T] [--steps N] "
       "[--log-every N] [--seed S] [--save-dir D --save-every K [--keep-last N] [--async-save]] "
-      "[--resume [TAG]] "
+      "[--resume [TAG]] [--init-from F.safetensors] "
       "[--print-checksum] [--print-losses] [--inject-failure STEP[:RANK[:ATTEMPTS]]]\n";
   for (int i = 1; i < argc; ++i) {
     if (!absl::StartsWith(argv[i], "--local_rank")) args->argv.push_back(argv[i]);
@@ -91,6 +91,8 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       ok = number(&args->keep_last);
     else if (a == "--print-checksum")
       args->print_checksum = true;
+    else if (a == "--init-from")
+      ok = value(&args->init_from);
     else if (a == "--async-save")
       args->async_save = true;
     else if (a == "--print-losses")

@@ -37,6 +37,7 @@ struct TrainArgs {
   std::string save_dir;     // --save-dir DIR: checkpoints (DIR/global_step<N>, DIR/latest)
   int save_every = 0;       // --save-every K: a checkpoint after every K-th step (0: none)
   int keep_last = 0;        // --keep-last N: keep the newest N checkpoints (0: all)
+  std::string init_from;    // --init-from F.safetensors: initial weights (ImportWeights)
   bool async_save = false;  // --async-save: write checkpoints while the next steps train
   bool resume = false;      // --resume [TAG]: load DIR/TAG (default: DIR/latest) and go on
   std::string resume_tag;

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "zerorun/comm.h"
@@ -79,13 +80,29 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
                             SaveStats* stats = nullptr);
 
 // Collective. Loads <dir>/<tag> (empty tag: the one <dir>/latest names) into `engine` and returns
-// its client_state. At the saved world size and stage each rank reads its own shard whole
-// (O_DIRECT where accepted) and checks its sha256; otherwise each rank reads only the byte ranges
-// of the old shards it needs now (sizes checked; `zerorun ckpt verify` checks their sha256).
-// NotFound when there is none; DataLoss naming the file when a shard disagrees with the manifest;
-// FailedPrecondition naming the unit when the checkpoint is of another model.
+// its client_state. A tag made by `zerorun ckpt import` (manifest kind "weights") loads as
+// ImportWeights of its file, with client_state "{}". At the saved world size and stage each rank
+// reads its own shard whole (O_DIRECT where accepted) and checks its sha256; otherwise each rank
+// reads only the byte ranges of the old shards it needs now (sizes checked; `zerorun ckpt verify`
+// checks their sha256). NotFound when there is none; DataLoss naming the file when a shard
+// disagrees with the manifest; FailedPrecondition naming the unit when the checkpoint is of another
+// model.
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,
                                            const std::string& dir, const std::string& tag);
+
+struct ImportReport {
+  size_t tensors = 0;               // The model's tensors, all imported.
+  std::vector<std::string> unused;  // The file's tensors the model has none of.
+};
+
+// Collective. Initial weights from a safetensors file (F32, BF16 or F16; what `zerorun ckpt
+// consolidate` writes, or any file with tensors named "<unit>.<tensor>" in the model's shapes):
+// every rank reads only the element ranges it owns, Adam's m and v start at zero, the step at 0.
+// Every rank checks every name and shape before anything is read: FailedPrecondition naming the
+// tensor when one is missing or shaped otherwise, NotFound / DataLoss naming the file. After a
+// failed read the engine's state is unspecified (as for LoadCheckpoint).
+absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& comm,
+                                           const std::string& path);
 
 }  // namespace zerorun
 

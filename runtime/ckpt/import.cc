@@ -1,0 +1,87 @@
+// Initial weights from a safetensors file: every rank reads the element ranges of each tensor
+// it owns (by name "<unit>.<tensor>", shapes checked first on every rank), Adam's state starts at
+// zero and the working weights are rebuilt as after a checkpoint load.
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "ckpt/checkpoint_internal.h"
+#include "ckpt/safetensors.h"
+#include "zerorun/checkpoint.h"
+
+namespace zerorun {
+namespace {
+
+std::string ShapeText(const std::vector<uint64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Every tensor of the model is in the file with its shape; the file's other tensors are listed.
+absl::Status CheckNames(const ckpt::SafetensorsFile& file, const Layout& layout,
+                        ImportReport* report) {
+  std::vector<std::string> wanted;
+  for (const UnitLayout& unit : layout.units()) {
+    for (const TensorLayout& t : unit.tensors) {
+      const std::string name = absl::StrCat(unit.name, ".", t.name);
+      wanted.push_back(name);
+      auto it = file.entries().find(name);
+      const std::vector<uint64_t> shape(t.shape.begin(), t.shape.end());
+      if (it == file.entries().end()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(file.path(), " has no tensor ", name, " ", ShapeText(shape),
+                         " of this model (names are <unit>.<tensor>, as `zerorun ckpt "
+                         "consolidate` writes them)"));
+      }
+      if (it->second.shape != shape) {
+        return absl::FailedPreconditionError(absl::StrCat(file.path(), ": tensor ", name, " is ",
+                                                          ShapeText(it->second.shape), " there, ",
+                                                          ShapeText(shape), " in this model"));
+      }
+    }
+  }
+  std::sort(wanted.begin(), wanted.end());
+  for (const auto& [name, entry] : file.entries()) {
+    if (!std::binary_search(wanted.begin(), wanted.end(), name)) report->unused.push_back(name);
+  }
+  report->tensors = wanted.size();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& comm,
+                                           const std::string& path) {
+  ImportReport report;
+  absl::StatusOr<ckpt::SafetensorsFile> file = ckpt::SafetensorsFile::Open(path);
+  absl::Status checked = file.status();
+  if (checked.ok()) checked = CheckNames(*file, engine.layout(), &report);
+  if (absl::Status s = ckpt::Agree(comm, checked, "importing " + path); !s.ok()) return s;
+
+  absl::Status read = absl::OkStatus();
+  absl::StatusOr<std::vector<ZeroEngine::Span>> spans = engine.ShardSpans();
+  if (!spans.ok()) return spans.status();
+  const std::vector<float*> masters = ckpt::UnitMasters(engine, *spans);
+  for (size_t u = 0; u < masters.size() && read.ok(); ++u) {
+    if (masters[u] == nullptr) continue;
+    const UnitLayout& unit = engine.layout().units()[u];
+    const uint64_t begin = engine.owned_begin(u), end = begin + engine.owned_count(u);
+    std::fill(masters[u], masters[u] + (end - begin), 0.0f);  // Padding between tensors.
+    for (const TensorLayout& t : unit.tensors) {
+      const uint64_t lo = std::max<uint64_t>(begin, t.offset);
+      const uint64_t hi = std::min<uint64_t>(end, t.offset + t.numel);
+      if (lo >= hi) continue;
+      read = file->ReadFloats(absl::StrCat(unit.name, ".", t.name), lo - t.offset, hi - t.offset,
+                              masters[u] + (lo - begin));
+      if (!read.ok()) break;
+    }
+  }
+  for (size_t i = spans->size() - 2; i < spans->size(); ++i) {
+    std::fill((*spans)[i].data, (*spans)[i].data + (*spans)[i].count, 0.0f);  // Adam m, v.
+  }
+  if (absl::Status s = ckpt::Agree(comm, read, "reading " + path); !s.ok()) return s;
+  if (absl::Status s = engine.FinishRestore(0, engine.shard_state().scaler()); !s.ok()) return s;
+  return report;
+}
+
+}  // namespace zerorun
