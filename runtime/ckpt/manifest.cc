@@ -61,6 +61,70 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   return HexDigest(digest, length);
 }
 
+namespace {
+
+// What is wrong with the types of the fields a reader of `manifest` uses ("" when nothing):
+// a corrupt or hand-edited manifest is refused by name instead of throwing inside nlohmann.
+std::string BadField(const nlohmann::json& manifest) {
+  using Check = bool (nlohmann::json::*)() const noexcept;
+  const std::pair<const char*, Check> top[] = {
+      {"format_version", &nlohmann::json::is_number_unsigned},
+      {"tag", &nlohmann::json::is_string},
+      {"world_size", &nlohmann::json::is_number_unsigned},
+      {"stage", &nlohmann::json::is_number_unsigned},
+      {"dtype", &nlohmann::json::is_string},
+      {"zerorun_version", &nlohmann::json::is_string},
+      {"last_step", &nlohmann::json::is_number_integer},
+      {"state_elements", &nlohmann::json::is_number_unsigned},
+      {"kind", &nlohmann::json::is_string},
+      {"source", &nlohmann::json::is_string},
+      {"tensors", &nlohmann::json::is_number_unsigned},
+      {"shards", &nlohmann::json::is_array},
+      {"units", &nlohmann::json::is_array},
+      {"loss_scaler", &nlohmann::json::is_array}};
+  auto bad = [](const nlohmann::json& j, const char* key, Check check) {
+    return j.contains(key) && !(j[key].*check)();
+  };
+  for (const auto& [key, check] : top) {
+    if (bad(manifest, key, check)) return absl::StrCat(key, " has the wrong type");
+  }
+  for (const nlohmann::json& v : manifest.value("loss_scaler", nlohmann::json::array())) {
+    if (!v.is_number()) return "loss_scaler holds a non-number";
+  }
+  if (manifest.value("world_size", uint64_t{0}) > (uint64_t{1} << 24) ||
+      manifest.value("stage", uint64_t{0}) > 3) {
+    return "world_size or stage is out of range";
+  }
+  for (const nlohmann::json& shard : manifest.value("shards", nlohmann::json::array())) {
+    if (!shard.is_object() || bad(shard, "rank", &nlohmann::json::is_number_integer) ||
+        bad(shard, "file", &nlohmann::json::is_string) ||
+        bad(shard, "bytes", &nlohmann::json::is_number_unsigned) ||
+        bad(shard, "sha256", &nlohmann::json::is_string)) {
+      return "a shard entry has the wrong type";
+    }
+  }
+  for (const nlohmann::json& unit : manifest.value("units", nlohmann::json::array())) {
+    if (!unit.is_object() || bad(unit, "name", &nlohmann::json::is_string) ||
+        bad(unit, "numel", &nlohmann::json::is_number_unsigned) ||
+        bad(unit, "padded", &nlohmann::json::is_number_unsigned) ||
+        bad(unit, "shard", &nlohmann::json::is_number_unsigned) ||
+        bad(unit, "tensors", &nlohmann::json::is_array)) {
+      return "a unit entry has the wrong type";
+    }
+    for (const nlohmann::json& t : unit.value("tensors", nlohmann::json::array())) {
+      if (!t.is_object() || bad(t, "name", &nlohmann::json::is_string) ||
+          bad(t, "shape", &nlohmann::json::is_array) ||
+          bad(t, "offset", &nlohmann::json::is_number_unsigned) ||
+          bad(t, "numel", &nlohmann::json::is_number_unsigned)) {
+        return "a tensor entry has the wrong type";
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string& tag) {
   std::string tag_dir = dir;
   if (!IsFile(dir + "/manifest.json")) {
@@ -81,8 +145,12 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string&
   Manifest m;
   m.dir = tag_dir;
   m.json = nlohmann::json::parse(in, nullptr, false);
-  if (m.json.is_discarded() || !m.json.is_object() || m.json.value("format", "") != kFormat) {
+  if (m.json.is_discarded() || !m.json.is_object() || !m.json.contains("format") ||
+      m.json["format"] != kFormat) {
     return absl::DataLossError(absl::StrCat(path, " is not a zerorun checkpoint manifest"));
+  }
+  if (const std::string bad = BadField(m.json); !bad.empty()) {
+    return absl::DataLossError(absl::StrCat(path, ": ", bad, " (corrupt manifest)"));
   }
   if (m.json.value("format_version", 0) != kFormatVersion) {
     return absl::DataLossError(absl::StrCat(path, ": format_version ",

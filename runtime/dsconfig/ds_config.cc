@@ -1,6 +1,7 @@
 // DeepSpeed config checks: vocabulary walk, type checks, and cross-key rules (reference 10-13, 20).
 #include "dsconfig/ds_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -14,6 +15,15 @@
 
 namespace zerorun::dsconfig {
 namespace {
+
+// A ZeRO stage value: 0-3, or -1 for anything else (negative, fractional, or too large for an
+// int: a number like 4e97 must not be converted, that is undefined behaviour).
+int StageOf(const nlohmann::json& value) {
+  if (!value.is_number()) return -1;
+  const double v = value.get<double>();
+  return v >= 0 && v <= 3 && v == static_cast<double>(static_cast<int>(v)) ? static_cast<int>(v)
+                                                                           : -1;
+}
 
 using json = nlohmann::json;
 
@@ -177,10 +187,11 @@ class Validator {
     const json* stage_value = Get("zero_optimization.stage");
     int stage = 0;
     if (stage_value != nullptr && stage_value->is_number()) {
-      stage = stage_value->get<int>();
-      if (stage < 0 || stage > 3) {
+      stage = StageOf(*stage_value);
+      if (stage < 0) {
         Add(kCritical, kExitDataErr, "zero_optimization.stage",
-            absl::StrCat("stage ", stage, " does not exist. Fix: use 0, 1, 2 or 3"));
+            absl::StrCat("stage ", stage_value->dump(), " does not exist. Fix: use 0, 1, 2 or 3"));
+        stage = 0;
       }
     } else if (const json* zero = Get("zero_optimization"); zero && zero->is_boolean()) {
       stage = zero->get<bool>() ? 1 : 0;
@@ -360,7 +371,7 @@ ConfigSummary Summarize(const json& config) {
   ConfigSummary s;
   auto get = [&](const std::string& path) { return Lookup(config, path); };
   if (const json* stage = get("zero_optimization.stage"); stage && stage->is_number()) {
-    s.stage = stage->get<int>();
+    s.stage = std::max(0, StageOf(*stage));
   } else if (const json* zero = get("zero_optimization"); zero && zero->is_boolean()) {
     s.stage = zero->get<bool>() ? 1 : 0;
   }
@@ -413,7 +424,7 @@ json EffectiveConfig(const json& config) {
   json& zero = out["zero_optimization"];
   if (zero.is_object() && zero["overlap_comm"].is_null()) {
     const json& stage = zero["stage"];
-    zero["overlap_comm"] = stage.is_number() && stage.get<int>() == 3;
+    zero["overlap_comm"] = stage.is_number() && StageOf(stage) == 3;
   }
   json* type = Lookup(out, "optimizer.type");
   if (type && type->is_string()) {
