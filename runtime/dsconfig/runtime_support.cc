@@ -120,12 +120,31 @@ class Checker {
     }
   }
 
+  // ZeRO-Offload to "cpu": libzerorun's ranks are CPU ranks, whose optimizer state and parameters
+  // are in host memory already, so the key is accepted and the same code path runs (the memory
+  // report counts the state as host). "nvme" (ZeRO-Infinity) is not built yet.
   void Offload() {
+    const json* stage_value = Get("zero_optimization.stage");
+    const int stage = stage_value && stage_value->is_number_integer() ? stage_value->get<int>() : 0;
     for (const char* block : {"offload_optimizer", "offload_param"}) {
       const std::string key = absl::StrCat("zero_optimization.", block, ".device");
       const json* device = Get(key);
-      if (device && device->is_string() && device->get<std::string>() != "none") {
-        Refuse(key, *device, "set it to \"none\" (ZeRO-Offload is not built yet)");
+      if (device == nullptr || !device->is_string() || device->get<std::string>() == "none") {
+        continue;
+      }
+      const bool optimizer = std::string(block) == "offload_optimizer";
+      if (device->get<std::string>() != "cpu") {
+        Refuse(key, *device,
+               "use \"cpu\" or \"none\" (offload to nvme, ZeRO-Infinity, is not built yet)");
+      } else if (optimizer && stage < 1) {
+        Refuse(key, *device, "use ZeRO stage 1, 2 or 3 with it, or set it to \"none\"");
+      } else if (!optimizer && stage != 3) {
+        Add(kOk, key, *device, "ignored below ZeRO stage 3 (as DeepSpeed ignores it)");
+      } else {
+        Add(kOk, key, *device,
+            optimizer ? "this is a CPU rank: the optimizer state is in host memory already, the "
+                        "same code path runs (pin_memory has no effect without a GPU)"
+                      : "this is a CPU rank: the parameter shards are in host memory already");
       }
     }
   }

@@ -1,9 +1,21 @@
-// ShardState allocation (host memory).
+// ShardState allocation (in this process's memory: device and host are one on a CPU rank).
 #include "zerorun/shard_state.h"
 
 #include <algorithm>
 
 namespace zerorun {
+
+const char* MemorySpaceName(MemorySpace space) {
+  switch (space) {
+    case MemorySpace::kDevice:
+      return "device";
+    case MemorySpace::kHost:
+      return "host";
+    case MemorySpace::kNvme:
+      return "nvme";
+  }
+  return "?";
+}
 
 ShardState::ShardState(size_t elements, bool separate_master, Accumulator accumulator,
                        MemorySpace space)

@@ -23,6 +23,21 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
     return absl::InvalidArgumentError("gradient_accumulation_steps must be >= 1");
   }
   if (options.grad_slots < 1) return absl::InvalidArgumentError("grad_slots must be >= 1");
+  if (options.optimizer_space == MemorySpace::kNvme || options.param_space == MemorySpace::kNvme) {
+    return absl::UnimplementedError(
+        "offload to nvme (ZeRO-Infinity) is not built yet; use device \"cpu\" or \"none\"");
+  }
+  if (options.optimizer_space != MemorySpace::kDevice && options.stage < 1) {
+    return absl::InvalidArgumentError(
+        "offload_optimizer needs ZeRO stage 1, 2 or 3 (the optimizer state is sharded first)");
+  }
+  if (options.param_space != MemorySpace::kDevice && options.stage != 3) {
+    return absl::InvalidArgumentError("offload_param needs ZeRO stage 3");
+  }
+  if (!(options.optimizer_ratio >= 0 && options.optimizer_ratio <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("offload_optimizer.ratio ", options.optimizer_ratio, " is not in [0, 1]"));
+  }
   if (options.dtype == DType::kFp16 && options.loss_scale.loss_scale == 0 &&
       (options.loss_scale.window < 1 || options.loss_scale.min_scale <= 0)) {
     return absl::InvalidArgumentError(
@@ -56,7 +71,7 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
   const Accumulator accumulator = options_.stage < 2                       ? Accumulator::kNone
                                   : sixteen() && !options_.grad_accum_fp32 ? Accumulator::kSixteen
                                                                            : Accumulator::kFp32;
-  state_ = ShardState(state, sixteen(), accumulator);
+  state_ = ShardState(state, sixteen(), accumulator, options_.optimizer_space);
   param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
   grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
   worker_ = std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1);
@@ -388,6 +403,17 @@ MemoryReport ZeroEngine::Memory() const {
   m.optimizer = state_.optimizer_bytes();
   m.scratch = grad_slots_->bytes();
   m.live = param_slots_->bytes();
+  // Placement: the offloaded share of the optimizer state, and stage 3's parameter shards.
+  const double ratio =
+      options_.optimizer_space == MemorySpace::kDevice ? 0 : options_.optimizer_ratio;
+  const size_t offloaded = static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
+  const size_t params_away = options_.param_space == MemorySpace::kDevice ? 0 : m.params;
+  auto at = [&](MemorySpace space) -> size_t& {
+    return space == MemorySpace::kNvme ? m.nvme : space == MemorySpace::kHost ? m.host : m.device;
+  };
+  at(options_.optimizer_space) += offloaded;
+  at(options_.param_space) += params_away;
+  m.device += m.total() - offloaded - params_away;
   return m;
 }
 

@@ -334,7 +334,8 @@ TEST_CASE("A train_bin that links libzerorun gets the runtime's refusals as rows
   TempDir dir;
   const std::string config = dir.Write("ds.json", R"({"train_batch_size": 16,
       "train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2,
-      "offload_optimizer": {"device": "cpu"}}, "csv_monitor": {"enabled": true}})");
+      "offload_optimizer": {"device": "cpu"}, "reduce_scatter": false},
+      "csv_monitor": {"enabled": true}})");
   const std::vector<std::string> common = {"--hostfile", kDemoHosts, "--config",
                                            config,       "--device", "cpu"};
   std::vector<std::string> args = common;
@@ -342,12 +343,14 @@ TEST_CASE("A train_bin that links libzerorun gets the runtime's refusals as rows
   const json refused = PreflightJson(args);
   CHECK(refused["exit_code"] == 78);
   const std::vector<std::string> rows = Rows(refused, "runtime");
-  REQUIRE(rows.size() == 2);
-  CHECK_THAT(rows[0],
-             Catch::StartsWith("CRITICAL") &&
-                 Catch::Contains("zero_optimization.offload_optimizer.device is \"cpu\"") &&
-                 Catch::Contains("Fix: set it to \"none\""));
-  CHECK_THAT(rows[1], Catch::StartsWith("WARN") && Catch::Contains("csv_monitor.enabled"));
+  REQUIRE(rows.size() == 3);
+  CHECK_THAT(rows[0], Catch::StartsWith("CRITICAL") &&
+                          Catch::Contains("zero_optimization.reduce_scatter is false") &&
+                          Catch::Contains("Fix:"));
+  CHECK_THAT(rows[1], Catch::StartsWith("OK") &&
+                          Catch::Contains("zero_optimization.offload_optimizer.device \"cpu\"") &&
+                          Catch::Contains("host memory already"));
+  CHECK_THAT(rows[2], Catch::StartsWith("WARN") && Catch::Contains("csv_monitor.enabled"));
   // The batch the ranks will get is the resolved one (16 = 4 x 2 x 2).
   CHECK(refused["batch"]["gradient_accumulation_steps"] == 2);
   args = common;

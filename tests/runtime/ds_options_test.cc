@@ -75,12 +75,33 @@ TEST_CASE("fp16 and bf16 blocks: loss scaler keys, accumulation dtype, conflicts
 }
 
 TEST_CASE("Keys this runtime cannot honour are refused or noted, never ignored", "[ds_options]") {
-  absl::StatusOr<DsOptions> offload =
-      Parse(R"({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}})");
-  REQUIRE(offload.status().code() == absl::StatusCode::kInvalidArgument);
-  CHECK_THAT(std::string(offload.status().message()),
+  absl::StatusOr<DsOptions> nvme = Parse(
+      R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme",
+          "nvme_path": "/tmp"}}})");
+  REQUIRE(nvme.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(nvme.status().message()),
              Catch::Contains("zero_optimization.offload_optimizer.device") &&
-                 Catch::Contains("\"cpu\"") && Catch::Contains("Fix:"));
+                 Catch::Contains("\"nvme\"") && Catch::Contains("Fix:"));
+  // Offload to cpu is taken (with a note: a CPU rank's state is in host memory already), at
+  // stage 0 it is refused, and offload_param below stage 3 is ignored, as DeepSpeed does.
+  absl::StatusOr<DsOptions> cpu = Parse(
+      R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "ratio": 0.5,
+          "pin_memory": true}, "offload_param": {"device": "cpu"}}})");
+  REQUIRE(cpu.ok());
+  CHECK(cpu->zero.optimizer_space == MemorySpace::kHost);
+  CHECK(cpu->zero.param_space == MemorySpace::kHost);
+  CHECK(cpu->zero.optimizer_ratio == 0.5);
+  CHECK(cpu->zero.pin_memory);
+  CHECK_THAT(cpu->notes.front(), Catch::Contains("optimizer state is in host memory already"));
+  CHECK_THAT(std::string(Parse(R"({"zero_optimization": {"stage": 0,
+                 "offload_optimizer": {"device": "cpu"}}})")
+                             .status()
+                             .message()),
+             Catch::Contains("use ZeRO stage 1, 2 or 3"));
+  absl::StatusOr<DsOptions> below =
+      Parse(R"({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}})");
+  REQUIRE(below.ok());
+  CHECK(below->zero.param_space == MemorySpace::kDevice);
   CHECK_THAT(std::string(Parse(R"({"zero_optimization": {"stage": 2, "reduce_scatter": false}})")
                              .status()
                              .message()),

@@ -140,6 +140,24 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
           "fp16 dynamic loss scaling needs loss_scale_window >= 1 and min_loss_scale > 0");
     }
   }
+  // ZeRO-Offload: RuntimeSupport refused what is not built (nvme) or not allowed at this stage.
+  auto space = [&](const char* block) {
+    const json* device = Find(config, {"zero_optimization", block, "device"});
+    return device && device->is_string() && device->get<std::string>() == "cpu"
+               ? MemorySpace::kHost
+               : MemorySpace::kDevice;
+  };
+  o.optimizer_space = space("offload_optimizer");
+  o.param_space = o.stage == 3 ? space("offload_param") : MemorySpace::kDevice;
+  if (absl::Status s = ReadNumber(config, {"zero_optimization", "offload_optimizer", "ratio"},
+                                  &o.optimizer_ratio);
+      !s.ok()) {
+    return s;
+  }
+  if (const json* pin = Find(config, {"zero_optimization", "offload_optimizer", "pin_memory"});
+      pin && pin->is_boolean()) {
+    o.pin_memory = pin->get<bool>();
+  }
   // RuntimeSupport refused every other accumulation dtype.
   if (const json* accum = Find(config, {"data_types", "grad_accum_dtype"});
       accum && accum->is_string() && accum->get<std::string>() == "fp32") {

@@ -247,9 +247,11 @@ void PrintSummary(const TrainArgs& args, ZeroEngine& engine, double total_s, dou
   std::printf(
       "train_gpt: %d steps in %.1f s; model states per rank: params %.1f MiB, master %.1f MiB, "
       "grads %.1f MiB, optimizer %.1f MiB; slots: gradients %.1f MiB, parameters %.1f MiB; "
-      "peak RSS %.0f MiB; median %.0f tokens/s\n",
+      "placed on device %.1f MiB, host %.1f MiB, nvme %.1f MiB; peak RSS %.0f MiB; median %.0f "
+      "tokens/s\n",
       args.steps, total_s, m.params / 1048576.0, m.master / 1048576.0, m.grads / 1048576.0,
-      m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0, usage.ru_maxrss / 1024.0,
+      m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0, m.device / 1048576.0,
+      m.host / 1048576.0, m.nvme / 1048576.0, usage.ru_maxrss / 1024.0,
       tokens_per_step / MedianOf(step_s));
 }
 

@@ -13,9 +13,12 @@
 
 namespace zerorun {
 
-// Where a ShardState's arrays live: host memory today. The memory-space seam ZeRO-Offload
-// (pinned host memory next to a GPU) and ZeRO-Infinity (NVMe files) plug into.
-enum class MemorySpace { kHost };
+// Where model state lives: kDevice, the rank's compute memory (a GPU's, or host memory on a CPU
+// rank); kHost, host memory next to the device (ZeRO-Offload's "cpu", pinned with pin_memory),
+// on a CPU rank the very memory kDevice is; kNvme, files under nvme_path (ZeRO-Infinity). The
+// seam offload plugs into: placement is a memory space, not a branch in the engine.
+enum class MemorySpace { kDevice, kHost, kNvme };
+const char* MemorySpaceName(MemorySpace space);  // "device", "host", "nvme"
 
 // What accumulates a rank's reduced gradient shard between micro-steps.
 enum class Accumulator { kNone, kFp32, kSixteen };
@@ -28,7 +31,7 @@ class ShardState {
   // `separate_master`: the working weights are 16-bit, so fp32 masters are kept here; with fp32
   // weights the masters are the working weights themselves (ZeroEngine::Master).
   ShardState(size_t elements, bool separate_master, Accumulator accumulator,
-             MemorySpace space = MemorySpace::kHost);
+             MemorySpace space = MemorySpace::kDevice);
 
   size_t elements() const { return elements_; }
   MemorySpace space() const { return space_; }
@@ -62,7 +65,7 @@ class ShardState {
 
  private:
   size_t elements_ = 0;
-  MemorySpace space_ = MemorySpace::kHost;
+  MemorySpace space_ = MemorySpace::kDevice;
   Accumulator accumulator_ = Accumulator::kNone;
   std::vector<float> master_, exp_avg_, exp_avg_sq_, acc32_;
   std::vector<uint16_t> acc16_;

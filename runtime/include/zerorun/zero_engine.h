@@ -45,6 +45,14 @@ struct ZeroOptions {
   size_t param_persistence_threshold = 100'000;  // Units this small stay gathered.
   size_t max_live_parameters = 1'000'000'000;    // Gathered elements kept (soft limit).
   size_t max_reuse_distance = 1'000'000'000;     // Keep a released unit reused within this.
+  // ZeRO-Offload (offload_optimizer.device / ratio / pin_memory, offload_param.device): where
+  // the optimizer state (fp32 masters with a 16-bit dtype, Adam m and v) and, at stage 3, the
+  // parameter shards live. kHost needs stage >= 1 (parameters: stage 3); `optimizer_ratio` of
+  // the optimizer state is offloaded, the rest stays on the device. kNvme is not built yet.
+  MemorySpace optimizer_space = MemorySpace::kDevice;
+  double optimizer_ratio = 1.0;
+  bool pin_memory = false;
+  MemorySpace param_space = MemorySpace::kDevice;
 };
 
 struct StepResult {
@@ -63,6 +71,9 @@ struct MemoryReport {
   size_t optimizer = 0;  // Adam m and v.
   size_t scratch = 0;    // Gradient slots.
   size_t live = 0;       // Gathered / widened parameter slots now allocated.
+  // All of the above by where it lives (ZeroOptions' memory spaces; on a CPU rank "device" and
+  // "host" are the same RAM, the split says what a GPU rank would hold where).
+  size_t device = 0, host = 0, nvme = 0;
   size_t model_states() const { return params + master + grads + optimizer; }
   size_t total() const { return model_states() + scratch + live; }
 };

@@ -1,0 +1,188 @@
+// Checkpoints of the ZeRO engine: bit-identical resume at every stage and dtype, asynchronous
+// saves, corrupt shards and other models refused, keep_last, and loading at another world size,
+// stage and working dtype (resharding), with ranks as threads over a real Gloo communicator.
+#include "zerorun/checkpoint.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine_harness.h"
+#include "support/temp_dir.h"
+
+namespace zerorun {
+namespace {
+
+using engine_harness::Drive;
+using engine_harness::kUnits;
+using engine_harness::Run;
+using engine_harness::RunEngine;
+using engine_harness::Stage3;
+
+TEST_CASE(
+    "Save at step 3 and resume to step 6 is bit-identical to 6 steps straight, every "
+    "stage and dtype",
+    "[zero][checkpoint]") {
+  for (const DType dtype : {DType::kFp32, DType::kBf16, DType::kFp16}) {
+    for (int stage = 0; stage <= 3; ++stage) {
+      INFO("stage " << stage << " " << DTypeName(dtype));
+      ZeroOptions options;
+      options.stage = stage;
+      options.dtype = dtype;
+      options.gradient_accumulation_steps = 2;
+      options.gradient_clipping = 1.0f;
+      options.param_persistence_threshold = 20;  // Stage 3: persistent and partitioned units.
+      testing::TempDir dir;
+      const Run straight = RunEngine(2, options, 6);
+      Drive save;
+      save.ckpt_dir = dir.path() + "/ckpt";
+      save.save_at = 3;
+      RunEngine(2, options, 3, save);
+      std::ifstream latest(save.ckpt_dir + "/latest");
+      std::string tag;
+      REQUIRE(latest >> tag);
+      CHECK(tag == "global_step3");
+      Drive resume;
+      resume.ckpt_dir = save.ckpt_dir;
+      resume.resume = true;
+      const Run resumed = RunEngine(2, options, 6, resume);
+      CHECK(resumed.params == straight.params);
+      REQUIRE(resumed.norms.size() == 3);
+      for (int k = 0; k < 3; ++k) CHECK(resumed.norms[k] == straight.norms[3 + k]);
+    }
+  }
+}
+
+TEST_CASE(
+    "An asynchronous save at step 3 holds step 3's state while training goes on, and resumes "
+    "bit-identically",
+    "[zero][checkpoint]") {
+  for (int stage : {1, 3}) {
+    INFO("stage " << stage);
+    ZeroOptions options;
+    options.stage = stage;
+    options.gradient_clipping = 1.0f;
+    testing::TempDir dir;
+    const Run straight = RunEngine(2, options, 6);
+    Drive save;
+    save.ckpt_dir = dir.path() + "/ckpt";
+    save.save_at = 3;
+    save.async_save = true;
+    const Run saving = RunEngine(2, options, 6, save);
+    CHECK(saving.params == straight.params);  // The save changed nothing of the training.
+    std::ifstream latest(save.ckpt_dir + "/latest");
+    std::string tag;
+    REQUIRE(latest >> tag);
+    CHECK(tag == "global_step3");
+    CHECK_FALSE(std::filesystem::exists(save.ckpt_dir + "/global_step3.tmp"));
+    Drive resume;
+    resume.ckpt_dir = save.ckpt_dir;
+    resume.resume = true;
+    const Run resumed = RunEngine(2, options, 6, resume);
+    CHECK(resumed.params == straight.params);
+  }
+}
+
+TEST_CASE("A corrupt shard or another model is refused, naming it", "[zero][checkpoint]") {
+  ZeroOptions options;
+  options.stage = 2;
+  testing::TempDir dir;
+  Drive save;
+  save.ckpt_dir = dir.path() + "/ckpt";
+  save.save_at = 2;
+  RunEngine(2, options, 2, save);
+  // Another model: FailedPrecondition naming the unit.
+  {
+    InMemoryKvStore store;
+    auto comm = CreateGlooCommunicator(store, 0, 1, {});
+    REQUIRE(comm.ok());
+    std::vector<UnitSpec> other = kUnits;
+    other[1].tensors[0].shape = {34};
+    auto engine = ZeroEngine::Create(other, options, comm->get());
+    REQUIRE(engine.ok());
+    absl::StatusOr<std::string> loaded = LoadCheckpoint(**engine, **comm, save.ckpt_dir, "");
+    CHECK(loaded.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK_THAT(std::string(loaded.status().message()),
+               Catch::Contains("is of another model: unit block"));
+  }
+  {
+    const std::string shard = save.ckpt_dir + "/global_step2/zero_rank_1.bin";
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);
+    f.put('\x7f');
+  }
+  InMemoryKvStore store;
+  std::vector<absl::Status> status(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      auto comm = CreateGlooCommunicator(store, r, 2, {});
+      auto engine = ZeroEngine::Create(kUnits, options, comm->get());
+      status[r] = LoadCheckpoint(**engine, **comm, save.ckpt_dir, "").status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) {
+    CHECK(status[r].code() != absl::StatusCode::kOk);
+    CHECK_THAT(std::string(status[r].message()), Catch::Contains("rank(s) 1"));
+  }
+  CHECK_THAT(std::string(status[1].message()),
+             Catch::Contains("zero_rank_1.bin does not match its sha256"));
+}
+
+TEST_CASE("keep_last keeps the newest checkpoints, and latest names the newest",
+          "[zero][checkpoint]") {
+  ZeroOptions options;
+  options.stage = 3;
+  testing::TempDir dir;
+  Drive drive;
+  drive.ckpt_dir = dir.path() + "/ckpt";
+  drive.save_every_step = true;
+  drive.keep_last = 2;
+  RunEngine(2, options, 5, drive);
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(drive.ckpt_dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"global_step4", "global_step5", "latest"});
+}
+
+TEST_CASE("A checkpoint loads at another world size, stage and working dtype (resharding)",
+          "[zero][checkpoint]") {
+  ZeroOptions saved;
+  saved.stage = 2;
+  saved.dtype = DType::kBf16;
+  testing::TempDir dir;
+  Drive save;
+  save.ckpt_dir = dir.path() + "/ckpt";
+  save.save_at = 3;
+  const Run at_save = RunEngine(2, saved, 3, save);
+  struct Target {
+    int world, stage;
+    DType dtype;
+  };
+  for (const Target& t : {Target{3, 3, DType::kBf16}, Target{1, 1, DType::kFp32},
+                          Target{4, 0, DType::kFp16}, Target{3, 2, DType::kFp32}}) {
+    INFO("world " << t.world << ", stage " << t.stage << ", " << DTypeName(t.dtype));
+    ZeroOptions options = saved;
+    options.stage = t.stage;
+    options.dtype = t.dtype;
+    options.param_persistence_threshold = 20;
+    Drive resume;
+    resume.ckpt_dir = save.ckpt_dir;
+    resume.resume = true;
+    // No step after the load: the parameters are the saved fp32 masters, exactly.
+    const Run loaded = RunEngine(t.world, options, 3, resume);
+    CHECK(loaded.params == at_save.params);
+    // And training goes on from there.
+    const Run trained = RunEngine(t.world, options, 5, resume);
+    CHECK(trained.norms.size() == 2);
+  }
+}
+
+}  // namespace
+}  // namespace zerorun
