@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -63,7 +64,11 @@ void PruneOld(const std::string& dir, const std::string& current, int keep) {
 absl::Mutex staging_mu;
 ckpt::AlignedBuffer* kept_staging ABSL_GUARDED_BY(staging_mu) = nullptr;
 
+// A staging buffer being made ahead of the first asynchronous save (PrepareAsyncCheckpoint).
+std::future<void> preparing;
+
 ckpt::AlignedBuffer TakeStaging(size_t size) {
+  if (preparing.valid()) preparing.wait();
   absl::MutexLock lock(&staging_mu);
   if (kept_staging != nullptr && kept_staging->size() == size) {
     ckpt::AlignedBuffer buffer = std::move(*kept_staging);
@@ -184,6 +189,12 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
     return Discard(s, rank);
   }
   return absl::OkStatus();
+}
+
+void PrepareAsyncCheckpoint(const ZeroEngine& engine) {
+  const size_t bytes = 3 * engine.shard_state().elements() * sizeof(float);
+  if (preparing.valid()) preparing.wait();
+  preparing = std::async(std::launch::async, [bytes] { KeepStaging(ckpt::AlignedBuffer(bytes)); });
 }
 
 std::string DefaultTag(int64_t step) { return absl::StrCat("global_step", step); }

@@ -53,4 +53,4 @@ done
 
 echo "== asynchronous save, world 2: training stall vs the in-memory copy of the shard"
 rm -rf "${dir}/ckpt"
-train 2 --steps 6 --save-dir "${dir}/ckpt" --save-every 3 --async-save | sed "s/^/world 2: /"
+train 2 --steps 9 --save-dir "${dir}/ckpt" --save-every 3 --async-save | sed "s/^/world 2: /"

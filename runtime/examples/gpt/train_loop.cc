@@ -141,7 +141,9 @@ absl::StatusOr<int> MaybeResume(const TrainArgs& args, TrainSetup& setup, ZeroEn
 class Saver {
  public:
   Saver(const TrainArgs& args, TrainSetup& setup, ZeroEngine& engine)
-      : args_(args), setup_(setup), engine_(engine) {}
+      : args_(args), setup_(setup), engine_(engine) {
+    if (args_.async_save && args_.save_every > 0) PrepareAsyncCheckpoint(engine_);
+  }
 
   absl::Status AfterStep(int step) {
     if (pending_ != nullptr) {
@@ -175,12 +177,13 @@ class Saver {
     return s;
   }
 
-  // Waits for a save in flight and publishes it.
-  absl::Status Finish() {
+  // Waits for a save in flight and publishes it; `at_end`: training is over, so the wait is
+  // not a stall (it is reported apart).
+  absl::Status Finish(bool at_end = false) {
     if (pending_ == nullptr) return absl::OkStatus();
     const auto start = Clock::now();
     absl::Status s = pending_->Wait(*setup_.comm);
-    stalled_ += Seconds(start);
+    (at_end ? end_wait_ : stalled_) += Seconds(start);
     if (!s.ok()) return s;
     Published();
     return absl::OkStatus();
@@ -192,8 +195,9 @@ class Saver {
     return std::chrono::duration<double>(Clock::now() - since).count();
   }
   void Published() {
-    Print(pending_->path(), pending_->stats(), 0, stalled_);
+    Print(pending_->path(), pending_->stats(), end_wait_, stalled_);
     pending_.reset();
+    end_wait_ = 0;
   }
   // One line from rank 0: the end-to-end time of a synchronous save (every rank's shard on disk
   // and published), or how long an asynchronous one stalled training.
@@ -203,7 +207,11 @@ class Saver {
     const std::string how =
         stall < 0
             ? absl::StrFormat("in %.3f s, %.2f GB/s end to end", seconds, total / seconds / 1e9)
-            : absl::StrFormat("asynchronously, training stalled %.1f ms", stall * 1e3);
+            : absl::StrFormat("asynchronously, training stalled %.1f ms%s", stall * 1e3,
+                              seconds > 0 ? absl::StrFormat(" (and %.1f ms waited for after the "
+                                                            "last step)",
+                                                            seconds * 1e3)
+                                          : "");
     std::printf(
         "train_gpt: saved %s: %d x %.1f MiB %s (snapshot %.1f ms; rank 0 wrote %s in %.3f s)\n",
         path.c_str(), setup_.world_size, st.bytes / 1048576.0, how.c_str(),
@@ -215,7 +223,8 @@ class Saver {
   TrainSetup& setup_;
   ZeroEngine& engine_;
   std::unique_ptr<PendingSave> pending_;
-  double stalled_ = 0;  // Of the save in flight: StartCheckpoint, the polls, a final wait.
+  double stalled_ = 0;   // Of the save in flight: StartCheckpoint, the polls, a forced wait.
+  double end_wait_ = 0;  // Waiting for it after the last step.
 };
 
 int SaveFailureExit(const absl::Status& s, int rank) {
@@ -379,7 +388,9 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       return 3;
     }
   }
-  if (absl::Status s = saver.Finish(); !s.ok()) return SaveFailureExit(s, setup.rank);
+  if (absl::Status s = saver.Finish(/*at_end=*/true); !s.ok()) {
+    return SaveFailureExit(s, setup.rank);
+  }
   if (args.print_checksum) {
     const uint64_t hash = ParameterChecksum(engine);
     if (setup.rank == 0) {
