@@ -71,7 +71,12 @@ TEST_CASE(
   const double took = Since(killed);
   CHECK(took >= 1.5);  // Not before the lease lapsed.
   INFO("ranks ended " << took << " s after the launcher's SIGKILL");
-  const RunResult ended = Zerorun(cluster, {"status", "lease-test", "--json"});
+  // The agents learn of each exit from its supervisor's record within their poll interval.
+  RunResult ended = Zerorun(cluster, {"status", "lease-test", "--json"});
+  for (int i = 0; i < 50 && ended.out.find("\"orphaned\"") != std::string::npos; ++i) {
+    usleep(100 * 1000);
+    ended = Zerorun(cluster, {"status", "lease-test", "--json"});
+  }
   CHECK(ended.exit_code == 0);
   CHECK_THAT(ended.out, Catch::Contains("\"failed\"") &&
                             Catch::Contains("died without ending the job") &&
