@@ -1,0 +1,78 @@
+// NvmeSwapper: one rank's swap file under nvme_path (ZeRO-Infinity), read and written
+// asynchronously with O_DIRECT through io_uring in blocks of DeepSpeed's aio.block_size, at most
+// aio.queue_depth in flight, every block's CRC-32 kept in memory and checked on read: a short
+// read, an I/O error or a block changed behind our back is an error naming the file and offset,
+// never silent. The building block of optimizer-state and parameter offload to NVMe (issue 12).
+#ifndef ZERORUN_RUNTIME_OFFLOAD_NVME_SWAPPER_H_
+#define ZERORUN_RUNTIME_OFFLOAD_NVME_SWAPPER_H_
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace zerorun {
+
+// DeepSpeed's "aio" block (its defaults). thread_count / intra_op_parallelism, single_submit and
+// overlap_events are accepted for compatibility: one io_uring does what DeepSpeed's threads do.
+struct AioOptions {
+  size_t block_size = 1 << 20;  // Bytes per request; a multiple of 4096.
+  int queue_depth = 8;          // Requests in flight.
+  bool single_submit = false;
+  bool overlap_events = true;
+  int thread_count = 1;
+};
+
+struct SwapStats {
+  uint64_t bytes_written = 0, bytes_read = 0;
+  double write_seconds = 0, read_seconds = 0;  // Submit to last completion, summed per call.
+  bool direct = false;                         // O_DIRECT (else buffered: the fs refused it).
+};
+
+class NvmeSwapper {
+ public:
+  // Creates `dir`/`file_name` (never `dir` itself: a missing nvme_path is NotFound naming it)
+  // and reserves `bytes` with fallocate, so a full file system fails here (ResourceExhausted
+  // naming the path and the bytes needed), not mid-run. InvalidArgument for a block size that is
+  // not a positive multiple of 4096 or a queue depth < 1.
+  static absl::StatusOr<std::unique_ptr<NvmeSwapper>> Create(const std::string& dir,
+                                                             const std::string& file_name,
+                                                             uint64_t bytes,
+                                                             const AioOptions& options);
+  ~NvmeSwapper();  // Removes the file.
+  NvmeSwapper(const NvmeSwapper&) = delete;
+  NvmeSwapper& operator=(const NvmeSwapper&) = delete;
+
+  // Writes / reads [offset, offset + n) of the file from / into `data`; `offset` must be a
+  // multiple of the block size, `data` 4096-aligned, and n a multiple of 4096 (the swapped arrays
+  // are padded so). Blocking: returns once every block completed and (reads) its CRC matched.
+  absl::Status Write(uint64_t offset, const char* data, size_t n);
+  absl::Status Read(uint64_t offset, char* data, size_t n);
+
+  const std::string& path() const { return path_; }
+  uint64_t bytes() const { return bytes_; }
+  const SwapStats& stats() const { return stats_; }
+
+ private:
+  NvmeSwapper(std::string path, int fd, uint64_t bytes, const AioOptions& options);
+  absl::Status Transfer(bool write, uint64_t offset, char* data, size_t n);
+
+  const std::string path_;
+  const int fd_;
+  const uint64_t bytes_;
+  const AioOptions options_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  std::vector<uint32_t> crc_;  // Per block of the file; valid where written_.
+  std::vector<bool> written_;
+  SwapStats stats_;
+};
+
+}  // namespace zerorun
+
+#endif  // ZERORUN_RUNTIME_OFFLOAD_NVME_SWAPPER_H_
