@@ -20,8 +20,10 @@ const char* MemorySpaceName(MemorySpace space) {
 ShardState::ShardState(size_t elements, bool separate_master, Accumulator accumulator,
                        MemorySpace space)
     : elements_(elements), space_(space), accumulator_(accumulator) {
-  exp_avg_.assign(elements, 0.0f);
-  exp_avg_sq_.assign(elements, 0.0f);
+  if (space != MemorySpace::kNvme) {  // On NVMe, Adam's m and v live in the engine's swap file.
+    exp_avg_.assign(elements, 0.0f);
+    exp_avg_sq_.assign(elements, 0.0f);
+  }
   if (separate_master) master_.assign(elements, 0.0f);
   if (accumulator == Accumulator::kFp32) acc32_.assign(elements, 0.0f);
   if (accumulator == Accumulator::kSixteen) acc16_.assign(elements, 0);

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "offload/optimizer_swap.h"
 #include "zero/engine_internal.h"
 #include "zerorun/flight_recorder.h"
 
@@ -23,10 +24,14 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
     return absl::InvalidArgumentError("gradient_accumulation_steps must be >= 1");
   }
   if (options.grad_slots < 1) return absl::InvalidArgumentError("grad_slots must be >= 1");
-  if (options.optimizer_space == MemorySpace::kNvme || options.param_space == MemorySpace::kNvme) {
+  if (options.param_space == MemorySpace::kNvme) {
     return absl::UnimplementedError(
-        "offload to nvme (ZeRO-Infinity) is not built yet; use device \"cpu\" or \"none\"");
+        "offload_param to nvme is not built yet; use device \"cpu\" or \"none\"");
   }
+  if (options.optimizer_space == MemorySpace::kNvme && options.nvme_path.empty()) {
+    return absl::InvalidArgumentError("offload_optimizer device nvme needs an nvme_path");
+  }
+  if (options.sub_group_size < 1) return absl::InvalidArgumentError("sub_group_size must be >= 1");
   if (options.optimizer_space != MemorySpace::kDevice && options.stage < 1) {
     return absl::InvalidArgumentError(
         "offload_optimizer needs ZeRO stage 1, 2 or 3 (the optimizer state is sharded first)");
@@ -45,7 +50,26 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
   }
   absl::StatusOr<Layout> layout = Layout::Build(units, comm->world_size(), options.align);
   if (!layout.ok()) return layout.status();
-  return std::unique_ptr<ZeroEngine>(new ZeroEngine(*std::move(layout), options, comm));
+  std::unique_ptr<ZeroEngine> engine(new ZeroEngine(*std::move(layout), options, comm));
+  if (options.optimizer_space == MemorySpace::kNvme) {
+    // The optimizer visits units in order, each in chunks of at most sub_group_size elements.
+    std::vector<size_t> chunks;
+    for (size_t ui = 0; ui < engine->units_.size(); ++ui) {
+      const size_t first = chunks.size();
+      for (size_t done = 0; done < engine->Owned(ui); done += options.sub_group_size) {
+        chunks.push_back(std::min(options.sub_group_size, engine->Owned(ui) - done));
+      }
+      engine->unit_chunks_.emplace_back(first, chunks.size() - first);
+    }
+    AioOptions aio;
+    aio.block_size = options.aio.block_size;
+    aio.queue_depth = options.aio.queue_depth;
+    absl::StatusOr<std::unique_ptr<OptimizerSwap>> swap =
+        OptimizerSwap::Create(options.nvme_path, options.swap_tag, std::move(chunks), aio);
+    if (!swap.ok()) return swap.status();
+    engine->swap_ = *std::move(swap);
+  }
+  return engine;
 }
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
@@ -107,6 +131,11 @@ const float* ZeroEngine::master(size_t unit) const {
 }
 
 absl::StatusOr<std::vector<ZeroEngine::Span>> ZeroEngine::ShardSpans() {
+  if (swap_ != nullptr) {
+    return absl::UnimplementedError(
+        "checkpoints of an optimizer offloaded to nvme are not built yet (its m and v are in " +
+        swap_->dir() + ")");
+  }
   if (absl::Status s = worker_->Drain(); !s.ok()) return s;
   std::vector<size_t> order(units_.size());  // Units by state offset.
   for (size_t ui = 0; ui < order.size(); ++ui) order[ui] = ui;
@@ -355,6 +384,9 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   // 3. AdamW on the fp32 masters this rank owns, write-back, then share the working weights.
   AdamWHyper hyper = options_.adam;
   hyper.lr = lr;
+  if (swap_ != nullptr) {
+    if (absl::Status s = swap_->Begin(); !s.ok()) return s;
+  }
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
@@ -370,8 +402,22 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
       for (size_t i = 0; i < n; ++i) g[i] *= result.clip_coef;  // Also when coef is 1, as torch.
     }
     float* master = Master(ui);
-    AdamWStepReference(hyper, step, n, master, g, state_.exp_avg() + u.state_base,
-                       state_.exp_avg_sq() + u.state_base);
+    if (swap_ == nullptr) {
+      AdamWStepReference(hyper, step, n, master, g, state_.exp_avg() + u.state_base,
+                         state_.exp_avg_sq() + u.state_base);
+    } else {
+      // m and v come from NVMe chunk by chunk (AdamW is element-wise: the same results).
+      const auto [first, count] = unit_chunks_[ui];
+      size_t at = 0;
+      for (size_t k = first; k < first + count; ++k) {
+        absl::StatusOr<std::pair<float*, float*>> mv = swap_->Acquire(k);
+        if (!mv.ok()) return mv.status();
+        const size_t len = std::min(options_.sub_group_size, n - at);
+        AdamWStepReference(hyper, step, len, master + at, g + at, mv->first, mv->second);
+        swap_->Release(k);
+        at += len;
+      }
+    }
     if (sixteen()) {
       FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), n);
     }
@@ -385,6 +431,9 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
         return half ? comm_->AllGather16(w16, shard) : comm_->AllGather(w32, shard);
       });
     }
+  }
+  if (swap_ != nullptr) {
+    if (absl::Status s = swap_->Finish(); !s.ok()) return s;  // m and v written back.
   }
   state_.set_last_step(step);
   ZeroGrads();
@@ -406,7 +455,11 @@ MemoryReport ZeroEngine::Memory() const {
   // Placement: the offloaded share of the optimizer state, and stage 3's parameter shards.
   const double ratio =
       options_.optimizer_space == MemorySpace::kDevice ? 0 : options_.optimizer_ratio;
-  const size_t offloaded = static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
+  // kNvme: Adam's m and v in the swap file (the masters stay: they are the weights in fp32).
+  const size_t offloaded =
+      options_.optimizer_space == MemorySpace::kNvme
+          ? m.optimizer
+          : static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
   const size_t params_away = options_.param_space == MemorySpace::kDevice ? 0 : m.params;
   auto at = [&](MemorySpace space) -> size_t& {
     return space == MemorySpace::kNvme ? m.nvme : space == MemorySpace::kHost ? m.host : m.device;

@@ -159,7 +159,9 @@ inline Run RunEngine(int world, const ZeroOptions& options, int steps, const Dri
         status[r] = comm.status();
         return;
       }
-      auto engine = ZeroEngine::Create(kUnits, options, comm->get());
+      ZeroOptions mine = options;  // Each rank's own NVMe swap directory.
+      mine.swap_tag = absl::StrCat(options.swap_tag, "-rank", r);
+      auto engine = ZeroEngine::Create(kUnits, mine, comm->get());
       status[r] = engine.ok() ? TrainRank(**engine, **comm, r, options, steps, drive, &runs[r])
                               : engine.status();
     });

@@ -39,6 +39,7 @@ class ShardState {
   Accumulator accumulator() const { return accumulator_; }
 
   float* master() { return master_.data(); }
+  // nullptr with MemorySpace::kNvme (the engine swaps m and v in chunks).
   float* exp_avg() { return exp_avg_.data(); }
   float* exp_avg_sq() { return exp_avg_sq_.data(); }
   const float* master() const { return master_.data(); }
@@ -58,7 +59,8 @@ class ShardState {
 
   // Bytes held, by kind.
   size_t master_bytes() const { return master_.size() * sizeof(float); }
-  size_t optimizer_bytes() const { return (exp_avg_.size() + exp_avg_sq_.size()) * sizeof(float); }
+  // Adam m and v, wherever they live (kNvme: in the engine's swap file, not in exp_avg()).
+  size_t optimizer_bytes() const { return 2 * elements_ * sizeof(float); }
   size_t accumulator_bytes() const {
     return acc32_.size() * sizeof(float) + acc16_.size() * sizeof(uint16_t);
   }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,18 @@
 #include "zerorun/shard_state.h"
 
 namespace zerorun {
+
+class OptimizerSwap;  // runtime/offload/optimizer_swap.h
+
+// DeepSpeed's "aio" block (its defaults): requests of block_size bytes, queue_depth in flight.
+// single_submit, overlap_events and thread_count are taken for compatibility (one io_uring).
+struct AioConfig {
+  size_t block_size = 1 << 20;
+  int queue_depth = 8;
+  bool single_submit = false;
+  bool overlap_events = true;
+  int thread_count = 1;
+};
 
 struct ZeroOptions {
   int stage = 2;                 // 0-3.
@@ -53,6 +66,13 @@ struct ZeroOptions {
   double optimizer_ratio = 1.0;
   bool pin_memory = false;
   MemorySpace param_space = MemorySpace::kDevice;
+  // kNvme optimizer state (ZeRO-Infinity): Adam's m and v in a file under
+  // <nvme_path>/zerorun-<swap_tag>/ (a per job and rank name; the directory is removed when the
+  // engine goes), swapped in chunks of at most sub_group_size elements during the step.
+  std::string nvme_path;
+  std::string swap_tag = "engine";
+  AioConfig aio;
+  size_t sub_group_size = 1'000'000'000;
 };
 
 struct StepResult {
@@ -236,6 +256,9 @@ class ZeroEngine {
   Communicator* comm_;
   std::vector<Unit> units_;
   std::unique_ptr<Slots> param_slots_, grad_slots_;
+  // kNvme optimizer state: the swap file, and per unit its first chunk and chunk count.
+  std::unique_ptr<OptimizerSwap> swap_;
+  std::vector<std::pair<size_t, size_t>> unit_chunks_;
   std::unique_ptr<CommWorker> worker_;
   ShardState state_;               // Masters (16-bit), m, v, accumulator, step, loss scaler.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
