@@ -324,6 +324,9 @@ class Preflight {
       std::vector<std::pair<std::string, std::string>> nvme;
       if (summary_.optimizer_nvme_path) {
         nvme.emplace_back("offload_optimizer.nvme_path", *summary_.optimizer_nvme_path);
+      } else if (summary_.optimizer_nvme_path_libzerorun) {
+        // Checked too; its rows count only for a libzerorun train_bin (DeepSpeed ignores it).
+        nvme.emplace_back("offload_optimizer.nvme_path", *summary_.optimizer_nvme_path_libzerorun);
       }
       if (summary_.param_nvme_path) {
         nvme.emplace_back("offload_param.nvme_path", *summary_.param_nvme_path);
@@ -358,7 +361,12 @@ class Preflight {
             auth ? kExitNoPerm : kExitUnavailable);
         continue;
       }
-      for (const v1::Check& row : replies[i]->checks()) report_.checks.push_back(row);
+      for (const v1::Check& row : replies[i]->checks()) {
+        const bool ignored_by_deepspeed = !summary_.optimizer_nvme_path &&
+                                          row.check() == "offload_optimizer.nvme_path" &&
+                                          !replies[i]->train_bin_links_libzerorun();
+        if (!ignored_by_deepspeed) report_.checks.push_back(row);
+      }
       probed_hosts_.push_back(report_.hosts[i]);
       report_.probes.push_back(*std::move(replies[i]));
     }

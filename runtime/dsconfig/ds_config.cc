@@ -387,9 +387,12 @@ ConfigSummary Summarize(const json& config) {
     std::string value = device && device->is_string() ? device->get<std::string>() : "none";
     const bool is_param = std::string(kind) == "offload_param";
     if (is_param && s.stage < 3) value = "none";  // DeepSpeed ignores it below stage 3.
-    if (!is_param && value == "nvme" && s.stage < 3) value = "cpu";
-    (is_param ? s.offload_param : s.offload_optimizer) = value;
     const json* path = get(block + ".nvme_path");
+    if (!is_param && value == "nvme" && s.stage < 3) {
+      value = "cpu";
+      if (path && path->is_string()) s.optimizer_nvme_path_libzerorun = path->get<std::string>();
+    }
+    (is_param ? s.offload_param : s.offload_optimizer) = value;
     if (value == "nvme" && path && path->is_string()) {
       (is_param ? s.param_nvme_path : s.optimizer_nvme_path) = path->get<std::string>();
     }

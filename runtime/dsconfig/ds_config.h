@@ -33,6 +33,9 @@ struct ConfigSummary {
   std::string offload_param = "none";
   std::optional<std::string> optimizer_nvme_path;  // Set only when device is nvme.
   std::optional<std::string> param_nvme_path;
+  // offload_optimizer device nvme below stage 3: DeepSpeed runs it as cpu and ignores the path
+  // (offload_optimizer above says "cpu"), libzerorun uses it. The path, for its programs.
+  std::optional<std::string> optimizer_nvme_path_libzerorun;
 };
 ConfigSummary Summarize(const nlohmann::json& config);
 

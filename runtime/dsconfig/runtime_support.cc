@@ -80,7 +80,8 @@ class Checker {
         {"prescale_gradients", false, false, "the average is taken once, in fp32 sums"},
         {"sparse_gradients", false, false, "embedding gradients are dense"},
         {"zero_optimization.sub_group_size", 1e9, false,
-         "the optimizer steps each unit's shard in turn"},
+         "the optimizer steps each unit's shard in turn (in sub-groups of this size when the "
+         "optimizer state is on nvme)"},
         {"zero_optimization.round_robin_gradients", false, false,
          "gradients are reduced unit by unit"},
         {"zero_optimization.contiguous_gradients", true, false,
@@ -133,13 +134,23 @@ class Checker {
         continue;
       }
       const bool optimizer = std::string(block) == "offload_optimizer";
-      if (device->get<std::string>() != "cpu") {
+      const std::string where = device->get<std::string>();
+      if (where != "cpu" && where != "nvme") {
+        Refuse(key, *device, "use \"cpu\", \"nvme\" or \"none\"");
+      } else if (where == "nvme" && !optimizer) {
         Refuse(key, *device,
-               "use \"cpu\" or \"none\" (offload to nvme, ZeRO-Infinity, is not built yet)");
+               "use \"cpu\" or \"none\" (parameters on nvme are not built yet; the optimizer "
+               "state may go to nvme)");
       } else if (optimizer && stage < 1) {
         Refuse(key, *device, "use ZeRO stage 1, 2 or 3 with it, or set it to \"none\"");
       } else if (!optimizer && stage != 3) {
         Add(kOk, key, *device, "ignored below ZeRO stage 3 (as DeepSpeed ignores it)");
+      } else if (where == "nvme") {
+        Add(kOk, key, *device,
+            absl::StrCat(
+                "Adam's m and v live in files under nvme_path, swapped in sub-groups "
+                "with O_DIRECT io_uring (aio block)",
+                stage < 3 ? "; DeepSpeed allows nvme only at stage 3, zerorun at 1-3" : ""));
       } else {
         Add(kOk, key, *device,
             optimizer ? "this is a CPU rank: the optimizer state is in host memory already, the "

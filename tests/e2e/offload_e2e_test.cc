@@ -2,6 +2,7 @@
 // host memory already, so an offload config must train bit-identically to the in-memory run at
 // every stage and world size, with the memory report placing the state on the host.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <string>
@@ -64,6 +65,56 @@ TEST_CASE(
       CHECK(device + host == Approx(plain_device).margin(0.15));  // Same bytes, elsewhere.
     }
   }
+}
+
+TEST_CASE(
+    "Optimizer state on nvme trains bit-identically to the in-memory run at stages 1-3, and a "
+    "missing nvme_path stops the job before anything starts",
+    "[e2e][offload][nvme]") {
+  TempDir dir;
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
+  const std::string nvme = dir.path() + "/nvme";
+  std::filesystem::create_directory(nvme);
+  auto train = [&](const std::string& name, const std::string& zero_json) {
+    const std::string config = dir.Write(
+        name,
+        "{\"train_batch_size\": 12, \"train_micro_batch_size_per_gpu\": 2, "
+        "\"gradient_clipping\": 1.0, \"aio\": {\"block_size\": 65536, \"queue_depth\": 4}, "
+        "\"zero_optimization\": {" +
+            zero_json + "}}");
+    return Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--config", config, "--device", "cpu",
+                ZR_TEST_TRAIN_GPT, "--steps", "4", "--print-checksum"},
+               env);
+  };
+  for (int stage = 1; stage <= 3; ++stage) {
+    INFO("stage " << stage);
+    const std::string zero = "\"stage\": " + std::to_string(stage);
+    const RunResult plain = train("plain.json", zero);
+    const RunResult swapped =
+        train("nvme.json", zero +
+                               ", \"sub_group_size\": 3000, \"offload_optimizer\": "
+                               "{\"device\": \"nvme\", \"nvme_path\": \"" +
+                               nvme + "\"}");
+    INFO(swapped.err);
+    REQUIRE(plain.exit_code == 0);
+    REQUIRE(swapped.exit_code == 0);
+    CHECK_FALSE(Checksum(plain.out).empty());
+    CHECK(Checksum(swapped.out) == Checksum(plain.out));
+    std::smatch m;
+    REQUIRE(std::regex_search(swapped.out, m, std::regex("nvme ([0-9.]+) MiB")));
+    CHECK(std::stod(m[1].str()) > 0);
+    CHECK(std::filesystem::is_empty(nvme));  // Every rank's swap directory removed.
+  }
+  const std::string missing = dir.path() + "/not-there";
+  const RunResult refused = train("missing.json",
+                                  "\"stage\": 2, \"offload_optimizer\": {\"device\": \"nvme\", "
+                                  "\"nvme_path\": \"" +
+                                      missing + "\"}");
+  CHECK(refused.exit_code == 66);
+  CHECK_THAT(refused.out + refused.err,
+             Catch::Contains(missing) && Catch::Contains("does not exist"));
+  CHECK_FALSE(std::filesystem::exists(missing));
 }
 
 }  // namespace

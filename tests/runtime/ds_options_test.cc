@@ -75,13 +75,25 @@ TEST_CASE("fp16 and bf16 blocks: loss scaler keys, accumulation dtype, conflicts
 }
 
 TEST_CASE("Keys this runtime cannot honour are refused or noted, never ignored", "[ds_options]") {
+  // Parameters on nvme are not built: refused with the key and the fix. The optimizer state on
+  // nvme is taken, at any stage 1-3, with its path and aio block.
   absl::StatusOr<DsOptions> nvme = Parse(
-      R"({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme",
+      R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme",
           "nvme_path": "/tmp"}}})");
   REQUIRE(nvme.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(nvme.status().message()),
-             Catch::Contains("zero_optimization.offload_optimizer.device") &&
+             Catch::Contains("zero_optimization.offload_param.device") &&
                  Catch::Contains("\"nvme\"") && Catch::Contains("Fix:"));
+  absl::StatusOr<DsOptions> swap = Parse(
+      R"({"zero_optimization": {"stage": 2, "sub_group_size": 1000, "offload_optimizer":
+          {"device": "nvme", "nvme_path": "/mnt/nvme"}}, "aio": {"block_size": 262144,
+          "queue_depth": 16}})");
+  REQUIRE(swap.ok());
+  CHECK(swap->zero.optimizer_space == MemorySpace::kNvme);
+  CHECK(swap->zero.nvme_path == "/mnt/nvme");
+  CHECK(swap->zero.sub_group_size == 1000);
+  CHECK(swap->zero.aio.block_size == 262144);
+  CHECK(swap->zero.aio.queue_depth == 16);
   // Offload to cpu is taken (with a note: a CPU rank's state is in host memory already), at
   // stage 0 it is refused, and offload_param below stage 3 is ignored, as DeepSpeed does.
   absl::StatusOr<DsOptions> cpu = Parse(

@@ -143,9 +143,10 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
   // ZeRO-Offload: RuntimeSupport refused what is not built (nvme) or not allowed at this stage.
   auto space = [&](const char* block) {
     const json* device = Find(config, {"zero_optimization", block, "device"});
-    return device && device->is_string() && device->get<std::string>() == "cpu"
-               ? MemorySpace::kHost
-               : MemorySpace::kDevice;
+    const std::string where = device && device->is_string() ? device->get<std::string>() : "";
+    return where == "cpu"    ? MemorySpace::kHost
+           : where == "nvme" ? MemorySpace::kNvme
+                             : MemorySpace::kDevice;
   };
   o.optimizer_space = space("offload_optimizer");
   o.param_space = o.stage == 3 ? space("offload_param") : MemorySpace::kDevice;
@@ -157,6 +158,33 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
   if (const json* pin = Find(config, {"zero_optimization", "offload_optimizer", "pin_memory"});
       pin && pin->is_boolean()) {
     o.pin_memory = pin->get<bool>();
+  }
+  if (o.optimizer_space == MemorySpace::kNvme) {
+    const json* path = Find(config, {"zero_optimization", "offload_optimizer", "nvme_path"});
+    if (path == nullptr || !path->is_string() || path->get<std::string>().empty()) {
+      return absl::InvalidArgumentError(
+          "config key zero_optimization.offload_optimizer.nvme_path is missing: device \"nvme\" "
+          "needs the directory its files go in");
+    }
+    o.nvme_path = path->get<std::string>();
+    double block = 0, depth = 0, threads = 1, sub_group = 0;
+    for (absl::Status s :
+         {ReadNumber(config, {"aio", "block_size"}, &block),
+          ReadNumber(config, {"aio", "queue_depth"}, &depth),
+          ReadNumber(config, {"aio", "intra_op_parallelism"}, &threads),
+          ReadNumber(config, {"zero_optimization", "sub_group_size"}, &sub_group)}) {
+      if (!s.ok()) return s;
+    }
+    if (block > 0) o.aio.block_size = static_cast<size_t>(block);
+    if (depth > 0) o.aio.queue_depth = static_cast<int>(depth);
+    o.aio.thread_count = static_cast<int>(threads);
+    if (sub_group >= 1) o.sub_group_size = static_cast<size_t>(sub_group);
+    for (const char* flag : {"single_submit", "overlap_events"}) {
+      if (const json* f = Find(config, {"aio", flag}); f && f->is_boolean()) {
+        (std::string(flag) == "single_submit" ? o.aio.single_submit : o.aio.overlap_events) =
+            f->get<bool>();
+      }
+    }
   }
   // RuntimeSupport refused every other accumulation dtype.
   if (const json* accum = Find(config, {"data_types", "grad_accum_dtype"});

@@ -280,10 +280,20 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   } else if (config.vocab <= 0) {
     config.vocab = 4096;
   }
-  auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
+  ZeroOptions options = setup.options;
+  // NVMe offload: this job's and rank's own directory under nvme_path.
+  const char* job = std::getenv(rank_env::kJobId);
+  options.swap_tag =
+      absl::StrCat(job != nullptr ? job : absl::StrCat("pid", getpid()), "-rank", setup.rank);
+  auto engine_or = ZeroEngine::Create(GptUnits(config), options, setup.comm.get());
   if (!engine_or.ok()) {
-    std::fprintf(stderr, "train_gpt: %s\n", std::string(engine_or.status().message()).c_str());
-    return 2;
+    std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                 std::string(engine_or.status().message()).c_str());
+    const absl::StatusCode code = engine_or.status().code();
+    return code == absl::StatusCode::kNotFound            ? 66
+           : code == absl::StatusCode::kResourceExhausted ? 73
+           : code == absl::StatusCode::kPermissionDenied  ? 73
+                                                          : 2;
   }
   ZeroEngine& engine = **engine_or;
   const Layout& layout = engine.layout();
