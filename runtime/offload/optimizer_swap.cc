@@ -22,14 +22,13 @@ absl::StatusOr<std::unique_ptr<OptimizerSwap>> OptimizerSwap::Create(const std::
                                                                      const std::string& tag,
                                                                      std::vector<size_t> chunks,
                                                                      const AioOptions& aio) {
-  struct stat st {};
-  if (stat(nvme_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::NotFoundError(absl::StrCat("offload_optimizer.nvme_path ", nvme_path,
-                                            " is not an existing directory. Fix: create it or "
-                                            "name another"));
-  }
   const std::string dir = absl::StrCat(nvme_path, "/zerorun-", tag);
   if (mkdir(dir.c_str(), 0700) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {  // nvme_path itself is never created.
+      return absl::NotFoundError(absl::StrCat("offload_optimizer.nvme_path ", nvme_path,
+                                              " is not an existing directory. Fix: create it or "
+                                              "name another"));
+    }
     return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", strerror(errno),
                                                     " (another run with this job id and rank?)"));
   }
