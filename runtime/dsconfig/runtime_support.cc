@@ -123,10 +123,10 @@ class Checker {
 
   // ZeRO-Offload to "cpu": libzerorun's ranks are CPU ranks, whose optimizer state and parameters
   // are in host memory already, so the key is accepted and the same code path runs (the memory
-  // report counts the state as host). "nvme" (ZeRO-Infinity) is not built yet.
+  // report counts the state as host). "nvme": the optimizer state in files (ZeRO-Infinity); not
+  // yet for parameters.
   void Offload() {
-    const json* stage_value = Get("zero_optimization.stage");
-    const int stage = stage_value && stage_value->is_number_integer() ? stage_value->get<int>() : 0;
+    const int stage = Summarize(config_).stage;
     for (const char* block : {"offload_optimizer", "offload_param"}) {
       const std::string key = absl::StrCat("zero_optimization.", block, ".device");
       const json* device = Get(key);

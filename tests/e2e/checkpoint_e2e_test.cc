@@ -184,31 +184,15 @@ TEST_CASE("A rank SIGKILLed while a checkpoint is being written leaves latest na
   const std::string save = dir.path() + "/save";
   const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
   // A bigger model (about 3M parameters, 18 MB per shard) so a save takes a while.
-  ChildProcess zr({ZR_TEST_ZERORUN,
-                   "--hostfile",
-                   hosts,
-                   "--config",
-                   config,
-                   "--device",
-                   "cpu",
-                   "--job-id",
-                   "kill-in-save",
-                   ZR_TEST_TRAIN_GPT,
-                   "--random-tokens",
-                   "--vocab",
-                   "256",
-                   "--d-model",
-                   "256",
-                   "--layers",
-                   "4",
-                   "--seq",
-                   "16",
-                   "--steps",
-                   "1000",
-                   "--save-dir",
-                   save,
-                   "--save-every",
-                   "1"},
+  const std::vector<std::string> big = {
+      "--random-tokens", "--vocab", "256",        "--d-model", "256", "--layers", "4",
+      "--seq",           "16",      "--save-dir", save};
+  auto with = [&](std::vector<std::string> flags) {
+    flags.insert(flags.begin(), big.begin(), big.end());
+    return flags;
+  };
+  ChildProcess zr(TrainGptCommand(hosts, config, {"--job-id", "kill-in-save"},
+                                  with({"--steps", "1000", "--save-every", "1"})),
                   env);
   REQUIRE(zr.WaitForOutput("saved " + save + "/global_step2", 120));
   const RunResult status = Run({ZR_TEST_ZERORUN, "status", "kill-in-save", "--json"}, env);
@@ -234,29 +218,8 @@ TEST_CASE("A rank SIGKILLed while a checkpoint is being written leaves latest na
   const RunResult verify = Run({ZR_TEST_ZERORUN, "ckpt", "verify", save}, env);
   INFO(verify.out << verify.err);
   CHECK(verify.exit_code == 0);
-  const RunResult resume = Run({ZR_TEST_ZERORUN,
-                                "--hostfile",
-                                hosts,
-                                "--config",
-                                config,
-                                "--device",
-                                "cpu",
-                                ZR_TEST_TRAIN_GPT,
-                                "--random-tokens",
-                                "--vocab",
-                                "256",
-                                "--d-model",
-                                "256",
-                                "--layers",
-                                "4",
-                                "--seq",
-                                "16",
-                                "--save-dir",
-                                save,
-                                "--resume",
-                                "--steps",
-                                "0"},
-                               env);
+  const RunResult resume =
+      Run(TrainGptCommand(hosts, config, {}, with({"--resume", "--steps", "0"})), env);
   CHECK_THAT(resume.out, Catch::Contains("resumed from " + save + " at step"));
 }
 

@@ -44,11 +44,9 @@ TEST_CASE(
   const std::string save = dir.path() + "/save";
   auto train = [&](const std::string& hosts, const std::string& config,
                    const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {
-        ZR_TEST_ZERORUN,   "--hostfile",      hosts, "--config", config, "--device", "cpu",
-        ZR_TEST_TRAIN_GPT, "--print-checksum"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return Run(argv, env);
+    std::vector<std::string> flags = {"--print-checksum"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return Run(TrainGptCommand(hosts, config, {}, flags), env);
   };
   const RunResult trained =
       train(hosts2, stage2, {"--steps", "4", "--save-dir", save, "--save-every", "4"});

@@ -46,9 +46,7 @@ TEST_CASE(
                       "{\"train_batch_size\": 12, \"train_micro_batch_size_per_gpu\": 2, "
                       "\"gradient_clipping\": 1.0, \"zero_optimization\": {" +
                           zero_json + "}}");
-        return Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--config", config, "--device", "cpu",
-                    ZR_TEST_TRAIN_GPT, "--steps", "4", "--print-checksum"},
-                   env);
+        return Run(TrainGptCommand(hosts, config, {}, {"--steps", "4", "--print-checksum"}), env);
       };
       const RunResult plain = train("plain.json", zero);
       const RunResult offloaded = train("offload.json", offload);
@@ -83,9 +81,7 @@ TEST_CASE(
         "\"gradient_clipping\": 1.0, \"aio\": {\"block_size\": 65536, \"queue_depth\": 4}, "
         "\"zero_optimization\": {" +
             zero_json + "}}");
-    return Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--config", config, "--device", "cpu",
-                ZR_TEST_TRAIN_GPT, "--steps", "4", "--print-checksum"},
-               env);
+    return Run(TrainGptCommand(hosts, config, {}, {"--steps", "4", "--print-checksum"}), env);
   };
   for (int stage = 1; stage <= 3; ++stage) {
     INFO("stage " << stage);

@@ -27,14 +27,9 @@ struct Job {
   RunResult Train(const std::string& hosts, const std::string& config,
                   const std::vector<std::string>& zerorun_flags,
                   const std::vector<std::string>& train_flags) const {
-    std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile", hosts, "--config",
-                                     config,          "--device",   "cpu"};
-    argv.insert(argv.end(), zerorun_flags.begin(), zerorun_flags.end());
-    argv.push_back(ZR_TEST_TRAIN_GPT);
-    argv.push_back("--print-losses");
-    argv.push_back("--print-checksum");
-    argv.insert(argv.end(), train_flags.begin(), train_flags.end());
-    return Run(argv, env, "", 120);
+    std::vector<std::string> flags = {"--print-losses", "--print-checksum"};
+    flags.insert(flags.end(), train_flags.begin(), train_flags.end());
+    return Run(TrainGptCommand(hosts, config, zerorun_flags, flags), env, "", 120);
   }
 
   nlohmann::json Status(const std::string& job_id) const {

@@ -6,6 +6,7 @@
 #include <map>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "support/temp_dir.h"
 
@@ -27,6 +28,18 @@ inline std::map<int, std::string> Losses(const std::string& out) {
     losses[std::stoi((*it)[1].str())] = (*it)[2].str();
   }
   return losses;
+}
+
+// zerorun --hostfile H --config C --device cpu ZERORUN_FLAGS train_gpt TRAIN_FLAGS.
+inline std::vector<std::string> TrainGptCommand(const std::string& hosts, const std::string& config,
+                                                const std::vector<std::string>& zerorun_flags,
+                                                const std::vector<std::string>& train_flags) {
+  std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile", hosts, "--config",
+                                   config,          "--device",   "cpu"};
+  argv.insert(argv.end(), zerorun_flags.begin(), zerorun_flags.end());
+  argv.push_back(ZR_TEST_TRAIN_GPT);
+  argv.insert(argv.end(), train_flags.begin(), train_flags.end());
+  return argv;
 }
 
 // A DeepSpeed config for train_gpt: batch, micro batch, clipping 1.0, the ZeRO stage, bf16.

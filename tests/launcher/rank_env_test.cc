@@ -43,8 +43,9 @@ TEST_CASE("Ranks are numbered host by host, slot order within a host", "[rank_en
         std::vector<std::string>{"train", "--local_rank=1", "--x", "1"});
 }
 
-TEST_CASE("A restarted attempt has its own agent job id and the attempt in torchrun's and our names",
-          "[rank_env]") {
+TEST_CASE(
+    "A restarted attempt has its own agent job id and the attempt in torchrun's and our names",
+    "[rank_env]") {
   Host a{.name = "a", .address = "localhost", .slots = {0}};
   LaunchSpec spec{.job_id = "job", .head = {"t"}};
   CHECK(Env(BuildLaunchRequests({a}, spec)[0].ranks(0))["ZERORUN_RESTART_COUNT"] == "0");

@@ -87,16 +87,21 @@ int FailureExit(const absl::Status& s) {
   return s.code() == absl::StatusCode::kAborted ? kExitPeerFailed : kExitSoftware;
 }
 
-int ExitCodeOf(const absl::Status& s) {
+// The exit code for a failure before training: missing file 66, bad data 65, another model 78,
+// a file system that is full or refuses us 73, else `otherwise`.
+int ExitCodeOf(const absl::Status& s, int otherwise = kExitSoftware) {
   switch (s.code()) {
     case absl::StatusCode::kNotFound:
-      return 66;
+      return kExitNoInput;
     case absl::StatusCode::kDataLoss:
-      return 65;
+      return kExitDataErr;
     case absl::StatusCode::kFailedPrecondition:
-      return 78;
+      return kExitConfig;
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kPermissionDenied:
+      return kExitCantCreate;
     default:
-      return 70;
+      return otherwise;
   }
 }
 
@@ -289,11 +294,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   if (!engine_or.ok()) {
     std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
                  std::string(engine_or.status().message()).c_str());
-    const absl::StatusCode code = engine_or.status().code();
-    return code == absl::StatusCode::kNotFound            ? 66
-           : code == absl::StatusCode::kResourceExhausted ? 73
-           : code == absl::StatusCode::kPermissionDenied  ? 73
-                                                          : 2;
+    return ExitCodeOf(engine_or.status(), kExitUsage);
   }
   ZeroEngine& engine = **engine_or;
   const Layout& layout = engine.layout();
