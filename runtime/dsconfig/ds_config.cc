@@ -269,8 +269,9 @@ class Validator {
       if (!is_param && device == "nvme" && stage < 3) {
         Add(kWarn, kExitOk, block + ".device",
             absl::StrCat("nvme optimizer offload below stage 3 (stage is ", stage,
-                         ") behaves as CPU offload and nvme_path is ignored silently. Fix: "
-                         "use stage 3, or \"device\": \"cpu\""));
+                         ") behaves as CPU offload in DeepSpeed, nvme_path ignored silently "
+                         "(programs linking libzerorun do put the state on nvme). Fix: use "
+                         "stage 3, or \"device\": \"cpu\""));
       }
       const json* path = Get(block + ".nvme_path");
       if (device == "nvme" && (path == nullptr || path->is_null()) && !(!is_param && stage < 3)) {

@@ -123,8 +123,8 @@ class Checker {
 
   // ZeRO-Offload to "cpu": libzerorun's ranks are CPU ranks, whose optimizer state and parameters
   // are in host memory already, so the key is accepted and the same code path runs (the memory
-  // report counts the state as host). "nvme": the optimizer state in files (ZeRO-Infinity); not
-  // yet for parameters.
+  // report counts the state as host). "nvme" (ZeRO-Infinity): the optimizer state, and at stage 3
+  // the parameter shards, in files under nvme_path.
   void Offload() {
     const int stage = Summarize(config_).stage;
     for (const char* block : {"offload_optimizer", "offload_param"}) {
@@ -137,20 +137,21 @@ class Checker {
       const std::string where = device->get<std::string>();
       if (where != "cpu" && where != "nvme") {
         Refuse(key, *device, "use \"cpu\", \"nvme\" or \"none\"");
-      } else if (where == "nvme" && !optimizer) {
-        Refuse(key, *device,
-               "use \"cpu\" or \"none\" (parameters on nvme are not built yet; the optimizer "
-               "state may go to nvme)");
       } else if (optimizer && stage < 1) {
         Refuse(key, *device, "use ZeRO stage 1, 2 or 3 with it, or set it to \"none\"");
       } else if (!optimizer && stage != 3) {
         Add(kOk, key, *device, "ignored below ZeRO stage 3 (as DeepSpeed ignores it)");
-      } else if (where == "nvme") {
+      } else if (where == "nvme" && optimizer) {
         Add(kOk, key, *device,
             absl::StrCat(
-                "Adam's m and v live in files under nvme_path, swapped in sub-groups "
-                "with O_DIRECT io_uring (aio block)",
+                "Adam's m and v (and the fp32 masters with 16-bit weights) live in files under "
+                "nvme_path, swapped in sub-groups with O_DIRECT io_uring (aio block)",
                 stage < 3 ? "; DeepSpeed allows nvme only at stage 3, zerorun at 1-3" : ""));
+      } else if (where == "nvme") {
+        Add(kOk, key, *device,
+            "the shards of units above param_persistence_threshold live in files under "
+            "nvme_path, read when gathered (prefetched up to buffer_count units and max_in_cpu "
+            "elements), written after the step");
       } else {
         Add(kOk, key, *device,
             optimizer ? "this is a CPU rank: the optimizer state is in host memory already, the "

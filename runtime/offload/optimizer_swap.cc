@@ -1,11 +1,7 @@
 // OptimizerSwap: the three-buffer read / step / write pipeline over an NvmeSwapper file.
 #include "offload/optimizer_swap.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -18,45 +14,33 @@ uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<OptimizerSwap>> OptimizerSwap::Create(const std::string& nvme_path,
-                                                                     const std::string& tag,
+absl::StatusOr<std::unique_ptr<OptimizerSwap>> OptimizerSwap::Create(const std::string& dir,
+                                                                     bool masters,
                                                                      std::vector<size_t> chunks,
                                                                      const AioOptions& aio) {
-  const std::string dir = absl::StrCat(nvme_path, "/zerorun-", tag);
-  if (mkdir(dir.c_str(), 0700) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {  // nvme_path itself is never created.
-      return absl::NotFoundError(absl::StrCat("offload_optimizer.nvme_path ", nvme_path,
-                                              " is not an existing directory. Fix: create it or "
-                                              "name another"));
-    }
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", strerror(errno),
-                                                    " (another run with this job id and rank?)"));
-  }
+  const int arrays = masters ? 3 : 2;
   std::vector<uint64_t> offsets, regions;
   uint64_t total = 0, largest = 0;
   for (size_t count : chunks) {
     const uint64_t region = AlignUp(std::max<uint64_t>(count, 1) * sizeof(float), aio.block_size);
     offsets.push_back(total);
     regions.push_back(region);
-    total += 2 * region;
+    total += arrays * region;
     largest = std::max(largest, region);
   }
   absl::StatusOr<std::unique_ptr<NvmeSwapper>> swapper =
       NvmeSwapper::Create(dir, "optimizer_state.swap", std::max<uint64_t>(total, 4096), aio);
-  if (!swapper.ok()) {
-    rmdir(dir.c_str());
-    return swapper.status();
-  }
-  return std::unique_ptr<OptimizerSwap>(new OptimizerSwap(dir, *std::move(swapper),
+  if (!swapper.ok()) return swapper.status();
+  return std::unique_ptr<OptimizerSwap>(new OptimizerSwap(*std::move(swapper), arrays,
                                                           std::move(chunks), std::move(offsets),
-                                                          std::move(regions), 2 * largest));
+                                                          std::move(regions), arrays * largest));
 }
 
-OptimizerSwap::OptimizerSwap(std::string dir, std::unique_ptr<NvmeSwapper> swapper,
+OptimizerSwap::OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, int arrays,
                              std::vector<size_t> counts, std::vector<uint64_t> offsets,
                              std::vector<uint64_t> regions, size_t slot_bytes)
-    : dir_(std::move(dir)),
-      swapper_(std::move(swapper)),
+    : swapper_(std::move(swapper)),
+      arrays_(arrays),
       counts_(std::move(counts)),
       offsets_(std::move(offsets)),
       regions_(std::move(regions)) {
@@ -76,8 +60,6 @@ OptimizerSwap::~OptimizerSwap() {
   }
   io_.join();
   for (char* slot : slots_) std::free(slot);
-  swapper_.reset();  // Removes the file.
-  rmdir(dir_.c_str());
 }
 
 void OptimizerSwap::Run() {
@@ -93,11 +75,10 @@ void OptimizerSwap::Run() {
       op = queue_.front();
       queue_.pop_front();
     }
-    // m and v of a chunk are one transfer each, from / into the chunk's slot.
+    // A chunk's arrays are one transfer, from / into the chunk's slot.
     char* slot = Slot(op.chunk);
-    const uint64_t at = offsets_[op.chunk], region = regions_[op.chunk];
-    absl::Status s =
-        op.write ? swapper_->Write(at, slot, 2 * region) : swapper_->Read(at, slot, 2 * region);
+    const uint64_t at = offsets_[op.chunk], n = arrays_ * regions_[op.chunk];
+    absl::Status s = op.write ? swapper_->Write(at, slot, n) : swapper_->Read(at, slot, n);
     absl::MutexLock lock(&mu_);
     if (!s.ok() && error_.ok()) error_ = s;
     if (!op.write) read_done_[op.chunk] = true;
@@ -121,7 +102,7 @@ absl::Status OptimizerSwap::Begin() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::pair<float*, float*>> OptimizerSwap::Acquire(size_t k) {
+absl::StatusOr<OptimizerSwap::Chunk> OptimizerSwap::Acquire(size_t k) {
   {
     absl::MutexLock lock(&mu_);
     struct Args {
@@ -138,8 +119,8 @@ absl::StatusOr<std::pair<float*, float*>> OptimizerSwap::Acquire(size_t k) {
   // Read ahead: its slot's last user (chunk k - 2) was queued for writing before this read.
   if (k + 1 < counts_.size()) Enqueue({false, k + 1});
   char* slot = Slot(k);
-  return std::make_pair(reinterpret_cast<float*>(slot),
-                        reinterpret_cast<float*>(slot + regions_[k]));
+  auto array = [&](int i) { return reinterpret_cast<float*>(slot + i * regions_[k]); };
+  return arrays_ == 3 ? Chunk{array(0), array(1), array(2)} : Chunk{nullptr, array(0), array(1)};
 }
 
 void OptimizerSwap::Release(size_t k) { Enqueue({true, k}); }
@@ -150,6 +131,20 @@ absl::Status OptimizerSwap::Finish() {
       +[](OptimizerSwap* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->in_flight_ == 0; },
       this));
   return error_;
+}
+
+absl::Status OptimizerSwap::ReadMasters(size_t k, float* out) {
+  if (arrays_ != 3) return absl::InternalError("this optimizer swap holds no masters");
+  if (absl::Status s = swapper_->Read(offsets_[k], slots_[0], regions_[k]); !s.ok()) return s;
+  std::memcpy(out, slots_[0], counts_[k] * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status OptimizerSwap::WriteMasters(size_t k, const float* in) {
+  if (arrays_ != 3) return absl::InternalError("this optimizer swap holds no masters");
+  std::memset(slots_[0], 0, regions_[k]);
+  std::memcpy(slots_[0], in, counts_[k] * sizeof(float));
+  return swapper_->Write(offsets_[k], slots_[0], regions_[k]);
 }
 
 }  // namespace zerorun

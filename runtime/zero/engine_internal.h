@@ -14,6 +14,7 @@ namespace zerorun {
 
 struct ZeroEngine::Unit {
   bool resident = true;          // Full working copy held (stages 0-2; persistent units of 3).
+  bool on_nvme = false;          // Not resident, working shard in the ParamSwap (not work*).
   std::vector<float> work32;     // fp32 working weights: full (resident) or the shard.
   std::vector<uint16_t> work16;  // 16-bit working weights, same.
   std::vector<float> grad32;     // fp32 stages 0/1: full gradients.

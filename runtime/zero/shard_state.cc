@@ -19,12 +19,16 @@ const char* MemorySpaceName(MemorySpace space) {
 
 ShardState::ShardState(size_t elements, bool separate_master, Accumulator accumulator,
                        MemorySpace space)
-    : elements_(elements), space_(space), accumulator_(accumulator) {
+    : elements_(elements),
+      separate_master_(separate_master),
+      space_(space),
+      accumulator_(accumulator) {
   if (space != MemorySpace::kNvme) {  // On NVMe, Adam's m and v live in the engine's swap file.
     exp_avg_.assign(elements, 0.0f);
     exp_avg_sq_.assign(elements, 0.0f);
   }
-  if (separate_master) master_.assign(elements, 0.0f);
+  // On NVMe the masters live in the engine's swap file too.
+  if (separate_master && space != MemorySpace::kNvme) master_.assign(elements, 0.0f);
   if (accumulator == Accumulator::kFp32) acc32_.assign(elements, 0.0f);
   if (accumulator == Accumulator::kSixteen) acc16_.assign(elements, 0);
 }

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "offload/optimizer_swap.h"
+#include "offload/param_swap.h"
+#include "offload/swap_dir.h"
 #include "zero/engine_internal.h"
 #include "zerorun/flight_recorder.h"
 
@@ -24,9 +26,8 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
     return absl::InvalidArgumentError("gradient_accumulation_steps must be >= 1");
   }
   if (options.grad_slots < 1) return absl::InvalidArgumentError("grad_slots must be >= 1");
-  if (options.param_space == MemorySpace::kNvme) {
-    return absl::UnimplementedError(
-        "offload_param to nvme is not built yet; use device \"cpu\" or \"none\"");
+  if (options.param_space == MemorySpace::kNvme && options.param_nvme_path.empty()) {
+    return absl::InvalidArgumentError("offload_param device nvme needs an nvme_path");
   }
   if (options.optimizer_space == MemorySpace::kNvme && options.nvme_path.empty()) {
     return absl::InvalidArgumentError("offload_optimizer device nvme needs an nvme_path");
@@ -51,25 +52,60 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
   absl::StatusOr<Layout> layout = Layout::Build(units, comm->world_size(), options.align);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<ZeroEngine> engine(new ZeroEngine(*std::move(layout), options, comm));
-  if (options.optimizer_space == MemorySpace::kNvme) {
+  if (absl::Status s = engine->CreateSwaps(); !s.ok()) return s;
+  return engine;
+}
+
+absl::Status ZeroEngine::CreateSwaps() {
+  AioOptions aio;
+  aio.block_size = options_.aio.block_size;
+  aio.queue_depth = options_.aio.queue_depth;
+  auto dir = [&](const std::string& path, const char* key) -> absl::StatusOr<std::string> {
+    for (const auto& d : swap_dirs_) {
+      if (d->path() == absl::StrCat(path, "/zerorun-", options_.swap_tag)) return d->path();
+    }
+    absl::StatusOr<std::unique_ptr<SwapDir>> made = SwapDir::Create(path, options_.swap_tag, key);
+    if (!made.ok()) return made.status();
+    swap_dirs_.push_back(*std::move(made));
+    return swap_dirs_.back()->path();
+  };
+  if (options_.optimizer_space == MemorySpace::kNvme) {
     // The optimizer visits units in order, each in chunks of at most sub_group_size elements.
     std::vector<size_t> chunks;
-    for (size_t ui = 0; ui < engine->units_.size(); ++ui) {
+    for (size_t ui = 0; ui < units_.size(); ++ui) {
       const size_t first = chunks.size();
-      for (size_t done = 0; done < engine->Owned(ui); done += options.sub_group_size) {
-        chunks.push_back(std::min(options.sub_group_size, engine->Owned(ui) - done));
+      for (size_t done = 0; done < Owned(ui); done += options_.sub_group_size) {
+        chunks.push_back(std::min(options_.sub_group_size, Owned(ui) - done));
       }
-      engine->unit_chunks_.emplace_back(first, chunks.size() - first);
+      unit_chunks_.emplace_back(first, chunks.size() - first);
     }
-    AioOptions aio;
-    aio.block_size = options.aio.block_size;
-    aio.queue_depth = options.aio.queue_depth;
+    absl::StatusOr<std::string> at = dir(options_.nvme_path, "offload_optimizer.nvme_path");
+    if (!at.ok()) return at.status();
     absl::StatusOr<std::unique_ptr<OptimizerSwap>> swap =
-        OptimizerSwap::Create(options.nvme_path, options.swap_tag, std::move(chunks), aio);
+        OptimizerSwap::Create(*at, sixteen(), std::move(chunks), aio);
     if (!swap.ok()) return swap.status();
-    engine->swap_ = *std::move(swap);
+    swap_ = *std::move(swap);
   }
-  return engine;
+  if (options_.param_space != MemorySpace::kNvme) return absl::OkStatus();
+  std::vector<size_t> bytes(units_.size(), 0);
+  const size_t element = sixteen() ? sizeof(uint16_t) : sizeof(float);
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    if (!units_[ui].on_nvme) continue;
+    const UnitLayout& ul = layout_.units()[ui];
+    if (ul.shard > options_.param_buffer_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("offload_param.buffer_size ", options_.param_buffer_size,
+                       " elements is smaller than ", "unit ", ul.name, "'s shard of ", ul.shard,
+                       ". Fix: raise buffer_size to at least ", ul.shard));
+    }
+    bytes[ui] = ul.shard * element;
+  }
+  absl::StatusOr<std::string> at = dir(options_.param_nvme_path, "offload_param.nvme_path");
+  if (!at.ok()) return at.status();
+  absl::StatusOr<std::unique_ptr<ParamSwap>> swap = ParamSwap::Create(*at, std::move(bytes), aio);
+  if (!swap.ok()) return swap.status();
+  param_swap_ = *std::move(swap);
+  return absl::OkStatus();
 }
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
@@ -80,7 +116,8 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
     const UnitLayout& ul = layout_.units()[i];
     Unit& u = units_[i];
     u.resident = options_.stage < 3 || ul.numel <= options_.param_persistence_threshold;
-    const size_t held = u.resident ? ul.padded : ul.shard;
+    u.on_nvme = !u.resident && options_.param_space == MemorySpace::kNvme;
+    const size_t held = u.on_nvme ? 0 : u.resident ? ul.padded : ul.shard;
     if (sixteen()) {
       u.work16.assign(held, 0);
     } else {
@@ -96,6 +133,12 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
                                   : sixteen() && !options_.grad_accum_fp32 ? Accumulator::kSixteen
                                                                            : Accumulator::kFp32;
   state_ = ShardState(state, sixteen(), accumulator, options_.optimizer_space);
+  for (size_t i = 0; i < units_.size(); ++i) {
+    if (units_[i].on_nvme) {
+      step32_.resize(std::max(step32_.size(), sixteen() ? 0 : Owned(i)));
+      step16_.resize(std::max(step16_.size(), sixteen() ? Owned(i) : 0));
+    }
+  }
   param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
   grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
   worker_ = std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1);
@@ -116,143 +159,6 @@ std::pair<size_t, size_t> ZeroEngine::OwnedPart(size_t unit, size_t tensor) cons
   const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
   const size_t begin = OwnedBegin(unit), end = begin + Owned(unit);
   return {std::max(begin, tl.offset), std::min(end, tl.offset + tl.numel)};
-}
-
-float* ZeroEngine::Master(size_t unit) {
-  Unit& u = units_[unit];
-  if (sixteen()) return state_.master() + u.state_base;
-  return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
-}
-
-size_t ZeroEngine::shard_offset(size_t unit) const { return units_[unit].state_base; }
-
-const float* ZeroEngine::master(size_t unit) const {
-  return const_cast<ZeroEngine*>(this)->Master(unit);
-}
-
-absl::StatusOr<std::vector<ZeroEngine::Span>> ZeroEngine::ShardSpans() {
-  if (swap_ != nullptr) {
-    return absl::UnimplementedError(
-        "checkpoints of an optimizer offloaded to nvme are not built yet (its m and v are in " +
-        swap_->dir() + ")");
-  }
-  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
-  std::vector<size_t> order(units_.size());  // Units by state offset.
-  for (size_t ui = 0; ui < order.size(); ++ui) order[ui] = ui;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return units_[a].state_base < units_[b].state_base; });
-  std::vector<Span> spans;
-  for (size_t ui : order) {
-    if (Owned(ui) > 0) spans.push_back({Master(ui), Owned(ui)});
-  }
-  spans.push_back({state_.exp_avg(), state_.elements()});
-  spans.push_back({state_.exp_avg_sq(), state_.elements()});
-  return spans;
-}
-
-absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
-  state_.set_last_step(last_step);
-  state_.scaler() = scaler;
-  state_.ZeroAccumulator();
-  ZeroGrads();
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    const UnitLayout& ul = layout_.units()[ui];
-    Unit& u = units_[ui];
-    const size_t count = Owned(ui), begin = OwnedBegin(ui);
-    if (sixteen()) {
-      FromFloat(options_.dtype, Master(ui), u.work16.data() + (u.resident ? begin : 0), count);
-    }
-    if (u.resident && options_.stage > 0) {
-      const absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
-                                       : comm_->AllGather(u.work32.data(), ul.shard);
-      if (!s.ok()) return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg,
-                                      const float* exp_avg_sq, int64_t last_step,
-                                      const LossScaler& scaler) {
-  absl::StatusOr<std::vector<Span>> spans = ShardSpans();
-  if (!spans.ok()) return spans.status();
-  const size_t n = state_.elements();
-  std::copy_n(exp_avg, n, state_.exp_avg());
-  std::copy_n(exp_avg_sq, n, state_.exp_avg_sq());
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    std::copy_n(masters + units_[ui].state_base, Owned(ui), Master(ui));
-  }
-  return FinishRestore(last_step, scaler);
-}
-
-void ZeroEngine::Init(const InitFn& fn) {
-  std::vector<float> full;
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    const UnitLayout& ul = layout_.units()[ui];
-    Unit& u = units_[ui];
-    if (u.resident) {
-      full.assign(ul.padded, 0.0f);
-      for (size_t t = 0; t < ul.tensors.size(); ++t) {
-        fn(ui, t, 0, ul.tensors[t].numel, full.data() + ul.tensors[t].offset);
-      }
-      if (sixteen()) {
-        FromFloat(options_.dtype, full.data(), u.work16.data(), ul.padded);
-        std::copy_n(full.data() + OwnedBegin(ui), Owned(ui), Master(ui));
-      } else {
-        u.work32 = full;
-      }
-      continue;
-    }
-    // Stage 3: only this rank's slice of each tensor is ever computed or held.
-    float* shard = Master(ui);
-    std::fill_n(shard, ul.shard, 0.0f);
-    for (size_t t = 0; t < ul.tensors.size(); ++t) {
-      const auto [lo, hi] = OwnedPart(ui, t);
-      const size_t offset = ul.tensors[t].offset;
-      if (lo < hi) fn(ui, t, lo - offset, hi - offset, shard + (lo - OwnedBegin(ui)));
-    }
-    if (sixteen()) FromFloat(options_.dtype, shard, u.work16.data(), ul.shard);
-  }
-}
-
-void ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* values) {
-  const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
-  Unit& u = units_[unit];
-  // Full copies (resident working weights) take the whole tensor.
-  if (u.resident) {
-    if (sixteen()) {
-      FromFloat(options_.dtype, values, u.work16.data() + tl.offset, tl.numel);
-    } else {
-      std::copy_n(values, tl.numel, u.work32.data() + tl.offset);
-    }
-  }
-  if (u.resident && !sixteen()) return;  // The working copy is the master.
-  // The owned part of the master (and of a stage-3 working shard).
-  const auto [lo, hi] = OwnedPart(unit, tensor);
-  if (lo >= hi) return;
-  const size_t begin = OwnedBegin(unit);
-  float* master = Master(unit);
-  std::copy(values + (lo - tl.offset), values + (hi - tl.offset), master + (lo - begin));
-  if (!u.resident && sixteen()) {
-    FromFloat(options_.dtype, master + (lo - begin), u.work16.data() + (lo - begin), hi - lo);
-  }
-}
-
-absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
-  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
-  const UnitLayout& ul = layout_.units()[unit];
-  const TensorLayout& tl = ul.tensors[tensor];
-  if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
-    const float* src =
-        sixteen() ? state_.master() + units_[unit].state_base : units_[unit].work32.data();
-    std::copy_n(src + tl.offset, tl.numel, out);
-    return absl::OkStatus();
-  }
-  std::vector<float> full(ul.padded, 0.0f);
-  std::copy_n(Master(unit), ul.shard, full.data() + OwnedBegin(unit));
-  if (absl::Status s = comm_->AllGather(full.data(), ul.shard); !s.ok()) return s;
-  std::copy_n(full.data() + tl.offset, tl.numel, out);
-  return absl::OkStatus();
 }
 
 absl::Status ZeroEngine::CheckOrderAcrossRanks() {
@@ -401,25 +307,39 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
     if (options_.gradient_clipping > 0) {
       for (size_t i = 0; i < n; ++i) g[i] *= result.clip_coef;  // Also when coef is 1, as torch.
     }
+    // The masters: in memory, read here from the parameter swap (fp32 stage 3: the shard is the
+    // master), or chunk by chunk from the optimizer swap (16-bit). New 16-bit weights go to the
+    // working copy, or to a scratch shard bound for the parameter swap.
     float* master = Master(ui);
+    if (master == nullptr && !sixteen()) {
+      master = step32_.data();
+      if (absl::Status s = param_swap_->Read(ui, master); !s.ok()) return s;
+    }
+    uint16_t* w16 = !sixteen()  ? nullptr
+                    : u.on_nvme ? step16_.data()
+                                : u.work16.data() + (u.resident ? begin : 0);
     if (swap_ == nullptr) {
       AdamWStepReference(hyper, step, n, master, g, state_.exp_avg() + u.state_base,
                          state_.exp_avg_sq() + u.state_base);
+      if (w16 != nullptr) FromFloat(options_.dtype, master, w16, n);
     } else {
-      // m and v come from NVMe chunk by chunk (AdamW is element-wise: the same results).
+      // m and v (and 16-bit's masters) come from NVMe chunk by chunk (AdamW is element-wise:
+      // the same results).
       const auto [first, count] = unit_chunks_[ui];
-      size_t at = 0;
-      for (size_t k = first; k < first + count; ++k) {
-        absl::StatusOr<std::pair<float*, float*>> mv = swap_->Acquire(k);
-        if (!mv.ok()) return mv.status();
+      for (size_t k = first, at = 0; k < first + count; ++k) {
+        absl::StatusOr<OptimizerSwap::Chunk> chunk = swap_->Acquire(k);
+        if (!chunk.ok()) return chunk.status();
         const size_t len = std::min(options_.sub_group_size, n - at);
-        AdamWStepReference(hyper, step, len, master + at, g + at, mv->first, mv->second);
+        float* mk = chunk->master != nullptr ? chunk->master : master + at;
+        AdamWStepReference(hyper, step, len, mk, g + at, chunk->m, chunk->v);
+        if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
         swap_->Release(k);
         at += len;
       }
     }
-    if (sixteen()) {
-      FromFloat(options_.dtype, master, u.work16.data() + (u.resident ? begin : 0), n);
+    if (u.on_nvme) {
+      const void* shard = sixteen() ? static_cast<const void*>(w16) : master;
+      if (absl::Status s = param_swap_->Write(ui, shard); !s.ok()) return s;
     }
     if (u.resident && options_.stage > 0) {
       // On the communication thread with overlap_comm: Acquire(unit) waits for this gather.
@@ -443,24 +363,33 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
 
 MemoryReport ZeroEngine::Memory() const {
   MemoryReport m;
-  for (const Unit& u : units_) {
+  size_t params_nvme = 0;  // Shards in the parameter swap.
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const Unit& u = units_[ui];
     m.params += u.work32.size() * sizeof(float) + u.work16.size() * sizeof(uint16_t);
     m.grads += u.grad32.size() * sizeof(float) + u.grad16.size() * sizeof(uint16_t);
+    if (u.on_nvme) {
+      params_nvme += layout_.units()[ui].shard * (sixteen() ? sizeof(uint16_t) : sizeof(float));
+    }
   }
+  m.params += params_nvme;
   m.master = state_.master_bytes();
   m.grads += state_.accumulator_bytes();
   m.optimizer = state_.optimizer_bytes();
-  m.scratch = grad_slots_->bytes();
+  m.scratch =
+      grad_slots_->bytes() + step32_.size() * sizeof(float) + step16_.size() * sizeof(uint16_t);
   m.live = param_slots_->bytes();
-  // Placement: the offloaded share of the optimizer state, and stage 3's parameter shards.
+  // Placement: the offloaded share of the optimizer state (kNvme: all of it, the masters
+  // included where they are not the fp32 weights themselves), and stage 3's parameter shards.
   const double ratio =
       options_.optimizer_space == MemorySpace::kDevice ? 0 : options_.optimizer_ratio;
-  // kNvme: Adam's m and v in the swap file (the masters stay: they are the weights in fp32).
   const size_t offloaded =
       options_.optimizer_space == MemorySpace::kNvme
-          ? m.optimizer
+          ? m.optimizer + m.master
           : static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
-  const size_t params_away = options_.param_space == MemorySpace::kDevice ? 0 : m.params;
+  const size_t params_away = options_.param_space == MemorySpace::kHost   ? m.params
+                             : options_.param_space == MemorySpace::kNvme ? params_nvme
+                                                                          : 0;
   auto at = [&](MemorySpace space) -> size_t& {
     return space == MemorySpace::kNvme ? m.nvme : space == MemorySpace::kHost ? m.host : m.device;
   };

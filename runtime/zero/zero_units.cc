@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "offload/param_swap.h"
 #include "zero/engine_internal.h"
 #include "zerorun/flight_recorder.h"
 
@@ -122,18 +123,26 @@ void ZeroEngine::StartView(size_t unit, int slot) {
   float* f32 = buffer.f32.data();
   uint16_t* f16 = buffer.f16.data();
   const bool wide = !sixteen();
-  if (wide) {
+  if (u.on_nvme) {
+    // The shard comes from NVMe on the communication thread (overlapped with compute).
+  } else if (wide) {
     std::copy(u.work32.begin(), u.work32.end(), f32 + offset);
   } else {
     std::copy(u.work16.begin(), u.work16.end(), f16 + offset);
   }
-  u.view_ticket = worker_->Submit([this, f32, f16, wide, &ul]() -> absl::Status {
-    const FlightUnit flight(ul.name);
-    if (wide) return comm_->AllGather(f32, ul.shard);
-    if (absl::Status s = comm_->AllGather16(f16, ul.shard); !s.ok()) return s;
-    ToFloat(options_.dtype, f16, f32, ul.padded);
-    return absl::OkStatus();
-  });
+  const bool read = u.on_nvme;
+  u.view_ticket =
+      worker_->Submit([this, unit, f32, f16, wide, read, offset, &ul]() -> absl::Status {
+        const FlightUnit flight(ul.name);
+        if (read) {
+          void* mine = wide ? static_cast<void*>(f32 + offset) : static_cast<void*>(f16 + offset);
+          if (absl::Status s = param_swap_->Read(unit, mine); !s.ok()) return s;
+        }
+        if (wide) return comm_->AllGather(f32, ul.shard);
+        if (absl::Status s = comm_->AllGather16(f16, ul.shard); !s.ok()) return s;
+        ToFloat(options_.dtype, f16, f32, ul.padded);
+        return absl::OkStatus();
+      });
 }
 
 void ZeroEngine::FreeView(size_t unit) {
@@ -167,10 +176,13 @@ void ZeroEngine::Release(size_t unit) {
 }
 
 void ZeroEngine::PrefetchAhead() {
-  // Elements gathered ahead and not yet acquired bound the look-ahead.
-  size_t ahead = 0;
+  // Elements gathered ahead and not yet acquired bound the look-ahead; of units whose shards
+  // come from NVMe, at most param_buffer_count units and max_in_cpu elements of shards.
+  size_t ahead = 0, nvme_units = 0, nvme_elements = 0;
   for (size_t i = 0; i < units_.size(); ++i) {
-    if (units_[i].prefetched) ahead += layout_.units()[i].padded;
+    if (!units_[i].prefetched) continue;
+    ahead += layout_.units()[i].padded;
+    if (units_[i].on_nvme) ++nvme_units, nvme_elements += layout_.units()[i].shard;
   }
   for (size_t i = trace_position_; i < trace_.size(); ++i) {
     const size_t next = trace_[i].first;
@@ -178,6 +190,13 @@ void ZeroEngine::PrefetchAhead() {
     if (u.resident || u.view >= 0) continue;
     const size_t size = layout_.units()[next].padded;
     if (ahead + size > options_.prefetch_bucket_size) return;
+    if (u.on_nvme) {
+      const size_t shard = layout_.units()[next].shard;
+      if (nvme_units + 1 > options_.param_buffer_count) return;
+      if (nvme_elements + shard > options_.max_in_cpu) return;
+      ++nvme_units;
+      nvme_elements += shard;
+    }
     absl::StatusOr<int> slot = TakeParamSlot(/*prefetch=*/true);
     if (!slot.ok()) return;
     StartView(next, *slot);

@@ -113,5 +113,49 @@ TEST_CASE(
   CHECK_FALSE(std::filesystem::exists(missing));
 }
 
+TEST_CASE(
+    "ZeRO-Infinity at stage 3 (optimizer state and parameter shards on nvme) trains "
+    "bit-identically to the in-memory run at worlds 1-3, its files removed at the end",
+    "[e2e][offload][nvme]") {
+  TempDir dir;
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  const std::string nvme = dir.path() + "/nvme", params = dir.path() + "/nvme-params";
+  std::filesystem::create_directory(nvme);
+  std::filesystem::create_directory(params);
+  for (int world = 1; world <= 3; ++world) {
+    INFO("world " << world);
+    const std::string hosts = dir.Write("hosts" + std::to_string(world),
+                                        "localhost slots=" + std::to_string(world) + "\n");
+    auto train = [&](const std::string& name, const std::string& zero_json) {
+      const std::string config =
+          dir.Write(name,
+                    "{\"train_batch_size\": 12, \"train_micro_batch_size_per_gpu\": 2, "
+                    "\"gradient_clipping\": 1.0, \"aio\": {\"block_size\": 65536}, "
+                    "\"zero_optimization\": {\"stage\": 3, \"overlap_comm\": true, "
+                    "\"stage3_param_persistence_threshold\": 1000" +
+                        zero_json + "}}");
+      return Run(TrainGptCommand(hosts, config, {}, {"--steps", "4", "--print-checksum"}), env);
+    };
+    const RunResult plain = train("plain.json", "");
+    const RunResult swapped =
+        train("infinity.json",
+              ", \"sub_group_size\": 5000, \"offload_optimizer\": {\"device\": \"nvme\", "
+              "\"nvme_path\": \"" +
+                  nvme + "\"}, \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"" +
+                  params + "\", \"buffer_count\": 2, \"max_in_cpu\": 100000}");
+    INFO(swapped.err);
+    REQUIRE(plain.exit_code == 0);
+    REQUIRE(swapped.exit_code == 0);
+    CHECK_FALSE(Checksum(plain.out).empty());
+    CHECK(Checksum(swapped.out) == Checksum(plain.out));
+    CHECK_THAT(swapped.out, Catch::Contains("shards of units above param_persistence_threshold"));
+    std::smatch m;
+    REQUIRE(std::regex_search(swapped.out, m, std::regex("nvme ([0-9.]+) MiB")));
+    CHECK(std::stod(m[1].str()) > 0);
+    CHECK(std::filesystem::is_empty(nvme));
+    CHECK(std::filesystem::is_empty(params));
+  }
+}
+
 }  // namespace
 }  // namespace zerorun::testing

@@ -75,15 +75,23 @@ TEST_CASE("fp16 and bf16 blocks: loss scaler keys, accumulation dtype, conflicts
 }
 
 TEST_CASE("Keys this runtime cannot honour are refused or noted, never ignored", "[ds_options]") {
-  // Parameters on nvme are not built: refused with the key and the fix. The optimizer state on
-  // nvme is taken, at any stage 1-3, with its path and aio block.
+  // Parameters on nvme are taken at stage 3 with their own path and buffer keys; without a path
+  // they are refused naming the key. The optimizer state on nvme is taken at any stage 1-3, with
+  // its path and aio block.
   absl::StatusOr<DsOptions> nvme = Parse(
       R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme",
-          "nvme_path": "/tmp"}}})");
-  REQUIRE(nvme.status().code() == absl::StatusCode::kInvalidArgument);
-  CHECK_THAT(std::string(nvme.status().message()),
-             Catch::Contains("zero_optimization.offload_param.device") &&
-                 Catch::Contains("\"nvme\"") && Catch::Contains("Fix:"));
+          "nvme_path": "/tmp", "buffer_count": 3, "buffer_size": 5e6, "max_in_cpu": 0}}})");
+  REQUIRE(nvme.ok());
+  CHECK(nvme->zero.param_space == MemorySpace::kNvme);
+  CHECK(nvme->zero.param_nvme_path == "/tmp");
+  CHECK(nvme->zero.nvme_path.empty());
+  CHECK(nvme->zero.param_buffer_count == 3);
+  CHECK(nvme->zero.param_buffer_size == 5'000'000);
+  CHECK(nvme->zero.max_in_cpu == 0);
+  absl::StatusOr<DsOptions> no_path =
+      Parse(R"({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}})");
+  CHECK_THAT(std::string(no_path.status().message()),
+             Catch::Contains("zero_optimization.offload_param.nvme_path"));
   absl::StatusOr<DsOptions> swap = Parse(
       R"({"zero_optimization": {"stage": 2, "sub_group_size": 1000, "offload_optimizer":
           {"device": "nvme", "nvme_path": "/mnt/nvme"}}, "aio": {"block_size": 262144,

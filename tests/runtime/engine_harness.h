@@ -66,9 +66,12 @@ inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const Ze
                               int steps, const Drive& drive, Run* run) {
   const Layout& layout = e.layout();
   const size_t units = kUnits.size();
-  e.Init([](size_t u, size_t t, size_t begin, size_t end, float* out) {
-    for (size_t i = begin; i < end; ++i) out[i - begin] = Init(u, t, i);
-  });
+  if (absl::Status s = e.Init([](size_t u, size_t t, size_t begin, size_t end, float* out) {
+        for (size_t i = begin; i < end; ++i) out[i - begin] = Init(u, t, i);
+      });
+      !s.ok()) {
+    return s;
+  }
   int first_step = 1;
   if (drive.resume) {
     absl::StatusOr<std::string> state = LoadCheckpoint(e, comm, drive.ckpt_dir, "");

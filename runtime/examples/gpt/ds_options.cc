@@ -140,7 +140,7 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
           "fp16 dynamic loss scaling needs loss_scale_window >= 1 and min_loss_scale > 0");
     }
   }
-  // ZeRO-Offload: RuntimeSupport refused what is not built (nvme) or not allowed at this stage.
+  // ZeRO-Offload: RuntimeSupport refused what is not allowed at this stage.
   auto space = [&](const char* block) {
     const json* device = Find(config, {"zero_optimization", block, "device"});
     const std::string where = device && device->is_string() ? device->get<std::string>() : "";
@@ -159,14 +159,34 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
       pin && pin->is_boolean()) {
     o.pin_memory = pin->get<bool>();
   }
-  if (o.optimizer_space == MemorySpace::kNvme) {
-    const json* path = Find(config, {"zero_optimization", "offload_optimizer", "nvme_path"});
+  // nvme: each block names its own directory (DeepSpeed's keys); the aio block serves both.
+  auto nvme_path = [&](const char* block, std::string* out) -> absl::Status {
+    const json* path = Find(config, {"zero_optimization", block, "nvme_path"});
     if (path == nullptr || !path->is_string() || path->get<std::string>().empty()) {
-      return absl::InvalidArgumentError(
-          "config key zero_optimization.offload_optimizer.nvme_path is missing: device \"nvme\" "
-          "needs the directory its files go in");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key zero_optimization.", block,
+          ".nvme_path is missing: device \"nvme\" needs the directory its files go in"));
     }
-    o.nvme_path = path->get<std::string>();
+    *out = path->get<std::string>();
+    return absl::OkStatus();
+  };
+  if (o.optimizer_space == MemorySpace::kNvme) {
+    if (absl::Status s = nvme_path("offload_optimizer", &o.nvme_path); !s.ok()) return s;
+  }
+  if (o.param_space == MemorySpace::kNvme) {
+    if (absl::Status s = nvme_path("offload_param", &o.param_nvme_path); !s.ok()) return s;
+    double count = 0, size = 0, in_cpu = -1;
+    for (absl::Status s :
+         {ReadNumber(config, {"zero_optimization", "offload_param", "buffer_count"}, &count),
+          ReadNumber(config, {"zero_optimization", "offload_param", "buffer_size"}, &size),
+          ReadNumber(config, {"zero_optimization", "offload_param", "max_in_cpu"}, &in_cpu)}) {
+      if (!s.ok()) return s;
+    }
+    if (count >= 1) o.param_buffer_count = static_cast<size_t>(count);
+    if (size >= 1) o.param_buffer_size = static_cast<size_t>(size);
+    if (in_cpu >= 0) o.max_in_cpu = static_cast<size_t>(in_cpu);
+  }
+  if (o.optimizer_space == MemorySpace::kNvme || o.param_space == MemorySpace::kNvme) {
     double block = 0, depth = 0, threads = 1, sub_group = 0;
     for (absl::Status s :
          {ReadNumber(config, {"aio", "block_size"}, &block),

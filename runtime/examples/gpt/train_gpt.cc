@@ -92,7 +92,9 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
   }
   // Step-0 gradients come from a separate engine (its own acquire trace), into plain buffers
   // averaged over ranks; the training engine then starts from the same weights.
-  auto engine0 = ZeroEngine::Create(GptUnits(config), options, setup.comm.get());
+  ZeroOptions options0 = options;
+  options0.swap_tag += "-step0";  // Its own swap directory.
+  auto engine0 = ZeroEngine::Create(GptUnits(config), options0, setup.comm.get());
   auto engine_or = ZeroEngine::Create(GptUnits(config), options, setup.comm.get());
   if (!engine_or.ok() || !engine0.ok()) {
     const absl::Status& s = engine_or.ok() ? engine0.status() : engine_or.status();
@@ -112,7 +114,13 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
     }
     offsets.push_back(offset);
     for (ZeroEngine* e : {&engine, engine0->get()}) {
-      e->SetTensor(order[i].unit, order[i].tensor, g.init_params.data() + offset);
+      const absl::Status s =
+          e->SetTensor(order[i].unit, order[i].tensor, g.init_params.data() + offset);
+      if (!s.ok()) {
+        std::fprintf(stderr, "train_gpt: setting %s: %s\n", order[i].name.c_str(),
+                     std::string(s.message()).c_str());
+        return 70;
+      }
     }
     offset += t.numel;
   }

@@ -285,12 +285,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   } else if (config.vocab <= 0) {
     config.vocab = 4096;
   }
-  ZeroOptions options = setup.options;
-  // NVMe offload: this job's and rank's own directory under nvme_path.
-  const char* job = std::getenv(rank_env::kJobId);
-  options.swap_tag =
-      absl::StrCat(job != nullptr ? job : absl::StrCat("pid", getpid()), "-rank", setup.rank);
-  auto engine_or = ZeroEngine::Create(GptUnits(config), options, setup.comm.get());
+  auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
   if (!engine_or.ok()) {
     std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
                  std::string(engine_or.status().message()).c_str());
@@ -299,7 +294,8 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   ZeroEngine& engine = **engine_or;
   const Layout& layout = engine.layout();
   // Counter-based init on the shard: identical at any world size; stage 3 fills only its slice.
-  engine.Init([&](size_t u, size_t t, size_t begin, size_t end, float* out) {
+  const absl::Status init = engine.Init([&](size_t u, size_t t, size_t begin, size_t end,
+                                            float* out) {
     const std::string& name = layout.units()[u].tensors[t].name;
     const bool bias = absl::EndsWith(name, "bias");
     const bool norm = absl::StartsWith(name, "ln");
@@ -308,6 +304,11 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       out[i - begin] = bias ? 0.0f : norm ? 1.0f : 0.02f * CounterNormal(args.seed, tensor_key, i);
     }
   });
+  if (!init.ok()) {
+    std::fprintf(stderr, "train_gpt: rank %d: initialising the weights: %s\n", setup.rank,
+                 std::string(init.message()).c_str());
+    return ExitCodeOf(init, kExitUsage);
+  }
   if (!args.init_from.empty()) {
     absl::StatusOr<ImportReport> imported = ImportWeights(engine, *setup.comm, args.init_from);
     if (!imported.ok()) {

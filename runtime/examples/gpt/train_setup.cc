@@ -2,6 +2,7 @@
 #include "train_setup.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/env.h"
+#include "base/rank_env.h"
 #include "ds_options.h"
 #include "dsconfig/auto_values.h"
 #include "dsconfig/config_json.h"
@@ -166,6 +168,10 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
                         absl::StrCat(ctx->config_path, ": ", ds.status().message()));
   }
   setup.options = ds->zero;
+  // NVMe offload: this job's and rank's own directory under nvme_path.
+  const char* job = std::getenv(rank_env::kJobId);
+  setup.options.swap_tag =
+      absl::StrCat(job != nullptr ? job : absl::StrCat("pid", getpid()), "-rank", setup.rank);
   setup.micro_batch = ds->micro_batch;
   setup.train_batch = ctx->training.batch.train_batch_size;
   setup.notes = ds->notes;

@@ -35,11 +35,11 @@ class ShardState {
 
   size_t elements() const { return elements_; }
   MemorySpace space() const { return space_; }
-  bool has_master() const { return !master_.empty(); }
+  bool has_master() const { return separate_master_; }
   Accumulator accumulator() const { return accumulator_; }
 
+  // These three are nullptr with MemorySpace::kNvme (the engine swaps them in chunks).
   float* master() { return master_.data(); }
-  // nullptr with MemorySpace::kNvme (the engine swaps m and v in chunks).
   float* exp_avg() { return exp_avg_.data(); }
   float* exp_avg_sq() { return exp_avg_sq_.data(); }
   const float* master() const { return master_.data(); }
@@ -57,8 +57,8 @@ class ShardState {
   LossScaler& scaler() { return scaler_; }
   const LossScaler& scaler() const { return scaler_; }
 
-  // Bytes held, by kind.
-  size_t master_bytes() const { return master_.size() * sizeof(float); }
+  // Bytes held, by kind, wherever they live.
+  size_t master_bytes() const { return separate_master_ ? elements_ * sizeof(float) : 0; }
   // Adam m and v, wherever they live (kNvme: in the engine's swap file, not in exp_avg()).
   size_t optimizer_bytes() const { return 2 * elements_ * sizeof(float); }
   size_t accumulator_bytes() const {
@@ -67,6 +67,7 @@ class ShardState {
 
  private:
   size_t elements_ = 0;
+  bool separate_master_ = false;
   MemorySpace space_ = MemorySpace::kDevice;
   Accumulator accumulator_ = Accumulator::kNone;
   std::vector<float> master_, exp_avg_, exp_avg_sq_, acc32_;

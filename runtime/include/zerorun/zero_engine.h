@@ -28,6 +28,8 @@
 namespace zerorun {
 
 class OptimizerSwap;  // runtime/offload/optimizer_swap.h
+class ParamSwap;      // runtime/offload/param_swap.h
+class SwapDir;        // runtime/offload/swap_dir.h
 
 // DeepSpeed's "aio" block (its defaults): requests of block_size bytes, queue_depth in flight.
 // single_submit, overlap_events and thread_count are taken for compatibility (one io_uring).
@@ -60,19 +62,27 @@ struct ZeroOptions {
   size_t max_reuse_distance = 1'000'000'000;     // Keep a released unit reused within this.
   // ZeRO-Offload (offload_optimizer.device / ratio / pin_memory, offload_param.device): where
   // the optimizer state (fp32 masters with a 16-bit dtype, Adam m and v) and, at stage 3, the
-  // parameter shards live. kHost needs stage >= 1 (parameters: stage 3); `optimizer_ratio` of
-  // the optimizer state is offloaded, the rest stays on the device. kNvme is not built yet.
+  // parameter shards live. Offload needs stage >= 1 (parameters: stage 3); `optimizer_ratio` of
+  // the optimizer state is offloaded to kHost, the rest stays on the device.
   MemorySpace optimizer_space = MemorySpace::kDevice;
   double optimizer_ratio = 1.0;
   bool pin_memory = false;
   MemorySpace param_space = MemorySpace::kDevice;
-  // kNvme optimizer state (ZeRO-Infinity): Adam's m and v in a file under
-  // <nvme_path>/zerorun-<swap_tag>/ (a per job and rank name; the directory is removed when the
-  // engine goes), swapped in chunks of at most sub_group_size elements during the step.
+  // ZeRO-Infinity. kNvme optimizer state: the masters (16-bit working weights; with fp32 ones the
+  // masters are the weights) and Adam's m and v in a file under <nvme_path>/zerorun-<swap_tag>/
+  // (a per job and rank name; the directory goes with the engine), swapped in chunks of at most
+  // sub_group_size elements during the step. kNvme parameters (stage 3): the shard of every unit
+  // not kept gathered in a file under <param_nvme_path>/zerorun-<swap_tag>/, read when the unit
+  // is gathered, written after the step; at most param_buffer_count units and max_in_cpu
+  // elements read ahead, no unit's shard above param_buffer_size elements (DeepSpeed's keys).
   std::string nvme_path;
+  std::string param_nvme_path;
   std::string swap_tag = "engine";
   AioConfig aio;
   size_t sub_group_size = 1'000'000'000;
+  size_t param_buffer_count = 5;
+  size_t param_buffer_size = 100'000'000;
+  size_t max_in_cpu = 1'000'000'000;
 };
 
 struct StepResult {
@@ -156,10 +166,11 @@ class ZeroEngine {
   const ZeroOptions& options() const { return options_; }
 
   // Initialises every tensor by calling `fn` for the elements this rank holds (stage 3: only its
-  // shard, so no rank ever materialises the full model). Local, no communication.
-  void Init(const InitFn& fn);
-  // Sets tensor `tensor` of `unit` from its full values (numel floats). Local.
-  void SetTensor(size_t unit, size_t tensor, const float* values);
+  // shard, so no rank ever materialises the full model). Local, no communication; fails only
+  // when state on NVMe cannot be written.
+  absl::Status Init(const InitFn& fn);
+  // Sets tensor `tensor` of `unit` from its full values (numel floats). Local; as Init.
+  absl::Status SetTensor(size_t unit, size_t tensor, const float* values);
   // The full fp32 master values of a tensor. A collective in stages 1-3 (and always with
   // 16-bit weights): every rank calls it with the same arguments.
   absl::Status GetTensor(size_t unit, size_t tensor, float* out);
@@ -193,6 +204,7 @@ class ZeroEngine {
   size_t owned_count(size_t unit) const { return Owned(unit); }
   size_t shard_offset(size_t unit) const;
   // This rank's fp32 master values of `unit` (owned_count elements). Call after Sync().
+  // nullptr where they live on NVMe.
   const float* master(size_t unit) const;
   // Replaces this rank's masters, m and v (state order, shard_state().elements() each), the last
   // step and the loss scaler, and rebuilds the working weights from the masters (round to
@@ -243,7 +255,13 @@ class ZeroEngine {
   // Step helpers (zero_engine.cc).
   absl::Status CheckOrderAcrossRanks();
   float* OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
-  float* Master(size_t unit);
+  float* Master(size_t unit);  // nullptr where the masters are on NVMe (MastersAway).
+  bool MastersAway(size_t unit) const;
+  // A unit's owned masters from / to wherever they live; StoreMasters also rewrites the owned
+  // working weights from them (zero_values.cc).
+  absl::Status LoadMasters(size_t unit, float* out);
+  absl::Status StoreMasters(size_t unit, const float* in);
+  absl::Status CreateSwaps();
   void ZeroGrads();
   size_t Owned(size_t unit) const;       // Elements of the unit this rank's state holds.
   size_t OwnedBegin(size_t unit) const;  // Their start in the unit's flat buffer.
@@ -256,9 +274,14 @@ class ZeroEngine {
   Communicator* comm_;
   std::vector<Unit> units_;
   std::unique_ptr<Slots> param_slots_, grad_slots_;
-  // kNvme optimizer state: the swap file, and per unit its first chunk and chunk count.
+  // ZeRO-Infinity: the swap directories (before the files in them, which go first), the
+  // optimizer swap (per unit its first chunk and chunk count) and the parameter swap.
+  std::vector<std::unique_ptr<SwapDir>> swap_dirs_;
   std::unique_ptr<OptimizerSwap> swap_;
   std::vector<std::pair<size_t, size_t>> unit_chunks_;
+  std::unique_ptr<ParamSwap> param_swap_;
+  std::vector<float> step32_;     // Step: a unit's fp32 shard read from the parameter swap.
+  std::vector<uint16_t> step16_;  // Step: a unit's new 16-bit shard bound for it.
   std::unique_ptr<CommWorker> worker_;
   ShardState state_;               // Masters (16-bit), m, v, accumulator, step, loss scaler.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.

@@ -1,0 +1,190 @@
+// ZeroEngine's parameter values: where a unit's masters and working weights live (memory, the
+// optimizer swap, the parameter swap), initialisation, SetTensor / GetTensor and restore.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "offload/optimizer_swap.h"
+#include "offload/param_swap.h"
+#include "zero/engine_internal.h"
+
+namespace zerorun {
+
+bool ZeroEngine::MastersAway(size_t unit) const {
+  return (swap_ != nullptr && sixteen()) || (units_[unit].on_nvme && !sixteen());
+}
+
+float* ZeroEngine::Master(size_t unit) {
+  if (MastersAway(unit)) return nullptr;
+  Unit& u = units_[unit];
+  if (sixteen()) return state_.master() + u.state_base;
+  return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
+}
+
+size_t ZeroEngine::shard_offset(size_t unit) const { return units_[unit].state_base; }
+
+const float* ZeroEngine::master(size_t unit) const {
+  return const_cast<ZeroEngine*>(this)->Master(unit);
+}
+
+absl::Status ZeroEngine::LoadMasters(size_t unit, float* out) {
+  if (!MastersAway(unit)) {
+    std::copy_n(Master(unit), Owned(unit), out);
+    return absl::OkStatus();
+  }
+  if (!sixteen()) return param_swap_->Read(unit, out);  // fp32: the shard is the master.
+  const auto [first, count] = unit_chunks_[unit];
+  for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
+    if (absl::Status s = swap_->ReadMasters(k, out + at); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
+  Unit& u = units_[unit];
+  const size_t n = Owned(unit);
+  if (!MastersAway(unit)) {
+    float* master = Master(unit);
+    if (master != in) std::copy_n(in, n, master);
+  } else if (!sixteen()) {
+    return param_swap_->Write(unit, in);  // Masters and working weights at once.
+  } else {
+    const auto [first, count] = unit_chunks_[unit];
+    for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
+      if (absl::Status s = swap_->WriteMasters(k, in + at); !s.ok()) return s;
+    }
+  }
+  if (!sixteen()) return absl::OkStatus();  // fp32 in memory: the master is the working weight.
+  if (!u.on_nvme) {
+    FromFloat(options_.dtype, in, u.work16.data() + (u.resident ? OwnedBegin(unit) : 0), n);
+    return absl::OkStatus();
+  }
+  std::vector<uint16_t> shard(n);
+  FromFloat(options_.dtype, in, shard.data(), n);
+  return param_swap_->Write(unit, shard.data());
+}
+
+absl::StatusOr<std::vector<ZeroEngine::Span>> ZeroEngine::ShardSpans() {
+  if (swap_ != nullptr || param_swap_ != nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat("checkpoints of a run with state on nvme are not built yet (its state is in ",
+                     swap_ != nullptr ? swap_->path() : param_swap_->path(), ")"));
+  }
+  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  std::vector<size_t> order(units_.size());  // Units by state offset.
+  for (size_t ui = 0; ui < order.size(); ++ui) order[ui] = ui;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return units_[a].state_base < units_[b].state_base; });
+  std::vector<Span> spans;
+  for (size_t ui : order) {
+    if (Owned(ui) > 0) spans.push_back({Master(ui), Owned(ui)});
+  }
+  spans.push_back({state_.exp_avg(), state_.elements()});
+  spans.push_back({state_.exp_avg_sq(), state_.elements()});
+  return spans;
+}
+
+absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
+  state_.set_last_step(last_step);
+  state_.scaler() = scaler;
+  state_.ZeroAccumulator();
+  ZeroGrads();
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const UnitLayout& ul = layout_.units()[ui];
+    Unit& u = units_[ui];
+    const size_t count = Owned(ui), begin = OwnedBegin(ui);
+    if (sixteen()) {
+      FromFloat(options_.dtype, Master(ui), u.work16.data() + (u.resident ? begin : 0), count);
+    }
+    if (u.resident && options_.stage > 0) {
+      const absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
+                                       : comm_->AllGather(u.work32.data(), ul.shard);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg,
+                                      const float* exp_avg_sq, int64_t last_step,
+                                      const LossScaler& scaler) {
+  absl::StatusOr<std::vector<Span>> spans = ShardSpans();
+  if (!spans.ok()) return spans.status();
+  const size_t n = state_.elements();
+  std::copy_n(exp_avg, n, state_.exp_avg());
+  std::copy_n(exp_avg_sq, n, state_.exp_avg_sq());
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    std::copy_n(masters + units_[ui].state_base, Owned(ui), Master(ui));
+  }
+  return FinishRestore(last_step, scaler);
+}
+
+absl::Status ZeroEngine::Init(const InitFn& fn) {
+  std::vector<float> full;
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const UnitLayout& ul = layout_.units()[ui];
+    Unit& u = units_[ui];
+    if (u.resident) {
+      full.assign(ul.padded, 0.0f);
+      for (size_t t = 0; t < ul.tensors.size(); ++t) {
+        fn(ui, t, 0, ul.tensors[t].numel, full.data() + ul.tensors[t].offset);
+      }
+      if (!sixteen()) {
+        u.work32 = full;
+        continue;
+      }
+      FromFloat(options_.dtype, full.data(), u.work16.data(), ul.padded);
+      if (absl::Status s = StoreMasters(ui, full.data() + OwnedBegin(ui)); !s.ok()) return s;
+      continue;
+    }
+    // Stage 3: only this rank's slice of each tensor is ever computed or held.
+    full.assign(ul.shard, 0.0f);
+    for (size_t t = 0; t < ul.tensors.size(); ++t) {
+      const auto [lo, hi] = OwnedPart(ui, t);
+      const size_t offset = ul.tensors[t].offset;
+      if (lo < hi) fn(ui, t, lo - offset, hi - offset, full.data() + (lo - OwnedBegin(ui)));
+    }
+    if (absl::Status s = StoreMasters(ui, full.data()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* values) {
+  const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
+  Unit& u = units_[unit];
+  // Full copies (resident working weights) take the whole tensor.
+  if (u.resident) {
+    if (sixteen()) {
+      FromFloat(options_.dtype, values, u.work16.data() + tl.offset, tl.numel);
+    } else {
+      std::copy_n(values, tl.numel, u.work32.data() + tl.offset);
+    }
+  }
+  if (u.resident && !sixteen()) return absl::OkStatus();  // The working copy is the master.
+  // The owned part of the masters (and of a stage-3 working shard).
+  const auto [lo, hi] = OwnedPart(unit, tensor);
+  if (lo >= hi) return absl::OkStatus();
+  const size_t begin = OwnedBegin(unit);
+  std::vector<float> owned(Owned(unit));
+  if (absl::Status s = LoadMasters(unit, owned.data()); !s.ok()) return s;
+  std::copy(values + (lo - tl.offset), values + (hi - tl.offset), owned.data() + (lo - begin));
+  return StoreMasters(unit, owned.data());
+}
+
+absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
+  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  const UnitLayout& ul = layout_.units()[unit];
+  const TensorLayout& tl = ul.tensors[tensor];
+  if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
+    const float* src =
+        sixteen() ? state_.master() + units_[unit].state_base : units_[unit].work32.data();
+    std::copy_n(src + tl.offset, tl.numel, out);
+    return absl::OkStatus();
+  }
+  std::vector<float> full(ul.padded, 0.0f);
+  if (absl::Status s = LoadMasters(unit, full.data() + OwnedBegin(unit)); !s.ok()) return s;
+  if (absl::Status s = comm_->AllGather(full.data(), ul.shard); !s.ok()) return s;
+  std::copy_n(full.data() + tl.offset, tl.numel, out);
+  return absl::OkStatus();
+}
+
+}  // namespace zerorun
