@@ -238,7 +238,12 @@ std::string Controller::Summary() const {
   const Host& host = hosts_[root_node_];
   const std::string how =
       root_.signal() != 0
-          ? absl::StrCat("killed by signal ", root_.signal(), " (", SignalName(root_.signal()), ")")
+          ? absl::StrCat("killed by signal ", root_.signal(), " (", SignalName(root_.signal()), ")",
+                         // The root cause is never a kill of ours: the OOM killer, most often.
+                         root_.signal() == SIGKILL
+                             ? ", not sent by zerorun: the kernel's OOM killer (a memory limit "
+                               "or a full node; see dmesg) or another user"
+                             : "")
           : absl::StrCat("exited with code ", root_.exit_code());
   std::string text = absl::StrCat(
       "root cause (first failure): ",

@@ -99,6 +99,15 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
         absl::StrCat(path_, ": a transfer of ", n, " bytes at ", offset,
                      " is not block-aligned or runs past the file's ", bytes_, " bytes"));
   }
+  // A swap file unlinked under us (nvme_path or its zerorun-* directory deleted mid-run) would
+  // go on working through the open descriptor and vanish at the end: stop instead.
+  if (struct stat st {}; fstat(fd_, &st) == 0 && st.st_nlink == 0) {
+    return absl::DataLossError(absl::StrCat(
+        "swap file ", path_,
+        " was deleted while the job ran (nvme_path or its zerorun-* directory removed?); the "
+        "state it held is lost. Fix: keep nvme_path in place until the job ends, then rerun or "
+        "resume from a checkpoint"));
+  }
   const auto start = std::chrono::steady_clock::now();
   const size_t first = offset / bs, count = (n + bs - 1) / bs;
   auto block_len = [&](size_t k) { return std::min(bs, n - k * bs); };

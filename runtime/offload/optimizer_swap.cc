@@ -5,48 +5,46 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
-
 namespace zerorun {
 namespace {
 
 uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
+constexpr int kArrays = 4;
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OptimizerSwap>> OptimizerSwap::Create(const std::string& dir,
-                                                                     bool masters,
+                                                                     Arrays arrays,
                                                                      std::vector<size_t> chunks,
                                                                      const AioOptions& aio) {
-  const int arrays = masters ? 3 : 2;
-  std::vector<uint64_t> offsets, regions;
-  uint64_t total = 0, largest = 0;
+  const std::array<size_t, 4> element = {arrays.master, sizeof(float), sizeof(float), arrays.grad};
+  uint64_t total = 0;
   for (size_t count : chunks) {
-    const uint64_t region = AlignUp(std::max<uint64_t>(count, 1) * sizeof(float), aio.block_size);
-    offsets.push_back(total);
-    regions.push_back(region);
-    total += arrays * region;
-    largest = std::max(largest, region);
+    for (size_t e : element)
+      total += e == 0 ? 0 : AlignUp(std::max<size_t>(count, 1) * e, aio.block_size);
   }
   absl::StatusOr<std::unique_ptr<NvmeSwapper>> swapper =
       NvmeSwapper::Create(dir, "optimizer_state.swap", std::max<uint64_t>(total, 4096), aio);
   if (!swapper.ok()) return swapper.status();
-  return std::unique_ptr<OptimizerSwap>(new OptimizerSwap(*std::move(swapper), arrays,
-                                                          std::move(chunks), std::move(offsets),
-                                                          std::move(regions), arrays * largest));
+  return std::unique_ptr<OptimizerSwap>(
+      new OptimizerSwap(*std::move(swapper), element, std::move(chunks), aio.block_size));
 }
 
-OptimizerSwap::OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, int arrays,
-                             std::vector<size_t> counts, std::vector<uint64_t> offsets,
-                             std::vector<uint64_t> regions, size_t slot_bytes)
-    : swapper_(std::move(swapper)),
-      arrays_(arrays),
-      counts_(std::move(counts)),
-      offsets_(std::move(offsets)),
-      regions_(std::move(regions)) {
-  for (int i = 0; i < 3; ++i) {
+OptimizerSwap::OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<size_t, 4> element,
+                             std::vector<size_t> counts, uint64_t block)
+    : swapper_(std::move(swapper)), element_(element), counts_(std::move(counts)), block_(block) {
+  uint64_t total = 0, largest = 0, largest_array = 0;
+  for (size_t k = 0; k < counts_.size(); ++k) {
+    offsets_.push_back(total);
+    const uint64_t chunk = Within(k, kArrays);
+    total += chunk;
+    largest = std::max(largest, chunk);
+    for (int a = 0; a < kArrays; ++a) largest_array = std::max(largest_array, Region(k, a));
+  }
+  for (uint64_t bytes : {largest, largest, largest, largest_array}) {
     void* p = nullptr;
-    if (posix_memalign(&p, 4096, std::max<size_t>(slot_bytes, 4096)) != 0) std::abort();
+    if (posix_memalign(&p, 4096, std::max<uint64_t>(bytes, 4096)) != 0) std::abort();
     slots_.push_back(static_cast<char*>(p));
   }
   read_done_.assign(counts_.size(), false);
@@ -62,6 +60,17 @@ OptimizerSwap::~OptimizerSwap() {
   for (char* slot : slots_) std::free(slot);
 }
 
+uint64_t OptimizerSwap::Region(size_t k, int array) const {
+  const size_t e = element_[static_cast<size_t>(array)];
+  return e == 0 ? 0 : AlignUp(std::max<size_t>(counts_[k], 1) * e, block_);
+}
+
+uint64_t OptimizerSwap::Within(size_t k, int array) const {
+  uint64_t at = 0;
+  for (int a = 0; a < array; ++a) at += Region(k, a);
+  return at;
+}
+
 void OptimizerSwap::Run() {
   while (true) {
     Op op;
@@ -75,10 +84,16 @@ void OptimizerSwap::Run() {
       op = queue_.front();
       queue_.pop_front();
     }
-    // A chunk's arrays are one transfer, from / into the chunk's slot.
+    // A chunk's arrays are one transfer, from / into the chunk's slot; the gradients (last) are
+    // read, never written back.
     char* slot = Slot(op.chunk);
-    const uint64_t at = offsets_[op.chunk], n = arrays_ * regions_[op.chunk];
-    absl::Status s = op.write ? swapper_->Write(at, slot, n) : swapper_->Read(at, slot, n);
+    const uint64_t at = offsets_[op.chunk];
+    absl::Status s;
+    {
+      absl::MutexLock io(&io_mu_);
+      s = op.write ? swapper_->Write(at, slot, Within(op.chunk, static_cast<int>(SwapArray::kGrad)))
+                   : swapper_->Read(at, slot, Within(op.chunk, kArrays));
+    }
     absl::MutexLock lock(&mu_);
     if (!s.ok() && error_.ok()) error_ = s;
     if (!op.write) read_done_[op.chunk] = true;
@@ -119,8 +134,13 @@ absl::StatusOr<OptimizerSwap::Chunk> OptimizerSwap::Acquire(size_t k) {
   // Read ahead: its slot's last user (chunk k - 2) was queued for writing before this read.
   if (k + 1 < counts_.size()) Enqueue({false, k + 1});
   char* slot = Slot(k);
-  auto array = [&](int i) { return reinterpret_cast<float*>(slot + i * regions_[k]); };
-  return arrays_ == 3 ? Chunk{array(0), array(1), array(2)} : Chunk{nullptr, array(0), array(1)};
+  auto array = [&](SwapArray a) -> char* {
+    const int i = static_cast<int>(a);
+    return element_[static_cast<size_t>(i)] == 0 ? nullptr : slot + Within(k, i);
+  };
+  return Chunk{reinterpret_cast<float*>(array(SwapArray::kMaster)),
+               reinterpret_cast<float*>(array(SwapArray::kM)),
+               reinterpret_cast<float*>(array(SwapArray::kV)), array(SwapArray::kGrad)};
 }
 
 void OptimizerSwap::Release(size_t k) { Enqueue({true, k}); }
@@ -133,18 +153,28 @@ absl::Status OptimizerSwap::Finish() {
   return error_;
 }
 
-absl::Status OptimizerSwap::ReadMasters(size_t k, float* out) {
-  if (arrays_ != 3) return absl::InternalError("this optimizer swap holds no masters");
-  if (absl::Status s = swapper_->Read(offsets_[k], slots_[0], regions_[k]); !s.ok()) return s;
-  std::memcpy(out, slots_[0], counts_[k] * sizeof(float));
+absl::Status OptimizerSwap::ReadArray(size_t k, SwapArray array, void* out) {
+  const int a = static_cast<int>(array);
+  const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
+  if (bytes == 0) return absl::InternalError("this optimizer swap does not hold that array");
+  absl::MutexLock io(&io_mu_);
+  char* bounce = slots_[3];
+  if (absl::Status s = swapper_->Read(offsets_[k] + Within(k, a), bounce, Region(k, a)); !s.ok()) {
+    return s;
+  }
+  std::memcpy(out, bounce, bytes);
   return absl::OkStatus();
 }
 
-absl::Status OptimizerSwap::WriteMasters(size_t k, const float* in) {
-  if (arrays_ != 3) return absl::InternalError("this optimizer swap holds no masters");
-  std::memset(slots_[0], 0, regions_[k]);
-  std::memcpy(slots_[0], in, counts_[k] * sizeof(float));
-  return swapper_->Write(offsets_[k], slots_[0], regions_[k]);
+absl::Status OptimizerSwap::WriteArray(size_t k, SwapArray array, const void* in) {
+  const int a = static_cast<int>(array);
+  const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
+  if (bytes == 0) return absl::InternalError("this optimizer swap does not hold that array");
+  absl::MutexLock io(&io_mu_);
+  char* bounce = slots_[3];
+  std::memcpy(bounce, in, bytes);
+  std::memset(bounce + bytes, 0, Region(k, a) - bytes);
+  return swapper_->Write(offsets_[k] + Within(k, a), bounce, Region(k, a));
 }
 
 }  // namespace zerorun

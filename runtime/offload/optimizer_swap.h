@@ -1,17 +1,18 @@
-// OptimizerSwap: one rank's optimizer state (Adam m and v, and the fp32 masters when the working
-// weights are 16-bit) in an NvmeSwapper file in its SwapDir (ZeRO-Infinity's optimizer offload),
-// swapped through three host buffers chunk by chunk (DeepSpeed's sub-groups) during the step:
-// chunk k+1 is read while k is stepped and k-1 written back (pipeline_read / pipeline_write).
+// OptimizerSwap: one rank's optimizer state in an NvmeSwapper file in its SwapDir (ZeRO-Infinity's
+// optimizer offload): per chunk (DeepSpeed's sub-groups) Adam's m and v, the fp32 masters when the
+// working weights are 16-bit, and the gradient accumulator at stages 2-3 (DeepSpeed's four
+// buffers: param, grad, m, v). During the step the chunks pass through three host buffers: k+1
+// is read while k is stepped and k-1 written back (pipeline_read / pipeline_write).
 #ifndef ZERORUN_RUNTIME_OFFLOAD_OPTIMIZER_SWAP_H_
 #define ZERORUN_RUNTIME_OFFLOAD_OPTIMIZER_SWAP_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -21,34 +22,44 @@
 
 namespace zerorun {
 
+// The arrays of a chunk, in file order (the gradients last: a step never writes them back).
+enum class SwapArray { kMaster = 0, kM = 1, kV = 2, kGrad = 3 };
+
 class OptimizerSwap {
  public:
-  // `chunks`: element counts of the chunks in the order the optimizer visits them; with
-  // `masters` each chunk holds masters, m and v, else m and v. Creates the swap file in `dir`
-  // (an existing directory), every array zero. Errors name the path (NvmeSwapper::Create).
-  static absl::StatusOr<std::unique_ptr<OptimizerSwap>> Create(const std::string& dir, bool masters,
+  // Bytes per element of each array; 0 for an absent one (m and v are always 4).
+  struct Arrays {
+    size_t master = 0;  // 4 with 16-bit working weights.
+    size_t grad = 0;    // The accumulator's element: 4 (fp32) or 2 (16-bit).
+  };
+  // `chunks`: element counts of the chunks in the order the optimizer visits them. Creates the
+  // swap file in `dir` (an existing directory), every array zero. Errors name the path.
+  static absl::StatusOr<std::unique_ptr<OptimizerSwap>> Create(const std::string& dir,
+                                                               Arrays arrays,
                                                                std::vector<size_t> chunks,
                                                                const AioOptions& aio);
   ~OptimizerSwap();  // Waits for the I/O thread; removes the file.
   OptimizerSwap(const OptimizerSwap&) = delete;
   OptimizerSwap& operator=(const OptimizerSwap&) = delete;
 
-  // Chunk k's arrays in host memory, count elements each (master nullptr without masters).
+  // Chunk k's arrays in host memory, count elements each (nullptr where absent).
   struct Chunk {
     float* master;
     float* m;
     float* v;
+    void* grad;
   };
   // One optimizer pass: Begin(), then for k = 0, 1, ... in order Acquire(k), step, Release(k)
-  // (written back behind the next steps), then Finish() (every write done). The first error of
-  // any transfer is returned from then on.
+  // (masters, m and v written back behind the next steps), then Finish() (every write done).
+  // The first error of any transfer is returned from then on.
   absl::Status Begin();
   absl::StatusOr<Chunk> Acquire(size_t k);
   void Release(size_t k);
   absl::Status Finish();
-  // Outside a pass: chunk k's masters, synchronously (set-up, restore, SetTensor, GetTensor).
-  absl::Status ReadMasters(size_t k, float* out);
-  absl::Status WriteMasters(size_t k, const float* in);
+  // Outside a pass, from any one thread at a time: one array of chunk k, synchronously (set-up,
+  // SetTensor / GetTensor, the gradient accumulation, the norm).
+  absl::Status ReadArray(size_t k, SwapArray array, void* out);
+  absl::Status WriteArray(size_t k, SwapArray array, const void* in);
 
   size_t chunks() const { return counts_.size(); }
   uint64_t file_bytes() const { return swapper_->bytes(); }
@@ -60,18 +71,21 @@ class OptimizerSwap {
     bool write;
     size_t chunk;
   };
-  OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, int arrays, std::vector<size_t> counts,
-                std::vector<uint64_t> offsets, std::vector<uint64_t> regions, size_t slot_bytes);
+  OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<size_t, 4> element,
+                std::vector<size_t> counts, uint64_t block);
   void Run();
   void Enqueue(Op op);
   char* Slot(size_t k) { return slots_[k % 3]; }
+  uint64_t Region(size_t k, int array) const;  // Bytes, block-aligned (0 where absent).
+  uint64_t Within(size_t k, int array) const;  // Offset of the array in chunk k's region.
 
   std::unique_ptr<NvmeSwapper> swapper_;
-  const int arrays_;  // 3: masters, m, v; 2: m, v.
+  const std::array<size_t, 4> element_;  // Bytes per element, by SwapArray.
   const std::vector<size_t> counts_;
-  const std::vector<uint64_t> offsets_;  // Of chunk k's region ([masters,] m, v) in the file.
-  const std::vector<uint64_t> regions_;  // Bytes of each array there, block-aligned.
-  std::vector<char*> slots_;
+  const uint64_t block_;
+  std::vector<uint64_t> offsets_;  // Of chunk k's region in the file.
+  std::vector<char*> slots_;       // Three chunk buffers, then the bounce buffer of ReadArray.
+  absl::Mutex io_mu_;              // One transfer at a time on the swapper.
   absl::Mutex mu_;
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -29,6 +29,7 @@ struct ZeroEngine::Unit {
   Pass last_pass = Pass::kForward;
   uint64_t last_use = 0;  // LRU clock of parameter slots.
   int grad_slot = -1;
+  bool grads_on_disk = false;  // Optimizer swap: this step's accumulated gradients were written.
 };
 
 // Unit-sized buffers: parameter slots (fp32 views, plus a 16-bit gather area when needed) and

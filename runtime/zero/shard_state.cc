@@ -23,12 +23,10 @@ ShardState::ShardState(size_t elements, bool separate_master, Accumulator accumu
       separate_master_(separate_master),
       space_(space),
       accumulator_(accumulator) {
-  if (space != MemorySpace::kNvme) {  // On NVMe, Adam's m and v live in the engine's swap file.
-    exp_avg_.assign(elements, 0.0f);
-    exp_avg_sq_.assign(elements, 0.0f);
-  }
-  // On NVMe the masters live in the engine's swap file too.
-  if (separate_master && space != MemorySpace::kNvme) master_.assign(elements, 0.0f);
+  if (space == MemorySpace::kNvme) return;  // All of it lives in the engine's swap file.
+  exp_avg_.assign(elements, 0.0f);
+  exp_avg_sq_.assign(elements, 0.0f);
+  if (separate_master) master_.assign(elements, 0.0f);
   if (accumulator == Accumulator::kFp32) acc32_.assign(elements, 0.0f);
   if (accumulator == Accumulator::kSixteen) acc16_.assign(elements, 0);
 }

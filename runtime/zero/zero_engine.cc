@@ -79,10 +79,15 @@ absl::Status ZeroEngine::CreateSwaps() {
       }
       unit_chunks_.emplace_back(first, chunks.size() - first);
     }
+    OptimizerSwap::Arrays arrays;
+    arrays.master = sixteen() ? sizeof(float) : 0;
+    if (grads_on_nvme_) {
+      arrays.grad = state_.accumulator() == Accumulator::kFp32 ? sizeof(float) : sizeof(uint16_t);
+    }
     absl::StatusOr<std::string> at = dir(options_.nvme_path, "offload_optimizer.nvme_path");
     if (!at.ok()) return at.status();
     absl::StatusOr<std::unique_ptr<OptimizerSwap>> swap =
-        OptimizerSwap::Create(*at, sixteen(), std::move(chunks), aio);
+        OptimizerSwap::Create(*at, arrays, std::move(chunks), aio);
     if (!swap.ok()) return swap.status();
     swap_ = *std::move(swap);
   }
@@ -133,6 +138,12 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
                                   : sixteen() && !options_.grad_accum_fp32 ? Accumulator::kSixteen
                                                                            : Accumulator::kFp32;
   state_ = ShardState(state, sixteen(), accumulator, options_.optimizer_space);
+  grads_on_nvme_ =
+      options_.optimizer_space == MemorySpace::kNvme && accumulator != Accumulator::kNone;
+  if (grads_on_nvme_) {
+    const size_t chunk = std::min(options_.sub_group_size, max_unit);
+    (accumulator == Accumulator::kFp32 ? grad_io32_.resize(chunk) : grad_io16_.resize(chunk));
+  }
   for (size_t i = 0; i < units_.size(); ++i) {
     if (units_[i].on_nvme) {
       step32_.resize(std::max(step32_.size(), sixteen() ? 0 : Owned(i)));
@@ -191,10 +202,23 @@ absl::Status ZeroEngine::CheckOrderAcrossRanks() {
   return absl::OkStatus();
 }
 
-float* ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
+absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
   Unit& u = units_[unit];
   const size_t n = Owned(unit), begin = OwnedBegin(unit);
   *direct = true;
+  if (grads_on_nvme_) {
+    *direct = false;
+    tmp.assign(n, 0.0f);
+    if (!u.grads_on_disk) return tmp.data();
+    const auto [first, count] = unit_chunks_[unit];
+    for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
+      const size_t len = std::min(options_.sub_group_size, n - at);
+      void* io = grad_io32_.empty() ? static_cast<void*>(grad_io16_.data()) : grad_io32_.data();
+      if (absl::Status s = swap_->ReadArray(k, SwapArray::kGrad, io); !s.ok()) return s;
+      WidenSwappedGrads(unit, io, len, tmp.data() + at);
+    }
+    return tmp.data();
+  }
   if (state_.acc32() != nullptr) return state_.acc32() + u.state_base;
   if (!sixteen()) return u.grad32.data() + begin;
   *direct = false;
@@ -205,8 +229,45 @@ float* ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct
   return tmp.data();
 }
 
+void ZeroEngine::WidenSwappedGrads(size_t unit, const void* grad, size_t count, float* out) const {
+  if (!units_[unit].grads_on_disk) {
+    std::fill_n(out, count, 0.0f);
+  } else if (state_.accumulator() == Accumulator::kFp32) {
+    std::copy_n(static_cast<const float*>(grad), count, out);
+  } else {
+    ToFloat(options_.dtype, static_cast<const uint16_t*>(grad), out, count);
+  }
+}
+
+absl::Status ZeroEngine::AccumulateOnNvme(size_t unit, const float* reduced) {
+  Unit& u = units_[unit];
+  const size_t n = Owned(unit);
+  const bool wide = state_.accumulator() == Accumulator::kFp32;
+  const auto [first, count] = unit_chunks_[unit];
+  for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
+    const size_t len = std::min(options_.sub_group_size, n - at);
+    void* io = wide ? static_cast<void*>(grad_io32_.data()) : grad_io16_.data();
+    if (u.grads_on_disk) {
+      if (absl::Status s = swap_->ReadArray(k, SwapArray::kGrad, io); !s.ok()) return s;
+    } else if (wide) {
+      std::fill_n(grad_io32_.begin(), len, 0.0f);  // The in-memory accumulator's zero start.
+    } else {
+      std::fill_n(grad_io16_.begin(), len, 0);
+    }
+    if (wide) {
+      for (size_t i = 0; i < len; ++i) grad_io32_[i] += reduced[at + i];
+    } else {
+      AddFloatInto(options_.dtype, reduced + at, grad_io16_.data(), len);
+    }
+    if (absl::Status s = swap_->WriteArray(k, SwapArray::kGrad, io); !s.ok()) return s;
+  }
+  u.grads_on_disk = true;
+  return absl::OkStatus();
+}
+
 void ZeroEngine::ZeroGrads() {
   for (Unit& u : units_) {
+    u.grads_on_disk = false;
     std::fill(u.grad32.begin(), u.grad32.end(), 0.0f);
     std::fill(u.grad16.begin(), u.grad16.end(), 0);
   }
@@ -259,7 +320,9 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   double local = 0;
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     bool direct = false;
-    float* g = OwnedGrads(ui, tmp, &direct);
+    absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
+    if (!grads.ok()) return grads.status();
+    float* g = *grads;
     const size_t n = Owned(ui);
     if (pre != 1.0f) {
       for (size_t i = 0; i < n; ++i) g[i] *= pre;
@@ -296,16 +359,25 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
-    bool direct = false;
-    float* g = OwnedGrads(ui, tmp, &direct);
     const size_t n = Owned(ui), begin = OwnedBegin(ui);
     // 16-bit gradients are widened again rather than kept in fp32 since the norm pass: one
-    // unit's scratch instead of a 4P/N buffer, for a cheap second conversion.
-    if (!direct && pre != 1.0f) {
-      for (size_t i = 0; i < n; ++i) g[i] *= pre;
-    }
-    if (options_.gradient_clipping > 0) {
-      for (size_t i = 0; i < n; ++i) g[i] *= result.clip_coef;  // Also when coef is 1, as torch.
+    // unit's scratch instead of a 4P/N buffer, for a cheap second conversion. Gradients in the
+    // optimizer swap arrive with their chunk and are widened and scaled there the same way.
+    auto scale = [&](float* g, size_t count, bool direct) {
+      if (!direct && pre != 1.0f) {
+        for (size_t i = 0; i < count; ++i) g[i] *= pre;
+      }
+      if (options_.gradient_clipping > 0) {
+        for (size_t i = 0; i < count; ++i) g[i] *= result.clip_coef;  // Also at 1, as torch.
+      }
+    };
+    float* g = nullptr;
+    if (!grads_on_nvme_) {
+      bool direct = false;
+      absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
+      if (!grads.ok()) return grads.status();
+      g = *grads;
+      scale(g, n, direct);
     }
     // The masters: in memory, read here from the parameter swap (fp32 stage 3: the shard is the
     // master), or chunk by chunk from the optimizer swap (16-bit). New 16-bit weights go to the
@@ -331,7 +403,14 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
         if (!chunk.ok()) return chunk.status();
         const size_t len = std::min(options_.sub_group_size, n - at);
         float* mk = chunk->master != nullptr ? chunk->master : master + at;
-        AdamWStepReference(hyper, step, len, mk, g + at, chunk->m, chunk->v);
+        float* gk = g + at;
+        if (grads_on_nvme_) {
+          tmp.resize(len);
+          gk = tmp.data();
+          WidenSwappedGrads(ui, chunk->grad, len, gk);
+          scale(gk, len, /*direct=*/false);
+        }
+        AdamWStepReference(hyper, step, len, mk, gk, chunk->m, chunk->v);
         if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
         swap_->Release(k);
         at += len;
@@ -376,16 +455,17 @@ MemoryReport ZeroEngine::Memory() const {
   m.master = state_.master_bytes();
   m.grads += state_.accumulator_bytes();
   m.optimizer = state_.optimizer_bytes();
-  m.scratch =
-      grad_slots_->bytes() + step32_.size() * sizeof(float) + step16_.size() * sizeof(uint16_t);
+  m.scratch = grad_slots_->bytes() + (step32_.size() + grad_io32_.size()) * sizeof(float) +
+              (step16_.size() + grad_io16_.size()) * sizeof(uint16_t);
   m.live = param_slots_->bytes();
   // Placement: the offloaded share of the optimizer state (kNvme: all of it, the masters
-  // included where they are not the fp32 weights themselves), and stage 3's parameter shards.
+  // included where they are not the fp32 weights themselves, and the gradient accumulator), and
+  // stage 3's parameter shards.
   const double ratio =
       options_.optimizer_space == MemorySpace::kDevice ? 0 : options_.optimizer_ratio;
   const size_t offloaded =
       options_.optimizer_space == MemorySpace::kNvme
-          ? m.optimizer + m.master
+          ? m.optimizer + m.master + (grads_on_nvme_ ? state_.accumulator_bytes() : 0)
           : static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
   const size_t params_away = options_.param_space == MemorySpace::kHost   ? m.params
                              : options_.param_space == MemorySpace::kNvme ? params_nvme

@@ -268,6 +268,7 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
   if (!sixteen()) {
     if (absl::Status s = comm_->ReduceScatter(g32, ul.shard, ReduceOp::kAvg); !s.ok()) return s;
     const float* mine = g32 + static_cast<size_t>(comm_->rank()) * ul.shard;
+    if (grads_on_nvme_) return AccumulateOnNvme(unit, mine);
     for (size_t i = 0; i < ul.shard; ++i) acc32[i] += mine[i];
     return absl::OkStatus();
   }
@@ -278,6 +279,7 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
       !s.ok()) {
     return s;
   }
+  if (grads_on_nvme_) return AccumulateOnNvme(unit, out);
   if (acc32 != nullptr) {
     for (size_t i = 0; i < ul.shard; ++i) acc32[i] += out[i];
   } else {

@@ -34,7 +34,7 @@ absl::Status ZeroEngine::LoadMasters(size_t unit, float* out) {
   if (!sixteen()) return param_swap_->Read(unit, out);  // fp32: the shard is the master.
   const auto [first, count] = unit_chunks_[unit];
   for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
-    if (absl::Status s = swap_->ReadMasters(k, out + at); !s.ok()) return s;
+    if (absl::Status s = swap_->ReadArray(k, SwapArray::kMaster, out + at); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -50,7 +50,7 @@ absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
   } else {
     const auto [first, count] = unit_chunks_[unit];
     for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
-      if (absl::Status s = swap_->WriteMasters(k, in + at); !s.ok()) return s;
+      if (absl::Status s = swap_->WriteArray(k, SwapArray::kMaster, in + at); !s.ok()) return s;
     }
   }
   if (!sixteen()) return absl::OkStatus();  // fp32 in memory: the master is the working weight.

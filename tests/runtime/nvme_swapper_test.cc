@@ -95,6 +95,25 @@ TEST_CASE("NvmeSwapper: a block changed on disk is caught by its CRC, naming fil
                                               Catch::Contains("CRC-32"));
 }
 
+TEST_CASE("NvmeSwapper: a swap file deleted under it is an error naming it, not a silent success",
+          "[offload][nvme]") {
+  testing::TempDir dir;
+  AioOptions aio;
+  aio.block_size = 4096;
+  auto swapper = NvmeSwapper::Create(dir.path(), "swap", 8192, aio);
+  REQUIRE(swapper.ok());
+  Aligned data(8192);
+  Fill(data, 5);
+  REQUIRE((*swapper)->Write(0, data.data, data.size).ok());
+  REQUIRE(unlink((*swapper)->path().c_str()) == 0);  // The open descriptor would still work.
+  for (const absl::Status& s :
+       {(*swapper)->Read(0, data.data, data.size), (*swapper)->Write(0, data.data, data.size)}) {
+    CHECK(s.code() == absl::StatusCode::kDataLoss);
+    CHECK_THAT(std::string(s.message()),
+               Catch::Contains((*swapper)->path()) && Catch::Contains("was deleted"));
+  }
+}
+
 TEST_CASE("NvmeSwapper refuses a missing nvme_path, bad aio settings and a full file system",
           "[offload][nvme]") {
   testing::TempDir dir;

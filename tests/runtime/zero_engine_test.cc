@@ -178,11 +178,25 @@ TEST_CASE(
       const Run swapped = RunEngine(2, options, 4);
       CHECK(swapped.params == plain.params);
       CHECK(swapped.norms == plain.norms);
-      // Adam m and v, and the masters where they are not the fp32 weights, nothing else.
-      CHECK(swapped.memory.nvme == swapped.memory.optimizer + swapped.memory.master);
+      // Adam m and v, the masters where they are not the fp32 weights and (stages 2-3) the
+      // gradient accumulator (fp32 or bf16), nothing else.
+      const size_t elements = swapped.memory.optimizer / 8;
+      const size_t accumulator = stage < 2 ? 0 : elements * (dtype == DType::kFp32 ? 4 : 2);
+      CHECK(swapped.memory.nvme == swapped.memory.optimizer + swapped.memory.master + accumulator);
       CHECK(swapped.memory.master == (dtype == DType::kFp32 ? 0 : swapped.memory.optimizer / 2));
       CHECK(swapped.memory.device + swapped.memory.nvme == swapped.memory.total());
       CHECK(nvme.Listing().empty());  // Each rank's zerorun-<tag> directory went with it.
+      // Micro-steps and a unit reduced twice per micro-step: the swapped accumulator is read,
+      // added to and written back, with the in-memory accumulator's arithmetic.
+      ZeroOptions in_memory = options;
+      in_memory.optimizer_space = MemorySpace::kDevice;
+      in_memory.gradient_accumulation_steps = options.gradient_accumulation_steps = 3;
+      Drive tied;
+      tied.tied = true;
+      const Run accumulated = RunEngine(2, in_memory, 3, tied);
+      const Run accumulated_swapped = RunEngine(2, options, 3, tied);
+      CHECK(accumulated_swapped.params == accumulated.params);
+      CHECK(accumulated_swapped.norms == accumulated.norms);
     }
   }
   InMemoryKvStore store;
@@ -234,8 +248,11 @@ TEST_CASE(
         // the small head is not.
         const size_t element = dtype == DType::kFp32 ? 4 : 2;
         const size_t params_nvme = (48 + 32) * element;
+        // m, v, (16-bit) the masters, and the accumulator.
         const size_t optimizer_nvme =
-            optimizer == MemorySpace::kNvme ? swapped.memory.optimizer + swapped.memory.master : 0;
+            optimizer == MemorySpace::kNvme
+                ? swapped.memory.optimizer * (dtype == DType::kFp32 ? 12 : 14) / 8
+                : 0;
         CHECK(swapped.memory.nvme == params_nvme + optimizer_nvme);
         CHECK(swapped.memory.device + swapped.memory.nvme == swapped.memory.total());
         CHECK(swapped.working_is_rounded_master);

@@ -38,7 +38,7 @@ class ShardState {
   bool has_master() const { return separate_master_; }
   Accumulator accumulator() const { return accumulator_; }
 
-  // These three are nullptr with MemorySpace::kNvme (the engine swaps them in chunks).
+  // These and the accumulators are nullptr with MemorySpace::kNvme (the engine swaps them).
   float* master() { return master_.data(); }
   float* exp_avg() { return exp_avg_.data(); }
   float* exp_avg_sq() { return exp_avg_sq_.data(); }
@@ -62,7 +62,9 @@ class ShardState {
   // Adam m and v, wherever they live (kNvme: in the engine's swap file, not in exp_avg()).
   size_t optimizer_bytes() const { return 2 * elements_ * sizeof(float); }
   size_t accumulator_bytes() const {
-    return acc32_.size() * sizeof(float) + acc16_.size() * sizeof(uint16_t);
+    return accumulator_ == Accumulator::kFp32      ? elements_ * sizeof(float)
+           : accumulator_ == Accumulator::kSixteen ? elements_ * sizeof(uint16_t)
+                                                   : 0;
   }
 
  private:

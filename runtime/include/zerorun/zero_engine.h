@@ -69,7 +69,8 @@ struct ZeroOptions {
   bool pin_memory = false;
   MemorySpace param_space = MemorySpace::kDevice;
   // ZeRO-Infinity. kNvme optimizer state: the masters (16-bit working weights; with fp32 ones the
-  // masters are the weights) and Adam's m and v in a file under <nvme_path>/zerorun-<swap_tag>/
+  // masters are the weights), Adam's m and v and at stages 2-3 the gradient accumulator in a file
+  // under <nvme_path>/zerorun-<swap_tag>/
   // (a per job and rank name; the directory goes with the engine), swapped in chunks of at most
   // sub_group_size elements during the step. kNvme parameters (stage 3): the shard of every unit
   // not kept gathered in a file under <param_nvme_path>/zerorun-<swap_tag>/, read when the unit
@@ -254,7 +255,11 @@ class ZeroEngine {
   absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
   // Step helpers (zero_engine.cc).
   absl::Status CheckOrderAcrossRanks();
-  float* OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
+  absl::StatusOr<float*> OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
+  // The gradient accumulator in the optimizer swap: add a reduced shard into it / read chunk k of
+  // it as fp32 (zeros when nothing was written this step).
+  absl::Status AccumulateOnNvme(size_t unit, const float* reduced);
+  void WidenSwappedGrads(size_t unit, const void* grad, size_t count, float* out) const;
   float* Master(size_t unit);  // nullptr where the masters are on NVMe (MastersAway).
   bool MastersAway(size_t unit) const;
   // A unit's owned masters from / to wherever they live; StoreMasters also rewrites the owned
@@ -280,6 +285,9 @@ class ZeroEngine {
   std::unique_ptr<OptimizerSwap> swap_;
   std::vector<std::pair<size_t, size_t>> unit_chunks_;
   std::unique_ptr<ParamSwap> param_swap_;
+  bool grads_on_nvme_ = false;    // Stages 2-3 with the optimizer on NVMe: the accumulator too.
+  std::vector<float> grad_io32_;  // Communication thread: a chunk of the swapped accumulator.
+  std::vector<uint16_t> grad_io16_;
   std::vector<float> step32_;     // Step: a unit's fp32 shard read from the parameter swap.
   std::vector<uint16_t> step16_;  // Step: a unit's new 16-bit shard bound for it.
   std::unique_ptr<CommWorker> worker_;
