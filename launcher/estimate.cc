@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "offload/swap_bytes.h"
 
 namespace zerorun::launcher {
 namespace {
@@ -131,8 +132,17 @@ MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
   return need;
 }
 
-double NvmeSwapBytes(double p, bool params_on_nvme, int local_ranks, int world_size) {
-  return local_ranks * (12 * p + (params_on_nvme ? 2 * p : 0)) / std::max(1, world_size) * 1.2;
+double NvmeSwapBytes(double p, const dsconfig::ConfigSummary& config, int local_ranks,
+                     int world_size) {
+  const bool params_on_nvme = config.offload_param == "nvme";
+  const double deepspeed = 12 * p + (params_on_nvme ? 2 * p : 0);
+  SwapLayoutFacts facts;
+  facts.stage = config.stage;
+  facts.sixteen = config.bf16 || config.fp16;
+  facts.grad_accum_fp32 = config.grad_accum_fp32;
+  facts.params_on_nvme = params_on_nvme;
+  const double zerorun = SwapBytesPerShardElement(facts) * p;
+  return local_ranks * std::max(deepspeed, zerorun) / std::max(1, world_size) * 1.2;
 }
 
 std::string HumanBytes(double bytes) {

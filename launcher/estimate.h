@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "dsconfig/ds_config.h"
+
 namespace zerorun::launcher {
 
 struct EstimateRow {
@@ -43,9 +45,11 @@ MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
                           double largest_layer_params, int local_ranks, int world_size,
                           int num_nodes);
 
-// Free space the NVMe swap needs on one node, with its formula (ecosystem reference 2.4):
-// local_ranks x (12P [+ 2P when parameters are offloaded to nvme]) / world_size x 1.2.
-double NvmeSwapBytes(double total_params, bool params_on_nvme, int local_ranks, int world_size);
+// Free space the NVMe swap needs on one node: local_ranks x B / world_size x 1.2, where B is the
+// larger of DeepSpeed's 12P [+ 2P with parameters on nvme] (ecosystem reference 2.4) and the
+// bytes libzerorun's swap files hold (offload/swap_bytes.h: 12-16P [+ 2-4P]).
+double NvmeSwapBytes(double total_params, const dsconfig::ConfigSummary& config, int local_ranks,
+                     int world_size);
 
 // "1.50 GiB" style.
 std::string HumanBytes(double bytes);

@@ -286,11 +286,11 @@ class Preflight {
     const int local = static_cast<int>(host.slots.size());
     if (nvme) {
       const bool params_on_nvme = summary_.offload_param == "nvme";
-      req->set_required_bytes(static_cast<uint64_t>(
-          NvmeSwapBytes(*opt_.params, params_on_nvme, local, report_.world_size)));
-      req->set_size_formula(absl::StrCat(local, " local ranks x (12P",
-                                         params_on_nvme ? " + 2P" : "", ") / ", report_.world_size,
-                                         " ranks x 1.2"));
+      req->set_required_bytes(
+          static_cast<uint64_t>(NvmeSwapBytes(*opt_.params, summary_, local, report_.world_size)));
+      req->set_size_formula(absl::StrCat(local, " local ranks x max(DeepSpeed's 12P",
+                                         params_on_nvme ? " + 2P" : "", ", libzerorun's layout) / ",
+                                         report_.world_size, " ranks x 1.2"));
     } else {
       // The checkpoint writer's own formula (zerorun's format: fp32 masters, m, v).
       req->set_required_bytes(ckpt::CheckpointBytesEstimate(*opt_.params));

@@ -17,8 +17,11 @@
 namespace zerorun::worker {
 namespace {
 
+// "1.50 GiB", or "12.3 MiB" below 1 GiB.
 std::string GiB(uint64_t bytes) {
-  return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  const double b = static_cast<double>(bytes);
+  if (b < 1024.0 * 1024.0 * 1024.0) return absl::StrFormat("%.1f MiB", b / (1024.0 * 1024.0));
+  return absl::StrFormat("%.2f GiB", b / (1024.0 * 1024.0 * 1024.0));
 }
 
 class Judge {
@@ -185,15 +188,16 @@ class Judge {
                        "); NVMe swap needs it. Fix: use a directory on an ext4/xfs NVMe mount"));
       return;
     }
-    if (req.needs_o_direct() && (facts.fs_type == "tmpfs" || facts.fs_type == "ramfs")) {
+    const bool ram = req.needs_o_direct() && (facts.fs_type == "tmpfs" || facts.fs_type == "ramfs");
+    const std::string fs = absl::StrCat(facts.fs_type, req.needs_o_direct() ? ", O_DIRECT ok" : "");
+    const uint64_t need = req.required_bytes();
+    if (ram && facts.free_bytes >= need) {  // Too small is worse, and said below.
       Add(name, v1::CHECK_STATUS_WARN,
           absl::StrCat(where, " is on ", facts.fs_type,
                        " (RAM): swapping there saves no host memory. Fix: use a directory on an "
                        "NVMe mount"));
       return;
     }
-    const std::string fs = absl::StrCat(facts.fs_type, req.needs_o_direct() ? ", O_DIRECT ok" : "");
-    const uint64_t need = req.required_bytes();
     if (need == 0) {
       Add(name, req.needs_o_direct() ? v1::CHECK_STATUS_UNKNOWN : v1::CHECK_STATUS_OK,
           absl::StrCat(where, " writable (", fs, "), ", GiB(facts.free_bytes), " free",

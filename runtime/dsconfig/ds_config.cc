@@ -382,6 +382,9 @@ ConfigSummary Summarize(const json& config) {
   };
   s.fp16 = on("fp16.enabled");
   s.bf16 = on("bf16.enabled") || on("bfloat16.enabled");
+  if (const json* accum = get("data_types.grad_accum_dtype"); accum && accum->is_string()) {
+    s.grad_accum_fp32 = accum->get<std::string>() == "fp32";
+  }
   for (const char* kind : {"offload_optimizer", "offload_param"}) {
     const std::string block = absl::StrCat("zero_optimization.", kind);
     const json* device = get(block + ".device");

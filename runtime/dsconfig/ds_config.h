@@ -29,6 +29,7 @@ struct ConfigSummary {
   int stage = 0;
   bool fp16 = false;
   bool bf16 = false;
+  bool grad_accum_fp32 = false;            // data_types.grad_accum_dtype "fp32".
   std::string offload_optimizer = "none";  // none | cpu | nvme
   std::string offload_param = "none";
   std::optional<std::string> optimizer_nvme_path;  // Set only when device is nvme.

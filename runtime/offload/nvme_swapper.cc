@@ -70,9 +70,9 @@ absl::StatusOr<std::unique_ptr<NvmeSwapper>> NvmeSwapper::Create(const std::stri
 
 NvmeSwapper::NvmeSwapper(std::string path, int fd, uint64_t bytes, const AioOptions& options)
     : path_(std::move(path)), fd_(fd), bytes_(bytes), options_(options) {
-  const size_t blocks = (bytes + options.block_size - 1) / options.block_size;
-  crc_.assign(blocks, 0);
-  written_.assign(blocks, false);
+  const size_t pages = (bytes + kAlign - 1) / kAlign;
+  crc_.assign(pages, 0);
+  written_.assign(pages, false);
   // Without io_uring (disabled by the kernel's policy) every transfer is pread/pwrite.
   ring_ok_ = io_uring_queue_init(static_cast<unsigned>(options.queue_depth), &ring_, 0) == 0;
 }
@@ -93,15 +93,15 @@ absl::Status NvmeSwapper::Read(uint64_t offset, char* data, size_t n) {
 
 absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size_t n) {
   const size_t bs = options_.block_size;
-  if (offset % bs != 0 || n % kAlign != 0 || reinterpret_cast<uintptr_t>(data) % kAlign != 0 ||
+  if (offset % kAlign != 0 || n % kAlign != 0 || reinterpret_cast<uintptr_t>(data) % kAlign != 0 ||
       offset + n > bytes_) {
     return absl::InvalidArgumentError(
         absl::StrCat(path_, ": a transfer of ", n, " bytes at ", offset,
-                     " is not block-aligned or runs past the file's ", bytes_, " bytes"));
+                     " is not 4096-aligned or runs past the file's ", bytes_, " bytes"));
   }
   // A swap file unlinked under us (nvme_path or its zerorun-* directory deleted mid-run) would
   // go on working through the open descriptor and vanish at the end: stop instead.
-  if (struct stat st {}; fstat(fd_, &st) == 0 && st.st_nlink == 0) {
+  if (struct stat st{}; fstat(fd_, &st) == 0 && st.st_nlink == 0) {
     return absl::DataLossError(absl::StrCat(
         "swap file ", path_,
         " was deleted while the job ran (nvme_path or its zerorun-* directory removed?); the "
@@ -109,25 +109,32 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
         "resume from a checkpoint"));
   }
   const auto start = std::chrono::steady_clock::now();
-  const size_t first = offset / bs, count = (n + bs - 1) / bs;
+  // Requests of up to block_size bytes; a CRC-32 per 4096-byte page (so that arrays need only
+  // page alignment in the file, not block alignment).
+  const size_t first_page = offset / kAlign, count = (n + bs - 1) / bs;
   auto block_len = [&](size_t k) { return std::min(bs, n - k * bs); };
-  auto fail = [&](size_t k, const std::string& why) {
-    return absl::DataLossError(absl::StrCat(write ? "writing " : "reading ", path_, " at offset ",
-                                            offset + k * bs, ": ", why));
+  auto fail = [&](uint64_t at, const std::string& why) {
+    return absl::DataLossError(
+        absl::StrCat(write ? "writing " : "reading ", path_, " at offset ", at, ": ", why));
   };
   if (write) {
-    for (size_t k = 0; k < count; ++k) crc_[first + k] = Crc(data + k * bs, block_len(k));
+    for (size_t i = 0; i < n / kAlign; ++i) crc_[first_page + i] = Crc(data + i * kAlign, kAlign);
   }
-  // Finishes block k after its transfer: sizes checked, reads checked against their CRC.
+  // Finishes request k after its transfer: sizes checked, reads checked against their CRCs.
   auto complete = [&](size_t k, int64_t result) -> absl::Status {
-    if (result < 0) return fail(k, strerror(static_cast<int>(-result)));
+    const uint64_t at = offset + k * bs;
+    if (result < 0) return fail(at, strerror(static_cast<int>(-result)));
     if (static_cast<size_t>(result) != block_len(k)) {
-      return fail(k, absl::StrCat("short transfer, ", result, " of ", block_len(k), " bytes"));
+      return fail(at, absl::StrCat("short transfer, ", result, " of ", block_len(k), " bytes"));
     }
-    if (write) {
-      written_[first + k] = true;
-    } else if (written_[first + k] && Crc(data + k * bs, block_len(k)) != crc_[first + k]) {
-      return fail(k, "the block's CRC-32 does not match what was written (corrupted on disk?)");
+    for (size_t i = k * bs / kAlign; i < (k * bs + block_len(k)) / kAlign; ++i) {
+      if (write) {
+        written_[first_page + i] = true;
+      } else if (written_[first_page + i] &&
+                 Crc(data + i * kAlign, kAlign) != crc_[first_page + i]) {
+        return fail(offset + i * kAlign,
+                    "the page's CRC-32 does not match what was written (corrupted on disk?)");
+      }
     }
     return absl::OkStatus();
   };
@@ -159,13 +166,13 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
       }
       if (submitted == done) break;  // A failure stopped submission and nothing is in flight.
       if (const int r = io_uring_submit(&ring_); r < 0 && status.ok()) {
-        status = fail(done, absl::StrCat("io_uring_submit: ", strerror(-r)));
+        status = fail(offset + done * bs, absl::StrCat("io_uring_submit: ", strerror(-r)));
       }
       io_uring_cqe* cqe = nullptr;
       const int r = io_uring_wait_cqe(&ring_, &cqe);
       if (r < 0) {
         if (r == -EINTR) continue;
-        return fail(done, absl::StrCat("io_uring_wait_cqe: ", strerror(-r)));
+        return fail(offset + done * bs, absl::StrCat("io_uring_wait_cqe: ", strerror(-r)));
       }
       const size_t k = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
       const int64_t result = cqe->res;

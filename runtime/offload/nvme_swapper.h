@@ -1,8 +1,9 @@
 // NvmeSwapper: one rank's swap file under nvme_path (ZeRO-Infinity), read and written
-// asynchronously with O_DIRECT through io_uring in blocks of DeepSpeed's aio.block_size, at most
-// aio.queue_depth in flight, every block's CRC-32 kept in memory and checked on read: a short
-// read, an I/O error or a block changed behind our back is an error naming the file and offset,
-// never silent. The building block of optimizer-state and parameter offload to NVMe (issue 12).
+// asynchronously with O_DIRECT through io_uring in requests of DeepSpeed's aio.block_size, at
+// most aio.queue_depth in flight, every 4096-byte page's CRC-32 kept in memory and checked on
+// read: a short read, an I/O error or a page changed behind our back is an error naming the file
+// and offset, never silent. The building block of optimizer-state and parameter offload to NVMe
+// (issue 12).
 #ifndef ZERORUN_RUNTIME_OFFLOAD_NVME_SWAPPER_H_
 #define ZERORUN_RUNTIME_OFFLOAD_NVME_SWAPPER_H_
 
@@ -48,9 +49,9 @@ class NvmeSwapper {
   NvmeSwapper(const NvmeSwapper&) = delete;
   NvmeSwapper& operator=(const NvmeSwapper&) = delete;
 
-  // Writes / reads [offset, offset + n) of the file from / into `data`; `offset` must be a
-  // multiple of the block size, `data` 4096-aligned, and n a multiple of 4096 (the swapped arrays
-  // are padded so). Blocking: returns once every block completed and (reads) its CRC matched.
+  // Writes / reads [offset, offset + n) of the file from / into `data`; `offset`, `data` and n
+  // must be multiples of 4096 (the swapped arrays are padded so). Blocking: returns once every
+  // block completed and (reads) its CRC matched.
   absl::Status Write(uint64_t offset, const char* data, size_t n);
   absl::Status Read(uint64_t offset, char* data, size_t n);
 
@@ -68,7 +69,7 @@ class NvmeSwapper {
   const AioOptions options_;
   io_uring ring_{};
   bool ring_ok_ = false;
-  std::vector<uint32_t> crc_;  // Per block of the file; valid where written_.
+  std::vector<uint32_t> crc_;  // Per 4096-byte page of the file; valid where written_.
   std::vector<bool> written_;
   SwapStats stats_;
 };

@@ -8,6 +8,8 @@
 namespace zerorun {
 namespace {
 
+constexpr uint64_t kPage = 4096;  // Arrays are page-aligned in the file (NvmeSwapper's CRC unit).
+
 uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
 constexpr int kArrays = 4;
@@ -21,19 +23,18 @@ absl::StatusOr<std::unique_ptr<OptimizerSwap>> OptimizerSwap::Create(const std::
   const std::array<size_t, 4> element = {arrays.master, sizeof(float), sizeof(float), arrays.grad};
   uint64_t total = 0;
   for (size_t count : chunks) {
-    for (size_t e : element)
-      total += e == 0 ? 0 : AlignUp(std::max<size_t>(count, 1) * e, aio.block_size);
+    for (size_t e : element) total += e == 0 ? 0 : AlignUp(std::max<size_t>(count, 1) * e, kPage);
   }
   absl::StatusOr<std::unique_ptr<NvmeSwapper>> swapper =
       NvmeSwapper::Create(dir, "optimizer_state.swap", std::max<uint64_t>(total, 4096), aio);
   if (!swapper.ok()) return swapper.status();
   return std::unique_ptr<OptimizerSwap>(
-      new OptimizerSwap(*std::move(swapper), element, std::move(chunks), aio.block_size));
+      new OptimizerSwap(*std::move(swapper), element, std::move(chunks)));
 }
 
 OptimizerSwap::OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<size_t, 4> element,
-                             std::vector<size_t> counts, uint64_t block)
-    : swapper_(std::move(swapper)), element_(element), counts_(std::move(counts)), block_(block) {
+                             std::vector<size_t> counts)
+    : swapper_(std::move(swapper)), element_(element), counts_(std::move(counts)) {
   uint64_t total = 0, largest = 0, largest_array = 0;
   for (size_t k = 0; k < counts_.size(); ++k) {
     offsets_.push_back(total);
@@ -62,7 +63,7 @@ OptimizerSwap::~OptimizerSwap() {
 
 uint64_t OptimizerSwap::Region(size_t k, int array) const {
   const size_t e = element_[static_cast<size_t>(array)];
-  return e == 0 ? 0 : AlignUp(std::max<size_t>(counts_[k], 1) * e, block_);
+  return e == 0 ? 0 : AlignUp(std::max<size_t>(counts_[k], 1) * e, kPage);
 }
 
 uint64_t OptimizerSwap::Within(size_t k, int array) const {

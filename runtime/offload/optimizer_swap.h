@@ -72,17 +72,16 @@ class OptimizerSwap {
     size_t chunk;
   };
   OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<size_t, 4> element,
-                std::vector<size_t> counts, uint64_t block);
+                std::vector<size_t> counts);
   void Run();
   void Enqueue(Op op);
   char* Slot(size_t k) { return slots_[k % 3]; }
-  uint64_t Region(size_t k, int array) const;  // Bytes, block-aligned (0 where absent).
+  uint64_t Region(size_t k, int array) const;  // Bytes, page-aligned (0 where absent).
   uint64_t Within(size_t k, int array) const;  // Offset of the array in chunk k's region.
 
   std::unique_ptr<NvmeSwapper> swapper_;
   const std::array<size_t, 4> element_;  // Bytes per element, by SwapArray.
   const std::vector<size_t> counts_;
-  const uint64_t block_;
   std::vector<uint64_t> offsets_;  // Of chunk k's region in the file.
   std::vector<char*> slots_;       // Three chunk buffers, then the bounce buffer of ReadArray.
   absl::Mutex io_mu_;              // One transfer at a time on the swapper.

@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<ParamSwap>> ParamSwap::Create(const std::string& 
   uint64_t total = 0, largest = 0;
   for (size_t n : bytes) {
     offsets.push_back(total);
-    total += AlignUp(n, aio.block_size);
+    total += AlignUp(n, kAlign);
     largest = std::max(largest, AlignUp(n, kAlign));
   }
   absl::StatusOr<std::unique_ptr<NvmeSwapper>> swapper =
@@ -64,7 +64,7 @@ absl::Status ParamSwap::Write(size_t unit, const void* data) {
   return swapper_->Write(offsets_[unit], bounce_, n);
 }
 
-SwapStats ParamSwap::stats() {
+SwapStats ParamSwap::stats() const {
   absl::MutexLock lock(&mu_);
   return swapper_->stats();
 }

@@ -36,7 +36,7 @@ class ParamSwap {
 
   uint64_t file_bytes() const { return swapper_->bytes(); }
   const std::string& path() const { return swapper_->path(); }
-  SwapStats stats();
+  SwapStats stats() const;
 
  private:
   ParamSwap(std::unique_ptr<NvmeSwapper> swapper, std::vector<size_t> bytes,
@@ -44,7 +44,7 @@ class ParamSwap {
 
   const std::vector<size_t> bytes_;
   const std::vector<uint64_t> offsets_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::unique_ptr<NvmeSwapper> swapper_ ABSL_PT_GUARDED_BY(mu_);
   char* bounce_ ABSL_GUARDED_BY(mu_);
   const size_t bounce_bytes_;

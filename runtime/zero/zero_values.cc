@@ -187,4 +187,18 @@ absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
   return absl::OkStatus();
 }
 
+SwapReport ZeroEngine::Swap() const {
+  SwapReport r;
+  auto add = [&](uint64_t file_bytes, const SwapStats& s) {
+    r.file_bytes += file_bytes;
+    r.bytes_read += s.bytes_read;
+    r.bytes_written += s.bytes_written;
+    r.read_seconds += s.read_seconds;
+    r.write_seconds += s.write_seconds;
+  };
+  if (swap_ != nullptr) add(swap_->file_bytes(), swap_->stats());
+  if (param_swap_ != nullptr) add(param_swap_->file_bytes(), param_swap_->stats());
+  return r;
+}
+
 }  // namespace zerorun

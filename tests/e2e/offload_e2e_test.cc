@@ -111,6 +111,20 @@ TEST_CASE(
   CHECK_THAT(refused.out + refused.err,
              Catch::Contains(missing) && Catch::Contains("does not exist"));
   CHECK_FALSE(std::filesystem::exists(missing));
+  // Checkpoints of such a run are not built: refused before training, not at the first save.
+  const std::string config =
+      dir.Write("ckpt.json",
+                "{\"train_batch_size\": 4, \"zero_optimization\": {\"stage\": 2, "
+                "\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"" +
+                    nvme + "\"}}}");
+  const RunResult no_ckpt =
+      Run(TrainGptCommand(hosts, config, {}, {"--steps", "4", "--save-dir", dir.path() + "/ckpt"}),
+          env);
+  CHECK(no_ckpt.exit_code != 0);
+  CHECK_THAT(no_ckpt.out + no_ckpt.err,
+             Catch::Contains("are not built yet") && Catch::Contains("Fix: drop them"));
+  CHECK_THAT(no_ckpt.out, !Catch::Contains("step    1/"));
+  CHECK(std::filesystem::is_empty(nvme));
 }
 
 TEST_CASE(
@@ -154,6 +168,72 @@ TEST_CASE(
     CHECK(std::stod(m[1].str()) > 0);
     CHECK(std::filesystem::is_empty(nvme));
     CHECK(std::filesystem::is_empty(params));
+  }
+}
+
+TEST_CASE(
+    "Pre-flight's nvme space estimate covers the swap files the ranks write, within 1.3x, for "
+    "every dtype and placement",
+    "[e2e][offload][nvme]") {
+  TempDir dir;
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
+  const std::string nvme = dir.path() + "/nvme";
+  std::filesystem::create_directory(nvme);
+  const std::vector<std::string> model = {
+      "--random-tokens", "--vocab", "4096",  "--layers", "4",       "--d-model", "256",
+      "--heads",         "4",       "--seq", "32",       "--steps", "2"};
+  struct Case {
+    const char* name;
+    std::string json;
+  };
+  const std::string both = ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"" +
+                           nvme + "\"}, \"offload_param\": {\"device\": \"nvme\", " +
+                           "\"nvme_path\": \"" + nvme + "\"}";
+  const std::vector<Case> cases = {
+      {"bf16, optimizer + parameters",
+       "\"bf16\": {\"enabled\": true}, \"zero_optimization\": "
+       "{\"stage\": 3" +
+           both + "}"},
+      {"bf16, fp32 accumulation",
+       "\"bf16\": {\"enabled\": true}, \"data_types\": "
+       "{\"grad_accum_dtype\": \"fp32\"}, \"zero_optimization\": "
+       "{\"stage\": 3" +
+           both + "}"},
+      {"fp32, optimizer + parameters", "\"zero_optimization\": {\"stage\": 3" + both + "}"},
+      {"bf16 stage 2, optimizer",
+       "\"bf16\": {\"enabled\": true}, \"zero_optimization\": "
+       "{\"stage\": 2, \"offload_optimizer\": {\"device\": "
+       "\"nvme\", \"nvme_path\": \"" +
+           nvme + "\"}}"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    const std::string config =
+        dir.Write("ds.json", "{\"train_batch_size\": 2, \"train_micro_batch_size_per_gpu\": 1, " +
+                                 c.json + "}");
+    const RunResult trained = Run(TrainGptCommand(hosts, config, {}, model), env);
+    INFO(trained.out + trained.err);
+    REQUIRE(trained.exit_code == 0);
+    std::smatch m;
+    REQUIRE(std::regex_search(trained.out, m, std::regex("train_gpt: ([0-9]+) parameters")));
+    const std::string params = m[1].str();
+    REQUIRE(
+        std::regex_search(trained.out, m, std::regex("nvme swap per rank: files ([0-9.]+) MiB")));
+    const double written = 2 * std::stod(m[1].str());  // Two ranks on the node, equal shards.
+    const RunResult preflight =
+        Run({ZR_TEST_ZERORUN, "preflight", "--json", "--hostfile", hosts, "--config", config,
+             "--device", "cpu", "--params", params, ZR_TEST_TRAIN_GPT},
+            env);
+    INFO(preflight.out);
+    REQUIRE(std::regex_search(
+        preflight.out, m,
+        std::regex("\"offload_optimizer.nvme_path\"[^}]*needs ([0-9.]+) MiB[^}]*\"OK\"|"
+                   "\"OK\"[^}]*offload_optimizer.nvme_path=[^}]*needs ([0-9.]+) MiB")));
+    const std::string needs = m[1].matched ? m[1].str() : m[2].str();
+    const double estimate = std::stod(needs);
+    CHECK(estimate >= written);
+    CHECK(estimate <= 1.3 * written);
   }
 }
 

@@ -61,8 +61,22 @@ TEST_CASE("Model-state need follows the ZeRO table for CPU and GPU jobs", "[esti
 }
 
 TEST_CASE("NVMe swap size formula", "[estimate]") {
-  CHECK(NvmeSwapBytes(1e9, false, 8, 16) == 8 * 12e9 / 16 * 1.2);
-  CHECK(NvmeSwapBytes(1e9, true, 8, 16) == 8 * 14e9 / 16 * 1.2);
+  // The larger of DeepSpeed's 12P [+ 2P] and libzerorun's layout: m, v, the masters (16-bit),
+  // the accumulator (stages 2-3; 2 or 4 bytes) and stage 3's parameter shards.
+  dsconfig::ConfigSummary fp32;
+  fp32.stage = 3;
+  fp32.offload_optimizer = "nvme";
+  CHECK(NvmeSwapBytes(1e9, fp32, 8, 16) == 8 * 12e9 / 16 * 1.2);  // 8 + 4: the same.
+  dsconfig::ConfigSummary bf16 = fp32;
+  bf16.bf16 = true;
+  CHECK(NvmeSwapBytes(1e9, bf16, 8, 16) == 8 * 14e9 / 16 * 1.2);  // 8 + 4 + 2.
+  bf16.offload_param = "nvme";
+  CHECK(NvmeSwapBytes(1e9, bf16, 8, 16) == 8 * 16e9 / 16 * 1.2);  // + 2.
+  bf16.grad_accum_fp32 = true;
+  CHECK(NvmeSwapBytes(1e9, bf16, 8, 16) == 8 * 18e9 / 16 * 1.2);
+  dsconfig::ConfigSummary stage1 = fp32;
+  stage1.stage = 1;
+  CHECK(NvmeSwapBytes(1e9, stage1, 8, 16) == 8 * 12e9 / 16 * 1.2);  // DeepSpeed's 12 > 8.
 }
 
 }  // namespace

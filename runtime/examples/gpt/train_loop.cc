@@ -267,6 +267,15 @@ void PrintSummary(const TrainArgs& args, ZeroEngine& engine, double total_s, dou
       m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0, m.device / 1048576.0,
       m.host / 1048576.0, m.nvme / 1048576.0, usage.ru_maxrss / 1024.0,
       tokens_per_step / MedianOf(step_s));
+  if (const SwapReport swap = engine.Swap(); swap.file_bytes > 0) {
+    auto rate = [](uint64_t bytes, double s) { return s > 0 ? bytes / s / 1e9 : 0.0; };
+    std::printf(
+        "train_gpt: nvme swap per rank: files %.1f MiB; read %.2f GiB at %.2f GB/s, written "
+        "%.2f GiB at %.2f GB/s\n",
+        swap.file_bytes / 1048576.0, swap.bytes_read / 1073741824.0,
+        rate(swap.bytes_read, swap.read_seconds), swap.bytes_written / 1073741824.0,
+        rate(swap.bytes_written, swap.write_seconds));
+  }
 }
 
 }  // namespace
@@ -284,6 +293,16 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     corpus = *std::move(loaded);
   } else if (config.vocab <= 0) {
     config.vocab = 4096;
+  }
+  const bool on_nvme = setup.options.optimizer_space == MemorySpace::kNvme ||
+                       setup.options.param_space == MemorySpace::kNvme;
+  if (on_nvme && (!args.save_dir.empty() || !args.init_from.empty() || args.resume)) {
+    // Refused before anything runs, not at the first save hours in.
+    std::fprintf(stderr,
+                 "train_gpt: rank %d: checkpoints (--save-dir, --resume, --init-from) of a run "
+                 "with state on nvme are not built yet. Fix: drop them, or offload to \"cpu\"\n",
+                 setup.rank);
+    return kExitConfig;
   }
   auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
   if (!engine_or.ok()) {

@@ -109,6 +109,13 @@ struct MemoryReport {
   size_t total() const { return model_states() + scratch + live; }
 };
 
+// ZeRO-Infinity: this rank's swap files (optimizer state, parameter shards) and their traffic.
+struct SwapReport {
+  uint64_t file_bytes = 0;
+  uint64_t bytes_read = 0, bytes_written = 0;
+  double read_seconds = 0, write_seconds = 0;  // Inside the transfers (submit to completion).
+};
+
 struct GatherStats {
   int64_t gathers = 0;     // Units all-gathered (stage 3).
   int64_t prefetched = 0;  // Of which issued ahead of their Acquire.
@@ -237,6 +244,7 @@ class ZeroEngine {
   absl::Status Sync();
 
   MemoryReport Memory() const;
+  SwapReport Swap() const;  // Zeros without state on NVMe. Call after Sync().
   GatherStats gather_stats() const;
 
  private:
