@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<NvmeSwapper>> NvmeSwapper::Create(const std::stri
                                                      "another"));
   }
   std::unique_ptr<NvmeSwapper> swapper(new NvmeSwapper(path, fd, bytes, options));
+  absl::MutexLock lock(&swapper->stats_mu_);
   swapper->stats_.direct = direct;
   return swapper;
 }
@@ -72,15 +73,23 @@ NvmeSwapper::NvmeSwapper(std::string path, int fd, uint64_t bytes, const AioOpti
     : path_(std::move(path)), fd_(fd), bytes_(bytes), options_(options) {
   const size_t pages = (bytes + kAlign - 1) / kAlign;
   crc_.assign(pages, 0);
-  written_.assign(pages, false);
-  // Without io_uring (disabled by the kernel's policy) every transfer is pread/pwrite.
-  ring_ok_ = io_uring_queue_init(static_cast<unsigned>(options.queue_depth), &ring_, 0) == 0;
+  written_.assign(pages, 0);
+  for (Ring& r : rings_) {
+    r.ok = io_uring_queue_init(static_cast<unsigned>(options.queue_depth), &r.ring, 0) == 0;
+  }
 }
 
 NvmeSwapper::~NvmeSwapper() {
-  if (ring_ok_) io_uring_queue_exit(&ring_);
+  for (Ring& r : rings_) {
+    if (r.ok) io_uring_queue_exit(&r.ring);
+  }
   close(fd_);
   unlink(path_.c_str());
+}
+
+SwapStats NvmeSwapper::stats() const {
+  absl::MutexLock lock(&stats_mu_);
+  return stats_;
 }
 
 absl::Status NvmeSwapper::Write(uint64_t offset, const char* data, size_t n) {
@@ -129,8 +138,8 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
     }
     for (size_t i = k * bs / kAlign; i < (k * bs + block_len(k)) / kAlign; ++i) {
       if (write) {
-        written_[first_page + i] = true;
-      } else if (written_[first_page + i] &&
+        written_[first_page + i] = 1;
+      } else if (written_[first_page + i] != 0 &&
                  Crc(data + i * kAlign, kAlign) != crc_[first_page + i]) {
         return fail(offset + i * kAlign,
                     "the page's CRC-32 does not match what was written (corrupted on disk?)");
@@ -138,8 +147,10 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
     }
     return absl::OkStatus();
   };
+  Ring& ring = rings_[write ? 1 : 0];
+  absl::MutexLock ring_lock(&ring.mu);
   absl::Status status = absl::OkStatus();
-  if (!ring_ok_) {
+  if (!ring.ok) {
     for (size_t k = 0; k < count && status.ok(); ++k) {
       char* p = data + k * bs;
       const off_t at = static_cast<off_t>(offset + k * bs);
@@ -152,7 +163,7 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
     while (done < count) {
       // Keep queue_depth requests in flight (no new ones once something failed).
       while (status.ok() && submitted < count && submitted - done < depth) {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring.ring);
         if (sqe == nullptr) break;
         char* p = data + submitted * bs;
         const uint64_t at = offset + submitted * bs;
@@ -165,23 +176,24 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
         ++submitted;
       }
       if (submitted == done) break;  // A failure stopped submission and nothing is in flight.
-      if (const int r = io_uring_submit(&ring_); r < 0 && status.ok()) {
+      if (const int r = io_uring_submit(&ring.ring); r < 0 && status.ok()) {
         status = fail(offset + done * bs, absl::StrCat("io_uring_submit: ", strerror(-r)));
       }
       io_uring_cqe* cqe = nullptr;
-      const int r = io_uring_wait_cqe(&ring_, &cqe);
+      const int r = io_uring_wait_cqe(&ring.ring, &cqe);
       if (r < 0) {
         if (r == -EINTR) continue;
         return fail(offset + done * bs, absl::StrCat("io_uring_wait_cqe: ", strerror(-r)));
       }
       const size_t k = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
       const int64_t result = cqe->res;
-      io_uring_cqe_seen(&ring_, cqe);
+      io_uring_cqe_seen(&ring.ring, cqe);
       ++done;
       if (status.ok()) status = complete(k, result);
     }
   }
   if (!status.ok()) return status;
+  absl::MutexLock lock(&stats_mu_);
   (write ? stats_.bytes_written : stats_.bytes_read) += n;
   (write ? stats_.write_seconds : stats_.read_seconds) += Since(start);
   return absl::OkStatus();

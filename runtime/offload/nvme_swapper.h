@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace zerorun {
 
@@ -50,28 +52,37 @@ class NvmeSwapper {
   NvmeSwapper& operator=(const NvmeSwapper&) = delete;
 
   // Writes / reads [offset, offset + n) of the file from / into `data`; `offset`, `data` and n
-  // must be multiples of 4096 (the swapped arrays are padded so). Blocking: returns once every
+  // must be multiples of 4096 (the swapped arrays are padded so). Thread-safe: reads and writes
+  // go through their own io_uring and run concurrently (on disjoint ranges: the caller's duty),
+  // reads among themselves and writes among themselves one at a time. Blocking: returns once every
   // block completed and (reads) its CRC matched.
   absl::Status Write(uint64_t offset, const char* data, size_t n);
   absl::Status Read(uint64_t offset, char* data, size_t n);
 
   const std::string& path() const { return path_; }
   uint64_t bytes() const { return bytes_; }
-  const SwapStats& stats() const { return stats_; }
+  SwapStats stats() const;
 
  private:
   NvmeSwapper(std::string path, int fd, uint64_t bytes, const AioOptions& options);
+  struct Ring {
+    absl::Mutex mu;  // One transfer at a time on this ring.
+    io_uring ring{};
+    bool ok = false;  // Without io_uring (the kernel's policy) transfers are pread/pwrite.
+  };
   absl::Status Transfer(bool write, uint64_t offset, char* data, size_t n);
 
   const std::string path_;
   const int fd_;
   const uint64_t bytes_;
   const AioOptions options_;
-  io_uring ring_{};
-  bool ring_ok_ = false;
-  std::vector<uint32_t> crc_;  // Per 4096-byte page of the file; valid where written_.
-  std::vector<bool> written_;
-  SwapStats stats_;
+  Ring rings_[2];  // Reads, writes.
+  // Per 4096-byte page of the file (bytes, not vector<bool>: concurrent transfers touch
+  // neighbouring pages); crc_ is valid where written_.
+  std::vector<uint32_t> crc_;
+  std::vector<uint8_t> written_;
+  mutable absl::Mutex stats_mu_;
+  SwapStats stats_ ABSL_GUARDED_BY(stats_mu_);
 };
 
 }  // namespace zerorun

@@ -49,7 +49,9 @@ OptimizerSwap::OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<si
     slots_.push_back(static_cast<char*>(p));
   }
   read_done_.assign(counts_.size(), false);
-  io_ = std::thread([this] { Run(); });
+  write_done_.assign(counts_.size(), false);
+  reader_ = std::thread([this] { Run(false); });
+  writer_ = std::thread([this] { Run(true); });
 }
 
 OptimizerSwap::~OptimizerSwap() {
@@ -57,7 +59,8 @@ OptimizerSwap::~OptimizerSwap() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  io_.join();
+  reader_.join();
+  writer_.join();
   for (char* slot : slots_) std::free(slot);
 }
 
@@ -72,39 +75,46 @@ uint64_t OptimizerSwap::Within(size_t k, int array) const {
   return at;
 }
 
-void OptimizerSwap::Run() {
+void OptimizerSwap::Run(bool writer) {
+  std::deque<size_t>& queue = queue_[writer ? 1 : 0];
   while (true) {
-    Op op;
+    size_t chunk;
     {
       absl::MutexLock lock(&mu_);
+      struct Args {
+        OptimizerSwap* self;
+        std::deque<size_t>* queue;
+        bool writer;
+      } args{this, &queue, writer};
+      // A read into a slot waits for the write of the slot's last chunk (three back).
       mu_.Await(absl::Condition(
-          +[](OptimizerSwap* s)
-               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->stop_ || !s->queue_.empty(); },
-          this));
-      if (queue_.empty()) return;  // Stopping with nothing left to do.
-      op = queue_.front();
-      queue_.pop_front();
+          +[](Args* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->self->mu_) {
+            if (a->queue->empty()) return a->self->stop_;
+            const size_t k = a->queue->front();
+            return a->writer || k < 3 || a->self->write_done_[k - 3] || !a->self->error_.ok();
+          },
+          &args));
+      if (queue.empty()) return;  // Stopping with nothing left to do.
+      chunk = queue.front();
+      queue.pop_front();
     }
     // A chunk's arrays are one transfer, from / into the chunk's slot; the gradients (last) are
     // read, never written back.
-    char* slot = Slot(op.chunk);
-    const uint64_t at = offsets_[op.chunk];
-    absl::Status s;
-    {
-      absl::MutexLock io(&io_mu_);
-      s = op.write ? swapper_->Write(at, slot, Within(op.chunk, static_cast<int>(SwapArray::kGrad)))
-                   : swapper_->Read(at, slot, Within(op.chunk, kArrays));
-    }
+    char* slot = Slot(chunk);
+    const uint64_t at = offsets_[chunk];
+    const absl::Status s =
+        writer ? swapper_->Write(at, slot, Within(chunk, static_cast<int>(SwapArray::kGrad)))
+               : swapper_->Read(at, slot, Within(chunk, kArrays));
     absl::MutexLock lock(&mu_);
     if (!s.ok() && error_.ok()) error_ = s;
-    if (!op.write) read_done_[op.chunk] = true;
+    (writer ? write_done_ : read_done_)[chunk] = true;
     --in_flight_;
   }
 }
 
-void OptimizerSwap::Enqueue(Op op) {
+void OptimizerSwap::Enqueue(bool write, size_t chunk) {
   absl::MutexLock lock(&mu_);
-  queue_.push_back(op);
+  queue_[write ? 1 : 0].push_back(chunk);
   ++in_flight_;
 }
 
@@ -113,8 +123,9 @@ absl::Status OptimizerSwap::Begin() {
     absl::MutexLock lock(&mu_);
     if (!error_.ok()) return error_;
     std::fill(read_done_.begin(), read_done_.end(), false);
+    std::fill(write_done_.begin(), write_done_.end(), false);
   }
-  if (!counts_.empty()) Enqueue({false, 0});
+  if (!counts_.empty()) Enqueue(false, 0);
   return absl::OkStatus();
 }
 
@@ -132,8 +143,8 @@ absl::StatusOr<OptimizerSwap::Chunk> OptimizerSwap::Acquire(size_t k) {
         &args));
     if (!error_.ok()) return error_;
   }
-  // Read ahead: its slot's last user (chunk k - 2) was queued for writing before this read.
-  if (k + 1 < counts_.size()) Enqueue({false, k + 1});
+  // Read ahead, into the slot of chunk k - 2 once its write is done (the reader waits for it).
+  if (k + 1 < counts_.size()) Enqueue(false, k + 1);
   char* slot = Slot(k);
   auto array = [&](SwapArray a) -> char* {
     const int i = static_cast<int>(a);
@@ -144,7 +155,7 @@ absl::StatusOr<OptimizerSwap::Chunk> OptimizerSwap::Acquire(size_t k) {
                reinterpret_cast<float*>(array(SwapArray::kV)), array(SwapArray::kGrad)};
 }
 
-void OptimizerSwap::Release(size_t k) { Enqueue({true, k}); }
+void OptimizerSwap::Release(size_t k) { Enqueue(true, k); }
 
 absl::Status OptimizerSwap::Finish() {
   absl::MutexLock lock(&mu_);
@@ -158,7 +169,7 @@ absl::Status OptimizerSwap::ReadArray(size_t k, SwapArray array, void* out) {
   const int a = static_cast<int>(array);
   const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
   if (bytes == 0) return absl::InternalError("this optimizer swap does not hold that array");
-  absl::MutexLock io(&io_mu_);
+  absl::MutexLock lock(&bounce_mu_);
   char* bounce = slots_[3];
   if (absl::Status s = swapper_->Read(offsets_[k] + Within(k, a), bounce, Region(k, a)); !s.ok()) {
     return s;
@@ -171,7 +182,7 @@ absl::Status OptimizerSwap::WriteArray(size_t k, SwapArray array, const void* in
   const int a = static_cast<int>(array);
   const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
   if (bytes == 0) return absl::InternalError("this optimizer swap does not hold that array");
-  absl::MutexLock io(&io_mu_);
+  absl::MutexLock lock(&bounce_mu_);
   char* bounce = slots_[3];
   std::memcpy(bounce, in, bytes);
   std::memset(bounce + bytes, 0, Region(k, a) - bytes);

@@ -2,7 +2,8 @@
 // optimizer offload): per chunk (DeepSpeed's sub-groups) Adam's m and v, the fp32 masters when the
 // working weights are 16-bit, and the gradient accumulator at stages 2-3 (DeepSpeed's four
 // buffers: param, grad, m, v). During the step the chunks pass through three host buffers: k+1
-// is read while k is stepped and k-1 written back (pipeline_read / pipeline_write).
+// is read while k is stepped and k-1 written back (pipeline_read / pipeline_write), the reads
+// and the writes each on their own thread and io_uring (DeepSpeed's separate aio handles).
 #ifndef ZERORUN_RUNTIME_OFFLOAD_OPTIMIZER_SWAP_H_
 #define ZERORUN_RUNTIME_OFFLOAD_OPTIMIZER_SWAP_H_
 
@@ -63,18 +64,14 @@ class OptimizerSwap {
 
   size_t chunks() const { return counts_.size(); }
   uint64_t file_bytes() const { return swapper_->bytes(); }
-  const SwapStats& stats() const { return swapper_->stats(); }
+  SwapStats stats() const { return swapper_->stats(); }
   const std::string& path() const { return swapper_->path(); }
 
  private:
-  struct Op {
-    bool write;
-    size_t chunk;
-  };
   OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<size_t, 4> element,
                 std::vector<size_t> counts);
-  void Run();
-  void Enqueue(Op op);
+  void Run(bool writer);
+  void Enqueue(bool write, size_t chunk);
   char* Slot(size_t k) { return slots_[k % 3]; }
   uint64_t Region(size_t k, int array) const;  // Bytes, page-aligned (0 where absent).
   uint64_t Within(size_t k, int array) const;  // Offset of the array in chunk k's region.
@@ -84,14 +81,15 @@ class OptimizerSwap {
   const std::vector<size_t> counts_;
   std::vector<uint64_t> offsets_;  // Of chunk k's region in the file.
   std::vector<char*> slots_;       // Three chunk buffers, then the bounce buffer of ReadArray.
-  absl::Mutex io_mu_;              // One transfer at a time on the swapper.
+  absl::Mutex bounce_mu_;          // ReadArray / WriteArray's bounce buffer.
   absl::Mutex mu_;
-  std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<size_t> queue_[2] ABSL_GUARDED_BY(mu_);  // Chunks to read, to write.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<bool> read_done_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> write_done_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread io_;
+  std::thread reader_, writer_;
 };
 
 }  // namespace zerorun

@@ -18,17 +18,19 @@ const char* MemorySpaceName(MemorySpace space) {
 }
 
 ShardState::ShardState(size_t elements, bool separate_master, Accumulator accumulator,
-                       MemorySpace space)
+                       MemorySpace space, MemorySpace accumulator_space)
     : elements_(elements),
       separate_master_(separate_master),
       space_(space),
       accumulator_(accumulator) {
-  if (space == MemorySpace::kNvme) return;  // All of it lives in the engine's swap file.
+  if (accumulator_space != MemorySpace::kNvme) {  // Else in the engine's swap file.
+    if (accumulator == Accumulator::kFp32) acc32_.assign(elements, 0.0f);
+    if (accumulator == Accumulator::kSixteen) acc16_.assign(elements, 0);
+  }
+  if (space == MemorySpace::kNvme) return;  // The engine's swap file holds these too.
   exp_avg_.assign(elements, 0.0f);
   exp_avg_sq_.assign(elements, 0.0f);
   if (separate_master) master_.assign(elements, 0.0f);
-  if (accumulator == Accumulator::kFp32) acc32_.assign(elements, 0.0f);
-  if (accumulator == Accumulator::kSixteen) acc16_.assign(elements, 0);
 }
 
 void ShardState::ZeroAccumulator() {

