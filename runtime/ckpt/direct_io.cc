@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 
 namespace zerorun::ckpt {
 namespace {
@@ -67,7 +67,7 @@ using ChunkFn = std::function<bool(char* slot, size_t offset, size_t n)>;
 bool Pipeline(size_t total, const ChunkFn& produce, const ChunkFn& consume) {
   AlignedBuffer slots[2] = {AlignedBuffer(std::min(total, kChunk)),
                             AlignedBuffer(std::min(total, kChunk))};
-  absl::Mutex mu;
+  zerorun::Mutex mu;
   bool full[2] = {false, false};
   bool failed = false;
   const size_t chunks = (total + kChunk - 1) / kChunk;
@@ -75,15 +75,15 @@ bool Pipeline(size_t total, const ChunkFn& produce, const ChunkFn& consume) {
     for (size_t k = 0; k < chunks; ++k) {
       const size_t i = k % 2;
       {
-        absl::MutexLock lock(&mu);
+        zerorun::MutexLock lock(&mu);
         std::pair<bool*, bool*> args(&full[i], &failed);
-        mu.Await(absl::Condition(
+        mu.Await(zerorun::Condition(
             +[](std::pair<bool*, bool*>* a) { return !*a->first || *a->second; }, &args));
         if (failed) return;
       }
       const size_t offset = k * kChunk, n = std::min(kChunk, total - offset);
       const bool ok = produce(slots[i].data(), offset, n);
-      absl::MutexLock lock(&mu);
+      zerorun::MutexLock lock(&mu);
       if (!ok) {
         failed = true;
         return;
@@ -95,15 +95,15 @@ bool Pipeline(size_t total, const ChunkFn& produce, const ChunkFn& consume) {
   for (size_t k = 0; k < chunks && ok; ++k) {
     const size_t i = k % 2;
     {
-      absl::MutexLock lock(&mu);
+      zerorun::MutexLock lock(&mu);
       std::pair<bool*, bool*> args(&full[i], &failed);
-      mu.Await(absl::Condition(
+      mu.Await(zerorun::Condition(
           +[](std::pair<bool*, bool*>* a) { return *a->first || *a->second; }, &args));
       if (failed) break;
     }
     const size_t offset = k * kChunk, n = std::min(kChunk, total - offset);
     ok = consume(slots[i].data(), offset, n);
-    absl::MutexLock lock(&mu);
+    zerorun::MutexLock lock(&mu);
     if (!ok) failed = true;
     full[i] = false;
   }

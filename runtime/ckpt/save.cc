@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/version.h"
 #include "ckpt/checkpoint_internal.h"
 #include "ckpt/direct_io.h"
@@ -61,7 +61,7 @@ void PruneOld(const std::string& dir, const std::string& current, int keep) {
 
 // The staging buffer of the last published save, kept for the next one of the same size: a fresh
 // buffer costs populating its pages (longer than the copy into it), a kept one only the copy.
-absl::Mutex staging_mu;
+zerorun::Mutex staging_mu;
 ckpt::AlignedBuffer* kept_staging ABSL_GUARDED_BY(staging_mu) = nullptr;
 
 // A staging buffer being made ahead of the first asynchronous save (PrepareAsyncCheckpoint).
@@ -69,7 +69,7 @@ std::future<void> preparing;
 
 ckpt::AlignedBuffer TakeStaging(size_t size) {
   if (preparing.valid()) preparing.wait();
-  absl::MutexLock lock(&staging_mu);
+  zerorun::MutexLock lock(&staging_mu);
   if (kept_staging != nullptr && kept_staging->size() == size) {
     ckpt::AlignedBuffer buffer = std::move(*kept_staging);
     delete kept_staging;
@@ -80,7 +80,7 @@ ckpt::AlignedBuffer TakeStaging(size_t size) {
 }
 
 void KeepStaging(ckpt::AlignedBuffer buffer) {
-  absl::MutexLock lock(&staging_mu);
+  zerorun::MutexLock lock(&staging_mu);
   delete kept_staging;
   kept_staging = new ckpt::AlignedBuffer(std::move(buffer));
 }

@@ -67,19 +67,19 @@ FlightRecorder& FlightRecorder::Global() {
 }
 
 uint64_t FlightRecorder::Begin(const char* op, size_t bytes, int rank, int world_size) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   const uint64_t seq = next_seq_++;
   in_flight_[seq] = Entry{op, current_unit, bytes, rank, world_size, absl::Now()};
   return seq;
 }
 
 void FlightRecorder::End(uint64_t seq) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   in_flight_.erase(seq);
 }
 
 std::string FlightRecorder::InFlight() const {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   if (in_flight_.empty()) return "";
   const auto& [seq, e] = *in_flight_.begin();
   std::vector<int> peers;

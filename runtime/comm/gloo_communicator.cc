@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/cpu_clones.h"
 #include "zerorun/comm.h"
 #include "zerorun/dtype.h"
 
@@ -26,9 +27,7 @@ namespace {
 constexpr uint8_t kSlotPrefix = 0x5a;  // Our ring collectives' slot namespace.
 
 // dst += src; restrict lets the compiler vectorize without an overlap check.
-__attribute__((target_clones("avx2", "default"))) void AddInto(float* __restrict dst,
-                                                               const float* __restrict src,
-                                                               size_t n) {
+ZR_CPU_CLONES void AddInto(float* __restrict dst, const float* __restrict src, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 

@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<NvmeSwapper>> NvmeSwapper::Create(const std::stri
                                                      "another"));
   }
   std::unique_ptr<NvmeSwapper> swapper(new NvmeSwapper(path, fd, bytes, options));
-  absl::MutexLock lock(&swapper->stats_mu_);
+  zerorun::MutexLock lock(&swapper->stats_mu_);
   swapper->stats_.direct = direct;
   return swapper;
 }
@@ -88,7 +88,7 @@ NvmeSwapper::~NvmeSwapper() {
 }
 
 SwapStats NvmeSwapper::stats() const {
-  absl::MutexLock lock(&stats_mu_);
+  zerorun::MutexLock lock(&stats_mu_);
   return stats_;
 }
 
@@ -148,7 +148,7 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
     return absl::OkStatus();
   };
   Ring& ring = rings_[write ? 1 : 0];
-  absl::MutexLock ring_lock(&ring.mu);
+  zerorun::MutexLock ring_lock(&ring.mu);
   absl::Status status = absl::OkStatus();
   if (!ring.ok) {
     for (size_t k = 0; k < count && status.ok(); ++k) {
@@ -193,7 +193,7 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
     }
   }
   if (!status.ok()) return status;
-  absl::MutexLock lock(&stats_mu_);
+  zerorun::MutexLock lock(&stats_mu_);
   (write ? stats_.bytes_written : stats_.bytes_read) += n;
   (write ? stats_.write_seconds : stats_.read_seconds) += Since(start);
   return absl::OkStatus();

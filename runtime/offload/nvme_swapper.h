@@ -17,7 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 
 namespace zerorun {
 
@@ -66,7 +66,7 @@ class NvmeSwapper {
  private:
   NvmeSwapper(std::string path, int fd, uint64_t bytes, const AioOptions& options);
   struct Ring {
-    absl::Mutex mu;  // One transfer at a time on this ring.
+    zerorun::Mutex mu;  // One transfer at a time on this ring.
     io_uring ring{};
     bool ok = false;  // Without io_uring (the kernel's policy) transfers are pread/pwrite.
   };
@@ -81,7 +81,7 @@ class NvmeSwapper {
   // neighbouring pages); crc_ is valid where written_.
   std::vector<uint32_t> crc_;
   std::vector<uint8_t> written_;
-  mutable absl::Mutex stats_mu_;
+  mutable zerorun::Mutex stats_mu_;
   SwapStats stats_ ABSL_GUARDED_BY(stats_mu_);
 };
 

@@ -56,7 +56,7 @@ OptimizerSwap::OptimizerSwap(std::unique_ptr<NvmeSwapper> swapper, std::array<si
 
 OptimizerSwap::~OptimizerSwap() {
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     stop_ = true;
   }
   reader_.join();
@@ -80,14 +80,14 @@ void OptimizerSwap::Run(bool writer) {
   while (true) {
     size_t chunk;
     {
-      absl::MutexLock lock(&mu_);
+      zerorun::MutexLock lock(&mu_);
       struct Args {
         OptimizerSwap* self;
         std::deque<size_t>* queue;
         bool writer;
       } args{this, &queue, writer};
       // A read into a slot waits for the write of the slot's last chunk (three back).
-      mu_.Await(absl::Condition(
+      mu_.Await(zerorun::Condition(
           +[](Args* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->self->mu_) {
             if (a->queue->empty()) return a->self->stop_;
             const size_t k = a->queue->front();
@@ -105,7 +105,7 @@ void OptimizerSwap::Run(bool writer) {
     const absl::Status s =
         writer ? swapper_->Write(at, slot, Within(chunk, static_cast<int>(SwapArray::kGrad)))
                : swapper_->Read(at, slot, Within(chunk, kArrays));
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (!s.ok() && error_.ok()) error_ = s;
     (writer ? write_done_ : read_done_)[chunk] = true;
     --in_flight_;
@@ -113,14 +113,14 @@ void OptimizerSwap::Run(bool writer) {
 }
 
 void OptimizerSwap::Enqueue(bool write, size_t chunk) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   queue_[write ? 1 : 0].push_back(chunk);
   ++in_flight_;
 }
 
 absl::Status OptimizerSwap::Begin() {
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (!error_.ok()) return error_;
     std::fill(read_done_.begin(), read_done_.end(), false);
     std::fill(write_done_.begin(), write_done_.end(), false);
@@ -131,12 +131,12 @@ absl::Status OptimizerSwap::Begin() {
 
 absl::StatusOr<OptimizerSwap::Chunk> OptimizerSwap::Acquire(size_t k) {
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     struct Args {
       OptimizerSwap* self;
       size_t k;
     } args{this, k};
-    mu_.Await(absl::Condition(
+    mu_.Await(zerorun::Condition(
         +[](Args* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->self->mu_) {
           return a->self->read_done_[a->k] || !a->self->error_.ok();
         },
@@ -158,8 +158,8 @@ absl::StatusOr<OptimizerSwap::Chunk> OptimizerSwap::Acquire(size_t k) {
 void OptimizerSwap::Release(size_t k) { Enqueue(true, k); }
 
 absl::Status OptimizerSwap::Finish() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
+  zerorun::MutexLock lock(&mu_);
+  mu_.Await(zerorun::Condition(
       +[](OptimizerSwap* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->in_flight_ == 0; },
       this));
   return error_;
@@ -169,7 +169,7 @@ absl::Status OptimizerSwap::ReadArray(size_t k, SwapArray array, void* out) {
   const int a = static_cast<int>(array);
   const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
   if (bytes == 0) return absl::InternalError("this optimizer swap does not hold that array");
-  absl::MutexLock lock(&bounce_mu_);
+  zerorun::MutexLock lock(&bounce_mu_);
   char* bounce = slots_[3];
   if (absl::Status s = swapper_->Read(offsets_[k] + Within(k, a), bounce, Region(k, a)); !s.ok()) {
     return s;
@@ -182,7 +182,7 @@ absl::Status OptimizerSwap::WriteArray(size_t k, SwapArray array, const void* in
   const int a = static_cast<int>(array);
   const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
   if (bytes == 0) return absl::InternalError("this optimizer swap does not hold that array");
-  absl::MutexLock lock(&bounce_mu_);
+  zerorun::MutexLock lock(&bounce_mu_);
   char* bounce = slots_[3];
   std::memcpy(bounce, in, bytes);
   std::memset(bounce + bytes, 0, Region(k, a) - bytes);

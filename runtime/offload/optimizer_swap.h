@@ -18,7 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "offload/nvme_swapper.h"
 
 namespace zerorun {
@@ -81,8 +81,8 @@ class OptimizerSwap {
   const std::vector<size_t> counts_;
   std::vector<uint64_t> offsets_;  // Of chunk k's region in the file.
   std::vector<char*> slots_;       // Three chunk buffers, then the bounce buffer of ReadArray.
-  absl::Mutex bounce_mu_;          // ReadArray / WriteArray's bounce buffer.
-  absl::Mutex mu_;
+  zerorun::Mutex bounce_mu_;       // ReadArray / WriteArray's bounce buffer.
+  zerorun::Mutex mu_;
   std::deque<size_t> queue_[2] ABSL_GUARDED_BY(mu_);  // Chunks to read, to write.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<bool> read_done_ ABSL_GUARDED_BY(mu_);

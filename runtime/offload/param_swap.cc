@@ -43,13 +43,13 @@ ParamSwap::ParamSwap(std::unique_ptr<NvmeSwapper> swapper, std::vector<size_t> b
 }
 
 ParamSwap::~ParamSwap() {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   std::free(bounce_);
   swapper_.reset();
 }
 
 absl::Status ParamSwap::Read(size_t unit, void* data) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   const size_t n = AlignUp(bytes_[unit], kAlign);
   if (absl::Status s = swapper_->Read(offsets_[unit], bounce_, n); !s.ok()) return s;
   std::memcpy(data, bounce_, bytes_[unit]);
@@ -57,7 +57,7 @@ absl::Status ParamSwap::Read(size_t unit, void* data) {
 }
 
 absl::Status ParamSwap::Write(size_t unit, const void* data) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   const size_t n = AlignUp(bytes_[unit], kAlign);
   std::memcpy(bounce_, data, bytes_[unit]);
   std::memset(bounce_ + bytes_[unit], 0, n - bytes_[unit]);
@@ -65,7 +65,7 @@ absl::Status ParamSwap::Write(size_t unit, const void* data) {
 }
 
 SwapStats ParamSwap::stats() const {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   return swapper_->stats();
 }
 

@@ -12,7 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "offload/nvme_swapper.h"
 
 namespace zerorun {
@@ -44,7 +44,7 @@ class ParamSwap {
 
   const std::vector<size_t> bytes_;
   const std::vector<uint64_t> offsets_;
-  mutable absl::Mutex mu_;
+  mutable zerorun::Mutex mu_;
   std::unique_ptr<NvmeSwapper> swapper_ ABSL_PT_GUARDED_BY(mu_);
   char* bounce_ ABSL_GUARDED_BY(mu_);
   const size_t bounce_bytes_;

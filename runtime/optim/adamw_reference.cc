@@ -1,15 +1,16 @@
 // CPU reference AdamW: the exact operation order of torch.optim.AdamW's single-tensor path.
 #include <cmath>
 
+#include "base/cpu_clones.h"
 #include "zerorun/adamw.h"
 
 namespace zerorun {
 
 // AVX2 clone where the CPU has it (8-wide sqrt/div); "avx2" does not enable FMA, so both clones
 // round exactly like the scalar formula.
-__attribute__((target_clones("avx2", "default"))) void AdamWStepReference(
-    const AdamWHyper& hyper, int64_t step, size_t num_elements, float* param, const float* grad,
-    float* exp_avg, float* exp_avg_sq) {
+ZR_CPU_CLONES void AdamWStepReference(const AdamWHyper& hyper, int64_t step, size_t num_elements,
+                                      float* param, const float* grad, float* exp_avg,
+                                      float* exp_avg_sq) {
   // PyTorch computes the bias corrections in double precision (Python floats), then rounds.
   const double bias_correction1 = 1.0 - std::pow(static_cast<double>(hyper.beta1), step);
   const double bias_correction2 = 1.0 - std::pow(static_cast<double>(hyper.beta2), step);

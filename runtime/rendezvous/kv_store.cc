@@ -22,18 +22,18 @@ absl::Status Missing(const std::string& key, absl::Duration timeout) {
 }  // namespace
 
 absl::Status InMemoryKvStore::Set(const std::string& key, const std::string& value) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   values_[key] = value;
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> InMemoryKvStore::Get(const std::string& key, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   struct Args {
     std::map<std::string, std::string>* values;
     const std::string* key;
   } args{&values_, &key};
-  mu_.AwaitWithTimeout(absl::Condition(
+  mu_.AwaitWithTimeout(zerorun::Condition(
                            +[](Args* a) { return a->values->count(*a->key) > 0; }, &args),
                        timeout);
   auto it = values_.find(key);

@@ -49,7 +49,7 @@ CoordinatorClient::CoordinatorClient(std::string address, std::string secret, in
 
 CoordinatorClient::~CoordinatorClient() {
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     stopping_ = true;
   }
   if (heartbeat_.joinable()) heartbeat_.join();
@@ -77,7 +77,7 @@ absl::StatusOr<std::string> CoordinatorClient::Get(const std::string& key, absl:
 absl::Status CoordinatorClient::Send(bool with_step) {
   v1::RankReport request;
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     request.set_rank(rank_);
     request.set_phase(phase_);
     request.set_in_flight(FlightRecorder::Global().InFlight());
@@ -101,7 +101,7 @@ absl::Status CoordinatorClient::Heartbeat() { return Send(false); }
 absl::Status CoordinatorClient::ReportStep(int64_t step, double loss, double tokens_per_second,
                                            int64_t memory_bytes) {
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     has_step_ = true;
     step_ = step;
     loss_ = loss;
@@ -112,19 +112,19 @@ absl::Status CoordinatorClient::ReportStep(int64_t step, double loss, double tok
 }
 
 void CoordinatorClient::SetPhase(const std::string& phase) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   phase_ = phase;
 }
 
 void CoordinatorClient::StartHeartbeat(absl::Duration interval) {
   if (heartbeat_.joinable()) return;
   heartbeat_ = std::thread([this, interval] {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     while (!stopping_) {
       mu_.Unlock();
       (void)Heartbeat();  // A missed beat shows as heartbeat age in `zerorun status`.
       mu_.Lock();
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval);
+      mu_.AwaitWithTimeout(zerorun::Condition(&stopping_), interval);
     }
   });
 }

@@ -12,7 +12,7 @@ CommWorker::CommWorker(bool async) : async_(async) {
 CommWorker::~CommWorker() {
   if (!async_) return;
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     stop_ = true;
   }
   thread_.join();
@@ -21,25 +21,25 @@ CommWorker::~CommWorker() {
 uint64_t CommWorker::Submit(Task task) {
   const uint64_t ticket = ++submitted_;
   if (!async_) {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (error_.ok()) error_ = task();
     completed_ = ticket;
     return ticket;
   }
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   queue_.push_back(std::move(task));
   return ticket;
 }
 
 absl::Status CommWorker::Wait(uint64_t ticket) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return completed_ >= ticket; };
-  mu_.Await(absl::Condition(&done));
+  mu_.Await(zerorun::Condition(&done));
   return error_;
 }
 
 bool CommWorker::Done(uint64_t ticket) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   return completed_ >= ticket;
 }
 
@@ -47,9 +47,9 @@ void CommWorker::Loop() {
   for (;;) {
     Task task;
     {
-      absl::MutexLock lock(&mu_);
+      zerorun::MutexLock lock(&mu_);
       auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
-      mu_.Await(absl::Condition(&ready));
+      mu_.Await(zerorun::Condition(&ready));
       if (queue_.empty()) return;  // Stopping with nothing left.
       task = std::move(queue_.front());
       queue_.pop_front();
@@ -59,7 +59,7 @@ void CommWorker::Loop() {
       }
     }
     absl::Status status = task();  // Unlocked: the caller computes meanwhile.
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (error_.ok()) error_ = std::move(status);
     ++completed_;
   }

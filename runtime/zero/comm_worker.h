@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 
 namespace zerorun {
 
@@ -31,7 +31,7 @@ class CommWorker {
  private:
   void Loop();
   const bool async_;
-  absl::Mutex mu_;
+  zerorun::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status error_ ABSL_GUARDED_BY(mu_);

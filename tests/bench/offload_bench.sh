@@ -50,6 +50,7 @@ JSON
   tps="$(grep -oE 'median [0-9.]+ tokens/s' <<<"${summary}" | grep -oE '[0-9.]+')"
   step_ms="$(awk -v t="${tps}" -v w="${world}" -v s="${seq}" 'BEGIN {printf "%.0f", 1000 * w * s / t}')"
   rss_mib="$(grep -oE 'peak RSS [0-9]+' <<<"${summary}" | grep -oE '[0-9]+')"
+  total_s="$(grep -oE '[0-9]+ steps in [0-9.]+ s' <<<"${summary}" | grep -oE '[0-9.]+ s$')"
   swap="$(grep -oE 'read [0-9.]+ GiB at [0-9.]+ GB/s, written [0-9.]+ GiB at [0-9.]+ GB/s' <<<"${out}" || true)"
 }
 
@@ -88,6 +89,13 @@ rm -f "${nvme}/fio_file"
 awk -v r="${best_read}" -v w="${best_write}" -v fr="${fio_r}" -v fw="${fio_w}" 'BEGIN {
   printf "swapper: read %.2f GB/s, write %.2f GB/s; fio: read %.2f GB/s, write %.2f GB/s; " \
     "swapper/fio: read %.2fx, write %.2fx\n", r, w, fr, fw, r / fr, w / fw }'
+# The same transfers without training around them: the swapper alone, sequential, as fio runs.
+raw="$("${build}/tests/zr_nvme_swapper_bench" "${nvme}" 1024 $((block / 1024)) "${depth}")"
+rw="$(grep -oE 'write [0-9.]+' <<<"${raw}" | grep -oE '[0-9.]+')"
+rr="$(grep -oE 'read [0-9.]+' <<<"${raw}" | grep -oE '[0-9.]+')"
+awk -v r="${rr}" -v w="${rw}" -v fr="${fio_r}" -v fw="${fio_w}" 'BEGIN {
+  printf "swapper alone (1 GiB sequential): read %.2f GB/s, write %.2f GB/s; /fio: read %.2fx, " \
+    "write %.2fx\n", r, w, r / fr, w / fw }'
 
 if [[ "${ZR_BENCH_LARGEST:-0}" == 1 ]]; then
   echo "== C. the largest GPT that trains a step here (d_model 2048, seq 32, world 1)"
@@ -98,7 +106,7 @@ if [[ "${ZR_BENCH_LARGEST:-0}" == 1 ]]; then
     read -r name layers <<<"${spec}"
     if run 1 "${name}" 1 --layers "${layers}" --d-model 2048 --heads 16 --seq "${seq}"; then
       params="$(awk -v l="${layers}" 'BEGIN {printf "%.2f", (12 * l * 2048 * 2048 + 4096 * 2048) / 1e9}')"
-      echo "${name}: ${layers} layers, ${params}B parameters trained a step (${step_ms} ms);" \
+      echo "${name}: ${layers} layers, ${params}B parameters trained a step (${total_s});" \
         "peak RSS ${rss_mib} MiB; model states 16P = $(awk -v p="${params}" 'BEGIN {printf "%.1f", 16 * p}') GB"
     else
       echo "${name}: ${layers} layers did not train"

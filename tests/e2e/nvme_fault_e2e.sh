@@ -73,6 +73,12 @@ finish_job() {
   set -e
   took="$(awk -v s="${start}" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')"
 }
+mount_fs() {  # mount_fs NAME ARGS...: mounts at ${tmp}/mnt-NAME, sets $mnt.
+  mnt="${tmp}/mnt-$1"
+  mkdir "${mnt}"
+  shift
+  mount "$@" "${mnt}"
+}
 no_rank_left() {
   local left
   left="$(pgrep -f "${tmp}/.*json" || true)"
@@ -99,11 +105,9 @@ echo "ok: A. swap directories deleted mid-run: exit ${rc} ${took} s after, the r
 passed=$((passed + 1))
 
 # B. The file system under nvme_path fails mid-run.
-mnt="${tmp}/mnt-b"
-mkdir "${mnt}"
 truncate -s 256M "${tmp}/disk-b.img"
 mkfs.ext4 -q -F "${tmp}/disk-b.img"
-mount -o loop "${tmp}/disk-b.img" "${mnt}"
+mount_fs b -o loop "${tmp}/disk-b.img"
 config b "${mnt}"
 start_job b 2000
 wait_for_step 5
@@ -121,9 +125,7 @@ echo "ok: B. nvme_path's file system failed mid-run: exit ${rc} ${took} s after,
 passed=$((passed + 1))
 
 # C. nvme_path too small for the swap files.
-mnt="${tmp}/mnt-c"
-mkdir "${mnt}"
-mount -t tmpfs -o size=4m tmpfs "${mnt}"
+mount_fs c -t tmpfs -o size=4m tmpfs
 echo "the user's" >"${mnt}/keep.txt"
 config c "${mnt}"
 set +e
@@ -146,9 +148,7 @@ echo "ok: C. nvme_path too small: pre-flight 69 before launch; at the ranks exit
 passed=$((passed + 1))
 
 # D. The file system fills up mid-run.
-mnt="${tmp}/mnt-d"
-mkdir "${mnt}"
-mount -t tmpfs -o size=64m tmpfs "${mnt}"
+mount_fs d -t tmpfs -o size=64m tmpfs
 config d "${mnt}"
 start_job d 60
 wait_for_step 5

@@ -25,6 +25,19 @@ std::pair<double, double> Placement(const std::string& out) {
   return {std::stod(m[1].str()), std::stod(m[2].str())};
 }
 
+// A job directory: ZR_HOME, a hostfile of `slots` local ranks, an empty nvme_path.
+struct OffloadJob {
+  explicit OffloadJob(int slots)
+      : env{{"ZR_HOME", dir.path() + "/home"}},
+        hosts(dir.Write("hosts", "localhost slots=" + std::to_string(slots) + "\n")),
+        nvme(dir.path() + "/nvme") {
+    std::filesystem::create_directory(nvme);
+  }
+  TempDir dir;
+  const std::map<std::string, std::string> env;
+  const std::string hosts, nvme;
+};
+
 TEST_CASE(
     "Offload of the optimizer (and stage 3's parameters) to cpu trains bit-identically to the "
     "in-memory run at stages 1-3 and worlds 1-3, the state placed on the host",
@@ -69,11 +82,10 @@ TEST_CASE(
     "Optimizer state on nvme trains bit-identically to the in-memory run at stages 1-3, and a "
     "missing nvme_path stops the job before anything starts",
     "[e2e][offload][nvme]") {
-  TempDir dir;
-  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
-  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
-  const std::string nvme = dir.path() + "/nvme";
-  std::filesystem::create_directory(nvme);
+  OffloadJob job(2);
+  TempDir& dir = job.dir;
+  const std::map<std::string, std::string>& env = job.env;
+  const std::string &hosts = job.hosts, &nvme = job.nvme;
   auto train = [&](const std::string& name, const std::string& zero_json) {
     const std::string config = dir.Write(
         name,
@@ -175,11 +187,10 @@ TEST_CASE(
     "Pre-flight's nvme space estimate covers the swap files the ranks write, within 1.3x, for "
     "every dtype and placement",
     "[e2e][offload][nvme]") {
-  TempDir dir;
-  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
-  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
-  const std::string nvme = dir.path() + "/nvme";
-  std::filesystem::create_directory(nvme);
+  OffloadJob job(2);
+  TempDir& dir = job.dir;
+  const std::map<std::string, std::string>& env = job.env;
+  const std::string &hosts = job.hosts, &nvme = job.nvme;
   const std::vector<std::string> model = {
       "--random-tokens", "--vocab", "4096",  "--layers", "4",       "--d-model", "256",
       "--heads",         "4",       "--seq", "32",       "--steps", "2"};

@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 
 namespace zerorun {
 
@@ -53,7 +53,7 @@ class CoordinatorClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   const int rank_;
-  absl::Mutex mu_;
+  zerorun::Mutex mu_;
   bool has_step_ ABSL_GUARDED_BY(mu_) = false;
   int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
   double loss_ ABSL_GUARDED_BY(mu_) = 0;

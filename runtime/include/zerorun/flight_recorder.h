@@ -11,8 +11,8 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "zerorun/comm.h"
 
 namespace zerorun {
@@ -37,7 +37,7 @@ class FlightRecorder {
     int rank = 0, world_size = 0;
     absl::Time start;
   };
-  mutable absl::Mutex mu_;
+  mutable zerorun::Mutex mu_;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Entry> in_flight_ ABSL_GUARDED_BY(mu_);
 };

@@ -9,8 +9,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 
 namespace zerorun {
 
@@ -32,7 +32,7 @@ class InMemoryKvStore : public KvStore {
   absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout) override;
 
  private:
-  absl::Mutex mu_;
+  zerorun::Mutex mu_;
   std::map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
 };
 

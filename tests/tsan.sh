@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# ThreadSanitizer run of the threaded runtime tests (CI runs it): builds zr_runtime_tests with
+# -fsanitize=thread into ${ZR_TSAN_BUILD_DIR:-build-tsan} and runs the tests whose code has
+# threads of its own: the engine's communication thread (overlap_comm, stage-3 prefetch), the
+# Gloo communicator, the asynchronous checkpoint writer, and ZeRO-Infinity's swap threads. A
+# data race fails the run. Instrumented binaries that die at start with ASLR on this kernel are
+# run under `setarch -R`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${ZR_TSAN_BUILD_DIR:-${root}/build-tsan}"
+bash "${root}/deploy/install-deps.sh" >/dev/null
+flags="-O1 -g -fno-omit-frame-pointer -fsanitize=thread"
+cmake -S "${root}" -B "${build}" -G Ninja -DCMAKE_BUILD_TYPE=None -DZR_WITH_CUDA=OFF \
+  -DCMAKE_C_FLAGS="${flags}" -DCMAKE_CXX_FLAGS="${flags}" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
+cmake --build "${build}" -j "$(nproc)" --target zr_runtime_tests >/dev/null
+run=("${build}/tests/zr_runtime_tests")
+if ! "${run[@]}" --list-tests >/dev/null 2>&1; then run=(setarch "$(uname -m)" -R "${run[@]}"); fi
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+failed=0
+for tags in "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
+  start=$(date +%s)
+  if "${run[@]}" "${tags}" >"${build}/tsan.log" 2>&1; then
+    echo "tsan ${tags}: $(grep -E "^(All tests passed|test cases)" "${build}/tsan.log" | tail -1) ($(($(date +%s) - start)) s)"
+  else
+    failed=1
+    echo "tsan ${tags}: FAILED"
+    grep -A30 "WARNING: ThreadSanitizer" "${build}/tsan.log" | head -60 || tail -40 "${build}/tsan.log"
+  fi
+done
+exit "${failed}"
