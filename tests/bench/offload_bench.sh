@@ -18,8 +18,8 @@ if ! command -v fio >/dev/null; then
 fi
 printf '127.0.0.1 slots=2\n' >"${tmp}/hosts"
 block=1048576 depth=8
-# Two gathered layers at most, freed after use: the stage-3 memory shape of a large model.
-zero3='"stage": 3, "overlap_comm": true, "stage3_max_live_parameters": 15000000,
+# One gathered layer (7.1M elements) at most, freed after use: stage 3 shaped for a large model.
+zero3='"stage": 3, "overlap_comm": true, "stage3_max_live_parameters": 8000000,
   "stage3_max_reuse_distance": 0, "stage3_prefetch_bucket_size": 8000000, "sub_group_size": 1000000'
 opt_nvme="\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"${nvme}\"}"
 par_nvme="\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"${nvme}\"}"
