@@ -213,13 +213,13 @@ absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& t
     *direct = false;
     tmp.assign(n, 0.0f);
     if (!u.grads_on_disk) return tmp.data();
-    const auto [first, count] = unit_chunks_[unit];
-    for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
-      const size_t len = std::min(options_.sub_group_size, n - at);
+    absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
       void* io = grad_io32_.empty() ? static_cast<void*>(grad_io16_.data()) : grad_io32_.data();
-      if (absl::Status s = swap_->ReadArray(k, SwapArray::kGrad, io); !s.ok()) return s;
+      if (absl::Status read = swap_->ReadArray(k, SwapArray::kGrad, io); !read.ok()) return read;
       WidenSwappedGrads(unit, io, len, tmp.data() + at);
-    }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
     return tmp.data();
   }
   if (state_.acc32() != nullptr) return state_.acc32() + u.state_base;
@@ -244,14 +244,11 @@ void ZeroEngine::WidenSwappedGrads(size_t unit, const void* grad, size_t count, 
 
 absl::Status ZeroEngine::AccumulateOnNvme(size_t unit, const float* reduced) {
   Unit& u = units_[unit];
-  const size_t n = Owned(unit);
   const bool wide = state_.accumulator() == Accumulator::kFp32;
-  const auto [first, count] = unit_chunks_[unit];
-  for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
-    const size_t len = std::min(options_.sub_group_size, n - at);
-    void* io = wide ? static_cast<void*>(grad_io32_.data()) : grad_io16_.data();
+  void* io = wide ? static_cast<void*>(grad_io32_.data()) : grad_io16_.data();
+  absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
     if (u.grads_on_disk) {
-      if (absl::Status s = swap_->ReadArray(k, SwapArray::kGrad, io); !s.ok()) return s;
+      if (absl::Status read = swap_->ReadArray(k, SwapArray::kGrad, io); !read.ok()) return read;
     } else if (wide) {
       std::fill_n(grad_io32_.begin(), len, 0.0f);  // The in-memory accumulator's zero start.
     } else {
@@ -262,8 +259,9 @@ absl::Status ZeroEngine::AccumulateOnNvme(size_t unit, const float* reduced) {
     } else {
       AddFloatInto(options_.dtype, reduced + at, grad_io16_.data(), len);
     }
-    if (absl::Status s = swap_->WriteArray(k, SwapArray::kGrad, io); !s.ok()) return s;
-  }
+    return swap_->WriteArray(k, SwapArray::kGrad, io);
+  });
+  if (!s.ok()) return s;
   u.grads_on_disk = true;
   return absl::OkStatus();
 }
@@ -400,13 +398,11 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
     } else {
       // m and v (and 16-bit's masters) come from NVMe chunk by chunk (AdamW is element-wise:
       // the same results).
-      const auto [first, count] = unit_chunks_[ui];
-      for (size_t k = first, at = 0; k < first + count; ++k) {
+      absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
         absl::StatusOr<OptimizerSwap::Chunk> chunk = swap_->Acquire(k);
         if (!chunk.ok()) return chunk.status();
-        const size_t len = std::min(options_.sub_group_size, n - at);
         float* mk = chunk->master != nullptr ? chunk->master : master + at;
-        float* gk = g + at;
+        float* gk = grads_on_nvme_ ? nullptr : g + at;
         if (grads_on_nvme_) {
           tmp.resize(len);
           gk = tmp.data();
@@ -416,8 +412,9 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
         AdamWStepReference(hyper, step, len, mk, gk, chunk->m, chunk->v);
         if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
         swap_->Release(k);
-        at += len;
-      }
+        return absl::OkStatus();
+      });
+      if (!s.ok()) return s;
     }
     if (u.on_nvme) {
       const void* shard = sixteen() ? static_cast<const void*>(w16) : master;

@@ -9,6 +9,16 @@
 
 namespace zerorun {
 
+absl::Status ZeroEngine::ForEachChunk(
+    size_t unit, const std::function<absl::Status(size_t k, size_t at, size_t len)>& fn) {
+  const auto [first, count] = unit_chunks_[unit];
+  const size_t n = Owned(unit);
+  for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
+    if (absl::Status s = fn(k, at, std::min(options_.sub_group_size, n - at)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 bool ZeroEngine::MastersAway(size_t unit) const {
   return (swap_ != nullptr && sixteen()) || (units_[unit].on_nvme && !sixteen());
 }
@@ -32,11 +42,9 @@ absl::Status ZeroEngine::LoadMasters(size_t unit, float* out) {
     return absl::OkStatus();
   }
   if (!sixteen()) return param_swap_->Read(unit, out);  // fp32: the shard is the master.
-  const auto [first, count] = unit_chunks_[unit];
-  for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
-    if (absl::Status s = swap_->ReadArray(k, SwapArray::kMaster, out + at); !s.ok()) return s;
-  }
-  return absl::OkStatus();
+  return ForEachChunk(unit, [&](size_t k, size_t at, size_t) {
+    return swap_->ReadArray(k, SwapArray::kMaster, out + at);
+  });
 }
 
 absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
@@ -48,19 +56,18 @@ absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
   } else if (!sixteen()) {
     return param_swap_->Write(unit, in);  // Masters and working weights at once.
   } else {
-    const auto [first, count] = unit_chunks_[unit];
-    for (size_t k = first, at = 0; k < first + count; at += options_.sub_group_size, ++k) {
-      if (absl::Status s = swap_->WriteArray(k, SwapArray::kMaster, in + at); !s.ok()) return s;
-    }
+    absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t) {
+      return swap_->WriteArray(k, SwapArray::kMaster, in + at);
+    });
+    if (!s.ok()) return s;
   }
   if (!sixteen()) return absl::OkStatus();  // fp32 in memory: the master is the working weight.
   if (!u.on_nvme) {
     FromFloat(options_.dtype, in, u.work16.data() + (u.resident ? OwnedBegin(unit) : 0), n);
     return absl::OkStatus();
   }
-  std::vector<uint16_t> shard(n);
-  FromFloat(options_.dtype, in, shard.data(), n);
-  return param_swap_->Write(unit, shard.data());
+  FromFloat(options_.dtype, in, step16_.data(), n);  // Sized for the largest such shard.
+  return param_swap_->Write(unit, step16_.data());
 }
 
 absl::StatusOr<std::vector<ZeroEngine::Span>> ZeroEngine::ShardSpans() {

@@ -275,6 +275,10 @@ class ZeroEngine {
   absl::Status LoadMasters(size_t unit, float* out);
   absl::Status StoreMasters(size_t unit, const float* in);
   absl::Status CreateSwaps();
+  // Calls fn(k, at, len) for each optimizer-swap chunk k of `unit`'s owned elements in order
+  // (it holds elements [at, at + len)); stops at and returns the first error.
+  absl::Status ForEachChunk(size_t unit,
+                            const std::function<absl::Status(size_t k, size_t at, size_t len)>& fn);
   void ZeroGrads();
   size_t Owned(size_t unit) const;       // Elements of the unit this rank's state holds.
   size_t OwnedBegin(size_t unit) const;  // Their start in the unit's flat buffer.
