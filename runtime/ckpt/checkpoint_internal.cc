@@ -1,4 +1,4 @@
-// Agree, shard names and the layout JSON shared by checkpoint save and load.
+// Agree, shard names, the shard byte stream and the layout JSON shared by checkpoint save and load.
 #include "ckpt/checkpoint_internal.h"
 
 #include <algorithm>
@@ -33,18 +33,54 @@ absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::stri
                                          mine.ok() ? "" : absl::StrCat(": ", mine.message())));
 }
 
-std::vector<float*> UnitMasters(const ZeroEngine& engine,
-                                const std::vector<ZeroEngine::Span>& spans) {
-  const size_t units = engine.layout().units().size();
-  std::vector<size_t> order;  // The units that own elements, by state offset: the spans' order.
-  for (size_t u = 0; u < units; ++u) {
-    if (engine.owned_count(u) > 0) order.push_back(u);
+ShardStream::ShardStream(ZeroEngine& engine) : engine_(engine), pieces_(engine.ShardPieces()) {
+  starts_.push_back(0);
+  for (const ZeroEngine::ShardPiece& p : pieces_) {
+    starts_.push_back(starts_.back() + p.count * sizeof(float));
   }
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return engine.shard_offset(a) < engine.shard_offset(b); });
-  std::vector<float*> masters(units, nullptr);
-  for (size_t k = 0; k < order.size(); ++k) masters[order[k]] = spans[k].data;
-  return masters;
+}
+
+template <typename Fn>
+absl::Status ShardStream::Visit(size_t offset, size_t n, Fn fn) {
+  size_t i = static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), offset) -
+                                 starts_.begin()) -
+             1;
+  for (size_t at = offset; at < offset + n && i < pieces_.size(); ++i) {
+    const size_t len = std::min(starts_[i + 1], offset + n) - at;
+    if (absl::Status s = fn(i, at - starts_[i], at - offset, len); !s.ok()) return s;
+    at += len;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardStream::Fill(char* out, size_t offset, size_t n) {
+  return Visit(offset, n, [&](size_t i, size_t within, size_t to, size_t len) {
+    const float* src = engine_.PieceData(pieces_[i]);
+    if (src == nullptr) {
+      if (buffered_ != i) {
+        buffer_.resize(pieces_[i].count);
+        if (absl::Status s = engine_.ReadPiece(pieces_[i], buffer_.data()); !s.ok()) return s;
+        buffered_ = i;
+      }
+      src = buffer_.data();
+    }
+    std::memcpy(out + to, reinterpret_cast<const char*>(src) + within, len);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ShardStream::Drain(const char* in, size_t offset, size_t n) {
+  buffered_ = SIZE_MAX;
+  return Visit(offset, n, [&](size_t i, size_t within, size_t from, size_t len) {
+    if (float* dst = engine_.PieceData(pieces_[i]); dst != nullptr) {
+      std::memcpy(reinterpret_cast<char*>(dst) + within, in + from, len);
+      return absl::OkStatus();
+    }
+    buffer_.resize(pieces_[i].count);
+    std::memcpy(reinterpret_cast<char*>(buffer_.data()) + within, in + from, len);
+    if (starts_[i] + within + len < starts_[i + 1]) return absl::OkStatus();
+    return engine_.WritePiece(pieces_[i], buffer_.data());
+  });
 }
 
 std::string ShardName(int rank) { return absl::StrCat("zero_rank_", rank, ".bin"); }

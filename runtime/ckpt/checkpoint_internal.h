@@ -3,6 +3,7 @@
 #ifndef ZERORUN_RUNTIME_CKPT_CHECKPOINT_INTERNAL_H_
 #define ZERORUN_RUNTIME_CKPT_CHECKPOINT_INTERNAL_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,10 +25,31 @@ std::string ShardName(int rank);
 // The engine's units and tensors (name, shape, offset, numel, padding, shard size) as JSON.
 nlohmann::json LayoutJson(const ZeroEngine& engine);
 
-// Per unit, where ZeroEngine::ShardSpans() put that unit's masters (nullptr for a unit of which
-// this rank owns nothing); the spans' last two are m and v.
-std::vector<float*> UnitMasters(const ZeroEngine& engine,
-                                const std::vector<ZeroEngine::Span>& spans);
+// This rank's shard file as a byte stream over the engine's state (ZeroEngine::ShardPieces in
+// order), for ReadFile / WriteFile: pieces in memory are copied straight, pieces on NVMe pass
+// through one piece-sized buffer. Bytes are visited in order of offset (a rewrite from offset 0
+// is allowed); not thread-safe.
+class ShardStream {
+ public:
+  explicit ShardStream(ZeroEngine& engine);
+  size_t bytes() const { return starts_.back(); }
+  // File bytes [offset, offset + n) from the engine's state into `out`.
+  absl::Status Fill(char* out, size_t offset, size_t n);
+  // File bytes [offset, offset + n) into the engine's state; a piece on NVMe is stored once its
+  // last byte arrived.
+  absl::Status Drain(const char* in, size_t offset, size_t n);
+
+ private:
+  // Calls fn(piece index, piece byte offset, file-relative byte, length) over [offset, offset+n).
+  template <typename Fn>
+  absl::Status Visit(size_t offset, size_t n, Fn fn);
+
+  ZeroEngine& engine_;
+  std::vector<ZeroEngine::ShardPiece> pieces_;
+  std::vector<size_t> starts_;  // Byte offset of each piece, then the total.
+  std::vector<float> buffer_;   // The piece on NVMe being read or filled.
+  size_t buffered_ = SIZE_MAX;  // Which piece buffer_ holds (Fill).
+};
 
 // InternalError "<what> <path>: <strerror(errno)>".
 absl::Status Errno(const std::string& what, const std::string& path);

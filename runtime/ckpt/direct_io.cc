@@ -157,19 +157,18 @@ AlignedBuffer::AlignedBuffer(size_t size)
   data_ = std::unique_ptr<char, Free>(static_cast<char*>(p), Free{capacity_});
 }
 
-absl::StatusOr<IoResult> WriteFileFrom(const std::string& path,
-                                       const std::vector<ConstPiece>& pieces, bool allow_direct,
-                                       unsigned char* sha256) {
+absl::StatusOr<IoResult> WriteFile(const std::string& path, size_t total, const FillFn& fill_in,
+                                   bool allow_direct, unsigned char* sha256) {
   const auto start = std::chrono::steady_clock::now();
-  const size_t total = TotalSize(pieces);
+  absl::Status filled = absl::OkStatus();
   // One attempt: the copy into a slot and its hash run while the other slot is written. O_DIRECT
   // writes whole blocks: the last chunk is zero-padded and the file cut back to size after.
   auto attempt = [&](int fd, bool direct) -> int {
     Sha256 hash(sha256);
     int error = 0;
     const ChunkFn fill = [&](char* slot, size_t offset, size_t n) {
-      ForRange(pieces, offset, n,
-               [&](const char* src, size_t at, size_t len) { std::memcpy(slot + at, src, len); });
+      filled = fill_in(slot, offset, n);
+      if (!filled.ok()) return false;
       std::memset(slot + n, 0, RoundUp(n) - n);
       hash.Update(slot, n);
       return true;
@@ -205,6 +204,10 @@ absl::StatusOr<IoResult> WriteFileFrom(const std::string& path,
     if (fd < 0) return Errno("cannot create", path);
     error = attempt(fd, false);
   }
+  if (!filled.ok()) {
+    close(fd);
+    return filled;
+  }
   if (error == 0 && fsync(fd) != 0) {
     const absl::Status s = Errno("cannot fsync", path);
     close(fd);
@@ -219,10 +222,10 @@ absl::StatusOr<IoResult> WriteFileFrom(const std::string& path,
   return result;
 }
 
-absl::StatusOr<IoResult> ReadFileInto(const std::string& path, const std::vector<Piece>& pieces,
-                                      bool allow_direct, unsigned char* sha256) {
+absl::StatusOr<IoResult> ReadFile(const std::string& path, size_t total, const DrainFn& drain_out,
+                                  bool allow_direct, unsigned char* sha256) {
   const auto start = std::chrono::steady_clock::now();
-  const size_t total = TotalSize(pieces);
+  absl::Status drained = absl::OkStatus();
   IoResult result;
   const int fd = OpenMaybeDirect(path, O_RDONLY, allow_direct, &result.direct);
   if (fd < 0) return Errno("cannot open", path);
@@ -262,12 +265,12 @@ absl::StatusOr<IoResult> ReadFileInto(const std::string& path, const std::vector
   };
   const ChunkFn drain = [&](char* slot, size_t offset, size_t n) {
     hash.Update(slot, n);
-    ForRange(pieces, offset, n,
-             [&](char* dst, size_t at, size_t len) { std::memcpy(dst, slot + at, len); });
-    return true;
+    drained = drain_out(slot, offset, n);
+    return drained.ok();
   };
   const bool ok = total == 0 || Pipeline(total, read_in, drain);
   close(fd);
+  if (!drained.ok()) return drained;
   if (!ok && short_read) {
     return absl::DataLossError(absl::StrCat(path, " ended before ", total, " bytes (truncated?)"));
   }
@@ -278,6 +281,27 @@ absl::StatusOr<IoResult> ReadFileInto(const std::string& path, const std::vector
   hash.Final();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+absl::StatusOr<IoResult> WriteFileFrom(const std::string& path,
+                                       const std::vector<ConstPiece>& pieces, bool allow_direct,
+                                       unsigned char* sha256) {
+  const FillFn fill = [&](char* slot, size_t offset, size_t n) {
+    ForRange(pieces, offset, n,
+             [&](const char* src, size_t at, size_t len) { std::memcpy(slot + at, src, len); });
+    return absl::OkStatus();
+  };
+  return WriteFile(path, TotalSize(pieces), fill, allow_direct, sha256);
+}
+
+absl::StatusOr<IoResult> ReadFileInto(const std::string& path, const std::vector<Piece>& pieces,
+                                      bool allow_direct, unsigned char* sha256) {
+  const DrainFn drain = [&](const char* slot, size_t offset, size_t n) {
+    ForRange(pieces, offset, n,
+             [&](char* dst, size_t at, size_t len) { std::memcpy(dst, slot + at, len); });
+    return absl::OkStatus();
+  };
+  return ReadFile(path, TotalSize(pieces), drain, allow_direct, sha256);
 }
 
 }  // namespace zerorun::ckpt

@@ -6,11 +6,13 @@
 #define ZERORUN_RUNTIME_CKPT_DIRECT_IO_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace zerorun::ckpt {
@@ -62,6 +64,24 @@ struct IoResult {
   bool direct = false;  // O_DIRECT was used (else buffered: the file system refused it).
   double seconds = 0;   // Open to fsync (writes) or to the last byte (reads).
 };
+
+// A file's bytes [offset, offset + n) produced (FillFn: into `data`) or consumed (DrainFn) in
+// order of offset, one call at a time, on a thread of the transfer's (not the caller's); an error
+// ends the transfer and is returned from it.
+using FillFn = std::function<absl::Status(char* data, size_t offset, size_t n)>;
+using DrainFn = std::function<absl::Status(const char* data, size_t offset, size_t n)>;
+
+// Writes `total` bytes from `fill` to `path` (created 0644 or truncated) and fsyncs it; the file
+// is exactly `total` bytes (with O_DIRECT the padded last block is written and the file truncated
+// back). Where O_DIRECT is refused at the first write the file is written again buffered, from
+// offset 0. With `sha256` (32 bytes) the digest of the bytes written. Internal naming the path
+// (ENOSPC included) on failure.
+absl::StatusOr<IoResult> WriteFile(const std::string& path, size_t total, const FillFn& fill,
+                                   bool allow_direct = true, unsigned char* sha256 = nullptr);
+// Reads `path`, which must be exactly `total` bytes (else DataLoss naming the path and both
+// sizes: a truncated or overlong shard), into `drain`; with `sha256` the digest of what was read.
+absl::StatusOr<IoResult> ReadFile(const std::string& path, size_t total, const DrainFn& drain,
+                                  bool allow_direct = true, unsigned char* sha256 = nullptr);
 
 // Writes the concatenation of `pieces` to `path` (created 0644 or truncated) and fsyncs it; the
 // file is exactly their total size (with O_DIRECT the padded last block is written and the file

@@ -58,26 +58,29 @@ absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& com
   if (checked.ok()) checked = CheckNames(*file, engine.layout(), &report);
   if (absl::Status s = ckpt::Agree(comm, checked, "importing " + path); !s.ok()) return s;
 
+  // The masters of what this rank owns from the file, Adam's m and v zero.
+  if (absl::Status s = engine.Sync(); !s.ok()) return s;
   absl::Status read = absl::OkStatus();
-  absl::StatusOr<std::vector<ZeroEngine::Span>> spans = engine.ShardSpans();
-  if (!spans.ok()) return spans.status();
-  const std::vector<float*> masters = ckpt::UnitMasters(engine, *spans);
-  for (size_t u = 0; u < masters.size() && read.ok(); ++u) {
-    if (masters[u] == nullptr) continue;
-    const UnitLayout& unit = engine.layout().units()[u];
-    const uint64_t begin = engine.owned_begin(u), end = begin + engine.owned_count(u);
-    std::fill(masters[u], masters[u] + (end - begin), 0.0f);  // Padding between tensors.
+  std::vector<float> buffer;  // A piece on NVMe.
+  for (const ZeroEngine::ShardPiece& piece : engine.ShardPieces()) {
+    float* values = engine.PieceData(piece);
+    if (values == nullptr) {
+      buffer.resize(piece.count);
+      values = buffer.data();
+    }
+    std::fill(values, values + piece.count, 0.0f);  // m, v; the padding between tensors.
+    const UnitLayout& unit = engine.layout().units()[piece.unit];
+    const uint64_t begin = engine.owned_begin(piece.unit) + piece.at, end = begin + piece.count;
     for (const TensorLayout& t : unit.tensors) {
       const uint64_t lo = std::max<uint64_t>(begin, t.offset);
       const uint64_t hi = std::min<uint64_t>(end, t.offset + t.numel);
-      if (lo >= hi) continue;
+      if (piece.array != 0 || lo >= hi) continue;
       read = file->ReadFloats(absl::StrCat(unit.name, ".", t.name), lo - t.offset, hi - t.offset,
-                              masters[u] + (lo - begin));
+                              values + (lo - begin));
       if (!read.ok()) break;
     }
-  }
-  for (size_t i = spans->size() - 2; i < spans->size(); ++i) {
-    std::fill((*spans)[i].data, (*spans)[i].data + (*spans)[i].count, 0.0f);  // Adam m, v.
+    if (read.ok() && values == buffer.data()) read = engine.WritePiece(piece, values);
+    if (!read.ok()) break;
   }
   if (absl::Status s = ckpt::Agree(comm, read, "reading " + path); !s.ok()) return s;
   if (absl::Status s = engine.FinishRestore(0, engine.shard_state().scaler()); !s.ok()) return s;

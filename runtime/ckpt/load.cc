@@ -15,11 +15,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// Fills this rank's shard in place (`spans`: ZeroEngine::ShardSpans) from a checkpoint of another
-// world size or stage: per unit, only the elements this rank owns now, from the old shards that
-// hold them (`zerorun ckpt verify` checks whole files).
-absl::Status Reshard(const ckpt::Manifest& manifest, const ZeroEngine& engine,
-                     const std::vector<ZeroEngine::Span>& spans) {
+// Fills this rank's shard (ZeroEngine::ShardPieces) from a checkpoint of another world size or
+// stage: per piece, only the elements this rank owns now, from the old shards that hold them
+// (`zerorun ckpt verify` checks whole files).
+absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine) {
   const uint64_t old_elements = manifest.json.value("state_elements", uint64_t{0});
   for (const ckpt::ShardEntry& shard : manifest.shards) {
     if (shard.bytes != old_elements * 12) {
@@ -28,16 +27,21 @@ absl::Status Reshard(const ckpt::Manifest& manifest, const ZeroEngine& engine,
                                               " elements x 12"));
     }
   }
-  const std::vector<float*> masters = ckpt::UnitMasters(engine, spans);
-  float* const m = spans[spans.size() - 2].data;
-  float* const v = spans[spans.size() - 1].data;
   ckpt::ShardReader reader(manifest);
-  for (size_t u = 0; u < masters.size(); ++u) {
-    if (masters[u] == nullptr) continue;
-    const uint64_t begin = engine.owned_begin(u), end = begin + engine.owned_count(u);
-    float* const dst[3] = {masters[u], m + engine.shard_offset(u), v + engine.shard_offset(u)};
-    for (int array = 0; array < 3; ++array) {
-      if (absl::Status s = reader.Read(u, begin, end, array, dst[array]); !s.ok()) return s;
+  std::vector<float> buffer;  // A piece on NVMe.
+  for (const ZeroEngine::ShardPiece& piece : engine.ShardPieces()) {
+    float* dst = engine.PieceData(piece);
+    if (dst == nullptr) {
+      buffer.resize(piece.count);
+      dst = buffer.data();
+    }
+    const uint64_t begin = engine.owned_begin(piece.unit) + piece.at;
+    if (absl::Status s = reader.Read(piece.unit, begin, begin + piece.count, piece.array, dst);
+        !s.ok()) {
+      return s;
+    }
+    if (dst == buffer.data()) {
+      if (absl::Status s = engine.WritePiece(piece, dst); !s.ok()) return s;
     }
   }
   return absl::OkStatus();
@@ -79,19 +83,20 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
       return absl::FailedPreconditionError(absl::StrCat(
           where, " is of another model: it has ", have.size(), " units, this one ", want.size()));
     }
-    // Read in place: the engine's own state arrays are the destination (no copy of the shard).
-    absl::StatusOr<std::vector<ZeroEngine::Span>> spans = engine.ShardSpans();
-    if (!spans.ok()) return spans.status();
+    // Read in place: the engine's own state arrays are the destination (no copy of the shard),
+    // or its swap files for state on NVMe.
+    if (absl::Status s = engine.Sync(); !s.ok()) return s;
     if (same) {
       // Same world and stage: this rank's own file, whole, checked against its sha256.
       const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
       const std::string path = absl::StrCat(where, "/", shard_entry.file);
-      std::vector<ckpt::Piece> pieces;
-      for (const ZeroEngine::Span& span : *spans) {
-        pieces.push_back({reinterpret_cast<char*>(span.data), span.count * sizeof(float)});
-      }
+      ckpt::ShardStream stream(engine);
+      const ckpt::DrainFn drain = [&](const char* in, size_t offset, size_t n) {
+        return stream.Drain(in, offset, n);
+      };
       unsigned char digest[32];
-      if (absl::StatusOr<ckpt::IoResult> io = ckpt::ReadFileInto(path, pieces, true, digest);
+      if (absl::StatusOr<ckpt::IoResult> io =
+              ckpt::ReadFile(path, stream.bytes(), drain, true, digest);
           !io.ok()) {
         return io.status();
       }
@@ -99,7 +104,7 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
         return absl::DataLossError(absl::StrCat(path, " does not match its sha256 in ", where,
                                                 "/manifest.json (corrupt)"));
       }
-    } else if (absl::Status s = Reshard(*read, engine, *spans); !s.ok()) {
+    } else if (absl::Status s = Reshard(*read, engine); !s.ok()) {
       return s;
     }
     LossScaler scaler = engine.shard_state().scaler();

@@ -1,5 +1,6 @@
-// Checkpoint saves: the rank's shard copied into an aligned staging buffer, written and fsynced
-// on a thread (O_DIRECT) in a temporary directory; every rank's outcome and sha256 agreed through
+// Checkpoint saves: the rank's shard copied into an aligned staging buffer and written on a
+// thread, or streamed from the engine's state (from its swap files for ZeRO-Infinity), O_DIRECT
+// and fsynced, in a temporary directory; every rank's outcome and sha256 agreed through
 // the communicator, then rank 0 writes the manifest and publishes the directory and `latest`.
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,8 +10,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <future>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -192,6 +195,7 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
 }
 
 void PrepareAsyncCheckpoint(const ZeroEngine& engine) {
+  if (engine.state_on_nvme()) return;  // Its saves stream (StartCheckpoint).
   const size_t bytes = 3 * engine.shard_state().elements() * sizeof(float);
   if (preparing.valid()) preparing.wait();
   preparing = std::async(std::launch::async, [bytes] { KeepStaging(ckpt::AlignedBuffer(bytes)); });
@@ -226,28 +230,30 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
   }
   if (absl::Status s = Agree(comm, made, "checkpoint " + impl->tmp_dir); !s.ok()) return s;
 
-  // An asynchronous save writes a snapshot (masters, m, v in state order: what training may
-  // change from now on); a synchronous one writes the engine's state arrays as they are.
-  absl::StatusOr<std::vector<ZeroEngine::Span>> spans = engine.ShardSpans();
-  if (!spans.ok()) return spans.status();
-  const ShardState& state = engine.shard_state();
-  const size_t n = state.elements();
-  std::vector<ckpt::ConstPiece> pieces;
+  // An asynchronous save writes a snapshot (masters, m, v: what training may change from now
+  // on); a synchronous one, or one of a state on NVMe (a snapshot would need it all in memory),
+  // streams the engine's state to the file before returning.
+  auto stream = std::make_shared<ckpt::ShardStream>(engine);
+  const size_t bytes = stream->bytes();
+  if (engine.state_on_nvme()) async = false;
+  impl->stats.streamed = engine.state_on_nvme();
+  ckpt::FillFn fill = [stream](char* out, size_t offset, size_t n) {
+    return stream->Fill(out, offset, n);
+  };
   if (async) {
     const auto start = std::chrono::steady_clock::now();
-    impl->shard = TakeStaging(3 * n * sizeof(float));
-    char* out = impl->shard.data();
-    for (const ZeroEngine::Span& span : *spans) {
-      out = std::copy_n(reinterpret_cast<const char*>(span.data), span.count * sizeof(float), out);
-    }
+    impl->shard = TakeStaging(bytes);
+    if (absl::Status s = stream->Fill(impl->shard.data(), 0, bytes); !s.ok()) return s;
     impl->stats.snapshot_seconds = Since(start);
-    pieces.push_back({impl->shard.data(), impl->shard.size()});
-  } else {
-    for (const ZeroEngine::Span& span : *spans) {
-      pieces.push_back({reinterpret_cast<const char*>(span.data), span.count * sizeof(float)});
-    }
+    const char* snapshot = impl->shard.data();
+    fill = [snapshot](char* out, size_t offset, size_t n) {
+      std::memcpy(out, snapshot + offset, n);
+      return absl::OkStatus();
+    };
   }
-  impl->stats.bytes = 3 * n * sizeof(float);
+  const ShardState& state = engine.shard_state();
+  const size_t n = state.elements();
+  impl->stats.bytes = bytes;
   impl->manifest = {
       {"format", ckpt::kFormat},
       {"format_version", ckpt::kFormatVersion},
@@ -266,9 +272,9 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
 
   PendingSave::Impl* p = impl.get();
   const std::string path = absl::StrCat(p->tmp_dir, "/", ckpt::ShardName(comm.rank()));
-  auto write = [p, path, pieces] {
+  auto write = [p, path, bytes, fill] {
     absl::StatusOr<ckpt::IoResult> io =
-        ckpt::WriteFileFrom(path, pieces, p->options.direct_io, p->digest);
+        ckpt::WriteFile(path, bytes, fill, p->options.direct_io, p->digest);
     if (io.ok()) {
       p->stats.direct = io->direct;
       p->stats.write_seconds = io->seconds;

@@ -30,10 +30,8 @@ float* ZeroEngine::Master(size_t unit) {
   return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
 }
 
-size_t ZeroEngine::shard_offset(size_t unit) const { return units_[unit].state_base; }
-
-const float* ZeroEngine::master(size_t unit) const {
-  return const_cast<ZeroEngine*>(this)->Master(unit);
+size_t ZeroEngine::Chunk(size_t unit, size_t at) const {
+  return unit_chunks_[unit].first + at / options_.sub_group_size;
 }
 
 absl::Status ZeroEngine::LoadMasters(size_t unit, float* out) {
@@ -70,37 +68,70 @@ absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
   return param_swap_->Write(unit, step16_.data());
 }
 
-absl::StatusOr<std::vector<ZeroEngine::Span>> ZeroEngine::ShardSpans() {
-  if (swap_ != nullptr || param_swap_ != nullptr) {
-    return absl::UnimplementedError(
-        absl::StrCat("checkpoints of a run with state on nvme are not built yet (its state is in ",
-                     swap_ != nullptr ? swap_->path() : param_swap_->path(), ")"));
-  }
-  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+std::vector<ZeroEngine::ShardPiece> ZeroEngine::ShardPieces() const {
   std::vector<size_t> order(units_.size());  // Units by state offset.
   for (size_t ui = 0; ui < order.size(); ++ui) order[ui] = ui;
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return units_[a].state_base < units_[b].state_base; });
-  std::vector<Span> spans;
-  for (size_t ui : order) {
-    if (Owned(ui) > 0) spans.push_back({Master(ui), Owned(ui)});
+  std::vector<ShardPiece> pieces;
+  for (int array = 0; array < 3; ++array) {
+    for (size_t ui : order) {
+      const size_t n = Owned(ui);
+      if (n == 0) continue;
+      if (array == 0 || swap_ == nullptr) {
+        pieces.push_back({array, ui, 0, n});
+        continue;
+      }
+      for (size_t at = 0; at < n; at += options_.sub_group_size) {
+        pieces.push_back({array, ui, at, std::min(options_.sub_group_size, n - at)});
+      }
+    }
   }
-  spans.push_back({state_.exp_avg(), state_.elements()});
-  spans.push_back({state_.exp_avg_sq(), state_.elements()});
-  return spans;
+  return pieces;
+}
+
+float* ZeroEngine::PieceData(const ShardPiece& piece) {
+  const size_t base = units_[piece.unit].state_base + piece.at;
+  switch (piece.array) {
+    case 0:
+      return MastersAway(piece.unit) ? nullptr : Master(piece.unit) + piece.at;
+    case 1:
+      return swap_ != nullptr ? nullptr : state_.exp_avg() + base;
+    default:
+      return swap_ != nullptr ? nullptr : state_.exp_avg_sq() + base;
+  }
+}
+
+absl::Status ZeroEngine::ReadPiece(const ShardPiece& piece, float* out) {
+  if (const float* in = PieceData(piece); in != nullptr) {
+    std::copy_n(in, piece.count, out);
+    return absl::OkStatus();
+  }
+  if (piece.array == 0) return LoadMasters(piece.unit, out);  // The whole unit.
+  return swap_->ReadArray(Chunk(piece.unit, piece.at),
+                          piece.array == 1 ? SwapArray::kM : SwapArray::kV, out);
+}
+
+absl::Status ZeroEngine::WritePiece(const ShardPiece& piece, const float* in) {
+  if (float* out = PieceData(piece); out != nullptr) {
+    if (out != in) std::copy_n(in, piece.count, out);
+    return absl::OkStatus();
+  }
+  // Masters away from memory go with their working weights (FinishRestore skips them).
+  if (piece.array == 0) return StoreMasters(piece.unit, in);
+  return swap_->WriteArray(Chunk(piece.unit, piece.at),
+                           piece.array == 1 ? SwapArray::kM : SwapArray::kV, in);
 }
 
 absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
   state_.set_last_step(last_step);
   state_.scaler() = scaler;
-  state_.ZeroAccumulator();
   ZeroGrads();
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
-    const size_t count = Owned(ui), begin = OwnedBegin(ui);
-    if (sixteen()) {
-      FromFloat(options_.dtype, Master(ui), u.work16.data() + (u.resident ? begin : 0), count);
+    if (sixteen() && !MastersAway(ui)) {
+      if (absl::Status s = StoreMasters(ui, Master(ui)); !s.ok()) return s;
     }
     if (u.resident && options_.stage > 0) {
       const absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
@@ -109,20 +140,6 @@ absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scal
     }
   }
   return absl::OkStatus();
-}
-
-absl::Status ZeroEngine::RestoreShard(const float* masters, const float* exp_avg,
-                                      const float* exp_avg_sq, int64_t last_step,
-                                      const LossScaler& scaler) {
-  absl::StatusOr<std::vector<Span>> spans = ShardSpans();
-  if (!spans.ok()) return spans.status();
-  const size_t n = state_.elements();
-  std::copy_n(exp_avg, n, state_.exp_avg());
-  std::copy_n(exp_avg_sq, n, state_.exp_avg_sq());
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    std::copy_n(masters + units_[ui].state_base, Owned(ui), Master(ui));
-  }
-  return FinishRestore(last_step, scaler);
 }
 
 absl::Status ZeroEngine::Init(const InitFn& fn) {

@@ -67,19 +67,20 @@ cat >"${tmp}/infinity.json" <<JSON
   "offload_param": {"device": "nvme", "nvme_path": "${tmp}/nvme"}}}
 JSON
 # 58M parameters (32 layers, d_model 384): 915 MiB of bf16 model states per rank.
-model=(--random-tokens --vocab 4096 --layers 32 --d-model 384 --heads 4 --seq 32 --steps 3
-  --log-every 1)
-# Runs zerorun inside the cgroup (the subshell joins it, then execs); output in $1.log.
+model=(--random-tokens --vocab 4096 --layers 32 --d-model 384 --heads 4 --seq 32 --log-every 1)
+# Runs zerorun inside the cgroup (the subshell joins it, then execs) with config $1.json and
+# train_gpt flags $3...; output in $2.log.
 run_limited() {
-  local name="$1"
+  local name="$1" log="$2"
+  shift 2
   reset_peak
   set +e
   (
     echo "${BASHPID}" >"${cg}/cgroup.procs"
     exec env ZR_HOME="${tmp}/home" timeout 300 "${build}/launcher/zerorun" --hostfile \
       "${tmp}/hosts" --config "${tmp}/${name}.json" --device cpu \
-      "${build}/runtime/examples/gpt/train_gpt" "${model[@]}"
-  ) >"${tmp}/${name}.log" 2>&1
+      "${build}/runtime/examples/gpt/train_gpt" "${model[@]}" "$@"
+  ) >"${tmp}/${log}.log" 2>&1
   local rc=$?
   set -e
   echo "${rc}"
@@ -87,7 +88,7 @@ run_limited() {
 echo "== memory cgroup ${cg}, limit ${limit_mib} MiB for the whole job"
 
 start=$(date +%s)
-rc="$(run_limited infinity)"
+rc="$(run_limited infinity infinity --steps 3 --save-dir "${tmp}/ckpt" --save-every 3)"
 secs=$(($(date +%s) - start))
 summary="$(grep "steps in" "${tmp}/infinity.log" || true)"
 [[ "${rc}" == 0 ]] || { cat "${tmp}/infinity.log"; fail "the Infinity run exited ${rc} under the limit"; }
@@ -101,10 +102,20 @@ echo "ok: Infinity (optimizer, gradients, parameters on nvme) trained 3 steps in
   "${limit_mib} MiB with ${states} MiB of model states ($((states / limit_mib))x the limit);" \
   "cgroup peak $(peak) MiB"
 echo "   ${summary#*] }"
+# Its checkpoint was streamed from the swap files under the same limit; it resumes there.
+grep -q "saved ${tmp}/ckpt/global_step3: .*streamed from the nvme swap" "${tmp}/infinity.log" ||
+  fail "no streamed checkpoint at step 3: $(grep saved "${tmp}/infinity.log")"
+rc="$(run_limited infinity resume --steps 4 --save-dir "${tmp}/ckpt" --resume)"
+[[ "${rc}" == 0 ]] || { cat "${tmp}/resume.log"; fail "the resumed Infinity run exited ${rc} under the limit"; }
+grep -q "resumed from ${tmp}/ckpt at step 3" "${tmp}/resume.log" ||
+  fail "the run did not resume from global_step3: $(grep -i resum "${tmp}/resume.log")"
+grep -q "step    4/" "${tmp}/resume.log" || fail "the resumed run did not train step 4"
+echo "ok: its checkpoint ($(du -sm "${tmp}/ckpt/global_step3" | cut -f1) MiB) was streamed from" \
+  "the swap files and resumed at step 4 under the same limit; cgroup peak $(peak) MiB"
 
 ooms_before="$(ooms)"
 start=$(date +%s)
-rc="$(run_limited memory)"
+rc="$(run_limited memory memory --steps 3)"
 secs=$(($(date +%s) - start))
 [[ "${rc}" != 0 ]] || fail "the in-memory run fit under ${limit_mib} MiB: the test proves nothing"
 grep -q "steps in" "${tmp}/memory.log" && fail "the in-memory run finished its training"
@@ -118,4 +129,4 @@ echo "ok: the same training in memory was OOM-killed under the limit (exit ${rc}
 
 [[ -z "$(cat "${cg}/cgroup.procs")" ]] || fail "processes left in the cgroup: $(cat "${cg}/cgroup.procs")"
 echo "ok: nothing left in the cgroup"
-echo "memory limit e2e: 3 passed, 0 failed"
+echo "memory limit e2e: 4 passed, 0 failed"

@@ -184,5 +184,67 @@ TEST_CASE("A checkpoint loads at another world size, stage and working dtype (re
   }
 }
 
+// Optimizer state (and stage-3 parameters) on NVMe: sub-groups that cut through units.
+ZeroOptions OnNvme(ZeroOptions options, const std::string& path, bool params) {
+  options.optimizer_space = MemorySpace::kNvme;
+  options.nvme_path = path;
+  options.sub_group_size = 7;
+  options.aio.block_size = 4096;
+  if (params) {
+    options.param_space = MemorySpace::kNvme;
+    options.param_nvme_path = path;
+  }
+  return options;
+}
+
+TEST_CASE(
+    "A run with state on NVMe checkpoints from its swap files and resumes bit-identically, on "
+    "NVMe or in memory, at its world size or another",
+    "[zero][checkpoint][nvme]") {
+  for (const DType dtype : {DType::kFp32, DType::kBf16}) {
+    for (int stage = 1; stage <= 3; ++stage) {
+      INFO("stage " << stage << " " << DTypeName(dtype));
+      ZeroOptions options = stage < 3 ? ZeroOptions{} : Stage3(true);
+      options.stage = stage;
+      options.dtype = dtype;
+      options.gradient_clipping = 1.0f;
+      options.gradient_accumulation_steps = 2;
+      testing::TempDir dir;
+      const std::string nvme = dir.path() + "/nvme";
+      std::filesystem::create_directory(nvme);
+      const ZeroOptions swapped = OnNvme(options, nvme, stage == 3);
+      const Run straight = RunEngine(2, options, 6);
+      for (bool async : {false, true}) {
+        INFO("async " << async);
+        Drive save;
+        save.ckpt_dir = dir.path() + (async ? "/async" : "/sync");
+        save.save_at = 3;
+        save.async_save = async;  // Streamed from the swap all the same.
+        const Run saving = RunEngine(2, swapped, 6, save);
+        CHECK(saving.params == straight.params);
+        Drive resume;
+        resume.ckpt_dir = save.ckpt_dir;
+        resume.resume = true;
+        CHECK(RunEngine(2, swapped, 6, resume).params == straight.params);
+        CHECK(RunEngine(2, options, 6, resume).params == straight.params);  // Into memory.
+      }
+      // An in-memory checkpoint into NVMe state; resharding onto 3 ranks on NVMe (no step
+      // after the load: the saved masters, exactly).
+      Drive save;
+      save.ckpt_dir = dir.path() + "/memory";
+      save.save_at = 3;
+      const Run at_save = RunEngine(2, options, 3, save);
+      Drive resume;
+      resume.ckpt_dir = save.ckpt_dir;
+      resume.resume = true;
+      CHECK(RunEngine(2, swapped, 6, resume).params == straight.params);
+      ZeroOptions three = OnNvme(Stage3(false), nvme, true);
+      three.dtype = dtype;
+      CHECK(RunEngine(3, three, 3, resume).params == at_save.params);
+      CHECK(std::filesystem::is_empty(nvme));  // Every swap directory went with its rank.
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zerorun

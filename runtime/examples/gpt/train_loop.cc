@@ -217,10 +217,12 @@ class Saver {
                                                             "last step)",
                                                             seconds * 1e3)
                                           : "");
-    std::printf(
-        "train_gpt: saved %s: %d x %.1f MiB %s (snapshot %.1f ms; rank 0 wrote %s in %.3f s)\n",
-        path.c_str(), setup_.world_size, st.bytes / 1048576.0, how.c_str(),
-        st.snapshot_seconds * 1e3, st.direct ? "with O_DIRECT" : "buffered", st.write_seconds);
+    const std::string source = st.streamed
+                                   ? std::string("streamed from the nvme swap, no snapshot")
+                                   : absl::StrFormat("snapshot %.1f ms", st.snapshot_seconds * 1e3);
+    std::printf("train_gpt: saved %s: %d x %.1f MiB %s (%s; rank 0 wrote %s in %.3f s)\n",
+                path.c_str(), setup_.world_size, st.bytes / 1048576.0, how.c_str(), source.c_str(),
+                st.direct ? "with O_DIRECT" : "buffered", st.write_seconds);
     std::fflush(stdout);
   }
 
@@ -293,16 +295,6 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     corpus = *std::move(loaded);
   } else if (config.vocab <= 0) {
     config.vocab = 4096;
-  }
-  const bool on_nvme = setup.options.optimizer_space == MemorySpace::kNvme ||
-                       setup.options.param_space == MemorySpace::kNvme;
-  if (on_nvme && (!args.save_dir.empty() || !args.init_from.empty() || args.resume)) {
-    // Refused before anything runs, not at the first save hours in.
-    std::fprintf(stderr,
-                 "train_gpt: rank %d: checkpoints (--save-dir, --resume, --init-from) of a run "
-                 "with state on nvme are not built yet. Fix: drop them, or offload to \"cpu\"\n",
-                 setup.rank);
-    return kExitConfig;
   }
   auto engine_or = ZeroEngine::Create(GptUnits(config), setup.options, setup.comm.get());
   if (!engine_or.ok()) {

@@ -26,6 +26,7 @@ struct SaveStats {
   double snapshot_seconds = 0;  // Async: copying the shard into the staging buffer. Sync: 0.
   double write_seconds = 0;     // Writing and fsyncing the shard file.
   bool direct = false;          // Written with O_DIRECT (else buffered: the file system refused).
+  bool streamed = false;        // State on NVMe: written from it before returning, even when async.
 };
 
 struct SaveOptions {
@@ -60,8 +61,11 @@ class PendingSave {
 // Collective: every rank calls it with the same arguments. Copies this rank's shard (fp32
 // masters, Adam m and v in state order) into an aligned staging buffer (kept after the save is
 // published, for the next save of the same size: memory of one shard), creates <dir>/<tag>.tmp/
-// and starts writing the shard there on a thread (O_DIRECT, fsynced). `client_state` (JSON text:
-// the caller's step, LR schedule, data position) and `config_json` go into the manifest.
+// and starts writing the shard there on a thread (O_DIRECT, fsynced). Where some of the state is
+// on NVMe (ZeroEngine::state_on_nvme) it is streamed from there before this returns instead, as
+// SaveCheckpoint does (stats().streamed): a snapshot would need all of it in memory. `client_state`
+// (JSON text: the caller's step, LR schedule, data position) and `config_json` go into the
+// manifest.
 absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(ZeroEngine& engine, Communicator& comm,
                                                              const std::string& dir,
                                                              const std::string& tag,
@@ -71,7 +75,8 @@ absl::StatusOr<std::unique_ptr<PendingSave>> StartCheckpoint(ZeroEngine& engine,
 
 // Not collective. Makes the staging buffer of `engine`'s asynchronous saves on a background
 // thread now, so the first StartCheckpoint only copies (a fresh buffer's pages cost more than the
-// copy: ~1 s per 320 MiB on a VM). Optional; the buffer is this rank's shard size.
+// copy: ~1 s per 320 MiB on a VM). Optional; the buffer is this rank's shard size (none with
+// state on NVMe).
 void PrepareAsyncCheckpoint(const ZeroEngine& engine);
 
 // Collective: as StartCheckpoint then Wait, but written straight from the engine's state arrays

@@ -206,28 +206,31 @@ class ZeroEngine {
   float loss_scale() const { return state_.scaler().scale(); }
   // This rank's optimizer-side state (what a checkpoint saves next to the working weights).
   const ShardState& shard_state() const { return state_; }
-  // Checkpoint access. The elements of `unit`'s flat buffer this rank owns: [begin, begin + n),
-  // at state offset shard_offset(unit) in shard_state()'s arrays.
+  // Checkpoint access. The elements of `unit`'s flat buffer this rank owns: [begin, begin + n).
   size_t owned_begin(size_t unit) const { return OwnedBegin(unit); }
   size_t owned_count(size_t unit) const { return Owned(unit); }
-  size_t shard_offset(size_t unit) const;
-  // This rank's fp32 master values of `unit` (owned_count elements). Call after Sync().
-  // nullptr where they live on NVMe.
-  const float* master(size_t unit) const;
-  // Replaces this rank's masters, m and v (state order, shard_state().elements() each), the last
-  // step and the loss scaler, and rebuilds the working weights from the masters (round to
-  // nearest even for 16-bit; shared with an all-gather in stages 1-2: a collective).
-  absl::Status RestoreShard(const float* masters, const float* exp_avg, const float* exp_avg_sq,
-                            int64_t last_step, const LossScaler& scaler);
-  // The same in place, without a copy of the shard: ShardSpans() waits for communication in
-  // flight and returns this rank's masters (unit by unit in state order), m and v, writable, in
-  // the order a checkpoint shard holds them; fill them, then FinishRestore (a collective, as
-  // RestoreShard). Until FinishRestore the engine must not be used for anything else.
-  struct Span {
-    float* data;
+  // This rank's shard in the order a checkpoint shard holds it: the fp32 masters unit by unit,
+  // then Adam's m, then v (shard_state().elements() floats each), as pieces of one unit, or of one
+  // optimizer-swap chunk where m and v are on NVMe. `at`: the piece's first element within the
+  // unit's owned elements. Call after Sync(); once a piece was written, the engine must not be
+  // used for anything but more pieces until FinishRestore.
+  struct ShardPiece {
+    int array;  // 0 masters, 1 m (exp_avg), 2 v (exp_avg_sq).
+    size_t unit;
+    size_t at;
     size_t count;
   };
-  absl::StatusOr<std::vector<Span>> ShardSpans();
+  std::vector<ShardPiece> ShardPieces() const;
+  // The piece's values in memory (writable in place), or nullptr where they live on NVMe: then
+  // ReadPiece / WritePiece copy its `count` floats out of and into the swap files.
+  float* PieceData(const ShardPiece& piece);
+  absl::Status ReadPiece(const ShardPiece& piece, float* out);
+  absl::Status WritePiece(const ShardPiece& piece, const float* in);
+  // Some of the shard is on NVMe (a checkpoint streams it instead of snapshotting it).
+  bool state_on_nvme() const { return swap_ != nullptr || param_swap_ != nullptr; }
+  // Ends a restore (every piece written, the accumulated gradients dropped): sets the step and
+  // the loss scaler and rebuilds the working weights from the masters (round to nearest even for
+  // 16-bit; shared with an all-gather in stages 1-2: a collective).
   absl::Status FinishRestore(int64_t last_step, const LossScaler& scaler);
 
   // Ends the optimizer step: averages the gradients over ranks and micro-steps, unscales, takes
@@ -269,6 +272,7 @@ class ZeroEngine {
   absl::Status AccumulateOnNvme(size_t unit, const float* reduced);
   void WidenSwappedGrads(size_t unit, const void* grad, size_t count, float* out) const;
   float* Master(size_t unit);  // nullptr where the masters are on NVMe (MastersAway).
+  size_t Chunk(size_t unit, size_t at) const;  // The optimizer-swap chunk holding element `at`.
   bool MastersAway(size_t unit) const;
   // A unit's owned masters from / to wherever they live; StoreMasters also rewrites the owned
   // working weights from them (zero_values.cc).
