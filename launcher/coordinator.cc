@@ -1,6 +1,8 @@
 // JobState and the Coordinator gRPC handlers.
 #include "coordinator.h"
 
+#include <csignal>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpc_util.h"
@@ -183,19 +185,42 @@ bool JobState::stopping() const {
   return stopping_;
 }
 
-CoordinatorService::CoordinatorService(JobState* state, std::string secret)
-    : state_(state), secret_(std::move(secret)) {}
+CoordinatorService::CoordinatorService(JobState* state, std::string job_id, std::string secret)
+    : state_(state), job_id_(std::move(job_id)), secret_(std::move(secret)) {}
+
+int CoordinatorService::Caller(const grpc::ServerContext& context) const {
+  if (secret_.empty()) return kJobCaller;
+  const std::string presented = CallSecret(context);
+  if (ConstantTimeEquals(presented, secret_)) return kJobCaller;
+  const int rank = RankOfToken(secret_, job_id_, presented);
+  return rank >= 0 ? rank : kNobody;
+}
+
+namespace {
+
+grpc::Status Unauthenticated() {
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "missing or wrong job secret or rank token (x-zerorun-secret): ranks use "
+                      "the ZERORUN_JOB_SECRET zerorun gave them");
+}
+
+grpc::Status RanksMayNot(const char* what) {
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      absl::StrCat("a rank token cannot ", what, " (that needs the job secret)"));
+}
+
+}  // namespace
 
 grpc::Status CoordinatorService::Set(grpc::ServerContext* context, const v1::KeyValue* request,
                                      v1::SetReply*) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (Caller(*context) == kNobody) return Unauthenticated();
   state_->Set(request->key(), request->value());
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::Get(grpc::ServerContext* context, const v1::GetRequest* request,
                                      v1::KeyValue* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (Caller(*context) == kNobody) return Unauthenticated();
   absl::StatusOr<std::string> value =
       state_->Get(request->key(), absl::Milliseconds(request->timeout_ms()));
   if (!value.ok()) return ToGrpcStatus(value.status());
@@ -206,7 +231,13 @@ grpc::Status CoordinatorService::Get(grpc::ServerContext* context, const v1::Get
 
 grpc::Status CoordinatorService::Report(grpc::ServerContext* context, const v1::RankReport* request,
                                         v1::ReportReply* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  const int caller = Caller(*context);
+  if (caller == kNobody) return Unauthenticated();
+  if (caller != kJobCaller && caller != request->rank()) {
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("rank ", caller, "'s token cannot report as rank ", request->rank()));
+  }
   if (absl::Status s = state_->Report(*request); !s.ok()) return ToGrpcStatus(s);
   reply->set_stop_requested(state_->stopping());
   return grpc::Status::OK;
@@ -214,14 +245,23 @@ grpc::Status CoordinatorService::Report(grpc::ServerContext* context, const v1::
 
 grpc::Status CoordinatorService::JobStatus(grpc::ServerContext* context,
                                            const v1::JobStatusRequest*, v1::JobStatusReply* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  const int caller = Caller(*context);
+  if (caller == kNobody) return Unauthenticated();
+  if (caller != kJobCaller) return RanksMayNot("read the job's status");
   *reply = state_->Snapshot();
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::Stop(grpc::ServerContext* context, const v1::StopRequest* request,
                                       v1::StopReply*) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  const int caller = Caller(*context);
+  if (caller == kNobody) return Unauthenticated();
+  if (caller != kJobCaller) return RanksMayNot("stop the job");
+  if (request->signal() < 0 || request->signal() > SIGRTMAX) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("signal ", request->signal(), " is outside 1-", SIGRTMAX,
+                                     " (0: the default, SIGTERM)"));
+  }
   state_->RequestStop(request->signal());
   return grpc::Status::OK;
 }

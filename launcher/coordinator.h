@@ -98,8 +98,10 @@ class JobState {
 
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
-  // `state` must outlive the server. Every call must carry `secret`.
-  CoordinatorService(JobState* state, std::string secret);
+  // `state` must outlive the server. Every call must carry `secret` (the job secret: the
+  // launcher, `zerorun status`/`stop`) or a rank token of job `job_id` (RankToken: a rank, which
+  // may use the KV store and report as itself only). Empty `secret`: no check.
+  CoordinatorService(JobState* state, std::string job_id, std::string secret);
   grpc::Status Set(grpc::ServerContext* context, const v1::KeyValue* request,
                    v1::SetReply* reply) override;
   grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
@@ -112,7 +114,12 @@ class CoordinatorService final : public v1::Coordinator::Service {
                     v1::StopReply* reply) override;
 
  private:
+  static constexpr int kJobCaller = -1, kNobody = -2;
+  // kJobCaller (the job secret), the rank of a valid rank token, or kNobody.
+  int Caller(const grpc::ServerContext& context) const;
+
   JobState* state_;
+  const std::string job_id_;
   const std::string secret_;
 };
 

@@ -483,7 +483,7 @@ int Controller::Run() {
 
   // The coordinator: on loopback when every node is this machine, else on all interfaces.
   const std::string job_secret = NewSecret();
-  CoordinatorService service(state_.get(), job_secret);
+  CoordinatorService service(state_.get(), job_id_, job_secret);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(all_loopback ? "127.0.0.1:0" : "0.0.0.0:0",

@@ -239,8 +239,7 @@ bool ResolveSecret(Cli* cli, int* exit_code) {
   absl::StatusOr<std::string> secret = ReadSecretFile(cli->secret_file);
   if (!secret.ok()) {
     std::cerr << "zerorun: " << secret.status().message() << "\n";
-    *exit_code =
-        secret.status().code() == absl::StatusCode::kNotFound ? kExitNoInput : kExitDataErr;
+    *exit_code = SecretFileExit(secret.status());
     return false;
   }
   cli->secret = *secret;

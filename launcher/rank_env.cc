@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "auth.h"
 #include "base/rank_env.h"
 
 namespace zerorun::launcher {
@@ -58,7 +59,8 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
           {e::kJobId, spec.job_id},
           {e::kCoordinator, ends.coordinator},
           {e::kNodeAddr, ends.node_addr},
-          {e::kJobSecret, spec.job_secret},
+          {e::kJobSecret,
+           spec.job_secret.empty() ? "" : RankToken(spec.job_secret, spec.job_id, rank)},
           {e::kRestartCount, absl::StrCat(spec.attempt)},
           {e::kTorchRestartCount, absl::StrCat(spec.attempt)},
           {e::kMaxRestarts, absl::StrCat(spec.max_restarts)},

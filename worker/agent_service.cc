@@ -1,23 +1,51 @@
 // NodeAgent gRPC handlers.
 #include "agent_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "grpc_util.h"
 
 namespace zerorun::worker {
 
-AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret)
-    : agent_(agent), runner_(runner), secret_(std::move(secret)) {}
+AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret,
+                           AuditFn audit)
+    : agent_(agent), runner_(runner), secret_(std::move(secret)), audit_(std::move(audit)) {}
+
+grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char* method,
+                                 const std::string& job_id, const std::string& detail) {
+  grpc::Status s = CheckSecret(context, secret_);
+  if (audit_ != nullptr) {
+    // The job id as given, cut and with control characters replaced (it is not validated yet).
+    auto printable = [](std::string text) {
+      text = text.substr(0, 200);
+      for (char& c : text) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+      }
+      return text;
+    };
+    audit_(absl::StrCat("audit: ", method, " job=", job_id.empty() ? "-" : printable(job_id),
+                        detail.empty() ? "" : " ", printable(detail), " peer=", context.peer(),
+                        s.ok() ? " accepted" : absl::StrCat(" refused (", s.error_message(), ")")));
+  }
+  return s;
+}
 
 grpc::Status AgentService::Probe(grpc::ServerContext* context, const v1::ProbeRequest* request,
                                  v1::ProbeReply* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (grpc::Status s = Admit(*context, "Probe", "", ""); !s.ok()) return s;
   *reply = agent_->Probe(*request);
   return grpc::Status::OK;
 }
 
 grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::LaunchRequest* request,
                                   v1::LaunchReply* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (grpc::Status s =
+          Admit(*context, "Launch", request->job_id(),
+                absl::StrCat("ranks=", request->ranks_size(), " argv0=",
+                             request->ranks().empty() || request->ranks(0).argv().empty()
+                                 ? ""
+                                 : request->ranks(0).argv(0)));
+      !s.ok())
+    return s;
   absl::StatusOr<v1::LaunchReply> launched = runner_->Launch(*request);
   if (!launched.ok()) return ToGrpcStatus(launched.status());
   *reply = *std::move(launched);
@@ -26,7 +54,10 @@ grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::Launch
 
 grpc::Status AgentService::Signal(grpc::ServerContext* context, const v1::SignalRequest* request,
                                   v1::SignalReply* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (grpc::Status s =
+          Admit(*context, "Signal", request->job_id(), absl::StrCat("signal=", request->signal()));
+      !s.ok())
+    return s;
   absl::StatusOr<int> signalled = runner_->Signal(*request);
   if (!signalled.ok()) return ToGrpcStatus(signalled.status());
   reply->set_signalled(*signalled);
@@ -35,7 +66,7 @@ grpc::Status AgentService::Signal(grpc::ServerContext* context, const v1::Signal
 
 grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                                  grpc::ServerWriter<v1::RankEvent>* writer) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (grpc::Status s = Admit(*context, "Watch", request->job_id(), ""); !s.ok()) return s;
   int64_t next = request->from_index();
   bool done = false;
   absl::Time last_write = absl::InfinitePast();
@@ -69,7 +100,7 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
 grpc::Status AgentService::Status(grpc::ServerContext* context,
                                   const v1::AgentStatusRequest* request,
                                   v1::AgentStatusReply* reply) {
-  if (grpc::Status s = CheckSecret(*context, secret_); !s.ok()) return s;
+  if (grpc::Status s = Admit(*context, "Status", request->job_id(), ""); !s.ok()) return s;
   *reply = runner_->Status(request->job_id());
   return grpc::Status::OK;
 }

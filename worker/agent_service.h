@@ -1,9 +1,11 @@
 // AgentService: the gRPC adapter of the NodeAgent service over NodeAgent (probe) and JobRunner
-// (processes). Thin: checks the secret, converts, and never blocks on a child process.
+// (processes). Thin: checks the secret, audits every call, converts, and never blocks on a child
+// process.
 #ifndef ZERORUN_WORKER_AGENT_SERVICE_H_
 #define ZERORUN_WORKER_AGENT_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "job_runner.h"
@@ -14,9 +16,13 @@ namespace zerorun::worker {
 
 class AgentService final : public v1::NodeAgent::Service {
  public:
+  // One audit line: "audit: <Method> job=<id> [<detail>] peer=<address> accepted|refused (<why>)".
+  using AuditFn = std::function<void(const std::string& line)>;
   // `agent` and `runner` are not owned and must outlive the server. An empty `secret` accepts
-  // every call (loopback only; zerorund refuses other addresses without one).
-  AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret);
+  // every call (loopback only; zerorund refuses other addresses without one). `audit`, when
+  // set, hears of every call, accepted or refused, before it runs.
+  AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret,
+               AuditFn audit = nullptr);
 
   grpc::Status Probe(grpc::ServerContext* context, const v1::ProbeRequest* request,
                      v1::ProbeReply* reply) override;
@@ -36,10 +42,15 @@ class AgentService final : public v1::NodeAgent::Service {
   void BeginShutdown() { shutting_down_ = true; }
 
  private:
+  // Checks the call's credentials and audits the decision.
+  grpc::Status Admit(const grpc::ServerContext& context, const char* method,
+                     const std::string& job_id, const std::string& detail);
+
   std::atomic<bool> shutting_down_{false};
   const NodeAgent* agent_;
   JobRunner* runner_;
   const std::string secret_;
+  const AuditFn audit_;
 };
 
 }  // namespace zerorun::worker

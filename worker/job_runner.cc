@@ -144,6 +144,12 @@ void JobRunner::Renew(const std::string& job_id) {
 absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request) {
   const std::string& id = request.job_id();
   if (absl::Status s = ValidateLaunchRequest(request); !s.ok()) return s;
+  if (options_.refuse_root_ranks && geteuid() == 0) {
+    return absl::PermissionDeniedError(
+        "zerorund runs as root here, so the ranks would run as root: refused. Fix: run zerorund "
+        "as an unprivileged user (deploy/systemd/zerorund.service: User=zerorun), or start it with "
+        "--allow-root-ranks on a node that accepts root ranks");
+  }
   Evict();
   {
     absl::MutexLock lock(&mu_);
@@ -153,11 +159,11 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   job->id = id;
   job->dir = absl::StrCat(options_.state_dir, "/", id);
   job->capacity = options_.replay_events_per_rank * static_cast<size_t>(request.ranks_size());
-  if (absl::Status s = MakeDirs(job->dir, 0755); !s.ok()) return s;
+  if (absl::Status s = MakeDirs(job->dir, 0700); !s.ok()) return s;
   std::string config_path;
   if (!request.config_json().empty()) {
     config_path = job->dir + "/ds_config.json";
-    if (absl::Status s = WriteFileAtomic(config_path, request.config_json(), 0644); !s.ok()) {
+    if (absl::Status s = WriteFileAtomic(config_path, request.config_json(), 0600); !s.ok()) {
       return s;
     }
   }
@@ -180,7 +186,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     rank.rank_dir = absl::StrCat(job->dir, "/rank_", spec.rank());
     const std::string dir = absl::StrCat(log_dir, "/rank_", spec.rank());
     for (const std::string& d : {rank.rank_dir, dir}) {
-      if (absl::Status s = MakeDirs(d, 0755); !s.ok()) return s;
+      if (absl::Status s = MakeDirs(d, 0700); !s.ok()) return s;
     }
     unlink((rank.rank_dir + "/exit").c_str());  // From an earlier job under this id.
     rank.stdout_path = dir + "/stdout.log";
@@ -223,8 +229,8 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     std::vector<char*> argv;
     for (std::string& s : args) argv.push_back(s.data());
     argv.push_back(nullptr);
-    const int out = open(rank.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    const int err = open(rank.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int out = open(rank.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int err = open(rank.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ready[2] = {-1, -1};
     if (out < 0 || err < 0 || pipe2(ready, O_CLOEXEC) != 0) {
       const std::string why = strerror(errno);
@@ -299,7 +305,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   }
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(record, &json);
-  if (absl::Status s = WriteFileAtomic(job->dir + "/job.json", json, 0644); !s.ok()) {
+  if (absl::Status s = WriteFileAtomic(job->dir + "/job.json", json, 0600); !s.ok()) {
     kill_started();
     return s;
   }

@@ -40,6 +40,9 @@ struct JobRunnerOptions {
   size_t replay_events_per_rank = 4096;
   // An ended job is forgotten (memory only; its files stay) this long after its last rank exit.
   absl::Duration retention = absl::Minutes(10);
+  // zerorund: refuse launches while running as root (its ranks would run as root; a node opts in
+  // with --allow-root-ranks). The embedded agent runs ranks as the user who ran zerorun.
+  bool refuse_root_ranks = false;
 };
 
 class JobRunner {

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::string train_bin;
   size_t replay_lines = 4096;
   double retention_s = 600;
-  bool no_cgroups = false;
+  bool no_cgroups = false, allow_root_ranks = false;
   app.add_option("--listen", listen, "host:port to serve on (a non-loopback host needs a secret)")
       ->capture_default_str();
   app.add_option("--secret-file", secret_file,
@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-cgroups", no_cgroups,
                "Do not put jobs in cgroups (the per-rank subreaper still ends leftovers)");
+  app.add_flag("--allow-root-ranks", allow_root_ranks,
+               "Run ranks as root when zerorund is root (refused otherwise)");
   app.add_flag("--probe", probe, "Print this node's facts and checks as JSON, then exit");
   app.add_option("--device", device, "With --probe: gpu or cpu")
       ->check(CLI::IsMember({"gpu", "cpu"}));
@@ -103,7 +105,7 @@ int main(int argc, char** argv) {
     absl::StatusOr<std::string> read = zerorun::ReadSecretFile(secret_file);
     if (!read.ok()) {
       Log(std::string(read.status().message()));
-      return zerorun::kExitNoInput;
+      return zerorun::SecretFileExit(read.status());
     }
     secret = *read;
   } else {
@@ -124,7 +126,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // One zerorund per state dir: its pid file tells the rank supervisors that it lives.
-  if (absl::Status s = zerorun::MakeDirs(state_dir, 0755); !s.ok()) {
+  if (absl::Status s = zerorun::MakeDirs(state_dir, 0700); !s.ok()) {
     Log(std::string(s.message()));
     return zerorun::kExitCantCreate;
   }
@@ -145,11 +147,12 @@ int main(int argc, char** argv) {
   options.cgroup_root = no_cgroups ? "" : zerorun::worker::AgentCgroupRoot(state_dir);
   options.replay_events_per_rank = replay_lines;
   options.retention = absl::Seconds(retention_s);
+  options.refuse_root_ranks = !allow_root_ranks;
   zerorun::worker::JobRunner runner(options);
   if (const int adopted = runner.Restore(); adopted > 0) {
     Log("re-adopted the live ranks of " + std::to_string(adopted) + " job(s) from " + state_dir);
   }
-  zerorun::worker::AgentService service(&agent, &runner, secret);
+  zerorun::worker::AgentService service(&agent, &runner, secret, Log);
   grpc::ServerBuilder builder;
   int port = 0;
   zerorun::AddServerKeepalive(&builder);  // A frozen or vanished launcher is found in ~5 s.
@@ -163,7 +166,10 @@ int main(int argc, char** argv) {
   Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " + listen + " (port " +
       std::to_string(port) + ")" + (secret.empty() ? ", no secret (loopback)" : ", secret set") +
       ", state in " + state_dir +
-      (options.cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + options.cgroup_root));
+      (options.cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + options.cgroup_root) +
+      (geteuid() != 0     ? ""
+       : allow_root_ranks ? ", ranks run as root (--allow-root-ranks)"
+                          : ", root: launches refused without --allow-root-ranks"));
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(std::string("received ") + strsignal(signal_number) +

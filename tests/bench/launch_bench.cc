@@ -53,7 +53,8 @@ struct Agents {
     for (int i = 0; i < nodes; ++i) {
       const std::string address = "127.0.0." + std::to_string(2 + i);
       procs.push_back(std::make_unique<ChildProcess>(
-          std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", address + ":0"},
+          std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", address + ":0",
+                                   "--allow-root-ranks"},
           std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/n" + std::to_string(i)}}));
       procs.back()->WaitForOutput("(port ", 10);
       std::smatch m;

@@ -8,9 +8,11 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 #include "support/child_process.h"
@@ -51,9 +53,21 @@ TEST_CASE("A job across 3 agents gives every rank the rank environment and exits
     CHECK(env.count("CUDA_VISIBLE_DEVICES") == 0);  // CPU job.
     CHECK(env["ZERORUN_JOB_ID"].rfind("zr-", 0) == 0);
     CHECK(env["ZERORUN_COORDINATOR"].rfind("127.0.0.1:", 0) == 0);
-    CHECK(env["ZERORUN_JOB_SECRET"].size() == 64);
+    // Its own rank token, not the job secret (tests/launcher/coordinator_auth_test.cc).
+    CHECK(std::regex_match(env["ZERORUN_JOB_SECRET"],
+                           std::regex("r" + std::to_string(rank) + "\\.[0-9a-f]{64}")));
     CHECK_THAT(env["argv"],
                Catch::Contains("--local_rank=" + std::to_string(rank % 2) + " --env-dir"));
+    // Only the job's user may read its files: logs and config 0600, the job directory 0700.
+    struct stat st {};
+    REQUIRE(stat(env["ZERORUN_CONFIG"].c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    const std::string job_dir = env["ZERORUN_CONFIG"].substr(0, env["ZERORUN_CONFIG"].rfind('/'));
+    REQUIRE(stat(job_dir.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0700);
+    const std::string rank_log = logs.path() + "/rank_" + std::to_string(rank) + "/stdout.log";
+    REQUIRE(stat(rank_log.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
     std::ifstream config(env["ZERORUN_CONFIG"]);
     CHECK(json::parse(config)["train_micro_batch_size_per_gpu"] == 1);
     std::ifstream log(logs.path() + "/rank_" + std::to_string(rank) + "/stdout.log");
@@ -261,14 +275,81 @@ TEST_CASE("Agents with a secret refuse a launcher without it (exit 77)", "[e2e][
   CHECK(refused->Wait(30) == 77);
   CHECK_THAT(refused->Output(), Catch::Contains("refused the secret"));
   CHECK(cluster.RankPids().empty());
-  auto accepted = cluster.Start({}, {"--run-ms", "100"}, {{"ZR_SECRET", "s3cret-for-test"}});
+  auto accepted = cluster.Start({}, {"--run-ms", "2000"}, {{"ZR_SECRET", "s3cret-for-test"}});
+  // No credential of zerorun's in a running rank's /proc/<pid>/environ: not the cluster secret
+  // (the agents' and the launcher's environment), only the rank's own token.
+  std::vector<int> pids;
+  for (int i = 0; i < 100 && pids.size() < 2; ++i) {
+    pids = cluster.RankPids();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(pids.size() == 2);
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    const std::string environ((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+    REQUIRE_THAT(environ, Catch::Contains("ZERORUN_JOB_SECRET=r"));
+    CHECK_THAT(environ, !Catch::Contains("s3cret-for-test") && !Catch::Contains("ZR_SECRET"));
+  }
   CHECK(accepted->Wait(30) == 0);
+  // zerorund audited both: who (the peer), what, which job, and the decision.
+  const std::string audit = cluster.agent(0).Output();
+  CHECK(std::regex_search(audit, std::regex("audit: Probe job=- peer=ipv4:127\\.0\\.0\\.1:[0-9]+ "
+                                            "refused \\(missing or wrong secret")));
+  CHECK(std::regex_search(audit,
+                          std::regex("audit: Launch job=zr-[^ ]+ ranks=2 argv0=[^ ]*zr_test_rank "
+                                     "peer=ipv4:127\\.0\\.0\\.1:[0-9]+ accepted")));
+  CHECK(std::regex_search(audit, std::regex("audit: Watch job=zr-[^ ]+ peer=[^ ]+ accepted")));
 }
 
-TEST_CASE("zerorund refuses a non-loopback address without a secret", "[e2e][auth]") {
-  const RunResult r = Run({ZR_TEST_ZERORUND, "--listen", "0.0.0.0:0"}, {{"ZR_SECRET", ""}});
-  CHECK(r.exit_code == 77);
-  CHECK_THAT(r.err, Catch::Contains("refusing to listen on 0.0.0.0:0 without a secret"));
+TEST_CASE(
+    "zerorund refuses a non-loopback address without a secret, decided on what the name resolves "
+    "to, and a secret file others may read",
+    "[e2e][auth]") {
+  for (const std::string address : {"0.0.0.0:0", "127.evil.example:0"}) {
+    const RunResult r = Run({ZR_TEST_ZERORUND, "--listen", address}, {{"ZR_SECRET", ""}});
+    CHECK(r.exit_code == 77);
+    CHECK_THAT(r.err, Catch::Contains("refusing to listen on " + address + " without a secret"));
+  }
+  TempDir dir;
+  const std::string secret = dir.Write("secret", "s3cret\n");
+  chmod(secret.c_str(), 0644);
+  for (const char* binary : {ZR_TEST_ZERORUND, ZR_TEST_ZERORUN}) {
+    INFO(binary);
+    std::vector<std::string> argv = {binary, "--secret-file", secret};
+    if (std::string(binary) == ZR_TEST_ZERORUN) {
+      argv.insert(argv.end(), {"--hostfile", dir.Write("hosts", "localhost slots=1\n"), "true"});
+    }
+    const RunResult r = Run(argv, {});
+    CHECK(r.exit_code == 77);
+    CHECK_THAT(r.err, Catch::Contains("mode 0644") && Catch::Contains("Fix: chmod 600 " + secret));
+  }
+}
+
+TEST_CASE("zerorund running as root refuses to start ranks unless the node opts in (exit 69)",
+          "[e2e][auth]") {
+  if (geteuid() != 0) {
+    WARN("skipped: needs root (zerorund refuses only when it runs as root)");
+    return;
+  }
+  TempDir dir;
+  ChildProcess agent({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0"}, {{"ZR_HOME", dir.path()}});
+  REQUIRE(agent.WaitForOutput("(port ", 10));
+  CHECK_THAT(agent.Output(), Catch::Contains("root: launches refused without --allow-root-ranks"));
+  std::smatch port;
+  const std::string out = agent.Output();
+  REQUIRE(std::regex_search(out, port, std::regex("\\(port (\\d+)\\)")));
+  const std::string hosts = dir.Write(
+      "hosts.yaml", "hosts:\n  - {name: node-a, address: 127.0.0.2, agent_port: " + port[1].str() +
+                        ", slots: 1}\n");
+  const RunResult r = Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--config",
+                           dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}"),
+                           "--device", "cpu", ZR_TEST_RANK, "--run-ms", "10"},
+                          {{"ZR_HOME", dir.path() + "/launcher"}});
+  CHECK(r.exit_code == 69);
+  CHECK_THAT(r.out + r.err, Catch::Contains("node-a") &&
+                                Catch::Contains("the ranks would run as root: refused") &&
+                                Catch::Contains("--allow-root-ranks"));
 }
 
 TEST_CASE("The embedded agent runs a local job with no daemon", "[e2e][launch]") {

@@ -67,7 +67,7 @@ secret="${tmp}/secret"
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"${secret}")
 for i in 1 2 3; do
   n="${names[$((i - 1))]}"
-  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${build}/worker/zerorund" \
+  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${build}/worker/zerorund" --allow-root-ranks \
     --listen "${subnet}.${i}:29600" --secret-file "${secret}" --state-dir "${tmp}/state_${n}" \
     >"${tmp}/zerorund_${n}.log" 2>&1 &
   daemons+=("$!")
@@ -161,7 +161,7 @@ for i in 1 2 3; do
   n="${names[$((i - 1))]}"
   kill -TERM "${daemons[$((i - 1))]}" && wait "${daemons[$((i - 1))]}" 2>/dev/null || true
   ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" GLOO_SOCKET_IFNAME=lo \
-    ZR_COMM_TIMEOUT=5 "${build}/worker/zerorund" --listen "${subnet}.${i}:29600" \
+    ZR_COMM_TIMEOUT=5 "${build}/worker/zerorund" --allow-root-ranks --listen "${subnet}.${i}:29600" \
     --secret-file "${secret}" --state-dir "${tmp}/state2_${n}" >"${tmp}/zerorund2_${n}.log" 2>&1 &
   daemons[$((i - 1))]="$!"
 done

@@ -107,7 +107,8 @@ class Cluster {
   // port, as a systemd restart would.
   void StartAgent(int i) {
     agents_[i] = std::make_unique<ChildProcess>(
-        std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", addresses_[i]}, env_[i]);
+        std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", addresses_[i], "--allow-root-ranks"},
+        env_[i]);  // The tests run as root on CI machines.
     REQUIRE(agents_[i]->WaitForOutput("(port ", 10));
     std::smatch match;
     const std::string out = agents_[i]->Output();
