@@ -83,6 +83,24 @@ absl::Status ShardStream::Drain(const char* in, size_t offset, size_t n) {
   });
 }
 
+absl::Status FillShard(
+    ZeroEngine& engine,
+    const std::function<absl::Status(const ZeroEngine::ShardPiece& piece, float* out)>& fill) {
+  std::vector<float> buffer;  // A piece on NVMe.
+  for (const ZeroEngine::ShardPiece& piece : engine.ShardPieces()) {
+    float* out = engine.PieceData(piece);
+    if (out == nullptr) {
+      buffer.resize(piece.count);
+      out = buffer.data();
+    }
+    if (absl::Status s = fill(piece, out); !s.ok()) return s;
+    if (out == buffer.data()) {
+      if (absl::Status s = engine.WritePiece(piece, out); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string ShardName(int rank) { return absl::StrCat("zero_rank_", rank, ".bin"); }
 
 nlohmann::json LayoutJson(const ZeroEngine& engine) {

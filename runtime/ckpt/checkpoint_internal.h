@@ -4,6 +4,7 @@
 #define ZERORUN_RUNTIME_CKPT_CHECKPOINT_INTERNAL_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,13 @@ class ShardStream {
   std::vector<float> buffer_;   // The piece on NVMe being read or filled.
   size_t buffered_ = SIZE_MAX;  // Which piece buffer_ holds (Fill).
 };
+
+// Fills every piece of this rank's shard (ZeroEngine::ShardPieces, in order): fill(piece, out)
+// writes its count floats to `out`, the state itself where it is in memory, else a buffer then
+// stored with WritePiece. Stops at the first error. FinishRestore must follow.
+absl::Status FillShard(
+    ZeroEngine& engine,
+    const std::function<absl::Status(const ZeroEngine::ShardPiece& piece, float* out)>& fill);
 
 // InternalError "<what> <path>: <strerror(errno)>".
 absl::Status Errno(const std::string& what, const std::string& path);

@@ -60,28 +60,22 @@ absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& com
 
   // The masters of what this rank owns from the file, Adam's m and v zero.
   if (absl::Status s = engine.Sync(); !s.ok()) return s;
-  absl::Status read = absl::OkStatus();
-  std::vector<float> buffer;  // A piece on NVMe.
-  for (const ZeroEngine::ShardPiece& piece : engine.ShardPieces()) {
-    float* values = engine.PieceData(piece);
-    if (values == nullptr) {
-      buffer.resize(piece.count);
-      values = buffer.data();
-    }
-    std::fill(values, values + piece.count, 0.0f);  // m, v; the padding between tensors.
-    const UnitLayout& unit = engine.layout().units()[piece.unit];
-    const uint64_t begin = engine.owned_begin(piece.unit) + piece.at, end = begin + piece.count;
-    for (const TensorLayout& t : unit.tensors) {
-      const uint64_t lo = std::max<uint64_t>(begin, t.offset);
-      const uint64_t hi = std::min<uint64_t>(end, t.offset + t.numel);
-      if (piece.array != 0 || lo >= hi) continue;
-      read = file->ReadFloats(absl::StrCat(unit.name, ".", t.name), lo - t.offset, hi - t.offset,
-                              values + (lo - begin));
-      if (!read.ok()) break;
-    }
-    if (read.ok() && values == buffer.data()) read = engine.WritePiece(piece, values);
-    if (!read.ok()) break;
-  }
+  const absl::Status read =
+      ckpt::FillShard(engine, [&](const ZeroEngine::ShardPiece& piece, float* values) {
+        std::fill(values, values + piece.count, 0.0f);  // m, v; the padding between tensors.
+        if (piece.array != 0) return absl::OkStatus();
+        const UnitLayout& unit = engine.layout().units()[piece.unit];
+        const uint64_t begin = engine.owned_begin(piece.unit) + piece.at, end = begin + piece.count;
+        for (const TensorLayout& t : unit.tensors) {
+          const uint64_t lo = std::max<uint64_t>(begin, t.offset);
+          const uint64_t hi = std::min<uint64_t>(end, t.offset + t.numel);
+          if (lo >= hi) continue;
+          absl::Status s = file->ReadFloats(absl::StrCat(unit.name, ".", t.name), lo - t.offset,
+                                            hi - t.offset, values + (lo - begin));
+          if (!s.ok()) return s;
+        }
+        return absl::OkStatus();
+      });
   if (absl::Status s = ckpt::Agree(comm, read, "reading " + path); !s.ok()) return s;
   if (absl::Status s = engine.FinishRestore(0, engine.shard_state().scaler()); !s.ok()) return s;
   return report;

@@ -28,23 +28,10 @@ absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine) {
     }
   }
   ckpt::ShardReader reader(manifest);
-  std::vector<float> buffer;  // A piece on NVMe.
-  for (const ZeroEngine::ShardPiece& piece : engine.ShardPieces()) {
-    float* dst = engine.PieceData(piece);
-    if (dst == nullptr) {
-      buffer.resize(piece.count);
-      dst = buffer.data();
-    }
+  return ckpt::FillShard(engine, [&](const ZeroEngine::ShardPiece& piece, float* out) {
     const uint64_t begin = engine.owned_begin(piece.unit) + piece.at;
-    if (absl::Status s = reader.Read(piece.unit, begin, begin + piece.count, piece.array, dst);
-        !s.ok()) {
-      return s;
-    }
-    if (dst == buffer.data()) {
-      if (absl::Status s = engine.WritePiece(piece, dst); !s.ok()) return s;
-    }
-  }
-  return absl::OkStatus();
+    return reader.Read(piece.unit, begin, begin + piece.count, piece.array, out);
+  });
 }
 
 }  // namespace

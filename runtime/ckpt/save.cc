@@ -95,6 +95,7 @@ double Since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 struct PendingSave::Impl {
+  ZeroEngine* engine = nullptr;  // Synced before every collective of the save's.
   std::string dir, tag, final_dir, tmp_dir;
   SaveOptions options;
   json manifest;  // Everything but the shards (known at the snapshot).
@@ -130,6 +131,8 @@ const std::string& PendingSave::path() const { return impl_->final_dir; }
 
 absl::StatusOr<bool> PendingSave::Poll(Communicator& comm) {
   if (impl_->finished) return true;
+  // The engine's gathers may still run on `comm` (overlap_comm): they go first.
+  if (absl::Status s = impl_->engine->Sync(); !s.ok()) return s;
   float done = impl_->written.load() ? 1.0f : 0.0f;
   if (absl::Status s = comm.AllReduce(&done, 1, ReduceOp::kSum); !s.ok()) return s;
   if (done < static_cast<float>(comm.world_size())) return false;
@@ -139,6 +142,7 @@ absl::StatusOr<bool> PendingSave::Poll(Communicator& comm) {
 
 absl::Status PendingSave::Wait(Communicator& comm) {
   if (impl_->finished) return absl::OkStatus();
+  if (absl::Status s = impl_->engine->Sync(); !s.ok()) return s;
   impl_->Join();
   impl_->finished = true;
   return impl_->Publish(comm);
@@ -214,6 +218,7 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
                                                    const SaveOptions& options, bool async) {
   if (absl::Status s = engine.Sync(); !s.ok()) return s;
   auto impl = std::make_unique<PendingSave::Impl>();
+  impl->engine = &engine;
   impl->dir = dir;
   impl->tag = tag;
   impl->options = options;

@@ -45,11 +45,13 @@ class PendingSave {
   // next save of that tag removes: `latest` still names the previous checkpoint.
   ~PendingSave();
 
-  // Collective (one 4-byte all-reduce while writes run). False while some rank still writes; once
-  // every rank's shard is on disk, agrees on the outcome, publishes the checkpoint (manifest,
-  // rename, `latest`) and returns true, or returns the error naming the failing rank(s) and path.
+  // Collective (one 4-byte all-reduce while writes run), after the engine's collectives in flight
+  // (ZeroEngine::Sync: overlap_comm's gathers share `comm`). False while some rank still writes;
+  // once every rank's shard is on disk, agrees on the outcome, publishes the checkpoint
+  // (manifest, rename, `latest`) and returns true, or returns the error naming the failing
+  // rank(s) and path. The engine the save started from must outlive it.
   absl::StatusOr<bool> Poll(Communicator& comm);
-  // Collective: waits for every rank's write, then publishes as Poll does.
+  // Collective: syncs the engine, waits for every rank's write, then publishes as Poll does.
   absl::Status Wait(Communicator& comm);
   const SaveStats& stats() const;
   const std::string& path() const;  // <dir>/<tag>
