@@ -60,11 +60,11 @@ class EmbeddedAgentClient : public AgentClient {
 
 class GrpcAgentClient : public AgentClient {
  public:
-  GrpcAgentClient(const std::string& address, const std::string& secret)
+  GrpcAgentClient(const std::string& address, const ClientAuth& auth)
       : address_(address),
-        secret_(secret),
-        stub_(v1::NodeAgent::NewStub(grpc::CreateCustomChannel(
-            address, grpc::InsecureChannelCredentials(), ClientChannelArgs()))) {}
+        secret_(auth.mtls() ? "" : auth.secret),
+        stub_(v1::NodeAgent::NewStub(
+            grpc::CreateCustomChannel(address, auth.Credentials(), ClientChannelArgs()))) {}
   std::string Where() const override { return address_; }
 
   absl::StatusOr<v1::ProbeReply> Probe(const v1::ProbeRequest& request) override {
@@ -231,12 +231,12 @@ std::unique_ptr<AgentClient> NewEmbeddedAgentClient(const worker::NodeAgent* age
 }
 
 std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address,
-                                                const std::string& secret) {
-  return std::make_unique<GrpcAgentClient>(address, secret);
+                                                const ClientAuth& auth) {
+  return std::make_unique<GrpcAgentClient>(address, auth);
 }
 
-AgentPool::AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, std::string secret)
-    : agent_(agent), runner_(runner), secret_(std::move(secret)) {}
+AgentPool::AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth)
+    : agent_(agent), runner_(runner), auth_(std::move(auth)) {}
 
 AgentClient* AgentPool::For(const Host& host) {
   const bool embedded = UsesEmbeddedAgent(host);
@@ -244,7 +244,7 @@ AgentClient* AgentPool::For(const Host& host) {
   absl::MutexLock lock(&mu_);
   std::unique_ptr<AgentClient>& client = clients_[key];
   if (client == nullptr) {
-    client = embedded ? NewEmbeddedAgentClient(agent_, runner_) : NewGrpcAgentClient(key, secret_);
+    client = embedded ? NewEmbeddedAgentClient(agent_, runner_) : NewGrpcAgentClient(key, auth_);
   }
   return client.get();
 }

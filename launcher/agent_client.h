@@ -15,6 +15,7 @@
 #include "hostfile.h"
 #include "job_runner.h"
 #include "node_agent.h"
+#include "tls.h"
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::launcher {
@@ -58,23 +59,22 @@ class AgentClient {
 std::unique_ptr<AgentClient> NewEmbeddedAgentClient(const worker::NodeAgent* agent,
                                                     worker::JobRunner* runner);
 
-// zerorund at `address` ("host:port"); `secret` is sent with every call when not empty.
-std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address,
-                                                const std::string& secret);
+// zerorund at `address` ("host:port"), over mTLS or with the shared secret (ClientAuth).
+std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address, const ClientAuth& auth);
 
 // One client per host, created on first use: embedded for this machine, gRPC otherwise.
 // Thread-safe.
 class AgentPool {
  public:
-  // `agent` and `runner` must outlive the pool; `secret` goes with every gRPC call.
-  AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, std::string secret);
+  // `agent` and `runner` must outlive the pool; `auth` is how every gRPC client authenticates.
+  AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth);
   AgentClient* For(const Host& host);
   const worker::NodeAgent& local_agent() const { return *agent_; }
 
  private:
   const worker::NodeAgent* agent_;
   worker::JobRunner* runner_;
-  const std::string secret_;
+  const ClientAuth auth_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<AgentClient>> clients_ ABSL_GUARDED_BY(mu_);
 };

@@ -23,7 +23,7 @@ bool IsProgram(const std::string& word) {
 
 const std::vector<std::string>& Subcommands() {
   static const std::vector<std::string> kWords = {"run",    "preflight", "status", "stop",
-                                                  "report", "estimate",  "ckpt"};
+                                                  "report", "estimate",  "ckpt",   "cluster"};
   return kWords;
 }
 

@@ -17,6 +17,7 @@
 #include "cgroup.h"
 #include "ckpt_cli.h"
 #include "cli_words.h"
+#include "cluster_cli.h"
 #include "dsconfig/config_json.h"
 #include "estimate.h"
 #include "forwarded_env.h"
@@ -28,6 +29,7 @@
 #include "resource_filter.h"
 #include "stage_advice.h"
 #include "status_cli.h"
+#include "tls.h"
 #include "train_command.h"
 
 namespace zerorun::launcher {
@@ -96,7 +98,8 @@ struct Cli {
   bool no_python = false, module = false;
   std::string python = "python3";
   std::vector<std::string> env;  // --env KEY[=VALUE]
-  std::string secret_file, secret;
+  std::string secret_file, tls_dir;
+  ClientAuth auth;  // From --tls-dir / ZR_TLS_DIR (mTLS), else --secret-file / ZR_SECRET.
   // run
   std::string job_id, log_dir, master_addr;
   std::vector<int> console_ranks;
@@ -113,6 +116,14 @@ struct Cli {
   int nodes = 1, gpus_per_node = 1;
   double gpu_memory_gib = 0;
 };
+
+void AddAuthOptions(CLI::App* app, Cli* cli) {
+  app->add_option("--secret-file,--secret_file", cli->secret_file,
+                  "File whose first line is the cluster secret zerorund expects (or ZR_SECRET)");
+  app->add_option("--tls-dir,--tls_dir", cli->tls_dir,
+                  "mTLS: a user's directory from `zerorun cluster init` (ca.crt, cert.crt, "
+                  "cert.key; or ZR_TLS_DIR)");
+}
 
 void AddHostOptions(CLI::App* app, Cli* cli) {
   app->add_option("-H,--hostfile", cli->hostfile,
@@ -149,8 +160,7 @@ void AddPreflightOptions(CLI::App* app, Cli* cli) {
                   "Directory checkpoints go to (free space is checked; repeatable)")
       ->allow_extra_args(false);  // One value per flag: never swallow train_bin.
   app->add_flag("--strict", cli->strict, "An unresolved \"auto\" is an error (exit 78)");
-  app->add_option("--secret-file,--secret_file", cli->secret_file,
-                  "File whose first line is the cluster secret zerorund expects (or ZR_SECRET)");
+  AddAuthOptions(app, cli);
   app->add_flag("--no_python,--no-python", cli->no_python,
                 "Execute train_bin directly, even a .py (DeepSpeed's --no_python)");
   app->add_flag("--module", cli->module,
@@ -230,10 +240,22 @@ bool ParseTrainCommand(const Cli& cli, const std::vector<std::string>& rest,
   return true;
 }
 
-// The agents' secret: --secret-file, else ZR_SECRET. Sets *exit_code on a bad file.
-bool ResolveSecret(Cli* cli, int* exit_code) {
+// How to reach the agents: mTLS with --tls-dir (else ZR_TLS_DIR), else the shared secret of
+// --secret-file (else ZR_SECRET). Sets *exit_code on a bad file.
+bool ResolveAuth(Cli* cli, int* exit_code) {
+  const std::string tls_dir = cli->tls_dir.empty() ? GetEnv(kEnvTlsDir) : cli->tls_dir;
+  if (!tls_dir.empty()) {
+    absl::StatusOr<TlsFiles> files = ReadTlsDir(tls_dir);
+    if (!files.ok()) {
+      std::cerr << "zerorun: --tls-dir: " << files.status().message() << "\n";
+      *exit_code = SecretFileExit(files.status());
+      return false;
+    }
+    cli->auth.tls = *std::move(files);
+    return true;
+  }
   if (cli->secret_file.empty()) {
-    cli->secret = GetEnv(kEnvSecret);
+    cli->auth.secret = GetEnv(kEnvSecret);
     return true;
   }
   absl::StatusOr<std::string> secret = ReadSecretFile(cli->secret_file);
@@ -242,7 +264,7 @@ bool ResolveSecret(Cli* cli, int* exit_code) {
     *exit_code = SecretFileExit(secret.status());
     return false;
   }
-  cli->secret = *secret;
+  cli->auth.secret = *secret;
   return true;
 }
 
@@ -254,7 +276,7 @@ int RunPreflightCommand(const Cli& cli, CLI::App* sub) {
   }
   const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
   worker::JobRunner runner(EmbeddedRunnerOptions());
-  AgentPool agents(&agent, &runner, cli.secret);
+  AgentPool agents(&agent, &runner, cli.auth);
   const PreflightReport report = RunPreflight(options, agents);
   if (cli.json) {
     nlohmann::json out = ReportJson(report);
@@ -299,7 +321,7 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
   BlockStopSignals();  // Before any thread exists: the job's signal thread handles them.
   const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
   worker::JobRunner runner(EmbeddedRunnerOptions());
-  AgentPool agents(&agent, &runner, cli.secret);
+  AgentPool agents(&agent, &runner, cli.auth);
   return RunJob(options, agents, std::cout, std::cerr);
 }
 
@@ -366,7 +388,8 @@ int Main(int argc, char** argv) {
       "  zerorun preflight --hostfile hostfiles/local-cpu.txt --config "
       "hostfiles/ds_zero2_cpu.json --device cpu\n"
       "  zerorun status [JOB] [--json] [--watch]     zerorun stop JOB\n"
-      "  zerorun estimate --params 7B --largest-layer-params 131M --nodes 2 --gpus-per-node 8\n"};
+      "  zerorun estimate --params 7B --largest-layer-params 131M --nodes 2 --gpus-per-node 8\n"
+      "  zerorun cluster init DIR --node HOST... --user NAME...   (mTLS certificates)\n"};
   app.set_version_flag("--version", ZR_VERSION);
   app.require_subcommand(0, 1);
   Cli cli;
@@ -429,8 +452,10 @@ int Main(int argc, char** argv) {
   status->add_option("job", cli.job_id, "Job id (default: the only running job)");
   status->add_flag("--json", cli.json, "JSON instead of the table");
   status->add_flag("--watch", cli.watch, "Refresh every second until the job ends");
+  AddAuthOptions(status, &cli);
   CLI::App* stop = app.add_subcommand("stop", "Stop a running job on every node");
   stop->add_option("job", cli.job_id, "Job id")->required();
+  AddAuthOptions(stop, &cli);
   stop->add_option("--signal", cli.signal,
                    "Signal number to send (default: SIGTERM, then "
                    "SIGKILL after the grace period)");
@@ -470,6 +495,9 @@ int Main(int argc, char** argv) {
   import->add_option("--out", ckpt_out, "The save directory to create it in")->required();
   import->add_option("--tag", ckpt_tag, "Its tag (default imported)");
 
+  ClusterCli cluster;
+  AddClusterCommands(&app, &cluster);
+
   CLI::App* estimate = app.add_subcommand(
       "estimate", "Print DeepSpeed's ZeRO-2 and ZeRO-3 model-state memory tables");
   AddHostOptions(estimate, &cli);
@@ -498,19 +526,19 @@ int Main(int argc, char** argv) {
     return code == 0 ? kExitOk : kExitUsage;
   }
   int exit_code = kExitOk;
-  if ((run->parsed() || preflight->parsed()) && !ResolveSecret(&cli, &exit_code)) return exit_code;
+  if ((run->parsed() || preflight->parsed()) && !ResolveAuth(&cli, &exit_code)) return exit_code;
   if (preflight->parsed()) {
     return RunPreflightCommand(cli, preflight);
   }
   if (run->parsed()) return RunJobCommand(cli, run);
   if (status->parsed() || stop->parsed()) {
     int exit_code = kExitOk;
-    if (!ResolveSecret(&cli, &exit_code)) return exit_code;
+    if (!ResolveAuth(&cli, &exit_code)) return exit_code;
   }
   if (status->parsed()) {
-    return StatusCommand(cli.job_id, cli.json, cli.watch, cli.secret, std::cout, std::cerr);
+    return StatusCommand(cli.job_id, cli.json, cli.watch, cli.auth, std::cout, std::cerr);
   }
-  if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, cli.secret, std::cerr);
+  if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, cli.auth, std::cerr);
   if (report->parsed()) {
     cli.report.set_has_step(report->count("--step") > 0);
     cli.report.set_step(step);
@@ -528,6 +556,7 @@ int Main(int argc, char** argv) {
   if (import->parsed()) {
     return CkptImportCommand(ckpt_file, ckpt_out, ckpt_tag, std::cout, std::cerr);
   }
+  if (const int code = RunClusterCommand(cluster, std::cout, std::cerr); code >= 0) return code;
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);
   std::cerr << "zerorun: nothing to do. Run 'zerorun --help' for usage.\n";
   return kExitUsage;

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -350,15 +351,27 @@ class Preflight {
     for (size_t i = 0; i < replies.size(); ++i) {
       const Host& host = report_.hosts[i];
       if (!replies[i].ok()) {
-        const bool auth = replies[i].status().code() == absl::StatusCode::kUnauthenticated;
-        Row(host.name, "agent", kCritical,
-            absl::StrCat(
-                "agent at ", host.address, ":", host.agent_port,
-                auth ? " refused the secret: " : " unreachable: ", replies[i].status().message(),
-                auth ? ""
-                     : absl::StrCat(". Fix: start it there with 'zerorund --listen ", host.address,
-                                    ":", host.agent_port, "'")),
-            auth ? kExitNoPerm : kExitUnavailable);
+        const absl::Status& s = replies[i].status();
+        const bool auth = s.code() == absl::StatusCode::kUnauthenticated;
+        const std::string lower = absl::AsciiStrToLower(s.message());
+        const bool tls = absl::StrContains(lower, "ssl") || absl::StrContains(lower, "handshake") ||
+                         absl::StrContains(lower, "certificate");
+        const std::string where = absl::StrCat("agent at ", host.address, ":", host.agent_port);
+        std::string detail;
+        if (tls) {
+          detail =
+              absl::StrCat("TLS with the ", where, " failed: ", s.message(),
+                           ". Fix: a --tls-dir of this cluster's CA, not expired, and a node "
+                           "certificate there that names ",
+                           host.address, " (zerorun cluster issue DIR --node ", host.address, ")");
+        } else if (auth) {
+          detail = absl::StrCat(where, " refused the secret: ", s.message());
+        } else {
+          detail = absl::StrCat(where, " unreachable: ", s.message(),
+                                ". Fix: start it there with 'zerorund --listen ", host.address, ":",
+                                host.agent_port, "' (with --tls-dir where it serves mTLS)");
+        }
+        Row(host.name, "agent", kCritical, detail, auth || tls ? kExitNoPerm : kExitUnavailable);
         continue;
       }
       for (const v1::Check& row : replies[i]->checks()) {

@@ -80,7 +80,7 @@ bool LauncherAlive(const JobRecord& record) {
 // own. Ranks of the embedded agent ended with the launcher. The state is "orphaned" while some
 // rank runs (their supervisors end them when the launcher's lease lapses).
 absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
-                                             const std::string& agent_secret) {
+                                             const ClientAuth& agent_auth) {
   v1::JobStatusReply reply;
   reply.set_job_id(record.job_id);
   reply.set_started_unix_ms(record.started_unix_ms);
@@ -90,7 +90,7 @@ absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
   for (const JobNode& node : record.nodes) {
     if (node.agent.empty()) continue;
     absl::StatusOr<v1::AgentStatusReply> agent =
-        NewGrpcAgentClient(node.agent, agent_secret)->Status(record.agent_job_id);
+        NewGrpcAgentClient(node.agent, agent_auth)->Status(record.agent_job_id);
     if (!agent.ok()) {
       silent.push_back(absl::StrCat(node.name, " (", agent.status().message(), ")"));
       continue;
@@ -137,8 +137,7 @@ absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
 
 // The job's status: live from its coordinator, final from status.json, or from the node agents
 // when the launcher died (which also finalizes the record once no rank runs).
-absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id,
-                                         const std::string& agent_secret) {
+absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id, const ClientAuth& agent_auth) {
   absl::StatusOr<JobRecord> record = ReadJobRecord(job_id);
   if (!record.ok()) return record.status();
   if (record->finished) return ReadFinalStatus(job_id);
@@ -146,7 +145,7 @@ absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id,
   if (live.ok()) return live;
   if (absl::StatusOr<v1::JobStatusReply> final = ReadFinalStatus(job_id); final.ok()) return final;
   if (LauncherAlive(*record)) return live;
-  absl::StatusOr<v1::JobStatusReply> agents = AskAgents(*record, agent_secret);
+  absl::StatusOr<v1::JobStatusReply> agents = AskAgents(*record, agent_auth);
   if (agents.ok() && agents->state() == "failed") (void)WriteFinalStatus(job_id, *agents);
   return agents;
 }
@@ -184,7 +183,7 @@ std::string FormatJobStatus(const v1::JobStatusReply& s) {
   return out;
 }
 
-int StatusCommand(const std::string& job_id, bool json, bool watch, const std::string& agent_secret,
+int StatusCommand(const std::string& job_id, bool json, bool watch, const ClientAuth& agent_auth,
                   std::ostream& out, std::ostream& err) {
   std::string id = job_id;
   if (id.empty()) {
@@ -205,7 +204,7 @@ int StatusCommand(const std::string& job_id, bool json, bool watch, const std::s
   }
   // --watch is bounded by the job's life; a dead coordinator ends it too.
   while (true) {
-    absl::StatusOr<v1::JobStatusReply> status = Fetch(id, agent_secret);
+    absl::StatusOr<v1::JobStatusReply> status = Fetch(id, agent_auth);
     if (!status.ok()) {
       err << "zerorun status: " << status.status().message() << "\n";
       return status.status().code() == absl::StatusCode::kNotFound ? kExitNoInput
@@ -219,7 +218,7 @@ int StatusCommand(const std::string& job_id, bool json, bool watch, const std::s
   }
 }
 
-int StopCommand(const std::string& job_id, int signal, const std::string& agent_secret,
+int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_auth,
                 std::ostream& err) {
   absl::StatusOr<JobRecord> record = ReadJobRecord(job_id);
   if (!record.ok()) {
@@ -248,7 +247,7 @@ int StopCommand(const std::string& job_id, int signal, const std::string& agent_
     if (sig == SIGKILL) {
       const absl::Time deadline = absl::Now() + absl::Seconds(10);
       while (absl::Now() < deadline) {
-        absl::StatusOr<v1::JobStatusReply> now = AskAgents(*record, agent_secret);
+        absl::StatusOr<v1::JobStatusReply> now = AskAgents(*record, agent_auth);
         if (!now.ok() || now->state() != "orphaned") break;
         absl::SleepFor(absl::Milliseconds(100));
       }
@@ -259,7 +258,7 @@ int StopCommand(const std::string& job_id, int signal, const std::string& agent_
     kill_request.set_signal(sig);
     for (const JobNode& node : record->nodes) {
       if (node.agent.empty()) continue;
-      absl::StatusOr<int> n = NewGrpcAgentClient(node.agent, agent_secret)->Signal(kill_request);
+      absl::StatusOr<int> n = NewGrpcAgentClient(node.agent, agent_auth)->Signal(kill_request);
       if (!n.ok()) {
         if (sig != SIGKILL)
           err << "zerorun stop: " << node.name << ": " << n.status().message() << "\n";
@@ -276,7 +275,7 @@ int StopCommand(const std::string& job_id, int signal, const std::string& agent_
   }
   err << "zerorun stop: the launcher of " << job_id << " is gone; " << reached
       << " node agent(s) stopped " << signalled << " rank signal(s) directly\n";
-  (void)Fetch(job_id, agent_secret);  // Finalizes the record once no rank runs.
+  (void)Fetch(job_id, agent_auth);  // Finalizes the record once no rank runs.
   return kExitOk;
 }
 

@@ -6,22 +6,23 @@
 #include <ostream>
 #include <string>
 
+#include "tls.h"
 #include "zerorun/v1/coordinator.pb.h"
 
 namespace zerorun::launcher {
 
 // Prints the job (the only running one when `job_id` is empty; a list when several run) as a
 // table or JSON; with `watch`, again every second until the job ends. A finished job prints its
-// final status. When the launcher died, the node agents (reached with `agent_secret`) answer for
+// final status. When the launcher died, the node agents (reached with `agent_auth`) answer for
 // their ranks, and once none runs the record gets its final status ("launcher lost"). Returns
 // 0, 66 for an unknown job, 69 when neither the coordinator nor any agent answers.
-int StatusCommand(const std::string& job_id, bool json, bool watch, const std::string& agent_secret,
+int StatusCommand(const std::string& job_id, bool json, bool watch, const ClientAuth& agent_auth,
                   std::ostream& out, std::ostream& err);
 
 // Asks the job's coordinator to stop it with `signal` (0: SIGTERM, then SIGKILL after the
 // grace period); when the launcher died, signals the ranks through the node agents directly.
 // Returns 0, 66 or 69.
-int StopCommand(const std::string& job_id, int signal, const std::string& agent_secret,
+int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_auth,
                 std::ostream& err);
 
 // One heartbeat/step report for a rank, for programs that do not link libzerorun: reads

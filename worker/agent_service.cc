@@ -3,18 +3,35 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc_util.h"
+#include "tls.h"
 
 namespace zerorun::worker {
 
-AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret,
-                           AuditFn audit)
-    : agent_(agent), runner_(runner), secret_(std::move(secret)), audit_(std::move(audit)) {}
+AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, AgentAuth auth, AuditFn audit)
+    : agent_(agent), runner_(runner), auth_(std::move(auth)), audit_(std::move(audit)) {}
 
 grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char* method,
-                                 const std::string& job_id, const std::string& detail) {
-  grpc::Status s = CheckSecret(context, secret_);
+                                 const std::string& job_id, const std::string& detail, bool owned,
+                                 Caller* who) {
+  grpc::Status s = grpc::Status::OK;
+  if (auth_.mtls) {
+    who->name = PeerCommonName(context);
+    who->all_jobs = auth_.admins.count(who->name) > 0;
+    if (who->name.empty()) {
+      s = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no client certificate name");
+    }
+  } else {
+    s = CheckSecret(context, auth_.secret);
+  }
+  if (s.ok() && owned && !who->all_jobs && !job_id.empty()) {
+    const std::optional<std::string> owner = runner_->Owner(job_id);
+    if (owner.has_value() && *owner != who->name) {
+      s = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                       absl::StrCat("job ", job_id, " is not ", who->name, "'s"));
+    }
+  }
   if (audit_ != nullptr) {
-    // The job id as given, cut and with control characters replaced (it is not validated yet).
+    // What the caller sent, cut and with control characters replaced (it is not validated yet).
     auto printable = [](std::string text) {
       text = text.substr(0, 200);
       for (char& c : text) {
@@ -23,7 +40,9 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
       return text;
     };
     audit_(absl::StrCat("audit: ", method, " job=", job_id.empty() ? "-" : printable(job_id),
-                        detail.empty() ? "" : " ", printable(detail), " peer=", context.peer(),
+                        detail.empty() ? "" : " ", printable(detail),
+                        auth_.mtls ? absl::StrCat(" user=", printable(who->name)) : "",
+                        " peer=", context.peer(),
                         s.ok() ? " accepted" : absl::StrCat(" refused (", s.error_message(), ")")));
   }
   return s;
@@ -31,22 +50,24 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
 
 grpc::Status AgentService::Probe(grpc::ServerContext* context, const v1::ProbeRequest* request,
                                  v1::ProbeReply* reply) {
-  if (grpc::Status s = Admit(*context, "Probe", "", ""); !s.ok()) return s;
+  Caller who;
+  if (grpc::Status s = Admit(*context, "Probe", "", "", false, &who); !s.ok()) return s;
   *reply = agent_->Probe(*request);
   return grpc::Status::OK;
 }
 
 grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::LaunchRequest* request,
                                   v1::LaunchReply* reply) {
+  const std::string argv0 =
+      request->ranks().empty() || request->ranks(0).argv().empty() ? "" : request->ranks(0).argv(0);
+  Caller who;
   if (grpc::Status s =
           Admit(*context, "Launch", request->job_id(),
-                absl::StrCat("ranks=", request->ranks_size(), " argv0=",
-                             request->ranks().empty() || request->ranks(0).argv().empty()
-                                 ? ""
-                                 : request->ranks(0).argv(0)));
-      !s.ok())
+                absl::StrCat("ranks=", request->ranks_size(), " argv0=", argv0), false, &who);
+      !s.ok()) {
     return s;
-  absl::StatusOr<v1::LaunchReply> launched = runner_->Launch(*request);
+  }
+  absl::StatusOr<v1::LaunchReply> launched = runner_->Launch(*request, who.name);
   if (!launched.ok()) return ToGrpcStatus(launched.status());
   *reply = *std::move(launched);
   return grpc::Status::OK;
@@ -54,10 +75,12 @@ grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::Launch
 
 grpc::Status AgentService::Signal(grpc::ServerContext* context, const v1::SignalRequest* request,
                                   v1::SignalReply* reply) {
-  if (grpc::Status s =
-          Admit(*context, "Signal", request->job_id(), absl::StrCat("signal=", request->signal()));
-      !s.ok())
+  Caller who;
+  if (grpc::Status s = Admit(*context, "Signal", request->job_id(),
+                             absl::StrCat("signal=", request->signal()), true, &who);
+      !s.ok()) {
     return s;
+  }
   absl::StatusOr<int> signalled = runner_->Signal(*request);
   if (!signalled.ok()) return ToGrpcStatus(signalled.status());
   reply->set_signalled(*signalled);
@@ -66,7 +89,9 @@ grpc::Status AgentService::Signal(grpc::ServerContext* context, const v1::Signal
 
 grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                                  grpc::ServerWriter<v1::RankEvent>* writer) {
-  if (grpc::Status s = Admit(*context, "Watch", request->job_id(), ""); !s.ok()) return s;
+  Caller who;
+  if (grpc::Status s = Admit(*context, "Watch", request->job_id(), "", true, &who); !s.ok())
+    return s;
   int64_t next = request->from_index();
   bool done = false;
   absl::Time last_write = absl::InfinitePast();
@@ -100,8 +125,11 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
 grpc::Status AgentService::Status(grpc::ServerContext* context,
                                   const v1::AgentStatusRequest* request,
                                   v1::AgentStatusReply* reply) {
-  if (grpc::Status s = Admit(*context, "Status", request->job_id(), ""); !s.ok()) return s;
-  *reply = runner_->Status(request->job_id());
+  Caller who;
+  if (grpc::Status s = Admit(*context, "Status", request->job_id(), "", true, &who); !s.ok())
+    return s;
+  *reply = runner_->Status(request->job_id(),
+                           who.all_jobs ? std::nullopt : std::optional<std::string>(who.name));
   return grpc::Status::OK;
 }
 

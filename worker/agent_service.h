@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "job_runner.h"
@@ -14,15 +15,23 @@
 
 namespace zerorun::worker {
 
+// How zerorund authenticates and authorizes its callers.
+struct AgentAuth {
+  std::string secret;  // Plaintext: the shared secret every call carries ("": none, loopback).
+  // mTLS: gRPC verified the caller's certificate against the cluster CA; its common name is who
+  // calls. A job belongs to whoever launched it: Signal, Watch and Status of it are theirs (and
+  // `admins`'), and Status of every job lists only theirs. Without mTLS every caller is one.
+  bool mtls = false;
+  std::set<std::string> admins;
+};
+
 class AgentService final : public v1::NodeAgent::Service {
  public:
   // One audit line: "audit: <Method> job=<id> [<detail>] peer=<address> accepted|refused (<why>)".
   using AuditFn = std::function<void(const std::string& line)>;
-  // `agent` and `runner` are not owned and must outlive the server. An empty `secret` accepts
-  // every call (loopback only; zerorund refuses other addresses without one). `audit`, when
-  // set, hears of every call, accepted or refused, before it runs.
-  AgentService(const NodeAgent* agent, JobRunner* runner, std::string secret,
-               AuditFn audit = nullptr);
+  // `agent` and `runner` are not owned and must outlive the server. `audit`, when set, hears of
+  // every call, accepted or refused, before it runs.
+  AgentService(const NodeAgent* agent, JobRunner* runner, AgentAuth auth, AuditFn audit = nullptr);
 
   grpc::Status Probe(grpc::ServerContext* context, const v1::ProbeRequest* request,
                      v1::ProbeReply* reply) override;
@@ -42,14 +51,19 @@ class AgentService final : public v1::NodeAgent::Service {
   void BeginShutdown() { shutting_down_ = true; }
 
  private:
-  // Checks the call's credentials and audits the decision.
+  struct Caller {
+    std::string name;  // mTLS: the certificate's common name; else "".
+    bool all_jobs = true;
+  };
+  // Checks the call's credentials and, with `owned`, that the caller may act on `job_id`; audits
+  // the decision; fills *who.
   grpc::Status Admit(const grpc::ServerContext& context, const char* method,
-                     const std::string& job_id, const std::string& detail);
+                     const std::string& job_id, const std::string& detail, bool owned, Caller* who);
 
   std::atomic<bool> shutting_down_{false};
   const NodeAgent* agent_;
   JobRunner* runner_;
-  const std::string secret_;
+  const AgentAuth auth_;
   const AuditFn audit_;
 };
 

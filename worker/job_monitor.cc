@@ -160,6 +160,7 @@ std::unique_ptr<JobRunner::Job> JobRunner::RestoreJob(const std::string& job_dir
   job->id = record.job_id();
   job->dir = job_dir;
   job->cgroup = record.cgroup();
+  job->owner = record.owner();
   job->capacity = options_.replay_events_per_rank * static_cast<size_t>(record.ranks_size());
   std::map<int, size_t> by_rank;
   for (const v1::AgentRankRecord& r : record.ranks()) {

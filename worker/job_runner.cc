@@ -66,7 +66,8 @@ std::vector<std::string> RankEnvironment(const v1::RankSpec& spec, const std::st
   AddZerorunToPath(&additions);
   std::set<std::string> overridden;
   for (const std::string& kv : additions) overridden.insert(kv.substr(0, kv.find('=')));
-  overridden.insert(kEnvSecret.name);  // The cluster secret never reaches a rank.
+  overridden.insert(kEnvSecret.name);  // zerorun's credentials never reach a rank.
+  overridden.insert(kEnvTlsDir.name);
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string kv = *e;
@@ -141,7 +142,15 @@ void JobRunner::Renew(const std::string& job_id) {
   if (it->second->running > 0) TouchLease(it->second.get());
 }
 
-absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request) {
+std::optional<std::string> JobRunner::Owner(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second->owner;
+}
+
+absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request,
+                                                  const std::string& owner) {
   const std::string& id = request.job_id();
   if (absl::Status s = ValidateLaunchRequest(request); !s.ok()) return s;
   if (options_.refuse_root_ranks && geteuid() == 0) {
@@ -157,6 +166,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   }
   auto job = std::make_unique<Job>();
   job->id = id;
+  job->owner = owner;
   job->dir = absl::StrCat(options_.state_dir, "/", id);
   job->capacity = options_.replay_events_per_rank * static_cast<size_t>(request.ranks_size());
   if (absl::Status s = MakeDirs(job->dir, 0700); !s.ok()) return s;
@@ -291,6 +301,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   record.set_created_unix_ms(absl::ToUnixMillis(absl::Now()));
   record.set_log_dir(log_dir);
   record.set_cgroup(job->cgroup);
+  record.set_owner(job->owner);
   for (const Rank& rank : job->ranks) {
     v1::AgentRankRecord* r = record.add_ranks();
     r->set_rank(rank.spec.rank());
@@ -393,13 +404,15 @@ absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index
   return absl::OkStatus();
 }
 
-v1::AgentStatusReply JobRunner::Status(const std::string& job_id) {
+v1::AgentStatusReply JobRunner::Status(const std::string& job_id,
+                                       const std::optional<std::string>& owner) {
   Evict();
   v1::AgentStatusReply reply;
   reply.set_hostname(hostname_);
   absl::MutexLock lock(&mu_);
   for (const auto& [id, job] : jobs_) {
     if (!job_id.empty() && id != job_id) continue;
+    if (owner.has_value() && job->owner != *owner) continue;
     for (const Rank& rank : job->ranks) {
       v1::AgentRankStatus* s = reply.add_ranks();
       s->set_job_id(id);

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,8 +69,11 @@ class JobRunner {
   // InvalidArgument for a bad request, AlreadyExists when the job id is in use, Internal when a
   // directory, log file or supervisor cannot be made; a program that cannot be executed starts
   // and exits with 127 (its stderr says why), like a shell. On error, ranks already started are
-  // killed. The launch renews the job's lease.
-  absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request);
+  // killed. The launch renews the job's lease. `owner`: who asks (kept with the job, Owner()).
+  absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request,
+                                         const std::string& owner = "");
+  // Who launched `job_id`, or nullopt for an unknown job.
+  std::optional<std::string> Owner(const std::string& job_id);
 
   // Sends `request.signal()` to the process group of each selected running rank. NotFound for an
   // unknown job. Returns the number of ranks signalled.
@@ -85,7 +89,9 @@ class JobRunner {
   absl::Status WaitEvents(const std::string& job_id, int64_t from_index, absl::Duration timeout,
                           std::vector<v1::RankEvent>* events, bool* done);
 
-  v1::AgentStatusReply Status(const std::string& job_id);
+  // The ranks of `job_id` (empty: of every job; with `owner`, only that owner's jobs).
+  v1::AgentStatusReply Status(const std::string& job_id,
+                              const std::optional<std::string>& owner = std::nullopt);
 
   // SIGKILLs every running rank of every job (process groups) and waits for them.
   void KillAll();
@@ -112,6 +118,7 @@ class JobRunner {
   };
   struct Job {
     std::string id;
+    std::string owner;
     std::string dir;
     std::string cgroup;
     std::vector<Rank> ranks;

@@ -27,6 +27,7 @@
 #include "node_agent.h"
 #include "proc_util.h"
 #include "rank_supervisor.h"
+#include "tls.h"
 
 namespace {
 
@@ -59,7 +60,8 @@ int main(int argc, char** argv) {
   CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
   app.set_version_flag("--version", ZR_VERSION);
   std::string listen = "127.0.0.1:29600";
-  std::string secret_file;
+  std::string secret_file, tls_dir, auth_mode;
+  std::vector<std::string> admins;
   std::string state_dir;
   bool kill_on_exit = false, probe = false;
   std::string device = "gpu";
@@ -72,6 +74,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--secret-file", secret_file,
                  "File whose first line is the cluster secret (or set ZR_SECRET)");
+  app.add_option("--tls-dir", tls_dir,
+                 "mTLS: this node's directory from `zerorun cluster init` (ca.crt, cert.crt, "
+                 "cert.key); every caller must present a certificate of that CA");
+  app.add_option("--auth", auth_mode,
+                 "secret: serve a non-loopback address in plaintext with the shared secret (the "
+                 "explicit fallback to mTLS)")
+      ->check(CLI::IsMember({"secret"}));
+  app.add_option("--admin", admins, "mTLS: a user who may see and signal every job (repeatable)")
+      ->allow_extra_args(false);
   app.add_option(
       "--state-dir", state_dir,
       "Where job directories and rank logs go (default $ZR_HOME/agent, ~/.zerorun/agent)");
@@ -100,8 +111,24 @@ int main(int argc, char** argv) {
   const zerorun::worker::NodeAgent agent(zerorun::GetEnv(zerorun::kEnvNvmlLibrary));
   if (probe) return PrintProbe(agent, device, slots, train_bin);
 
+  zerorun::worker::AgentAuth auth;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   std::string secret;
-  if (!secret_file.empty()) {
+  if (!tls_dir.empty() && (!secret_file.empty() || auth_mode == "secret")) {
+    Log("--tls-dir and the shared secret (--secret-file, --auth secret) exclude each other: "
+        "choose one");
+    return zerorun::kExitUsage;
+  }
+  if (!tls_dir.empty()) {
+    absl::StatusOr<zerorun::TlsFiles> files = zerorun::ReadTlsDir(tls_dir);
+    if (!files.ok()) {
+      Log("--tls-dir: " + std::string(files.status().message()));
+      return zerorun::SecretFileExit(files.status());
+    }
+    credentials = zerorun::ServerTlsCredentials(*files);
+    auth.mtls = true;
+    auth.admins.insert(admins.begin(), admins.end());
+  } else if (!secret_file.empty()) {
     absl::StatusOr<std::string> read = zerorun::ReadSecretFile(secret_file);
     if (!read.ok()) {
       Log(std::string(read.status().message()));
@@ -111,11 +138,20 @@ int main(int argc, char** argv) {
   } else {
     secret = zerorun::GetEnv(zerorun::kEnvSecret);
   }
-  if (secret.empty() && !zerorun::IsLoopbackListenAddress(listen)) {
+  const bool loopback = zerorun::IsLoopbackListenAddress(listen);
+  if (!auth.mtls && !loopback && secret.empty()) {
     Log("refusing to listen on " + listen +
-        " without a secret: pass --secret-file (or ZR_SECRET), or listen on 127.0.0.1");
+        " without a secret: give --tls-dir DIR (mTLS; `zerorun cluster init`), or --auth secret "
+        "with --secret-file (or ZR_SECRET), or listen on 127.0.0.1");
     return zerorun::kExitNoPerm;
   }
+  if (!auth.mtls && !loopback && auth_mode != "secret") {
+    Log("refusing to listen on " + listen +
+        " in plaintext with the shared secret unless asked: pass --auth secret, or give "
+        "--tls-dir DIR for mTLS (`zerorun cluster init`)");
+    return zerorun::kExitNoPerm;
+  }
+  auth.secret = auth.mtls ? "" : secret;
   if (state_dir.empty()) state_dir = zerorun::ZerorunHome() + "/agent";
   // Block the stop signals in every thread; a dedicated sigwait below handles them.
   sigset_t stop_signals;
@@ -152,11 +188,11 @@ int main(int argc, char** argv) {
   if (const int adopted = runner.Restore(); adopted > 0) {
     Log("re-adopted the live ranks of " + std::to_string(adopted) + " job(s) from " + state_dir);
   }
-  zerorun::worker::AgentService service(&agent, &runner, secret, Log);
+  zerorun::worker::AgentService service(&agent, &runner, auth, Log);
   grpc::ServerBuilder builder;
   int port = 0;
   zerorun::AddServerKeepalive(&builder);  // A frozen or vanished launcher is found in ~5 s.
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, credentials, &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -164,7 +200,10 @@ int main(int argc, char** argv) {
     return zerorun::kExitUnavailable;
   }
   Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " + listen + " (port " +
-      std::to_string(port) + ")" + (secret.empty() ? ", no secret (loopback)" : ", secret set") +
+      std::to_string(port) + ")" +
+      (auth.mtls        ? ", mTLS (clients: certificates of " + tls_dir + "/ca.crt)"
+       : secret.empty() ? ", no secret (loopback)"
+                        : ", shared secret, plaintext") +
       ", state in " + state_dir +
       (options.cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + options.cgroup_root) +
       (geteuid() != 0     ? ""

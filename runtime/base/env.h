@@ -27,6 +27,10 @@ inline constexpr EnvVar kEnvHome = {"ZR_HOME", "",
 inline constexpr EnvVar kEnvSecret = {"ZR_SECRET", "",
                                       "cluster secret for zerorund (agents) calls"};
 
+// The launcher's mTLS credentials directory when no --tls-dir is given (zerorun cluster init).
+inline constexpr EnvVar kEnvTlsDir = {"ZR_TLS_DIR", "",
+                                      "mTLS credentials directory of zerorun (ca.crt, cert.*)"};
+
 // Timeout of every collective and of the rendezvous, in seconds (DEEPSPEED_TIMEOUT, in minutes,
 // is read when this is unset).
 inline constexpr EnvVar kEnvCommTimeout = {"ZR_COMM_TIMEOUT", "",

@@ -16,68 +16,15 @@
 #include <string>
 #include <vector>
 
-#include "support/child_process.h"
-#include "support/subprocess.h"
-#include "support/temp_dir.h"
+#include "bench/bench_agents.h"
 
+using zerorun::bench::Agents;
+using zerorun::bench::Median;
+using zerorun::bench::ReadStamp;
+using zerorun::bench::RealtimeNs;
 using zerorun::testing::ChildProcess;
 using zerorun::testing::Run;
 using zerorun::testing::TempDir;
-
-namespace {
-
-int64_t RealtimeNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-int64_t ReadStamp(const std::string& path) {
-  std::ifstream in(path);
-  int64_t ns = 0;
-  in >> ns;
-  return ns;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-struct Agents {
-  TempDir dir;
-  std::vector<std::unique_ptr<ChildProcess>> procs;
-  std::string hostfile;
-  Agents(int nodes, int slots) {
-    std::string yaml = "hosts:\n";
-    for (int i = 0; i < nodes; ++i) {
-      const std::string address = "127.0.0." + std::to_string(2 + i);
-      procs.push_back(std::make_unique<ChildProcess>(
-          std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", address + ":0",
-                                   "--allow-root-ranks"},
-          std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/n" + std::to_string(i)}}));
-      procs.back()->WaitForOutput("(port ", 10);
-      std::smatch m;
-      const std::string out = procs.back()->Output();
-      std::regex_search(out, m, std::regex("\\(port (\\d+)\\)"));
-      yaml += "  - {name: n" + std::to_string(i) + ", address: " + address +
-              ", agent_port: " + m[1].str() + ", slots: " + std::to_string(slots) + "}\n";
-    }
-    hostfile = dir.Write("hosts.yaml", yaml);
-    dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
-  }
-  std::vector<std::string> Zerorun(const std::string& env_dir,
-                                   const std::vector<std::string>& rank_args) const {
-    std::vector<std::string> argv = {
-        ZR_TEST_ZERORUN, "--hostfile", hostfile,         "--config", dir.path() + "/ds.json",
-        "--device",      "cpu",        "--grace-period", "5",        ZR_TEST_RANK,
-        "--env-dir",     env_dir,      "--stamps"};
-    argv.insert(argv.end(), rank_args.begin(), rank_args.end());
-    return argv;
-  }
-};
-
-}  // namespace
 
 int main() {
   const std::map<std::string, std::string> env = {{"ZR_HOME", "/tmp/zerorun-bench-home"}};

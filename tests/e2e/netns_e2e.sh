@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # e2e: three nodes with non-loopback addresses. Three network namespaces, each joined by a veth
-# pair to a bridge in a fourth, each with a zerorund (secret required off loopback); the launcher
+# pair to a bridge in a fourth, each with a zerorund (the shared secret, then mTLS); the launcher
 # runs in the first. 127.0.0.x nodes cannot show an address bug: every one of them reaches
 # 127.0.0.1. Checks: ZeRO-2 training across the nodes matches the oracle, a rank failure on the
 # third node ends the job within the usual bound naming the rank and node, and no rank is left
@@ -68,7 +68,7 @@ secret="${tmp}/secret"
 for i in 1 2 3; do
   n="${names[$((i - 1))]}"
   ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${build}/worker/zerorund" --allow-root-ranks \
-    --listen "${subnet}.${i}:29600" --secret-file "${secret}" --state-dir "${tmp}/state_${n}" \
+    --listen "${subnet}.${i}:29600" --auth secret --secret-file "${secret}" --state-dir "${tmp}/state_${n}" \
     >"${tmp}/zerorund_${n}.log" 2>&1 &
   daemons+=("$!")
 done
@@ -162,7 +162,7 @@ for i in 1 2 3; do
   kill -TERM "${daemons[$((i - 1))]}" && wait "${daemons[$((i - 1))]}" 2>/dev/null || true
   ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" GLOO_SOCKET_IFNAME=lo \
     ZR_COMM_TIMEOUT=5 "${build}/worker/zerorund" --allow-root-ranks --listen "${subnet}.${i}:29600" \
-    --secret-file "${secret}" --state-dir "${tmp}/state2_${n}" >"${tmp}/zerorund2_${n}.log" 2>&1 &
+    --auth secret --secret-file "${secret}" --state-dir "${tmp}/state2_${n}" >"${tmp}/zerorund2_${n}.log" 2>&1 &
   daemons[$((i - 1))]="$!"
 done
 wait_all_listening
@@ -179,4 +179,33 @@ grep -q "root cause" "${tmp}/unreachable.log" ||
 echo "ok: an unreachable peer address fails the job in ${elapsed_ms} ms (exit ${rc}):"
 grep -m1 "root cause" "${tmp}/unreachable.log"
 assert_nothing_left
-echo "netns e2e: 6 passed, 0 failed"
+
+# 5. mTLS across the hosts: `zerorun cluster init` certificates naming the 10.x addresses, every
+#    zerorund restarted with --tls-dir; a user's certificate launches (the nodes audit its name),
+#    the shared secret alone no longer does.
+"${build}/launcher/zerorun" cluster init "${tmp}/cluster" --node "${subnet}.1" --node "${subnet}.2" \
+  --node "${subnet}.3" --user alice >"${tmp}/cluster.log" 2>&1 || fail "cluster init: $(cat "${tmp}/cluster.log")"
+for i in 1 2 3; do
+  n="${names[$((i - 1))]}"
+  kill -TERM "${daemons[$((i - 1))]}" && wait "${daemons[$((i - 1))]}" 2>/dev/null || true
+  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${build}/worker/zerorund" \
+    --allow-root-ranks --listen "${subnet}.${i}:29600" --tls-dir "${tmp}/cluster/nodes/${subnet}.${i}" \
+    --state-dir "${tmp}/state3_${n}" >"${tmp}/zerorund3_${n}.log" 2>&1 &
+  daemons[$((i - 1))]="$!"
+done
+wait_all_listening
+rc=0
+ip netns exec "${tag}a" env ZR_HOME="${tmp}/launcher_home" timeout 60 "${build}/launcher/zerorun" \
+  --hostfile "${hosts}" --tls-dir "${tmp}/cluster/users/alice" --device cpu \
+  --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" --run-ms 100 \
+  >"${tmp}/mtls.log" 2>&1 || rc=$?
+[[ ${rc} -eq 0 ]] || { tail -20 "${tmp}/mtls.log"; fail "mTLS job exited ${rc}"; }
+grep -q "audit: Launch job=[^ ]* ranks=1 argv0=[^ ]*zr_test_rank user=alice peer=ipv4:${subnet}.1:" \
+  "${tmp}/zerorund3_c.log" || { cat "${tmp}/zerorund3_c.log"; fail "node-c did not audit alice's launch"; }
+rc=0
+launch --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" --run-ms 100 \
+  >"${tmp}/plain.log" 2>&1 || rc=$?
+[[ ${rc} -eq 69 ]] || { tail -20 "${tmp}/plain.log"; fail "a plaintext launch to mTLS nodes exited ${rc}"; }
+assert_nothing_left
+echo "ok: mTLS on 3 hosts: alice's certificate launched (audited on node-c), the shared secret alone exits 69"
+echo "netns e2e: 7 passed, 0 failed"

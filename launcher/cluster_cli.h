@@ -1,0 +1,30 @@
+// `zerorun cluster init DIR --node N... --user U...` (a new cluster CA and certificates) and
+// `zerorun cluster issue DIR --node N | --user U [--days D]` (one more from an existing CA).
+#ifndef ZERORUN_LAUNCHER_CLUSTER_CLI_H_
+#define ZERORUN_LAUNCHER_CLUSTER_CLI_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+
+namespace zerorun::launcher {
+
+struct ClusterCli {
+  CLI::App* init = nullptr;
+  CLI::App* issue = nullptr;
+  std::string dir;
+  std::vector<std::string> nodes, users;
+  int days = 365;
+};
+
+void AddClusterCommands(CLI::App* app, ClusterCli* cli);
+
+// Runs whichever was parsed: its exit code (0; 2 a bad name; 73 an existing CA or certificate,
+// or a file that cannot be written), or -1 when neither was.
+int RunClusterCommand(const ClusterCli& cli, std::ostream& out, std::ostream& err);
+
+}  // namespace zerorun::launcher
+
+#endif  // ZERORUN_LAUNCHER_CLUSTER_CLI_H_

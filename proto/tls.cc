@@ -1,0 +1,65 @@
+// Credentials directories, gRPC SSL credentials and peer names (see tls.h).
+#include "tls.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "auth.h"
+
+namespace zerorun {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, " cannot be read"));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " holds no PEM data"));
+  }
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<TlsFiles> ReadTlsDir(const std::string& dir) {
+  TlsFiles files;
+  const std::string key = absl::StrCat(dir, "/", kKeyFile);
+  if (absl::Status s = CheckPrivateFile(key, "TLS key"); !s.ok()) return s;
+  const std::pair<std::string*, const char*> wanted[] = {
+      {&files.ca_pem, kCaFile}, {&files.cert_pem, kCertFile}, {&files.key_pem, kKeyFile}};
+  for (const auto& [out, name] : wanted) {
+    absl::StatusOr<std::string> pem = ReadPem(absl::StrCat(dir, "/", name));
+    if (!pem.ok()) return pem.status();
+    *out = *std::move(pem);
+  }
+  return files;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> ClientAuth::Credentials() const {
+  if (!mtls()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = tls.ca_pem;
+  options.pem_cert_chain = tls.cert_pem;
+  options.pem_private_key = tls.key_pem;
+  return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::ServerCredentials> ServerTlsCredentials(const TlsFiles& files) {
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = files.ca_pem;
+  options.pem_key_cert_pairs.push_back({files.key_pem, files.cert_pem});
+  return grpc::SslServerCredentials(options);
+}
+
+std::string PeerCommonName(const grpc::ServerContext& context) {
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  const std::vector<grpc::string_ref> names = auth->FindPropertyValues("x509_common_name");
+  if (names.empty()) return "";
+  return std::string(names.front().data(), names.front().size());
+}
+
+}  // namespace zerorun

@@ -1,0 +1,48 @@
+// mTLS for the control plane: a cluster's directory layout (`zerorun cluster init`), loading a
+// node's server credentials and a user's client credentials from it (key files checked 0600),
+// and the authenticated peer's name. Plaintext plus the shared secret stays for loopback and for
+// the explicit shared-secret mode.
+#ifndef ZERORUN_PROTO_TLS_H_
+#define ZERORUN_PROTO_TLS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+
+namespace zerorun {
+
+// A credentials directory holds ca.crt (the cluster CA), and cert.crt + cert.key (this node's or
+// this user's certificate, signed by the CA, and its private key, mode 0600).
+inline constexpr char kCaFile[] = "ca.crt";
+inline constexpr char kCertFile[] = "cert.crt";
+inline constexpr char kKeyFile[] = "cert.key";
+
+struct TlsFiles {
+  std::string ca_pem, cert_pem, key_pem;
+};
+// Reads DIR/ca.crt, DIR/cert.crt and DIR/cert.key. NotFound naming a missing file,
+// PermissionDenied for a key group or others may read (Fix: chmod 600).
+absl::StatusOr<TlsFiles> ReadTlsDir(const std::string& dir);
+
+// How a client authenticates to zerorund: mTLS with `tls` when its CA is set (the server's
+// certificate must be the CA's and name the address dialled), else plaintext with `secret` (sent
+// with every call when not empty).
+struct ClientAuth {
+  std::string secret;
+  TlsFiles tls;
+  bool mtls() const { return !tls.ca_pem.empty(); }
+  std::shared_ptr<grpc::ChannelCredentials> Credentials() const;
+};
+
+// zerorund's server credentials: its certificate, and every client must present one the cluster
+// CA signed (GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY).
+std::shared_ptr<grpc::ServerCredentials> ServerTlsCredentials(const TlsFiles& files);
+
+// The common name of the client certificate of an mTLS call ("" for a plaintext call).
+std::string PeerCommonName(const grpc::ServerContext& context);
+
+}  // namespace zerorun
+
+#endif  // ZERORUN_PROTO_TLS_H_

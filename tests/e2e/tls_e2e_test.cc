@@ -1,0 +1,200 @@
+// e2e: mTLS between zerorun and zerorund (issue 13). `zerorun cluster init` makes a CA and
+// certificates; zerorund --tls-dir serves only clients with a certificate of that CA, names
+// each job's owner from it, and lets only the owner (or an --admin) see and signal a job.
+// Negative cases: plaintext, another CA, an expired certificate, a node certificate for another
+// address; each refused with nothing started. Real zerorund processes on 127.0.0.2.
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster_ca.h"
+#include "grpc_util.h"
+#include "support/child_process.h"
+#include "support/subprocess.h"
+#include "support/temp_dir.h"
+#include "tls.h"
+#include "zerorun/v1/node_agent.grpc.pb.h"
+
+namespace zerorun::testing {
+namespace {
+
+int Mode(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
+}
+
+// A cluster directory (CA, node 127.0.0.2 and 127.0.0.3, users alice, bob, admin) and a zerorund
+// on 127.0.0.2 serving mTLS with `node` (default its own certificate).
+struct TlsCluster {
+  explicit TlsCluster(const std::string& node = "127.0.0.2") {
+    const RunResult init =
+        Run({ZR_TEST_ZERORUN, "cluster", "init", ca, "--node", "127.0.0.2", "--node", "127.0.0.3",
+             "--user", "alice", "--user", "bob", "--user", "admin"},
+            {});
+    INFO(init.err);
+    REQUIRE(init.exit_code == 0);
+    agent = std::make_unique<ChildProcess>(
+        std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--tls-dir",
+                                 ca + "/nodes/" + node, "--admin", "admin", "--allow-root-ranks"},
+        std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/agent-home"}});
+    REQUIRE(agent->WaitForOutput("(port ", 10));
+    std::smatch m;
+    const std::string out = agent->Output();
+    REQUIRE(std::regex_search(out, m, std::regex("\\(port (\\d+)\\)")));
+    port = m[1].str();
+    hosts = dir.Write("hosts.yaml", "hosts:\n  - {name: node-a, address: 127.0.0.2, agent_port: " +
+                                        port + ", slots: 2}\n");
+    config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
+  }
+  // zerorun run as the user whose credentials are in `tls_dir` ("" : plaintext).
+  RunResult Launch(const std::string& tls_dir, const std::string& job_id, int run_ms = 100) {
+    std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile", hosts,      "--config", config,
+                                     "--device",      "cpu",        "--job-id", job_id};
+    if (!tls_dir.empty()) argv.insert(argv.end(), {"--tls-dir", tls_dir});
+    argv.insert(argv.end(), {ZR_TEST_RANK, "--run-ms", std::to_string(run_ms)});
+    return Run(argv, {{"ZR_HOME", dir.path() + "/home-" + job_id}});
+  }
+  std::unique_ptr<v1::NodeAgent::Stub> Stub(const std::string& user) const {
+    absl::StatusOr<TlsFiles> files = ReadTlsDir(ca + "/users/" + user);
+    ClientAuth auth;
+    if (files.ok()) auth.tls = *files;
+    return v1::NodeAgent::NewStub(grpc::CreateChannel("127.0.0.2:" + port, auth.Credentials()));
+  }
+
+  TempDir dir;
+  const std::string ca = dir.path() + "/cluster";
+  std::unique_ptr<ChildProcess> agent;
+  std::string port, hosts, config;
+};
+
+TEST_CASE(
+    "zerorun cluster init makes a CA and certificates with private keys, and never overwrites",
+    "[e2e][auth][tls]") {
+  TempDir dir;
+  const std::string ca = dir.path() + "/cluster";
+  const RunResult init =
+      Run({ZR_TEST_ZERORUN, "cluster", "init", ca, "--node", "10.1.2.3", "--user", "alice"}, {});
+  REQUIRE(init.exit_code == 0);
+  CHECK(Mode(ca) == 0700);
+  CHECK(Mode(ca + "/ca.key") == 0600);
+  CHECK(Mode(ca + "/nodes/10.1.2.3/cert.key") == 0600);
+  CHECK(Mode(ca + "/users/alice/cert.key") == 0600);
+  CHECK(Mode(ca + "/users/alice") == 0700);
+  CHECK(std::filesystem::exists(ca + "/users/alice/ca.crt"));
+  const RunResult again = Run({ZR_TEST_ZERORUN, "cluster", "init", ca}, {});
+  CHECK(again.exit_code == 73);
+  CHECK_THAT(again.err, Catch::Contains("holds a cluster CA already"));
+  const RunResult twice = Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", "alice"}, {});
+  CHECK(twice.exit_code == 73);
+  CHECK_THAT(twice.err, Catch::Contains("alice has a certificate"));
+  const RunResult bad = Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", "a/b"}, {});
+  CHECK(bad.exit_code == 2);
+  CHECK(Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", "bob"}, {}).exit_code == 0);
+  // A key others may read is refused by both ends.
+  chmod((ca + "/users/bob/cert.key").c_str(), 0644);
+  const RunResult open_key =
+      Run({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--tls-dir", ca + "/users/bob"}, {});
+  CHECK(open_key.exit_code == 77);
+  CHECK_THAT(open_key.err, Catch::Contains("Fix: chmod 600"));
+}
+
+TEST_CASE(
+    "A job runs over mTLS as the user of the client certificate, while plaintext, another CA, an "
+    "expired certificate and a node certificate for another address are refused",
+    "[e2e][auth][tls]") {
+  TlsCluster cluster;
+  const RunResult ok = cluster.Launch(cluster.ca + "/users/alice", "job-alice");
+  INFO(ok.out + ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out + ok.err, Catch::Contains("succeeded: all 2 rank(s) exited 0"));
+  CHECK(std::regex_search(cluster.agent->Output(),
+                          std::regex("audit: Launch job=job-alice ranks=2 argv0=[^ ]+ user=alice "
+                                     "peer=ipv4:127\\.0\\.0\\.1:[0-9]+ accepted")));
+  // Plaintext: no TLS handshake, nothing started.
+  const RunResult plain = cluster.Launch("", "job-plain");
+  CHECK(plain.exit_code == 69);
+  CHECK_THAT(plain.out + plain.err, Catch::Contains("node-a"));
+  // A certificate of another cluster's CA.
+  TempDir other;
+  REQUIRE(Run({ZR_TEST_ZERORUN, "cluster", "init", other.path() + "/c", "--user", "alice"}, {})
+              .exit_code == 0);
+  const RunResult other_ca = cluster.Launch(other.path() + "/c/users/alice", "job-other-ca");
+  CHECK(other_ca.exit_code == 77);  // The launcher sees the node's certificate fail its CA.
+  CHECK_THAT(other_ca.out, Catch::Contains("TLS with the agent at 127.0.0.2") &&
+                               Catch::Contains("Fix: a --tls-dir of this cluster's CA"));
+  // An expired certificate of the right CA.
+  REQUIRE(launcher::IssueCertificate(cluster.ca, launcher::CertKind::kUser, "carol",
+                                     launcher::Validity{-7200, -3600})
+              .ok());
+  // zerorund ends the handshake: the launcher sees the connection closed.
+  CHECK(cluster.Launch(cluster.ca + "/users/carol", "job-expired").exit_code == 69);
+  const std::string log = cluster.agent->Output();
+  CHECK_THAT(log, !Catch::Contains("job=job-plain") && !Catch::Contains("job=job-other-ca") &&
+                      !Catch::Contains("job=job-expired"));
+  // The launcher checks the node's certificate names the address it dialled.
+  TlsCluster impostor("127.0.0.3");
+  const RunResult wrong_name = impostor.Launch(impostor.ca + "/users/alice", "job-impostor");
+  CHECK(wrong_name.exit_code == 77);
+  CHECK_THAT(wrong_name.out, Catch::Contains("names 127.0.0.2"));
+  CHECK_THAT(impostor.agent->Output(), !Catch::Contains("job=job-impostor"));
+}
+
+TEST_CASE("Another user's certificate can neither see, watch nor signal a job, an admin's can",
+          "[e2e][auth][tls]") {
+  TlsCluster cluster;
+  auto launched = std::async(std::launch::async, [&] {
+    return cluster.Launch(cluster.ca + "/users/alice", "job-a", 4000);
+  });
+  auto alice = cluster.Stub("alice"), bob = cluster.Stub("bob"), admin = cluster.Stub("admin");
+  auto ranks_seen = [](v1::NodeAgent::Stub* stub, const std::string& job) {
+    grpc::ClientContext context;
+    v1::AgentStatusRequest request;
+    request.set_job_id(job);
+    v1::AgentStatusReply reply;
+    const grpc::Status s = stub->Status(&context, request, &reply);
+    return s.ok() ? reply.ranks_size() : -1;
+  };
+  for (int i = 0; i < 100 && ranks_seen(alice.get(), "") < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(ranks_seen(alice.get(), "") == 2);
+  CHECK(ranks_seen(admin.get(), "") == 2);
+  CHECK(ranks_seen(bob.get(), "") == 0);        // Every job: none of bob's.
+  CHECK(ranks_seen(bob.get(), "job-a") == -1);  // This one: refused.
+  {
+    grpc::ClientContext context;
+    v1::SignalRequest request;
+    request.set_job_id("job-a");
+    request.set_signal(9);
+    v1::SignalReply reply;
+    const grpc::Status s = bob->Signal(&context, request, &reply);
+    CHECK(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK_THAT(s.error_message(), Catch::Contains("job job-a is not bob's"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::WatchRequest request;
+    request.set_job_id("job-a");
+    auto reader = bob->Watch(&context, request);
+    v1::RankEvent event;
+    CHECK_FALSE(reader->Read(&event));
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  CHECK(ranks_seen(alice.get(), "job-a") == 2);  // Still running: bob's signal went nowhere.
+  const RunResult done = launched.get();
+  CHECK(done.exit_code == 0);
+  CHECK_THAT(cluster.agent->Output(),
+             Catch::Contains("audit: Signal job=job-a signal=9 user=bob") &&
+                 Catch::Contains("refused (job job-a is not bob's)"));
+}
+
+}  // namespace
+}  // namespace zerorun::testing
