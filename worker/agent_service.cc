@@ -1,11 +1,24 @@
 // NodeAgent gRPC handlers.
 #include "agent_service.h"
 
+#include <unistd.h>
+
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "grpc_util.h"
 #include "tls.h"
 
 namespace zerorun::worker {
+namespace {
+
+std::string Hostname() {
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+}  // namespace
 
 AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, AgentAuth auth, AuditFn audit)
     : agent_(agent), runner_(runner), auth_(std::move(auth)), audit_(std::move(audit)) {}
@@ -67,7 +80,15 @@ grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::Launch
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<v1::LaunchReply> launched = runner_->Launch(*request, who.name);
+  // A root zerorund serving mTLS runs the ranks as the user the certificate names.
+  std::optional<RunAs> run_as;
+  if (auth_.mtls && geteuid() == 0) {
+    absl::StatusOr<RunAs> user = LookUpUser(who.name, Hostname());
+    if (!user.ok()) return ToGrpcStatus(absl::PermissionDeniedError(user.status().message()));
+    run_as = *std::move(user);
+  }
+  absl::StatusOr<v1::LaunchReply> launched =
+      runner_->Launch(*request, who.name, run_as.has_value() ? &*run_as : nullptr);
   if (!launched.ok()) return ToGrpcStatus(launched.status());
   *reply = *std::move(launched);
   return grpc::Status::OK;

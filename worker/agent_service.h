@@ -19,8 +19,9 @@ namespace zerorun::worker {
 struct AgentAuth {
   std::string secret;  // Plaintext: the shared secret every call carries ("": none, loopback).
   // mTLS: gRPC verified the caller's certificate against the cluster CA; its common name is who
-  // calls. A job belongs to whoever launched it: Signal, Watch and Status of it are theirs (and
-  // `admins`'), and Status of every job lists only theirs. Without mTLS every caller is one.
+  // calls (and, when zerorund runs as root, the local user its ranks run as). A job belongs to
+  // whoever launched it: Signal, Watch and Status of it are theirs (and `admins`'), and Status of
+  // every job lists only theirs. Without mTLS every caller is one.
   bool mtls = false;
   std::set<std::string> admins;
 };

@@ -59,9 +59,16 @@ void AddZerorunToPath(std::vector<std::string>* env) {
                               path != nullptr ? path : "/usr/bin:/bin"));
 }
 
-// The rank's environment: the agent's own, minus the cluster secret, plus the launch's.
-std::vector<std::string> RankEnvironment(const v1::RankSpec& spec, const std::string& config) {
+// The rank's environment: the agent's own, minus the cluster secret, plus the launch's, plus
+// (running as a user) that user's HOME, USER and LOGNAME.
+std::vector<std::string> RankEnvironment(const v1::RankSpec& spec, const std::string& config,
+                                         const RunAs* run_as) {
   std::vector<std::string> additions(spec.env().begin(), spec.env().end());
+  if (run_as != nullptr) {
+    additions.push_back("HOME=" + run_as->home);
+    additions.push_back("USER=" + run_as->name);
+    additions.push_back("LOGNAME=" + run_as->name);
+  }
   if (!config.empty()) additions.push_back(absl::StrCat(rank_env::kConfig, "=", config));
   AddZerorunToPath(&additions);
   std::set<std::string> overridden;
@@ -150,10 +157,10 @@ std::optional<std::string> JobRunner::Owner(const std::string& job_id) {
 }
 
 absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& request,
-                                                  const std::string& owner) {
+                                                  const std::string& owner, const RunAs* run_as) {
   const std::string& id = request.job_id();
   if (absl::Status s = ValidateLaunchRequest(request); !s.ok()) return s;
-  if (options_.refuse_root_ranks && geteuid() == 0) {
+  if (options_.refuse_root_ranks && (run_as != nullptr ? run_as->uid == 0 : geteuid() == 0)) {
     return absl::PermissionDeniedError(
         "zerorund runs as root here, so the ranks would run as root: refused. Fix: run zerorund "
         "as an unprivileged user (deploy/systemd/zerorund.service: User=zerorun), or start it with "
@@ -164,6 +171,19 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     absl::MutexLock lock(&mu_);
     if (jobs_.count(id) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", id, " exists"));
   }
+  if (run_as != nullptr) {
+    // As the user, before anything is made as root: its log directories and working directory.
+    std::vector<std::string> dirs;
+    for (const v1::RankSpec& spec : request.ranks()) {
+      if (!request.log_dir().empty())
+        dirs.push_back(absl::StrCat(request.log_dir(), "/rank_", spec.rank()));
+    }
+    if (absl::Status s = PrepareAs(*run_as, dirs, request.cwd()); !s.ok()) return s;
+  }
+  // Hands a path zerorund made to the user the ranks run as (nothing without run_as).
+  auto give = [run_as](const std::string& path) {
+    if (run_as != nullptr) (void)!chown(path.c_str(), run_as->uid, run_as->gid);
+  };
   auto job = std::make_unique<Job>();
   job->id = id;
   job->owner = owner;
@@ -176,14 +196,17 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     if (absl::Status s = WriteFileAtomic(config_path, request.config_json(), 0600); !s.ok()) {
       return s;
     }
+    give(config_path);
   }
+  // The user's supervisors reach their rank directories, the lease and the config through it.
+  if (run_as != nullptr) chmod(job->dir.c_str(), 0711);
   const int64_t lease_ms = request.lease_ms() > 0 ? request.lease_ms() : kDefaultLeaseMs;
   const int64_t window_ms =
       request.reconnect_window_ms() > 0 ? request.reconnect_window_ms() : kDefaultWindowMs;
   const int64_t grace_ms = request.grace_ms() > 0 ? request.grace_ms() : kDefaultGraceMs;
   if (absl::Status s = WriteLeaseFile(job->dir + "/lease", lease_ms, window_ms); !s.ok()) return s;
   if (absl::Status s = job->journal.Open(job->dir + "/events.journal", true); !s.ok()) return s;
-  if (!options_.cgroup_root.empty()) {
+  if (!options_.cgroup_root.empty() && run_as == nullptr) {
     if (absl::StatusOr<std::string> cg = MakeCgroup(options_.cgroup_root, id); cg.ok()) {
       job->cgroup = *cg;
     }
@@ -197,6 +220,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     const std::string dir = absl::StrCat(log_dir, "/rank_", spec.rank());
     for (const std::string& d : {rank.rank_dir, dir}) {
       if (absl::Status s = MakeDirs(d, 0700); !s.ok()) return s;
+      if (d == rank.rank_dir) give(d);  // A log_dir's were made as the user.
     }
     unlink((rank.rank_dir + "/exit").c_str());  // From an earlier job under this id.
     rank.stdout_path = dir + "/stdout.log";
@@ -215,7 +239,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   for (int i = 0; i < request.ranks_size(); ++i) {
     Rank& rank = job->ranks[i];
     // Everything the child needs is prepared before fork(): only async-signal-safe calls after.
-    std::vector<std::string> env_strings = RankEnvironment(request.ranks(i), config_path);
+    std::vector<std::string> env_strings = RankEnvironment(request.ranks(i), config_path, run_as);
     std::vector<char*> envp;
     for (std::string& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -241,6 +265,10 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     argv.push_back(nullptr);
     const int out = open(rank.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     const int err = open(rank.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (run_as != nullptr && out >= 0 && err >= 0) {
+      (void)!fchown(out, run_as->uid, run_as->gid);
+      (void)!fchown(err, run_as->uid, run_as->gid);
+    }
     int ready[2] = {-1, -1};
     if (out < 0 || err < 0 || pipe2(ready, O_CLOEXEC) != 0) {
       const std::string why = strerror(errno);
@@ -253,6 +281,8 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     const std::string cwd = request.cwd();
     const std::string cwd_error = absl::StrCat("zerorund: cannot enter ", cwd, "\n");
     const std::string exe = options_.self_exe;
+    const std::string drop_error =
+        absl::StrCat("zerorund: cannot become user ", run_as != nullptr ? run_as->name : "", "\n");
     const pid_t pid = fork();
     if (pid == 0) {
       // The launcher blocks SIGINT/SIGTERM for its sigwait thread; the supervisor sets its own.
@@ -264,6 +294,10 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
       dup2(out, 1);
       dup2(err, 2);
       dup2(ready[1], kReadyFd);
+      if (run_as != nullptr && !DropTo(*run_as)) {  // Never exec as root what the user asked.
+        (void)!write(2, drop_error.data(), drop_error.size());
+        _exit(126);
+      }
       if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
         (void)!write(2, cwd_error.data(), cwd_error.size());
         _exit(127);

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "event_journal.h"
+#include "run_as.h"
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::worker {
@@ -70,8 +71,13 @@ class JobRunner {
   // directory, log file or supervisor cannot be made; a program that cannot be executed starts
   // and exits with 127 (its stderr says why), like a shell. On error, ranks already started are
   // killed. The launch renews the job's lease. `owner`: who asks (kept with the job, Owner()).
+  // `run_as` (a root zerorund): the ranks run as that user: its log directories are made and its
+  // working directory checked as the user first (PermissionDenied naming the path), the job's
+  // rank directories, config and logs are the user's, HOME/USER/LOGNAME are its, and no cgroup
+  // is made (the supervisor's subreaper still ends leftovers).
   absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request,
-                                         const std::string& owner = "");
+                                         const std::string& owner = "",
+                                         const RunAs* run_as = nullptr);
   // Who launched `job_id`, or nullopt for an unknown job.
   std::optional<std::string> Owner(const std::string& job_id);
 

@@ -162,7 +162,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // One zerorund per state dir: its pid file tells the rank supervisors that it lives.
-  if (absl::Status s = zerorun::MakeDirs(state_dir, 0700); !s.ok()) {
+  // 0711: ranks running as users reach their own job directories in it, nothing else.
+  if (absl::Status s = zerorun::MakeDirs(state_dir, 0711); !s.ok()) {
     Log(std::string(s.message()));
     return zerorun::kExitCantCreate;
   }

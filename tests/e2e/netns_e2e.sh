@@ -181,10 +181,11 @@ grep -m1 "root cause" "${tmp}/unreachable.log"
 assert_nothing_left
 
 # 5. mTLS across the hosts: `zerorun cluster init` certificates naming the 10.x addresses, every
-#    zerorund restarted with --tls-dir; a user's certificate launches (the nodes audit its name),
-#    the shared secret alone no longer does.
+#    zerorund (root) restarted with --tls-dir; the certificate of the local user `nobody` launches
+#    (its ranks run as nobody; the nodes audit the name), the shared secret alone no longer does.
+chmod 711 "${tmp}"  # Ranks running as nobody reach their job directories under it.
 "${build}/launcher/zerorun" cluster init "${tmp}/cluster" --node "${subnet}.1" --node "${subnet}.2" \
-  --node "${subnet}.3" --user alice >"${tmp}/cluster.log" 2>&1 || fail "cluster init: $(cat "${tmp}/cluster.log")"
+  --node "${subnet}.3" --user nobody >"${tmp}/cluster.log" 2>&1 || fail "cluster init: $(cat "${tmp}/cluster.log")"
 for i in 1 2 3; do
   n="${names[$((i - 1))]}"
   kill -TERM "${daemons[$((i - 1))]}" && wait "${daemons[$((i - 1))]}" 2>/dev/null || true
@@ -196,16 +197,16 @@ done
 wait_all_listening
 rc=0
 ip netns exec "${tag}a" env ZR_HOME="${tmp}/launcher_home" timeout 60 "${build}/launcher/zerorun" \
-  --hostfile "${hosts}" --tls-dir "${tmp}/cluster/users/alice" --device cpu \
+  --hostfile "${hosts}" --tls-dir "${tmp}/cluster/users/nobody" --device cpu \
   --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" --run-ms 100 \
   >"${tmp}/mtls.log" 2>&1 || rc=$?
 [[ ${rc} -eq 0 ]] || { tail -20 "${tmp}/mtls.log"; fail "mTLS job exited ${rc}"; }
-grep -q "audit: Launch job=[^ ]* ranks=1 argv0=[^ ]*zr_test_rank user=alice peer=ipv4:${subnet}.1:" \
-  "${tmp}/zerorund3_c.log" || { cat "${tmp}/zerorund3_c.log"; fail "node-c did not audit alice's launch"; }
+grep -q "audit: Launch job=[^ ]* ranks=1 argv0=[^ ]*zr_test_rank user=nobody peer=ipv4:${subnet}.1:" \
+  "${tmp}/zerorund3_c.log" || { cat "${tmp}/zerorund3_c.log"; fail "node-c did not audit the launch of nobody"; }
 rc=0
 launch --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" --run-ms 100 \
   >"${tmp}/plain.log" 2>&1 || rc=$?
 [[ ${rc} -eq 69 ]] || { tail -20 "${tmp}/plain.log"; fail "a plaintext launch to mTLS nodes exited ${rc}"; }
 assert_nothing_left
-echo "ok: mTLS on 3 hosts: alice's certificate launched (audited on node-c), the shared secret alone exits 69"
+echo "ok: mTLS on 3 hosts: the certificate of user nobody launched (its ranks run as nobody, audited on node-c); the shared secret alone exits 69"
 echo "netns e2e: 7 passed, 0 failed"

@@ -3,12 +3,16 @@
 // each job's owner from it, and lets only the owner (or an --admin) see and signal a job.
 // Negative cases: plaintext, another CA, an expired certificate, a node certificate for another
 // address; each refused with nothing started. Real zerorund processes on 127.0.0.2.
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <memory>
 #include <regex>
 #include <string>
@@ -31,20 +35,56 @@ int Mode(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
 }
 
-// A cluster directory (CA, node 127.0.0.2 and 127.0.0.3, users alice, bob, admin) and a zerorund
+// The test's local account names, unique per process (test cases run in parallel processes,
+// each making and removing its own).
+std::string Alice() { return "zrtest-a" + std::to_string(getpid()); }
+std::string Bob() { return "zrtest-b" + std::to_string(getpid()); }
+
+// A local account for the test, made with useradd when missing and removed at the end if made.
+struct LocalUser {
+  explicit LocalUser(std::string n) : name(std::move(n)) {
+    if (getpwnam(name.c_str()) == nullptr) {
+      made = Run({"/usr/sbin/useradd", "--system", "--no-create-home", "--shell",
+                  "/usr/sbin/nologin", name},
+                 {})
+                 .exit_code == 0;
+    }
+    const passwd* pw = getpwnam(name.c_str());
+    uid = pw != nullptr ? pw->pw_uid : 0;
+  }
+  ~LocalUser() {
+    if (made) Run({"/usr/sbin/userdel", name}, {});
+  }
+  std::string name;
+  bool made = false;
+  uid_t uid = 0;
+};
+
+// A cluster directory (CA, node 127.0.0.2 and 127.0.0.3, users Alice(), Bob(), admin:
+// local accounts made for the test when it runs as root, where ranks run as them) and a zerorund
 // on 127.0.0.2 serving mTLS with `node` (default its own certificate).
 struct TlsCluster {
-  explicit TlsCluster(const std::string& node = "127.0.0.2") {
-    const RunResult init =
-        Run({ZR_TEST_ZERORUN, "cluster", "init", ca, "--node", "127.0.0.2", "--node", "127.0.0.3",
-             "--user", "alice", "--user", "bob", "--user", "admin"},
-            {});
-    INFO(init.err);
-    REQUIRE(init.exit_code == 0);
+  // `users` beyond those three; `allow_root`: zerorund --allow-root-ranks.
+  explicit TlsCluster(const std::string& node = "127.0.0.2",
+                      const std::vector<std::string>& users = {}, bool allow_root = true) {
+    if (geteuid() == 0) {
+      for (const std::string& name : {Alice(), Bob()}) {
+        accounts.push_back(std::make_unique<LocalUser>(name));
+      }
+    }
+    std::vector<std::string> init = {ZR_TEST_ZERORUN, "cluster", "init",      ca,       "--node",
+                                     "127.0.0.2",     "--node",  "127.0.0.3", "--user", Alice(),
+                                     "--user",        Bob(),     "--user",    "admin"};
+    for (const std::string& user : users) init.insert(init.end(), {"--user", user});
+    const RunResult made = Run(init, {});
+    INFO(made.err);
+    REQUIRE(made.exit_code == 0);
+    chmod(dir.path().c_str(), 0711);  // Ranks running as users reach their job directories.
+    std::vector<std::string> argv = {ZR_TEST_ZERORUND,      "--listen", "127.0.0.2:0", "--tls-dir",
+                                     ca + "/nodes/" + node, "--admin",  "admin"};
+    if (allow_root) argv.push_back("--allow-root-ranks");
     agent = std::make_unique<ChildProcess>(
-        std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--tls-dir",
-                                 ca + "/nodes/" + node, "--admin", "admin", "--allow-root-ranks"},
-        std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/agent-home"}});
+        argv, std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/agent-home"}});
     REQUIRE(agent->WaitForOutput("(port ", 10));
     std::smatch m;
     const std::string out = agent->Output();
@@ -55,11 +95,15 @@ struct TlsCluster {
     config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
   }
   // zerorun run as the user whose credentials are in `tls_dir` ("" : plaintext).
-  RunResult Launch(const std::string& tls_dir, const std::string& job_id, int run_ms = 100) {
+  RunResult Launch(const std::string& tls_dir, const std::string& job_id, int run_ms = 100,
+                   const std::vector<std::string>& zerorun_args = {},
+                   const std::vector<std::string>& rank_args = {}) {
     std::vector<std::string> argv = {ZR_TEST_ZERORUN, "--hostfile", hosts,      "--config", config,
                                      "--device",      "cpu",        "--job-id", job_id};
     if (!tls_dir.empty()) argv.insert(argv.end(), {"--tls-dir", tls_dir});
+    argv.insert(argv.end(), zerorun_args.begin(), zerorun_args.end());
     argv.insert(argv.end(), {ZR_TEST_RANK, "--run-ms", std::to_string(run_ms)});
+    argv.insert(argv.end(), rank_args.begin(), rank_args.end());
     return Run(argv, {{"ZR_HOME", dir.path() + "/home-" + job_id}});
   }
   std::unique_ptr<v1::NodeAgent::Stub> Stub(const std::string& user) const {
@@ -69,6 +113,7 @@ struct TlsCluster {
     return v1::NodeAgent::NewStub(grpc::CreateChannel("127.0.0.2:" + port, auth.Credentials()));
   }
 
+  std::vector<std::unique_ptr<LocalUser>> accounts;  // Outlive the agent (declared first).
   TempDir dir;
   const std::string ca = dir.path() + "/cluster";
   std::unique_ptr<ChildProcess> agent;
@@ -81,27 +126,27 @@ TEST_CASE(
   TempDir dir;
   const std::string ca = dir.path() + "/cluster";
   const RunResult init =
-      Run({ZR_TEST_ZERORUN, "cluster", "init", ca, "--node", "10.1.2.3", "--user", "alice"}, {});
+      Run({ZR_TEST_ZERORUN, "cluster", "init", ca, "--node", "10.1.2.3", "--user", Alice()}, {});
   REQUIRE(init.exit_code == 0);
   CHECK(Mode(ca) == 0700);
   CHECK(Mode(ca + "/ca.key") == 0600);
   CHECK(Mode(ca + "/nodes/10.1.2.3/cert.key") == 0600);
-  CHECK(Mode(ca + "/users/alice/cert.key") == 0600);
-  CHECK(Mode(ca + "/users/alice") == 0700);
-  CHECK(std::filesystem::exists(ca + "/users/alice/ca.crt"));
+  CHECK(Mode(ca + "/users/" + Alice() + "/cert.key") == 0600);
+  CHECK(Mode(ca + "/users/" + Alice()) == 0700);
+  CHECK(std::filesystem::exists(ca + "/users/" + Alice() + "/ca.crt"));
   const RunResult again = Run({ZR_TEST_ZERORUN, "cluster", "init", ca}, {});
   CHECK(again.exit_code == 73);
   CHECK_THAT(again.err, Catch::Contains("holds a cluster CA already"));
-  const RunResult twice = Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", "alice"}, {});
+  const RunResult twice = Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", Alice()}, {});
   CHECK(twice.exit_code == 73);
-  CHECK_THAT(twice.err, Catch::Contains("alice has a certificate"));
+  CHECK_THAT(twice.err, Catch::Contains(Alice() + " has a certificate"));
   const RunResult bad = Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", "a/b"}, {});
   CHECK(bad.exit_code == 2);
-  CHECK(Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", "bob"}, {}).exit_code == 0);
+  CHECK(Run({ZR_TEST_ZERORUN, "cluster", "issue", ca, "--user", Bob()}, {}).exit_code == 0);
   // A key others may read is refused by both ends.
-  chmod((ca + "/users/bob/cert.key").c_str(), 0644);
+  chmod((ca + "/users/" + Bob() + "/cert.key").c_str(), 0644);
   const RunResult open_key =
-      Run({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--tls-dir", ca + "/users/bob"}, {});
+      Run({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--tls-dir", ca + "/users/" + Bob()}, {});
   CHECK(open_key.exit_code == 77);
   CHECK_THAT(open_key.err, Catch::Contains("Fix: chmod 600"));
 }
@@ -111,22 +156,24 @@ TEST_CASE(
     "expired certificate and a node certificate for another address are refused",
     "[e2e][auth][tls]") {
   TlsCluster cluster;
-  const RunResult ok = cluster.Launch(cluster.ca + "/users/alice", "job-alice");
+  const RunResult ok = cluster.Launch(cluster.ca + "/users/" + Alice(), "job-alice");
   INFO(ok.out + ok.err);
   CHECK(ok.exit_code == 0);
   CHECK_THAT(ok.out + ok.err, Catch::Contains("succeeded: all 2 rank(s) exited 0"));
-  CHECK(std::regex_search(cluster.agent->Output(),
-                          std::regex("audit: Launch job=job-alice ranks=2 argv0=[^ ]+ user=alice "
-                                     "peer=ipv4:127\\.0\\.0\\.1:[0-9]+ accepted")));
+  CHECK(std::regex_search(
+      cluster.agent->Output(),
+      std::regex("audit: Launch job=job-alice ranks=2 argv0=[^ ]+ user=" + Alice() +
+                 " "
+                 "peer=ipv4:127\\.0\\.0\\.1:[0-9]+ accepted")));
   // Plaintext: no TLS handshake, nothing started.
   const RunResult plain = cluster.Launch("", "job-plain");
   CHECK(plain.exit_code == 69);
   CHECK_THAT(plain.out + plain.err, Catch::Contains("node-a"));
   // A certificate of another cluster's CA.
   TempDir other;
-  REQUIRE(Run({ZR_TEST_ZERORUN, "cluster", "init", other.path() + "/c", "--user", "alice"}, {})
+  REQUIRE(Run({ZR_TEST_ZERORUN, "cluster", "init", other.path() + "/c", "--user", Alice()}, {})
               .exit_code == 0);
-  const RunResult other_ca = cluster.Launch(other.path() + "/c/users/alice", "job-other-ca");
+  const RunResult other_ca = cluster.Launch(other.path() + "/c/users/" + Alice(), "job-other-ca");
   CHECK(other_ca.exit_code == 77);  // The launcher sees the node's certificate fail its CA.
   CHECK_THAT(other_ca.out, Catch::Contains("TLS with the agent at 127.0.0.2") &&
                                Catch::Contains("Fix: a --tls-dir of this cluster's CA"));
@@ -141,7 +188,7 @@ TEST_CASE(
                       !Catch::Contains("job=job-expired"));
   // The launcher checks the node's certificate names the address it dialled.
   TlsCluster impostor("127.0.0.3");
-  const RunResult wrong_name = impostor.Launch(impostor.ca + "/users/alice", "job-impostor");
+  const RunResult wrong_name = impostor.Launch(impostor.ca + "/users/" + Alice(), "job-impostor");
   CHECK(wrong_name.exit_code == 77);
   CHECK_THAT(wrong_name.out, Catch::Contains("names 127.0.0.2"));
   CHECK_THAT(impostor.agent->Output(), !Catch::Contains("job=job-impostor"));
@@ -151,9 +198,9 @@ TEST_CASE("Another user's certificate can neither see, watch nor signal a job, a
           "[e2e][auth][tls]") {
   TlsCluster cluster;
   auto launched = std::async(std::launch::async, [&] {
-    return cluster.Launch(cluster.ca + "/users/alice", "job-a", 4000);
+    return cluster.Launch(cluster.ca + "/users/" + Alice(), "job-a", 4000);
   });
-  auto alice = cluster.Stub("alice"), bob = cluster.Stub("bob"), admin = cluster.Stub("admin");
+  auto alice = cluster.Stub(Alice()), bob = cluster.Stub(Bob()), admin = cluster.Stub("admin");
   auto ranks_seen = [](v1::NodeAgent::Stub* stub, const std::string& job) {
     grpc::ClientContext context;
     v1::AgentStatusRequest request;
@@ -177,7 +224,7 @@ TEST_CASE("Another user's certificate can neither see, watch nor signal a job, a
     v1::SignalReply reply;
     const grpc::Status s = bob->Signal(&context, request, &reply);
     CHECK(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
-    CHECK_THAT(s.error_message(), Catch::Contains("job job-a is not bob's"));
+    CHECK_THAT(s.error_message(), Catch::Contains("job job-a is not " + Bob() + "'s"));
   }
   {
     grpc::ClientContext context;
@@ -192,8 +239,74 @@ TEST_CASE("Another user's certificate can neither see, watch nor signal a job, a
   const RunResult done = launched.get();
   CHECK(done.exit_code == 0);
   CHECK_THAT(cluster.agent->Output(),
-             Catch::Contains("audit: Signal job=job-a signal=9 user=bob") &&
-                 Catch::Contains("refused (job job-a is not bob's)"));
+             Catch::Contains("audit: Signal job=job-a signal=9 user=" + Bob()) &&
+                 Catch::Contains("refused (job job-a is not " + Bob() + "'s)"));
+}
+
+// "Uid:" of /proc/<pid>/status: the real uid.
+int ProcUid(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Uid:", 0) == 0) return std::stoi(line.substr(4));
+  }
+  return -1;
+}
+
+TEST_CASE(
+    "A root zerorund runs an mTLS user's ranks as that local user, and refuses a log_dir the user "
+    "cannot write, a user missing on the node, and root",
+    "[e2e][auth][tls][runas]") {
+  if (geteuid() != 0) {
+    WARN("skipped: needs root (zerorund drops to the user only as root; the test makes users)");
+    return;
+  }
+  TlsCluster cluster("127.0.0.2", {"root", "zrtest-nobody"}, /*allow_root=*/false);
+  const LocalUser& alice = *cluster.accounts[0];
+  REQUIRE(alice.uid != 0);
+  const std::string envs = cluster.dir.path() + "/envs";
+  std::filesystem::create_directory(envs);
+  chmod(envs.c_str(), 01777);
+  auto launched = std::async(std::launch::async, [&] {
+    return cluster.Launch(cluster.ca + "/users/" + alice.name, "job-as-alice", 1500, {},
+                          {"--env-dir", envs});
+  });
+  int pid = 0;
+  for (int i = 0; i < 100 && pid == 0; ++i) {
+    std::ifstream in(envs + "/rank_0.pid");
+    if (!(in >> pid)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(pid > 0);
+  CHECK(ProcUid(pid) == static_cast<int>(alice.uid));
+  const RunResult done = launched.get();
+  INFO(done.out + done.err);
+  CHECK(done.exit_code == 0);
+  std::ifstream env(envs + "/rank_0.env");
+  const std::string text((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("\nUSER=" + alice.name + "\n") &&
+                       Catch::Contains("\nLOGNAME=" + alice.name + "\n"));
+  struct stat st {};
+  const std::string log = cluster.dir.path() + "/agent-home/agent/job-as-alice/rank_0/stdout.log";
+  REQUIRE(stat(log.c_str(), &st) == 0);
+  CHECK(st.st_uid == alice.uid);
+  CHECK((st.st_mode & 0777) == 0600);
+  // A log_dir alice may not write: refused as alice, before anything is made there as root.
+  const std::string closed = cluster.dir.path() + "/closed";
+  std::filesystem::create_directory(closed);
+  chmod(closed.c_str(), 0700);
+  const RunResult no_logs = cluster.Launch(cluster.ca + "/users/" + alice.name, "job-closed", 100,
+                                           {"--log-dir", closed + "/logs"});
+  CHECK(no_logs.exit_code == 69);
+  CHECK_THAT(no_logs.out + no_logs.err,
+             Catch::Contains("user " + alice.name + " may not use log_dir path " + closed));
+  CHECK(std::filesystem::is_empty(closed));
+  // A certificate whose user does not exist on the node, and one for root.
+  const RunResult nobody = cluster.Launch(cluster.ca + "/users/zrtest-nobody", "job-nobody");
+  CHECK(nobody.exit_code == 69);
+  CHECK_THAT(nobody.out + nobody.err, Catch::Contains("no user 'zrtest-nobody' on node"));
+  const RunResult root = cluster.Launch(cluster.ca + "/users/root", "job-root");
+  CHECK(root.exit_code == 69);
+  CHECK_THAT(root.out + root.err, Catch::Contains("the ranks would run as root: refused"));
 }
 
 }  // namespace
