@@ -212,6 +212,7 @@ absl::Status InitCluster(const std::string& dir, const std::vector<std::string>&
   if (!ca.ok()) return ca.status();
   if (absl::Status s = WriteNew(dir + "/ca.key", KeyPem(key.get()), 0600); !s.ok()) return s;
   if (absl::Status s = WriteNew(dir + "/ca.crt", CertPem(ca->get()), 0644); !s.ok()) return s;
+  if (absl::Status s = WriteNew(dir + "/revoked", "", 0644); !s.ok()) return s;
   for (const std::string& node : nodes) {
     if (absl::Status s = IssueCertificate(dir, CertKind::kNode, node); !s.ok()) return s;
   }
@@ -219,6 +220,24 @@ absl::Status InitCluster(const std::string& dir, const std::vector<std::string>&
     if (absl::Status s = IssueCertificate(dir, CertKind::kUser, user); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status RevokeCertificate(const std::string& dir, CertKind kind, const std::string& name) {
+  const std::string path =
+      absl::StrCat(dir, kind == CertKind::kNode ? "/nodes/" : "/users/", name, "/", kCertFile);
+  absl::StatusOr<std::string> pem = ReadAll(path);
+  if (!pem.ok()) return absl::NotFoundError(absl::StrCat("no certificate ", path));
+  absl::StatusOr<std::string> serial = CertificateSerial(*pem);
+  if (!serial.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", serial.status().message()));
+  const std::string list = dir + "/revoked";
+  const int fd = open(list.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot open", list);
+  const std::string line = absl::StrCat(*serial, " ", name, "\n");
+  const bool ok =
+      write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+  close(fd);
+  return ok ? absl::OkStatus() : Errno("cannot write", list);
 }
 
 }  // namespace zerorun::launcher

@@ -1,6 +1,7 @@
 // `zerorun cluster init` / `cluster issue`: a cluster CA and the certificates zerorund (nodes) and
 // the launcher (users) present to each other for mTLS, made with OpenSSL's libcrypto. Layout:
 //   DIR/ca.crt, DIR/ca.key (0600)          the cluster CA (EC P-256, SHA-256)
+//   DIR/revoked                            revoked serials, for `zerorund --revoked`
 //   DIR/nodes/<name>/{ca.crt,cert.crt,cert.key}   for `zerorund --tls-dir`
 //   DIR/users/<name>/{ca.crt,cert.crt,cert.key}   for `zerorun --tls-dir`
 #ifndef ZERORUN_LAUNCHER_CLUSTER_CA_H_
@@ -34,6 +35,10 @@ absl::Status InitCluster(const std::string& dir, const std::vector<std::string>&
 // [A-Za-z0-9._:-] (1-253 characters).
 absl::Status IssueCertificate(const std::string& dir, CertKind kind, const std::string& name,
                               const Validity& validity = {});
+
+// Adds DIR/<nodes|users>/<name>/cert.crt's serial to DIR/revoked (zerorund --revoked): that
+// certificate is refused from the next call on. NotFound when there is no such certificate.
+absl::Status RevokeCertificate(const std::string& dir, CertKind kind, const std::string& name);
 
 }  // namespace zerorun::launcher
 

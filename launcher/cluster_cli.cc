@@ -10,6 +10,7 @@ namespace {
 int ExitOf(const absl::Status& s, std::ostream& err) {
   if (s.ok()) return kExitOk;
   err << "zerorun cluster: " << s.message() << "\n";
+  if (s.code() == absl::StatusCode::kNotFound) return kExitNoInput;
   return s.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitCantCreate;
 }
 
@@ -21,7 +22,9 @@ void AddClusterCommands(CLI::App* app, ClusterCli* cli) {
   cli->init = cluster->add_subcommand(
       "init", "Create a cluster CA in DIR and certificates for the nodes and users named");
   cli->issue = cluster->add_subcommand("issue", "Issue one more certificate from DIR's CA");
-  for (CLI::App* sub : {cli->init, cli->issue}) {
+  cli->revoke = cluster->add_subcommand(
+      "revoke", "Revoke certificates: their serials go into DIR/revoked (zerorund --revoked)");
+  for (CLI::App* sub : {cli->init, cli->issue, cli->revoke}) {
     sub->add_option("dir", cli->dir, "The cluster directory (0700; ca.key stays here)")->required();
     sub->add_option("--node", cli->nodes,
                     "A node's name as hostfiles dial it (host name or IP address); repeatable")
@@ -34,7 +37,22 @@ void AddClusterCommands(CLI::App* app, ClusterCli* cli) {
 }
 
 int RunClusterCommand(const ClusterCli& cli, std::ostream& out, std::ostream& err) {
-  if (cli.init == nullptr || (!cli.init->parsed() && !cli.issue->parsed())) return -1;
+  if (cli.init == nullptr ||
+      (!cli.init->parsed() && !cli.issue->parsed() && !cli.revoke->parsed())) {
+    return -1;
+  }
+  if (cli.revoke->parsed()) {
+    for (const auto& [names, kind] : {std::make_pair(&cli.nodes, CertKind::kNode),
+                                      std::make_pair(&cli.users, CertKind::kUser)}) {
+      for (const std::string& name : *names) {
+        if (int code = ExitOf(RevokeCertificate(cli.dir, kind, name), err); code != 0) {
+          return code;
+        }
+        out << "revoked " << name << " in " << cli.dir << "/revoked (copy it to the nodes)\n";
+      }
+    }
+    return kExitOk;
+  }
   Validity validity;
   validity.not_after = int64_t{cli.days} * 86400;
   if (cli.init->parsed()) {

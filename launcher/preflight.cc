@@ -365,7 +365,8 @@ class Preflight {
                            "certificate there that names ",
                            host.address, " (zerorun cluster issue DIR --node ", host.address, ")");
         } else if (auth) {
-          detail = absl::StrCat(where, " refused the secret: ", s.message());
+          detail = absl::StrCat(where,
+                                " refused the credentials (secret or certificate): ", s.message());
         } else {
           detail = absl::StrCat(where, " unreachable: ", s.message(),
                                 ". Fix: start it there with 'zerorund --listen ", host.address, ":",

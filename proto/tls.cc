@@ -1,6 +1,10 @@
 // Credentials directories, gRPC SSL credentials and peer names (see tls.h).
 #include "tls.h"
 
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -60,6 +64,49 @@ std::string PeerCommonName(const grpc::ServerContext& context) {
   const std::vector<grpc::string_ref> names = auth->FindPropertyValues("x509_common_name");
   if (names.empty()) return "";
   return std::string(names.front().data(), names.front().size());
+}
+
+absl::StatusOr<std::string> CertificateSerial(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return absl::InvalidArgumentError("not a PEM certificate");
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), nullptr);
+  char* hex = BN_bn2hex(bn);
+  std::string serial = hex != nullptr ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  X509_free(cert);
+  return serial;
+}
+
+std::string PeerCertificateSerial(const grpc::ServerContext& context) {
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  const std::vector<grpc::string_ref> pems = auth->FindPropertyValues("x509_pem_cert");
+  if (pems.empty()) return "";
+  absl::StatusOr<std::string> serial =
+      CertificateSerial(std::string(pems.front().data(), pems.front().size()));
+  return serial.ok() ? *serial : "";
+}
+
+absl::Status CheckNotRevoked(const std::string& path, const std::string& serial) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::UnavailableError(
+        absl::StrCat("the revocation list ", path, " cannot be read: every call is refused"));
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string revoked, name;
+    words >> revoked >> name;
+    if (!serial.empty() && revoked == serial) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("the certificate of ", name, " (serial ", serial, ") is revoked in ", path));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace zerorun

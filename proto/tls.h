@@ -43,6 +43,16 @@ std::shared_ptr<grpc::ServerCredentials> ServerTlsCredentials(const TlsFiles& fi
 // The common name of the client certificate of an mTLS call ("" for a plaintext call).
 std::string PeerCommonName(const grpc::ServerContext& context);
 
+// The serial number (upper-case hex) of a PEM certificate; InvalidArgument when it is none.
+absl::StatusOr<std::string> CertificateSerial(const std::string& pem);
+// The serial number of an mTLS call's client certificate ("" when there is none).
+std::string PeerCertificateSerial(const grpc::ServerContext& context);
+
+// A revocation list (`zerorun cluster revoke`): one "<serial hex> <name>" line per revoked
+// certificate. OK when `serial` is not in the file at `path`; PermissionDenied naming the
+// certificate's name when it is; Unavailable when the file cannot be read (fail closed).
+absl::Status CheckNotRevoked(const std::string& path, const std::string& serial);
+
 }  // namespace zerorun
 
 #endif  // ZERORUN_PROTO_TLS_H_

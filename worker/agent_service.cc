@@ -32,6 +32,11 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
     who->all_jobs = auth_.admins.count(who->name) > 0;
     if (who->name.empty()) {
       s = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no client certificate name");
+    } else if (!auth_.revoked.empty()) {
+      s = ToGrpcStatus(CheckNotRevoked(auth_.revoked, PeerCertificateSerial(context)));
+      if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+        s = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, s.error_message());
+      }
     }
   } else {
     s = CheckSecret(context, auth_.secret);

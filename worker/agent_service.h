@@ -24,6 +24,7 @@ struct AgentAuth {
   // every job lists only theirs. Without mTLS every caller is one.
   bool mtls = false;
   std::set<std::string> admins;
+  std::string revoked;  // mTLS: a revocation list (`zerorun cluster revoke`), read on every call.
 };
 
 class AgentService final : public v1::NodeAgent::Service {

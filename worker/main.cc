@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
   app.set_version_flag("--version", ZR_VERSION);
   std::string listen = "127.0.0.1:29600";
-  std::string secret_file, tls_dir, auth_mode;
+  std::string secret_file, tls_dir, auth_mode, revoked;
   std::vector<std::string> admins;
   std::string state_dir;
   bool kill_on_exit = false, probe = false;
@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
                  "secret: serve a non-loopback address in plaintext with the shared secret (the "
                  "explicit fallback to mTLS)")
       ->check(CLI::IsMember({"secret"}));
+  app.add_option("--revoked", revoked,
+                 "mTLS: a revocation list (DIR/revoked of `zerorun cluster revoke`), read on "
+                 "every call");
   app.add_option("--admin", admins, "mTLS: a user who may see and signal every job (repeatable)")
       ->allow_extra_args(false);
   app.add_option(
@@ -119,6 +122,10 @@ int main(int argc, char** argv) {
         "choose one");
     return zerorun::kExitUsage;
   }
+  if ((!revoked.empty() || !admins.empty()) && tls_dir.empty()) {
+    Log("--revoked and --admin name certificates: they need --tls-dir");
+    return zerorun::kExitUsage;
+  }
   if (!tls_dir.empty()) {
     absl::StatusOr<zerorun::TlsFiles> files = zerorun::ReadTlsDir(tls_dir);
     if (!files.ok()) {
@@ -128,6 +135,13 @@ int main(int argc, char** argv) {
     credentials = zerorun::ServerTlsCredentials(*files);
     auth.mtls = true;
     auth.admins.insert(admins.begin(), admins.end());
+    auth.revoked = revoked;
+    if (!revoked.empty()) {
+      if (absl::Status s = zerorun::CheckNotRevoked(revoked, ""); !s.ok()) {
+        Log("--revoked: " + std::string(s.message()));
+        return zerorun::kExitNoInput;
+      }
+    }
   } else if (!secret_file.empty()) {
     absl::StatusOr<std::string> read = zerorun::ReadSecretFile(secret_file);
     if (!read.ok()) {

@@ -273,7 +273,7 @@ TEST_CASE("Agents with a secret refuse a launcher without it (exit 77)", "[e2e][
   Cluster cluster(1, "s3cret-for-test");
   auto refused = cluster.Start({}, {"--run-ms", "100"});
   CHECK(refused->Wait(30) == 77);
-  CHECK_THAT(refused->Output(), Catch::Contains("refused the secret"));
+  CHECK_THAT(refused->Output(), Catch::Contains("refused the credentials"));
   CHECK(cluster.RankPids().empty());
   auto accepted = cluster.Start({}, {"--run-ms", "2000"}, {{"ZR_SECRET", "s3cret-for-test"}});
   // No credential of zerorun's in a running rank's /proc/<pid>/environ: not the cluster secret

@@ -66,7 +66,8 @@ struct LocalUser {
 struct TlsCluster {
   // `users` beyond those three; `allow_root`: zerorund --allow-root-ranks.
   explicit TlsCluster(const std::string& node = "127.0.0.2",
-                      const std::vector<std::string>& users = {}, bool allow_root = true) {
+                      const std::vector<std::string>& users = {}, bool allow_root = true,
+                      bool revocation = false) {
     if (geteuid() == 0) {
       for (const std::string& name : {Alice(), Bob()}) {
         accounts.push_back(std::make_unique<LocalUser>(name));
@@ -83,6 +84,7 @@ struct TlsCluster {
     std::vector<std::string> argv = {ZR_TEST_ZERORUND,      "--listen", "127.0.0.2:0", "--tls-dir",
                                      ca + "/nodes/" + node, "--admin",  "admin"};
     if (allow_root) argv.push_back("--allow-root-ranks");
+    if (revocation) argv.insert(argv.end(), {"--revoked", ca + "/revoked"});
     agent = std::make_unique<ChildProcess>(
         argv, std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/agent-home"}});
     REQUIRE(agent->WaitForOutput("(port ", 10));
@@ -241,6 +243,33 @@ TEST_CASE("Another user's certificate can neither see, watch nor signal a job, a
   CHECK_THAT(cluster.agent->Output(),
              Catch::Contains("audit: Signal job=job-a signal=9 user=" + Bob()) &&
                  Catch::Contains("refused (job job-a is not " + Bob() + "'s)"));
+}
+
+TEST_CASE("A revoked certificate is refused from the next call on, the others still served",
+          "[e2e][auth][tls]") {
+  TlsCluster cluster("127.0.0.2", {}, true, /*revocation=*/true);
+  auto status = [&](const std::string& user) {
+    grpc::ClientContext context;
+    v1::AgentStatusReply reply;
+    return cluster.Stub(user)->Status(&context, v1::AgentStatusRequest(), &reply);
+  };
+  REQUIRE(status(Bob()).ok());
+  const RunResult revoked =
+      Run({ZR_TEST_ZERORUN, "cluster", "revoke", cluster.ca, "--user", Bob()}, {});
+  INFO(revoked.err);
+  REQUIRE(revoked.exit_code == 0);
+  const grpc::Status refused = status(Bob());
+  CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK_THAT(refused.error_message(),
+             Catch::Contains("the certificate of " + Bob()) && Catch::Contains("is revoked"));
+  CHECK(status(Alice()).ok());
+  CHECK(cluster.Launch(cluster.ca + "/users/" + Bob(), "job-revoked").exit_code == 77);
+  CHECK(cluster.Launch(cluster.ca + "/users/" + Alice(), "job-still").exit_code == 0);
+  CHECK(Run({ZR_TEST_ZERORUN, "cluster", "revoke", cluster.ca, "--user", "nobody-zr"}, {})
+            .exit_code == 66);
+  // The list unreadable: zerorund refuses every call instead of serving revoked certificates.
+  std::filesystem::remove(cluster.ca + "/revoked");
+  CHECK(status(Alice()).error_code() == grpc::StatusCode::UNAVAILABLE);
 }
 
 // "Uid:" of /proc/<pid>/status: the real uid.
