@@ -64,17 +64,6 @@ absl::Status WriteNew(const std::string& path, const std::string& text, mode_t m
   return ok ? absl::OkStatus() : Errno("cannot write", path);
 }
 
-absl::StatusOr<std::string> ReadAll(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot read", path);
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  return text;
-}
-
 std::string Pem(const std::function<int(BIO*)>& write_pem) {
   std::unique_ptr<BIO, FreeBio> bio(BIO_new(BIO_s_mem()));
   if (write_pem(bio.get()) != 1) return "";
@@ -158,9 +147,9 @@ absl::Status IssueCertificate(const std::string& dir, CertKind kind, const std::
     return absl::InvalidArgumentError(absl::StrCat(
         what, " name '", name.substr(0, 64), "' must be 1-253 characters of [A-Za-z0-9._:-]"));
   }
-  absl::StatusOr<std::string> ca_pem = ReadAll(dir + "/ca.crt");
+  absl::StatusOr<std::string> ca_pem = ReadPemFile(dir + "/ca.crt");
   if (!ca_pem.ok()) return ca_pem.status();
-  absl::StatusOr<std::string> ca_key_pem = ReadAll(dir + "/ca.key");
+  absl::StatusOr<std::string> ca_key_pem = ReadPemFile(dir + "/ca.key");
   if (!ca_key_pem.ok()) return ca_key_pem.status();
   std::unique_ptr<BIO, FreeBio> cert_bio(BIO_new_mem_buf(ca_pem->data(), ca_pem->size()));
   std::unique_ptr<BIO, FreeBio> key_bio(BIO_new_mem_buf(ca_key_pem->data(), ca_key_pem->size()));
@@ -225,7 +214,7 @@ absl::Status InitCluster(const std::string& dir, const std::vector<std::string>&
 absl::Status RevokeCertificate(const std::string& dir, CertKind kind, const std::string& name) {
   const std::string path =
       absl::StrCat(dir, kind == CertKind::kNode ? "/nodes/" : "/users/", name, "/", kCertFile);
-  absl::StatusOr<std::string> pem = ReadAll(path);
+  absl::StatusOr<std::string> pem = ReadPemFile(path);
   if (!pem.ok()) return absl::NotFoundError(absl::StrCat("no certificate ", path));
   absl::StatusOr<std::string> serial = CertificateSerial(*pem);
   if (!serial.ok())

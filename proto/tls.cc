@@ -12,9 +12,8 @@
 #include "auth.h"
 
 namespace zerorun {
-namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& path) {
+absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, " cannot be read"));
   std::stringstream text;
@@ -25,8 +24,6 @@ absl::StatusOr<std::string> ReadPem(const std::string& path) {
   return text.str();
 }
 
-}  // namespace
-
 absl::StatusOr<TlsFiles> ReadTlsDir(const std::string& dir) {
   TlsFiles files;
   const std::string key = absl::StrCat(dir, "/", kKeyFile);
@@ -34,7 +31,7 @@ absl::StatusOr<TlsFiles> ReadTlsDir(const std::string& dir) {
   const std::pair<std::string*, const char*> wanted[] = {
       {&files.ca_pem, kCaFile}, {&files.cert_pem, kCertFile}, {&files.key_pem, kKeyFile}};
   for (const auto& [out, name] : wanted) {
-    absl::StatusOr<std::string> pem = ReadPem(absl::StrCat(dir, "/", name));
+    absl::StatusOr<std::string> pem = ReadPemFile(absl::StrCat(dir, "/", name));
     if (!pem.ok()) return pem.status();
     *out = *std::move(pem);
   }

@@ -19,6 +19,10 @@ inline constexpr char kCaFile[] = "ca.crt";
 inline constexpr char kCertFile[] = "cert.crt";
 inline constexpr char kKeyFile[] = "cert.key";
 
+// The whole of a PEM file (certificates, keys). NotFound when it cannot be read,
+// InvalidArgument when it holds no PEM block; both name the path.
+absl::StatusOr<std::string> ReadPemFile(const std::string& path);
+
 struct TlsFiles {
   std::string ca_pem, cert_pem, key_pem;
 };

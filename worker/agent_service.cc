@@ -10,15 +10,6 @@
 #include "tls.h"
 
 namespace zerorun::worker {
-namespace {
-
-std::string Hostname() {
-  char name[256] = {};
-  gethostname(name, sizeof(name) - 1);
-  return name;
-}
-
-}  // namespace
 
 AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, AgentAuth auth, AuditFn audit)
     : agent_(agent), runner_(runner), auth_(std::move(auth)), audit_(std::move(audit)) {}
@@ -88,7 +79,7 @@ grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::Launch
   // A root zerorund serving mTLS runs the ranks as the user the certificate names.
   std::optional<RunAs> run_as;
   if (auth_.mtls && geteuid() == 0) {
-    absl::StatusOr<RunAs> user = LookUpUser(who.name, Hostname());
+    absl::StatusOr<RunAs> user = LookUpUser(who.name, runner_->hostname());
     if (!user.ok()) return ToGrpcStatus(absl::PermissionDeniedError(user.status().message()));
     run_as = *std::move(user);
   }

@@ -96,6 +96,8 @@ class JobRunner {
                           std::vector<v1::RankEvent>* events, bool* done);
 
   // The ranks of `job_id` (empty: of every job; with `owner`, only that owner's jobs).
+  const std::string& hostname() const { return hostname_; }
+
   v1::AgentStatusReply Status(const std::string& job_id,
                               const std::optional<std::string>& owner = std::nullopt);
 
