@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpc_util.h"
+#include "local_cred.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
 namespace zerorun::launcher {
@@ -63,6 +64,8 @@ class GrpcAgentClient : public AgentClient {
   GrpcAgentClient(const std::string& address, const ClientAuth& auth)
       : address_(address),
         secret_(auth.mtls() ? "" : auth.secret),
+        local_cred_(
+            UnixSocketPath(address).empty() ? "" : CredentialSocketPath(UnixSocketPath(address))),
         stub_(v1::NodeAgent::NewStub(
             grpc::CreateCustomChannel(address, auth.Credentials(), ClientChannelArgs()))) {}
   std::string Where() const override { return address_; }
@@ -101,7 +104,7 @@ class GrpcAgentClient : public AgentClient {
       // One stream, watched for silence: a frozen zerorund or a cut link answers nothing, so the
       // missing heartbeats tell (a hanging reconnect is cut off when the silence runs out).
       grpc::ClientContext context;
-      AttachSecret(&context, secret_);
+      const absl::Status authenticated = Authenticate(&context);
       v1::WatchRequest request;
       request.set_job_id(job_id);
       request.set_from_index(next);
@@ -123,9 +126,10 @@ class GrpcAgentClient : public AgentClient {
           mu.AwaitWithTimeout(absl::Condition(&finished), absl::Milliseconds(50));
         }
       });
-      std::unique_ptr<grpc::ClientReader<v1::RankEvent>> reader = stub_->Watch(&context, request);
+      std::unique_ptr<grpc::ClientReader<v1::RankEvent>> reader =
+          authenticated.ok() ? stub_->Watch(&context, request) : nullptr;
       v1::RankEvent event;
-      while (reader->Read(&event)) {
+      while (reader != nullptr && reader->Read(&event)) {
         {
           absl::MutexLock lock(&mu);
           heard = absl::Now();
@@ -142,7 +146,12 @@ class GrpcAgentClient : public AgentClient {
         on_event(event);
         next = event.index() + 1;
       }
-      const grpc::Status status = reader->Finish();
+      // No credential from a local zerorund's socket: it is down (restarting), as a refused
+      // connection would say.
+      const grpc::Status status =
+          reader != nullptr ? reader->Finish()
+                            : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           absl::StrCat("refused: ", authenticated.message()));
       absl::Time last_heard;
       {
         absl::MutexLock lock(&mu);
@@ -208,7 +217,7 @@ class GrpcAgentClient : public AgentClient {
   absl::StatusOr<Reply> Call(Method method, const Request& request, Reply* reply,
                              absl::Duration timeout, const Reply&) {
     grpc::ClientContext context;
-    AttachSecret(&context, secret_);
+    if (absl::Status s = Authenticate(&context); !s.ok()) return s;
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     const grpc::Status status = ((*stub_).*method)(&context, request, reply);
     if (!status.ok()) {
@@ -218,8 +227,20 @@ class GrpcAgentClient : public AgentClient {
     return *reply;
   }
 
+  // The call's credentials: the secret, and over a UNIX socket a fresh local credential (they
+  // live a minute; one per call costs a local connect).
+  absl::Status Authenticate(grpc::ClientContext* context) const {
+    AttachSecret(context, secret_);
+    if (local_cred_.empty()) return absl::OkStatus();
+    absl::StatusOr<std::string> credential = FetchLocalCredential(local_cred_);
+    if (!credential.ok()) return credential.status();
+    context->AddMetadata(kLocalCredMetadata, *credential);
+    return absl::OkStatus();
+  }
+
   const std::string address_;
   const std::string secret_;
+  const std::string local_cred_;  // The credential socket of a unix: address, else "".
   std::unique_ptr<v1::NodeAgent::Stub> stub_;
 };
 
@@ -240,13 +261,18 @@ AgentPool::AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, 
 
 AgentClient* AgentPool::For(const Host& host) {
   const bool embedded = UsesEmbeddedAgent(host);
-  const std::string key = embedded ? "" : absl::StrCat(host.address, ":", host.agent_port);
+  const std::string key = embedded ? "" : AgentTarget(host);
   absl::MutexLock lock(&mu_);
   std::unique_ptr<AgentClient>& client = clients_[key];
   if (client == nullptr) {
     client = embedded ? NewEmbeddedAgentClient(agent_, runner_) : NewGrpcAgentClient(key, auth_);
   }
   return client.get();
+}
+
+std::string AgentTarget(const Host& host) {
+  if (IsUnixSocketAddress(host.address)) return host.address;
+  return absl::StrCat(host.address, ":", host.agent_port);
 }
 
 bool UsesEmbeddedAgent(const Host& host) {

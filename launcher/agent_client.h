@@ -84,6 +84,11 @@ class AgentPool {
 // own zerorund, as in the multi-node tests.
 bool UsesEmbeddedAgent(const Host& host);
 
+// The gRPC target of `host`'s zerorund: "address:agent_port", or the address itself when it is a
+// UNIX socket ("unix:/var/lib/zerorun/zerorund.sock": this machine's zerorund, called as
+// the local user running the launcher).
+std::string AgentTarget(const Host& host);
+
 }  // namespace zerorun::launcher
 
 #endif  // ZERORUN_LAUNCHER_AGENT_CLIENT_H_

@@ -41,19 +41,19 @@ absl::StatusOr<std::string> LocalAddressToward(const std::string& host) {
 }
 
 absl::StatusOr<std::vector<NodeEndpoints>> ResolveEndpoints(const std::vector<Host>& hosts,
-                                                            const std::vector<bool>& embedded,
+                                                            const std::vector<bool>& here,
                                                             int coordinator_port,
                                                             const std::string& master_addr) {
   std::vector<NodeEndpoints> out(hosts.size());
   bool all_local = true;
   int first_remote = -1;
   for (size_t i = 0; i < hosts.size(); ++i) {
-    if (!embedded[i]) {
+    if (!here[i]) {
       all_local = false;
       if (first_remote < 0) first_remote = static_cast<int>(i);
     }
   }
-  // The launcher's own address as the other nodes see it, for the embedded agent's ranks.
+  // The launcher's own address as the other nodes see it, for the ranks on this machine.
   std::string self = "127.0.0.1";
   if (!all_local) {
     absl::StatusOr<std::string> a = LocalAddressToward(hosts[first_remote].address);
@@ -64,7 +64,7 @@ absl::StatusOr<std::vector<NodeEndpoints>> ResolveEndpoints(const std::vector<Ho
   }
   for (size_t i = 0; i < hosts.size(); ++i) {
     std::string toward = "127.0.0.1";
-    if (!all_local && !embedded[i]) {
+    if (!all_local && !here[i]) {
       absl::StatusOr<std::string> a = LocalAddressToward(hosts[i].address);
       if (!a.ok()) {
         return absl::Status(a.status().code(),
@@ -74,13 +74,13 @@ absl::StatusOr<std::vector<NodeEndpoints>> ResolveEndpoints(const std::vector<Ho
     } else if (!all_local) {
       toward = self;
     }
-    out[i].node_addr = embedded[i] ? self : hosts[i].address;
+    out[i].node_addr = here[i] ? self : hosts[i].address;
     out[i].coordinator = absl::StrCat(toward, ":", coordinator_port);
   }
   for (size_t i = 0; i < hosts.size(); ++i) {
     if (!master_addr.empty()) {
       out[i].master_addr = master_addr;
-    } else if (embedded[0] && !embedded[i]) {
+    } else if (here[0] && !here[i]) {
       out[i].master_addr = out[i].coordinator.substr(0, out[i].coordinator.rfind(':'));
     } else {
       out[i].master_addr = out[0].node_addr;

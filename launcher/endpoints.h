@@ -23,12 +23,13 @@ struct NodeEndpoints {
 absl::StatusOr<std::string> LocalAddressToward(const std::string& host);
 
 // One entry per host, in node-rank order. When every node is this machine everything is
-// 127.0.0.1. Otherwise a node run by the embedded agent (this machine) advertises the launcher's
-// address toward the first other node; the coordinator is on `coordinator_port` of the
-// launcher's address toward each node; MASTER_ADDR is `master_addr` when given, else node 0's
-// node_addr (node 0 being this machine: the launcher's address toward that node).
+// 127.0.0.1. Otherwise a node on this machine (`here`: the embedded agent's or a UNIX socket's)
+// advertises the launcher's address toward the first other node; the coordinator is on
+// `coordinator_port` of the launcher's address toward each node; MASTER_ADDR is `master_addr` when
+// given, else node 0's node_addr (node 0 being this machine: the launcher's address toward that
+// node).
 absl::StatusOr<std::vector<NodeEndpoints>> ResolveEndpoints(const std::vector<Host>& hosts,
-                                                            const std::vector<bool>& embedded,
+                                                            const std::vector<bool>& here,
                                                             int coordinator_port,
                                                             const std::string& master_addr);
 

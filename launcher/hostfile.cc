@@ -256,8 +256,11 @@ absl::StatusOr<Hostfile> LoadHostfile(const std::string& path) {
   return ParseHostfile(path, buffer.str());
 }
 
+bool IsUnixSocketAddress(absl::string_view address) { return absl::StartsWith(address, "unix:"); }
+
 bool IsLocalAddress(absl::string_view address) {
-  if (address == "localhost" || address == "::1" || absl::StartsWith(address, "127.")) {
+  if (address == "localhost" || address == "::1" || absl::StartsWith(address, "127.") ||
+      IsUnixSocketAddress(address)) {
     return true;
   }
   char name[256] = {};

@@ -41,8 +41,12 @@ absl::StatusOr<Hostfile> ParseHostfile(absl::string_view path, absl::string_view
 // Reads and parses the file. NotFound when it does not exist or cannot be read.
 absl::StatusOr<Hostfile> LoadHostfile(const std::string& path);
 
-// True when `address` names this machine: localhost, 127.0.0.0/8, ::1, or this host's name.
+// True when `address` names this machine: localhost, 127.0.0.0/8, ::1, this host's name, or
+// a UNIX socket.
 bool IsLocalAddress(absl::string_view address);
+
+// True when `address` is a zerorund UNIX socket of this machine ("unix:PATH").
+bool IsUnixSocketAddress(absl::string_view address);
 
 }  // namespace zerorun::launcher
 

@@ -474,7 +474,8 @@ int Controller::Run() {
   for (const Host& host : hosts_) {
     clients_.push_back(agents_.For(host));
     lost_.push_back(false);
-    all_loopback &= UsesEmbeddedAgent(host) || IsLoopbackListenAddress(host.address + ":0");
+    all_loopback &= UsesEmbeddedAgent(host) || IsUnixSocketAddress(host.address) ||
+                    IsLoopbackListenAddress(host.address + ":0");
     for (size_t local = 0; local < host.slots.size(); ++local) {
       slots.push_back({static_cast<int>(slots.size()), static_cast<int>(local), host.name});
     }
@@ -494,10 +495,13 @@ int Controller::Run() {
     Say("cannot start the coordinator service");
     return kExitSoftware;
   }
-  std::vector<bool> embedded;
-  for (const Host& host : hosts_) embedded.push_back(UsesEmbeddedAgent(host));
+  std::vector<bool> embedded, here;  // Here: ranks on this machine (embedded or UNIX socket).
+  for (const Host& host : hosts_) {
+    embedded.push_back(UsesEmbeddedAgent(host));
+    here.push_back(embedded.back() || IsUnixSocketAddress(host.address));
+  }
   absl::StatusOr<std::vector<NodeEndpoints>> endpoints =
-      ResolveEndpoints(hosts_, embedded, port, opt_.master_addr);
+      ResolveEndpoints(hosts_, here, port, opt_.master_addr);
   if (!endpoints.ok()) {
     Say(absl::StrCat("cannot reach the nodes: ", endpoints.status().message()));
     return kExitUnavailable;

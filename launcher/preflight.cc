@@ -20,6 +20,7 @@
 #include "dsconfig/runtime_support.h"
 #include "estimate.h"
 #include "finding.h"
+#include "local_cred.h"
 #include "stage_advice.h"
 
 namespace zerorun::launcher {
@@ -356,7 +357,7 @@ class Preflight {
         const std::string lower = absl::AsciiStrToLower(s.message());
         const bool tls = absl::StrContains(lower, "ssl") || absl::StrContains(lower, "handshake") ||
                          absl::StrContains(lower, "certificate");
-        const std::string where = absl::StrCat("agent at ", host.address, ":", host.agent_port);
+        const std::string where = absl::StrCat("agent at ", AgentTarget(host));
         std::string detail;
         if (tls) {
           detail =
@@ -367,6 +368,11 @@ class Preflight {
         } else if (auth) {
           detail = absl::StrCat(where,
                                 " refused the credentials (secret or certificate): ", s.message());
+        } else if (IsUnixSocketAddress(host.address)) {
+          detail = absl::StrCat(where, " unreachable: ", s.message(),
+                                ". Fix: start zerorund on this machine with --unix-socket ",
+                                UnixSocketPath(host.address),
+                                " (the default is STATE_DIR/zerorund.sock)");
         } else {
           detail = absl::StrCat(where, " unreachable: ", s.message(),
                                 ". Fix: start it there with 'zerorund --listen ", host.address, ":",

@@ -144,13 +144,18 @@ std::string NewSecret() {
   return Hex(bytes, sizeof(bytes));
 }
 
-std::string RankToken(const std::string& job_secret, const std::string& job_id, int rank) {
-  const std::string message = absl::StrCat("zerorun rank token v1\n", job_id, "\n", rank);
+std::string HmacSha256Hex(std::string_view key, std::string_view message) {
   unsigned char mac[32];
   unsigned int length = 0;
-  HMAC(EVP_sha256(), job_secret.data(), static_cast<int>(job_secret.size()),
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &length);
-  return absl::StrCat("r", rank, ".", Hex(mac, length));
+  return Hex(mac, length);
+}
+
+std::string RankToken(const std::string& job_secret, const std::string& job_id, int rank) {
+  return absl::StrCat(
+      "r", rank, ".",
+      HmacSha256Hex(job_secret, absl::StrCat("zerorun rank token v1\n", job_id, "\n", rank)));
 }
 
 int RankOfToken(const std::string& job_secret, const std::string& job_id, std::string_view token) {

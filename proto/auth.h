@@ -50,6 +50,9 @@ int SecretFileExit(const absl::Status& status);
 // 32 random bytes from /dev/urandom as hex.
 std::string NewSecret();
 
+// HMAC-SHA256 of `message` under `key`, as lower-case hex.
+std::string HmacSha256Hex(std::string_view key, std::string_view message);
+
 // A rank's credential for the coordinator, given to it in ZERORUN_JOB_SECRET instead of the job
 // secret: "r<rank>.<hex HMAC-SHA256(job secret, job id and rank)>". It authorizes the KV store and
 // Reports of that rank only, never JobStatus or Stop (which need the job secret).

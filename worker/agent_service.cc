@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc_util.h"
+#include "local_cred.h"
+#include "run_as.h"
 #include "tls.h"
 
 namespace zerorun::worker {
@@ -18,7 +20,9 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
                                  const std::string& job_id, const std::string& detail, bool owned,
                                  Caller* who) {
   grpc::Status s = grpc::Status::OK;
-  if (auth_.mtls) {
+  if (IsUnixPeer(context.peer())) {
+    s = AdmitLocal(context, who);
+  } else if (auth_.mtls) {
     who->name = PeerCommonName(context);
     who->all_jobs = auth_.admins.count(who->name) > 0;
     if (who->name.empty()) {
@@ -48,13 +52,35 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
       }
       return text;
     };
-    audit_(absl::StrCat("audit: ", method, " job=", job_id.empty() ? "-" : printable(job_id),
-                        detail.empty() ? "" : " ", printable(detail),
-                        auth_.mtls ? absl::StrCat(" user=", printable(who->name)) : "",
-                        " peer=", context.peer(),
-                        s.ok() ? " accepted" : absl::StrCat(" refused (", s.error_message(), ")")));
+    audit_(absl::StrCat(
+        "audit: ", method, " job=", job_id.empty() ? "-" : printable(job_id),
+        detail.empty() ? "" : " ", printable(detail),
+        auth_.mtls || who->local ? absl::StrCat(" user=", printable(who->name)) : "", " peer=",
+        context.peer(), s.ok() ? " accepted" : absl::StrCat(" refused (", s.error_message(), ")")));
   }
   return s;
+}
+
+grpc::Status AgentService::AdmitLocal(const grpc::ServerContext& context, Caller* who) const {
+  if (auth_.local == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no local credentials here");
+  }
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(kLocalCredMetadata);
+  if (found == metadata.end()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat("a call on zerorund's UNIX socket needs a local credential "
+                                     "from ",
+                                     auth_.local->path()));
+  }
+  absl::StatusOr<uid_t> uid =
+      auth_.local->Verify(absl::string_view(found->second.data(), found->second.size()));
+  if (!uid.ok()) return ToGrpcStatus(uid.status());
+  who->local = true;
+  who->uid = *uid;
+  who->name = UserNameOf(*uid);
+  who->all_jobs = *uid == 0 || *uid == geteuid() || auth_.admins.count(who->name) > 0;
+  return grpc::Status::OK;
 }
 
 grpc::Status AgentService::Probe(grpc::ServerContext* context, const v1::ProbeRequest* request,
@@ -76,9 +102,20 @@ grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::Launch
       !s.ok()) {
     return s;
   }
-  // A root zerorund serving mTLS runs the ranks as the user the certificate names.
+  // A root zerorund runs the ranks as the user the certificate or the UNIX socket names; any
+  // other zerorund runs them as its own user, so only that user may launch over the socket.
+  if (who.local && geteuid() != 0 && who.uid != geteuid()) {
+    const std::string self = UserNameOf(geteuid());
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("zerorund on ", runner_->hostname(), " runs as ", self, " and runs ranks as ",
+                     self, " only; ", who.name,
+                     " may not launch here. Fix: run zerorund as root (it then runs each user's "
+                     "ranks as that user), or launch as ",
+                     self));
+  }
   std::optional<RunAs> run_as;
-  if (auth_.mtls && geteuid() == 0) {
+  if ((auth_.mtls || who.local) && geteuid() == 0) {
     absl::StatusOr<RunAs> user = LookUpUser(who.name, runner_->hostname());
     if (!user.ok()) return ToGrpcStatus(absl::PermissionDeniedError(user.status().message()));
     run_as = *std::move(user);

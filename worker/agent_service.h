@@ -10,6 +10,7 @@
 #include <string>
 
 #include "job_runner.h"
+#include "local_cred.h"
 #include "node_agent.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
@@ -25,6 +26,11 @@ struct AgentAuth {
   bool mtls = false;
   std::set<std::string> admins;
   std::string revoked;  // mTLS: a revocation list (`zerorun cluster revoke`), read on every call.
+  // The UNIX socket's credentials (not owned; null when zerorund serves no UNIX socket). A call
+  // over the UNIX socket must carry one, and is the local user it names (jobs are theirs as with
+  // mTLS; root and zerorund's own user see all). A root zerorund runs their ranks as them, any
+  // other only its own user's.
+  const LocalCredentialServer* local = nullptr;
 };
 
 class AgentService final : public v1::NodeAgent::Service {
@@ -54,13 +60,18 @@ class AgentService final : public v1::NodeAgent::Service {
 
  private:
   struct Caller {
-    std::string name;  // mTLS: the certificate's common name; else "".
+    std::string name;  // mTLS: the certificate's common name; UNIX socket: the user; else "".
     bool all_jobs = true;
+    bool local = false;  // Over the UNIX socket, as `uid`.
+    uid_t uid = 0;
   };
   // Checks the call's credentials and, with `owned`, that the caller may act on `job_id`; audits
   // the decision; fills *who.
   grpc::Status Admit(const grpc::ServerContext& context, const char* method,
                      const std::string& job_id, const std::string& detail, bool owned, Caller* who);
+
+  // Admit's check of a call over the UNIX socket: its local credential names the user.
+  grpc::Status AdmitLocal(const grpc::ServerContext& context, Caller* who) const;
 
   std::atomic<bool> shutting_down_{false};
   const NodeAgent* agent_;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpc_util.h"
 #include "job_runner.h"
+#include "local_cred.h"
 #include "node_agent.h"
 #include "proc_util.h"
 #include "rank_supervisor.h"
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
   CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
   app.set_version_flag("--version", ZR_VERSION);
   std::string listen = "127.0.0.1:29600";
-  std::string secret_file, tls_dir, auth_mode, revoked;
+  std::string secret_file, tls_dir, auth_mode, revoked, unix_socket;
   std::vector<std::string> admins;
   std::string state_dir;
   bool kill_on_exit = false, probe = false;
@@ -86,6 +88,9 @@ int main(int argc, char** argv) {
                  "every call");
   app.add_option("--admin", admins, "mTLS: a user who may see and signal every job (repeatable)")
       ->allow_extra_args(false);
+  app.add_option("--unix-socket", unix_socket,
+                 "Also serve this UNIX socket (default STATE_DIR/zerorund.sock; none: off): local "
+                 "users call as themselves (the kernel names them, SO_PEERCRED)");
   app.add_option(
       "--state-dir", state_dir,
       "Where job directories and rank logs go (default $ZR_HOME/agent, ~/.zerorun/agent)");
@@ -122,8 +127,12 @@ int main(int argc, char** argv) {
         "choose one");
     return zerorun::kExitUsage;
   }
-  if ((!revoked.empty() || !admins.empty()) && tls_dir.empty()) {
-    Log("--revoked and --admin name certificates: they need --tls-dir");
+  if (!revoked.empty() && tls_dir.empty()) {
+    Log("--revoked names certificates: it needs --tls-dir");
+    return zerorun::kExitUsage;
+  }
+  if (!admins.empty() && tls_dir.empty() && unix_socket == "none") {
+    Log("--admin names certificate or UNIX socket users: it needs --tls-dir or the UNIX socket");
     return zerorun::kExitUsage;
   }
   if (!tls_dir.empty()) {
@@ -191,6 +200,31 @@ int main(int argc, char** argv) {
   }
   (void)zerorun::worker::WriteFileAtomic(pid_file, std::to_string(getpid()) + "\n", 0644);
 
+  // The UNIX socket (gRPC) and its credential socket, both open to every local user: who calls
+  // is what the kernel says, not what the caller claims.
+  std::unique_ptr<zerorun::LocalCredentialServer> local;
+  if (unix_socket.empty()) {
+    unix_socket = state_dir + "/zerorund.sock";
+    // sockaddr_un holds 107 bytes: a deep state dir serves no socket rather than no jobs.
+    if (zerorun::CredentialSocketPath(unix_socket).size() > 107) {
+      Log("no UNIX socket: " + unix_socket + " is too long for one; give --unix-socket PATH");
+      unix_socket = "none";
+    }
+  }
+  if (unix_socket != "none") {
+    absl::Status claimed = zerorun::ClaimSocketPath(unix_socket);
+    absl::StatusOr<std::unique_ptr<zerorun::LocalCredentialServer>> started =
+        claimed.ok()
+            ? zerorun::LocalCredentialServer::Start(zerorun::CredentialSocketPath(unix_socket))
+            : claimed;
+    if (!started.ok()) {
+      Log("--unix-socket: " + std::string(started.status().message()));
+      return zerorun::kExitUnavailable;
+    }
+    local = *std::move(started);
+    auth.local = local.get();
+  }
+
   zerorun::worker::JobRunnerOptions options;
   options.state_dir = state_dir;
   options.adoptable = true;
@@ -208,12 +242,16 @@ int main(int argc, char** argv) {
   int port = 0;
   zerorun::AddServerKeepalive(&builder);  // A frozen or vanished launcher is found in ~5 s.
   builder.AddListeningPort(listen, credentials, &port);
+  if (local != nullptr) {
+    builder.AddListeningPort("unix:" + unix_socket, grpc::InsecureServerCredentials());
+  }
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     Log("cannot listen on " + listen + " (address in use or not on this machine?)");
     return zerorun::kExitUnavailable;
   }
+  if (local != nullptr) chmod(unix_socket.c_str(), 0666);
   Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " + listen + " (port " +
       std::to_string(port) + ")" +
       (auth.mtls        ? ", mTLS (clients: certificates of " + tls_dir + "/ca.crt)"
@@ -221,6 +259,7 @@ int main(int argc, char** argv) {
                         : ", shared secret, plaintext") +
       ", state in " + state_dir +
       (options.cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + options.cgroup_root) +
+      (local != nullptr ? ", local users on unix:" + unix_socket : "") +
       (geteuid() != 0     ? ""
        : allow_root_ranks ? ", ranks run as root (--allow-root-ranks)"
                           : ", root: launches refused without --allow-root-ranks"));
@@ -232,5 +271,6 @@ int main(int argc, char** argv) {
   service.BeginShutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   unlink(pid_file.c_str());
+  if (local != nullptr) unlink(unix_socket.c_str());
   return zerorun::kExitOk;
 }

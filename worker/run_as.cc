@@ -16,6 +16,16 @@
 
 namespace zerorun::worker {
 
+std::string UserNameOf(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buffer(16384);
+  if (getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found) != 0 || found == nullptr) {
+    return absl::StrCat("#", uid);
+  }
+  return pw.pw_name;
+}
+
 absl::StatusOr<RunAs> LookUpUser(const std::string& name, const std::string& node) {
   passwd pw{};
   passwd* found = nullptr;
@@ -24,7 +34,8 @@ absl::StatusOr<RunAs> LookUpUser(const std::string& name, const std::string& nod
       found == nullptr) {
     return absl::NotFoundError(absl::StrCat(
         "no user '", name, "' on node ", node,
-        ": ranks run as the user the client certificate names. Fix: create the account there, "
+        ": ranks run as the user the client certificate (or the UNIX socket) names. Fix: create "
+        "the account there, "
         "or issue the certificate for an existing one"));
   }
   RunAs user;

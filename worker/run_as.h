@@ -22,6 +22,9 @@ struct RunAs {
   std::string home;
 };
 
+// The account name of `uid`, or "#<uid>" when it has none.
+std::string UserNameOf(uid_t uid);
+
 // The local account `name`. NotFound naming it (and `node`) when there is none.
 absl::StatusOr<RunAs> LookUpUser(const std::string& name, const std::string& node);
 

@@ -4,7 +4,9 @@
 #ifndef ZERORUN_TESTS_BENCH_BENCH_AGENTS_H_
 #define ZERORUN_TESTS_BENCH_BENCH_AGENTS_H_
 
+#include <pwd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -46,11 +48,12 @@ struct Agents {
   std::string hostfile;
   bool tls;
   // `nodes` agents with `slots` CPU slots each; with `tls`, a cluster CA in dir/cluster with a
-  // certificate per node and one for user "bench".
+  // certificate per node and one for the user running the benchmark (a root zerorund runs the
+  // ranks as the certificate's user, so it must be a local account).
   Agents(int nodes, int slots, bool with_tls = false) : tls(with_tls) {
     if (tls) {
       std::vector<std::string> init = {ZR_TEST_ZERORUN,         "cluster", "init",
-                                       dir.path() + "/cluster", "--user",  "bench"};
+                                       dir.path() + "/cluster", "--user",  User()};
       for (int i = 0; i < nodes; ++i) {
         init.insert(init.end(), {"--node", "127.0.0." + std::to_string(2 + i)});
       }
@@ -76,7 +79,8 @@ struct Agents {
     hostfile = dir.Write("hosts.yaml", yaml);
     dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
   }
-  std::string user_tls_dir() const { return dir.path() + "/cluster/users/bench"; }
+  static std::string User() { return getpwuid(geteuid())->pw_name; }
+  std::string user_tls_dir() const { return dir.path() + "/cluster/users/" + User(); }
   std::vector<std::string> Zerorun(const std::string& env_dir,
                                    const std::vector<std::string>& rank_args) const {
     std::vector<std::string> argv = {

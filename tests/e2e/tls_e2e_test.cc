@@ -22,6 +22,7 @@
 #include "cluster_ca.h"
 #include "grpc_util.h"
 #include "support/child_process.h"
+#include "support/local_user.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 #include "tls.h"
@@ -34,31 +35,6 @@ int Mode(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
 }
-
-// The test's local account names, unique per process (test cases run in parallel processes,
-// each making and removing its own).
-std::string Alice() { return "zrtest-a" + std::to_string(getpid()); }
-std::string Bob() { return "zrtest-b" + std::to_string(getpid()); }
-
-// A local account for the test, made with useradd when missing and removed at the end if made.
-struct LocalUser {
-  explicit LocalUser(std::string n) : name(std::move(n)) {
-    if (getpwnam(name.c_str()) == nullptr) {
-      made = Run({"/usr/sbin/useradd", "--system", "--no-create-home", "--shell",
-                  "/usr/sbin/nologin", name},
-                 {})
-                 .exit_code == 0;
-    }
-    const passwd* pw = getpwnam(name.c_str());
-    uid = pw != nullptr ? pw->pw_uid : 0;
-  }
-  ~LocalUser() {
-    if (made) Run({"/usr/sbin/userdel", name}, {});
-  }
-  std::string name;
-  bool made = false;
-  uid_t uid = 0;
-};
 
 // A cluster directory (CA, node 127.0.0.2 and 127.0.0.3, users Alice(), Bob(), admin:
 // local accounts made for the test when it runs as root, where ranks run as them) and a zerorund
@@ -270,16 +246,6 @@ TEST_CASE("A revoked certificate is refused from the next call on, the others st
   // The list unreadable: zerorund refuses every call instead of serving revoked certificates.
   std::filesystem::remove(cluster.ca + "/revoked");
   CHECK(status(Alice()).error_code() == grpc::StatusCode::UNAVAILABLE);
-}
-
-// "Uid:" of /proc/<pid>/status: the real uid.
-int ProcUid(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("Uid:", 0) == 0) return std::stoi(line.substr(4));
-  }
-  return -1;
 }
 
 TEST_CASE(

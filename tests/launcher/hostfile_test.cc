@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "agent_client.h"
+
 namespace zerorun::launcher {
 namespace {
 
@@ -142,6 +144,26 @@ TEST_CASE("YAML hostfile errors name file:line and the fix", "[hostfile][yaml]")
              Catch::Contains("multiple entries for a"));
   CHECK_THAT(ErrorOf("hosts: [\n", "c.yaml"), Catch::Contains("not valid YAML"));
   CHECK_THAT(ErrorOf("hosts: []\n", "c.yaml"), Catch::Contains("non-empty 'hosts:' list"));
+}
+
+TEST_CASE("A zerorund UNIX socket is a host of this machine in both forms, its target as written",
+          "[hostfile]") {
+  const Hostfile text = MustParse("unix:/var/lib/zerorun/zerorund.sock slots=2\n");
+  REQUIRE(text.hosts.size() == 1);
+  CHECK(text.hosts[0].address == "unix:/var/lib/zerorun/zerorund.sock");
+  CHECK(AgentTarget(text.hosts[0]) == "unix:/var/lib/zerorun/zerorund.sock");
+  CHECK_FALSE(UsesEmbeddedAgent(text.hosts[0]));  // The resident zerorund, not the embedded one.
+  const Hostfile yaml =
+      MustParse("hosts:\n  - {name: here, address: unix:/run/zr.sock, slots: 1}\n", "h.yaml");
+  REQUIRE(yaml.hosts.size() == 1);
+  CHECK(yaml.hosts[0].address == "unix:/run/zr.sock");
+  CHECK(IsUnixSocketAddress(yaml.hosts[0].address));
+  CHECK(IsLocalAddress(yaml.hosts[0].address));
+  Host tcp;
+  tcp.address = "10.0.0.7";
+  tcp.agent_port = 29601;
+  CHECK(AgentTarget(tcp) == "10.0.0.7:29601");
+  CHECK_FALSE(IsUnixSocketAddress("10.0.0.7"));
 }
 
 TEST_CASE("Loopback addresses and localhost are this machine", "[hostfile]") {
