@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of zerorun from Debian's archive.
 # Idempotent: packages already present are skipped, and nothing is installed when all are.
-# --test adds what only the tests use (python3-torch: torch programs launched by zerorun).
+# --test adds what only the tests use (python3-torch: torch programs launched by zerorun;
+# slurm-wlm and munge: a real Slurm the Slurm test configures and starts; python3-prometheus-client:
+# the parser the metrics test reads /metrics with).
 set -euo pipefail
 
 PACKAGES=(
@@ -11,7 +13,7 @@ PACKAGES=(
   catch2 libgloo-dev liburing-dev libopenblas-dev clang libclang-rt-14-dev
   iproute2 procps
 )
-if [[ "${1:-}" == "--test" ]]; then PACKAGES+=(python3-torch); fi
+if [[ "${1:-}" == "--test" ]]; then PACKAGES+=(python3-torch slurm-wlm munge python3-prometheus-client); fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

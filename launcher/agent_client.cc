@@ -256,11 +256,12 @@ std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address,
   return std::make_unique<GrpcAgentClient>(address, auth);
 }
 
-AgentPool::AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth)
-    : agent_(agent), runner_(runner), auth_(std::move(auth)) {}
+AgentPool::AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth,
+                     bool embedded)
+    : agent_(agent), runner_(runner), auth_(std::move(auth)), embedded_(embedded) {}
 
 AgentClient* AgentPool::For(const Host& host) {
-  const bool embedded = UsesEmbeddedAgent(host);
+  const bool embedded = Embedded(host);
   const std::string key = embedded ? "" : AgentTarget(host);
   absl::MutexLock lock(&mu_);
   std::unique_ptr<AgentClient>& client = clients_[key];

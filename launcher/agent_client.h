@@ -62,27 +62,32 @@ std::unique_ptr<AgentClient> NewEmbeddedAgentClient(const worker::NodeAgent* age
 // zerorund at `address` ("host:port"), over mTLS or with the shared secret (ClientAuth).
 std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address, const ClientAuth& auth);
 
+// True when `host` is served by the embedded agent: its address is localhost, 127.0.0.1, ::1 or
+// this machine's name. Other loopback addresses (127.0.0.2, ...) are separate nodes with their
+// own zerorund, as in the multi-node tests.
+bool UsesEmbeddedAgent(const Host& host);
+
 // One client per host, created on first use: embedded for this machine, gRPC otherwise.
 // Thread-safe.
 class AgentPool {
  public:
   // `agent` and `runner` must outlive the pool; `auth` is how every gRPC client authenticates.
-  AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth);
+  // Without `embedded`, every host is reached through its zerorund, this machine's too.
+  AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth,
+            bool embedded = true);
   AgentClient* For(const Host& host);
+  // True when `host` is served by the embedded agent (UsesEmbeddedAgent, if allowed).
+  bool Embedded(const Host& host) const { return embedded_ && UsesEmbeddedAgent(host); }
   const worker::NodeAgent& local_agent() const { return *agent_; }
 
  private:
   const worker::NodeAgent* agent_;
   worker::JobRunner* runner_;
   const ClientAuth auth_;
+  const bool embedded_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<AgentClient>> clients_ ABSL_GUARDED_BY(mu_);
 };
-
-// True when `host` is served by the embedded agent: its address is localhost, 127.0.0.1, ::1 or
-// this machine's name. Other loopback addresses (127.0.0.2, ...) are separate nodes with their
-// own zerorund, as in the multi-node tests.
-bool UsesEmbeddedAgent(const Host& host);
 
 // The gRPC target of `host`'s zerorund: "address:agent_port", or the address itself when it is a
 // UNIX socket ("unix:/var/lib/zerorun/zerorund.sock": this machine's zerorund, called as

@@ -43,7 +43,6 @@ std::optional<std::string> NotAProgram(const std::string& word) {
 
 std::string UnknownFlagMessage(const std::string& flag, const std::vector<std::string>& known) {
   static const std::map<std::string, std::string> kDeepSpeedOnly = {
-      {"--launcher", "zerorun starts the ranks through zerorund on every node (no pdsh/MPI)"},
       {"--launcher_args", "zerorun starts the ranks through zerorund on every node"},
       {"--force_multi", "every host in the hostfile is used as it is"},
       {"--no_ssh", "zerorun needs no ssh: zerorund runs on each node"},

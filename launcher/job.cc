@@ -23,6 +23,7 @@
 #include "endpoints.h"
 #include "grpc_util.h"
 #include "job_record.h"
+#include "metrics.h"
 #include "rank_env.h"
 
 namespace zerorun::launcher {
@@ -57,6 +58,12 @@ class Controller {
   int Run();
 
  private:
+  // What every node's launch gets, from the pre-flight report and the coordinator's endpoints.
+  LaunchSpec MakeSpec(const PreflightReport& report, std::vector<NodeEndpoints> endpoints,
+                      const std::string& job_secret) const;
+  // After the last attempt (`attempt`): records the final status, stops `coordinator` and says
+  // how the job ended; returns the exit code.
+  int Finish(int attempt, grpc::Server* coordinator);
   // Launches attempt spec.attempt everywhere and runs it to its end; returns its exit code.
   int RunAttempt(const LaunchSpec& spec, JobRecord& record, Inbox& inbox);
   // Whether the attempt that just ended may be followed by another (--max-restarts).
@@ -414,6 +421,62 @@ bool Controller::Restartable(int attempt, Inbox& inbox) {
   return !user_stopped_ && inbox.signals.empty();
 }
 
+LaunchSpec Controller::MakeSpec(const PreflightReport& report, std::vector<NodeEndpoints> endpoints,
+                                const std::string& job_secret) const {
+  LaunchSpec spec;
+  spec.job_id = job_id_;
+  spec.env = opt_.preflight.env.Entries();
+  char self[4096] = {};
+  if (const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1); n > 0) {
+    spec.zerorun_bin = std::string(self, static_cast<size_t>(n));
+  }
+  spec.head = opt_.preflight.command.head;
+  spec.tail = opt_.preflight.command.tail;
+  spec.device = opt_.preflight.device;
+  spec.endpoints = std::move(endpoints);
+  spec.master_port = opt_.master_port;
+  spec.job_secret = job_secret;
+  spec.no_local_rank = opt_.no_local_rank;
+  spec.config_json = dsconfig::Dump(report.effective_config, 2);
+  spec.log_dir = opt_.log_dir;
+  spec.lease_ms = absl::ToInt64Milliseconds(opt_.lease);
+  spec.reconnect_window_ms = absl::ToInt64Milliseconds(opt_.reconnect_window);
+  spec.grace_ms = absl::ToInt64Milliseconds(opt_.grace);
+  char cwd[4096] = {};
+  if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;
+  spec.max_restarts = opt_.max_restarts;
+  return spec;
+}
+
+int Controller::Finish(int attempt, grpc::Server* coordinator) {
+  if (!failed_ && interrupted_by_ != 0) exit_code_ = 128 + interrupted_by_;
+  v1::JobStatusReply final_status = state_->Snapshot();
+  final_status.set_state(exit_code_ == 0 ? "succeeded" : "failed");
+  state_->SetJobState(final_status.state());
+  (void)WriteFinalStatus(job_id_, final_status);
+  // Status answers from the record from here on.
+  coordinator->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  if (exit_code_ == 0) {
+    Say(absl::StrCat("job ", job_id_, " succeeded",
+                     final_status.attempt() > 0
+                         ? absl::StrCat(" after ", final_status.attempt(), " restart(s)")
+                         : "",
+                     ": all ", final_status.world_size(), " rank(s) exited 0"));
+  } else if (failed_ && exit_code_ != kExitNodeLost && exit_code_ != kExitHang) {
+    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")"
+         << (attempt > 0 ? absl::StrCat(" on attempt ", attempt, " of ", opt_.max_restarts + 1,
+                                        " (--max-restarts)")
+                         : "")
+         << "\n  " << Summary() << "\n  other ranks: " << stopped_by_us_
+         << " stopped by zerorun (SIGTERM/SIGKILL), " << failed_after_
+         << " failed on their own after the root cause\n";
+  } else {
+    Say(absl::StrCat("job ", job_id_, " ended with exit ", exit_code_,
+                     final_status.root_cause().empty() ? "" : ": ", final_status.root_cause()));
+  }
+  return exit_code_;
+}
+
 int Controller::Run() {
   // Stop signals are blocked in every thread (BlockStopSignals) and taken here from the start:
   // before the launch nothing runs anywhere, so Ctrl-C or SIGTERM ends zerorun at once; after
@@ -474,7 +537,7 @@ int Controller::Run() {
   for (const Host& host : hosts_) {
     clients_.push_back(agents_.For(host));
     lost_.push_back(false);
-    all_loopback &= UsesEmbeddedAgent(host) || IsUnixSocketAddress(host.address) ||
+    all_loopback &= agents_.Embedded(host) || IsUnixSocketAddress(host.address) ||
                     IsLoopbackListenAddress(host.address + ":0");
     for (size_t local = 0; local < host.slots.size(); ++local) {
       slots.push_back({static_cast<int>(slots.size()), static_cast<int>(local), host.name});
@@ -495,9 +558,21 @@ int Controller::Run() {
     Say("cannot start the coordinator service");
     return kExitSoftware;
   }
+  std::unique_ptr<MetricsServer> metrics;  // Ends before the job's state does.
+  if (opt_.metrics_port >= 0) {
+    const std::string host = all_loopback ? "127.0.0.1" : "0.0.0.0";
+    absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(
+        host, opt_.metrics_port, [this] { return FormatMetrics(state_->Snapshot()); });
+    if (!started.ok()) {
+      Say(std::string(started.status().message()));
+      return kExitUnavailable;
+    }
+    metrics = *std::move(started);
+    Say(absl::StrCat("metrics at http://", host, ":", metrics->port(), "/metrics"));
+  }
   std::vector<bool> embedded, here;  // Here: ranks on this machine (embedded or UNIX socket).
   for (const Host& host : hosts_) {
-    embedded.push_back(UsesEmbeddedAgent(host));
+    embedded.push_back(agents_.Embedded(host));
     here.push_back(embedded.back() || IsUnixSocketAddress(host.address));
   }
   absl::StatusOr<std::vector<NodeEndpoints>> endpoints =
@@ -515,28 +590,7 @@ int Controller::Run() {
     record.nodes.push_back({hosts_[i].name, embedded[i] ? "" : clients_[i]->Where()});
   }
 
-  LaunchSpec spec;
-  spec.job_id = job_id_;
-  spec.env = opt_.preflight.env.Entries();
-  char self[4096] = {};
-  if (const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1); n > 0) {
-    spec.zerorun_bin = std::string(self, static_cast<size_t>(n));
-  }
-  spec.head = opt_.preflight.command.head;
-  spec.tail = opt_.preflight.command.tail;
-  spec.device = opt_.preflight.device;
-  spec.endpoints = *std::move(endpoints);
-  spec.master_port = opt_.master_port;
-  spec.job_secret = job_secret;
-  spec.no_local_rank = opt_.no_local_rank;
-  spec.config_json = dsconfig::Dump(report.effective_config, 2);
-  spec.log_dir = opt_.log_dir;
-  spec.lease_ms = absl::ToInt64Milliseconds(opt_.lease);
-  spec.reconnect_window_ms = absl::ToInt64Milliseconds(opt_.reconnect_window);
-  spec.grace_ms = absl::ToInt64Milliseconds(opt_.grace);
-  char cwd[4096] = {};
-  if (getcwd(cwd, sizeof(cwd)) != nullptr) spec.cwd = cwd;
-  spec.max_restarts = opt_.max_restarts;
+  LaunchSpec spec = MakeSpec(report, *std::move(endpoints), job_secret);
   state_->SetMaxRestarts(opt_.max_restarts);
 
   // From here on a stop signal is the job loop's to forward.
@@ -557,31 +611,7 @@ int Controller::Run() {
     last_lines_.clear();
   }
   if (launch_failed_ && spec.attempt == 0) return exit_code_;  // Nothing ran: no record.
-  if (!failed_ && interrupted_by_ != 0) exit_code_ = 128 + interrupted_by_;
-  v1::JobStatusReply final_status = state_->Snapshot();
-  final_status.set_state(exit_code_ == 0 ? "succeeded" : "failed");
-  state_->SetJobState(final_status.state());
-  (void)WriteFinalStatus(job_id_, final_status);
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
-  if (exit_code_ == 0) {
-    Say(absl::StrCat("job ", job_id_, " succeeded",
-                     final_status.attempt() > 0
-                         ? absl::StrCat(" after ", final_status.attempt(), " restart(s)")
-                         : "",
-                     ": all ", final_status.world_size(), " rank(s) exited 0"));
-  } else if (failed_ && exit_code_ != kExitNodeLost && exit_code_ != kExitHang) {
-    err_ << "\nzerorun: job " << job_id_ << " FAILED (exit " << exit_code_ << ")"
-         << (spec.attempt > 0 ? absl::StrCat(" on attempt ", spec.attempt, " of ",
-                                             opt_.max_restarts + 1, " (--max-restarts)")
-                              : "")
-         << "\n  " << Summary() << "\n  other ranks: " << stopped_by_us_
-         << " stopped by zerorun (SIGTERM/SIGKILL), " << failed_after_
-         << " failed on their own after the root cause\n";
-  } else {
-    Say(absl::StrCat("job ", job_id_, " ended with exit ", exit_code_,
-                     final_status.root_cause().empty() ? "" : ": ", final_status.root_cause()));
-  }
-  return exit_code_;
+  return Finish(spec.attempt, server.get());
 }
 
 }  // namespace

@@ -34,6 +34,8 @@ struct RunOptions {
   std::string master_addr;  // Empty: the first host's address.
   int master_port = 29500;
   bool no_local_rank = false;
+  // Prometheus metrics (metrics.h) on this port while the job runs (0: any free one; -1: off).
+  int metrics_port = -1;
 };
 
 // Runs the job to its end and returns zerorun's exit code: 0 when every rank exited 0; the

@@ -24,6 +24,7 @@
 #include "grpc_util.h"
 #include "hostfile.h"
 #include "job.h"
+#include "launch_backend.h"
 #include "preflight.h"
 #include "rank_supervisor.h"
 #include "resource_filter.h"
@@ -34,14 +35,6 @@
 
 namespace zerorun::launcher {
 namespace {
-
-// The embedded agent's runner: its ranks end with this process (not adoptable).
-worker::JobRunnerOptions EmbeddedRunnerOptions() {
-  worker::JobRunnerOptions options;
-  options.state_dir = ZerorunHome() + "/agent";
-  options.cgroup_root = worker::AgentCgroupRoot(options.state_dir);
-  return options;
-}
 
 // "7e9", "7B", "350M", "1.5k" -> a count. Returns false on anything else.
 bool ParseCount(const std::string& text, double* out) {
@@ -99,13 +92,15 @@ struct Cli {
   std::string python = "python3";
   std::vector<std::string> env;  // --env KEY[=VALUE]
   std::string secret_file, tls_dir;
-  ClientAuth auth;  // From --tls-dir / ZR_TLS_DIR (mTLS), else --secret-file / ZR_SECRET.
+  std::string launcher;  // --launcher: how the node agents come to exist (launch_backend.h).
+  ClientAuth auth;       // From --tls-dir / ZR_TLS_DIR (mTLS), else --secret-file / ZR_SECRET.
   // run
   std::string job_id, log_dir, master_addr;
   std::vector<int> console_ranks;
   double grace_s = 10, heartbeat_timeout_s = 30;
   double lease_s = 10, node_timeout_s = 9, reconnect_window_s = 30, hang_timeout_s = 0;
   int max_restarts = 0;
+  int metrics_port = -1;
   int master_port = 29500;
   bool no_local_rank = false;
   // status / stop / report
@@ -160,6 +155,11 @@ void AddPreflightOptions(CLI::App* app, Cli* cli) {
                   "Directory checkpoints go to (free space is checked; repeatable)")
       ->allow_extra_args(false);  // One value per flag: never swallow train_bin.
   app->add_flag("--strict", cli->strict, "An unresolved \"auto\" is an error (exit 78)");
+  app->add_option("--launcher", cli->launcher,
+                  "zerorund (default: resident zerorunds, this machine in-process) or slurm "
+                  "(inside salloc/sbatch: hosts from the allocation, one zerorund per node via "
+                  "srun)")
+      ->check(CLI::Validator(UnknownLaunchBackend, "zerorund|slurm"));
   AddAuthOptions(app, cli);
   app->add_flag("--no_python,--no-python", cli->no_python,
                 "Execute train_bin directly, even a .py (DeepSpeed's --no_python)");
@@ -274,10 +274,12 @@ int RunPreflightCommand(const Cli& cli, CLI::App* sub) {
   if (!ParseTrainCommand(cli, sub->remaining(), FlagNames(sub), &options, &exit_code)) {
     return exit_code;
   }
-  const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
-  worker::JobRunner runner(EmbeddedRunnerOptions());
-  AgentPool agents(&agent, &runner, cli.auth);
-  const PreflightReport report = RunPreflight(options, agents);
+  std::unique_ptr<LaunchBackend> backend = NewLaunchBackend(cli.launcher, cli.auth, std::cerr);
+  if (absl::Status s = backend->Prepare(&options); !s.ok()) {
+    std::cerr << "zerorun: " << s.message() << "\n";
+    return LaunchBackendExit(s);
+  }
+  const PreflightReport report = RunPreflight(options, backend->agents());
   if (cli.json) {
     nlohmann::json out = ReportJson(report);
     if (cli.print_config) out["effective_config"] = report.effective_config;
@@ -315,14 +317,17 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
   options.reconnect_window = absl::Seconds(cli.reconnect_window_s);
   options.hang_timeout = absl::Seconds(cli.hang_timeout_s);
   options.max_restarts = cli.max_restarts;
+  options.metrics_port = cli.metrics_port;
   options.master_addr = cli.master_addr;
   options.master_port = cli.master_port;
   options.no_local_rank = cli.no_local_rank;
   BlockStopSignals();  // Before any thread exists: the job's signal thread handles them.
-  const worker::NodeAgent agent(GetEnv(kEnvNvmlLibrary));
-  worker::JobRunner runner(EmbeddedRunnerOptions());
-  AgentPool agents(&agent, &runner, cli.auth);
-  return RunJob(options, agents, std::cout, std::cerr);
+  std::unique_ptr<LaunchBackend> backend = NewLaunchBackend(cli.launcher, cli.auth, std::cerr);
+  if (absl::Status s = backend->Prepare(&options.preflight); !s.ok()) {
+    std::cerr << "zerorun: " << s.message() << "\n";
+    return LaunchBackendExit(s);
+  }
+  return RunJob(options, backend->agents(), std::cout, std::cerr);
 }
 
 int RunEstimateCommand(const Cli& cli, bool hostfile_set) {
@@ -442,6 +447,10 @@ int Main(int argc, char** argv) {
                   "Restart the whole job up to N times after a rank fails or hangs; the program "
                   "resumes from its latest checkpoint (ZERORUN_RESTART_COUNT; default 0)")
       ->check(CLI::Range(0, 1000));
+  run->add_option("--metrics-port,--metrics_port", cli.metrics_port,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics while the job runs (0: "
+                  "any free port; default off)")
+      ->check(CLI::Range(0, 65535));
   run->add_option("--master_addr,--master-addr", cli.master_addr,
                   "MASTER_ADDR for the ranks (default: the first host's address)");
   run->add_option("--master_port,--master-port", cli.master_port, "MASTER_PORT (default 29500)");
