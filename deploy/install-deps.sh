@@ -3,7 +3,8 @@
 # Idempotent: packages already present are skipped, and nothing is installed when all are.
 # --test adds what only the tests use (python3-torch: torch programs launched by zerorun;
 # slurm-wlm and munge: a real Slurm the Slurm test configures and starts; python3-prometheus-client:
-# the parser the metrics test reads /metrics with).
+# the parser the metrics test reads /metrics with; python3-grpcio, -protobuf, -venv: the zerorun
+# Python package's tests, including a pip install into a venv).
 set -euo pipefail
 
 PACKAGES=(
@@ -13,7 +14,10 @@ PACKAGES=(
   catch2 libgloo-dev liburing-dev libopenblas-dev clang libclang-rt-14-dev
   iproute2 procps
 )
-if [[ "${1:-}" == "--test" ]]; then PACKAGES+=(python3-torch slurm-wlm munge python3-prometheus-client); fi
+if [[ "${1:-}" == "--test" ]]; then
+  PACKAGES+=(python3-torch slurm-wlm munge python3-prometheus-client python3-grpcio
+    python3-protobuf python3-venv)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,0 +1,1 @@
+"""Fake lightning (see ../README)."""
