@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "grpc_util.h"
 #include "local_cred.h"
+#include "log_reader.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
 namespace zerorun::launcher {
@@ -34,6 +35,15 @@ class EmbeddedAgentClient : public AgentClient {
   }
   absl::StatusOr<v1::AgentStatusReply> Status(const std::string& job_id) override {
     return runner_->Status(job_id);
+  }
+  absl::Status Logs(const v1::LogsRequest& request,
+                    const std::function<bool(const v1::LogChunk&)>& on_chunk) override {
+    absl::StatusOr<v1::AgentJobRecord> record =
+        worker::ReadJobRecord(runner_->state_dir(), request.job_id());
+    if (!record.ok()) return record.status();
+    worker::LogFollow follow;
+    follow.running = [&] { return runner_->Running(request.job_id()); };
+    return worker::StreamLogs(*record, request, follow, on_chunk);
   }
   absl::Status Watch(const std::string& job_id,
                      const std::function<void(const v1::RankEvent&)>& on_event,
@@ -90,6 +100,23 @@ class GrpcAgentClient : public AgentClient {
     request.set_job_id(job_id);
     v1::AgentStatusReply reply;
     return Call(&v1::NodeAgent::Stub::Status, request, &reply, absl::Seconds(3), reply);
+  }
+  absl::Status Logs(const v1::LogsRequest& request,
+                    const std::function<bool(const v1::LogChunk&)>& on_chunk) override {
+    grpc::ClientContext context;
+    if (absl::Status s = Authenticate(&context); !s.ok()) return s;
+    std::unique_ptr<grpc::ClientReader<v1::LogChunk>> reader = stub_->Logs(&context, request);
+    v1::LogChunk chunk;
+    while (reader->Read(&chunk)) {
+      if (!on_chunk(chunk)) {
+        context.TryCancel();
+        break;
+      }
+    }
+    const grpc::Status status = reader->Finish();
+    if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return absl::OkStatus();
+    return absl::Status(FromGrpcStatus(status).code(),
+                        absl::StrCat("zerorund at ", address_, ": ", status.error_message()));
   }
   absl::Status Watch(const std::string& job_id,
                      const std::function<void(const v1::RankEvent&)>& on_event,

@@ -46,6 +46,10 @@ class AgentClient {
   virtual absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request) = 0;
   virtual absl::StatusOr<int> Signal(const v1::SignalRequest& request) = 0;
   virtual absl::StatusOr<v1::AgentStatusReply> Status(const std::string& job_id) = 0;
+  // Streams the job's rank logs on that node to on_chunk (false: stop) until they are read (with
+  // follow: until its ranks there exited).
+  virtual absl::Status Logs(const v1::LogsRequest& request,
+                            const std::function<bool(const v1::LogChunk&)>& on_chunk) = 0;
   // Calls `on_event` for every event of `job_id` (heartbeats excluded) until the job's ranks on
   // this node have all exited (OK), or the node is lost under `policy` (Unavailable naming the
   // node's address, how long it was silent or unreachable, and the last error). While it runs,

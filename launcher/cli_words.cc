@@ -23,17 +23,13 @@ bool IsProgram(const std::string& word) {
 
 const std::vector<std::string>& Subcommands() {
   static const std::vector<std::string> kWords = {"run",    "preflight", "status", "stop",
-                                                  "report", "estimate",  "ckpt",   "cluster"};
+                                                  "report", "estimate",  "ckpt",   "cluster",
+                                                  "logs",   "jobs"};
   return kWords;
 }
 
 std::optional<std::string> NotAProgram(const std::string& word) {
   if (word.empty() || word[0] == '-') return std::nullopt;
-  if (word == "logs" && !IsProgram(word)) {
-    return std::string(
-        "zerorun: 'logs' is not built yet. Rank logs are files on each node: "
-        "<log-dir>/rank_<N>/{stdout,stderr}.log (default $ZR_HOME/agent/<job>/ on that node)");
-  }
   const std::string hint = dsconfig::DidYouMean(word, Subcommands());
   if (hint.empty() || IsProgram(word)) return std::nullopt;
   return absl::StrCat("zerorun: '", word, "' is not a zerorun command", hint,

@@ -452,6 +452,8 @@ int Controller::Finish(int attempt, grpc::Server* coordinator) {
   if (!failed_ && interrupted_by_ != 0) exit_code_ = 128 + interrupted_by_;
   v1::JobStatusReply final_status = state_->Snapshot();
   final_status.set_state(exit_code_ == 0 ? "succeeded" : "failed");
+  final_status.set_ended_unix_ms(absl::ToUnixMillis(absl::Now()));
+  final_status.set_exit_code(exit_code_);
   state_->SetJobState(final_status.state());
   (void)WriteFinalStatus(job_id_, final_status);
   // Status answers from the record from here on.

@@ -111,21 +111,16 @@ absl::StatusOr<v1::JobStatusReply> ReadFinalStatus(const std::string& job_id) {
 namespace {
 
 // A launcher that died without writing status.json leaves a stale record.
-bool Running(const JobRecord& record) {
-  return !record.finished && record.launcher_pid > 0 &&
-         !(kill(record.launcher_pid, 0) != 0 && errno == ESRCH);
-}
-
 }  // namespace
 
 bool JobIdInUse(const std::string& job_id, JobRecord* record) {
   absl::StatusOr<JobRecord> found = ReadJobRecord(job_id);
-  if (!found.ok() || !Running(*found)) return false;
+  if (!found.ok() || !JobRunning(*found)) return false;
   *record = *std::move(found);
   return true;
 }
 
-std::vector<JobRecord> RunningJobs() {
+std::vector<JobRecord> AllJobs() {
   std::vector<JobRecord> jobs;
   DIR* dir = opendir(JobsDir().c_str());
   if (dir == nullptr) return jobs;
@@ -133,13 +128,26 @@ std::vector<JobRecord> RunningJobs() {
     const std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
     absl::StatusOr<JobRecord> record = ReadJobRecord(name);
-    if (record.ok() && Running(*record)) jobs.push_back(*std::move(record));
+    if (record.ok()) jobs.push_back(*std::move(record));
   }
   closedir(dir);
   std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) {
     return a.started_unix_ms > b.started_unix_ms;
   });
   return jobs;
+}
+
+std::vector<JobRecord> RunningJobs() {
+  std::vector<JobRecord> jobs = AllJobs();
+  jobs.erase(std::remove_if(jobs.begin(), jobs.end(),
+                            [](const JobRecord& job) { return !JobRunning(job); }),
+             jobs.end());
+  return jobs;
+}
+
+bool JobRunning(const JobRecord& record) {
+  return !record.finished && record.launcher_pid > 0 &&
+         !(kill(record.launcher_pid, 0) != 0 && errno == ESRCH);
 }
 
 }  // namespace zerorun::launcher

@@ -45,6 +45,12 @@ absl::StatusOr<v1::JobStatusReply> ReadFinalStatus(const std::string& job_id);
 // Jobs whose launcher is still alive and that have not finished, newest first.
 std::vector<JobRecord> RunningJobs();
 
+// Every job recorded here, newest first.
+std::vector<JobRecord> AllJobs();
+
+// True while the job has not finished and its launcher lives.
+bool JobRunning(const JobRecord& record);
+
 // True when `job_id` has a record here, has not finished and its launcher is alive: the id is
 // taken, and a launch under it must touch nothing (the record is returned in *record).
 bool JobIdInUse(const std::string& job_id, JobRecord* record);

@@ -25,6 +25,7 @@
 #include "hostfile.h"
 #include "job.h"
 #include "launch_backend.h"
+#include "logs_cli.h"
 #include "preflight.h"
 #include "rank_supervisor.h"
 #include "resource_filter.h"
@@ -104,7 +105,9 @@ struct Cli {
   int master_port = 29500;
   bool no_local_rank = false;
   // status / stop / report
-  bool watch = false;
+  bool watch = false, all_jobs = false;
+  std::vector<int> log_ranks;  // logs --rank
+  bool follow = false;
   int signal = 0;
   v1::RankReport report;
   // estimate
@@ -462,6 +465,16 @@ int Main(int argc, char** argv) {
   status->add_flag("--json", cli.json, "JSON instead of the table");
   status->add_flag("--watch", cli.watch, "Refresh every second until the job ends");
   AddAuthOptions(status, &cli);
+  CLI::App* jobs = app.add_subcommand("jobs", "List the jobs recorded here, newest first");
+  int jobs_limit = 20;
+  jobs->add_flag("--json", cli.json, "JSON instead of the table");
+  jobs->add_option("--limit", jobs_limit, "At most this many (0: all)")->capture_default_str();
+  status->add_flag("--all", cli.all_jobs, "List recent jobs with their end state (zerorun jobs)");
+  CLI::App* logs = app.add_subcommand("logs", "Print a job's rank logs from every node");
+  logs->add_option("job", cli.job_id, "Job id")->required();
+  logs->add_option("--rank", cli.log_ranks, "Only this rank (repeatable)")->allow_extra_args(false);
+  logs->add_flag("-f,--follow", cli.follow, "Keep printing as the ranks write, until they exit");
+  AddAuthOptions(logs, &cli);
   CLI::App* stop = app.add_subcommand("stop", "Stop a running job on every node");
   stop->add_option("job", cli.job_id, "Job id")->required();
   AddAuthOptions(stop, &cli);
@@ -540,14 +553,20 @@ int Main(int argc, char** argv) {
     return RunPreflightCommand(cli, preflight);
   }
   if (run->parsed()) return RunJobCommand(cli, run);
-  if (status->parsed() || stop->parsed()) {
+  if (status->parsed() || stop->parsed() || logs->parsed()) {
     int exit_code = kExitOk;
     if (!ResolveAuth(&cli, &exit_code)) return exit_code;
+  }
+  if (jobs->parsed() || (status->parsed() && cli.all_jobs)) {
+    return JobsCommand(cli.json, jobs->parsed() ? jobs_limit : 20, std::cout);
   }
   if (status->parsed()) {
     return StatusCommand(cli.job_id, cli.json, cli.watch, cli.auth, std::cout, std::cerr);
   }
   if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, cli.auth, std::cerr);
+  if (logs->parsed()) {
+    return LogsCommand(cli.job_id, cli.log_ranks, cli.follow, cli.auth, std::cout, std::cerr);
+  }
   if (report->parsed()) {
     cli.report.set_has_step(report->count("--step") > 0);
     cli.report.set_step(step);

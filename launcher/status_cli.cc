@@ -46,6 +46,8 @@ std::string ToJson(const v1::JobStatusReply& status) {
                       {"root_cause", status.root_cause()},
                       {"attempt", status.attempt()},
                       {"max_restarts", status.max_restarts()},
+                      {"ended_unix_ms", status.ended_unix_ms()},
+                      {"exit_code", status.exit_code()},
                       {"failed_attempts", nlohmann::json::array()},
                       {"ranks", nlohmann::json::array()}};
   for (const v1::FailedAttempt& a : status.failed_attempts()) {
@@ -152,11 +154,29 @@ absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id, const Client
 
 }  // namespace
 
+namespace {
+
+std::string Ago(absl::Duration d) {
+  const int64_t s = absl::ToInt64Seconds(d);
+  if (s < 120) return absl::StrCat(s, " s ago");
+  if (s < 7200) return absl::StrCat(s / 60, " min ago");
+  if (s < 172800) return absl::StrCat(s / 3600, " h ago");
+  return absl::StrCat(s / 86400, " days ago");
+}
+
+}  // namespace
+
 std::string FormatJobStatus(const v1::JobStatusReply& s) {
   std::string out = absl::StrFormat(
-      "job %s  %s  %d rank(s)  started %s\n", s.job_id(), s.state(), s.world_size(),
+      "job %s  %s  %d rank(s)  started %s", s.job_id(), s.state(), s.world_size(),
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(s.started_unix_ms()),
                        absl::UTCTimeZone()));
+  if (s.ended_unix_ms() > 0) {
+    absl::StrAppendFormat(&out, "  ended %s, exit %d (ran %.1f s)",
+                          Ago(absl::Now() - absl::FromUnixMillis(s.ended_unix_ms())), s.exit_code(),
+                          (s.ended_unix_ms() - s.started_unix_ms()) / 1000.0);
+  }
+  out += "\n";
   if (s.max_restarts() > 0) {
     absl::StrAppendFormat(&out, "attempt %d of %d (--max-restarts %d)\n", s.attempt(),
                           s.max_restarts() + 1, s.max_restarts());
@@ -225,6 +245,15 @@ int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_a
     err << "zerorun stop: " << record.status().message() << "\n";
     return kExitNoInput;
   }
+  if (absl::StatusOr<v1::JobStatusReply> final = ReadFinalStatus(job_id); final.ok()) {
+    err << "zerorun stop: job " << job_id << " already ended"
+        << (final->ended_unix_ms() > 0
+                ? absl::StrCat(" ", Ago(absl::Now() - absl::FromUnixMillis(final->ended_unix_ms())),
+                               " (", final->state(), ", exit ", final->exit_code(), ")")
+                : absl::StrCat(" (", final->state(), ")"))
+        << ": nothing to stop\n";
+    return kExitOk;
+  }
   grpc::ClientContext context;
   AttachSecret(&context, record->secret);
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
@@ -276,6 +305,43 @@ int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_a
   err << "zerorun stop: the launcher of " << job_id << " is gone; " << reached
       << " node agent(s) stopped " << signalled << " rank signal(s) directly\n";
   (void)Fetch(job_id, agent_auth);  // Finalizes the record once no rank runs.
+  return kExitOk;
+}
+
+int JobsCommand(bool json, int limit, std::ostream& out) {
+  std::vector<JobRecord> jobs = AllJobs();
+  if (limit > 0 && static_cast<int>(jobs.size()) > limit) jobs.resize(static_cast<size_t>(limit));
+  nlohmann::json list = nlohmann::json::array();
+  std::string table = absl::StrFormat("%-28s %-10s %5s %6s  %-23s  %s\n", "JOB", "STATE", "EXIT",
+                                      "RANKS", "STARTED", "ENDED");
+  for (const JobRecord& job : jobs) {
+    std::string state = "running", ended = "-", exit = "-";
+    int exit_code = -1;
+    int64_t ended_ms = 0;
+    if (absl::StatusOr<v1::JobStatusReply> final = ReadFinalStatus(job.job_id); final.ok()) {
+      state = final->state();
+      ended_ms = final->ended_unix_ms();
+      if (ended_ms > 0) {
+        exit_code = final->exit_code();
+        exit = absl::StrCat(exit_code);
+        ended = Ago(absl::Now() - absl::FromUnixMillis(ended_ms));
+      }
+    } else if (!JobRunning(job)) {
+      state = "lost";  // The launcher died and nothing recorded the end: 'zerorun status' asks.
+    }
+    absl::StrAppendFormat(
+        &table, "%-28s %-10s %5s %6d  %-23s  %s\n", job.job_id, state, exit, job.world_size,
+        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(job.started_unix_ms),
+                         absl::UTCTimeZone()),
+        ended);
+    list.push_back({{"job_id", job.job_id},
+                    {"state", state},
+                    {"exit_code", exit_code},
+                    {"world_size", job.world_size},
+                    {"started_unix_ms", job.started_unix_ms},
+                    {"ended_unix_ms", ended_ms}});
+  }
+  out << (json ? list.dump(2) + "\n" : table);
   return kExitOk;
 }
 

@@ -25,6 +25,10 @@ int StatusCommand(const std::string& job_id, bool json, bool watch, const Client
 int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_auth,
                 std::ostream& err);
 
+// `zerorun jobs`: the jobs recorded here, newest first (at most `limit`; 0: all), with their
+// state (running, succeeded, failed, lost: the launcher died unrecorded), exit code and end.
+int JobsCommand(bool json, int limit, std::ostream& out);
+
 // One heartbeat/step report for a rank, for programs that do not link libzerorun: reads
 // ZERORUN_COORDINATOR, ZERORUN_JOB_SECRET and RANK from the environment the launcher gave it.
 // Returns 0, 2 when the environment lacks them, 69 when the coordinator does not answer.

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc_util.h"
 #include "local_cred.h"
+#include "log_reader.h"
 #include "run_as.h"
 #include "tls.h"
 
@@ -185,6 +186,32 @@ grpc::Status AgentService::Status(grpc::ServerContext* context,
   *reply = runner_->Status(request->job_id(),
                            who.all_jobs ? std::nullopt : std::optional<std::string>(who.name));
   return grpc::Status::OK;
+}
+
+grpc::Status AgentService::Logs(grpc::ServerContext* context, const v1::LogsRequest* request,
+                                grpc::ServerWriter<v1::LogChunk>* writer) {
+  Caller who;
+  if (grpc::Status s =
+          Admit(*context, "Logs", request->job_id(), request->follow() ? "follow" : "", true, &who);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<v1::AgentJobRecord> record =
+      ReadJobRecord(runner_->state_dir(), request->job_id());
+  if (!record.ok()) {
+    return ToGrpcStatus(
+        absl::Status(record.status().code(),
+                     absl::StrCat("node ", runner_->hostname(), ": ", record.status().message())));
+  }
+  if (!who.all_jobs && record->owner() != who.name) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("job ", request->job_id(), " is not ", who.name, "'s"));
+  }
+  LogFollow follow;
+  follow.running = [&] { return runner_->Running(request->job_id()); };
+  follow.cancelled = [&] { return context->IsCancelled() || shutting_down_.load(); };
+  return ToGrpcStatus(StreamLogs(*record, *request, follow,
+                                 [&](const v1::LogChunk& chunk) { return writer->Write(chunk); }));
 }
 
 }  // namespace zerorun::worker

@@ -53,6 +53,10 @@ class AgentService final : public v1::NodeAgent::Service {
                      grpc::ServerWriter<v1::RankEvent>* writer) override;
   grpc::Status Status(grpc::ServerContext* context, const v1::AgentStatusRequest* request,
                       v1::AgentStatusReply* reply) override;
+  // The job's rank logs from its record on disk (so also after zerorund forgot the job), its
+  // owner checked against that record.
+  grpc::Status Logs(grpc::ServerContext* context, const v1::LogsRequest* request,
+                    grpc::ServerWriter<v1::LogChunk>* writer) override;
 
   // Ends open Watch streams with UNAVAILABLE ("zerorund is restarting"), so launchers reconnect
   // to the next zerorund instead of treating the end as the job's.

@@ -149,6 +149,12 @@ void JobRunner::Renew(const std::string& job_id) {
   if (it->second->running > 0) TouchLease(it->second.get());
 }
 
+bool JobRunner::Running(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  return it != jobs_.end() && it->second->running > 0;
+}
+
 std::optional<std::string> JobRunner::Owner(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);

@@ -97,6 +97,9 @@ class JobRunner {
 
   // The ranks of `job_id` (empty: of every job; with `owner`, only that owner's jobs).
   const std::string& hostname() const { return hostname_; }
+  const std::string& state_dir() const { return options_.state_dir; }
+  // True while a rank of `job_id` runs here.
+  bool Running(const std::string& job_id);
 
   v1::AgentStatusReply Status(const std::string& job_id,
                               const std::optional<std::string>& owner = std::nullopt);

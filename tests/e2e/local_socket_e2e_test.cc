@@ -238,6 +238,22 @@ TEST_CASE(
   CHECK(done.exit_code == 0);
   CHECK_THAT(agent.agent->Output(),
              Catch::Contains("audit: Signal job=job-alice signal=9 user=" + bob.name));
+  // The logs after the job ended: alice's to read, not bob's (the owner is in the record on disk).
+  auto read_logs = [&](const std::string& credential, std::string* data) {
+    grpc::ClientContext context;
+    context.AddMetadata(kLocalCredMetadata, credential);
+    v1::LogsRequest request;
+    request.set_job_id("job-alice");
+    auto reader = agent.Stub()->Logs(&context, request);
+    v1::LogChunk chunk;
+    while (reader->Read(&chunk)) *data += chunk.data();
+    return reader->Finish();
+  };
+  std::string alice_sees, bob_sees;
+  CHECK(read_logs(CredentialAs(alice, cred_path), &alice_sees).ok());
+  const grpc::Status bob_logs = read_logs(CredentialAs(bob, cred_path), &bob_sees);
+  CHECK(bob_logs.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(bob_sees.empty());
   // Root over the socket: its ranks would run as root, which this zerorund refuses.
   const RunResult root = agent.Launch(nullptr, "job-root");
   CHECK(root.exit_code == 69);

@@ -126,7 +126,7 @@ TEST_CASE("Words that are not programs are usage errors with a did-you-mean", "[
   CHECK_THAT(typo.err, Catch::Contains("did you mean 'status'?"));
   const RunResult logs = Zerorun({"logs"});
   CHECK(logs.exit_code == 2);
-  CHECK_THAT(logs.err, Catch::Contains("'logs' is not built yet"));
+  CHECK_THAT(logs.err, Catch::Contains("job is required"));
   const RunResult launcher =
       Zerorun({"--launcher", "pdsh", "--hostfile", TestData("local2.txt"), "train.py"});
   CHECK(launcher.exit_code == 2);
