@@ -4,7 +4,12 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ZR_BUILD_DIR:-${root}/build}"
-bash "${root}/deploy/build.sh" zerorun_cli train_gpt >/dev/null
+echo "demo: building zerorun and the example GPT (the first time takes a few minutes on 2 cores)"
+# Ninja's "[N/M] ..." lines become one progress counter; anything else (errors) is printed.
+bash "${root}/deploy/build.sh" zerorun_cli train_gpt 2>&1 |
+  awk '/^\[[0-9]+\/[0-9]+\]/ { printf "\rdemo: build %s ", $1; fflush(); shown = 1; next }
+       { if (shown) print ""; shown = 0; print } END { if (shown) print "" }'
+
 cd "${root}"
 export ZR_HOME="${ZR_HOME:-${build}/zr_home}"
 set -x

@@ -79,6 +79,7 @@ absl::Status JobState::Report(const v1::RankReport& report) {
   Rank& r = ranks_[report.rank()];
   r.last_heartbeat = absl::Now();
   if (!report.phase().empty()) r.status.set_phase(report.phase());
+  if (report.total_steps() > 0) r.status.set_total_steps(report.total_steps());
   r.status.set_in_flight(report.in_flight());
   if (report.has_step() && (!r.last_step_change || report.step() != r.status.step())) {
     r.last_step_change = absl::Now();

@@ -491,6 +491,8 @@ int Main(int argc, char** argv) {
   report->add_option("--tokens-per-second", tokens_per_second, "Throughput");
   report->add_option("--memory-bytes", memory_bytes, "Memory in use");
   report->add_option("--phase", phase, "What the rank is doing, e.g. forward");
+  int64_t total_steps = 0;
+  report->add_option("--total-steps", total_steps, "Steps the run will take (progress and ETA)");
 
   CLI::App* ckpt =
       app.add_subcommand("ckpt", "Checkpoint tools: inspect, verify, consolidate, import");
@@ -574,6 +576,7 @@ int Main(int argc, char** argv) {
     cli.report.set_tokens_per_second(tokens_per_second);
     cli.report.set_memory_bytes(memory_bytes);
     cli.report.set_phase(phase);
+    cli.report.set_total_steps(total_steps);
     return ReportCommand(cli.report, std::cerr);
   }
   if (inspect->parsed()) return CkptInspectCommand(ckpt_dir, std::cout, std::cerr);

@@ -3,8 +3,6 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "accept_loop.h"
 #include "base/exit_codes.h"
 
 namespace zerorun::launcher {
@@ -224,38 +223,16 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   const int actual =
       ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                         : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  const int wake = eventfd(0, EFD_CLOEXEC);
-  std::unique_ptr<MetricsServer> server(new MetricsServer(fd, wake, actual, std::move(render)));
-  server->thread_ = std::thread([s = server.get()] { s->Serve(); });
+  std::unique_ptr<MetricsServer> server(new MetricsServer(actual, std::move(render)));
+  server->loop_ =
+      std::make_unique<AcceptLoop>(fd, [s = server.get()](int client) { s->Answer(client); });
   return server;
 }
 
-MetricsServer::MetricsServer(int listen_fd, int wake_fd, int port,
-                             std::function<std::string()> render)
-    : listen_fd_(listen_fd), wake_fd_(wake_fd), port_(port), render_(std::move(render)) {}
+MetricsServer::MetricsServer(int port, std::function<std::string()> render)
+    : port_(port), render_(std::move(render)) {}
 
-MetricsServer::~MetricsServer() {
-  const uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof(one));
-  if (thread_.joinable()) thread_.join();
-  close(listen_fd_);
-  close(wake_fd_);
-}
-
-void MetricsServer::Serve() {
-  while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    Answer(client);
-    close(client);
-  }
-}
+MetricsServer::~MetricsServer() { loop_.reset(); }
 
 void MetricsServer::Answer(int client) {
   const timeval timeout{2, 0};

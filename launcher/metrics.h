@@ -6,9 +6,9 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "accept_loop.h"
 #include "zerorun/v1/coordinator.pb.h"
 
 namespace zerorun::launcher {
@@ -39,15 +39,12 @@ class MetricsServer {
   int port() const { return port_; }
 
  private:
-  MetricsServer(int listen_fd, int wake_fd, int port, std::function<std::string()> render);
-  void Serve();
+  MetricsServer(int port, std::function<std::string()> render);
   void Answer(int client);
 
-  const int listen_fd_;
-  const int wake_fd_;
   const int port_;
   const std::function<std::string()> render_;
-  std::thread thread_;
+  std::unique_ptr<AcceptLoop> loop_;  // Last: it stops before the rest goes.
 };
 
 }  // namespace zerorun::launcher

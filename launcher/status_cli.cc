@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -60,6 +61,7 @@ std::string ToJson(const v1::JobStatusReply& status) {
     j["ranks"].push_back({{"rank", r.rank()},
                           {"local_rank", r.local_rank()},
                           {"node", r.node()},
+                          {"total_steps", r.total_steps()},
                           {"pid", r.pid()},
                           {"state", r.state()},
                           {"phase", r.phase()},
@@ -164,19 +166,50 @@ std::string Ago(absl::Duration d) {
   return absl::StrCat(s / 86400, " days ago");
 }
 
+// 12s, 4m10s, 1h02m.
+std::string Span(absl::Duration d) {
+  const int64_t s = std::max<int64_t>(0, absl::ToInt64Seconds(d));
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+}
+
+// "elapsed 1m23s  step 120/500 (24%) [#####...............]  ETA 4m23s" while the job runs.
+std::string ProgressLine(const v1::JobStatusReply& s, absl::Time now) {
+  const absl::Duration elapsed = now - absl::FromUnixMillis(s.started_unix_ms());
+  std::string line = absl::StrCat("elapsed ", Span(elapsed));
+  int64_t total = 0, step = -1;
+  for (const v1::RankStatus& r : s.ranks()) {
+    total = std::max(total, r.total_steps());
+    step = step < 0 ? r.step() : std::min(step, r.step());
+  }
+  if (total > 0 && step >= 0) {
+    const int64_t done = std::min(step, total);
+    const int width = 20;
+    const int filled = static_cast<int>(width * done / total);
+    absl::StrAppendFormat(&line, "  step %d/%d (%d%%) [%s%s]", step, total, 100 * done / total,
+                          std::string(filled, '#'), std::string(width - filled, '.'));
+    if (done > 0 && done < total) {
+      absl::StrAppend(&line, "  ETA ", Span(elapsed * static_cast<double>(total - done) / done));
+    }
+  }
+  return line + "\n";
+}
+
 }  // namespace
 
-std::string FormatJobStatus(const v1::JobStatusReply& s) {
+std::string FormatJobStatus(const v1::JobStatusReply& s, absl::Time now) {
   std::string out = absl::StrFormat(
       "job %s  %s  %d rank(s)  started %s", s.job_id(), s.state(), s.world_size(),
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(s.started_unix_ms()),
                        absl::UTCTimeZone()));
   if (s.ended_unix_ms() > 0) {
     absl::StrAppendFormat(&out, "  ended %s, exit %d (ran %.1f s)",
-                          Ago(absl::Now() - absl::FromUnixMillis(s.ended_unix_ms())), s.exit_code(),
+                          Ago(now - absl::FromUnixMillis(s.ended_unix_ms())), s.exit_code(),
                           (s.ended_unix_ms() - s.started_unix_ms()) / 1000.0);
   }
   out += "\n";
+  if (s.ended_unix_ms() == 0 && !s.ranks().empty()) out += ProgressLine(s, now);
   if (s.max_restarts() > 0) {
     absl::StrAppendFormat(&out, "attempt %d of %d (--max-restarts %d)\n", s.attempt(),
                           s.max_restarts() + 1, s.max_restarts());
@@ -230,11 +263,14 @@ int StatusCommand(const std::string& job_id, bool json, bool watch, const Client
       return status.status().code() == absl::StatusCode::kNotFound ? kExitNoInput
                                                                    : kExitUnavailable;
     }
+    // --watch in a terminal redraws one screen; into a file or pipe it appends.
+    const bool redraw = watch && !json && &out == &std::cout && isatty(STDOUT_FILENO);
+    if (redraw) out << "\033[H\033[2J";
     out << (json ? ToJson(*status) : FormatJobStatus(*status)) << std::flush;
     const bool ended = status->state() == "succeeded" || status->state() == "failed";
     if (!watch || ended) return kExitOk;
     sleep(1);
-    if (!json) out << "\n";
+    if (!json && !redraw) out << "\n";
   }
 }
 

@@ -6,6 +6,7 @@
 #include <ostream>
 #include <string>
 
+#include "absl/time/time.h"
 #include "tls.h"
 #include "zerorun/v1/coordinator.pb.h"
 
@@ -34,8 +35,9 @@ int JobsCommand(bool json, int limit, std::ostream& out);
 // Returns 0, 2 when the environment lacks them, 69 when the coordinator does not answer.
 int ReportCommand(const v1::RankReport& report, std::ostream& err);
 
-// The status table.
-std::string FormatJobStatus(const v1::JobStatusReply& status);
+// The status table, with the elapsed time at `now` and, when the ranks reported the run's total
+// steps, the slowest rank's progress as a bar and the ETA at the average pace so far.
+std::string FormatJobStatus(const v1::JobStatusReply& status, absl::Time now = absl::Now());
 
 }  // namespace zerorun::launcher
 

@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "accept_loop.h"
 #include "auth.h"
 
 namespace zerorun {
@@ -123,54 +123,27 @@ absl::StatusOr<std::unique_ptr<LocalCredentialServer>> LocalCredentialServer::St
     close(fd);
     return absl::FailedPreconditionError(absl::StrCat("cannot serve ", path, ": ", error));
   }
-  const int wake = eventfd(0, EFD_CLOEXEC);
-  if (wake < 0) {
-    close(fd);
-    unlink(path.c_str());
-    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
-  }
-  std::unique_ptr<LocalCredentialServer> server(
-      new LocalCredentialServer(path, fd, wake, lifetime));
-  server->thread_ = std::thread([s = server.get()] { s->Serve(); });
+  std::unique_ptr<LocalCredentialServer> server(new LocalCredentialServer(path, lifetime));
+  server->loop_ =
+      std::make_unique<AcceptLoop>(fd, [s = server.get()](int client) { s->Answer(client); });
   return server;
 }
 
-LocalCredentialServer::LocalCredentialServer(std::string path, int listen_fd, int wake_fd,
-                                             absl::Duration lifetime)
-    : path_(std::move(path)),
-      listen_fd_(listen_fd),
-      wake_fd_(wake_fd),
-      lifetime_(lifetime),
-      key_(NewSecret()) {}
+LocalCredentialServer::LocalCredentialServer(std::string path, absl::Duration lifetime)
+    : path_(std::move(path)), lifetime_(lifetime), key_(NewSecret()) {}
 
 LocalCredentialServer::~LocalCredentialServer() {
-  const uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof(one));
-  if (thread_.joinable()) thread_.join();
-  close(listen_fd_);
-  close(wake_fd_);
+  loop_.reset();  // No answer runs after this.
   unlink(path_.c_str());
 }
 
-void LocalCredentialServer::Serve() {
-  while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    // The kernel's word on who connected: what the client says about itself counts for nothing.
-    ucred peer{};
-    socklen_t length = sizeof(peer);
-    if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 &&
-        length == sizeof(peer)) {
-      const std::string line = Issue(peer.uid) + "\n";
-      (void)!send(client, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    }
-    close(client);
+void LocalCredentialServer::Answer(int client) const {
+  // The kernel's word on who connected: what the client says about itself counts for nothing.
+  ucred peer{};
+  socklen_t length = sizeof(peer);
+  if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 && length == sizeof(peer)) {
+    const std::string line = Issue(peer.uid) + "\n";
+    (void)!send(client, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   }
 }
 

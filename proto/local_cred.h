@@ -8,11 +8,11 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "accept_loop.h"
 
 namespace zerorun {
 
@@ -56,15 +56,13 @@ class LocalCredentialServer {
   std::string Issue(uid_t uid, absl::Time now = absl::Now()) const;
 
  private:
-  LocalCredentialServer(std::string path, int listen_fd, int wake_fd, absl::Duration lifetime);
-  void Serve();
+  LocalCredentialServer(std::string path, absl::Duration lifetime);
+  void Answer(int client) const;
 
   const std::string path_;
-  const int listen_fd_;
-  const int wake_fd_;  // An eventfd: written to stop Serve().
   const absl::Duration lifetime_;
-  std::string key_;
-  std::thread thread_;
+  const std::string key_;
+  std::unique_ptr<AcceptLoop> loop_;  // Last: it stops before the rest goes.
 };
 
 }  // namespace zerorun

@@ -18,23 +18,24 @@ run=("${build}/tests/zr_runtime_tests")
 if ! "${run[@]}" --list-tests >/dev/null 2>&1; then run=(setarch "$(uname -m)" -R "${run[@]}"); fi
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
 failed=0
-for tags in "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
+# Runs one tag of a test binary ($1 the tag, the rest the command); a race fails it.
+run_tag() {
+  local tags="$1"
+  shift
+  local start
   start=$(date +%s)
-  if "${run[@]}" "${tags}" >"${build}/tsan.log" 2>&1; then
+  if "$@" "${tags}" >"${build}/tsan.log" 2>&1; then
     echo "tsan ${tags}: $(grep -E "^(All tests passed|test cases)" "${build}/tsan.log" | tail -1) ($(($(date +%s) - start)) s)"
   else
     failed=1
     echo "tsan ${tags}: FAILED"
     grep -A30 "WARNING: ThreadSanitizer" "${build}/tsan.log" | head -60 || tail -40 "${build}/tsan.log"
   fi
+}
+for tags in "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
+  run_tag "${tags}" "${run[@]}"
 done
 worker=("${build}/tests/zr_worker_tests")
 if [[ "${run[0]}" == setarch ]]; then worker=(setarch "$(uname -m)" -R "${worker[@]}"); fi
-if "${worker[@]}" "[local_cred]" >"${build}/tsan.log" 2>&1; then
-  echo "tsan [local_cred]: $(grep -E "^(All tests passed|test cases)" "${build}/tsan.log" | tail -1)"
-else
-  failed=1
-  echo "tsan [local_cred]: FAILED"
-  grep -A30 "WARNING: ThreadSanitizer" "${build}/tsan.log" | head -60 || tail -40 "${build}/tsan.log"
-fi
+run_tag "[local_cred]" "${worker[@]}"
 exit "${failed}"

@@ -43,7 +43,7 @@ class Reporter:
             thread.start()
 
     def report(self, step=None, loss=None, tokens_per_second=None, memory_bytes=None,
-               phase=None):
+               phase=None, total_steps=None):
         """Sends what is given (a call without a step is a heartbeat). Returns True when the job
         is being stopped and the rank should exit."""
         request = self._pb.RankReport(rank=self._rank)
@@ -51,7 +51,7 @@ class Reporter:
             # A step report carries every value: those not given are the last ones reported (an
             # HF step end between two logs keeps the logged loss).
             for name, value in (("loss", loss), ("tokens_per_second", tokens_per_second),
-                                ("memory_bytes", memory_bytes)):
+                                ("memory_bytes", memory_bytes), ("total_steps", total_steps)):
                 if value is not None:
                     self._last[name] = value
             last = dict(self._last)
@@ -63,6 +63,8 @@ class Reporter:
             request.memory_bytes = int(last.get("memory_bytes", 0))
         if phase is not None:
             request.phase = str(phase)
+        if last.get("total_steps"):
+            request.total_steps = int(last["total_steps"])
         try:
             reply = self._call(request, metadata=self._metadata, timeout=3)
         except Exception as error:  # noqa: BLE001 - status must never break training.
@@ -106,15 +108,17 @@ def _get():
         return _reporter
 
 
-def report(step=None, loss=None, tokens_per_second=None, memory_bytes=None, phase=None):
-    """Reports this rank's progress to zerorun; returns True when the job is being stopped.
-    A no-op returning False outside zerorun."""
+def report(step=None, loss=None, tokens_per_second=None, memory_bytes=None, phase=None,
+           total_steps=None):
+    """Reports this rank's progress to zerorun (total_steps: how many the run will take, for
+    zerorun status' progress and ETA); returns True when the job is being stopped. A no-op
+    returning False outside zerorun."""
     reporter = _get()
     if reporter is None:
         return False
     if memory_bytes is None:
         memory_bytes = _rss_bytes()
-    return reporter.report(step, loss, tokens_per_second, memory_bytes, phase)
+    return reporter.report(step, loss, tokens_per_second, memory_bytes, phase, total_steps)
 
 
 def stop_requested():

@@ -15,7 +15,7 @@ class ZerorunCallback(_Base):
     a stop requested by zerorun (zerorun stop, a failure elsewhere) stops training cleanly."""
 
     def on_step_end(self, args, state, control, **kwargs):
-        if zerorun.report(step=state.global_step):
+        if zerorun.report(step=state.global_step, total_steps=getattr(state, "max_steps", None)):
             control.should_training_stop = True
         return control
 

@@ -30,5 +30,7 @@ class ZerorunCallback(_Base):
     requested by zerorun sets trainer.should_stop."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if zerorun.report(step=trainer.global_step, loss=_loss(outputs, trainer)):
+        total = getattr(trainer, "max_steps", None)
+        if zerorun.report(step=trainer.global_step, loss=_loss(outputs, trainer),
+                          total_steps=total if total and total > 0 else None):
             trainer.should_stop = True

@@ -80,6 +80,7 @@ absl::Status CoordinatorClient::Send(bool with_step) {
     zerorun::MutexLock lock(&mu_);
     request.set_rank(rank_);
     request.set_phase(phase_);
+    request.set_total_steps(total_steps_);
     request.set_in_flight(FlightRecorder::Global().InFlight());
     if (with_step || has_step_) {
       request.set_has_step(has_step_);
@@ -109,6 +110,11 @@ absl::Status CoordinatorClient::ReportStep(int64_t step, double loss, double tok
     memory_bytes_ = memory_bytes;
   }
   return Send(true);
+}
+
+void CoordinatorClient::SetTotalSteps(int64_t total_steps) {
+  zerorun::MutexLock lock(&mu_);
+  total_steps_ = total_steps;
 }
 
 void CoordinatorClient::SetPhase(const std::string& phase) {

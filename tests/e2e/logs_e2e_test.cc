@@ -145,5 +145,41 @@ TEST_CASE(
                            Catch::Contains("(failed, exit 1): nothing to stop"));
 }
 
+TEST_CASE(
+    "zerorun status --watch redraws one screen in a terminal with progress and ETA, and appends "
+    "into a pipe",
+    "[e2e][logs][status]") {
+  if (Run({"/usr/bin/script", "--version"}, {}).exit_code != 0) {
+    WARN("skipped: no script(1) to give zerorun status a terminal");
+    return;
+  }
+  TempDir dir;
+  const std::string config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  ChildProcess job({ZR_TEST_ZERORUN, "--hostfile", TestData("local2.txt"), "--config", config,
+                    "--device", "cpu", "--job-id", "job-watch", ZR_TEST_RANK, "--report",
+                    "--total-steps", "100000", "--run-ms", "3000"},
+                   env);
+  const std::string record = dir.path() + "/home/jobs/job-watch/job.json";
+  for (int i = 0; i < 100 && !std::filesystem::exists(record); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // Some steps reported.
+  const RunResult piped = Run({ZR_TEST_ZERORUN, "status", "job-watch"}, env);
+  INFO(piped.out);
+  CHECK(std::regex_search(piped.out,
+                          std::regex("elapsed \\d+s  step \\d+/100000 \\(0%\\) \\[\\.+\\]  ETA ")));
+  CHECK(piped.out.find("\033[H") == std::string::npos);
+  // In a terminal (script(1) gives it one): one screen, redrawn each second, until the job ends.
+  const RunResult tty =
+      Run({"/usr/bin/script", "-qfec", std::string(ZR_TEST_ZERORUN) + " status job-watch --watch",
+           "/dev/null"},
+          env, "", 30);
+  CHECK(tty.exit_code == 0);
+  CHECK(Count(tty.out, "\033[H\033[2J") >= 2);
+  CHECK_THAT(tty.out, Catch::Contains("/100000 ("));
+  CHECK(job.Wait(20) == 0);
+}
+
 }  // namespace
 }  // namespace zerorun::testing

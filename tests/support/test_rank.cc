@@ -8,6 +8,7 @@
 //   --hang-rank R      rank R ignores SIGTERM and never exits on its own
 //   --report           heartbeat every 100 ms and report a step every 50 ms
 //   --report-ms M      stop reporting (and heartbeating) after M ms
+//   --total-steps N    with --report: tell the coordinator the run takes N steps
 //   --lines N          print N numbered lines to stdout at start
 //   --tick-ms M        print "tick K of rank R" every M ms (K = 0, 1, ...)
 //   --stall-rank R     rank R stops reporting steps after --stall-after-ms (default 500), but
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   int run_ms = 0, fail_rank = -1, fail_after_ms = 300, exit_code = 3, kill_self = 0;
   int hang_rank = -1, lines = 0, report_ms = -1, tick_ms = 0, stall_rank = -1, stall_after_ms = 500;
   bool report = false, stamps = false;
+  int64_t total_steps = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -87,6 +89,8 @@ int main(int argc, char** argv) {
       stall_rank = std::atoi(next().c_str());
     else if (a == "--stall-after-ms")
       stall_after_ms = std::atoi(next().c_str());
+    else if (a == "--total-steps")
+      total_steps = std::atoll(next().c_str());
     else if (a == "--report-ms")
       report_ms = std::atoi(next().c_str());
   }
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
     }
     client = *std::move(made);
     client->SetPhase("train");
+    if (total_steps > 0) client->SetTotalSteps(total_steps);
     client->StartHeartbeat(absl::Milliseconds(100));
   }
   const auto start = std::chrono::steady_clock::now();

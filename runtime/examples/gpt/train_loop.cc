@@ -361,6 +361,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   const auto start = std::chrono::steady_clock::now();
   auto last = start;
   std::vector<double> step_seconds;
+  if (setup.coordinator) setup.coordinator->SetTotalSteps(args.steps);
   for (int step = *first_step; step <= args.steps; ++step) {
     float loss_sum = 0;
     for (int micro = 0; micro < ga; ++micro) {

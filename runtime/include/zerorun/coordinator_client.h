@@ -41,6 +41,8 @@ class CoordinatorClient {
   absl::Status ReportStep(int64_t step, double loss, double tokens_per_second,
                           int64_t memory_bytes);
   void SetPhase(const std::string& phase);
+  // The steps the run will take (shown as progress and ETA by `zerorun status`).
+  void SetTotalSteps(int64_t total_steps);
 
   // Starts a thread that sends a heartbeat every `interval` until destruction.
   void StartHeartbeat(absl::Duration interval);
@@ -60,6 +62,7 @@ class CoordinatorClient {
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t memory_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::string phase_ ABSL_GUARDED_BY(mu_);
+  int64_t total_steps_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stop_requested_{false};
   std::thread heartbeat_;

@@ -12,6 +12,7 @@ class TrainerCallback:
 class TrainerState:
     def __init__(self):
         self.global_step = 0
+        self.max_steps = 0
 
 
 class TrainerControl:
@@ -23,6 +24,7 @@ class Trainer:
     def __init__(self, model=None, args=None, callbacks=None, max_steps=10, logging_steps=2):
         self.callbacks = list(callbacks or [])
         self.state = TrainerState()
+        self.state.max_steps = max_steps
         self.control = TrainerControl()
         self.max_steps = max_steps
         self.logging_steps = logging_steps
