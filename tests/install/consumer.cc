@@ -13,7 +13,8 @@ int main() {
   const zerorun::AdamWHyper hyper;
   zerorun::AdamWStepReference(hyper, 1, 1, &param, &grad, &m, &v);
   // Step 1: m^ = g, v^ = g^2, so p = 1 * (1 - lr wd) - lr * g / (|g| + eps).
-  const float expected = (1.0f - hyper.lr * hyper.weight_decay) - hyper.lr * 0.5f / (0.5f + hyper.eps);
+  const float expected =
+      (1.0f - hyper.lr * hyper.weight_decay) - hyper.lr * 0.5f / (0.5f + hyper.eps);
   const bool ok = std::fabs(param - expected) < 1e-6f;
   std::printf("libzerorun %s (cuda %s): adamw step %s (%.7f, expected %.7f)\n",
               info.version.c_str(), info.with_cuda ? "on" : "off", ok ? "ok" : "WRONG", param,
