@@ -24,6 +24,7 @@
 #include "grpc_util.h"
 #include "job_record.h"
 #include "metrics.h"
+#include "proc_util.h"
 #include "rank_env.h"
 
 namespace zerorun::launcher {
@@ -426,10 +427,7 @@ LaunchSpec Controller::MakeSpec(const PreflightReport& report, std::vector<NodeE
   LaunchSpec spec;
   spec.job_id = job_id_;
   spec.env = opt_.preflight.env.Entries();
-  char self[4096] = {};
-  if (const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1); n > 0) {
-    spec.zerorun_bin = std::string(self, static_cast<size_t>(n));
-  }
+  spec.zerorun_bin = worker::SelfExecutable();
   spec.head = opt_.preflight.command.head;
   spec.tail = opt_.preflight.command.tail;
   spec.device = opt_.preflight.device;

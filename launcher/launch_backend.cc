@@ -22,6 +22,7 @@
 #include "cgroup.h"
 #include "job_runner.h"
 #include "node_agent.h"
+#include "proc_util.h"
 
 extern char** environ;
 
@@ -59,11 +60,9 @@ class ResidentBackend final : public BackendBase {
 
 // The zerorund binary beside this one (installed) or in the build tree's worker/.
 std::string FindZerorund() {
-  char self[4096] = {};
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) return "";
-  const std::string dir = std::string(self, static_cast<size_t>(n))
-                              .substr(0, std::string(self, static_cast<size_t>(n)).rfind('/'));
+  const std::string self = worker::SelfExecutable();
+  if (self.empty()) return "";
+  const std::string dir = self.substr(0, self.rfind('/'));
   for (const std::string& candidate : {dir + "/zerorund", dir + "/../worker/zerorund"}) {
     if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }

@@ -45,9 +45,7 @@ void AddZerorunToPath(std::vector<std::string>* env) {
                          [&](const std::string& kv) { return absl::StartsWith(kv, prefix); });
   std::string bin = it == env->end() ? "" : it->substr(prefix.size());
   if (bin.empty() || access(bin.c_str(), X_OK) != 0) {
-    char self[4096] = {};
-    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    const std::string here = n > 0 ? std::string(self, static_cast<size_t>(n)) : "";
+    const std::string here = SelfExecutable();
     const std::string sibling = here.substr(0, here.rfind('/') + 1) + "zerorun";
     bin = access(sibling.c_str(), X_OK) == 0 ? sibling : "";
   }

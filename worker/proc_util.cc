@@ -96,4 +96,10 @@ std::optional<int64_t> FileAgeMs(const std::string& path) {
 
 void TouchFile(const std::string& path) { (void)utimensat(AT_FDCWD, path.c_str(), nullptr, 0); }
 
+std::string SelfExecutable() {
+  char self[4096] = {};
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  return n > 0 ? std::string(self, static_cast<size_t>(n)) : "";
+}
+
 }  // namespace zerorun::worker

@@ -37,6 +37,9 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& content
 // The whole file, or nullopt when it cannot be read.
 std::optional<std::string> ReadSmallFile(const std::string& path);
 
+// This process's executable (/proc/self/exe resolved), or "" when it cannot be read.
+std::string SelfExecutable();
+
 // Milliseconds since `path` was last modified (by TouchFile or a write); nullopt when missing.
 std::optional<int64_t> FileAgeMs(const std::string& path);
 void TouchFile(const std::string& path);
