@@ -90,6 +90,7 @@ absl::Status JobState::Report(const v1::RankReport& report) {
     r.status.set_tokens_per_second(report.tokens_per_second());
     r.status.set_memory_bytes(report.memory_bytes());
   }
+  if (report.has_step_times()) *r.status.mutable_step_times() = report.step_times();
   return absl::OkStatus();
 }
 

@@ -166,6 +166,11 @@ std::string FormatMetrics(const v1::JobStatusReply& status) {
          *v = r.step_age_s();
          return r.step_age_s() >= 0;
        }},
+      {"zerorun_rank_step_seconds", "Wall time of the rank's last step (libzerorun ranks).",
+       [](const v1::RankStatus& r, double* v) {
+         *v = r.step_times().seconds();
+         return r.has_step_times();
+       }},
       {"zerorun_rank_exit_code", "The rank's exit code, once it exited.",
        [](const v1::RankStatus& r, double* v) {
          *v = r.exit_code();
@@ -177,6 +182,23 @@ std::string FormatMetrics(const v1::JobStatusReply& status) {
     for (const v1::RankStatus& r : status.ranks()) {
       double v = 0;
       if (g.value(r, &v)) f.Sample(rank_labels(r), v);
+    }
+  }
+  {
+    Family f(&out, "zerorun_rank_step_phase_seconds", "gauge",
+             "Where the rank's last step went: compute, comm_wait (blocked on collectives), "
+             "optimizer, io (blocked on NVMe swaps and checkpoints); the phases add up to "
+             "zerorun_rank_step_seconds.");
+    for (const v1::RankStatus& r : status.ranks()) {
+      if (!r.has_step_times()) continue;
+      const v1::StepTimes& t = r.step_times();
+      const std::pair<const char*, double> phases[] = {{"compute", t.compute_s()},
+                                                       {"comm_wait", t.comm_wait_s()},
+                                                       {"optimizer", t.optimizer_s()},
+                                                       {"io", t.io_s()}};
+      for (const auto& [phase, seconds] : phases) {
+        f.Sample(absl::StrCat(rank_labels(r), ",phase=\"", phase, "\""), seconds);
+      }
     }
   }
   Family f(&out, "zerorun_rank_state", "gauge", "1 for the rank's state, 0 for the others.");

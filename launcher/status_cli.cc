@@ -71,7 +71,16 @@ std::string ToJson(const v1::JobStatusReply& status) {
                           {"memory_bytes", r.memory_bytes()},
                           {"heartbeat_age_s", r.heartbeat_age_s()},
                           {"exit_code", r.exit_code()},
-                          {"signal", r.signal()}});
+                          {"signal", r.signal()},
+                          {"step_times", nullptr}});
+    if (r.has_step_times()) {
+      const v1::StepTimes& t = r.step_times();
+      j["ranks"].back()["step_times"] = {{"seconds", t.seconds()},
+                                         {"compute_s", t.compute_s()},
+                                         {"comm_wait_s", t.comm_wait_s()},
+                                         {"optimizer_s", t.optimizer_s()},
+                                         {"io_s", t.io_s()}};
+    }
   }
   return dsconfig::Dump(j, 2) + "\n";
 }
@@ -196,6 +205,35 @@ std::string ProgressLine(const v1::JobStatusReply& s, absl::Time now) {
   return line + "\n";
 }
 
+// The last step's breakdown of the ranks that report one, and the slowest rank's communication
+// wait: "are my ranks waiting on communication" answered.
+std::string StepTimesTable(const v1::JobStatusReply& s) {
+  std::string out;
+  const v1::RankStatus* most = nullptr;
+  for (const v1::RankStatus& r : s.ranks()) {
+    if (!r.has_step_times() || r.step_times().seconds() <= 0) continue;
+    if (out.empty()) {
+      absl::StrAppendFormat(&out, "%-5s %10s %8s %10s %10s %6s   (last step)\n", "RANK",
+                            "STEP TIME", "COMPUTE", "COMM WAIT", "OPTIMIZER", "IO");
+    }
+    const v1::StepTimes& t = r.step_times();
+    auto pct = [&](double part) { return absl::StrFormat("%.0f%%", 100 * part / t.seconds()); };
+    absl::StrAppendFormat(&out, "%-5d %9.3fs %8s %10s %10s %6s\n", r.rank(), t.seconds(),
+                          pct(t.compute_s()), pct(t.comm_wait_s()), pct(t.optimizer_s()),
+                          pct(t.io_s()));
+    if (most == nullptr || t.comm_wait_s() / t.seconds() >
+                               most->step_times().comm_wait_s() / most->step_times().seconds()) {
+      most = &r;
+    }
+  }
+  if (most != nullptr) {
+    const v1::StepTimes& t = most->step_times();
+    absl::StrAppendFormat(&out, "most waiting on communication: rank %d, %.0f%% of its step\n",
+                          most->rank(), 100 * t.comm_wait_s() / t.seconds());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string FormatJobStatus(const v1::JobStatusReply& s, absl::Time now) {
@@ -228,6 +266,7 @@ std::string FormatJobStatus(const v1::JobStatusReply& s, absl::Time now) {
                           r.node(), r.pid(), r.state(), r.step(), r.loss(), r.tokens_per_second(),
                           r.memory_bytes() / 1048576.0, heartbeat, exit);
   }
+  out += StepTimesTable(s);
   if (!s.root_cause().empty()) absl::StrAppend(&out, s.root_cause(), "\n");
   for (const v1::FailedAttempt& a : s.failed_attempts()) {
     absl::StrAppendFormat(&out, "attempt %d failed (exit %d), restarted:\n  %s\n", a.attempt(),

@@ -38,6 +38,7 @@ absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine) {
 
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,
                                            const std::string& dir, const std::string& tag_in) {
+  const PhaseClock::Scope io(&engine.clock(), Phase::kIo);
   struct Loaded {
     LossScaler scaler;
     int64_t last_step = 0;

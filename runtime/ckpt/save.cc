@@ -142,6 +142,7 @@ absl::StatusOr<bool> PendingSave::Poll(Communicator& comm) {
 
 absl::Status PendingSave::Wait(Communicator& comm) {
   if (impl_->finished) return absl::OkStatus();
+  const PhaseClock::Scope io(&impl_->engine->clock(), Phase::kIo);
   if (absl::Status s = impl_->engine->Sync(); !s.ok()) return s;
   impl_->Join();
   impl_->finished = true;
@@ -216,6 +217,7 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
                                                    const std::string& client_state,
                                                    const std::string& config_json,
                                                    const SaveOptions& options, bool async) {
+  const PhaseClock::Scope io(&engine.clock(), Phase::kIo);  // The part the caller waits for.
   if (absl::Status s = engine.Sync(); !s.ok()) return s;
   auto impl = std::make_unique<PendingSave::Impl>();
   impl->engine = &engine;

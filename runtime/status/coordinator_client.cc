@@ -89,6 +89,14 @@ absl::Status CoordinatorClient::Send(bool with_step) {
       request.set_tokens_per_second(tokens_per_second_);
       request.set_memory_bytes(memory_bytes_);
     }
+    if (has_times_) {
+      v1::StepTimes* t = request.mutable_step_times();
+      t->set_seconds(times_.seconds);
+      t->set_compute_s(times_.compute);
+      t->set_comm_wait_s(times_.comm_wait);
+      t->set_optimizer_s(times_.optimizer);
+      t->set_io_s(times_.io);
+    }
   }
   v1::ReportReply reply;
   const grpc::Status status =
@@ -100,9 +108,11 @@ absl::Status CoordinatorClient::Send(bool with_step) {
 absl::Status CoordinatorClient::Heartbeat() { return Send(false); }
 
 absl::Status CoordinatorClient::ReportStep(int64_t step, double loss, double tokens_per_second,
-                                           int64_t memory_bytes) {
+                                           int64_t memory_bytes, const StepTimes* times) {
   {
     zerorun::MutexLock lock(&mu_);
+    has_times_ = times != nullptr;
+    if (times != nullptr) times_ = *times;
     has_step_ = true;
     step_ = step;
     loss_ = loss;

@@ -5,7 +5,7 @@
 
 namespace zerorun {
 
-CommWorker::CommWorker(bool async) : async_(async) {
+CommWorker::CommWorker(bool async, PhaseClock* clock) : async_(async), clock_(clock) {
   if (async_) thread_ = std::thread([this] { Loop(); });
 }
 
@@ -21,6 +21,7 @@ CommWorker::~CommWorker() {
 uint64_t CommWorker::Submit(Task task) {
   const uint64_t ticket = ++submitted_;
   if (!async_) {
+    const PhaseClock::Scope waiting(clock_, Phase::kCommWait);
     zerorun::MutexLock lock(&mu_);
     if (error_.ok()) error_ = task();
     completed_ = ticket;
@@ -32,6 +33,7 @@ uint64_t CommWorker::Submit(Task task) {
 }
 
 absl::Status CommWorker::Wait(uint64_t ticket) {
+  const PhaseClock::Scope waiting(clock_, Phase::kCommWait);
   zerorun::MutexLock lock(&mu_);
   auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return completed_ >= ticket; };
   mu_.Await(zerorun::Condition(&done));

@@ -1,6 +1,7 @@
 // A single communication thread for the ZeRO engine: collectives run one at a time in the order
 // they were submitted (the same order on every rank), while the caller computes. Inline mode
-// runs each task inside Submit() (overlap_comm off).
+// runs each task inside Submit() (overlap_comm off). The caller's time blocked in Wait() or in an
+// inline task is charged to `clock` as communication wait.
 #ifndef ZERORUN_RUNTIME_ZERO_COMM_WORKER_H_
 #define ZERORUN_RUNTIME_ZERO_COMM_WORKER_H_
 
@@ -11,13 +12,15 @@
 
 #include "absl/status/status.h"
 #include "base/mutex.h"
+#include "zerorun/step_times.h"
 
 namespace zerorun {
 
 class CommWorker {
  public:
   using Task = std::function<absl::Status()>;
-  explicit CommWorker(bool async);
+  // `clock` (may be null) must outlive the worker.
+  CommWorker(bool async, PhaseClock* clock);
   ~CommWorker();  // Drains the queue.
 
   // Queues `task`; returns its ticket (1, 2, ...). After a failure every later task is skipped
@@ -31,6 +34,7 @@ class CommWorker {
  private:
   void Loop();
   const bool async_;
+  PhaseClock* const clock_;
   zerorun::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;

@@ -155,7 +155,8 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
   }
   param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
   grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
-  worker_ = std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1);
+  worker_ =
+      std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
   if (options_.dtype == DType::kFp16) state_.scaler() = LossScaler(options_.loss_scale);
 }
 
@@ -215,6 +216,7 @@ absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& t
     if (!u.grads_on_disk) return tmp.data();
     absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
       void* io = grad_io32_.empty() ? static_cast<void*>(grad_io16_.data()) : grad_io32_.data();
+      const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
       if (absl::Status read = swap_->ReadArray(k, SwapArray::kGrad, io); !read.ok()) return read;
       WidenSwappedGrads(unit, io, len, tmp.data() + at);
       return absl::OkStatus();
@@ -247,6 +249,7 @@ absl::Status ZeroEngine::AccumulateOnNvme(size_t unit, const float* reduced) {
   const bool wide = state_.accumulator() == Accumulator::kFp32;
   void* io = wide ? static_cast<void*>(grad_io32_.data()) : grad_io16_.data();
   absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
+    const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (overlap_comm off).
     if (u.grads_on_disk) {
       if (absl::Status read = swap_->ReadArray(k, SwapArray::kGrad, io); !read.ok()) return read;
     } else if (wide) {
@@ -278,6 +281,14 @@ void ZeroEngine::ZeroGrads() {
 absl::Status ZeroEngine::Sync() { return worker_->Drain(); }
 
 absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value) {
+  const PhaseClock::Scope optimizer(&phase_clock_, Phase::kOptimizer);
+  absl::StatusOr<StepResult> result = StepPhases(step, lr, value);
+  step_times_ = phase_clock_.Lap();
+  return result;
+}
+
+// Step()'s body, charged to the optimizer phase; collectives and swaps inside open their own.
+absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float value) {
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     if (units_[ui].grad_slot >= 0 || units_[ui].refs > 0) {
       return absl::FailedPreconditionError(
@@ -290,6 +301,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   if (absl::Status s = worker_->Drain(); !s.ok()) return s;
   for (size_t ui = 0; ui < units_.size(); ++ui) FreeView(ui);
   if (!first_step_done_) {
+    const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
     if (absl::Status s = CheckOrderAcrossRanks(); !s.ok()) return s;
     first_step_done_ = true;
   }
@@ -300,6 +312,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
     const FlightUnit flight(ul.name);
+    const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
     absl::Status s;
     if (!sixteen()) {
       s = options_.stage == 0 ? comm_->AllReduce(u.grad32.data(), ul.padded, ReduceOp::kAvg)
@@ -332,7 +345,11 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   }
   // One all-reduce for the squared norm (stage 0 holds it whole already) and the caller's value.
   float sums[2] = {options_.stage > 0 ? static_cast<float>(local) : 0.0f, value};
-  if (absl::Status s = comm_->AllReduce(sums, 2, ReduceOp::kSum); !s.ok()) return s;
+  if (absl::Status s = phase_clock_.Charge(
+          Phase::kCommWait, [&] { return comm_->AllReduce(sums, 2, ReduceOp::kSum); });
+      !s.ok()) {
+    return s;
+  }
   const float total = options_.stage > 0 ? sums[0] : static_cast<float>(local);
   StepResult result;
   result.mean_value = sums[1] / static_cast<float>(comm_->world_size());
@@ -355,7 +372,9 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
   AdamWHyper hyper = options_.adam;
   hyper.lr = lr;
   if (swap_ != nullptr) {
-    if (absl::Status s = swap_->Begin(); !s.ok()) return s;
+    if (absl::Status s = phase_clock_.Charge(Phase::kIo, [&] { return swap_->Begin(); }); !s.ok()) {
+      return s;
+    }
   }
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
@@ -386,7 +405,11 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
     float* master = Master(ui);
     if (master == nullptr && !sixteen()) {
       master = step32_.data();
-      if (absl::Status s = param_swap_->Read(ui, master); !s.ok()) return s;
+      if (absl::Status s =
+              phase_clock_.Charge(Phase::kIo, [&] { return param_swap_->Read(ui, master); });
+          !s.ok()) {
+        return s;
+      }
     }
     uint16_t* w16 = !sixteen()  ? nullptr
                     : u.on_nvme ? step16_.data()
@@ -399,7 +422,8 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
       // m and v (and 16-bit's masters) come from NVMe chunk by chunk (AdamW is element-wise:
       // the same results).
       absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
-        absl::StatusOr<OptimizerSwap::Chunk> chunk = swap_->Acquire(k);
+        absl::StatusOr<OptimizerSwap::Chunk> chunk =
+            phase_clock_.Charge(Phase::kIo, [&] { return swap_->Acquire(k); });
         if (!chunk.ok()) return chunk.status();
         float* mk = chunk->master != nullptr ? chunk->master : master + at;
         float* gk = grads_on_nvme_ ? nullptr : g + at;
@@ -411,14 +435,18 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
         }
         AdamWStepReference(hyper, step, len, mk, gk, chunk->m, chunk->v);
         if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
-        swap_->Release(k);
+        phase_clock_.Charge(Phase::kIo, [&] { swap_->Release(k); });
         return absl::OkStatus();
       });
       if (!s.ok()) return s;
     }
     if (u.on_nvme) {
       const void* shard = sixteen() ? static_cast<const void*>(w16) : master;
-      if (absl::Status s = param_swap_->Write(ui, shard); !s.ok()) return s;
+      if (absl::Status s =
+              phase_clock_.Charge(Phase::kIo, [&] { return param_swap_->Write(ui, shard); });
+          !s.ok()) {
+        return s;
+      }
     }
     if (u.resident && options_.stage > 0) {
       // On the communication thread with overlap_comm: Acquire(unit) waits for this gather.
@@ -432,7 +460,11 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
     }
   }
   if (swap_ != nullptr) {
-    if (absl::Status s = swap_->Finish(); !s.ok()) return s;  // m and v written back.
+    // m and v written back.
+    if (absl::Status s = phase_clock_.Charge(Phase::kIo, [&] { return swap_->Finish(); });
+        !s.ok()) {
+      return s;
+    }
   }
   state_.set_last_step(step);
   ZeroGrads();

@@ -136,6 +136,8 @@ void ZeroEngine::StartView(size_t unit, int slot) {
         const FlightUnit flight(ul.name);
         if (read) {
           void* mine = wide ? static_cast<void*>(f32 + offset) : static_cast<void*>(f16 + offset);
+          // Charged as I/O when inline; on the communication thread the caller's wait is.
+          const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
           if (absl::Status s = param_swap_->Read(unit, mine); !s.ok()) return s;
         }
         if (wide) return comm_->AllGather(f32, ul.shard);

@@ -15,10 +15,13 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "metrics.h"
+#include "nlohmann/json.hpp"
 #include "support/child_process.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
+#include "train_gpt_runs.h"
 
 namespace zerorun::testing {
 namespace {
@@ -141,6 +144,64 @@ TEST_CASE(
   CHECK(job.Wait(20) == 0);
   // The job is over: nothing listens any more.
   CHECK(Http(port, "GET /metrics HTTP/1.1\r\n\r\n").empty());
+}
+
+TEST_CASE(
+    "A libzerorun rank's step-time breakdown reaches zerorun status and the metrics while it "
+    "trains",
+    "[e2e][metrics][step_times]") {
+  TempDir dir;
+  const std::string config = Config(dir, "ds.json", 4, 2, 2);
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  ChildProcess job(TrainGptCommand(TestData("local2.txt"), config,
+                                   {"--job-id", "job-phases", "--metrics-port", "0"},
+                                   {"--random-tokens", "--steps", "100000"}),
+                   env);
+  REQUIRE(job.WaitForOutput("/metrics", 15));
+  std::smatch m;
+  const std::string said = job.Output();
+  REQUIRE(
+      std::regex_search(said, m, std::regex("metrics at http://127\\.0\\.0\\.1:(\\d+)/metrics")));
+  const int port = std::stoi(m[1].str());
+  nlohmann::json status;
+  for (int i = 0; i < 200; ++i) {
+    const RunResult asked = Run({ZR_TEST_ZERORUN, "status", "job-phases", "--json"}, env);
+    status = nlohmann::json::parse(asked.out, nullptr, /*allow_exceptions=*/false);
+    if (status.is_object() && status["ranks"].size() == 2 &&
+        !status["ranks"][0]["step_times"].is_null() &&
+        !status["ranks"][1]["step_times"].is_null() && status["ranks"][1]["step"] > 3) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  INFO(status.dump(2));
+  for (int r = 0; r < 2; ++r) {
+    const nlohmann::json& t = status["ranks"][r]["step_times"];
+    REQUIRE(t.is_object());
+    const double parts = t["compute_s"].get<double>() + t["comm_wait_s"].get<double>() +
+                         t["optimizer_s"].get<double>() + t["io_s"].get<double>();
+    CHECK(t["seconds"].get<double>() > 0);
+    CHECK(parts == Approx(t["seconds"].get<double>()).epsilon(1e-6));
+    CHECK(t["compute_s"].get<double>() > 0);  // Forward and backward.
+    CHECK(t["optimizer_s"].get<double>() > 0);
+  }
+  const RunResult text = Run({ZR_TEST_ZERORUN, "status", "job-phases"}, env);
+  CHECK_THAT(text.out, Catch::Contains("COMM WAIT"));
+  CHECK_THAT(text.out, Catch::Contains("most waiting on communication: rank "));
+  const std::string metrics = Body(Http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+  INFO(metrics);
+  CheckDeclared(metrics);
+  for (const char* phase : {"compute", "comm_wait", "optimizer", "io"}) {
+    for (int r = 0; r < 2; ++r) {
+      CHECK_THAT(metrics, Catch::Contains(absl::StrCat(
+                              "zerorun_rank_step_phase_seconds{job_id=\"job-phases\",rank=\"", r,
+                              "\",node=\"localhost\",phase=\"", phase, "\"} ")));
+    }
+  }
+  CHECK_THAT(metrics,
+             Catch::Contains("zerorun_rank_step_seconds{job_id=\"job-phases\",rank=\"1\""));
+  CHECK(Run({ZR_TEST_ZERORUN, "stop", "job-phases"}, env).exit_code == 0);
+  CHECK(job.Wait(30) != 0);
 }
 
 TEST_CASE("Metrics name failures by cause and escape label values", "[metrics]") {

@@ -51,5 +51,29 @@ TEST_CASE("Status without a total shows only the elapsed time, and an ended job 
   CHECK_THAT(text, !Catch::Contains("elapsed"));
 }
 
+TEST_CASE("Status shows each rank's last step split into phases and who waits most", "[status]") {
+  const absl::Time now = absl::FromUnixSeconds(1800000000);
+  v1::JobStatusReply s = Job(now - absl::Seconds(10));
+  std::string text = FormatJobStatus(s, now);
+  CHECK_THAT(text, !Catch::Contains("COMM WAIT"));  // Nobody reported a breakdown.
+  v1::StepTimes* t = s.mutable_ranks(0)->mutable_step_times();
+  t->set_seconds(0.5);
+  t->set_compute_s(0.2);
+  t->set_comm_wait_s(0.25);
+  t->set_optimizer_s(0.04);
+  t->set_io_s(0.01);
+  t = s.mutable_ranks(1)->mutable_step_times();
+  t->set_seconds(0.5);
+  t->set_compute_s(0.4);
+  t->set_comm_wait_s(0.05);
+  t->set_optimizer_s(0.05);
+  text = FormatJobStatus(s, now);
+  INFO(text);
+  CHECK_THAT(text, Catch::Contains("STEP TIME  COMPUTE  COMM WAIT  OPTIMIZER     IO"));
+  CHECK_THAT(text, Catch::Contains("0         0.500s      40%        50%         8%     2%\n"));
+  CHECK_THAT(text, Catch::Contains("1         0.500s      80%        10%        10%     0%\n"));
+  CHECK_THAT(text, Catch::Contains("most waiting on communication: rank 0, 50% of its step\n"));
+}
+
 }  // namespace
 }  // namespace zerorun::launcher

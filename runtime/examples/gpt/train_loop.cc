@@ -256,7 +256,7 @@ uint64_t ParameterChecksum(ZeroEngine& engine) {
 }
 
 void PrintSummary(const TrainArgs& args, ZeroEngine& engine, double total_s, double tokens_per_step,
-                  const std::vector<double>& step_s) {
+                  const std::vector<double>& step_s, const StepTimes& phases) {
   const MemoryReport m = engine.Memory();
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -269,6 +269,13 @@ void PrintSummary(const TrainArgs& args, ZeroEngine& engine, double total_s, dou
       m.optimizer / 1048576.0, m.scratch / 1048576.0, m.live / 1048576.0, m.device / 1048576.0,
       m.host / 1048576.0, m.nvme / 1048576.0, usage.ru_maxrss / 1024.0,
       tokens_per_step / MedianOf(step_s));
+  if (phases.seconds > 0) {
+    auto pct = [&](double part) { return 100 * part / phases.seconds; };
+    std::printf(
+        "train_gpt: rank 0's step time: compute %.0f%%, waiting on communication %.0f%%, "
+        "optimizer %.0f%%, I/O %.0f%%\n",
+        pct(phases.compute), pct(phases.comm_wait), pct(phases.optimizer), pct(phases.io));
+  }
   if (const SwapReport swap = engine.Swap(); swap.file_bytes > 0) {
     auto rate = [](uint64_t bytes, double s) { return s > 0 ? bytes / s / 1e9 : 0.0; };
     std::printf(
@@ -361,6 +368,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   const auto start = std::chrono::steady_clock::now();
   auto last = start;
   std::vector<double> step_seconds;
+  StepTimes phases;  // Summed over the steps after warm-up.
   if (setup.coordinator) setup.coordinator->SetTotalSteps(args.steps);
   for (int step = *first_step; step <= args.steps; ++step) {
     float loss_sum = 0;
@@ -386,10 +394,18 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - last).count();
     last = now;
-    if (step > *first_step + 1) step_seconds.push_back(seconds);  // Warm-up steps excluded.
+    const StepTimes& times = engine.step_times();
+    if (step > *first_step + 1) {  // Warm-up steps excluded.
+      step_seconds.push_back(seconds);
+      phases.seconds += times.seconds;
+      phases.compute += times.compute;
+      phases.comm_wait += times.comm_wait;
+      phases.optimizer += times.optimizer;
+      phases.io += times.io;
+    }
     if (setup.coordinator) {
       (void)setup.coordinator->ReportStep(step, loss, tokens_per_step / seconds,
-                                          static_cast<int64_t>(engine.Memory().total()));
+                                          static_cast<int64_t>(engine.Memory().total()), &times);
     }
     if (setup.rank == 0 && args.print_losses) std::printf("train_gpt: loss %d %.9e\n", step, loss);
     if (setup.rank == 0 && (step % args.log_every == 0 || step == 1 || step == args.steps)) {
@@ -424,7 +440,7 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
   if (setup.rank == 0) {
     PrintSummary(args, engine,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                 tokens_per_step, step_seconds);
+                 tokens_per_step, step_seconds, phases);
   }
   return 0;
 }

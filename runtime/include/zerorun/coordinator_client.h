@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
+#include "zerorun/step_times.h"
 
 namespace zerorun {
 
@@ -37,9 +38,10 @@ class CoordinatorClient {
   // Sends a heartbeat now (with the last step's metrics). Unavailable when the coordinator is
   // gone; the heartbeat thread ignores that and retries on its next tick.
   absl::Status Heartbeat();
-  // Records a finished step and reports it at once.
-  absl::Status ReportStep(int64_t step, double loss, double tokens_per_second,
-                          int64_t memory_bytes);
+  // Records a finished step and reports it at once; `times` (ZeroEngine::step_times()), when
+  // given, is shown by `zerorun status` as the step's breakdown.
+  absl::Status ReportStep(int64_t step, double loss, double tokens_per_second, int64_t memory_bytes,
+                          const StepTimes* times = nullptr);
   void SetPhase(const std::string& phase);
   // The steps the run will take (shown as progress and ETA by `zerorun status`).
   void SetTotalSteps(int64_t total_steps);
@@ -61,6 +63,8 @@ class CoordinatorClient {
   double loss_ ABSL_GUARDED_BY(mu_) = 0;
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t memory_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool has_times_ ABSL_GUARDED_BY(mu_) = false;
+  StepTimes times_ ABSL_GUARDED_BY(mu_);
   std::string phase_ ABSL_GUARDED_BY(mu_);
   int64_t total_steps_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -24,6 +24,7 @@
 #include "zerorun/loss_scaler.h"
 #include "zerorun/partition.h"
 #include "zerorun/shard_state.h"
+#include "zerorun/step_times.h"
 
 namespace zerorun {
 
@@ -246,6 +247,14 @@ class ZeroEngine {
   // Waits for every collective the engine has in flight; then the caller may use `comm`.
   absl::Status Sync();
 
+  // Where the last step's wall time went (StepTimes), measured on the thread that created the
+  // engine: from the previous Step() return (the first: from Create) to this one's. Zeros before
+  // the first Step().
+  const StepTimes& step_times() const { return step_times_; }
+  // The clock behind step_times(): a caller charges its own I/O (data loading) with
+  // PhaseClock::Scope(&engine.clock(), Phase::kIo); checkpoints do so themselves.
+  PhaseClock& clock() { return phase_clock_; }
+
   MemoryReport Memory() const;
   SwapReport Swap() const;  // Zeros without state on NVMe. Call after Sync().
   GatherStats gather_stats() const;
@@ -265,6 +274,7 @@ class ZeroEngine {
   void NoteAcquire(size_t unit, Pass pass);
   absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
   // Step helpers (zero_engine.cc).
+  absl::StatusOr<StepResult> StepPhases(int64_t step, float lr, float value);
   absl::Status CheckOrderAcrossRanks();
   absl::StatusOr<float*> OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
   // The gradient accumulator in the optimizer swap: add a reduced shard into it / read chunk k of
@@ -306,6 +316,8 @@ class ZeroEngine {
   std::vector<uint16_t> grad_io16_;
   std::vector<float> step32_;     // Step: a unit's fp32 shard read from the parameter swap.
   std::vector<uint16_t> step16_;  // Step: a unit's new 16-bit shard bound for it.
+  PhaseClock phase_clock_;        // Before worker_, which charges its waits to it.
+  StepTimes step_times_;
   std::unique_ptr<CommWorker> worker_;
   ShardState state_;               // Masters (16-bit), m, v, accumulator, step, loss scaler.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
