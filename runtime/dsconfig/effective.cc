@@ -119,6 +119,30 @@ absl::StatusOr<TrainingConfig> ReadTrainingConfig(const json& effective) {
   if (const json* alias = Lookup(effective, "bfloat16.enabled"); alias && alias->is_boolean()) {
     t.bf16 = t.bf16 || alias->get<bool>();  // DeepSpeed's older name of the bf16 block.
   }
+  for (const auto& [block, dir] :
+       {std::pair<const char*, std::string*>{"csv_monitor", &t.csv_monitor_dir},
+        {"tensorboard", &t.tensorboard_dir}}) {
+    const json* enabled = Lookup(effective, absl::StrCat(block, ".enabled"));
+    if (enabled == nullptr || !enabled->is_boolean() || !enabled->get<bool>()) continue;
+    std::string parts[2] = {"", "DeepSpeedJobName"};  // DeepSpeed's defaults.
+    const char* keys[2] = {"output_path", "job_name"};
+    for (int i = 0; i < 2; ++i) {
+      const std::string key = absl::StrCat(block, ".", keys[i]);
+      const json* v = Lookup(effective, key);
+      if (v == nullptr || v->is_null()) continue;
+      if (!v->is_string()) return NotEffective(key, v, "a string");
+      parts[i] = v->get<std::string>();
+    }
+    if (parts[1].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config key ", block,
+                       ".job_name is \"\"; it names the folder the monitor writes "
+                       "under output_path (remove the key for DeepSpeed's \"DeepSpeedJobName\")"));
+    }
+    // os.path.join(output_path, job_name).
+    *dir = parts[0].empty() ? parts[1]
+                            : absl::StrCat(parts[0], parts[0].back() == '/' ? "" : "/", parts[1]);
+  }
   return t;
 }
 

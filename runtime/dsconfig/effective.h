@@ -40,6 +40,11 @@ struct TrainingConfig {
   double gradient_clipping = 0;  // 0: no clipping.
   bool fp16 = false;
   bool bf16 = false;
+  // DeepSpeed's monitors that libzerorun writes (zerorun/monitor.h): the directory, as DeepSpeed
+  // joins output_path and job_name (relative to the working directory when output_path is ""),
+  // or "" when the block is absent or disabled.
+  std::string csv_monitor_dir;
+  std::string tensorboard_dir;
 };
 absl::StatusOr<TrainingConfig> ReadTrainingConfig(const nlohmann::json& effective);
 

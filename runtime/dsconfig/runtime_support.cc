@@ -182,12 +182,14 @@ class Checker {
   }
 
   void Monitors() {
-    for (const char* block : {"tensorboard", "wandb", "csv_monitor", "comet"}) {
+    // csv_monitor and tensorboard are written by zerorun::TrainingMonitor (zerorun/monitor.h).
+    for (const char* block : {"wandb", "comet"}) {
       const std::string key = absl::StrCat(block, ".enabled");
       if (IsTrue(key)) {
         Add(kWarn, key, true,
-            "libzerorun writes no monitor files; its step metrics go to `zerorun status` (remove "
-            "the block, or log from the train program)");
+            "libzerorun has no client for this service and ignores the block; its step metrics go "
+            "to `zerorun status` and /metrics, and csv_monitor / tensorboard files are written "
+            "(remove the block, or log from the train program)");
       }
     }
   }

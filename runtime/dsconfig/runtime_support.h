@@ -15,7 +15,7 @@ namespace zerorun::dsconfig {
 //   kCritical, exit 78: a value that changes what DeepSpeed computes and that libzerorun does not
 //     implement (offload, AMSGrad, sum reduction, ZeRO++, reduce_scatter false, 16-bit masters,
 //     a communication dtype other than the working one, other optimizers, ...), with the fix;
-//   kWarn: a setting libzerorun ignores (monitors: tensorboard, wandb, csv_monitor, comet);
+//   kWarn: a setting libzerorun ignores (monitors without a writer: wandb, comet);
 //   kOk: a value that changes only how DeepSpeed runs (bucket sizes, sub_group_size, ...), as a
 //     note saying what libzerorun does instead.
 std::vector<Finding> RuntimeSupport(const nlohmann::json& effective);

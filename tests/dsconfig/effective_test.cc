@@ -93,7 +93,7 @@ TEST_CASE("A config that was not resolved is refused, not defaulted", "[effectiv
 
 TEST_CASE("The runtime's table: refused, ignored and noted keys", "[effective][runtime]") {
   absl::StatusOr<json> effective = Resolve(R"({"train_micro_batch_size_per_gpu": 1,
-      "optimizer": {"type": "Lamb"}, "tensorboard": {"enabled": true},
+      "optimizer": {"type": "Lamb"}, "wandb": {"enabled": true}, "tensorboard": {"enabled": true},
       "zero_optimization": {"stage": 2, "sub_group_size": 1e6}})",
                                            1);
   REQUIRE(effective.ok());
@@ -105,7 +105,7 @@ TEST_CASE("The runtime's table: refused, ignored and noted keys", "[effective][r
   CHECK(f[1].exit_code == kExitConfig);
   CHECK_THAT(f[1].detail, Catch::Contains("optimizer.type is \"Lamb\"") && Catch::Contains("Fix:"));
   CHECK(f[2].status == kWarn);
-  CHECK_THAT(f[2].detail, Catch::Contains("tensorboard.enabled"));
+  CHECK_THAT(f[2].detail, Catch::Contains("wandb.enabled"));  // tensorboard is written.
   // DeepSpeed's defaults, filled in, never count as choices.
   absl::StatusOr<json> plain = Resolve(R"({"train_micro_batch_size_per_gpu": 1})", 1);
   CHECK(RuntimeSupport(*plain).empty());

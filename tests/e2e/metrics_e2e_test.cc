@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -202,6 +204,46 @@ TEST_CASE(
              Catch::Contains("zerorun_rank_step_seconds{job_id=\"job-phases\",rank=\"1\""));
   CHECK(Run({ZR_TEST_ZERORUN, "stop", "job-phases"}, env).exit_code == 0);
   CHECK(job.Wait(30) != 0);
+}
+
+TEST_CASE("train_gpt writes DeepSpeed's csv_monitor and tensorboard files from the config",
+          "[e2e][monitor]") {
+  TempDir dir;
+  const std::string config =
+      dir.Write("ds.json",
+                "{\"train_batch_size\": 8, \"train_micro_batch_size_per_gpu\": 2, "
+                "\"csv_monitor\": {\"enabled\": true, \"output_path\": \"" +
+                    dir.path() +
+                    "/csv\", \"job_name\": \"gpt\"}, \"tensorboard\": {\"enabled\": true, "
+                    "\"output_path\": \"" +
+                    dir.path() + "/tb\"}}");
+  const RunResult run =
+      Run(TrainGptCommand(TestData("local2.txt"), config, {}, {"--random-tokens", "--steps", "5"}),
+          {{"ZR_HOME", dir.path() + "/home"}});
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  std::ifstream csv(dir.path() + "/csv/gpt/Train_Samples_train_loss.csv");
+  std::string line;
+  std::vector<std::string> rows;
+  while (std::getline(csv, line)) rows.push_back(line);
+  REQUIRE(rows.size() == 6);
+  CHECK(rows[0] == "step,train_loss");
+  CHECK_THAT(rows[1], Catch::StartsWith("0,"));
+  CHECK_THAT(rows[5], Catch::StartsWith("32,"));  // Samples before step 5: 4 x 8.
+  std::string events;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/tb/DeepSpeedJobName")) {
+    events = e.path().string();
+  }
+  REQUIRE(!events.empty());
+  const RunResult read = Run({"/usr/bin/python3", TestData("read_tfevents.py"), events});
+  if (read.exit_code != 0 && read.err.find("No module named") != std::string::npos) {
+    WARN("python3-protobuf missing: the event file was not decoded");
+  } else {
+    INFO(read.err);
+    REQUIRE(read.exit_code == 0);
+    CHECK_THAT(read.out, Catch::Contains("scalar Train/Samples/train_loss 32 "));
+    CHECK_THAT(read.out, Catch::Contains("scalar Train/Samples/lr 40 "));
+  }
 }
 
 TEST_CASE("Metrics name failures by cause and escape label values", "[metrics]") {

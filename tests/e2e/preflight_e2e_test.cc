@@ -336,7 +336,7 @@ TEST_CASE("A train_bin that links libzerorun gets the runtime's refusals as rows
   const std::string config = dir.Write("ds.json", R"({"train_batch_size": 16,
       "train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2,
       "offload_optimizer": {"device": "cpu"}, "reduce_scatter": false},
-      "csv_monitor": {"enabled": true}})");
+      "wandb": {"enabled": true}, "csv_monitor": {"enabled": true}})");
   const std::vector<std::string> common = {"--hostfile", kDemoHosts, "--config",
                                            config,       "--device", "cpu"};
   std::vector<std::string> args = common;
@@ -351,7 +351,7 @@ TEST_CASE("A train_bin that links libzerorun gets the runtime's refusals as rows
   CHECK_THAT(rows[1], Catch::StartsWith("OK") &&
                           Catch::Contains("zero_optimization.offload_optimizer.device \"cpu\"") &&
                           Catch::Contains("host memory already"));
-  CHECK_THAT(rows[2], Catch::StartsWith("WARN") && Catch::Contains("csv_monitor.enabled"));
+  CHECK_THAT(rows[2], Catch::StartsWith("WARN") && Catch::Contains("wandb.enabled"));
   // The batch the ranks will get is the resolved one (16 = 4 x 2 x 2).
   CHECK(refused["batch"]["gradient_accumulation_steps"] == 2);
   args = common;

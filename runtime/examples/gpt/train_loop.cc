@@ -407,6 +407,17 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
       (void)setup.coordinator->ReportStep(step, loss, tokens_per_step / seconds,
                                           static_cast<int64_t>(engine.Memory().total()), &times);
     }
+    if (setup.monitor->enabled()) {
+      // As DeepSpeed: rank 0's own loss, and the learning rate the scheduler set for the next step.
+      absl::Status s = setup.monitor->Write(
+          TrainingMonitor::StepEvents(step, setup.train_batch, loss_sum / ga, setup.lr.At(step + 1),
+                                      setup.options.dtype == DType::kFp16, result->loss_scale));
+      if (!s.ok()) {
+        std::fprintf(stderr, "train_gpt: rank %d: %s\n", setup.rank,
+                     std::string(s.message()).c_str());
+        return ExitCodeOf(s);
+      }
+    }
     if (setup.rank == 0 && args.print_losses) std::printf("train_gpt: loss %d %.9e\n", step, loss);
     if (setup.rank == 0 && (step % args.log_every == 0 || step == 1 || step == args.steps)) {
       const std::string scale =

@@ -175,6 +175,13 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   setup.micro_batch = ds->micro_batch;
   setup.train_batch = ctx->training.batch.train_batch_size;
   setup.notes = ds->notes;
+  absl::StatusOr<std::unique_ptr<TrainingMonitor>> monitor = TrainingMonitor::Create(
+      ctx->training.csv_monitor_dir, ctx->training.tensorboard_dir, setup.rank);
+  if (!monitor.ok()) {
+    return absl::Status(monitor.status().code(),
+                        absl::StrCat(ctx->config_path, ": ", monitor.status().message()));
+  }
+  setup.monitor = *std::move(monitor);
   const ZeroOptions& o = setup.options;
   setup.lr.base_lr = o.adam.lr;
   if (const json* type = Find(config, {"scheduler", "type"}); type && type->is_string()) {

@@ -12,6 +12,7 @@
 #include "zerorun/coordinator_client.h"
 #include "zerorun/kv_store.h"
 #include "zerorun/lr_schedule.h"
+#include "zerorun/monitor.h"
 #include "zerorun/zero_engine.h"
 
 namespace zerorun::gpt {
@@ -61,6 +62,7 @@ struct TrainSetup {
   int micro_batch = 0;             // train_micro_batch_size_per_gpu
   std::vector<std::string> notes;  // Config keys accepted with a different effect, in words.
   LrSchedule lr;
+  std::unique_ptr<TrainingMonitor> monitor;  // csv_monitor / tensorboard (rank 0 writes).
 };
 
 // InitFromEnv (rank facts, the effective config, store, communicator), then ReadDsOptions on
