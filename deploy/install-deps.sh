@@ -4,7 +4,8 @@
 # --test adds what only the tests use (python3-torch: torch programs launched by zerorun;
 # slurm-wlm and munge: a real Slurm the Slurm test configures and starts; python3-prometheus-client:
 # the parser the metrics test reads /metrics with; python3-grpcio, -protobuf, -venv: the zerorun
-# Python package's tests, including a pip install into a venv).
+# Python package's tests, including a pip install into a venv; openssh-server: the sshd the
+# --launcher ssh test starts on its own config, in its own network namespaces).
 set -euo pipefail
 
 PACKAGES=(
@@ -16,7 +17,7 @@ PACKAGES=(
 )
 if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=(python3-torch slurm-wlm munge python3-prometheus-client python3-grpcio
-    python3-protobuf python3-venv)
+    python3-protobuf python3-venv openssh-server)
 fi
 
 missing=()

@@ -41,9 +41,8 @@ std::string UnknownFlagMessage(const std::string& flag, const std::vector<std::s
   static const std::map<std::string, std::string> kDeepSpeedOnly = {
       {"--launcher_args", "zerorun starts the ranks through zerorund on every node"},
       {"--force_multi", "every host in the hostfile is used as it is"},
-      {"--no_ssh", "zerorun needs no ssh: zerorund runs on each node"},
-      {"--no_ssh_check", "zerorun needs no ssh: zerorund runs on each node"},
-      {"--ssh_port", "zerorun needs no ssh: zerorund runs on each node"},
+      {"--no_ssh", "zerorun needs no ssh unless --launcher ssh: zerorund runs on each node"},
+      {"--no_ssh_check", "with --launcher ssh every host is reached over ssh before launch"},
       {"--autotuning", "no autotuner; run `zerorun estimate` for the memory per stage"},
       {"--elastic_training", "no elastic membership yet"},
       {"--save_pid", "`zerorun status` lists every rank's pid"},

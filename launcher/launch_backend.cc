@@ -1,4 +1,5 @@
-// The launch backends (see launch_backend.h): resident zerorunds, and Slurm's ephemeral ones.
+// The launch backends (see launch_backend.h): resident zerorunds, and ephemeral ones started by
+// Slurm or over ssh.
 #include "launch_backend.h"
 
 #include <fcntl.h>
@@ -7,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -15,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent_spawn.h"
 #include "auth.h"
 #include "base/env.h"
 #include "base/exit_codes.h"
@@ -23,8 +26,8 @@
 #include "job_runner.h"
 #include "node_agent.h"
 #include "proc_util.h"
-
-extern char** environ;
+#include "resource_filter.h"
+#include "ssh_agents.h"
 
 namespace zerorun::launcher {
 namespace {
@@ -64,7 +67,10 @@ std::string FindZerorund() {
   if (self.empty()) return "";
   const std::string dir = self.substr(0, self.rfind('/'));
   for (const std::string& candidate : {dir + "/zerorund", dir + "/../worker/zerorund"}) {
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    char resolved[PATH_MAX];
+    if (access(candidate.c_str(), X_OK) == 0 && realpath(candidate.c_str(), resolved) != nullptr) {
+      return resolved;  // Other nodes run it from this path: no "..", no symlink of ours.
+    }
   }
   return "";
 }
@@ -129,10 +135,75 @@ class SlurmBackend final : public BackendBase {
   std::unique_ptr<SlurmAgents> slurm_;  // Destroyed first: the step ends before the pool.
 };
 
+// One zerorund per host of the hostfile (after --include/--exclude), started over ssh; the
+// agents are the job's own, reached with its secret, which reaches them over ssh's stdin.
+class SshBackend final : public BackendBase {
+ public:
+  SshBackend(const std::string& secret, const LaunchBackendOptions& options, std::ostream& err)
+      : BackendBase(SecretAuth(secret), /*embedded=*/false),
+        err_(err),
+        secret_(secret),
+        ssh_args_(SshArgs(options.ssh_args, options.ssh_port)),
+        name_(options.name) {}
+
+  absl::Status Prepare(PreflightOptions* options) override {
+    const std::string path = HostfilePath(*options);
+    if (path.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--launcher ", name_,
+                       " starts zerorund on the hosts of a hostfile, and there is none. "
+                       "Fix: pass --hostfile FILE (or put one at ",
+                       options->default_hostfile, ")"));
+    }
+    // A hostfile or filter that does not parse starts nothing: pre-flight reports it as usual.
+    absl::StatusOr<Hostfile> hostfile = LoadHostfile(path);
+    if (!hostfile.ok()) return absl::OkStatus();
+    absl::StatusOr<ResourcePlan> plan = ApplyFilter(*hostfile, options->filter);
+    if (!plan.ok()) return absl::OkStatus();
+    const std::string zerorund = FindZerorund();
+    if (zerorund.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--launcher ", name_,
+                       ": no zerorund beside this zerorun (it is started on every host "
+                       "from the same path). Fix: install both in one directory"));
+    }
+    SshAgents::Options agent_options;
+    agent_options.zerorund = zerorund;
+    agent_options.secret = secret_;
+    agent_options.ssh_args = ssh_args_;
+    agent_options.log_dir = ZerorunHome() + "/ssh";
+    agent_options.tag = absl::StrCat(getpid(), "-", absl::ToUnixMillis(absl::Now()));
+    if (absl::Status s = MakeDirs(agent_options.log_dir, 0700); !s.ok()) return s;
+    std::vector<std::string> destinations;
+    for (const Host& host : plan->hosts) destinations.push_back(host.address);
+    err_ << "zerorun: starting zerorund over ssh on " << destinations.size() << " host(s) ("
+         << absl::StrJoin(destinations, ",") << "); their output goes to " << agent_options.log_dir
+         << "/" << agent_options.tag << ".*.log" << std::endl;
+    absl::StatusOr<std::unique_ptr<SshAgents>> started =
+        SshAgents::Start(destinations, agent_options);
+    if (!started.ok()) return started.status();
+    ssh_ = *std::move(started);
+    for (size_t i = 0; i < plan->hosts.size(); ++i) {
+      // ssh's "user@host" is the user to log in as; the agent is reached at the host.
+      const std::string& target = destinations[i];
+      options->agent_endpoints[plan->hosts[i].name] = {target.substr(target.rfind('@') + 1),
+                                                       ssh_->ports()[i]};
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::ostream& err_;
+  const std::string secret_;
+  const std::vector<std::string> ssh_args_;
+  const std::string name_;
+  std::unique_ptr<SshAgents> ssh_;  // Destroyed first: the sessions end before the pool.
+};
+
 }  // namespace
 
 const std::vector<std::string>& LaunchBackendNames() {
-  static const std::vector<std::string> kNames = {"zerorund", "slurm"};
+  static const std::vector<std::string> kNames = {"zerorund", "slurm", "ssh", "pdsh"};
   return kNames;
 }
 
@@ -141,14 +212,18 @@ std::string UnknownLaunchBackend(const std::string& name) {
     if (name == known) return "";
   }
   return absl::StrCat("--launcher ", name, " is not taken here: zerorun starts the ranks through ",
-                      "zerorund on every node (the default, --launcher zerorund) or through srun "
-                      "inside a Slurm allocation (--launcher slurm); no pdsh or MPI is needed");
+                      "zerorund on every node (the default, --launcher zerorund), through srun "
+                      "inside a Slurm allocation (--launcher slurm), or over ssh to each host "
+                      "(--launcher ssh, or DeepSpeed's pdsh); no MPI is needed");
 }
 
-std::unique_ptr<LaunchBackend> NewLaunchBackend(const std::string& name, const ClientAuth& auth,
+std::unique_ptr<LaunchBackend> NewLaunchBackend(const LaunchBackendOptions& options,
                                                 std::ostream& err) {
-  if (name == "slurm") return std::make_unique<SlurmBackend>(NewSecret(), err);
-  return std::make_unique<ResidentBackend>(auth);
+  if (options.name == "slurm") return std::make_unique<SlurmBackend>(NewSecret(), err);
+  if (options.name == "ssh" || options.name == "pdsh") {
+    return std::make_unique<SshBackend>(NewSecret(), options, err);
+  }
+  return std::make_unique<ResidentBackend>(options.auth);
 }
 
 int LaunchBackendExit(const absl::Status& status) {
@@ -189,62 +264,28 @@ absl::StatusOr<std::unique_ptr<SlurmAgents>> SlurmAgents::Start(const SlurmAlloc
                                          "-c",
                                          task,
                                          options.zerorund};
-  // The environment srun hands to every task: ours, with the job's agent secret.
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string(*e).rfind(std::string(kEnvSecret.name) + "=", 0) != 0) env.push_back(*e);
-  }
-  env.push_back(absl::StrCat(kEnvSecret.name, "=", options.secret));
-  std::vector<char*> c_argv, c_env;
-  for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
-  c_argv.push_back(nullptr);
-  for (const std::string& e : env) c_env.push_back(const_cast<char*>(e.c_str()));
-  c_env.push_back(nullptr);
-  const int log = open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (log < 0) return absl::InternalError(absl::StrCat("cannot write ", options.log_path));
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(log);
-    return absl::InternalError("fork failed");
-  }
-  if (pid == 0) {
-    // Its own process group: a Ctrl-C for zerorun must not reach srun (whose second SIGINT
-    // kills the step at once); zerorun ends it after stopping the job. And it ends with us.
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    dup2(log, STDOUT_FILENO);
-    dup2(log, STDERR_FILENO);
-    const int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    execvpe("srun", c_argv.data(), c_env.data());
-    const char message[] = "zerorun: cannot run srun (is Slurm's client installed?)\n";
-    (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
-    _exit(127);
-  }
-  close(log);
+  // srun hands every task our environment with the job's agent secret. Its own process group:
+  // a Ctrl-C for zerorun must not reach srun (whose second SIGINT kills the step at once);
+  // zerorun ends it after stopping the job.
+  absl::StatusOr<SpawnedAgent> spawned = SpawnAgentProcess(
+      argv, EnvironmentWith(kEnvSecret.name, absl::StrCat(kEnvSecret.name, "=", options.secret)),
+      options.log_path, /*stdin_pipe=*/false,
+      "zerorun: cannot run srun (is Slurm's client installed?)");
+  if (!spawned.ok()) return spawned.status();
   std::unique_ptr<SlurmAgents> agents(new SlurmAgents());
-  agents->pid_ = pid;
+  agents->pid_ = spawned->pid;
   agents->ports_.assign(allocation.nodes.size(), 0);
   // srun --label prefixes each line with its task number: task i is node i of the allocation.
-  const std::regex port_line(R"(^\s*(\d+): .*serving NodeAgent on .*\(port (\d+)\))");
+  const std::regex task_line(R"(^\s*(\d+): )");
   const absl::Time deadline = absl::Now() + options.start_timeout;
-  std::string text;
   while (true) {
-    std::ifstream in(options.log_path);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    text = buffer.str();
+    const std::string text = worker::ReadSmallFile(options.log_path).value_or("");
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
-      const std::string l(line);
-      std::smatch sm;
-      if (std::regex_search(l, sm, port_line)) {
+      std::cmatch sm;
+      const std::optional<int> port = ServingPort(line);
+      if (port.has_value() && std::regex_search(line.begin(), line.end(), sm, task_line)) {
         const size_t task_index = std::stoul(sm[1].str());
-        if (task_index < agents->ports_.size()) agents->ports_[task_index] = std::stoi(sm[2]);
+        if (task_index < agents->ports_.size()) agents->ports_[task_index] = *port;
       }
     }
     std::vector<std::string> missing;
@@ -252,35 +293,18 @@ absl::StatusOr<std::unique_ptr<SlurmAgents>> SlurmAgents::Start(const SlurmAlloc
       if (agents->ports_[i] == 0) missing.push_back(allocation.nodes[i]);
     }
     if (missing.empty()) return agents;
-    int status = 0;
-    const bool exited = waitpid(pid, &status, WNOHANG) == pid;
+    const bool exited = ProcessExited(agents->pid_);
     if (exited) agents->pid_ = -1;
     if (exited || absl::Now() > deadline) {
-      std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-      if (lines.size() > 8) lines.erase(lines.begin(), lines.end() - 8);
       return absl::UnavailableError(absl::StrCat(
           "zerorund did not come up on node(s) ", absl::StrJoin(missing, ","), " within ",
           absl::FormatDuration(options.start_timeout), exited ? " (srun exited)" : "",
-          "; srun said:\n    ", absl::StrJoin(lines, "\n    "), "\n  (all of it in ",
-          options.log_path, ")"));
+          "; srun said:\n", LastLines(text, 8), "\n  (all of it in ", options.log_path, ")"));
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
 }
 
-SlurmAgents::~SlurmAgents() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  const absl::Time deadline = absl::Now() + absl::Seconds(15);
-  int status = 0;
-  while (waitpid(pid_, &status, WNOHANG) == 0) {
-    if (absl::Now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-}
+SlurmAgents::~SlurmAgents() { EndProcess(pid_, absl::Seconds(15)); }
 
 }  // namespace zerorun::launcher

@@ -1,7 +1,8 @@
 // The launch-backend seam: how a job's node agents come to exist. "zerorund" (the default):
 // resident zerorunds, and the embedded agent for this machine; "slurm": one ephemeral zerorund
-// per node of the Slurm allocation, started with one srun step, ended with it. Pre-flight, the
-// coordinator, failure propagation and status are the same for every backend.
+// per node of the Slurm allocation, started with one srun step, ended with it; "ssh" (and
+// DeepSpeed's "pdsh"): one ephemeral zerorund per hostfile host over ssh, ended with its
+// session. Pre-flight, the coordinator, failure propagation and status are the same for all.
 #ifndef ZERORUN_LAUNCHER_LAUNCH_BACKEND_H_
 #define ZERORUN_LAUNCHER_LAUNCH_BACKEND_H_
 
@@ -34,14 +35,21 @@ class LaunchBackend {
 // "" when `name` is one of LaunchBackendNames(), else the usage error to print.
 std::string UnknownLaunchBackend(const std::string& name);
 
-// The backend `name` (one of LaunchBackendNames(); "" is zerorund). `auth` is how clients
-// authenticate to resident zerorunds (an ephemeral backend makes its own per-job secret).
-// Notices go to `err`.
-std::unique_ptr<LaunchBackend> NewLaunchBackend(const std::string& name, const ClientAuth& auth,
+struct LaunchBackendOptions {
+  std::string name;      // One of LaunchBackendNames(); "" is zerorund.
+  ClientAuth auth;       // How clients authenticate to resident zerorunds (an ephemeral backend
+                         // makes its own per-job secret).
+  int ssh_port = 0;      // ssh: --ssh_port (0: ssh's own default).
+  std::string ssh_args;  // ssh: PDSH_SSH_ARGS_APPEND's value, DeepSpeed's ssh options.
+};
+
+// The backend `options.name`. Notices go to `err`.
+std::unique_ptr<LaunchBackend> NewLaunchBackend(const LaunchBackendOptions& options,
                                                 std::ostream& err);
 
 // zerorun's exit code for a Prepare error: 2 for how zerorun was called (not inside an
-// allocation, --hostfile with --launcher slurm), 65 for bad Slurm data, 69 agents not up.
+// allocation, --hostfile with --launcher slurm, no hostfile for ssh), 65 for bad Slurm data,
+// 69 agents not up.
 int LaunchBackendExit(const absl::Status& status);
 
 // One srun step running an ephemeral zerorund on every node of `allocation` (listening on a

@@ -54,8 +54,29 @@ class LinePrinter {
 
 }  // namespace
 
+absl::StatusOr<int64_t> ParseSince(const std::string& text, absl::Time now) {
+  absl::Duration ago;
+  absl::Time at;
+  std::string ignored;
+  if (absl::ParseDuration(text, &ago) && ago >= absl::ZeroDuration()) {
+    at = now - ago;
+  } else if (!absl::ParseTime(absl::RFC3339_full, text, &at, &ignored) &&
+             !absl::ParseTime("%Y-%m-%d %H:%M:%S", text, absl::UTCTimeZone(), &at, &ignored)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--since '", text,
+        "' is neither a duration (90s, 10m, 1h30m) nor a time (2026-12-02T10:00:00Z, or "
+        "\"2026-12-02 10:00:00\" in UTC)"));
+  }
+  if (at > now) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--since '", text, "' is in the future; nothing was written then yet"));
+  }
+  return std::max<int64_t>(1, absl::ToUnixMillis(at));
+}
+
 int LogsCommand(const std::string& job_id, const std::vector<int>& ranks, bool follow,
-                const ClientAuth& agent_auth, std::ostream& out, std::ostream& err) {
+                int64_t since_unix_ms, const ClientAuth& agent_auth, std::ostream& out,
+                std::ostream& err) {
   absl::StatusOr<JobRecord> record = ReadJobRecord(job_id);
   if (!record.ok()) {
     err << "zerorun logs: " << record.status().message() << "\n";
@@ -72,6 +93,7 @@ int LogsCommand(const std::string& job_id, const std::vector<int>& ranks, bool f
   request.set_job_id(record->agent_job_id.empty() ? job_id : record->agent_job_id);
   for (int rank : ranks) request.add_ranks(rank);
   request.set_follow(follow);
+  request.set_since_unix_ms(since_unix_ms);
   LinePrinter printer(out, err);
   std::mutex mu;
   int exit_code = kExitOk;
@@ -101,7 +123,8 @@ int LogsCommand(const std::string& job_id, const std::vector<int>& ranks, bool f
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(mu);
       err << "zerorun logs: node " << node.name << ": " << s.message() << "\n";
-      const int code = s.code() == absl::StatusCode::kNotFound ? kExitNoInput
+      const int code = s.code() == absl::StatusCode::kNotFound             ? kExitNoInput
+                       : s.code() == absl::StatusCode::kFailedPrecondition ? kExitNoInput
                        : s.code() == absl::StatusCode::kUnauthenticated ||
                                s.code() == absl::StatusCode::kPermissionDenied
                            ? kExitNoPerm

@@ -94,6 +94,7 @@ struct Cli {
   std::vector<std::string> env;  // --env KEY[=VALUE]
   std::string secret_file, tls_dir;
   std::string launcher;  // --launcher: how the node agents come to exist (launch_backend.h).
+  int ssh_port = 0;      // --ssh_port (--launcher ssh).
   ClientAuth auth;       // From --tls-dir / ZR_TLS_DIR (mTLS), else --secret-file / ZR_SECRET.
   // run
   std::string job_id, log_dir, master_addr;
@@ -108,6 +109,7 @@ struct Cli {
   bool watch = false, all_jobs = false;
   std::vector<int> log_ranks;  // logs --rank
   bool follow = false;
+  std::string since;  // logs --since
   int signal = 0;
   v1::RankReport report;
   // estimate
@@ -159,10 +161,13 @@ void AddPreflightOptions(CLI::App* app, Cli* cli) {
       ->allow_extra_args(false);  // One value per flag: never swallow train_bin.
   app->add_flag("--strict", cli->strict, "An unresolved \"auto\" is an error (exit 78)");
   app->add_option("--launcher", cli->launcher,
-                  "zerorund (default: resident zerorunds, this machine in-process) or slurm "
+                  "zerorund (default: resident zerorunds, this machine in-process), slurm "
                   "(inside salloc/sbatch: hosts from the allocation, one zerorund per node via "
-                  "srun)")
-      ->check(CLI::Validator(UnknownLaunchBackend, "zerorund|slurm"));
+                  "srun) or ssh (pdsh: one zerorund per hostfile host over ssh)")
+      ->check(CLI::Validator(UnknownLaunchBackend, "zerorund|slurm|ssh|pdsh"));
+  app->add_option("--ssh_port,--ssh-port", cli->ssh_port,
+                  "--launcher ssh: the hosts' ssh port (also PDSH_SSH_ARGS_APPEND's options)")
+      ->check(CLI::Range(1, 65535));
   AddAuthOptions(app, cli);
   app->add_flag("--no_python,--no-python", cli->no_python,
                 "Execute train_bin directly, even a .py (DeepSpeed's --no_python)");
@@ -271,13 +276,35 @@ bool ResolveAuth(Cli* cli, int* exit_code) {
   return true;
 }
 
+// The --launcher backend, or nullptr (the usage error printed) for ssh options without ssh.
+std::unique_ptr<LaunchBackend> MakeBackend(const Cli& cli) {
+  LaunchBackendOptions options;
+  options.name = cli.launcher;
+  options.auth = cli.auth;
+  options.ssh_port = cli.ssh_port;
+  options.ssh_args = GetEnv(kEnvPdshSshArgs);
+  const bool ssh = cli.launcher == "ssh" || cli.launcher == "pdsh";
+  if (cli.ssh_port > 0 && !ssh) {
+    std::cerr << "zerorun: --ssh_port " << cli.ssh_port << " is for --launcher ssh (or pdsh), and "
+              << "the launcher is " << (cli.launcher.empty() ? "zerorund" : cli.launcher)
+              << ". Fix: add --launcher ssh, or drop --ssh_port\n";
+    return nullptr;
+  }
+  if (cli.launcher == "pdsh") {
+    std::cerr << "zerorun: --launcher pdsh: zerorun starts zerorund over ssh on every host "
+                 "itself (no pdsh needed), with PDSH_SSH_ARGS_APPEND's ssh options\n";
+  }
+  return NewLaunchBackend(options, std::cerr);
+}
+
 int RunPreflightCommand(const Cli& cli, CLI::App* sub) {
   PreflightOptions options = BuildPreflightOptions(cli, sub->count("--hostfile") > 0);
   int exit_code = kExitOk;
   if (!ParseTrainCommand(cli, sub->remaining(), FlagNames(sub), &options, &exit_code)) {
     return exit_code;
   }
-  std::unique_ptr<LaunchBackend> backend = NewLaunchBackend(cli.launcher, cli.auth, std::cerr);
+  std::unique_ptr<LaunchBackend> backend = MakeBackend(cli);
+  if (backend == nullptr) return kExitUsage;
   if (absl::Status s = backend->Prepare(&options); !s.ok()) {
     std::cerr << "zerorun: " << s.message() << "\n";
     return LaunchBackendExit(s);
@@ -325,7 +352,8 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
   options.master_port = cli.master_port;
   options.no_local_rank = cli.no_local_rank;
   BlockStopSignals();  // Before any thread exists: the job's signal thread handles them.
-  std::unique_ptr<LaunchBackend> backend = NewLaunchBackend(cli.launcher, cli.auth, std::cerr);
+  std::unique_ptr<LaunchBackend> backend = MakeBackend(cli);
+  if (backend == nullptr) return kExitUsage;
   if (absl::Status s = backend->Prepare(&options.preflight); !s.ok()) {
     std::cerr << "zerorun: " << s.message() << "\n";
     return LaunchBackendExit(s);
@@ -474,6 +502,9 @@ int Main(int argc, char** argv) {
   logs->add_option("job", cli.job_id, "Job id")->required();
   logs->add_option("--rank", cli.log_ranks, "Only this rank (repeatable)")->allow_extra_args(false);
   logs->add_flag("-f,--follow", cli.follow, "Keep printing as the ranks write, until they exit");
+  logs->add_option("--since", cli.since,
+                   "Only lines written since: a duration ago (10m, 1h30m) or a UTC time "
+                   "(2026-12-02T10:00:00Z)");
   AddAuthOptions(logs, &cli);
   CLI::App* stop = app.add_subcommand("stop", "Stop a running job on every node");
   stop->add_option("job", cli.job_id, "Job id")->required();
@@ -567,7 +598,17 @@ int Main(int argc, char** argv) {
   }
   if (stop->parsed()) return StopCommand(cli.job_id, cli.signal, cli.auth, std::cerr);
   if (logs->parsed()) {
-    return LogsCommand(cli.job_id, cli.log_ranks, cli.follow, cli.auth, std::cout, std::cerr);
+    int64_t since_ms = 0;
+    if (logs->count("--since") > 0) {
+      absl::StatusOr<int64_t> since = ParseSince(cli.since, absl::Now());
+      if (!since.ok()) {
+        std::cerr << "zerorun logs: " << since.status().message() << "\n";
+        return kExitUsage;
+      }
+      since_ms = *since;
+    }
+    return LogsCommand(cli.job_id, cli.log_ranks, cli.follow, since_ms, cli.auth, std::cout,
+                       std::cerr);
   }
   if (report->parsed()) {
     cli.report.set_has_step(report->count("--step") > 0);

@@ -85,11 +85,7 @@ class Preflight {
   void ReadHosts() {
     Hostfile hostfile;
     FilterOptions filter = opt_.filter;
-    struct stat st {};
-    std::string path = opt_.hostfile.value_or("");
-    if (!opt_.hostfile.has_value() && stat(opt_.default_hostfile.c_str(), &st) == 0) {
-      path = opt_.default_hostfile;
-    }
+    const std::string path = HostfilePath(opt_);
     if (!path.empty()) {
       absl::StatusOr<Hostfile> loaded = LoadHostfile(path);
       if (!loaded.ok()) {
@@ -128,6 +124,21 @@ class Preflight {
     }
     for (const std::string& warning : plan->warnings) Row("-", "filter", kWarn, warning);
     report_.hosts = plan->hosts;
+    if (!opt_.agent_endpoints.empty()) {
+      for (Host& host : report_.hosts) {
+        auto it = opt_.agent_endpoints.find(host.name);
+        if (it == opt_.agent_endpoints.end()) {
+          Row(host.name, "hostfile", kCritical,
+              "no agent was started for this host (did the hostfile change while zerorun started "
+              "them?). Fix: run again",
+              kExitUnavailable);
+          report_.hosts.clear();
+          return;
+        }
+        host.address = it->second.address;
+        host.agent_port = it->second.port;
+      }
+    }
     report_.world_size = plan->WorldSize();
     std::vector<std::string> parts;
     for (const Host& host : report_.hosts) {
@@ -495,6 +506,12 @@ class Preflight {
 };
 
 }  // namespace
+
+std::string HostfilePath(const PreflightOptions& options) {
+  struct stat st {};
+  if (options.hostfile.has_value()) return *options.hostfile;
+  return stat(options.default_hostfile.c_str(), &st) == 0 ? options.default_hostfile : "";
+}
 
 int ExitCodeFor(const std::vector<v1::Check>& checks) {
   for (int code :

@@ -4,6 +4,7 @@
 #ifndef ZERORUN_LAUNCHER_PREFLIGHT_H_
 #define ZERORUN_LAUNCHER_PREFLIGHT_H_
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,11 @@ using dsconfig::BatchTriple;
 // DeepSpeed's default hostfile, used when --hostfile is not given and it exists.
 inline constexpr char kDefaultHostfile[] = "/job/hostfile";
 
+struct AgentEndpoint {
+  std::string address;
+  int port = 0;
+};
+
 struct PreflightOptions {
   std::optional<std::string> hostfile;  // Unset: /job/hostfile if present, else this machine.
   std::string default_hostfile = kDefaultHostfile;
@@ -43,7 +49,14 @@ struct PreflightOptions {
   ForwardedEnv env;      // What every rank on every node gets (forwarded_env.h).
   bool strict = false;   // Unresolved "auto" is an error (78).
   const char* cuda_visible_devices = nullptr;  // The environment's value, or nullptr.
+  // Set by a backend that started the agents itself (--launcher ssh): host name -> where its
+  // agent serves, instead of the hostfile's address and agent_port. A host without one is a
+  // critical row (69).
+  std::map<std::string, AgentEndpoint> agent_endpoints;
 };
+
+// The hostfile a run reads: --hostfile, else the default one if it exists; "" for none.
+std::string HostfilePath(const PreflightOptions& options);
 
 struct PreflightReport {
   std::string hostfile_path;  // Empty for this machine alone.

@@ -51,7 +51,8 @@ void EventJournal::Close() {
 }
 
 absl::Status EventJournal::Read(const std::string& path,
-                                const std::function<void(const v1::RankEvent&)>& on_event) {
+                                const std::function<void(const v1::RankEvent&)>& on_event,
+                                bool repair) {
   const std::optional<std::string> data = ReadSmallFile(path);
   if (!data.has_value()) return absl::NotFoundError(absl::StrCat("no journal ", path));
   size_t at = 0;
@@ -65,7 +66,7 @@ absl::Status EventJournal::Read(const std::string& path,
     on_event(event);
     at += 4 + size;
   }
-  if (at != data->size()) (void)truncate(path.c_str(), static_cast<off_t>(at));
+  if (repair && at != data->size()) (void)truncate(path.c_str(), static_cast<off_t>(at));
   return absl::OkStatus();
 }
 

@@ -27,10 +27,12 @@ class EventJournal {
   absl::Status Flush();
   void Close();
 
-  // Calls `on_event` for each whole record of `path` in order and truncates a torn tail.
-  // NotFound when there is no journal.
+  // Calls `on_event` for each whole record of `path` in order. With `repair` (only when nothing
+  // writes it: zerorund's recovery), also truncates a torn tail; a reader beside a live writer
+  // passes false, since the tail it sees may be a write in progress. NotFound: no journal.
   static absl::Status Read(const std::string& path,
-                           const std::function<void(const v1::RankEvent&)>& on_event);
+                           const std::function<void(const v1::RankEvent&)>& on_event,
+                           bool repair = true);
 
  private:
   int fd_ = -1;

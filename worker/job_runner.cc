@@ -295,6 +295,12 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
       sigprocmask(SIG_SETMASK, &none, nullptr);
       signal(SIGPIPE, SIG_DFL);
       setpgid(0, 0);
+      // Not the daemon's stdin (a terminal, or the ssh session an ephemeral zerorund watches).
+      const int null_in = open("/dev/null", O_RDONLY);
+      if (null_in > 0) {
+        dup2(null_in, 0);
+        close(null_in);
+      }
       dup2(out, 1);
       dup2(err, 2);
       dup2(ready[1], kReadyFd);

@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <map>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "event_journal.h"
 #include "google/protobuf/util/json_util.h"
 #include "proc_util.h"
 #include "request_validation.h"
@@ -21,12 +24,16 @@ struct OpenLog {
   int rank = 0;
   std::string stream;
   std::string path;
+  int64_t start = 0;  // Byte to start at (--since).
   int fd = -1;
 };
 
 // Reads what `log` has beyond where it is and emits it; false when emit said stop.
 bool Drain(OpenLog* log, const std::function<bool(const v1::LogChunk&)>& emit) {
-  if (log->fd < 0) log->fd = open(log->path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (log->fd < 0) {
+    log->fd = open(log->path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (log->fd >= 0 && log->start > 0) lseek(log->fd, log->start, SEEK_SET);
+  }
   if (log->fd < 0) return true;
   std::string buffer(kChunk, '\0');
   while (true) {
@@ -38,6 +45,30 @@ bool Drain(OpenLog* log, const std::function<bool(const v1::LogChunk&)>& emit) {
     chunk.set_data(buffer.data(), static_cast<size_t>(n));
     if (!emit(chunk)) return false;
   }
+}
+
+// Where each (rank, stream) log's lines from `since_ms` on start: just past the last line the
+// events journal timed before it (0 when none was).
+absl::StatusOr<std::map<std::pair<int, bool>, int64_t>> StartOffsets(
+    const v1::AgentJobRecord& record, int64_t since_ms) {
+  std::map<std::pair<int, bool>, int64_t> starts;
+  if (record.ranks().empty()) return starts;
+  const std::string& any = record.ranks(0).stdout_path();
+  const std::string journal = absl::StrCat(any.substr(0, any.rfind("/rank_")), "/events.journal");
+  absl::Status s = EventJournal::Read(
+      journal,
+      [&](const v1::RankEvent& e) {
+        if (e.kind() != v1::RankEvent::KIND_OUTPUT || e.time_unix_ms() >= since_ms) return;
+        int64_t& start = starts[{e.rank(), e.is_stderr()}];
+        start = std::max(start, e.log_offset());
+      },
+      /*repair=*/false);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--since needs the job's events journal, which is gone (", s.message(),
+                     "): drop --since to read the logs whole"));
+  }
+  return starts;
 }
 
 }  // namespace
@@ -69,6 +100,15 @@ absl::Status StreamLogs(const v1::AgentJobRecord& record, const v1::LogsRequest&
     if (!wanted.empty() && wanted.count(r.rank()) == 0) continue;
     logs.push_back({r.rank(), "stdout", r.stdout_path()});
     logs.push_back({r.rank(), "stderr", r.stderr_path()});
+  }
+  if (request.since_unix_ms() > 0) {
+    absl::StatusOr<std::map<std::pair<int, bool>, int64_t>> starts =
+        StartOffsets(record, request.since_unix_ms());
+    if (!starts.ok()) return starts.status();
+    for (OpenLog& log : logs) {
+      auto it = starts->find({log.rank, log.stream == "stderr"});
+      if (it != starts->end()) log.start = it->second;
+    }
   }
   struct CloseAll {
     std::vector<OpenLog>& logs;

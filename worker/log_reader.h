@@ -28,7 +28,9 @@ struct LogFollow {
 // Sends each rank's stdout then stderr (the ranks `request` names that the record holds: a rank
 // of another node is none of this one's) from its start, in chunks of at most 64 KiB, to emit;
 // emit returns false to stop. With request.follow(), then polls the files (every 100 ms) for
-// what is appended. A file that is missing (never written) is skipped.
+// what is appended. A file that is missing (never written) is skipped. With
+// request.since_unix_ms(), each file starts at its first line the events journal timed at or
+// after it (lines not journaled yet are newer); FailedPrecondition when the journal is gone.
 absl::Status StreamLogs(const v1::AgentJobRecord& record, const v1::LogsRequest& request,
                         const LogFollow& follow,
                         const std::function<bool(const v1::LogChunk&)>& emit);

@@ -1,18 +1,21 @@
 // zerorund: the per-node daemon. Serves NodeAgent over gRPC on --listen (default
 // 0.0.0.0:29600 needs a secret; 127.0.0.1:29600 does not), in the foreground, logging to stderr.
 // SIGTERM/SIGINT/SIGHUP stop it; running jobs keep running under their supervisors unless
-// --kill-jobs-on-exit, and the next zerorund on the same --state-dir re-adopts them.
+// --kill-jobs-on-exit, and the next zerorund on the same --state-dir re-adopts them; with
+// --exit-on-stdin-close, so does stdin's end (the ssh session of `zerorun --launcher ssh`).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -55,6 +58,34 @@ void Log(const std::string& text) {
   std::cerr << "[zerorund " << host << ":" << getpid() << "] " << text << std::endl;
 }
 
+// The secret as the first line of stdin (`--secret-file -`: it came over the launcher's ssh
+// channel), read byte by byte so nothing after it is consumed.
+std::string ReadSecretLine() {
+  std::string line;
+  char c = 0;
+  while (line.size() < 4096) {
+    const ssize_t n = read(STDIN_FILENO, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || c == '\n') break;
+    line.push_back(c);
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+// Stops zerorund (as SIGTERM does) once stdin ends: the session that started it is gone.
+void ExitOnStdinClose() {
+  std::thread([] {
+    char buffer[256];
+    while (true) {
+      const ssize_t n = read(STDIN_FILENO, buffer, sizeof(buffer));
+      if (n == 0 || (n < 0 && errno != EINTR)) break;
+    }
+    Log("stdin closed (the session that started this zerorund ended)");
+    kill(getpid(), SIGTERM);
+  }).detach();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,11 +102,12 @@ int main(int argc, char** argv) {
   std::string train_bin;
   size_t replay_lines = 4096;
   double retention_s = 600;
-  bool no_cgroups = false, allow_root_ranks = false;
+  bool no_cgroups = false, allow_root_ranks = false, exit_on_stdin_close = false;
   app.add_option("--listen", listen, "host:port to serve on (a non-loopback host needs a secret)")
       ->capture_default_str();
   app.add_option("--secret-file", secret_file,
-                 "File whose first line is the cluster secret (or set ZR_SECRET)");
+                 "File whose first line is the cluster secret (-: stdin's first line; or set "
+                 "ZR_SECRET)");
   app.add_option("--tls-dir", tls_dir,
                  "mTLS: this node's directory from `zerorun cluster init` (ca.crt, cert.crt, "
                  "cert.key); every caller must present a certificate of that CA");
@@ -106,6 +138,8 @@ int main(int argc, char** argv) {
                "Do not put jobs in cgroups (the per-rank subreaper still ends leftovers)");
   app.add_flag("--allow-root-ranks", allow_root_ranks,
                "Run ranks as root when zerorund is root (refused otherwise)");
+  app.add_flag("--exit-on-stdin-close", exit_on_stdin_close,
+               "Stop (as on SIGTERM) when stdin ends: the ssh session that started it is gone");
   app.add_flag("--probe", probe, "Print this node's facts and checks as JSON, then exit");
   app.add_option("--device", device, "With --probe: gpu or cpu")
       ->check(CLI::IsMember({"gpu", "cpu"}));
@@ -151,6 +185,12 @@ int main(int argc, char** argv) {
         return zerorun::kExitNoInput;
       }
     }
+  } else if (secret_file == "-") {
+    secret = ReadSecretLine();
+    if (secret.empty()) {
+      Log("--secret-file -: stdin gave no secret line");
+      return zerorun::kExitDataErr;
+    }
   } else if (!secret_file.empty()) {
     absl::StatusOr<std::string> read = zerorun::ReadSecretFile(secret_file);
     if (!read.ok()) {
@@ -183,6 +223,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // A vanished log reader (ssh's pipe) must not kill the daemon.
 
   // One zerorund per state dir: its pid file tells the rank supervisors that it lives.
   // 0711: ranks running as users reach their own job directories in it, nothing else.
@@ -263,6 +304,7 @@ int main(int argc, char** argv) {
       (geteuid() != 0     ? ""
        : allow_root_ranks ? ", ranks run as root (--allow-root-ranks)"
                           : ", root: launches refused without --allow-root-ranks"));
+  if (exit_on_stdin_close) ExitOnStdinClose();
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(std::string("received ") + strsignal(signal_number) +

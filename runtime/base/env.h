@@ -27,6 +27,10 @@ inline constexpr EnvVar kEnvHome = {"ZR_HOME", "",
 inline constexpr EnvVar kEnvSecret = {"ZR_SECRET", "",
                                       "cluster secret for zerorund (agents) calls"};
 
+// DeepSpeed's ssh options for pdsh; `zerorun --launcher ssh` (or pdsh) passes them to ssh.
+inline constexpr EnvVar kEnvPdshSshArgs = {"PDSH_SSH_ARGS_APPEND", "",
+                                           "options zerorun --launcher ssh gives ssh"};
+
 // The launcher's mTLS credentials directory when no --tls-dir is given (zerorun cluster init).
 inline constexpr EnvVar kEnvTlsDir = {"ZR_TLS_DIR", "",
                                       "mTLS credentials directory of zerorun (ca.crt, cert.*)"};

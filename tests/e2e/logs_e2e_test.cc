@@ -1,14 +1,16 @@
 // e2e: zerorun logs (issue 14): rank logs from every node through real zerorund agents on
 // 127.0.0.2-3, after the job ended and after a zerorund restart, one rank or all, stdout and
-// stderr apart; --follow prints as ranks write and ends with the job. And the record of ended
-// jobs: zerorun jobs, status and stop of a job that ended.
+// stderr apart; --follow prints as ranks write and ends with the job; --since cuts by time. And the
+// record of ended jobs: zerorun jobs, status and stop of a job that ended.
 #include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -103,6 +105,52 @@ TEST_CASE("zerorun logs --follow prints a rank's lines as they come and ends wit
   CHECK(Count(followed.out, "rank 2") == 0);
   CHECK(seconds > 1.0);
   CHECK(seconds < 10.0);
+}
+
+TEST_CASE(
+    "zerorun logs --since prints only the lines written from then on, on every node, and refuses "
+    "a value it cannot read",
+    "[e2e][logs]") {
+  Cluster cluster(2);
+  std::unique_ptr<ChildProcess> job =
+      cluster.Start({"--job-id", "job-since"}, {"--tick-ms", "100", "--run-ms", "2400"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  // Whole seconds, as a user types it: the cut is at most a second before now.
+  const std::time_t cut = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&cut));
+  REQUIRE(job->Wait(30) == 0);
+  const RunResult all = Logs(cluster, {"job-since"});
+  const RunResult since = Logs(cluster, {"job-since", "--since", text});
+  INFO(text << "\n" << all.out << "---\n" << since.out << since.err);
+  REQUIRE(all.exit_code == 0);
+  CHECK(since.exit_code == 0);
+  for (int rank = 0; rank < 4; ++rank) {
+    const std::string prefix = "[rank " + std::to_string(rank) + " ";
+    // Each rank's lines since the cut are the tail of its whole log: some, not all.
+    std::vector<std::string> whole, tail;
+    std::istringstream a(all.out), b(since.out);
+    for (std::string line; std::getline(a, line);) {
+      if (line.rfind(prefix, 0) == 0) whole.push_back(line);
+    }
+    for (std::string line; std::getline(b, line);) {
+      if (line.rfind(prefix, 0) == 0) tail.push_back(line);
+    }
+    INFO("rank " << rank);
+    CHECK(!tail.empty());
+    CHECK(tail.size() < whole.size() - 3);  // ~12 ticks came before the cut, ~12 after.
+    REQUIRE(tail.size() <= whole.size());
+    CHECK(std::equal(tail.begin(), tail.end(), whole.end() - tail.size()));
+  }
+  // A duration reaching back before the job prints it all; nothing since now prints nothing.
+  CHECK(Logs(cluster, {"job-since", "--since", "1h"}).out == all.out);
+  const RunResult now = Logs(cluster, {"job-since", "--since", "0s"});
+  CHECK(now.exit_code == 0);
+  CHECK(Count(now.out, " tick ") == 0);
+  const RunResult bad = Logs(cluster, {"job-since", "--since", "yesterday"});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--since 'yesterday' is neither a duration"));
+  CHECK(Logs(cluster, {"job-since", "--since", "2099-01-01T00:00:00Z"}).exit_code == 2);
 }
 
 TEST_CASE(

@@ -128,9 +128,9 @@ TEST_CASE("Words that are not programs are usage errors with a did-you-mean", "[
   CHECK(logs.exit_code == 2);
   CHECK_THAT(logs.err, Catch::Contains("job is required"));
   const RunResult launcher =
-      Zerorun({"--launcher", "pdsh", "--hostfile", TestData("local2.txt"), "train.py"});
+      Zerorun({"--launcher", "openmpi", "--hostfile", TestData("local2.txt"), "train.py"});
   CHECK(launcher.exit_code == 2);
-  CHECK_THAT(launcher.err, Catch::Contains("--launcher pdsh is not taken here"));
+  CHECK_THAT(launcher.err, Catch::Contains("--launcher openmpi is not taken here"));
   const RunResult flag = Zerorun({"preflight", "--hostfil", TestData("local2.txt"), "t.py"});
   CHECK(flag.exit_code == 2);
   CHECK_THAT(flag.err, Catch::Contains("did you mean '--hostfile'?"));
