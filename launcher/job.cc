@@ -589,6 +589,7 @@ int Controller::Run() {
   for (size_t i = 0; i < hosts_.size(); ++i) {
     record.nodes.push_back({hosts_[i].name, embedded[i] ? "" : clients_[i]->Where()});
   }
+  record.agent_secret = opt_.agent_secret;
 
   LaunchSpec spec = MakeSpec(report, *std::move(endpoints), job_secret);
   state_->SetMaxRestarts(opt_.max_restarts);

@@ -18,6 +18,7 @@ struct RunOptions {
   PreflightOptions preflight;
   std::string job_id;              // Empty: zr-<date>-<time>-<random>.
   std::string log_dir;             // Per-rank logs on each node; empty: the agent's job directory.
+  std::string agent_secret;        // The backend's own agents' secret (LaunchBackend), or empty.
   std::vector<int> console_ranks;  // Ranks whose output is shown; empty: all.
   absl::Duration grace = absl::Seconds(10);  // SIGTERM -> SIGKILL.
   absl::Duration heartbeat_timeout = absl::Seconds(30);

@@ -41,6 +41,13 @@ std::string JobDir(const std::string& job_id) { return absl::StrCat(JobsDir(), "
 
 std::string JobsDir() { return ZerorunHome() + "/jobs"; }
 
+ClientAuth AgentAuthFor(const JobRecord& record, const ClientAuth& user) {
+  if (record.agent_secret.empty()) return user;
+  ClientAuth auth;
+  auth.secret = record.agent_secret;
+  return auth;
+}
+
 absl::Status WriteJobRecord(const JobRecord& record) {
   const std::string dir = JobDir(record.job_id);
   if (absl::Status s = MakeDirs(dir, 0700); !s.ok()) return s;
@@ -54,7 +61,8 @@ absl::Status WriteJobRecord(const JobRecord& record) {
                             {"launcher_pid", record.launcher_pid},
                             {"started_unix_ms", record.started_unix_ms},
                             {"world_size", record.world_size},
-                            {"agent_job_id", record.agent_job_id}};
+                            {"agent_job_id", record.agent_job_id},
+                            {"agent_secret", record.agent_secret}};
   return WriteFile(dir + "/job.json", dsconfig::Dump(j, 2));
 }
 
@@ -86,6 +94,7 @@ absl::StatusOr<JobRecord> ReadJobRecord(const std::string& job_id) {
   r.world_size = j.value("world_size", 0);
   r.agent_job_id = j.value("agent_job_id", r.job_id);
   if (r.agent_job_id.empty()) r.agent_job_id = r.job_id;
+  r.agent_secret = j.value("agent_secret", "");
   if (j.contains("nodes") && j["nodes"].is_array()) {
     for (const nlohmann::json& node : j["nodes"]) {
       if (node.is_object()) r.nodes.push_back({node.value("name", ""), node.value("agent", "")});

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tls.h"
 #include "zerorun/v1/coordinator.pb.h"
 
 namespace zerorun::launcher {
@@ -30,7 +31,13 @@ struct JobRecord {
   std::vector<JobNode> nodes;  // So status and stop reach the ranks without the launcher.
   std::string agent_job_id;    // The current attempt's id on the agents (empty: job_id).
   bool finished = false;       // status.json exists.
+  // The job's own agents' secret when its backend started them (ssh, slurm): logs, status and
+  // stop reach those agents with it instead of the user's credentials. Empty: resident agents.
+  std::string agent_secret;
 };
+
+// How to call `record`'s agents: with its agent_secret if it has one, else as `user`.
+ClientAuth AgentAuthFor(const JobRecord& record, const ClientAuth& user);
 
 // $ZR_HOME/jobs (default ~/.zerorun/jobs).
 std::string JobsDir();

@@ -87,6 +87,8 @@ class SlurmBackend final : public BackendBase {
   SlurmBackend(const std::string& secret, std::ostream& err)
       : BackendBase(SecretAuth(secret), /*embedded=*/false), err_(err), secret_(secret) {}
 
+  std::string agent_secret() const override { return secret_; }
+
   absl::Status Prepare(PreflightOptions* options) override {
     if (options->hostfile.has_value()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -145,6 +147,8 @@ class SshBackend final : public BackendBase {
         secret_(secret),
         ssh_args_(SshArgs(options.ssh_args, options.ssh_port)),
         name_(options.name) {}
+
+  std::string agent_secret() const override { return secret_; }
 
   absl::Status Prepare(PreflightOptions* options) override {
     const std::string path = HostfilePath(*options);

@@ -30,6 +30,9 @@ class LaunchBackend {
   virtual absl::Status Prepare(PreflightOptions* options) = 0;
   // The agents of the job's hosts.
   virtual AgentPool& agents() = 0;
+  // The secret of the agents this backend started (ssh, slurm), for the job's record; empty
+  // for resident agents (reached with the user's own credentials).
+  virtual std::string agent_secret() const { return ""; }
 };
 
 // "" when `name` is one of LaunchBackendNames(), else the usage error to print.

@@ -115,10 +115,11 @@ int LogsCommand(const std::string& job_id, const std::vector<int>& ranks, bool f
         });
       }
     } else {
-      s = NewGrpcAgentClient(node.agent, agent_auth)->Logs(request, [&](const v1::LogChunk& chunk) {
-        printer.Add(node.name, chunk);
-        return true;
-      });
+      s = NewGrpcAgentClient(node.agent, AgentAuthFor(*record, agent_auth))
+              ->Logs(request, [&](const v1::LogChunk& chunk) {
+                printer.Add(node.name, chunk);
+                return true;
+              });
     }
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(mu);

@@ -358,6 +358,7 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
     std::cerr << "zerorun: " << s.message() << "\n";
     return LaunchBackendExit(s);
   }
+  options.agent_secret = backend->agent_secret();
   return RunJob(options, backend->agents(), std::cout, std::cerr);
 }
 

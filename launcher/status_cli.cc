@@ -103,7 +103,8 @@ absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
   for (const JobNode& node : record.nodes) {
     if (node.agent.empty()) continue;
     absl::StatusOr<v1::AgentStatusReply> agent =
-        NewGrpcAgentClient(node.agent, agent_auth)->Status(record.agent_job_id);
+        NewGrpcAgentClient(node.agent, AgentAuthFor(record, agent_auth))
+            ->Status(record.agent_job_id);
     if (!agent.ok()) {
       silent.push_back(absl::StrCat(node.name, " (", agent.status().message(), ")"));
       continue;
@@ -362,7 +363,8 @@ int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_a
     kill_request.set_signal(sig);
     for (const JobNode& node : record->nodes) {
       if (node.agent.empty()) continue;
-      absl::StatusOr<int> n = NewGrpcAgentClient(node.agent, agent_auth)->Signal(kill_request);
+      absl::StatusOr<int> n =
+          NewGrpcAgentClient(node.agent, AgentAuthFor(*record, agent_auth))->Signal(kill_request);
       if (!n.ok()) {
         if (sig != SIGKILL)
           err << "zerorun stop: " << node.name << ": " << n.status().message() << "\n";

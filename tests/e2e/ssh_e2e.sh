@@ -158,10 +158,10 @@ nothing_left 10 && pass "no session, agent or rank left after the job" || fail "
 
 # 2. While a job runs: two agents, each reading its secret from stdin; no process anywhere has a
 #    secret (32 random bytes in hex) on its command line or ZR_SECRET in its environment, the
-#    ranks included.
+#    ranks included; zerorun status and logs work.
 mkdir -p "${tmp}/envs"
-launch --config "${stage2}" "${build}/tests/zr_test_rank" --run-ms 4000 --env-dir "${tmp}/envs" \
-  >"${tmp}/secret.log" 2>&1 &
+launch --config "${stage2}" --job-id "sec-${tag}" "${build}/tests/zr_test_rank" --run-ms 4000 \
+  --lines 2 --env-dir "${tmp}/envs" >"${tmp}/secret.log" 2>&1 &
 bg=$!
 for _ in $(seq 200); do [[ -s "${tmp}/envs/rank_1.env" ]] && break; sleep 0.1; done
 agents=0
@@ -173,8 +173,21 @@ for pid in $(ip netns pids "${tag}a") $(ip netns pids "${tag}b") $(ip netns pids
     leaks+=" ${pid}:${cmdline}"
   fi
 done
+# While it runs, status (the coordinator) and logs (the job's own agents, with the secret its
+# record keeps) answer from the launcher's host.
+in_a() { ip netns exec "${tag}a" env ZR_HOME="${tmp}/home" "${zerorun}" "$@"; }
+status_out="$(in_a status "sec-${tag}" 2>&1 || true)"
+logs_out="$(in_a logs "sec-${tag}" --rank 1 2>&1 || true)"
 wait "${bg}" || true
 grep -q "^ZR_SECRET=" "${tmp}/envs/rank_1.env" && leaks+=" rank 1 env"
+if [[ "${status_out}" == *"sec-${tag}"*"running"* ]] &&
+  [[ "${logs_out}" == *"[rank 1 ${subnet}.3] line 1 of rank 1"* ]]; then
+  pass "status and logs of a running ssh job"
+else
+  echo "status: ${status_out}"
+  echo "logs: ${logs_out}"
+  fail "status or logs of a running ssh job"
+fi
 [[ ${agents} -eq 2 ]] && pass "one ssh-started zerorund per host, secret from stdin" ||
   fail "${agents} agents seen, want 2"
 [[ -z "${leaks}" ]] && pass "no secret on a command line or in an environment" || fail "secret visible:${leaks}"
