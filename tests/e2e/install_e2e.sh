@@ -9,16 +9,8 @@ build="$(cd "$1" && pwd)"
 src="$(cd "$2" && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
-passed=0
-failed=0
-pass() {
-  echo "PASS: $*"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "FAIL: $*"
-  failed=$((failed + 1))
-}
+# shellcheck source=tests/e2e/e2e_lib.sh
+source "${src}/tests/e2e/e2e_lib.sh"
 prefix="${tmp}/prefix"
 cmake --install "${build}" --prefix "${prefix}" >"${tmp}/install.log"
 

@@ -71,6 +71,16 @@ void CheckDeclared(const std::string& text) {
   }
 }
 
+// The port `job` said it serves /metrics on (it must say so within 15 s).
+int MetricsPort(ChildProcess& job) {
+  REQUIRE(job.WaitForOutput("/metrics", 15));
+  std::smatch m;
+  const std::string said = job.Output();
+  REQUIRE(
+      std::regex_search(said, m, std::regex("metrics at http://127\\.0\\.0\\.1:(\\d+)/metrics")));
+  return std::stoi(m[1].str());
+}
+
 TEST_CASE(
     "zerorun --metrics-port serves the job's Prometheus metrics while it runs, and a real parser "
     "reads them",
@@ -81,12 +91,7 @@ TEST_CASE(
                     "--device", "cpu", "--job-id", "job-metrics", "--metrics-port", "0",
                     ZR_TEST_RANK, "--run-ms", "4000", "--report"},
                    {{"ZR_HOME", dir.path() + "/home"}});
-  REQUIRE(job.WaitForOutput("/metrics", 15));
-  std::smatch m;
-  const std::string said = job.Output();
-  REQUIRE(
-      std::regex_search(said, m, std::regex("metrics at http://127\\.0\\.0\\.1:(\\d+)/metrics")));
-  const int port = std::stoi(m[1].str());
+  const int port = MetricsPort(job);
   // Until both ranks have reported a step.
   std::string text;
   for (int i = 0; i < 100; ++i) {
@@ -159,12 +164,7 @@ TEST_CASE(
                                    {"--job-id", "job-phases", "--metrics-port", "0"},
                                    {"--random-tokens", "--steps", "100000"}),
                    env);
-  REQUIRE(job.WaitForOutput("/metrics", 15));
-  std::smatch m;
-  const std::string said = job.Output();
-  REQUIRE(
-      std::regex_search(said, m, std::regex("metrics at http://127\\.0\\.0\\.1:(\\d+)/metrics")));
-  const int port = std::stoi(m[1].str());
+  const int port = MetricsPort(job);
   nlohmann::json status;
   for (int i = 0; i < 200; ++i) {
     const RunResult asked = Run({ZR_TEST_ZERORUN, "status", "job-phases", "--json"}, env);

@@ -24,7 +24,9 @@ cleanup() {
   rm -rf "${tmp}"
 }
 trap cleanup EXIT
-fail() {
+# shellcheck source=tests/e2e/e2e_lib.sh
+source "${src}/tests/e2e/e2e_lib.sh"
+fail() {  # Here the first failure ends the test.
   echo "FAIL: $*"
   exit 1
 }
@@ -48,20 +50,7 @@ wait_all_listening() {
   done
 }
 
-ip netns add "${tag}br"
-ip -n "${tag}br" link add br0 type bridge
-ip -n "${tag}br" link set br0 up
-for i in 1 2 3; do
-  n="${names[$((i - 1))]}"
-  ip netns add "${tag}${n}"
-  ip link add "${tag}${n}0" type veth peer name "${tag}${n}1"
-  ip link set "${tag}${n}0" netns "${tag}${n}"
-  ip link set "${tag}${n}1" netns "${tag}br"
-  ip -n "${tag}${n}" link set lo up
-  ip -n "${tag}${n}" addr add "${subnet}.${i}/24" dev "${tag}${n}0"
-  ip -n "${tag}${n}" link set "${tag}${n}0" up
-  ip -n "${tag}br" link set "${tag}${n}1" master br0 up
-done
+bridged_namespaces "${tag}" "${subnet}" "${names[@]}"
 
 secret="${tmp}/secret"
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"${secret}")

@@ -33,16 +33,8 @@ cleanup() {
   rm -rf "${tmp}"
 }
 trap cleanup EXIT
-passed=0
-failed=0
-pass() {
-  echo "PASS: $*"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "FAIL: $*"
-  failed=$((failed + 1))
-}
+# shellcheck source=tests/e2e/e2e_lib.sh
+source "${src}/tests/e2e/e2e_lib.sh"
 # A TCP port nothing listens on.
 free_port() {
   local port

@@ -37,16 +37,8 @@ cleanup() {
   rm -rf "${tmp}"
 }
 trap cleanup EXIT
-passed=0
-failed=0
-pass() {
-  echo "PASS: $*"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "FAIL: $*"
-  failed=$((failed + 1))
-}
+# shellcheck source=tests/e2e/e2e_lib.sh
+source "${src}/tests/e2e/e2e_lib.sh"
 # Only each host's sshd is left in namespaces b and c, nothing in a (ssh sessions, zerorunds,
 # ranks all gone); waits up to $1 seconds for it.
 nothing_left() {
@@ -70,20 +62,7 @@ launcher_pid() {
   done
 }
 
-ip netns add "${tag}br"
-ip -n "${tag}br" link add br0 type bridge
-ip -n "${tag}br" link set br0 up
-for i in 1 2 3; do
-  n="${names[$((i - 1))]}"
-  ip netns add "${tag}${n}"
-  ip link add "${tag}${n}0" type veth peer name "${tag}${n}1"
-  ip link set "${tag}${n}0" netns "${tag}${n}"
-  ip link set "${tag}${n}1" netns "${tag}br"
-  ip -n "${tag}${n}" link set lo up
-  ip -n "${tag}${n}" addr add "${subnet}.${i}/24" dev "${tag}${n}0"
-  ip -n "${tag}${n}" link set "${tag}${n}0" up
-  ip -n "${tag}br" link set "${tag}${n}1" master br0 up
-done
+bridged_namespaces "${tag}" "${subnet}" "${names[@]}"
 
 # OpenSSH: this test's own host key, user key, authorized_keys and known_hosts; nothing of the
 # machine's ~/.ssh or /etc/ssh is read or changed. The sessions' TMPDIR (the agents' state
