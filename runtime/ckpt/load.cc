@@ -1,6 +1,7 @@
 // Checkpoint loads: the manifest checked against the engine's model, then this rank's own shard
 // read whole (same world size and stage) or the byte ranges it owns now read from the old shards
-// (resharding), and the state restored on every rank at once.
+// (resharding; every old shard's sha256 checked by one rank), and the state restored on every
+// rank at once.
 #include <algorithm>
 #include <vector>
 
@@ -16,9 +17,11 @@ namespace {
 using json = nlohmann::json;
 
 // Fills this rank's shard (ZeroEngine::ShardPieces) from a checkpoint of another world size or
-// stage: per piece, only the elements this rank owns now, from the old shards that hold them
-// (`zerorun ckpt verify` checks whole files).
-absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine) {
+// stage: per piece, only the elements this rank owns now, from the old shards that hold them.
+// Every old shard is first checked whole against its sha256 by one rank (shard j by rank
+// j % world), so a corrupt file fails the load on every rank (the caller agrees on it) at the
+// cost of reading the checkpoint once more in all.
+absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine, const Communicator& comm) {
   const uint64_t old_elements = manifest.json.value("state_elements", uint64_t{0});
   for (const ckpt::ShardEntry& shard : manifest.shards) {
     if (shard.bytes != old_elements * 12) {
@@ -26,6 +29,10 @@ absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine) {
                                               shard.bytes, " bytes, its state is ", old_elements,
                                               " elements x 12"));
     }
+  }
+  for (size_t j = static_cast<size_t>(comm.rank()); j < manifest.shards.size();
+       j += static_cast<size_t>(comm.world_size())) {
+    if (absl::Status s = ckpt::VerifyShard(manifest, manifest.shards[j]); !s.ok()) return s;
   }
   ckpt::ShardReader reader(manifest);
   return ckpt::FillShard(engine, [&](const ZeroEngine::ShardPiece& piece, float* out) {
@@ -92,7 +99,7 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
         return absl::DataLossError(absl::StrCat(path, " does not match its sha256 in ", where,
                                                 "/manifest.json (corrupt)"));
       }
-    } else if (absl::Status s = Reshard(*read, engine); !s.ok()) {
+    } else if (absl::Status s = Reshard(*read, engine, comm); !s.ok()) {
       return s;
     }
     LossScaler scaler = engine.shard_state().scaler();
@@ -107,6 +114,13 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
   float votes = weights ? 1.0f : 0.0f;
   if (absl::Status s = comm.AllReduce(&votes, 1, ReduceOp::kSum); !s.ok()) return s;
   if (votes == static_cast<float>(comm.world_size()) && !manifest->shards.empty()) {
+    // The file whole against its sha256 once (rank 0), agreed before any rank reads from it.
+    const absl::Status verified = comm.rank() == 0
+                                      ? ckpt::VerifyShard(*manifest, manifest->shards.front())
+                                      : absl::OkStatus();
+    if (absl::Status s = ckpt::Agree(comm, verified, "checking the imported weights"); !s.ok()) {
+      return s;
+    }
     absl::StatusOr<ImportReport> imported = ImportWeights(
         engine, comm, absl::StrCat(manifest->dir, "/", manifest->shards.front().file));
     if (!imported.ok()) return imported.status();

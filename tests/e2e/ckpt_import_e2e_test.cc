@@ -2,6 +2,7 @@
 // start a run at another world size and stage with exactly the consolidated parameters.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -71,6 +72,23 @@ TEST_CASE(
   CHECK(Checksum(resumed.out) == Checksum(trained.out));
   // And it trains on from there.
   CHECK(train(hosts1, stage3, {"--steps", "2", "--save-dir", imported, "--resume"}).exit_code == 0);
+
+  // An imported file corrupted after the import (one weight byte): refused before any rank reads
+  // it, naming the file.
+  const std::string spoiled = dir.path() + "/spoiled";
+  REQUIRE(Run({ZR_TEST_ZERORUN, "ckpt", "import", fp32, "--out", spoiled}, env).exit_code == 0);
+  {
+    std::string tag;
+    std::ifstream(spoiled + "/latest") >> tag;
+    const std::string file = spoiled + "/" + tag + "/weights.safetensors";
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-5, std::ios::end);
+    f.put('\x55');
+  }
+  const RunResult refused =
+      train(hosts2, stage3, {"--steps", "1", "--save-dir", spoiled, "--resume"});
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.err, Catch::Contains("weights.safetensors does not match its sha256"));
 
   // --init-from a bf16 file: every weight is its bf16 value widened.
   const RunResult from16 = train(hosts2, stage3, {"--steps", "0", "--init-from", bf16});

@@ -1,6 +1,7 @@
 // Checkpoints of the ZeRO engine: bit-identical resume at every stage and dtype, asynchronous
-// saves, corrupt shards and other models refused, keep_last, and loading at another world size,
-// stage and working dtype (resharding), with ranks as threads over a real Gloo communicator.
+// saves, corrupt shards and other models refused (resharding too), keep_last, and loading at
+// another world size, stage and working dtype (resharding), with ranks as threads over a real
+// Gloo communicator.
 #include "zerorun/checkpoint.h"
 
 #include <catch2/catch.hpp>
@@ -181,6 +182,49 @@ TEST_CASE("A checkpoint loads at another world size, stage and working dtype (re
     // And training goes on from there.
     const Run trained = RunEngine(t.world, options, 5, resume);
     CHECK(trained.norms.size() == 2);
+  }
+}
+
+TEST_CASE("Resharding refuses a corrupt old shard on every rank, naming it", "[zero][checkpoint]") {
+  ZeroOptions options;
+  options.stage = 2;
+  testing::TempDir dir;
+  Drive save;
+  save.ckpt_dir = dir.path() + "/ckpt";
+  save.save_at = 2;
+  RunEngine(2, options, 2, save);
+  {
+    // One byte near the end of rank 1's file: a range only some new ranks read.
+    const std::string shard = save.ckpt_dir + "/global_step2/zero_rank_1.bin";
+    const auto size = std::filesystem::file_size(shard);
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(size - 3));
+    const char was = static_cast<char>(f.get());
+    f.seekp(static_cast<std::streamoff>(size - 3));
+    f.put(static_cast<char>(was ^ 0x40));
+  }
+  for (int world : {3, 1}) {
+    INFO("world " << world);
+    InMemoryKvStore store;
+    std::vector<absl::Status> status(world);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world; ++r) {
+      threads.emplace_back([&, r] {
+        auto comm = CreateGlooCommunicator(store, r, world, {});
+        auto engine = ZeroEngine::Create(kUnits, options, comm->get());
+        status[r] = LoadCheckpoint(**engine, **comm, save.ckpt_dir, "").status();
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    // Shard 1 is checked by rank 1 % world; every rank fails with it.
+    const int checker = 1 % world;
+    for (int r = 0; r < world; ++r) {
+      CHECK(status[r].code() != absl::StatusCode::kOk);
+      CHECK_THAT(std::string(status[r].message()),
+                 Catch::Contains("rank(s) " + std::to_string(checker)));
+    }
+    CHECK_THAT(std::string(status[checker].message()),
+               Catch::Contains("zero_rank_1.bin does not match its sha256"));
   }
 }
 
