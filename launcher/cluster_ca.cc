@@ -140,6 +140,20 @@ absl::Status MakeDir(const std::string& path) {
 
 }  // namespace
 
+absl::StatusOr<EphemeralTls> NewEphemeralTls(const std::string& name, int days) {
+  const Validity validity{-300, int64_t{days} * 86400};
+  Key ca_key = NewKey();
+  Key key = NewKey();
+  if (ca_key == nullptr || key == nullptr) return absl::InternalError("cannot make an EC key");
+  absl::StatusOr<Cert> ca =
+      MakeCert(ca_key.get(), name + " CA", nullptr, nullptr, /*ca=*/true, "", nullptr, validity);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<Cert> cert = MakeCert(key.get(), name, ca->get(), ca_key.get(), /*ca=*/false,
+                                       "DNS:" + name, "serverAuth", validity);
+  if (!cert.ok()) return cert.status();
+  return EphemeralTls{CertPem(ca->get()), CertPem(cert->get()), KeyPem(key.get())};
+}
+
 absl::Status IssueCertificate(const std::string& dir, CertKind kind, const std::string& name,
                               const Validity& validity) {
   const char* what = kind == CertKind::kNode ? "node" : "user";

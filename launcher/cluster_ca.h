@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace zerorun::launcher {
 
@@ -35,6 +36,14 @@ absl::Status InitCluster(const std::string& dir, const std::vector<std::string>&
 // [A-Za-z0-9._:-] (1-253 characters).
 absl::Status IssueCertificate(const std::string& dir, CertKind kind, const std::string& name,
                               const Validity& validity = {});
+
+// A job's own TLS identity, made in memory and never written: a CA valid `days` and a server
+// certificate of it for `name` (EC P-256). The coordinator serves with cert/key; its clients
+// trust ca only.
+struct EphemeralTls {
+  std::string ca_pem, cert_pem, key_pem;
+};
+absl::StatusOr<EphemeralTls> NewEphemeralTls(const std::string& name, int days = 30);
 
 // Adds DIR/<nodes|users>/<name>/cert.crt's serial to DIR/revoked (zerorund --revoked): that
 // certificate is refused from the next call on. NotFound when there is no such certificate.

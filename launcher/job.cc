@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/exit_codes.h"
+#include "cluster_ca.h"
 #include "coordinator.h"
 #include "dsconfig/config_json.h"
 #include "endpoints.h"
@@ -166,10 +167,19 @@ int Controller::Run() {
   // The coordinator: on loopback when every node is this machine, else on all interfaces.
   const std::string job_secret = NewSecret();
   CoordinatorService service(state_.get(), job_id_, job_secret);
+  // It serves TLS only, with a certificate of the job's own CA, which reaches the ranks with
+  // their launch (ZERORUN_COORDINATOR_CA) and `zerorun status` with the job's record.
+  absl::StatusOr<EphemeralTls> tls = NewEphemeralTls(kCoordinatorTlsName);
+  if (!tls.ok()) {
+    Say(absl::StrCat("cannot make the coordinator's certificate: ", tls.status().message()));
+    return kExitSoftware;
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(all_loopback ? "127.0.0.1:0" : "0.0.0.0:0",
-                           grpc::InsecureServerCredentials(), &port);
+                           grpc::SslServerCredentials(ssl), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -208,8 +218,10 @@ int Controller::Run() {
     record.nodes.push_back({hosts_[i].name, embedded[i] ? "" : clients_[i]->Where()});
   }
   record.agent_secret = opt_.agent_secret;
+  record.coordinator_ca = tls->ca_pem;
 
   LaunchSpec spec = MakeSpec(report, *std::move(endpoints), job_secret);
+  spec.coordinator_ca = tls->ca_pem;
   state_->SetMaxRestarts(opt_.max_restarts);
 
   // From here on a stop signal is the job loop's to forward.

@@ -58,6 +58,7 @@ absl::Status WriteJobRecord(const JobRecord& record) {
                             {"nodes", nodes},
                             {"coordinator", record.coordinator},
                             {"secret", record.secret},
+                            {"coordinator_ca", record.coordinator_ca},
                             {"launcher_pid", record.launcher_pid},
                             {"started_unix_ms", record.started_unix_ms},
                             {"world_size", record.world_size},
@@ -89,6 +90,7 @@ absl::StatusOr<JobRecord> ReadJobRecord(const std::string& job_id) {
   r.job_id = j.value("job_id", job_id);
   r.coordinator = j.value("coordinator", "");
   r.secret = j.value("secret", "");
+  r.coordinator_ca = j.value("coordinator_ca", "");
   r.launcher_pid = j.value("launcher_pid", 0);
   r.started_unix_ms = j.value("started_unix_ms", int64_t{0});
   r.world_size = j.value("world_size", 0);

@@ -34,6 +34,7 @@ struct JobRecord {
   // The job's own agents' secret when its backend started them (ssh, slurm): logs, status and
   // stop reach those agents with it instead of the user's credentials. Empty: resident agents.
   std::string agent_secret;
+  std::string coordinator_ca;  // PEM of the CA the coordinator's TLS certificate is of.
 };
 
 // How to call `record`'s agents: with its agent_secret if it has one, else as `user`.

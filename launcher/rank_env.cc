@@ -73,6 +73,10 @@ std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& host
       }
       if (!spec.zerorun_bin.empty())
         r->add_env(absl::StrCat(e::kZerorunBin, "=", spec.zerorun_bin));
+      if (!spec.coordinator_ca.empty()) {
+        r->add_env(absl::StrCat(e::kCoordinatorCa, "=", spec.coordinator_ca));
+        ours.insert(e::kCoordinatorCa);
+      }
       for (const std::string& kv : spec.env) {
         if (ours.count(kv.substr(0, kv.find('='))) == 0) r->add_env(kv);
       }

@@ -28,6 +28,7 @@ struct LaunchSpec {
   std::string coordinator;                // host:port, when `endpoints` is empty.
   int master_port = 29500;
   std::string job_secret;
+  std::string coordinator_ca;  // ZERORUN_COORDINATOR_CA (PEM); empty: a plaintext coordinator.
   bool no_local_rank = false;  // DeepSpeed's --no_local_rank: do not append --local_rank=N.
   std::string config_json;
   std::vector<std::string> env;  // KEY=VALUE for every rank (forwarded_env.h); rank names win.
@@ -48,10 +49,10 @@ std::string AgentJobId(const std::string& job_id, int attempt);
 // One LaunchRequest per host, in node-rank order. Every rank gets RANK, LOCAL_RANK, WORLD_SIZE,
 // LOCAL_SIZE, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, CROSS_RANK, CROSS_SIZE,
 // GROUP_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORUN_JOB_ID, ZERORUN_COORDINATOR,
-// ZERORUN_NODE_ADDR, ZERORUN_JOB_SECRET, ZERORUN_RESTART_COUNT / TORCHELASTIC_RESTART_COUNT
-// (the attempt) and ZERORUN_MAX_RESTARTS / TORCHELASTIC_MAX_RESTARTS (names: base/rank_env.h); GPU
-// jobs also CUDA_VISIBLE_DEVICES (the host's slots). argv is head, then --local_rank=N (unless
-// no_local_rank), then tail, as DeepSpeed does.
+// ZERORUN_NODE_ADDR, ZERORUN_JOB_SECRET, ZERORUN_COORDINATOR_CA, ZERORUN_RESTART_COUNT /
+// TORCHELASTIC_RESTART_COUNT (the attempt) and ZERORUN_MAX_RESTARTS / TORCHELASTIC_MAX_RESTARTS
+// (names: base/rank_env.h); GPU jobs also CUDA_VISIBLE_DEVICES (the host's slots). argv is head,
+// then --local_rank=N (unless no_local_rank), then tail, as DeepSpeed does.
 std::vector<v1::LaunchRequest> BuildLaunchRequests(const std::vector<Host>& hosts,
                                                    const LaunchSpec& spec);
 

@@ -24,8 +24,9 @@
 namespace zerorun::launcher {
 namespace {
 
-std::unique_ptr<v1::Coordinator::Stub> Connect(const std::string& address) {
-  return v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+std::unique_ptr<v1::Coordinator::Stub> Connect(const std::string& address,
+                                               const std::string& ca_pem) {
+  return v1::Coordinator::NewStub(CoordinatorChannel(address, ca_pem));
 }
 
 absl::StatusOr<v1::JobStatusReply> Query(const JobRecord& record) {
@@ -33,7 +34,8 @@ absl::StatusOr<v1::JobStatusReply> Query(const JobRecord& record) {
   AttachSecret(&context, record.secret);
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
   v1::JobStatusReply reply;
-  const grpc::Status status = Connect(record.coordinator)->JobStatus(&context, {}, &reply);
+  const grpc::Status status =
+      Connect(record.coordinator, record.coordinator_ca)->JobStatus(&context, {}, &reply);
   if (!status.ok()) return FromGrpcStatus(status);
   return reply;
 }
@@ -336,7 +338,8 @@ int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_a
   v1::StopRequest request;
   request.set_signal(signal);
   v1::StopReply reply;
-  const grpc::Status status = Connect(record->coordinator)->Stop(&context, request, &reply);
+  const grpc::Status status =
+      Connect(record->coordinator, record->coordinator_ca)->Stop(&context, request, &reply);
   if (status.ok()) {
     err << "zerorun stop: stop requested for job " << job_id << "\n";
     return kExitOk;
@@ -425,6 +428,7 @@ int JobsCommand(bool json, int limit, std::ostream& out) {
 int ReportCommand(const v1::RankReport& report, std::ostream& err) {
   const char* coordinator = std::getenv("ZERORUN_COORDINATOR");
   const char* secret = std::getenv("ZERORUN_JOB_SECRET");
+  const char* ca = std::getenv("ZERORUN_COORDINATOR_CA");
   const char* rank = std::getenv("RANK");
   int rank_value = 0;
   if (coordinator == nullptr || rank == nullptr || !absl::SimpleAtoi(rank, &rank_value)) {
@@ -438,7 +442,7 @@ int ReportCommand(const v1::RankReport& report, std::ostream& err) {
   AttachSecret(&context, secret ? secret : "");
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
   v1::ReportReply reply;
-  const grpc::Status status = Connect(coordinator)->Report(&context, request, &reply);
+  const grpc::Status status = Connect(coordinator, ca ? ca : "")->Report(&context, request, &reply);
   if (!status.ok()) {
     err << "zerorun report: " << status.error_message() << "\n";
     return kExitUnavailable;

@@ -32,6 +32,16 @@ grpc::ChannelArguments ClientChannelArgs() {
   return args;
 }
 
+std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& address,
+                                                  const std::string& ca_pem) {
+  if (ca_pem.empty()) return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ca_pem;
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(kCoordinatorTlsName);
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(options), args);
+}
+
 void AddServerKeepalive(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);

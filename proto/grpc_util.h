@@ -3,6 +3,7 @@
 #ifndef ZERORUN_PROTO_GRPC_UTIL_H_
 #define ZERORUN_PROTO_GRPC_UTIL_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -24,6 +25,15 @@ grpc::ChannelArguments ClientChannelArgs();
 // is a launch with its config, far below it).
 inline constexpr int kMaxRequestBytes = 4 << 20;
 void AddServerKeepalive(grpc::ServerBuilder* builder);
+
+// The name every job's coordinator certificate is for; clients check it whatever address they
+// dial (a node reaches the launcher by an address no certificate could list in advance).
+inline constexpr char kCoordinatorTlsName[] = "zerorun-coordinator";
+// A channel to a job's coordinator: TLS trusting only `ca_pem` (the job's own CA: the ranks'
+// ZERORUN_COORDINATOR_CA, the job record's coordinator_ca) for kCoordinatorTlsName; plaintext
+// when `ca_pem` is empty (a coordinator of this project's tests, not a launched job's).
+std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& address,
+                                                  const std::string& ca_pem);
 
 }  // namespace zerorun
 

@@ -19,13 +19,19 @@ _HEARTBEAT_S = 5.0
 class Reporter:
     """One rank's connection to the coordinator (thread-safe). report() never raises."""
 
-    def __init__(self, coordinator, token, rank, heartbeat_s=_HEARTBEAT_S):
+    def __init__(self, coordinator, token, rank, heartbeat_s=_HEARTBEAT_S, ca_pem=None):
         import grpc  # Only inside zerorun: outside it nothing is imported or connected.
 
         from zerorun.v1 import coordinator_pb2
 
         self._pb = coordinator_pb2
-        self._channel = grpc.insecure_channel(coordinator)
+        if ca_pem:
+            # The job's coordinator serves TLS with a certificate of its own CA, for one name.
+            self._channel = grpc.secure_channel(
+                coordinator, grpc.ssl_channel_credentials(root_certificates=ca_pem.encode()),
+                options=[("grpc.ssl_target_name_override", "zerorun-coordinator")])
+        else:
+            self._channel = grpc.insecure_channel(coordinator)
         self._call = self._channel.unary_unary(
             "/zerorun.v1.Coordinator/Report",
             request_serializer=coordinator_pb2.RankReport.SerializeToString,
@@ -104,7 +110,8 @@ def _get():
         if _reporter is None:
             _reporter = Reporter(os.environ["ZERORUN_COORDINATOR"],
                                  os.environ.get("ZERORUN_JOB_SECRET", ""),
-                                 int(os.environ["RANK"]))
+                                 int(os.environ["RANK"]),
+                                 ca_pem=os.environ.get("ZERORUN_COORDINATOR_CA"))
         return _reporter
 
 

@@ -27,6 +27,8 @@ inline constexpr char kTorchMaxRestarts[] = "TORCHELASTIC_MAX_RESTARTS";
 inline constexpr char kJobId[] = "ZERORUN_JOB_ID";
 inline constexpr char kCoordinator[] = "ZERORUN_COORDINATOR";  // host:port of the coordinator.
 inline constexpr char kJobSecret[] = "ZERORUN_JOB_SECRET";
+// The job's coordinator CA (PEM, public): the coordinator serves TLS with a certificate of it.
+inline constexpr char kCoordinatorCa[] = "ZERORUN_COORDINATOR_CA";
 inline constexpr char kConfig[] = "ZERORUN_CONFIG";       // The effective config file.
 inline constexpr char kNodeAddr[] = "ZERORUN_NODE_ADDR";  // Where peers reach this node.
 // --max-restarts: the attempt (0 first, n after the n-th whole-job restart) and the limit.

@@ -36,15 +36,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorClient>> CoordinatorClient::FromEnv() 
   if (rank_text == nullptr || !absl::SimpleAtoi(rank_text, &rank)) {
     return absl::FailedPreconditionError("RANK is not set to an integer: not started by zerorun");
   }
-  return std::make_unique<CoordinatorClient>(address, secret ? secret : "", rank);
+  const char* ca = std::getenv(rank_env::kCoordinatorCa);
+  return std::make_unique<CoordinatorClient>(address, secret ? secret : "", rank, ca ? ca : "");
 }
 
-CoordinatorClient::CoordinatorClient(std::string address, std::string secret, int rank)
+CoordinatorClient::CoordinatorClient(std::string address, std::string secret, int rank,
+                                     std::string ca_pem)
     : impl_(std::make_unique<Impl>()), rank_(rank) {
   impl_->address = std::move(address);
   impl_->secret = std::move(secret);
-  impl_->stub = v1::Coordinator::NewStub(
-      grpc::CreateChannel(impl_->address, grpc::InsecureChannelCredentials()));
+  impl_->stub = v1::Coordinator::NewStub(CoordinatorChannel(impl_->address, ca_pem));
 }
 
 CoordinatorClient::~CoordinatorClient() {

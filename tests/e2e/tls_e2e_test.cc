@@ -2,7 +2,8 @@
 // certificates; zerorund --tls-dir serves only clients with a certificate of that CA, names
 // each job's owner from it, and lets only the owner (or an --admin) see and signal a job.
 // Negative cases: plaintext, another CA, an expired certificate, a node certificate for another
-// address; each refused with nothing started. Real zerorund processes on 127.0.0.2.
+// address; each refused with nothing started. Real zerorund processes on 127.0.0.2. And the job's
+// coordinator: TLS only, with a certificate of the job's own CA that its ranks and record carry.
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,11 +22,13 @@
 
 #include "cluster_ca.h"
 #include "grpc_util.h"
+#include "nlohmann/json.hpp"
 #include "support/child_process.h"
 #include "support/local_user.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 #include "tls.h"
+#include "zerorun/v1/coordinator.grpc.pb.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
 namespace zerorun::testing {
@@ -302,6 +305,54 @@ TEST_CASE(
   const RunResult root = cluster.Launch(cluster.ca + "/users/root", "job-root");
   CHECK(root.exit_code == 69);
   CHECK_THAT(root.out + root.err, Catch::Contains("the ranks would run as root: refused"));
+}
+
+TEST_CASE(
+    "The coordinator serves TLS only, with the job's own CA: its ranks and record carry it, "
+    "plaintext and other CAs are refused",
+    "[e2e][tls]") {
+  TempDir dir;
+  const std::string config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
+  ChildProcess job({ZR_TEST_ZERORUN, "--hostfile", TestData("local2.txt"), "--config", config,
+                    "--device", "cpu", "--job-id", "job-ctls", ZR_TEST_RANK, "--report", "--run-ms",
+                    "4000", "--env-dir", dir.path()},
+                   {{"ZR_HOME", dir.path() + "/home"}});
+  const std::string path = dir.path() + "/home/jobs/job-ctls/job.json";
+  for (int i = 0; i < 200 && !std::filesystem::exists(dir.path() + "/rank_1.env"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  std::ifstream in(path);
+  const nlohmann::json record = nlohmann::json::parse(in, nullptr, false);
+  REQUIRE(record.is_object());
+  const std::string ca = record.value("coordinator_ca", "");
+  const std::string address = record.value("coordinator", "");
+  REQUIRE(ca.rfind("-----BEGIN CERTIFICATE-----", 0) == 0);
+  // Every rank has that CA; the key never leaves the launcher's memory.
+  std::ifstream env_file(dir.path() + "/rank_1.env");
+  const std::string env((std::istreambuf_iterator<char>(env_file)), {});
+  CHECK_THAT(env, Catch::Contains("ZERORUN_COORDINATOR_CA=" + ca.substr(0, 80)));
+  CHECK_THAT(env, !Catch::Contains("PRIVATE KEY"));
+  CHECK_THAT(record.dump(), !Catch::Contains("PRIVATE KEY"));
+  auto status = [&](const std::shared_ptr<grpc::Channel>& channel) {
+    grpc::ClientContext context;
+    AttachSecret(&context, record.value("secret", ""));
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    v1::JobStatusReply reply;
+    return v1::Coordinator::NewStub(channel)->JobStatus(&context, {}, &reply);
+  };
+  const grpc::Status with_ca = status(CoordinatorChannel(address, ca));
+  INFO(with_ca.error_message());
+  CHECK(with_ca.ok());
+  CHECK_FALSE(status(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())).ok());
+  absl::StatusOr<launcher::EphemeralTls> other = launcher::NewEphemeralTls(kCoordinatorTlsName);
+  REQUIRE(other.ok());
+  CHECK_FALSE(status(CoordinatorChannel(address, other->ca_pem)).ok());
+  // zerorun status reads the CA from the record.
+  const RunResult shown =
+      Run({ZR_TEST_ZERORUN, "status", "job-ctls"}, {{"ZR_HOME", dir.path() + "/home"}});
+  CHECK(shown.exit_code == 0);
+  CHECK_THAT(shown.out, Catch::Contains("job job-ctls  running"));
+  CHECK(job.Wait(30) == 0);
 }
 
 }  // namespace

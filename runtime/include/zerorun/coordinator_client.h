@@ -19,10 +19,12 @@ namespace zerorun {
 class CoordinatorClient {
  public:
   // From the environment zerorun gives each rank: ZERORUN_COORDINATOR, ZERORUN_JOB_SECRET,
-  // RANK. FailedPrecondition naming the missing variable when not launched by zerorun.
+  // ZERORUN_COORDINATOR_CA, RANK. FailedPrecondition naming the missing variable when not
+  // launched by zerorun.
   static absl::StatusOr<std::unique_ptr<CoordinatorClient>> FromEnv();
 
-  CoordinatorClient(std::string address, std::string secret, int rank);
+  // TLS trusting `ca_pem` (the job's coordinator CA); plaintext when it is empty.
+  CoordinatorClient(std::string address, std::string secret, int rank, std::string ca_pem = "");
   // Stops the heartbeat thread.
   ~CoordinatorClient();
   CoordinatorClient(const CoordinatorClient&) = delete;
