@@ -5,7 +5,8 @@
 # (PDSH_SSH_ARGS_APPEND, --ssh_port). Checks: ZeRO-2 training over two ssh hosts matches the
 # oracle; the job's secret is on no command line and in no environment; a failing rank ends the
 # job naming its host (--launcher pdsh); a SIGKILLed or interrupted launcher leaves nothing on
-# any host; a host without sshd is exit 69 naming it, before anything runs; usage errors are 2.
+# any host; a host without sshd is exit 69 naming it, before anything runs; preflight probes
+# every host through its own agent; usage errors are 2.
 # Needs root, ip netns and sshd (exit 77, skipped with the reason, otherwise).
 # Usage: ssh_e2e.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -239,6 +240,19 @@ if [[ ${rc} -eq 69 ]] && grep -q "zerorund did not come up over ssh on 1 host(s)
 else
   cat "${tmp}/unreachable.log"
   fail "unreachable host: exit ${rc}"
+fi
+
+# 6b. zerorun preflight over ssh: every host probed through its own agent, nothing left after.
+rc=0
+ip netns exec "${tag}a" env ZR_HOME="${tmp}/home" PDSH_SSH_ARGS_APPEND="-F ${tmp}/ssh_config" \
+  timeout 60 "${zerorun}" preflight --launcher ssh --ssh_port 2222 --hostfile "${tmp}/hostfile" \
+  --device cpu --config "${stage2}" "${build}/tests/zr_test_rank" >"${tmp}/preflight.log" 2>&1 || rc=$?
+if [[ ${rc} -eq 0 ]] && grep -q "^root@${subnet}.2 *agent *OK" "${tmp}/preflight.log" &&
+  grep -q "^${subnet}.3 *agent *OK" "${tmp}/preflight.log" && nothing_left 10; then
+  pass "preflight over ssh probes both hosts, nothing left"
+else
+  cat "${tmp}/preflight.log"
+  fail "preflight over ssh: exit ${rc}"
 fi
 
 # 7. Usage: --ssh_port without --launcher ssh, and --launcher ssh without a hostfile, are exit 2
