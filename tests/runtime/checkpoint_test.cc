@@ -87,14 +87,37 @@ TEST_CASE(
   }
 }
 
+// A 2-rank run of `options` that checkpoints into `ckpt_dir` at step 2.
+Drive SaveAtStep2(const ZeroOptions& options, const std::string& ckpt_dir) {
+  Drive save;
+  save.ckpt_dir = ckpt_dir;
+  save.save_at = 2;
+  RunEngine(2, options, 2, save);
+  return save;
+}
+
+// Each of `world` ranks (threads) loads the latest checkpoint of `ckpt_dir`; their statuses.
+std::vector<absl::Status> LoadOnRanks(int world, const ZeroOptions& options,
+                                      const std::string& ckpt_dir) {
+  InMemoryKvStore store;
+  std::vector<absl::Status> status(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      auto comm = CreateGlooCommunicator(store, r, world, {});
+      auto engine = ZeroEngine::Create(kUnits, options, comm->get());
+      status[r] = LoadCheckpoint(**engine, **comm, ckpt_dir, "").status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return status;
+}
+
 TEST_CASE("A corrupt shard or another model is refused, naming it", "[zero][checkpoint]") {
   ZeroOptions options;
   options.stage = 2;
   testing::TempDir dir;
-  Drive save;
-  save.ckpt_dir = dir.path() + "/ckpt";
-  save.save_at = 2;
-  RunEngine(2, options, 2, save);
+  const Drive save = SaveAtStep2(options, dir.path() + "/ckpt");
   // Another model: FailedPrecondition naming the unit.
   {
     InMemoryKvStore store;
@@ -115,17 +138,7 @@ TEST_CASE("A corrupt shard or another model is refused, naming it", "[zero][chec
     f.seekp(8);
     f.put('\x7f');
   }
-  InMemoryKvStore store;
-  std::vector<absl::Status> status(2);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 2; ++r) {
-    threads.emplace_back([&, r] {
-      auto comm = CreateGlooCommunicator(store, r, 2, {});
-      auto engine = ZeroEngine::Create(kUnits, options, comm->get());
-      status[r] = LoadCheckpoint(**engine, **comm, save.ckpt_dir, "").status();
-    });
-  }
-  for (std::thread& t : threads) t.join();
+  const std::vector<absl::Status> status = LoadOnRanks(2, options, save.ckpt_dir);
   for (int r = 0; r < 2; ++r) {
     CHECK(status[r].code() != absl::StatusCode::kOk);
     CHECK_THAT(std::string(status[r].message()), Catch::Contains("rank(s) 1"));
@@ -189,10 +202,7 @@ TEST_CASE("Resharding refuses a corrupt old shard on every rank, naming it", "[z
   ZeroOptions options;
   options.stage = 2;
   testing::TempDir dir;
-  Drive save;
-  save.ckpt_dir = dir.path() + "/ckpt";
-  save.save_at = 2;
-  RunEngine(2, options, 2, save);
+  const Drive save = SaveAtStep2(options, dir.path() + "/ckpt");
   {
     // One byte near the end of rank 1's file: a range only some new ranks read.
     const std::string shard = save.ckpt_dir + "/global_step2/zero_rank_1.bin";
@@ -205,17 +215,7 @@ TEST_CASE("Resharding refuses a corrupt old shard on every rank, naming it", "[z
   }
   for (int world : {3, 1}) {
     INFO("world " << world);
-    InMemoryKvStore store;
-    std::vector<absl::Status> status(world);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < world; ++r) {
-      threads.emplace_back([&, r] {
-        auto comm = CreateGlooCommunicator(store, r, world, {});
-        auto engine = ZeroEngine::Create(kUnits, options, comm->get());
-        status[r] = LoadCheckpoint(**engine, **comm, save.ckpt_dir, "").status();
-      });
-    }
-    for (std::thread& t : threads) t.join();
+    const std::vector<absl::Status> status = LoadOnRanks(world, options, save.ckpt_dir);
     // Shard 1 is checked by rank 1 % world; every rank fails with it.
     const int checker = 1 % world;
     for (int r = 0; r < world; ++r) {
