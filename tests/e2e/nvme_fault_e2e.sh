@@ -53,13 +53,13 @@ start_job() {  # start_job CONFIG STEPS
   job_pid=$!
   pids+=("${job_pid}")
 }
-wait_for_step() {  # wait_for_step N: until rank 0 logged step N (10 s at most)
-  for _ in $(seq 200); do
+wait_for_step() {  # wait_for_step N: until rank 0 logged step N (30 s at most: a loaded CI machine)
+  for _ in $(seq 600); do
     grep -q "step *$1/" "${tmp}/run.log" 2>/dev/null && return 0
     kill -0 "${job_pid}" 2>/dev/null || fail "the job ended before step $1"
     sleep 0.05
   done
-  fail "no step $1 within 10 s"
+  fail "no step $1 within 30 s"
 }
 # Waits for the job (at most $1 s after now), sets $rc and $took.
 finish_job() {
