@@ -42,10 +42,7 @@ std::string JobDir(const std::string& job_id) { return absl::StrCat(JobsDir(), "
 std::string JobsDir() { return ZerorunHome() + "/jobs"; }
 
 ClientAuth AgentAuthFor(const JobRecord& record, const ClientAuth& user) {
-  if (record.agent_secret.empty()) return user;
-  ClientAuth auth;
-  auth.secret = record.agent_secret;
-  return auth;
+  return record.agent_secret.empty() ? user : ClientAuth::WithSecret(record.agent_secret);
 }
 
 absl::Status WriteJobRecord(const JobRecord& record) {

@@ -75,17 +75,13 @@ std::string FindZerorund() {
   return "";
 }
 
-ClientAuth SecretAuth(const std::string& secret) {
-  ClientAuth auth;
-  auth.secret = secret;
-  return auth;
-}
-
 // The agents are the job's own, reached with its secret (not the user's credentials).
 class SlurmBackend final : public BackendBase {
  public:
   SlurmBackend(const std::string& secret, std::ostream& err)
-      : BackendBase(SecretAuth(secret), /*embedded=*/false), err_(err), secret_(secret) {}
+      : BackendBase(ClientAuth::WithSecret(secret), /*embedded=*/false),
+        err_(err),
+        secret_(secret) {}
 
   std::string agent_secret() const override { return secret_; }
 
@@ -142,7 +138,7 @@ class SlurmBackend final : public BackendBase {
 class SshBackend final : public BackendBase {
  public:
   SshBackend(const std::string& secret, const LaunchBackendOptions& options, std::ostream& err)
-      : BackendBase(SecretAuth(secret), /*embedded=*/false),
+      : BackendBase(ClientAuth::WithSecret(secret), /*embedded=*/false),
         err_(err),
         secret_(secret),
         ssh_args_(SshArgs(options.ssh_args, options.ssh_port)),

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
@@ -37,6 +38,12 @@ struct ClientAuth {
   std::string secret;
   TlsFiles tls;
   bool mtls() const { return !tls.ca_pem.empty(); }
+  // Plaintext with `secret` alone (the agents a launch backend started itself).
+  static ClientAuth WithSecret(std::string secret) {
+    ClientAuth auth;
+    auth.secret = std::move(secret);
+    return auth;
+  }
   std::shared_ptr<grpc::ChannelCredentials> Credentials() const;
 };
 
