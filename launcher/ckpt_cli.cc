@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
 #include "base/version.h"
+#include "ckpt/consolidate.h"
 #include "ckpt/manifest.h"
 #include "ckpt/safetensors.h"
 #include "zerorun/dtype.h"
@@ -87,46 +88,12 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
     err << "zerorun ckpt consolidate: " << m.status().message() << "\n";
     return ExitFor(m.status());
   }
-  ckpt::ShardReader reader(*m);
-  nlohmann::json header = nlohmann::json::object();
-  header["__metadata__"] = {{"format", bf16 ? "zerorun fp32 masters rounded to bf16 (nearest even)"
-                                            : "zerorun fp32 masters"},
-                            {"tag", m->tag},
-                            {"step", std::to_string(m->last_step)},
-                            {"world_size", std::to_string(m->world_size)},
-                            {"stage", std::to_string(m->stage)}};
-  std::string data;
-  const nlohmann::json& units = m->json["units"];
-  for (size_t u = 0; u < units.size(); ++u) {
-    for (const nlohmann::json& t : units[u]["tensors"]) {
-      const uint64_t offset = t.value("offset", uint64_t{0}), numel = t.value("numel", uint64_t{0});
-      std::vector<float> values(numel);
-      if (absl::Status s = reader.Read(u, offset, offset + numel, 0, values.data()); !s.ok()) {
-        err << "zerorun ckpt consolidate: " << s.message() << "\n";
-        return ExitFor(s);
-      }
-      const std::string name = absl::StrCat(units[u].value("name", ""), ".", t.value("name", ""));
-      const size_t bytes = numel * (bf16 ? 2 : 4);
-      header[name] = {{"dtype", bf16 ? "BF16" : "F32"},
-                      {"shape", t.value("shape", nlohmann::json::array())},
-                      {"data_offsets", {data.size(), data.size() + bytes}}};
-      if (bf16) {
-        for (float v : values) {
-          const uint16_t h = FloatToBf16(v);  // Little-endian, as safetensors stores it.
-          data.push_back(static_cast<char>(h & 0xff));
-          data.push_back(static_cast<char>(h >> 8));
-        }
-      } else {
-        data.append(reinterpret_cast<const char*>(values.data()), bytes);
-      }
-    }
+  absl::StatusOr<ckpt::Consolidated> weights = ckpt::ConsolidateWeights(*m, bf16);
+  if (!weights.ok()) {
+    err << "zerorun ckpt consolidate: " << weights.status().message() << "\n";
+    return ExitFor(weights.status());
   }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // Data starts 8-byte aligned.
-  std::string file(8, '\0');
-  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
-  file += text;
-  file += data;
+  const std::string& file = weights->file;
   const std::string tmp = out_path + ".tmp";
   {
     std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
@@ -141,8 +108,8 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
     err << "zerorun ckpt consolidate: cannot rename " << tmp << " to " << out_path << "\n";
     return kExitCantCreate;
   }
-  out << "zerorun ckpt consolidate: " << m->dir << " -> " << out_path << " (" << header.size() - 1
-      << " " << dtype << " tensors, " << data.size() << " bytes of weights)\n";
+  out << "zerorun ckpt consolidate: " << m->dir << " -> " << out_path << " (" << weights->tensors
+      << " " << dtype << " tensors, " << weights->data_bytes << " bytes of weights)\n";
   return kExitOk;
 }
 

@@ -24,8 +24,11 @@ namespace {
 
 constexpr size_t kChunk = size_t{16} << 20;
 
+// A missing file is NotFound (a resume exits 66 for it, as `zerorun ckpt verify` does); any
+// other failure Internal.
 absl::Status Errno(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
+  const std::string text = absl::StrCat(what, " ", path, ": ", strerror(errno));
+  return errno == ENOENT ? absl::NotFoundError(text) : absl::InternalError(text);
 }
 
 size_t RoundUp(size_t n) {

@@ -123,6 +123,72 @@ std::string BadField(const nlohmann::json& manifest) {
   return "";
 }
 
+// A name the manifest gives a file or a tag: a plain name in its directory, never a path.
+bool PlainName(const std::string& name) {
+  return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+         name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
+}
+
+// What is wrong with the layout a reader would follow ("" when nothing): shards in rank order,
+// each of the state's size, units adding up to that state, tensors inside their units and of
+// their shapes' sizes, every count small enough that no arithmetic on it overflows. With the
+// shards' sizes checked against the files (VerifyShard), nothing the layout names lies beyond
+// the bytes on disk, so no reader allocates or reads what is not there.
+std::string BadLayout(const Manifest& m) {
+  constexpr uint64_t kMax = uint64_t{1} << 44;  // 16 Ti elements: past any model, far from 2^64.
+  for (size_t r = 0; r < m.shards.size(); ++r) {
+    const ShardEntry& shard = m.shards[r];
+    if (shard.rank != static_cast<int>(r)) {
+      return absl::StrCat("shard entry ", r, " is rank ", shard.rank, "'s (not in rank order)");
+    }
+    if (!PlainName(shard.file)) {
+      return absl::StrCat("rank ", r, "'s shard file '", shard.file.substr(0, 64),
+                          "' is not a plain file name in the checkpoint's directory");
+    }
+  }
+  if (m.json.value("kind", "") == "weights") return "";  // One imported safetensors file.
+  const uint64_t elements = m.json.value("state_elements", uint64_t{0});
+  if (elements > kMax) return absl::StrCat("state_elements ", elements, " is out of range");
+  for (const ShardEntry& shard : m.shards) {
+    if (shard.bytes != elements * 12) {
+      return absl::StrCat(shard.file, " is ", shard.bytes, " bytes in the manifest, its state ",
+                          elements, " elements x 12");
+    }
+  }
+  uint64_t sum = 0;
+  for (const nlohmann::json& unit : m.json.value("units", nlohmann::json::array())) {
+    const std::string name = unit.value("name", "");
+    const uint64_t numel = unit.value("numel", uint64_t{0});
+    const uint64_t padded = unit.value("padded", uint64_t{0});
+    const uint64_t shard = unit.value("shard", uint64_t{0});
+    const uint64_t world = static_cast<uint64_t>(m.world_size);
+    if (numel > kMax || padded > kMax || shard > kMax || numel > padded ||
+        (m.stage > 0 && (padded + world - 1) / world > shard)) {
+      return absl::StrCat("unit ", name.substr(0, 64), ": numel ", numel, ", padded ", padded,
+                          ", shard ", shard, " do not fit ", m.world_size, " rank(s)");
+    }
+    sum += m.stage == 0 ? padded : shard;
+    if (sum > kMax) return "the units hold more state elements than any checkpoint";
+    for (const nlohmann::json& t : unit.value("tensors", nlohmann::json::array())) {
+      const uint64_t offset = t.value("offset", uint64_t{0}), count = t.value("numel", uint64_t{0});
+      uint64_t product = 1;
+      for (const nlohmann::json& d : t.value("shape", nlohmann::json::array())) {
+        if (!d.is_number_unsigned() || d.get<uint64_t>() > kMax) return "a tensor shape is bad";
+        product = d.get<uint64_t>() == 0 ? 0 : std::min(kMax + 1, product * d.get<uint64_t>());
+      }
+      if (offset > kMax || count > kMax || offset + count > padded || product != count) {
+        return absl::StrCat("tensor ", t.value("name", "").substr(0, 64), " of unit ",
+                            name.substr(0, 64), " (offset ", offset, ", numel ", count,
+                            ") lies outside its unit or differs from its shape");
+      }
+    }
+  }
+  if (sum != elements) {
+    return absl::StrCat("the units hold ", sum, " state elements, state_elements says ", elements);
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string& tag) {
@@ -136,6 +202,10 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string&
                                                 "/manifest.json nor ", dir,
                                                 "/latest. Fix: save one first, or name a tag"));
       }
+    }
+    if (!PlainName(name)) {
+      return absl::DataLossError(absl::StrCat(dir, "/latest names '", name.substr(0, 64),
+                                              "', not a tag directory in ", dir));
     }
     tag_dir = absl::StrCat(dir, "/", name);
   }
@@ -174,6 +244,9 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string&
   if (m.world_size < 1 || static_cast<int>(m.shards.size()) != m.world_size) {
     return absl::DataLossError(
         absl::StrCat(path, ": ", m.shards.size(), " shard entries for world size ", m.world_size));
+  }
+  if (const std::string bad = BadLayout(m); !bad.empty()) {
+    return absl::DataLossError(absl::StrCat(path, ": ", bad, " (corrupt manifest)"));
   }
   return m;
 }

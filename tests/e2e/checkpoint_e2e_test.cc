@@ -138,6 +138,90 @@ TEST_CASE("zerorun ckpt inspect and verify, and a corrupt shard is refused by ve
 }
 
 TEST_CASE(
+    "zerorun ckpt consolidate checks what a load checks: another run's shard, swapped shards, a "
+    "flipped byte, an absurd size and a name outside the checkpoint are refused, and a missing "
+    "shard "
+    "is 66 for resume as for verify",
+    "[e2e][checkpoint]") {
+  TempDir dir;
+  const std::string hosts = dir.Write("hosts", "localhost slots=2\n");
+  const std::string config = Config(dir, "ds.json", 4, 2, 2);
+  const std::map<std::string, std::string> env = {{"ZR_HOME", dir.path() + "/home"}};
+  auto train = [&](const std::string& save, const std::vector<std::string>& extra) {
+    std::vector<std::string> flags = {"--save-dir", save};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return Run(TrainGptCommand(hosts, config, {}, flags), env);
+  };
+  const std::string a = dir.path() + "/a", b = dir.path() + "/b";
+  REQUIRE(train(a, {"--steps", "2", "--save-every", "2"}).exit_code == 0);
+  REQUIRE(train(b, {"--steps", "2", "--save-every", "2", "--seed", "7"}).exit_code == 0);
+  const std::string tag = a + "/global_step2";
+  const std::string out = dir.path() + "/model.safetensors";
+  auto consolidate = [&] {
+    return Run({ZR_TEST_ZERORUN, "ckpt", "consolidate", a, "--out", out}, env);
+  };
+  REQUIRE(consolidate().exit_code == 0);
+  std::filesystem::remove(out);
+  auto copy = [](const std::string& from, const std::string& to) {
+    std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
+  };
+  const std::string shard0 = tag + "/zero_rank_0.bin", shard1 = tag + "/zero_rank_1.bin";
+  const std::string keep0 = dir.path() + "/keep0", keep1 = dir.path() + "/keep1";
+  copy(shard0, keep0);
+  copy(shard1, keep1);
+  auto refused = [&](const std::string& what, int code, const std::string& says) {
+    INFO(what);
+    const RunResult r = consolidate();
+    CHECK(r.exit_code == code);
+    CHECK_THAT(r.err, Catch::Contains(says));
+    CHECK_FALSE(std::filesystem::exists(out));  // Nothing written.
+  };
+  copy(b + "/global_step2/zero_rank_1.bin", shard1);  // Another run's shard.
+  refused("another run's shard", 65, shard1 + " does not match its sha256");
+  copy(keep1, shard0);  // Swapped.
+  copy(keep0, shard1);
+  refused("swapped shards", 65, "does not match its sha256");
+  copy(keep0, shard0);
+  copy(keep1, shard1);
+  {
+    std::fstream f(shard1, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    const char c = static_cast<char>(f.peek());
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 0x01));  // One bit of one weight.
+  }
+  refused("a flipped bit", 65, shard1 + " does not match its sha256");
+  copy(keep1, shard1);
+  // A manifest edited: an absurd tensor size, a shard named outside the checkpoint.
+  std::string manifest;
+  {
+    std::ifstream in(tag + "/manifest.json");
+    manifest.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto edited = [&](const std::string& from, const std::string& to) {
+    std::string text = manifest;
+    const size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    std::ofstream(tag + "/manifest.json", std::ios::trunc) << text;
+  };
+  edited("\"numel\": 4160", "\"numel\": 4611686018427387904");
+  refused("an absurd numel", 65, "corrupt manifest");
+  edited("\"zero_rank_1.bin\"", "\"../../x\"");
+  refused("a name outside the checkpoint", 65, "is not a plain file name");
+  std::ofstream(tag + "/manifest.json", std::ios::trunc) << manifest;
+  REQUIRE(consolidate().exit_code == 0);
+
+  // A missing shard: 66 for verify, and for the ranks of a resume.
+  std::filesystem::remove(shard1);
+  CHECK(Run({ZR_TEST_ZERORUN, "ckpt", "verify", a}, env).exit_code == 66);
+  const RunResult resume = train(a, {"--steps", "3", "--resume"});
+  CHECK(resume.exit_code == 1);
+  CHECK_THAT(resume.err + resume.out,
+             Catch::Contains("zero_rank_1.bin") && Catch::Contains("exited with code 66"));
+}
+
+TEST_CASE(
     "A save that runs out of disk fails with the rank and path named, leaving the "
     "previous checkpoint and latest whole",
     "[e2e][checkpoint]") {

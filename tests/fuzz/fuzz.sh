@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${ZR_FUZZ_BUILD_DIR:-${root}/build-fuzz}"
 seconds="${ZR_FUZZ_SECONDS:-45}"
-harnesses=(config hostfile hostfile_yaml batch agent_request safetensors manifest)
+harnesses=(config hostfile hostfile_yaml batch agent_request safetensors manifest consolidate)
 bash "${root}/deploy/install-deps.sh" >/dev/null
 flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 flags+=" -fsanitize=fuzzer-no-link"

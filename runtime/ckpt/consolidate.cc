@@ -1,0 +1,69 @@
+// Consolidation of a checkpoint's shards into one safetensors file (see consolidate.h).
+#include "ckpt/consolidate.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "zerorun/dtype.h"
+
+namespace zerorun::ckpt {
+
+absl::StatusOr<Consolidated> ConsolidateWeights(const Manifest& m, bool bf16) {
+  if (m.json.value("kind", "") == "weights") {
+    return absl::FailedPreconditionError(
+        absl::StrCat(m.dir, " holds imported initial weights: its ", m.shards.front().file,
+                     " is already one safetensors file"));
+  }
+  for (const ShardEntry& shard : m.shards) {
+    if (absl::Status s = VerifyShard(m, shard); !s.ok()) return s;
+  }
+  ShardReader reader(m);
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", bf16 ? "zerorun fp32 masters rounded to bf16 (nearest even)"
+                                            : "zerorun fp32 masters"},
+                            {"tag", m.tag},
+                            {"step", std::to_string(m.last_step)},
+                            {"world_size", std::to_string(m.world_size)},
+                            {"stage", std::to_string(m.stage)}};
+  std::string data;
+  Consolidated out;
+  const nlohmann::json units = m.json.value("units", nlohmann::json::array());
+  for (size_t u = 0; u < units.size(); ++u) {
+    for (const nlohmann::json& t : units[u].value("tensors", nlohmann::json::array())) {
+      const uint64_t offset = t.value("offset", uint64_t{0}), numel = t.value("numel", uint64_t{0});
+      std::vector<float> values(numel);
+      if (absl::Status s = reader.Read(u, offset, offset + numel, 0, values.data()); !s.ok()) {
+        return s;
+      }
+      const std::string name = absl::StrCat(units[u].value("name", ""), ".", t.value("name", ""));
+      if (header.contains(name)) {
+        return absl::DataLossError(
+            absl::StrCat(m.dir, "/manifest.json names tensor ", name, " twice (corrupt)"));
+      }
+      const size_t bytes = numel * (bf16 ? 2 : 4);
+      header[name] = {{"dtype", bf16 ? "BF16" : "F32"},
+                      {"shape", t.value("shape", nlohmann::json::array())},
+                      {"data_offsets", {data.size(), data.size() + bytes}}};
+      if (bf16) {
+        for (float v : values) {
+          const uint16_t h = FloatToBf16(v);  // Little-endian, as safetensors stores it.
+          data.push_back(static_cast<char>(h & 0xff));
+          data.push_back(static_cast<char>(h >> 8));
+        }
+      } else {
+        data.append(reinterpret_cast<const char*>(values.data()), bytes);
+      }
+      ++out.tensors;
+    }
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // Data starts 8-byte aligned.
+  out.file.assign(8, '\0');
+  for (int i = 0; i < 8; ++i) out.file[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+  out.file += text;
+  out.file += data;
+  out.data_bytes = data.size();
+  return out;
+}
+
+}  // namespace zerorun::ckpt
