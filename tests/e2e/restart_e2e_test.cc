@@ -2,6 +2,7 @@
 // latest checkpoint) and resuming at other world sizes and stages against a straight run.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -112,6 +113,39 @@ TEST_CASE(
   CHECK_THAT(status["failed_attempts"][0]["root_cause"].get<std::string>(),
              Catch::Contains("rank 0 (local 0)") && Catch::Contains("exited with code 3"));
   CHECK_THAT(status["root_cause"].get<std::string>(), Catch::Contains("rank 0 (local 0)"));
+}
+
+TEST_CASE(
+    "ZeRO-Infinity with --max-restarts: a rank SIGKILLed mid-run (an OOM kill) leaves its swap "
+    "directory, and the restart reclaims it and finishes bit-identically",
+    "[e2e][restart][nvme]") {
+  Job job;
+  const std::string hosts = job.dir.Write("hosts", "localhost slots=2\n");
+  const std::string nvme = job.dir.path() + "/nvme";
+  std::filesystem::create_directory(nvme);
+  const std::string config = job.dir.Write(
+      "ds.json",
+      "{\"train_batch_size\": 8, \"train_micro_batch_size_per_gpu\": 2, \"gradient_clipping\": "
+      "1.0, \"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": {\"device\": \"nvme\", "
+      "\"nvme_path\": \"" +
+          nvme +
+          "\"}, \"offload_param\": {\"device\": \"nvme\", "
+          "\"nvme_path\": \"" +
+          nvme + "\"}}}");
+  const std::string save = job.dir.path() + "/save";
+  const RunResult straight = job.Train(hosts, config, {}, {"--steps", "8"});
+  REQUIRE(straight.exit_code == 0);
+  const RunResult restarted =
+      job.Train(hosts, config, {"--max-restarts", "1", "--job-id", "oom-once"},
+                {"--steps", "8", "--save-dir", save, "--save-every", "4", "--inject-failure", "6:1",
+                 "--inject-signal", "9"});
+  INFO(restarted.out + restarted.err);
+  REQUIRE(restarted.exit_code == 0);
+  CHECK_THAT(restarted.err, Catch::Contains("attempt 0 failed (exit 137)") &&
+                                Catch::Contains("job oom-once succeeded after 1 restart(s)"));
+  CHECK(Losses(restarted.out) == Losses(straight.out));
+  CHECK(Checksum(restarted.out) == Checksum(straight.out));
+  CHECK(std::filesystem::is_empty(nvme));  // Reclaimed, then removed at the end.
 }
 
 // Reads two safetensors files of the same model (a reader written against the format spec) and

@@ -1,5 +1,6 @@
 // train_gpt's training loop: data sampling by global row (the same batches at any world size),
 // checkpoint save and resume (also after a zerorun --max-restarts restart), and the end summary.
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -436,6 +437,10 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
         Attempt() < f.attempts) {
       std::fprintf(stderr, "train_gpt: rank %d: injected failure after step %d (attempt %d)\n",
                    setup.rank, step, Attempt());
+      if (f.signal > 0) {  // Dies at once, as an OOM kill does: no destructor runs.
+        std::fflush(nullptr);
+        kill(getpid(), f.signal);
+      }
       return 3;
     }
   }

@@ -41,7 +41,8 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       "--random-tokens --vocab V] [--layers L] [--d-model D] [--heads H] [--seq T] [--steps N] "
       "[--log-every N] [--seed S] [--save-dir D --save-every K [--keep-last N] [--async-save]] "
       "[--resume [TAG]] [--init-from F.safetensors] "
-      "[--print-checksum] [--print-losses] [--inject-failure STEP[:RANK[:ATTEMPTS]]]\n";
+      "[--print-checksum] [--print-losses] [--inject-failure STEP[:RANK[:ATTEMPTS]] "
+      "[--inject-signal N]]\n";
   for (int i = 1; i < argc; ++i) {
     if (!absl::StartsWith(argv[i], "--local_rank")) args->argv.push_back(argv[i]);
   }
@@ -107,6 +108,10 @@ int ParseTrainArgs(int argc, char** argv, TrainArgs* args) {
       ok = ok && parts.size() <= 3 && absl::SimpleAtoi(parts[0], &f.step) &&
            (parts.size() < 2 || absl::SimpleAtoi(parts[1], &f.rank)) &&
            (parts.size() < 3 || absl::SimpleAtoi(parts[2], &f.attempts));
+    } else if (a == "--inject-signal") {
+      std::string text;
+      ok = value(&text) && absl::SimpleAtoi(text, &args->inject_failure.signal) &&
+           args->inject_failure.signal > 0 && args->inject_failure.signal < 65;
     } else if (a == "--resume") {
       args->resume = true;
       if (i + 1 < argc && argv[i + 1][0] != '-') args->resume_tag = argv[++i];

@@ -24,6 +24,8 @@ struct InjectedFailure {
   int step = -1;
   int rank = -1;
   int attempts = 1;
+  int signal =
+      0;  // --inject-signal N: the rank dies of signal N (SIGKILL: an OOM kill), not exit 3.
 };
 
 struct TrainArgs {
