@@ -51,36 +51,60 @@ absl::StatusOr<std::vector<std::string>> ExpandRanges(absl::string_view list,
   return out;
 }
 
-// One name with any number of brackets: their product, the last bracket varying fastest.
+// One name with any number of brackets: their product in the order `scontrol show hostnames`
+// gives it. The last bracket varies fastest; before it the others, the first fastest and the one
+// before the last slowest (a[1-2]b[1-2]c[1-2]: a1b1c1 a1b1c2 a2b1c1 a2b1c2 a1b2c1 ...).
 absl::StatusOr<std::vector<std::string>> ExpandName(absl::string_view list,
                                                     absl::string_view name) {
-  const size_t open = name.find('[');
-  const size_t stray = name.find(']');
-  if (open == absl::string_view::npos) {
-    if (stray != absl::string_view::npos) return Bad(list, "']' without '['");
-    return std::vector<std::string>{std::string(name)};
+  std::vector<std::string> texts;                 // Before each bracket.
+  std::vector<std::vector<std::string>> numbers;  // Each bracket's numbers.
+  size_t at = 0;
+  while (true) {
+    const size_t open = name.find('[', at);
+    const size_t stray = name.find(']', at);
+    if (open == absl::string_view::npos) {
+      if (stray != absl::string_view::npos) return Bad(list, "']' without '['");
+      if (!numbers.empty() && at < name.size()) {
+        return Bad(list,
+                   absl::StrCat("text after the last ']' in '", name, "' (Slurm refuses it)"));
+      }
+      texts.emplace_back(name.substr(at));
+      break;
+    }
+    if (stray < open) return Bad(list, "']' without '['");
+    const size_t close = name.find(']', open);
+    if (close == absl::string_view::npos) return Bad(list, "'[' without ']'");
+    const absl::string_view inside = name.substr(open + 1, close - open - 1);
+    if (inside.find('[') != absl::string_view::npos) return Bad(list, "nested '['");
+    absl::StatusOr<std::vector<std::string>> expanded = ExpandRanges(list, inside);
+    if (!expanded.ok()) return expanded.status();
+    texts.emplace_back(name.substr(at, open - at));
+    numbers.push_back(*std::move(expanded));
+    at = close + 1;
   }
-  if (const size_t last = name.rfind(']'); last != absl::string_view::npos &&
-                                           last + 1 < name.size() &&
-                                           name.find('[', last) == absl::string_view::npos) {
-    return Bad(list, absl::StrCat("text after the last ']' in '", name, "' (Slurm refuses it)"));
+  size_t total = 1;
+  for (const std::vector<std::string>& n : numbers) {
+    total *= n.size();
+    if (total > kMaxHosts) return Bad(list, absl::StrCat("more than ", kMaxHosts, " hosts"));
   }
-  if (stray < open) return Bad(list, "']' without '['");
-  const size_t close = name.find(']', open);
-  if (close == absl::string_view::npos) return Bad(list, "'[' without ']'");
-  const absl::string_view inside = name.substr(open + 1, close - open - 1);
-  if (inside.find('[') != absl::string_view::npos) return Bad(list, "nested '['");
-  absl::StatusOr<std::vector<std::string>> numbers = ExpandRanges(list, inside);
-  if (!numbers.ok()) return numbers.status();
-  absl::StatusOr<std::vector<std::string>> tails = ExpandName(list, name.substr(close + 1));
-  if (!tails.ok()) return tails.status();
-  if (numbers->size() * tails->size() > kMaxHosts) {
-    return Bad(list, absl::StrCat("more than ", kMaxHosts, " hosts"));
-  }
+  // An odometer over the brackets, its digits from the fastest: the last, then the first, the
+  // second, ... the one before the last.
+  std::vector<size_t> order;
+  if (!numbers.empty()) order.push_back(numbers.size() - 1);
+  for (size_t b = 0; b + 1 < numbers.size(); ++b) order.push_back(b);
+  std::vector<size_t> digit(numbers.size(), 0);
   std::vector<std::string> out;
-  const absl::string_view prefix = name.substr(0, open);
-  for (const std::string& number : *numbers) {
-    for (const std::string& tail : *tails) out.push_back(absl::StrCat(prefix, number, tail));
+  out.reserve(total);
+  for (size_t i = 0; i < total; ++i) {
+    std::string host;
+    for (size_t b = 0; b < numbers.size(); ++b)
+      absl::StrAppend(&host, texts[b], numbers[b][digit[b]]);
+    absl::StrAppend(&host, texts.back());
+    out.push_back(std::move(host));
+    for (size_t b : order) {
+      if (++digit[b] < numbers[b].size()) break;
+      digit[b] = 0;
+    }
   }
   return out;
 }

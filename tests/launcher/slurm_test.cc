@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <optional>
+#include <random>
 
 #include "absl/strings/str_join.h"
 #include "support/subprocess.h"
@@ -84,6 +85,69 @@ TEST_CASE("The host lists expand exactly as scontrol show hostnames does", "[slu
     INFO(list);
     CHECK(Expanded(list) == words);
   }
+}
+
+// A random node list of 1-3 names, each with 0-4 brackets of 1-3 numbers or ranges (some
+// zero-padded), as sbatch and salloc might hand one over.
+std::string RandomNodelist(std::mt19937& rng) {
+  auto pick = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const char* stems[] = {"n", "rack", "gpu", "a-", "node-", "x", "c1-"};
+  std::string list;
+  const int names = pick(1, 3);
+  for (int n = 0; n < names; ++n) {
+    if (n > 0) list += ',';
+    const int brackets = pick(0, 4);
+    list += stems[pick(0, 6)];
+    for (int b = 0; b < brackets; ++b) {
+      if (b > 0) list += stems[pick(0, 6)];
+      list += '[';
+      const int ranges = pick(1, brackets > 2 ? 1 : 3);
+      for (int r = 0; r < ranges; ++r) {
+        if (r > 0) list += ',';
+        const int width = pick(1, 3);
+        const int lo = pick(0, 12);
+        std::string low = std::to_string(lo);
+        if (pick(0, 1) == 1 && static_cast<int>(low.size()) < width) {
+          low.insert(0, static_cast<size_t>(width) - low.size(), '0');
+        }
+        list += low;
+        if (pick(0, 2) > 0) list += "-" + std::to_string(lo + pick(0, brackets > 2 ? 1 : 3));
+      }
+      list += ']';
+    }
+    if (brackets == 0) list += std::to_string(pick(0, 99));
+  }
+  return list;
+}
+
+TEST_CASE("Generated node lists expand exactly as scontrol show hostnames does", "[slurm]") {
+  testing::TempDir dir;
+  const std::string conf = dir.Write("slurm.conf", "ClusterName=zr\nSlurmctldHost=localhost\n");
+  if (testing::Run({"/usr/bin/scontrol", "show", "hostnames", "a"}, {{"SLURM_CONF", conf}})
+          .exit_code != 0) {
+    WARN("skipped: no scontrol (Slurm's client) on this machine");
+    return;
+  }
+  std::mt19937 rng(20261206);
+  int compared = 0;
+  for (int i = 0; i < 400; ++i) {
+    const std::string list = RandomNodelist(rng);
+    const testing::RunResult real =
+        testing::Run({"/usr/bin/scontrol", "show", "hostnames", list}, {{"SLURM_CONF", conf}});
+    absl::StatusOr<std::vector<std::string>> ours = ExpandHostlist(list);
+    INFO(list << " -> scontrol: " << real.out << real.err << " ours: " << ours.status());
+    if (real.exit_code != 0) {
+      CHECK_FALSE(ours.ok());  // What Slurm refuses, zerorun refuses.
+      continue;
+    }
+    std::string words = real.out;
+    for (char& c : words) c = c == '\n' ? ' ' : c;
+    while (!words.empty() && words.back() == ' ') words.pop_back();
+    REQUIRE(ours.ok());
+    CHECK(absl::StrJoin(*ours, " ") == words);
+    ++compared;
+  }
+  CHECK(compared > 300);
 }
 
 TEST_CASE("Slurm node counts expand N(xM)", "[slurm]") {
