@@ -50,6 +50,7 @@ class EmbeddedAgentClient : public AgentClient {
                      const WatchPolicy& policy) override {
     int64_t next = 0;
     bool done = false;
+    const worker::JobRunner::WatcherGuard watching(runner_, job_id);
     while (!done) {
       if (policy.heard) policy.heard();  // In this process: always heard from.
       runner_->Renew(job_id);

@@ -86,7 +86,8 @@ absl::Status AddExtension(X509* cert, X509V3_CTX* ctx, int nid, const std::strin
 // A certificate for `key` named `cn`, signed by (issuer, issuer_key), or self-signed for the CA.
 absl::StatusOr<Cert> MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer,
                               EVP_PKEY* issuer_key, bool ca, const std::string& san,
-                              const char* usage, const Validity& validity) {
+                              const char* usage, const Validity& validity,
+                              const char* unit = nullptr) {
   Cert cert(X509_new());
   X509_set_version(cert.get(), 2);
   BIGNUM* serial = BN_new();
@@ -99,6 +100,10 @@ absl::StatusOr<Cert> MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("zerorun"), -1, -1, 0);
+  if (unit != nullptr) {
+    X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>(unit), -1, -1, 0);
+  }
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : name);
@@ -188,7 +193,8 @@ absl::Status IssueCertificate(const std::string& dir, CertKind kind, const std::
       kind == CertKind::kUser ? "" : absl::StrCat(IsIpAddress(name) ? "IP:" : "DNS:", name);
   absl::StatusOr<Cert> cert =
       MakeCert(key.get(), name, ca.get(), ca_key.get(), /*ca=*/false, san,
-               kind == CertKind::kNode ? "serverAuth,clientAuth" : "clientAuth", validity);
+               kind == CertKind::kNode ? "serverAuth,clientAuth" : "clientAuth", validity,
+               kind == CertKind::kNode ? kNodeUnit : kUserUnit);
   if (!cert.ok()) return cert.status();
   if (absl::Status s = WriteNew(out + "/" + kKeyFile, KeyPem(key.get()), 0600); !s.ok()) return s;
   if (absl::Status s = WriteNew(out + "/" + kCertFile, CertPem(cert->get()), 0644); !s.ok()) {
@@ -230,9 +236,9 @@ absl::Status RevokeCertificate(const std::string& dir, CertKind kind, const std:
       absl::StrCat(dir, kind == CertKind::kNode ? "/nodes/" : "/users/", name, "/", kCertFile);
   absl::StatusOr<std::string> pem = ReadPemFile(path);
   if (!pem.ok()) return absl::NotFoundError(absl::StrCat("no certificate ", path));
-  absl::StatusOr<std::string> serial = CertificateSerial(*pem);
-  if (!serial.ok())
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", serial.status().message()));
+  absl::StatusOr<CertIdentity> id = IdentifyCertificate(*pem);
+  if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", id.status().message()));
+  const std::string* serial = &id->serial;
   const std::string list = dir + "/revoked";
   const int fd = open(list.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("cannot open", list);

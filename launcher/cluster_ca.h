@@ -13,10 +13,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tls.h"
 
 namespace zerorun::launcher {
 
-enum class CertKind { kNode, kUser };
+using ::zerorun::CertKind;  // kNode or kUser (proto/tls.h: what each may do).
 
 // Validity of an issued certificate, in seconds from now (negative: in the past).
 struct Validity {

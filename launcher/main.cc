@@ -29,6 +29,7 @@
 #include "logs_cli.h"
 #include "preflight.h"
 #include "rank_supervisor.h"
+#include "request_validation.h"
 #include "resource_filter.h"
 #include "stage_advice.h"
 #include "status_cli.h"
@@ -67,6 +68,12 @@ int RunPreflightCommand(const Cli& cli, CLI::App* sub) {
 }
 
 int RunJobCommand(const Cli& cli, CLI::App* sub) {
+  if (!cli.job_id.empty() && !worker::ValidJobId(cli.job_id)) {
+    std::cerr << "zerorun: --job-id '" << cli.job_id.substr(0, 128)
+              << "' is not a job id: 1-128 characters of [A-Za-z0-9._-], not starting with '.'. "
+                 "Nothing was started\n";
+    return kExitUsage;
+  }
   RunOptions options;
   options.preflight = BuildPreflightOptions(cli, sub->count("--hostfile") > 0);
   int exit_code = kExitOk;

@@ -1,13 +1,20 @@
 // Credentials directories, gRPC SSL credentials and peer names (see tls.h).
 #include "tls.h"
 
+#include <fcntl.h>
 #include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "auth.h"
 
@@ -55,50 +62,91 @@ std::shared_ptr<grpc::ServerCredentials> ServerTlsCredentials(const TlsFiles& fi
   return grpc::SslServerCredentials(options);
 }
 
-std::string PeerCommonName(const grpc::ServerContext& context) {
-  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
-  const std::vector<grpc::string_ref> names = auth->FindPropertyValues("x509_common_name");
-  if (names.empty()) return "";
-  return std::string(names.front().data(), names.front().size());
-}
-
-absl::StatusOr<std::string> CertificateSerial(const std::string& pem) {
+absl::StatusOr<CertIdentity> IdentifyCertificate(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (cert == nullptr) return absl::InvalidArgumentError("not a PEM certificate");
+  CertIdentity id;
   BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get_serialNumber(cert), nullptr);
-  char* hex = BN_bn2hex(bn);
-  std::string serial = hex != nullptr ? hex : "";
+  char* hex = bn != nullptr ? BN_bn2hex(bn) : nullptr;
+  id.serial = hex != nullptr ? hex : "";
   OPENSSL_free(hex);
   BN_free(bn);
+  // The subject's entry `nid`, or "" when it has none.
+  auto entry = [cert](int nid) {
+    const X509_NAME* subject = X509_get_subject_name(cert);
+    const int at = X509_NAME_get_index_by_NID(subject, nid, -1);
+    if (at < 0) return std::string();
+    const ASN1_STRING* value = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(value)),
+                       static_cast<size_t>(ASN1_STRING_length(value)));
+  };
+  id.name = entry(NID_commonName);
+  const std::string unit = entry(NID_organizationalUnitName);
+  const uint32_t usage = X509_get_extended_key_usage(cert);  // UINT32_MAX when it has none.
+  if (unit == kUserUnit && (usage & XKU_SSL_SERVER) == 0) {
+    id.kind = CertKind::kUser;
+  } else if (unit == kNodeUnit) {
+    id.kind = CertKind::kNode;
+  } else if (unit.empty() && usage != UINT32_MAX) {
+    id.kind = (usage & XKU_SSL_SERVER) != 0   ? CertKind::kNode
+              : (usage & XKU_SSL_CLIENT) != 0 ? CertKind::kUser
+                                              : CertKind::kOther;
+  }
   X509_free(cert);
-  return serial;
+  return id;
 }
 
-std::string PeerCertificateSerial(const grpc::ServerContext& context) {
+std::optional<CertIdentity> PeerIdentity(const grpc::ServerContext& context) {
   const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return std::nullopt;
   const std::vector<grpc::string_ref> pems = auth->FindPropertyValues("x509_pem_cert");
-  if (pems.empty()) return "";
-  absl::StatusOr<std::string> serial =
-      CertificateSerial(std::string(pems.front().data(), pems.front().size()));
-  return serial.ok() ? *serial : "";
+  if (pems.empty()) return std::nullopt;
+  absl::StatusOr<CertIdentity> id =
+      IdentifyCertificate(std::string(pems.front().data(), pems.front().size()));
+  if (!id.ok()) return std::nullopt;
+  return *std::move(id);
 }
 
 absl::Status CheckNotRevoked(const std::string& path, const std::string& serial) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::UnavailableError(
-        absl::StrCat("the revocation list ", path, " cannot be read: every call is refused"));
+  // Fail closed on anything but a readable list: a directory, a FIFO, a read error or a line
+  // that is not "<serial hex> <name>" refuses every call.
+  auto unusable = [&path](const std::string& why) {
+    return absl::UnavailableError(absl::StrCat("the revocation list ", path, " ", why,
+                                               ": every call is refused. Fix: restore the file "
+                                               "`zerorun cluster revoke` writes"));
+  };
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return unusable(absl::StrCat("cannot be read (", strerror(errno), ")"));
+  struct stat st {};
+  std::string text;
+  bool read_ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const bool regular = read_ok;
+  char buffer[65536];
+  while (read_ok && text.size() < (size_t{64} << 20)) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) read_ok = false;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
   }
+  close(fd);
+  if (!regular) return unusable("is not a regular file");
+  if (!read_ok) return unusable("cannot be read");
+  std::istringstream lines(text);
   std::string line;
-  while (std::getline(in, line)) {
+  for (int number = 1; std::getline(lines, line); ++number) {
     std::istringstream words(line);
     std::string revoked, name;
-    words >> revoked >> name;
-    if (!serial.empty() && revoked == serial) {
+    if (!(words >> revoked)) continue;  // A blank line.
+    if (revoked[0] == '#') continue;
+    words >> name;
+    const bool hex = revoked.find_first_not_of("0123456789ABCDEFabcdef") == std::string::npos;
+    if (!hex) {
+      return unusable(absl::StrCat("line ", number, " is not '<serial hex> <name>'"));
+    }
+    if (!serial.empty() && absl::AsciiStrToUpper(revoked) == serial) {
       return absl::PermissionDeniedError(
           absl::StrCat("the certificate of ", name, " (serial ", serial, ") is revoked in ", path));
     }

@@ -6,6 +6,7 @@
 #define ZERORUN_PROTO_TLS_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -51,13 +52,24 @@ struct ClientAuth {
 // CA signed (GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY).
 std::shared_ptr<grpc::ServerCredentials> ServerTlsCredentials(const TlsFiles& files);
 
-// The common name of the client certificate of an mTLS call ("" for a plaintext call).
-std::string PeerCommonName(const grpc::ServerContext& context);
+// What a cluster certificate was issued for. `zerorun cluster issue` writes it in the subject's
+// organizational unit (kNodeUnit, kUserUnit); a certificate without one (issued before that) is a
+// node's when it may serve (extended key usage serverAuth), a user's when it may only be a client.
+// Only a user's certificate acts as a user: a node certificate named like a user is no one.
+enum class CertKind { kNode, kUser, kOther };
+inline constexpr char kNodeUnit[] = "zerorun node";
+inline constexpr char kUserUnit[] = "zerorun user";
 
-// The serial number (upper-case hex) of a PEM certificate; InvalidArgument when it is none.
-absl::StatusOr<std::string> CertificateSerial(const std::string& pem);
-// The serial number of an mTLS call's client certificate ("" when there is none).
-std::string PeerCertificateSerial(const grpc::ServerContext& context);
+struct CertIdentity {
+  std::string name;  // The subject's common name.
+  CertKind kind = CertKind::kOther;
+  std::string serial;  // Upper-case hex.
+};
+
+// The identity in a PEM certificate; InvalidArgument when it is none.
+absl::StatusOr<CertIdentity> IdentifyCertificate(const std::string& pem);
+// The identity of an mTLS call's verified client certificate; nullopt for a plaintext call.
+std::optional<CertIdentity> PeerIdentity(const grpc::ServerContext& context);
 
 // A revocation list (`zerorun cluster revoke`): one "<serial hex> <name>" line per revoked
 // certificate. OK when `serial` is not in the file at `path`; PermissionDenied naming the

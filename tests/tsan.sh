@@ -3,7 +3,8 @@
 # -fsanitize=thread into ${ZR_TSAN_BUILD_DIR:-build-tsan} and runs the tests whose code has
 # threads of its own: the engine's communication thread (overlap_comm, stage-3 prefetch), the
 # Gloo communicator, the asynchronous checkpoint writer, and ZeRO-Infinity's swap threads; and
-# zerorund's credential-socket thread (zr_proto_tests [local_cred]). A data race fails the run.
+# zerorund's credential-socket thread (zr_proto_tests [local_cred]) and its rank monitors under
+# back-pressure (zr_worker_tests [backpressure]). A data race fails the run.
 # Instrumented binaries that die at start with ASLR on this kernel are run under `setarch -R`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,8 @@ flags="-O1 -g -fno-omit-frame-pointer -fsanitize=thread"
 cmake -S "${root}" -B "${build}" -G Ninja -DCMAKE_BUILD_TYPE=None -DZR_WITH_CUDA=OFF \
   -DCMAKE_C_FLAGS="${flags}" -DCMAKE_CXX_FLAGS="${flags}" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
-cmake --build "${build}" -j "$(nproc)" --target zr_runtime_tests zr_proto_tests >/dev/null
+cmake --build "${build}" -j "$(nproc)" --target zr_runtime_tests zr_proto_tests zr_worker_tests \
+  >/dev/null
 run=("${build}/tests/zr_runtime_tests")
 if ! "${run[@]}" --list-tests >/dev/null 2>&1; then run=(setarch "$(uname -m)" -R "${run[@]}"); fi
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
@@ -38,4 +40,8 @@ done
 proto=("${build}/tests/zr_proto_tests")
 if [[ "${run[0]}" == setarch ]]; then proto=(setarch "$(uname -m)" -R "${proto[@]}"); fi
 run_tag "[local_cred]" "${proto[@]}"
+# zerorund's rank monitors against a watcher that stalls and one that goes (back-pressure).
+worker=("${build}/tests/zr_worker_tests")
+if [[ "${run[0]}" == setarch ]]; then worker=(setarch "$(uname -m)" -R "${worker[@]}"); fi
+run_tag "[backpressure]" "${worker[@]}"
 exit "${failed}"

@@ -24,16 +24,7 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
   if (IsUnixPeer(context.peer())) {
     s = AdmitLocal(context, who);
   } else if (auth_.mtls) {
-    who->name = PeerCommonName(context);
-    who->all_jobs = auth_.admins.count(who->name) > 0;
-    if (who->name.empty()) {
-      s = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no client certificate name");
-    } else if (!auth_.revoked.empty()) {
-      s = ToGrpcStatus(CheckNotRevoked(auth_.revoked, PeerCertificateSerial(context)));
-      if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
-        s = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, s.error_message());
-      }
-    }
+    s = AdmitCertificate(context, who);
   } else {
     s = CheckSecret(context, auth_.secret);
   }
@@ -60,6 +51,36 @@ grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char*
         context.peer(), s.ok() ? " accepted" : absl::StrCat(" refused (", s.error_message(), ")")));
   }
   return s;
+}
+
+grpc::Status AgentService::AdmitCertificate(const grpc::ServerContext& context, Caller* who) const {
+  const std::optional<CertIdentity> id = PeerIdentity(context);
+  if (!id.has_value() || id->name.empty()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no client certificate name");
+  }
+  who->name = id->name;
+  if (!auth_.revoked.empty()) {
+    // A certificate without a serial cannot be checked against the list: refused too.
+    const absl::Status s = id->serial.empty()
+                               ? absl::UnauthenticatedError("the certificate has no serial number")
+                               : CheckNotRevoked(auth_.revoked, id->serial);
+    if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(s.message()));
+    }
+    if (!s.ok()) return ToGrpcStatus(s);  // The list unusable: Unavailable, every call refused.
+  }
+  // Only a certificate issued for a user is that user: a node's, named like one, is no one.
+  if (id->kind != CertKind::kUser) {
+    who->name.clear();
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("the certificate of ", id->name, " (serial ", id->serial, ") is ",
+                     id->kind == CertKind::kNode ? "a node's" : "not a user's",
+                     ": calls need a user certificate. Fix: `zerorun cluster issue --user NAME` "
+                     "and zerorun --tls-dir DIR/users/NAME"));
+  }
+  who->all_jobs = auth_.admins.count(who->name) > 0;
+  return grpc::Status::OK;
 }
 
 grpc::Status AgentService::AdmitLocal(const grpc::ServerContext& context, Caller* who) const {
@@ -150,6 +171,7 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
   int64_t next = request->from_index();
   bool done = false;
   absl::Time last_write = absl::InfinitePast();
+  const JobRunner::WatcherGuard watching(runner_, request->job_id());
   while (!done && !context->IsCancelled()) {
     if (shutting_down_) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "zerorund is restarting");

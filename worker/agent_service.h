@@ -74,6 +74,8 @@ class AgentService final : public v1::NodeAgent::Service {
   grpc::Status Admit(const grpc::ServerContext& context, const char* method,
                      const std::string& job_id, const std::string& detail, bool owned, Caller* who);
 
+  // Admit's check of an mTLS call: a user certificate, not revoked, names the user.
+  grpc::Status AdmitCertificate(const grpc::ServerContext& context, Caller* who) const;
   // Admit's check of a call over the UNIX socket: its local credential names the user.
   grpc::Status AdmitLocal(const grpc::ServerContext& context, Caller* who) const;
 

@@ -22,9 +22,8 @@ namespace {
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 constexpr size_t kStderrTailLines = 20;
-// A watcher that asked for events this recently is still reading (a slow console, a loaded
-// machine): the monitor waits for it rather than drop lines.
-constexpr absl::Duration kWatcherPatience = absl::Seconds(5);
+// An output event carries at most this much of its line (the rank log keeps all of it).
+constexpr size_t kMaxEventText = 16 * 1024;
 
 }  // namespace
 
@@ -56,10 +55,12 @@ void JobRunner::RankEnded(Job* job, Rank* rank, v1::RankEvent event) {
 }
 
 void JobRunner::AwaitWatcher(Job* job) {
-  while (!shutting_down_ && absl::Now() - job->last_watch < kWatcherPatience &&
-         job->next_index - job->acked > static_cast<int64_t>(job->capacity / 2)) {
-    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Milliseconds(5));
-  }
+  const auto released = [this, job]() ABSL_NO_THREAD_SAFETY_ANALYSIS {  // Called under mu_.
+    return shutting_down_ || (job->watchers == 0 && absl::Now() >= job->expect_watcher_until) ||
+           job->next_index - job->acked <= static_cast<int64_t>(job->capacity / 2);
+  };
+  // Woken when the watcher reads (acked moves) or goes; the timeout re-checks the expectation.
+  while (!released()) mu_.AwaitWithTimeout(absl::Condition(&released), absl::Milliseconds(100));
 }
 
 void JobRunner::Monitor(Job* job, size_t rank_index) {
@@ -79,14 +80,20 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
   const int supervisor = rank->supervisor_pid;
   const uint64_t supervisor_ticks = rank->supervisor_start_ticks;
   const bool child = rank->supervisor_is_child;
-  LogTail out(stdout_path, stdout_offset), err(stderr_path, stderr_offset);
+  const FileOwner files = job->files;  // Fixed for the job's life.
+  auto open_log = [&files](const std::string& path) {
+    absl::StatusOr<int> fd = OpenOwnedFile(path, files);
+    return fd.ok() ? *fd : -1;
+  };
+  LogTail out(open_log(stdout_path), stdout_offset), err(open_log(stderr_path), stderr_offset);
   bool supervisor_gone = false;
   while (true) {
-    std::optional<RankExit> exit = ReadRankExit(rank_dir);
+    std::optional<RankExit> exit = ReadRankExit(rank_dir, files);
     if (!exit.has_value() && !supervisor_gone) {
       supervisor_gone = child ? waitpid(supervisor, nullptr, WNOHANG) == supervisor
                               : !ProcessIs(supervisor, supervisor_ticks);
-      if (supervisor_gone) exit = ReadRankExit(rank_dir);  // It may have written, then exited.
+      if (supervisor_gone)
+        exit = ReadRankExit(rank_dir, files);  // It may have written, then exited.
     }
     const bool over = exit.has_value() || supervisor_gone;
     v1::RankEvent ended;
@@ -108,7 +115,9 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
         absl::MutexLock lock(&mu_);
         AwaitWatcher(job);
       }
-      const size_t batch = std::max<size_t>(1, job->capacity / 8);
+      // Per rank: every monitor of the job adding a batch of both streams at once stays within
+      // the half of the replay buffer AwaitWatcher keeps free.
+      const size_t batch = std::max<size_t>(1, options_.replay_events_per_rank / 8);
       std::vector<std::pair<std::string, int64_t>> out_lines = out.Lines(over, batch);
       std::vector<std::pair<std::string, int64_t>> err_lines = err.Lines(over, batch);
       more = out.more() || err.more();
@@ -118,6 +127,10 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
           if (stream == 1) {
             rank->stderr_tail.push_back(line);
             if (rank->stderr_tail.size() > kStderrTailLines) rank->stderr_tail.pop_front();
+          }
+          if (line.size() > kMaxEventText) {  // The memory a replay buffer holds is bounded.
+            line.resize(kMaxEventText);
+            line += " [cut: the whole line is in the rank log]";
           }
           v1::RankEvent event;
           event.set_kind(v1::RankEvent::KIND_OUTPUT);
@@ -161,6 +174,8 @@ std::unique_ptr<JobRunner::Job> JobRunner::RestoreJob(const std::string& job_dir
   job->dir = job_dir;
   job->cgroup = record.cgroup();
   job->owner = record.owner();
+  job->files = FileOwner::FromRecord(record.run_as_uid());
+  job->expect_watcher_until = absl::Now() + absl::Seconds(10);  // The launcher reconnecting.
   job->capacity = options_.replay_events_per_rank * static_cast<size_t>(record.ranks_size());
   std::map<int, size_t> by_rank;
   for (const v1::AgentRankRecord& r : record.ranks()) {

@@ -3,6 +3,7 @@
 #include "job_runner.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -21,12 +22,12 @@
 #include "base/rank_env.h"
 #include "cgroup.h"
 #include "google/protobuf/util/json_util.h"
+#include "log_reader.h"
 #include "proc_util.h"
+#include "rank_environment.h"
 #include "rank_supervisor.h"
 #include "request_validation.h"
 #include "zerorun/v1/agent_state.pb.h"
-
-extern char** environ;
 
 namespace zerorun::worker {
 namespace {
@@ -35,53 +36,8 @@ constexpr int64_t kDefaultLeaseMs = 10000;
 constexpr int64_t kDefaultWindowMs = 30000;
 constexpr int64_t kDefaultGraceMs = 10000;
 constexpr int kReadyFd = 3;  // The supervisor writes the rank's pid here.
-
-// ZERORUN_BIN names the launcher's binary; where it is not on this node, the zerorun installed
-// next to this daemon stands in. Its directory goes first on the rank's PATH, so a rank's
-// `subprocess.run(["zerorun", "report", ...])` works with no PATH of the user's.
-void AddZerorunToPath(std::vector<std::string>* env) {
-  const std::string prefix = absl::StrCat(rank_env::kZerorunBin, "=");
-  auto it = std::find_if(env->begin(), env->end(),
-                         [&](const std::string& kv) { return absl::StartsWith(kv, prefix); });
-  std::string bin = it == env->end() ? "" : it->substr(prefix.size());
-  if (bin.empty() || access(bin.c_str(), X_OK) != 0) {
-    const std::string here = SelfExecutable();
-    const std::string sibling = here.substr(0, here.rfind('/') + 1) + "zerorun";
-    bin = access(sibling.c_str(), X_OK) == 0 ? sibling : "";
-  }
-  if (it != env->end()) env->erase(it);
-  if (bin.empty()) return;
-  env->push_back(prefix + bin);
-  const char* path = std::getenv("PATH");
-  env->push_back(absl::StrCat("PATH=", bin.substr(0, bin.rfind('/')), ":",
-                              path != nullptr ? path : "/usr/bin:/bin"));
-}
-
-// The rank's environment: the agent's own, minus the cluster secret, plus the launch's, plus
-// (running as a user) that user's HOME, USER and LOGNAME.
-std::vector<std::string> RankEnvironment(const v1::RankSpec& spec, const std::string& config,
-                                         const RunAs* run_as) {
-  std::vector<std::string> additions(spec.env().begin(), spec.env().end());
-  if (run_as != nullptr) {
-    additions.push_back("HOME=" + run_as->home);
-    additions.push_back("USER=" + run_as->name);
-    additions.push_back("LOGNAME=" + run_as->name);
-  }
-  if (!config.empty()) additions.push_back(absl::StrCat(rank_env::kConfig, "=", config));
-  AddZerorunToPath(&additions);
-  std::set<std::string> overridden;
-  for (const std::string& kv : additions) overridden.insert(kv.substr(0, kv.find('=')));
-  overridden.insert(kEnvSecret.name);  // zerorun's credentials never reach a rank.
-  overridden.insert(kEnvTlsDir.name);
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv = *e;
-    if (overridden.count(kv.substr(0, kv.find('='))) == 0) env.push_back(kv);
-  }
-  env.insert(env.end(), additions.begin(), additions.end());
-  return env;
-}
-
+// How long after a launch its watcher is waited for (the launcher opens Watch right after).
+constexpr absl::Duration kExpectWatcherFor = absl::Seconds(3);
 // Reads the rank pid the supervisor writes to the ready pipe (up to 10 s).
 int ReadReadyPid(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -143,7 +99,6 @@ void JobRunner::Renew(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
-  it->second->last_watch = absl::Now();  // Renewing means reading: see AwaitWatcher.
   if (it->second->running > 0) TouchLease(it->second.get());
 }
 
@@ -186,12 +141,21 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   }
   // Hands a path zerorund made to the user the ranks run as (nothing without run_as).
   auto give = [run_as](const std::string& path) {
-    if (run_as != nullptr) (void)!chown(path.c_str(), run_as->uid, run_as->gid);
+    if (run_as != nullptr) (void)!lchown(path.c_str(), run_as->uid, run_as->gid);
   };
   auto job = std::make_unique<Job>();
   job->id = id;
   job->owner = owner;
   job->dir = absl::StrCat(options_.state_dir, "/", id);
+  job->files = run_as != nullptr ? FileOwner{run_as->uid, run_as->gid} : FileOwner::Self();
+  // A job id this zerorund forgot keeps its directory: only its owner may launch it again (the
+  // rank directories there are that user's).
+  if (absl::StatusOr<v1::AgentJobRecord> old = ReadJobRecord(options_.state_dir, id);
+      old.ok() && (old->owner() != owner || old->run_as_uid() != job->files.ToRecord())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "job id ", id, " was used on ", hostname_, " by ",
+        old->owner().empty() ? "another caller" : old->owner(), ". Fix: another --job-id"));
+  }
   job->capacity = options_.replay_events_per_rank * static_cast<size_t>(request.ranks_size());
   if (absl::Status s = MakeDirs(job->dir, 0700); !s.ok()) return s;
   std::string config_path;
@@ -267,20 +231,21 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     std::vector<char*> argv;
     for (std::string& s : args) argv.push_back(s.data());
     argv.push_back(nullptr);
-    const int out = open(rank.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    const int err = open(rank.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (run_as != nullptr && out >= 0 && err >= 0) {
-      (void)!fchown(out, run_as->uid, run_as->gid);
-      (void)!fchown(err, run_as->uid, run_as->gid);
-    }
+    // As root, in a directory the user controls: never through a link the user planted.
+    absl::StatusOr<int> out_fd = CreateOwnedFile(rank.stdout_path, job->files);
+    absl::StatusOr<int> err_fd =
+        out_fd.ok() ? CreateOwnedFile(rank.stderr_path, job->files) : out_fd.status();
+    const int out = out_fd.ok() ? *out_fd : -1, err = err_fd.ok() ? *err_fd : -1;
     int ready[2] = {-1, -1};
     if (out < 0 || err < 0 || pipe2(ready, O_CLOEXEC) != 0) {
-      const std::string why = strerror(errno);
+      const absl::Status why =
+          !err_fd.ok() ? err_fd.status() : absl::InternalError(strerror(errno));
       for (int fd : {out, err, ready[0], ready[1]}) {
         if (fd >= 0) close(fd);
       }
       kill_started();
-      return absl::InternalError(absl::StrCat("cannot create logs under ", log_dir, ": ", why));
+      return absl::Status(why.code(), absl::StrCat("cannot create the logs of rank ",
+                                                   rank.spec.rank(), ": ", why.message()));
     }
     const std::string cwd = request.cwd();
     const std::string cwd_error = absl::StrCat("zerorund: cannot enter ", cwd, "\n");
@@ -346,6 +311,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   record.set_log_dir(log_dir);
   record.set_cgroup(job->cgroup);
   record.set_owner(job->owner);
+  record.set_run_as_uid(job->files.ToRecord());
   for (const Rank& rank : job->ranks) {
     v1::AgentRankRecord* r = record.add_ranks();
     r->set_rank(rank.spec.rank());
@@ -369,6 +335,8 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   Job* raw = job.get();
   jobs_[id] = std::move(job);
   raw->running = static_cast<int>(raw->ranks.size());
+  raw->expect_watcher_until =
+      absl::Now() + std::min(absl::Milliseconds(lease_ms), kExpectWatcherFor);
   TouchLease(raw);
   for (const Rank& rank : raw->ranks) {
     v1::RankEvent started;
@@ -395,12 +363,28 @@ absl::StatusOr<int> JobRunner::Signal(const v1::SignalRequest& request) {
                                              rank.spec.rank()) != request.ranks().end();
     // Until the supervisor records the exit, the rank is alive or an unreaped zombie: its pid
     // and group are still the rank's.
-    if (!selected || !rank.running || ReadRankExit(rank.rank_dir).has_value()) continue;
+    if (!selected || !rank.running || ReadRankExit(rank.rank_dir, it->second->files).has_value())
+      continue;
     if (ProcessIs(rank.pid, rank.start_ticks) && kill(-rank.pid, request.signal()) == 0) {
       ++signalled;
     }
   }
   return signalled;
+}
+
+JobRunner::WatcherGuard::WatcherGuard(JobRunner* runner, std::string job_id)
+    : runner_(runner), job_id_(std::move(job_id)) {
+  absl::MutexLock lock(&runner_->mu_);
+  auto it = runner_->jobs_.find(job_id_);
+  if (it == runner_->jobs_.end()) return;
+  ++it->second->watchers;
+  it->second->expect_watcher_until = absl::InfinitePast();
+}
+
+JobRunner::WatcherGuard::~WatcherGuard() {
+  absl::MutexLock lock(&runner_->mu_);
+  auto it = runner_->jobs_.find(job_id_);
+  if (it != runner_->jobs_.end() && it->second->watchers > 0) --it->second->watchers;
 }
 
 absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index,
@@ -411,7 +395,6 @@ absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
   Job* job = it->second.get();
   job->acked = std::max(job->acked, from_index);
-  job->last_watch = absl::Now();
   struct Args {
     Job* job;
     int64_t from;
@@ -508,6 +491,10 @@ void JobRunner::Evict() {
   }
   for (std::unique_ptr<Job>& job : gone) {
     for (std::thread& t : job->monitors) t.join();
+  }
+  if (!gone.empty()) {
+    gone.clear();
+    malloc_trim(0);  // The freed replay buffers go back to the system, from every thread's arena.
   }
 }
 

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "event_journal.h"
 #include "run_as.h"
+#include "user_files.h"
 #include "zerorun/v1/node_agent.pb.h"
 
 namespace zerorun::worker {
@@ -88,6 +89,23 @@ class JobRunner {
   // The launcher is alive and watching `job_id`: renews its lease (see LaunchRequest.lease_ms).
   void Renew(const std::string& job_id);
 
+  // A watcher of `job_id`'s events (a Watch stream, the embedded agent's loop) is attached for
+  // the guard's life. While one is, the job's rank monitors hold back rather than drop from the
+  // replay buffer what it has not read yet (back-pressure: the ranks never wait, their lines wait
+  // in the log files), however slowly it reads; a watcher that goes away (a launcher killed, a
+  // connection lost) releases them. Any thread; the runner must outlive the guard.
+  class WatcherGuard {
+   public:
+    WatcherGuard(JobRunner* runner, std::string job_id);
+    ~WatcherGuard();
+    WatcherGuard(const WatcherGuard&) = delete;
+    WatcherGuard& operator=(const WatcherGuard&) = delete;
+
+   private:
+    JobRunner* const runner_;
+    const std::string job_id_;
+  };
+
   // Waits up to `timeout` for events of `job_id` with index >= `from_index` and appends them to
   // *events. Sets *done when every rank has exited and all its events are in *events. NotFound
   // for an unknown job. When `from_index` is older than the replay buffer, a KIND_GAP event
@@ -132,12 +150,17 @@ class JobRunner {
     std::string owner;
     std::string dir;
     std::string cgroup;
+    FileOwner files;  // Whose rank directories and logs they are (the run-as user, or ours).
     std::vector<Rank> ranks;
     std::deque<v1::RankEvent> events;  // The replay buffer: indexes first_index.. next_index-1.
     int64_t first_index = 0;
     int64_t next_index = 0;
     int64_t acked = 0;  // The watcher has every event before this.
-    absl::Time last_watch = absl::InfinitePast();
+    int watchers = 0;   // WatcherGuards alive.
+    // Until the first watcher attaches it is expected (the launcher opens Watch right after
+    // Launch): for 3 s, or the lease if shorter; after a restart, 10 s for the launcher to
+    // reconnect.
+    absl::Time expect_watcher_until = absl::InfinitePast();
     size_t capacity = 0;
     int running = 0;
     EventJournal journal;
@@ -148,10 +171,10 @@ class JobRunner {
 
   void StartMonitors(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Monitor(Job* job, size_t rank_index);
-  // Holds a monitor back while a watcher that read within the last 5 s is more than half the
-  // replay buffer behind: a chatty rank's lines wait in its log file (the rank never blocks), and
-  // are dropped from the console only when the launcher stops reading.
-  void AwaitWatcher(Job* job);
+  // Holds a monitor back while an attached watcher is more than half the replay buffer behind:
+  // a chatty rank's lines wait in its log file (the rank never blocks), and are dropped from the
+  // console only when no launcher is reading.
+  void AwaitWatcher(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(Job* job, v1::RankEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RankEnded(Job* job, Rank* rank, v1::RankEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TouchLease(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -14,6 +14,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "proc_util.h"
 #include "request_validation.h"
+#include "user_files.h"
 
 namespace zerorun::worker {
 namespace {
@@ -25,25 +26,33 @@ struct OpenLog {
   std::string stream;
   std::string path;
   int64_t start = 0;  // Byte to start at (--since).
+  FileOwner owner;    // Whose file it must be (a link or another account's file is not read).
   int fd = -1;
 };
 
-// Reads what `log` has beyond where it is and emits it; false when emit said stop.
-bool Drain(OpenLog* log, const std::function<bool(const v1::LogChunk&)>& emit) {
+// Reads what `log` has beyond where it is and emits it; *stop when emit said stop. A log that
+// is not there yet is skipped; one that is a link or another account's file is refused
+// (PermissionDenied naming it), never read.
+absl::Status Drain(OpenLog* log, const std::function<bool(const v1::LogChunk&)>& emit, bool* stop) {
   if (log->fd < 0) {
-    log->fd = open(log->path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (log->fd >= 0 && log->start > 0) lseek(log->fd, log->start, SEEK_SET);
+    absl::StatusOr<int> fd = OpenOwnedFile(log->path, log->owner);
+    if (absl::IsNotFound(fd.status())) return absl::OkStatus();
+    if (!fd.ok()) return fd.status();
+    log->fd = *fd;
+    if (log->start > 0) lseek(log->fd, log->start, SEEK_SET);
   }
-  if (log->fd < 0) return true;
   std::string buffer(kChunk, '\0');
   while (true) {
     const ssize_t n = read(log->fd, buffer.data(), buffer.size());
-    if (n <= 0) return true;
+    if (n <= 0) return absl::OkStatus();
     v1::LogChunk chunk;
     chunk.set_rank(log->rank);
     chunk.set_stream(log->stream);
     chunk.set_data(buffer.data(), static_cast<size_t>(n));
-    if (!emit(chunk)) return false;
+    if (!emit(chunk)) {
+      *stop = true;
+      return absl::OkStatus();
+    }
   }
 }
 
@@ -53,7 +62,9 @@ absl::StatusOr<std::map<std::pair<int, bool>, int64_t>> StartOffsets(
     const v1::AgentJobRecord& record, int64_t since_ms) {
   std::map<std::pair<int, bool>, int64_t> starts;
   if (record.ranks().empty()) return starts;
-  const std::string& any = record.ranks(0).stdout_path();
+  // In the job's own directory (<state_dir>/<job>/, the rank directories' parent), wherever the
+  // launch put its logs.
+  const std::string& any = record.ranks(0).rank_dir();
   const std::string journal = absl::StrCat(any.substr(0, any.rfind("/rank_")), "/events.journal");
   absl::Status s = EventJournal::Read(
       journal,
@@ -95,11 +106,12 @@ absl::Status StreamLogs(const v1::AgentJobRecord& record, const v1::LogsRequest&
                         const LogFollow& follow,
                         const std::function<bool(const v1::LogChunk&)>& emit) {
   const std::set<int> wanted(request.ranks().begin(), request.ranks().end());
+  const FileOwner owner = FileOwner::FromRecord(record.run_as_uid());
   std::vector<OpenLog> logs;
   for (const v1::AgentRankRecord& r : record.ranks()) {
     if (!wanted.empty() && wanted.count(r.rank()) == 0) continue;
-    logs.push_back({r.rank(), "stdout", r.stdout_path()});
-    logs.push_back({r.rank(), "stderr", r.stderr_path()});
+    logs.push_back({r.rank(), "stdout", r.stdout_path(), 0, owner});
+    logs.push_back({r.rank(), "stderr", r.stderr_path(), 0, owner});
   }
   if (request.since_unix_ms() > 0) {
     absl::StatusOr<std::map<std::pair<int, bool>, int64_t>> starts =
@@ -118,14 +130,15 @@ absl::Status StreamLogs(const v1::AgentJobRecord& record, const v1::LogsRequest&
       }
     }
   } close_all{logs};
+  bool stop = false;
   for (OpenLog& log : logs) {
-    if (!Drain(&log, emit)) return absl::OkStatus();
+    if (absl::Status s = Drain(&log, emit, &stop); !s.ok() || stop) return s;
   }
   while (request.follow() && !follow.cancelled()) {
     const bool was_running = follow.running();
     absl::SleepFor(absl::Milliseconds(100));
     for (OpenLog& log : logs) {
-      if (!Drain(&log, emit)) return absl::OkStatus();
+      if (absl::Status s = Drain(&log, emit, &stop); !s.ok() || stop) return s;
     }
     if (!was_running) break;  // Read to the end after the last rank exited.
   }

@@ -28,7 +28,8 @@ struct LogFollow {
 // Sends each rank's stdout then stderr (the ranks `request` names that the record holds: a rank
 // of another node is none of this one's) from its start, in chunks of at most 64 KiB, to emit;
 // emit returns false to stop. With request.follow(), then polls the files (every 100 ms) for
-// what is appended. A file that is missing (never written) is skipped. With
+// what is appended. A file that is missing (never written) is skipped; one that is a link or
+// not the job's user's own (record.run_as_uid) is never read: PermissionDenied naming it. With
 // request.since_unix_ms(), each file starts at its first line the events journal timed at or
 // after it (lines not journaled yet are newer); FailedPrecondition when the journal is gone.
 absl::Status StreamLogs(const v1::AgentJobRecord& record, const v1::LogsRequest& request,

@@ -15,9 +15,8 @@ namespace zerorun::worker {
 
 class LogTail {
  public:
-  // Starts reading `path` at byte `offset`.
-  LogTail(const std::string& path, int64_t offset)
-      : fd_(open(path.c_str(), O_RDONLY | O_CLOEXEC)), offset_(offset) {
+  // Reads `fd` (owned; -1: a log that could not be opened reads as empty) from byte `offset`.
+  LogTail(int fd, int64_t offset) : fd_(fd), offset_(offset) {
     if (fd_ >= 0 && offset > 0) lseek(fd_, offset, SEEK_SET);
   }
   ~LogTail() {
@@ -52,6 +51,13 @@ class LogTail {
       start = newline + 1;
     }
     partial_.erase(0, start);
+    // A line longer than a batch (no newline in kMaxBatchBytes) is passed on in pieces: waiting
+    // for its end would hold the whole of it, and never end for a rank that writes no newline.
+    if (lines.empty() && partial_.size() >= kMaxBatchBytes) {
+      offset_ += static_cast<int64_t>(partial_.size());
+      lines.emplace_back(std::move(partial_), offset_);
+      partial_.clear();
+    }
     if (flush && !more_ && !partial_.empty()) {
       offset_ += static_cast<int64_t>(partial_.size());
       lines.emplace_back(std::move(partial_), offset_);

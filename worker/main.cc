@@ -1,5 +1,6 @@
-// zerorund: the per-node daemon. Serves NodeAgent over gRPC on --listen (default
-// 0.0.0.0:29600 needs a secret; 127.0.0.1:29600 does not), in the foreground, logging to stderr.
+// zerorund: the per-node daemon. Serves NodeAgent over gRPC on --listen (default 127.0.0.1:29600;
+// a non-loopback address needs mTLS or a secret, and so does loopback when zerorund is root unless
+// --anonymous-tcp) and on its UNIX socket, in the foreground, logging to stderr.
 // SIGTERM/SIGINT/SIGHUP stop it; running jobs keep running under their supervisors unless
 // --kill-jobs-on-exit, and the next zerorund on the same --state-dir re-adopts them; with
 // --exit-on-stdin-close, so does stdin's end (the ssh session of `zerorun --launcher ssh`).
@@ -103,8 +104,15 @@ int main(int argc, char** argv) {
   size_t replay_lines = 4096;
   double retention_s = 600;
   bool no_cgroups = false, allow_root_ranks = false, exit_on_stdin_close = false;
-  app.add_option("--listen", listen, "host:port to serve on (a non-loopback host needs a secret)")
-      ->capture_default_str();
+  bool anonymous_tcp = false;
+  CLI::Option* listen_option =
+      app.add_option("--listen", listen,
+                     "host:port to serve on (a non-loopback host needs a secret; as root, so does "
+                     "loopback unless --anonymous-tcp)")
+          ->capture_default_str();
+  app.add_flag("--anonymous-tcp", anonymous_tcp,
+               "As root without --tls-dir or a secret: serve --listen anyway, to callers with no "
+               "credential at all (each acts as zerorund's own user, seeing every user's jobs)");
   app.add_option("--secret-file", secret_file,
                  "File whose first line is the cluster secret (-: stdin's first line; or set "
                  "ZR_SECRET)");
@@ -214,6 +222,25 @@ int main(int argc, char** argv) {
         "--tls-dir DIR for mTLS (`zerorun cluster init`)");
     return zerorun::kExitNoPerm;
   }
+  // Secure by default: a root zerorund answers anonymous TCP callers (who would see, signal and
+  // read the logs of every user's jobs) only when asked; its UNIX socket names each local user.
+  const bool anonymous = !auth.mtls && secret.empty();
+  if (anonymous && geteuid() == 0 && !anonymous_tcp) {
+    if (listen_option->count() > 0) {
+      Log("refusing to serve " + listen +
+          " to anonymous callers as root: give --tls-dir DIR (mTLS), or a secret (--secret-file, "
+          "ZR_SECRET), or --anonymous-tcp to allow it; local users reach this zerorund on its "
+          "UNIX socket as themselves");
+      return zerorun::kExitNoPerm;
+    }
+    if (unix_socket == "none") {
+      Log("as root without --tls-dir or a secret, zerorund serves only its UNIX socket, and "
+          "--unix-socket none turns that off: nothing to serve. Fix: drop --unix-socket none, "
+          "or give --tls-dir DIR");
+      return zerorun::kExitUsage;
+    }
+    listen.clear();  // The UNIX socket alone.
+  }
   auth.secret = auth.mtls ? "" : secret;
   if (state_dir.empty()) state_dir = zerorun::ZerorunHome() + "/agent";
   // Block the stop signals in every thread; a dedicated sigwait below handles them.
@@ -282,19 +309,20 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int port = 0;
   zerorun::AddServerKeepalive(&builder);  // A frozen or vanished launcher is found in ~5 s.
-  builder.AddListeningPort(listen, credentials, &port);
+  if (!listen.empty()) builder.AddListeningPort(listen, credentials, &port);
   if (local != nullptr) {
     builder.AddListeningPort("unix:" + unix_socket, grpc::InsecureServerCredentials());
   }
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
+  if (server == nullptr || (!listen.empty() && port == 0)) {
     Log("cannot listen on " + listen + " (address in use or not on this machine?)");
     return zerorun::kExitUnavailable;
   }
   if (local != nullptr) chmod(unix_socket.c_str(), 0666);
-  Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " + listen + " (port " +
-      std::to_string(port) + ")" +
+  Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " +
+      (listen.empty() ? "no TCP port (root, no credentials: --anonymous-tcp to allow)"
+                      : listen + " (port " + std::to_string(port) + ")") +
       (auth.mtls        ? ", mTLS (clients: certificates of " + tls_dir + "/ca.crt)"
        : secret.empty() ? ", no secret (loopback)"
                         : ", shared secret, plaintext") +

@@ -209,8 +209,8 @@ int MaybeRunRankSupervisor(int argc, char** argv) {
   return Supervise(a);
 }
 
-std::optional<RankExit> ReadRankExit(const std::string& rank_dir) {
-  const std::optional<std::string> text = ReadSmallFile(rank_dir + "/exit");
+std::optional<RankExit> ReadRankExit(const std::string& rank_dir, const FileOwner& owner) {
+  const std::optional<std::string> text = ReadOwnedFile(rank_dir + "/exit", owner);
   if (!text.has_value()) return std::nullopt;
   RankExit exit;
   std::istringstream in(*text);

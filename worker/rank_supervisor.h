@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "user_files.h"
 
 namespace zerorun::worker {
 
@@ -41,7 +42,9 @@ struct RankExit {
   std::string reason;  // Why the supervisor ended it (e.g. the lease lapsed); empty otherwise.
   int64_t time_unix_ms = 0;  // When the supervisor saw it exit; 0 when not recorded.
 };
-std::optional<RankExit> ReadRankExit(const std::string& rank_dir);
+// Read as a file of `owner` (the account the supervisor ran as): a link or someone else's file
+// planted there reads as no exit yet.
+std::optional<RankExit> ReadRankExit(const std::string& rank_dir, const FileOwner& owner);
 
 // The lease file's terms.
 absl::Status WriteLeaseFile(const std::string& path, int64_t lease_ms, int64_t window_ms);

@@ -43,6 +43,7 @@ absl::StatusOr<RunAs> LookUpUser(const std::string& name, const std::string& nod
   user.uid = pw.pw_uid;
   user.gid = pw.pw_gid;
   user.home = pw.pw_dir != nullptr ? pw.pw_dir : "/";
+  user.shell = pw.pw_shell != nullptr && pw.pw_shell[0] != '\0' ? pw.pw_shell : "/bin/sh";
   int count = 64;
   user.groups.resize(static_cast<size_t>(count));
   if (getgrouplist(name.c_str(), user.gid, user.groups.data(), &count) < 0) {

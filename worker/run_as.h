@@ -20,6 +20,7 @@ struct RunAs {
   gid_t gid = 0;
   std::vector<gid_t> groups;  // Supplementary groups (getgrouplist), the primary one included.
   std::string home;
+  std::string shell;
 };
 
 // The account name of `uid`, or "#<uid>" when it has none.

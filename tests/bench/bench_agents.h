@@ -65,6 +65,7 @@ struct Agents {
       std::vector<std::string> argv = {ZR_TEST_ZERORUND, "--listen", address + ":0",
                                        "--allow-root-ranks"};
       if (tls) argv.insert(argv.end(), {"--tls-dir", dir.path() + "/cluster/nodes/" + address});
+      if (!tls) argv.push_back("--anonymous-tcp");
       procs.push_back(std::make_unique<testing::ChildProcess>(
           argv,
           std::map<std::string, std::string>{{"ZR_HOME", dir.path() + "/n" + std::to_string(i)}}));

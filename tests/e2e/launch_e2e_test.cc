@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -326,6 +327,24 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("An invalid --job-id is a usage error (exit 2) before pre-flight: nothing is probed",
+          "[e2e][usage]") {
+  TempDir dir;
+  // A node nothing serves: pre-flight would answer 69 after trying it.
+  const std::string hosts = dir.Write(
+      "hosts.yaml", "hosts:\n  - {name: node-x, address: 127.0.0.9, agent_port: 1, slots: 1}\n");
+  for (const std::string& bad :
+       std::vector<std::string>{"../etc", "a b", ".hidden", std::string(129, 'x'), "id;rm"}) {
+    INFO(bad);
+    const RunResult r = Run({ZR_TEST_ZERORUN, "--hostfile", hosts, "--job-id", bad, "true"},
+                            {{"ZR_HOME", dir.path() + "/home"}});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("is not a job id") && Catch::Contains("[A-Za-z0-9._-]"));
+    CHECK(r.out.find("pre-flight") == std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(dir.path() + "/home/jobs"));
+}
+
 TEST_CASE("zerorund running as root refuses to start ranks unless the node opts in (exit 69)",
           "[e2e][auth]") {
   if (geteuid() != 0) {
@@ -333,7 +352,8 @@ TEST_CASE("zerorund running as root refuses to start ranks unless the node opts 
     return;
   }
   TempDir dir;
-  ChildProcess agent({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0"}, {{"ZR_HOME", dir.path()}});
+  ChildProcess agent({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--anonymous-tcp"},
+                     {{"ZR_HOME", dir.path()}});
   REQUIRE(agent.WaitForOutput("(port ", 10));
   CHECK_THAT(agent.Output(), Catch::Contains("root: launches refused without --allow-root-ranks"));
   std::smatch port;

@@ -23,6 +23,7 @@
 #include "local_cred.h"
 #include "support/child_process.h"
 #include "support/local_user.h"
+#include "support/socket_agent.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
@@ -33,91 +34,6 @@ namespace {
 int Mode(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
-}
-
-// A zerorund serving its default UNIX socket in STATE/zerorund.sock (and 127.0.0.2 on TCP), run
-// as `user` (null: the test's own), and a hostfile naming only that socket.
-struct SocketAgent {
-  explicit SocketAgent(const LocalUser* user = nullptr, std::vector<std::string> extra = {})
-      : user(user) {
-    chmod(dir.path().c_str(), 0711);  // Ranks running as users reach their job directories.
-    std::filesystem::create_directory(state);
-    if (user != nullptr) (void)!chown(state.c_str(), user->uid, user->gid);
-    Start(std::move(extra));
-    hosts = dir.Write("hosts", "unix:" + socket + " slots=1\n");
-    config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
-  }
-  void Start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--state-dir",
-                                     state};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    agent = std::make_unique<ChildProcess>(user != nullptr ? user->As(argv) : argv);
-    REQUIRE(agent->WaitForOutput("(port ", 10));
-  }
-  // zerorun, as `as` (null: the test's own user), over the socket.
-  RunResult Launch(const LocalUser* as, const std::string& job_id, int run_ms = 100,
-                   const std::vector<std::string>& rank_args = {}) {
-    const std::string home = dir.path() + "/home-" + job_id;
-    std::filesystem::create_directory(home);
-    if (as != nullptr) (void)!chown(home.c_str(), as->uid, as->gid);
-    std::vector<std::string> argv = {
-        ZR_TEST_ZERORUN, "--hostfile", hosts,  "--config",   config,     "--device",
-        "cpu",           "--job-id",   job_id, ZR_TEST_RANK, "--run-ms", std::to_string(run_ms)};
-    argv.insert(argv.end(), rank_args.begin(), rank_args.end());
-    return Run(as != nullptr ? as->As(argv) : argv, {{"ZR_HOME", home}});
-  }
-  // A stub on the UNIX socket (its calls carry a credential only when the caller adds one).
-  std::unique_ptr<v1::NodeAgent::Stub> Stub() const {
-    return v1::NodeAgent::NewStub(
-        grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
-  }
-
-  const LocalUser* user;
-  TempDir dir;
-  const std::string state = dir.path() + "/state";
-  const std::string socket = state + "/zerorund.sock";
-  std::unique_ptr<ChildProcess> agent;
-  std::string hosts, config;
-};
-
-// A credential fetched from `path` by a child process that runs as `user` (so the kernel, not
-// the test, says who asks).
-std::string CredentialAs(const LocalUser& user, const std::string& path) {
-  int pipe_fds[2];
-  REQUIRE(pipe(pipe_fds) == 0);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    close(pipe_fds[0]);
-    if (setgroups(0, nullptr) != 0 || setresgid(user.gid, user.gid, user.gid) != 0 ||
-        setresuid(user.uid, user.uid, user.uid) != 0) {
-      _exit(1);
-    }
-    const absl::StatusOr<std::string> credential = FetchLocalCredential(path);
-    if (!credential.ok()) _exit(2);
-    (void)!write(pipe_fds[1], credential->data(), credential->size());
-    _exit(0);
-  }
-  close(pipe_fds[1]);
-  std::string out;
-  char buffer[256];
-  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) out.append(buffer, n);
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
-  return out;
-}
-
-// Status over the socket with `credential`: the ranks listed, or the refusal.
-grpc::Status StatusWith(const SocketAgent& agent, const std::string& credential,
-                        const std::string& job, v1::AgentStatusReply* reply) {
-  grpc::ClientContext context;
-  if (!credential.empty()) context.AddMetadata(kLocalCredMetadata, credential);
-  v1::AgentStatusRequest request;
-  request.set_job_id(job);
-  return agent.Stub()->Status(&context, request, reply);
 }
 
 TEST_CASE(
@@ -161,9 +77,10 @@ TEST_CASE(
 
   // A file where the socket would go is not replaced: zerorund refuses to start.
   const std::string file = agent.dir.Write("keep.txt", "mine\n");
-  const RunResult refused = Run({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--state-dir",
-                                 agent.dir.path() + "/state2", "--unix-socket", file},
-                                {}, "", 10);
+  const RunResult refused =
+      Run({ZR_TEST_ZERORUND, "--listen", "127.0.0.2:0", "--anonymous-tcp", "--state-dir",
+           agent.dir.path() + "/state2", "--unix-socket", file},
+          {}, "", 10);
   CHECK(refused.exit_code == 69);
   CHECK_THAT(refused.err, Catch::Contains(file) && Catch::Contains("is not a socket"));
   CHECK(std::filesystem::file_size(file) == 5);
@@ -239,19 +156,10 @@ TEST_CASE(
   CHECK_THAT(agent.agent->Output(),
              Catch::Contains("audit: Signal job=job-alice signal=9 user=" + bob.name));
   // The logs after the job ended: alice's to read, not bob's (the owner is in the record on disk).
-  auto read_logs = [&](const std::string& credential, std::string* data) {
-    grpc::ClientContext context;
-    context.AddMetadata(kLocalCredMetadata, credential);
-    v1::LogsRequest request;
-    request.set_job_id("job-alice");
-    auto reader = agent.Stub()->Logs(&context, request);
-    v1::LogChunk chunk;
-    while (reader->Read(&chunk)) *data += chunk.data();
-    return reader->Finish();
-  };
   std::string alice_sees, bob_sees;
-  CHECK(read_logs(CredentialAs(alice, cred_path), &alice_sees).ok());
-  const grpc::Status bob_logs = read_logs(CredentialAs(bob, cred_path), &bob_sees);
+  CHECK(LogsWith(agent, CredentialAs(alice, cred_path), "job-alice", &alice_sees).ok());
+  const grpc::Status bob_logs =
+      LogsWith(agent, CredentialAs(bob, cred_path), "job-alice", &bob_sees);
   CHECK(bob_logs.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(bob_sees.empty());
   // Root over the socket: its ranks would run as root, which this zerorund refuses.

@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "support/cluster.h"
 #include "support/subprocess.h"
+#include "support/temp_dir.h"
 
 namespace zerorun::testing {
 namespace {
@@ -161,6 +162,22 @@ TEST_CASE(
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--since 'yesterday' is neither a duration"));
   CHECK(Logs(cluster, {"job-since", "--since", "2099-01-01T00:00:00Z"}).exit_code == 2);
+}
+
+TEST_CASE(
+    "zerorun logs --since works for a job launched with --log-dir (the journal stays in the job's "
+    "own directory)",
+    "[e2e][logs]") {
+  Cluster cluster(2);
+  TempDir logs;
+  auto job = cluster.Start({"--job-id", "job-logdir", "--log-dir", logs.path()},
+                           {"--lines", "3", "--run-ms", "100"});
+  REQUIRE(job->Wait(60) == 0);
+  const RunResult all = Logs(cluster, {"job-logdir", "--since", "1h"});
+  INFO(all.out << all.err);
+  CHECK(all.exit_code == 0);
+  CHECK(Count(all.out, "line 2 of rank ") == 4);  // Every rank of both nodes, from --log-dir.
+  CHECK(Count(Logs(cluster, {"job-logdir", "--since", "0s"}).out, " line ") == 0);
 }
 
 TEST_CASE(

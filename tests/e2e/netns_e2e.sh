@@ -173,21 +173,29 @@ assert_nothing_left
 #    zerorund (root) restarted with --tls-dir; the certificate of the local user `nobody` launches
 #    (its ranks run as nobody; the nodes audit the name), the shared secret alone no longer does.
 chmod 711 "${tmp}"  # Ranks running as nobody reach their job directories under it.
+# What runs as nobody (the supervisor zerorund execs, the rank) must be reachable by nobody:
+# copies outside the build tree, which may be in a folder others cannot enter (a 0700 clone).
+mkdir -p "${tmp}/bin"
+cp "${build}/worker/zerorund" "${build}/tests/zr_test_rank" "${tmp}/bin/"
+chmod 755 "${tmp}/bin" "${tmp}/bin/zerorund" "${tmp}/bin/zr_test_rank"
 "${build}/launcher/zerorun" cluster init "${tmp}/cluster" --node "${subnet}.1" --node "${subnet}.2" \
   --node "${subnet}.3" --user nobody >"${tmp}/cluster.log" 2>&1 || fail "cluster init: $(cat "${tmp}/cluster.log")"
 for i in 1 2 3; do
   n="${names[$((i - 1))]}"
   kill -TERM "${daemons[$((i - 1))]}" && wait "${daemons[$((i - 1))]}" 2>/dev/null || true
-  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${build}/worker/zerorund" \
+  ip netns exec "${tag}${n}" env ZR_HOME="${tmp}/home_${n}" "${tmp}/bin/zerorund" \
     --allow-root-ranks --listen "${subnet}.${i}:29600" --tls-dir "${tmp}/cluster/nodes/${subnet}.${i}" \
     --state-dir "${tmp}/state3_${n}" >"${tmp}/zerorund3_${n}.log" 2>&1 &
   daemons[$((i - 1))]="$!"
 done
 wait_all_listening
 rc=0
-ip netns exec "${tag}a" env ZR_HOME="${tmp}/launcher_home" timeout 60 "${build}/launcher/zerorun" \
-  --hostfile "${hosts}" --tls-dir "${tmp}/cluster/users/nobody" --device cpu \
-  --config "${src}/tests/testdata/ds_stage2.json" "${build}/tests/zr_test_rank" --run-ms 100 \
+cp "${src}/tests/testdata/ds_stage2.json" "${tmp}/ds_stage2.json"
+chmod 644 "${tmp}/ds_stage2.json"
+# The ranks' working directory is the launcher's: one nobody may enter.
+(cd "${tmp}" && ip netns exec "${tag}a" env ZR_HOME="${tmp}/launcher_home" timeout 60 \
+  "${build}/launcher/zerorun" --hostfile "${hosts}" --tls-dir "${tmp}/cluster/users/nobody" \
+  --device cpu --config "${tmp}/ds_stage2.json" "${tmp}/bin/zr_test_rank" --run-ms 100) \
   >"${tmp}/mtls.log" 2>&1 || rc=$?
 [[ ${rc} -eq 0 ]] || { tail -20 "${tmp}/mtls.log"; fail "mTLS job exited ${rc}"; }
 grep -q "audit: Launch job=[^ ]* ranks=1 argv0=[^ ]*zr_test_rank user=nobody peer=ipv4:${subnet}.1:" \

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -60,8 +61,10 @@ struct TlsCluster {
     INFO(made.err);
     REQUIRE(made.exit_code == 0);
     chmod(dir.path().c_str(), 0711);  // Ranks running as users reach their job directories.
-    std::vector<std::string> argv = {ZR_TEST_ZERORUND,      "--listen", "127.0.0.2:0", "--tls-dir",
-                                     ca + "/nodes/" + node, "--admin",  "admin"};
+    // Copies users can run: the supervisor and the rank run as the certificate's user.
+    std::vector<std::string> argv = {
+        UsersCanRun(ZR_TEST_ZERORUND), "--listen", "127.0.0.2:0", "--tls-dir",
+        ca + "/nodes/" + node,         "--admin",  "admin"};
     if (allow_root) argv.push_back("--allow-root-ranks");
     if (revocation) argv.insert(argv.end(), {"--revoked", ca + "/revoked"});
     agent = std::make_unique<ChildProcess>(
@@ -83,9 +86,13 @@ struct TlsCluster {
                                      "--device",      "cpu",        "--job-id", job_id};
     if (!tls_dir.empty()) argv.insert(argv.end(), {"--tls-dir", tls_dir});
     argv.insert(argv.end(), zerorun_args.begin(), zerorun_args.end());
-    argv.insert(argv.end(), {ZR_TEST_RANK, "--run-ms", std::to_string(run_ms)});
+    argv.insert(argv.end(), {UsersCanRun(ZR_TEST_RANK), "--run-ms", std::to_string(run_ms)});
     argv.insert(argv.end(), rank_args.begin(), rank_args.end());
-    return Run(argv, {{"ZR_HOME", dir.path() + "/home-" + job_id}});
+    // The ranks' working directory is the launcher's: one the certificate's user may enter.
+    const std::string home = dir.path() + "/home-" + job_id;
+    std::filesystem::create_directories(home);
+    chmod(home.c_str(), 0755);
+    return Run(argv, {{"ZR_HOME", home}}, home);
   }
   std::unique_ptr<v1::NodeAgent::Stub> Stub(const std::string& user) const {
     absl::StatusOr<TlsFiles> files = ReadTlsDir(ca + "/users/" + user);
@@ -246,9 +253,80 @@ TEST_CASE("A revoked certificate is refused from the next call on, the others st
   CHECK(cluster.Launch(cluster.ca + "/users/" + Alice(), "job-still").exit_code == 0);
   CHECK(Run({ZR_TEST_ZERORUN, "cluster", "revoke", cluster.ca, "--user", "nobody-zr"}, {})
             .exit_code == 66);
-  // The list unreadable: zerorund refuses every call instead of serving revoked certificates.
-  std::filesystem::remove(cluster.ca + "/revoked");
+  // The list unreadable, a directory, or not a list: zerorund refuses every call instead of
+  // serving revoked certificates.
+  const std::string list = cluster.ca + "/revoked";
+  std::filesystem::remove(list);
   CHECK(status(Alice()).error_code() == grpc::StatusCode::UNAVAILABLE);
+  std::filesystem::create_directory(list);
+  const grpc::Status directory = status(Alice());
+  CHECK(directory.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(directory.error_message(), Catch::Contains("is not a regular file"));
+  std::filesystem::remove(list);
+  std::ofstream(list) << "this is not a revocation list\n";
+  CHECK(status(Alice()).error_code() == grpc::StatusCode::UNAVAILABLE);
+  std::ofstream(list, std::ios::trunc) << "# revoked\n\n";
+  CHECK(status(Alice()).ok());
+}
+
+TEST_CASE(
+    "A node certificate named like a user is no user: its calls are refused, the user's own "
+    "certificate is served",
+    "[e2e][auth][tls]") {
+  TlsCluster cluster;
+  // The CA's operator issued a node certificate whose name happens to be alice's.
+  const RunResult issued =
+      Run({ZR_TEST_ZERORUN, "cluster", "issue", cluster.ca, "--node", Alice()}, {});
+  INFO(issued.err);
+  REQUIRE(issued.exit_code == 0);
+  auto stub_for = [&](const std::string& tls_dir) {
+    absl::StatusOr<TlsFiles> files = ReadTlsDir(tls_dir);
+    REQUIRE(files.ok());
+    ClientAuth auth;
+    auth.tls = *files;
+    return v1::NodeAgent::NewStub(
+        grpc::CreateChannel("127.0.0.2:" + cluster.port, auth.Credentials()));
+  };
+  auto launched = std::async(std::launch::async, [&] {
+    return cluster.Launch(cluster.ca + "/users/" + Alice(), "job-alice-own", 3000);
+  });
+  grpc::Status seen;
+  v1::AgentStatusReply reply;
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext context;
+    reply.Clear();
+    v1::AgentStatusRequest request;
+    request.set_job_id("job-alice-own");
+    seen = stub_for(cluster.ca + "/users/" + Alice())->Status(&context, request, &reply);
+    if (seen.ok() && reply.ranks_size() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(reply.ranks_size() > 0);  // Alice's own certificate sees her job.
+  for (const char* method : {"Status", "Signal"}) {
+    INFO(method);
+    grpc::ClientContext context;
+    grpc::Status s;
+    auto node = stub_for(cluster.ca + "/nodes/" + Alice());
+    if (std::string(method) == "Status") {
+      v1::AgentStatusRequest request;
+      request.set_job_id("job-alice-own");
+      s = node->Status(&context, request, &reply);
+    } else {
+      v1::SignalRequest request;
+      request.set_job_id("job-alice-own");
+      request.set_signal(SIGKILL);
+      v1::SignalReply signalled;
+      s = node->Signal(&context, request, &signalled);
+    }
+    CHECK(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK_THAT(s.error_message(), Catch::Contains("is a node's: calls need a user certificate"));
+  }
+  const RunResult done = launched.get();
+  INFO(done.out + done.err);
+  CHECK(done.exit_code == 0);  // Not killed by the node certificate's Signal.
+  CHECK_THAT(cluster.agent->Output(),
+             Catch::Contains("audit: Signal job=job-alice-own") && Catch::Contains("is a node's"));
+  CHECK(cluster.Launch(cluster.ca + "/nodes/" + Alice(), "job-as-node").exit_code != 0);
 }
 
 TEST_CASE(

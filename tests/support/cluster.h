@@ -25,7 +25,10 @@ namespace zerorun::testing {
 // Three agents, a hostfile naming them (2 CPU slots each), and a private ZR_HOME.
 class Cluster {
  public:
-  explicit Cluster(int nodes = 3, const std::string& secret = "") {
+  // `agent_args`: more zerorund flags (e.g. --retention 0).
+  explicit Cluster(int nodes = 3, const std::string& secret = "",
+                   std::vector<std::string> agent_args = {})
+      : agent_args_(std::move(agent_args)) {
     std::string yaml = "hosts:\n";
     for (int i = 0; i < nodes; ++i) {
       env_.push_back({{"ZR_HOME", home_.path() + "/node" + std::to_string(i)}});
@@ -106,9 +109,10 @@ class Cluster {
   // Starts (or, after it ended, restarts) agent i on its address and state; a restart keeps the
   // port, as a systemd restart would.
   void StartAgent(int i) {
-    agents_[i] = std::make_unique<ChildProcess>(
-        std::vector<std::string>{ZR_TEST_ZERORUND, "--listen", addresses_[i], "--allow-root-ranks"},
-        env_[i]);  // The tests run as root on CI machines.
+    std::vector<std::string> argv = {ZR_TEST_ZERORUND, "--listen", addresses_[i],
+                                     "--allow-root-ranks", "--anonymous-tcp"};
+    argv.insert(argv.end(), agent_args_.begin(), agent_args_.end());
+    agents_[i] = std::make_unique<ChildProcess>(argv, env_[i]);  // CI runs the tests as root.
     REQUIRE(agents_[i]->WaitForOutput("(port ", 10));
     std::smatch match;
     const std::string out = agents_[i]->Output();
@@ -123,6 +127,7 @@ class Cluster {
   const TempDir& dir() const { return home_; }
 
  private:
+  const std::vector<std::string> agent_args_;  // First: the constructor starts the agents.
   TempDir home_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
   std::vector<std::map<std::string, std::string>> env_;

@@ -3,9 +3,14 @@
 #define ZERORUN_TESTS_SUPPORT_LOCAL_USER_H_
 
 #include <pwd.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "support/subprocess.h"
@@ -46,6 +51,39 @@ struct LocalUser {
   uid_t uid = 0;
   gid_t gid = 0;
 };
+
+// `binary` where every local user may run it: a copy (0755) in a directory of this process's
+// under /tmp, made once per binary. The build tree may be in a folder other users cannot enter
+// (a clone under /root or in a 0700 mktemp -d), and what runs as a user (a rank, the supervisor
+// zerorund execs after dropping to the user, a launcher or zerorund started as the user) must
+// be reachable by that user.
+inline std::string UsersCanRun(const std::string& binary) {
+  struct Copies {
+    std::string dir;
+    std::map<std::string, std::string> made;
+    ~Copies() {
+      if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+  };
+  static std::mutex mu;
+  static Copies copies;
+  std::lock_guard<std::mutex> lock(mu);
+  if (copies.dir.empty()) {
+    char pattern[] = "/tmp/zr-test-bin-XXXXXX";
+    if (mkdtemp(pattern) == nullptr) return binary;
+    copies.dir = pattern;
+    chmod(copies.dir.c_str(), 0755);
+  }
+  auto found = copies.made.find(binary);
+  if (found != copies.made.end()) return found->second;
+  const std::string copy = copies.dir + "/" + std::filesystem::path(binary).filename().string();
+  std::error_code ec;
+  std::filesystem::copy_file(binary, copy, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return binary;
+  chmod(copy.c_str(), 0755);
+  copies.made[binary] = copy;
+  return copy;
+}
 
 // "Uid:" of /proc/<pid>/status: the real uid.
 inline int ProcUid(int pid) {

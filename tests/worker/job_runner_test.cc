@@ -310,6 +310,7 @@ TEST_CASE("A reader that keeps reading gets every line of a chatty rank", "[job_
   std::vector<v1::RankEvent> events;
   bool done = false;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  const JobRunner::WatcherGuard watching(&runner, "job-chatty");
   while (!done && absl::Now() < deadline) {
     REQUIRE(runner
                 .WaitEvents("job-chatty", static_cast<int64_t>(events.size()),
@@ -324,6 +325,45 @@ TEST_CASE("A reader that keeps reading gets every line of a chatty rank", "[job_
   }
   CHECK(lines == 20000);
   CHECK(runner.MemoryFootprint().second <= 100);
+}
+
+TEST_CASE(
+    "Back-pressure: a watcher that stalls for seconds, its stream still open, then reads on "
+    "gets every line; one that goes away releases the rank's monitor",
+    "[job_runner][memory][backpressure]") {
+  TempDir dir;
+  JobRunner runner(JobRunnerOptions{.state_dir = dir.path(), .replay_events_per_rank = 64});
+  REQUIRE(runner.Launch(OneRank("job-stall", "seq 1 5000")).ok());
+  std::vector<v1::RankEvent> events;
+  bool done = false;
+  {
+    const JobRunner::WatcherGuard watching(&runner, "job-stall");
+    REQUIRE(runner.WaitEvents("job-stall", 0, absl::Milliseconds(200), &events, &done).ok());
+    absl::SleepFor(absl::Seconds(6));  // Longer than any patience: the watcher is attached.
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!done && absl::Now() < deadline) {
+      REQUIRE(runner
+                  .WaitEvents("job-stall", static_cast<int64_t>(events.size()),
+                              absl::Milliseconds(200), &events, &done)
+                  .ok());
+    }
+  }
+  REQUIRE(done);
+  int lines = 0;
+  for (const v1::RankEvent& e : events) {
+    CHECK(e.kind() != v1::RankEvent::KIND_GAP);
+    if (e.kind() == v1::RankEvent::KIND_OUTPUT) CHECK(e.text() == std::to_string(++lines));
+  }
+  CHECK(lines == 5000);
+  // A watcher that reads a little and goes: the monitor goes on without it (the job ends).
+  REQUIRE(runner.Launch(OneRank("job-gone", "seq 1 5000")).ok());
+  {
+    const JobRunner::WatcherGuard watching(&runner, "job-gone");
+    std::vector<v1::RankEvent> first;
+    REQUIRE(runner.WaitEvents("job-gone", 0, absl::Milliseconds(200), &first, &done).ok());
+  }
+  for (int i = 0; i < 200 && runner.Running("job-gone"); ++i) usleep(20 * 1000);
+  CHECK_FALSE(runner.Running("job-gone"));
 }
 
 TEST_CASE("The replay buffer is bounded and ended jobs are evicted", "[job_runner][memory]") {
