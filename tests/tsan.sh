@@ -4,7 +4,7 @@
 # threads of its own: the engine's communication thread (overlap_comm, stage-3 prefetch), the
 # Gloo communicator, the asynchronous checkpoint writer, and ZeRO-Infinity's swap threads; and
 # zerorund's credential-socket thread (zr_proto_tests [local_cred]) and its rank monitors under
-# back-pressure (zr_worker_tests [backpressure]). A data race fails the run.
+# back-pressure (zr_worker_tests [job_runner]). A data race fails the run.
 # Instrumented binaries that die at start with ASLR on this kernel are run under `setarch -R`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,8 +40,9 @@ done
 proto=("${build}/tests/zr_proto_tests")
 if [[ "${run[0]}" == setarch ]]; then proto=(setarch "$(uname -m)" -R "${proto[@]}"); fi
 run_tag "[local_cred]" "${proto[@]}"
-# zerorund's rank monitors against a watcher that stalls and one that goes (back-pressure).
+# zerorund's job runner: rank monitors, leases, re-adoption, back-pressure (a watcher that
+# stalls and one that goes).
 worker=("${build}/tests/zr_worker_tests")
 if [[ "${run[0]}" == setarch ]]; then worker=(setarch "$(uname -m)" -R "${worker[@]}"); fi
-run_tag "[backpressure]" "${worker[@]}"
+run_tag "[job_runner]" "${worker[@]}"
 exit "${failed}"

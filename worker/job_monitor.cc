@@ -60,7 +60,7 @@ void JobRunner::AwaitWatcher(Job* job) {
            job->next_index - job->acked <= static_cast<int64_t>(job->capacity / 2);
   };
   // Woken when the watcher reads (acked moves) or goes; the timeout re-checks the expectation.
-  while (!released()) mu_.AwaitWithTimeout(absl::Condition(&released), absl::Milliseconds(100));
+  while (!released()) mu_.AwaitWithTimeout(zerorun::Condition(&released), absl::Milliseconds(100));
 }
 
 void JobRunner::Monitor(Job* job, size_t rank_index) {
@@ -68,7 +68,7 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
   std::string stdout_path, stderr_path;
   int64_t stdout_offset = 0, stderr_offset = 0;
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     rank = &job->ranks[rank_index];
     stdout_path = rank->stdout_path;
     stderr_path = rank->stderr_path;
@@ -112,7 +112,7 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
     bool more = true;
     while (more) {
       {
-        absl::MutexLock lock(&mu_);
+        zerorun::MutexLock lock(&mu_);
         AwaitWatcher(job);
       }
       // Per rank: every monitor of the job adding a batch of both streams at once stays within
@@ -121,7 +121,7 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
       std::vector<std::pair<std::string, int64_t>> out_lines = out.Lines(over, batch);
       std::vector<std::pair<std::string, int64_t>> err_lines = err.Lines(over, batch);
       more = out.more() || err.more();
-      absl::MutexLock lock(&mu_);
+      zerorun::MutexLock lock(&mu_);
       for (int stream = 0; stream < 2; ++stream) {
         for (auto& [line, offset] : stream == 0 ? out_lines : err_lines) {
           if (stream == 1) {
@@ -145,7 +145,7 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
       }
       (void)job->journal.Flush();
     }
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (over) {
       if (exit.has_value()) {
         rank->end_reason = exit->reason.empty() ? "" : absl::StrCat("zerorund: ", exit->reason);
@@ -159,7 +159,7 @@ void JobRunner::Monitor(Job* job, size_t rank_index) {
     }
     (void)job->journal.Flush();
     if (shutting_down_) return;  // The rank keeps running; the next zerorund re-adopts it.
-    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), kPollInterval);
+    mu_.AwaitWithTimeout(zerorun::Condition(&shutting_down_), kPollInterval);
   }
 }
 
@@ -235,7 +235,7 @@ int JobRunner::Restore() {
   for (const std::string& job_dir : job_dirs) {
     std::unique_ptr<Job> job = RestoreJob(job_dir);
     if (job == nullptr) continue;
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (jobs_.count(job->id) > 0) continue;
     Job* raw = job.get();
     jobs_[raw->id] = std::move(job);

@@ -67,7 +67,7 @@ JobRunner::JobRunner(std::string state_dir)
 JobRunner::~JobRunner() {
   std::vector<std::thread> monitors;
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     shutting_down_ = true;
     for (auto& [id, job] : jobs_) {
       for (std::thread& t : job->monitors) monitors.push_back(std::move(t));
@@ -96,20 +96,20 @@ void JobRunner::TouchLease(Job* job) {
 }
 
 void JobRunner::Renew(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
   if (it->second->running > 0) TouchLease(it->second.get());
 }
 
 bool JobRunner::Running(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   return it != jobs_.end() && it->second->running > 0;
 }
 
 std::optional<std::string> JobRunner::Owner(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return std::nullopt;
   return it->second->owner;
@@ -127,7 +127,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   }
   Evict();
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     if (jobs_.count(id) > 0) return absl::AlreadyExistsError(absl::StrCat("job ", id, " exists"));
   }
   if (run_as != nullptr) {
@@ -331,7 +331,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     return s;
   }
 
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   Job* raw = job.get();
   jobs_[id] = std::move(job);
   raw->running = static_cast<int>(raw->ranks.size());
@@ -353,7 +353,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
 
 absl::StatusOr<int> JobRunner::Signal(const v1::SignalRequest& request) {
   if (absl::Status s = ValidateSignalRequest(request); !s.ok()) return s;
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   auto it = jobs_.find(request.job_id());
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", request.job_id()));
   int signalled = 0;
@@ -374,7 +374,7 @@ absl::StatusOr<int> JobRunner::Signal(const v1::SignalRequest& request) {
 
 JobRunner::WatcherGuard::WatcherGuard(JobRunner* runner, std::string job_id)
     : runner_(runner), job_id_(std::move(job_id)) {
-  absl::MutexLock lock(&runner_->mu_);
+  zerorun::MutexLock lock(&runner_->mu_);
   auto it = runner_->jobs_.find(job_id_);
   if (it == runner_->jobs_.end()) return;
   ++it->second->watchers;
@@ -382,7 +382,7 @@ JobRunner::WatcherGuard::WatcherGuard(JobRunner* runner, std::string job_id)
 }
 
 JobRunner::WatcherGuard::~WatcherGuard() {
-  absl::MutexLock lock(&runner_->mu_);
+  zerorun::MutexLock lock(&runner_->mu_);
   auto it = runner_->jobs_.find(job_id_);
   if (it != runner_->jobs_.end() && it->second->watchers > 0) --it->second->watchers;
 }
@@ -390,7 +390,7 @@ JobRunner::WatcherGuard::~WatcherGuard() {
 absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index,
                                    absl::Duration timeout, std::vector<v1::RankEvent>* events,
                                    bool* done) {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job_id));
   Job* job = it->second.get();
@@ -401,7 +401,7 @@ absl::Status JobRunner::WaitEvents(const std::string& job_id, int64_t from_index
     const bool* stop;
   } args{job, from_index, &shutting_down_};
   mu_.AwaitWithTimeout(
-      absl::Condition(
+      zerorun::Condition(
           +[](Args* a) { return a->job->next_index > a->from || a->job->running == 0 || *a->stop; },
           &args),
       timeout);
@@ -436,7 +436,7 @@ v1::AgentStatusReply JobRunner::Status(const std::string& job_id,
   Evict();
   v1::AgentStatusReply reply;
   reply.set_hostname(hostname_);
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   for (const auto& [id, job] : jobs_) {
     if (!job_id.empty() && id != job_id) continue;
     if (owner.has_value() && job->owner != *owner) continue;
@@ -457,7 +457,7 @@ v1::AgentStatusReply JobRunner::Status(const std::string& job_id,
 }
 
 void JobRunner::KillAll() {
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   for (const auto& [id, job] : jobs_) {
     for (const Rank& rank : job->ranks) {
       if (rank.running && ProcessIs(rank.pid, rank.start_ticks)) kill(-rank.pid, SIGKILL);
@@ -471,14 +471,14 @@ void JobRunner::KillAll() {
   };
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (!all_exited() && absl::Now() < deadline) {
-    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Milliseconds(20));
+    mu_.AwaitWithTimeout(zerorun::Condition(&shutting_down_), absl::Milliseconds(20));
   }
 }
 
 void JobRunner::Evict() {
   std::vector<std::unique_ptr<Job>> gone;
   {
-    absl::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
     for (auto it = jobs_.begin(); it != jobs_.end();) {
       if (it->second->running == 0 && now - it->second->ended >= options_.retention) {
@@ -500,7 +500,7 @@ void JobRunner::Evict() {
 
 std::pair<size_t, size_t> JobRunner::MemoryFootprint() {
   Evict();
-  absl::MutexLock lock(&mu_);
+  zerorun::MutexLock lock(&mu_);
   size_t events = 0;
   for (const auto& [id, job] : jobs_) events += job->events.size();
   return {jobs_.size(), events};

@@ -16,16 +16,10 @@
 #include "support/local_user.h"
 #include "support/socket_agent.h"
 #include "support/subprocess.h"
+#include "support/temp_dir.h"
 
 namespace zerorun::testing {
 namespace {
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 uid_t OwnerOf(const std::string& path) {
   struct stat st {};
@@ -47,9 +41,9 @@ struct Victims {
     chmod(precious.c_str(), 0644);
   }
   void CheckUntouched() const {
-    CHECK(Slurp(precious) == "precious\n");
+    CHECK(ReadText(precious) == "precious\n");
     CHECK(OwnerOf(precious) == 0);
-    CHECK(Slurp(secret) == "TOPSECRET\n");
+    CHECK(ReadText(secret) == "TOPSECRET\n");
     CHECK(OwnerOf(secret) == 0);
   }
   std::string secret, precious;
@@ -81,7 +75,7 @@ TEST_CASE(
   const std::string log = logs + "/rank_0/stdout.log";
   CHECK_FALSE(std::filesystem::is_symlink(log));
   CHECK(OwnerOf(log) == alice.uid);
-  CHECK_THAT(Slurp(log), Catch::Contains("line 2 of rank 0"));
+  CHECK_THAT(ReadText(log), Catch::Contains("line 2 of rank 0"));
 
   // A job id zerorund forgot (retention 0): its rank directory is alice's; she plants a link in
   // it and launches the id again.

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 namespace zerorun::testing {
@@ -31,6 +32,11 @@ std::string TempDir::Write(const std::string& name, const std::string& text) con
   std::filesystem::create_directories(std::filesystem::path(full).parent_path());
   std::ofstream(full) << text;
   return full;
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::string TempDir::Listing() const {

@@ -23,6 +23,9 @@ class TempDir {
   std::string path_;
 };
 
+// The whole of the file at `path` ("" when it cannot be read).
+std::string ReadText(const std::string& path);
+
 }  // namespace zerorun::testing
 
 #endif  // ZERORUN_TESTS_SUPPORT_TEMP_DIR_H_

@@ -303,27 +303,38 @@ TEST_CASE("A restarted runner re-adopts live ranks: numbering, output and exit c
   CHECK(events[1].pid() == pid);
 }
 
+// Reads `job`'s events on from those in *events until the job is done (at most 30 s).
+void ReadToEnd(JobRunner& runner, const std::string& job, std::vector<v1::RankEvent>* events,
+               bool* done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!*done && absl::Now() < deadline) {
+    REQUIRE(runner
+                .WaitEvents(job, static_cast<int64_t>(events->size()), absl::Milliseconds(200),
+                            events, done)
+                .ok());
+  }
+}
+
+// The output lines in `events`, checked to be "1", "2", ... with no gap before them.
+int CountedLines(const std::vector<v1::RankEvent>& events) {
+  int lines = 0;
+  for (const v1::RankEvent& e : events) {
+    CHECK(e.kind() != v1::RankEvent::KIND_GAP);
+    if (e.kind() == v1::RankEvent::KIND_OUTPUT) CHECK(e.text() == std::to_string(++lines));
+  }
+  return lines;
+}
+
 TEST_CASE("A reader that keeps reading gets every line of a chatty rank", "[job_runner][memory]") {
   TempDir dir;
   JobRunner runner(JobRunnerOptions{.state_dir = dir.path(), .replay_events_per_rank = 100});
   REQUIRE(runner.Launch(OneRank("job-chatty", "seq 1 20000")).ok());
   std::vector<v1::RankEvent> events;
   bool done = false;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
   const JobRunner::WatcherGuard watching(&runner, "job-chatty");
-  while (!done && absl::Now() < deadline) {
-    REQUIRE(runner
-                .WaitEvents("job-chatty", static_cast<int64_t>(events.size()),
-                            absl::Milliseconds(200), &events, &done)
-                .ok());
-  }
+  ReadToEnd(runner, "job-chatty", &events, &done);
   REQUIRE(done);
-  int lines = 0;
-  for (const v1::RankEvent& e : events) {
-    CHECK(e.kind() != v1::RankEvent::KIND_GAP);
-    if (e.kind() == v1::RankEvent::KIND_OUTPUT) CHECK(e.text() == std::to_string(++lines));
-  }
-  CHECK(lines == 20000);
+  CHECK(CountedLines(events) == 20000);
   CHECK(runner.MemoryFootprint().second <= 100);
 }
 
@@ -340,21 +351,10 @@ TEST_CASE(
     const JobRunner::WatcherGuard watching(&runner, "job-stall");
     REQUIRE(runner.WaitEvents("job-stall", 0, absl::Milliseconds(200), &events, &done).ok());
     absl::SleepFor(absl::Seconds(6));  // Longer than any patience: the watcher is attached.
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (!done && absl::Now() < deadline) {
-      REQUIRE(runner
-                  .WaitEvents("job-stall", static_cast<int64_t>(events.size()),
-                              absl::Milliseconds(200), &events, &done)
-                  .ok());
-    }
+    ReadToEnd(runner, "job-stall", &events, &done);
   }
   REQUIRE(done);
-  int lines = 0;
-  for (const v1::RankEvent& e : events) {
-    CHECK(e.kind() != v1::RankEvent::KIND_GAP);
-    if (e.kind() == v1::RankEvent::KIND_OUTPUT) CHECK(e.text() == std::to_string(++lines));
-  }
-  CHECK(lines == 5000);
+  CHECK(CountedLines(events) == 5000);
   // A watcher that reads a little and goes: the monitor goes on without it (the job ends).
   REQUIRE(runner.Launch(OneRank("job-gone", "seq 1 5000")).ok());
   {

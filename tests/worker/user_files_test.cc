@@ -10,7 +10,6 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "support/temp_dir.h"
@@ -18,12 +17,7 @@
 namespace zerorun::worker {
 namespace {
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using testing::ReadText;
 
 TEST_CASE("CreateOwnedFile replaces whatever is at the name and never writes through a link",
           "[user_files]") {
@@ -35,16 +29,16 @@ TEST_CASE("CreateOwnedFile replaces whatever is at the name and never writes thr
   REQUIRE(fd.ok());
   REQUIRE(write(*fd, "rank output\n", 12) == 12);
   close(*fd);
-  CHECK(Slurp(victim) == "precious\n");
+  CHECK(ReadText(victim) == "precious\n");
   CHECK_FALSE(std::filesystem::is_symlink(log));
-  CHECK(Slurp(log) == "rank output\n");
+  CHECK(ReadText(log) == "rank output\n");
   // An old log is replaced, not appended to; a hard link's other name keeps its content.
   std::filesystem::remove(log);
   std::filesystem::create_hard_link(victim, log);
   fd = CreateOwnedFile(log, FileOwner::Self());
   REQUIRE(fd.ok());
   close(*fd);
-  CHECK(Slurp(victim) == "precious\n");
+  CHECK(ReadText(victim) == "precious\n");
   CHECK(std::filesystem::file_size(log) == 0);
   // A directory that is not the owner's: refused, naming it.
   if (geteuid() == 0) {
