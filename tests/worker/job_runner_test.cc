@@ -340,7 +340,7 @@ TEST_CASE("A reader that keeps reading gets every line of a chatty rank", "[job_
 
 TEST_CASE(
     "Back-pressure: a watcher that stalls for seconds, its stream still open, then reads on "
-    "gets every line; one that goes away releases the rank's monitor",
+    "gets every line, and one that goes away releases the rank's monitor",
     "[job_runner][memory][backpressure]") {
   TempDir dir;
   JobRunner runner(JobRunnerOptions{.state_dir = dir.path(), .replay_events_per_rank = 64});
