@@ -111,13 +111,17 @@ NodeName=${node_b} NodeAddr=${node_b} CPUs=$(nproc) State=UNKNOWN
 PartitionName=zr Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="${tmp}/slurm.conf"
-in_ns c slurmctld -D -f "${SLURM_CONF}" >"${tmp}/slurmctld.out" 2>&1 &
+# The daemons through nsenter itself (not the in_ns function: a background function is a
+# subshell, and ending its pid would leave the daemon): with --net alone nsenter execs the
+# program, so $! is the daemon.
+nsenter --net="/run/netns/${tag}c" slurmctld -D -f "${SLURM_CONF}" >"${tmp}/slurmctld.out" 2>&1 &
 daemons+=($!)
 for n in a b; do
   node="${node_a}"
   [[ "${n}" == b ]] && node="${node_b}"
   mkdir -p "${tmp}/spool/${node}"
-  in_ns "${n}" slurmd -D -f "${SLURM_CONF}" -N "${node}" >"${tmp}/slurmd_${n}.out" 2>&1 &
+  nsenter --net="/run/netns/${tag}${n}" slurmd -D -f "${SLURM_CONF}" -N "${node}" \
+    >"${tmp}/slurmd_${n}.out" 2>&1 &
   daemons+=($!)
 done
 both_idle() {
@@ -258,6 +262,13 @@ if [[ "${code}" -eq 2 && "${out}" == *"SLURM_JOB_ID is not set"* ]]; then
 else
   fail "outside an allocation: exit ${code}: ${out}"
 fi
+
+# The daemons are the processes this test holds (so its cleanup ends them, leaving nothing).
+for pid in "${daemons[@]}"; do
+  if ! grep -qE "munged|slurmctld|slurmd" "/proc/${pid}/comm" 2>/dev/null; then
+    fail "pid ${pid} is not a daemon of this test: $(cat "/proc/${pid}/cmdline" 2>/dev/null | tr '\0' ' ')"
+  fi
+done
 
 echo "slurm e2e: ${passed} passed, ${failed} failed"
 [[ "${failed}" -eq 0 ]]
