@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "base/fs.h"
 #include "tls.h"
 
 namespace zerorun::launcher {
@@ -33,10 +34,6 @@ struct FreeBio {
 };
 using Key = std::unique_ptr<EVP_PKEY, FreeKey>;
 using Cert = std::unique_ptr<X509, FreeCert>;
-
-absl::Status Errno(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
-}
 
 bool ValidName(const std::string& name) {
   if (name.empty() || name.size() > 253 || name[0] == '.' || name[0] == '-') return false;
@@ -57,11 +54,11 @@ bool IsIpAddress(const std::string& name) {
 // Writes `text` to a new file `path` (O_EXCL) with `mode`.
 absl::Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return Errno("cannot create", path);
+  if (fd < 0) return ErrnoError("cannot create", path);
   const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                   fchmod(fd, mode) == 0 && fsync(fd) == 0;
   close(fd);
-  return ok ? absl::OkStatus() : Errno("cannot write", path);
+  return ok ? absl::OkStatus() : ErrnoError("cannot write", path);
 }
 
 std::string Pem(const std::function<int(BIO*)>& write_pem) {
@@ -139,7 +136,7 @@ std::string CertPem(X509* cert) {
 }
 
 absl::Status MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", path);
+  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError("cannot create", path);
   return absl::OkStatus();
 }
 
@@ -186,7 +183,7 @@ absl::Status IssueCertificate(const std::string& dir, CertKind kind, const std::
                                                    " has a certificate (remove the directory "
                                                    "to issue a new one)"));
     }
-    return Errno("cannot create", out);
+    return ErrnoError("cannot create", out);
   }
   Key key = NewKey();
   const std::string san =
@@ -241,12 +238,12 @@ absl::Status RevokeCertificate(const std::string& dir, CertKind kind, const std:
   const std::string* serial = &id->serial;
   const std::string list = dir + "/revoked";
   const int fd = open(list.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot open", list);
+  if (fd < 0) return ErrnoError("cannot open", list);
   const std::string line = absl::StrCat(*serial, " ", name, "\n");
   const bool ok =
       write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
   close(fd);
-  return ok ? absl::OkStatus() : Errno("cannot write", list);
+  return ok ? absl::OkStatus() : ErrnoError("cannot write", list);
 }
 
 }  // namespace zerorun::launcher

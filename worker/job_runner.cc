@@ -13,13 +13,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "base/env.h"
 #include "base/fs.h"
-#include "base/rank_env.h"
 #include "cgroup.h"
 #include "google/protobuf/util/json_util.h"
 #include "log_reader.h"

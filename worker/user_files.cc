@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/fs.h"
 
 namespace zerorun::worker {
 namespace {
@@ -21,10 +22,6 @@ Split SplitPath(const std::string& path) {
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos) return {".", path};
   return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
-}
-
-absl::Status Errno(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
 }
 
 // An fd that closes itself.
@@ -56,9 +53,9 @@ absl::StatusOr<int> CreateOwnedFile(const std::string& path, const FileOwner& ow
     return absl::InvalidArgumentError(absl::StrCat(path, " does not name a file"));
   }
   Fd dir{open(split.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (dir.fd < 0) return Errno("cannot open directory", split.dir);
+  if (dir.fd < 0) return ErrnoError("cannot open directory", split.dir);
   struct stat st {};
-  if (fstat(dir.fd, &st) != 0) return Errno("cannot stat", split.dir);
+  if (fstat(dir.fd, &st) != 0) return ErrnoError("cannot stat", split.dir);
   if (st.st_uid != owner.uid) {
     return absl::PermissionDeniedError(absl::StrCat(
         split.dir, " belongs to uid ", st.st_uid, ", not to uid ", owner.uid,
@@ -66,13 +63,13 @@ absl::StatusOr<int> CreateOwnedFile(const std::string& path, const FileOwner& ow
   }
   // Whatever is at the name goes: a link, an old log, a hard link to someone else's file.
   if (unlinkat(dir.fd, split.name.c_str(), 0) != 0 && errno != ENOENT) {
-    return Errno("cannot replace", path);
+    return ErrnoError("cannot replace", path);
   }
   Fd file{openat(dir.fd, split.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                  0600)};
-  if (file.fd < 0) return Errno("cannot create", path);
+  if (file.fd < 0) return ErrnoError("cannot create", path);
   if (owner.uid != geteuid() && fchown(file.fd, owner.uid, owner.gid) != 0) {
-    return Errno("cannot hand over", path);
+    return ErrnoError("cannot hand over", path);
   }
   return file.release();
 }
@@ -82,7 +79,7 @@ absl::StatusOr<int> OpenOwnedFile(const std::string& path, const FileOwner& owne
   Fd dir{open(split.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
   if (dir.fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
-    return Errno("cannot open directory", split.dir);
+    return ErrnoError("cannot open directory", split.dir);
   }
   // O_NONBLOCK: a FIFO planted there must not hang the reader; regular files ignore it.
   Fd file{openat(dir.fd, split.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
@@ -91,10 +88,10 @@ absl::StatusOr<int> OpenOwnedFile(const std::string& path, const FileOwner& owne
     if (errno == ELOOP) {
       return absl::PermissionDeniedError(absl::StrCat(path, " is a symbolic link: not read"));
     }
-    return Errno("cannot open", path);
+    return ErrnoError("cannot open", path);
   }
   struct stat st {};
-  if (fstat(file.fd, &st) != 0) return Errno("cannot stat", path);
+  if (fstat(file.fd, &st) != 0) return ErrnoError("cannot stat", path);
   if (!S_ISREG(st.st_mode)) {
     return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file: not read"));
   }

@@ -19,6 +19,9 @@ absl::Status MakeDirs(const std::string& path, mode_t mode);
 // directory, executable or not (callers say "not executable"), or "" when there is none.
 std::string FindProgram(const std::string& name);
 
+// Internal "<what> <path>: <strerror(errno)>" for the errno a failed call just set.
+absl::Status ErrnoError(const std::string& what, const std::string& path);
+
 }  // namespace zerorun
 
 #endif  // ZERORUN_RUNTIME_BASE_FS_H_

@@ -11,10 +11,6 @@
 
 namespace zerorun::ckpt {
 
-absl::Status Errno(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
-}
-
 absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::string& what) {
   std::vector<float> codes(static_cast<size_t>(comm.world_size()), 0.0f);
   codes[static_cast<size_t>(comm.rank())] = static_cast<float>(mine.code());

@@ -59,9 +59,6 @@ absl::Status FillShard(
     ZeroEngine& engine,
     const std::function<absl::Status(const ZeroEngine::ShardPiece& piece, float* out)>& fill);
 
-// InternalError "<what> <path>: <strerror(errno)>".
-absl::Status Errno(const std::string& what, const std::string& path);
-
 }  // namespace zerorun::ckpt
 
 #endif  // ZERORUN_RUNTIME_CKPT_CHECKPOINT_INTERNAL_H_

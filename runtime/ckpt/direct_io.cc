@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/fs.h"
 #include "base/mutex.h"
 
 namespace zerorun::ckpt {
@@ -27,8 +28,8 @@ constexpr size_t kChunk = size_t{16} << 20;
 // A missing file is NotFound (a resume exits 66 for it, as `zerorun ckpt verify` does); any
 // other failure Internal.
 absl::Status Errno(const std::string& what, const std::string& path) {
-  const std::string text = absl::StrCat(what, " ", path, ": ", strerror(errno));
-  return errno == ENOENT ? absl::NotFoundError(text) : absl::InternalError(text);
+  const absl::Status s = ErrnoError(what, path);
+  return errno == ENOENT ? absl::NotFoundError(s.message()) : s;
 }
 
 size_t RoundUp(size_t n) {

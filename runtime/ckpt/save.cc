@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/fs.h"
 #include "base/mutex.h"
 #include "base/version.h"
 #include "ckpt/checkpoint_internal.h"
@@ -30,16 +31,15 @@ namespace zerorun {
 
 using json = nlohmann::json;
 using ckpt::Agree;
-using ckpt::Errno;
 
 namespace {
 
 absl::Status FsyncPath(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open", path);
+  if (fd < 0) return ErrnoError("cannot open", path);
   const bool ok = fsync(fd) == 0;
   close(fd);
-  return ok ? absl::OkStatus() : Errno("cannot fsync", path);
+  return ok ? absl::OkStatus() : ErrnoError("cannot fsync", path);
 }
 
 // Small files (manifest, latest): written whole and fsynced.
@@ -179,15 +179,16 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
     std::error_code ec;
     if (published.ok() && std::filesystem::exists(final_dir)) {
       std::filesystem::remove_all(old, ec);
-      if (rename(final_dir.c_str(), old.c_str()) != 0) published = Errno("cannot move", final_dir);
+      if (rename(final_dir.c_str(), old.c_str()) != 0)
+        published = ErrnoError("cannot move", final_dir);
     }
     if (published.ok() && rename(tmp_dir.c_str(), final_dir.c_str()) != 0) {
-      published = Errno("cannot rename", tmp_dir);
+      published = ErrnoError("cannot rename", tmp_dir);
     }
     const std::string latest_tmp = dir + "/latest.tmp";
     if (published.ok()) published = WriteSmallFile(latest_tmp, tag);
     if (published.ok() && rename(latest_tmp.c_str(), (dir + "/latest").c_str()) != 0) {
-      published = Errno("cannot rename", latest_tmp);
+      published = ErrnoError("cannot rename", latest_tmp);
     }
     if (published.ok()) published = FsyncPath(dir);
     std::filesystem::remove_all(old, ec);
@@ -230,9 +231,9 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
   if (comm.rank() == 0) {
     std::error_code ec;
     std::filesystem::remove_all(impl->tmp_dir, ec);  // A crashed earlier save of this tag.
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) made = Errno("cannot create", dir);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) made = ErrnoError("cannot create", dir);
     if (made.ok() && mkdir(impl->tmp_dir.c_str(), 0755) != 0) {
-      made = Errno("cannot create", impl->tmp_dir);
+      made = ErrnoError("cannot create", impl->tmp_dir);
     }
   }
   if (absl::Status s = Agree(comm, made, "checkpoint " + impl->tmp_dir); !s.ok()) return s;
