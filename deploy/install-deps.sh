@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of zerorun from Debian's archive.
-# Idempotent: packages already present are skipped, and nothing is installed when all are.
-# --test adds what only the tests use (python3-torch: torch programs launched by zerorun;
-# slurm-wlm and munge: a real Slurm the Slurm test configures and starts; python3-prometheus-client:
-# the parser the metrics test reads /metrics with; python3-grpcio, -protobuf, -venv: the zerorun
-# Python package's tests, including a pip install into a venv; openssh-server: the sshd the
-# --launcher ssh test starts on its own config, in its own network namespaces).
+# Installs every build and test dependency of zerorun: Debian packages from Debian's archive, and
+# with --test the project's Python environment from PyPI (deploy/python-env.sh: torch,
+# transformers, accelerate, lightning, deepspeed, ... at the versions deploy/requirements.txt
+# pins, into .venv). Idempotent: what is present is skipped, nothing is installed when all is.
+# --test adds what only the tests use (slurm-wlm and munge: a real Slurm the Slurm test configures
+# and starts; python3-venv and python3-dev: the venv, and the headers DeepSpeed's CPU ops compile
+# against; openssh-server: the sshd the --launcher ssh test starts on its own config, in its own
+# network namespaces). Exit 1: a Debian package failed; exit 3: only the Python environment did
+# (python-env.sh said which package and why; deploy/test.sh then runs the other tests).
 set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
@@ -16,8 +19,7 @@ PACKAGES=(
   iproute2 procps
 )
 if [[ "${1:-}" == "--test" ]]; then
-  PACKAGES+=(python3-torch slurm-wlm munge python3-prometheus-client python3-grpcio
-    python3-protobuf python3-venv openssh-server)
+  PACKAGES+=(slurm-wlm munge python3-venv python3-dev openssh-server)
 fi
 
 missing=()
@@ -28,13 +30,16 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "deploy: all ${#PACKAGES[@]} packages present"
-  exit 0
+  echo "deploy: all ${#PACKAGES[@]} Debian packages present"
+else
+  echo "deploy: installing ${missing[*]}"
+  SUDO=""
+  if [[ "$(id -u)" -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  ${SUDO} apt-get update -qq
+  ${SUDO} apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "deploy: installing ${missing[*]}"
-SUDO=""
-if [[ "$(id -u)" -ne 0 ]]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-${SUDO} apt-get update -qq
-${SUDO} apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [[ "${1:-}" == "--test" ]]; then
+  bash "${root}/deploy/python-env.sh" || exit 3
+fi

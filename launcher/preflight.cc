@@ -204,6 +204,20 @@ class Preflight {
             kExitConfig);
       }
     }
+    // HF Trainer requires --output_dir: with it the command is surely HF's, and a mismatch would
+    // stop every rank at start-up (CRITICAL); without it, a program that merely takes
+    // --deepspeed PATH may not check (WARN).
+    const bool surely_hf = FindArg(opt_.command.tail, "output_dir").has_value();
+    for (const dsconfig::HfMismatch& m : dsconfig::FindHfMismatches(doc->root, inputs)) {
+      Row("-", "auto", surely_hf ? kCritical : kWarn,
+          absl::StrCat(doc->Where(m.key), ": ", m.key, " = ", dsconfig::Dump(m.written),
+                       " but HF Trainer computes ", dsconfig::Dump(m.hf), " (from ", m.source, ")",
+                       surely_hf ? " and would" : "; if this is HF Trainer, it would",
+                       " stop every rank at start-up (\"mismatch TrainingArguments values\"). "
+                       "Fix: write \"auto\", or ",
+                       dsconfig::Dump(m.hf), ", or change the train command"),
+          kExitConfig);
+    }
     report_.effective_config = EffectiveConfig(config);
     summary_ = Summarize(report_.effective_config);
   }

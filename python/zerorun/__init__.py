@@ -7,11 +7,13 @@ while a long step runs. Outside zerorun everything here is a no-op. Callbacks fo
 (zerorun.hf) and PyTorch Lightning (zerorun.lightning) call it for you.
 """
 
+import atexit
 import os
+import signal
 import threading
 import time
 
-__all__ = ["enabled", "report", "stop_requested", "Reporter"]
+__all__ = ["enabled", "report", "stop_requested", "stop_on_sigterm", "agree", "Reporter"]
 
 _HEARTBEAT_S = 5.0
 
@@ -95,6 +97,7 @@ class Reporter:
 
 _reporter = None
 _reporter_lock = threading.Lock()
+_sigterm = threading.Event()  # Set by stop_on_sigterm's handler.
 
 
 def enabled():
@@ -112,6 +115,7 @@ def _get():
                                  os.environ.get("ZERORUN_JOB_SECRET", ""),
                                  int(os.environ["RANK"]),
                                  ca_pem=os.environ.get("ZERORUN_COORDINATOR_CA"))
+            atexit.register(_reporter.close)  # Else gRPC waits for the channel at exit.
         return _reporter
 
 
@@ -125,13 +129,62 @@ def report(step=None, loss=None, tokens_per_second=None, memory_bytes=None, phas
         return False
     if memory_bytes is None:
         memory_bytes = _rss_bytes()
-    return reporter.report(step, loss, tokens_per_second, memory_bytes, phase, total_steps)
+    stop = reporter.report(step, loss, tokens_per_second, memory_bytes, phase, total_steps)
+    return stop or _sigterm.is_set()
 
 
 def stop_requested():
-    """True once zerorun asked the job to stop (seen on the last report)."""
+    """True once zerorun asked the job to stop (seen on the last report, or a SIGTERM caught by
+    stop_on_sigterm)."""
     reporter = _get()
-    return reporter is not None and reporter.stop_requested()
+    return reporter is not None and (reporter.stop_requested() or _sigterm.is_set())
+
+
+def stop_on_sigterm():
+    """Makes SIGTERM (what `zerorun stop`, Ctrl-C at the launcher and a failure elsewhere send)
+    a request to stop at the next step instead of the end of the process: report() returns True
+    from then on. A second SIGTERM ends the process as before, and zerorun's SIGKILL after its
+    grace period still ends a rank that does not stop. Only for loops that act on report()'s
+    return (the HF and Lightning callbacks call it at train start). Main thread only (Python's
+    rule for signal handlers); returns False, changing nothing, elsewhere and outside zerorun."""
+    if not enabled() or threading.current_thread() is not threading.main_thread():
+        return False
+    if getattr(signal.getsignal(signal.SIGTERM), "_zerorun", False):
+        return True
+
+    def handler(signum, frame):
+        if _sigterm.is_set():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        _sigterm.set()
+
+    handler._zerorun = True
+    signal.signal(signal.SIGTERM, handler)
+    return True
+
+
+def agree(stop):
+    """True on every rank when `stop` is True on any (a MAX all-reduce over torch.distributed's
+    default group, when it is initialized with more than one rank), so that every rank leaves
+    the training loop after the same step instead of some waiting forever in the next
+    collective. Collective: every rank must call it at the same point. Outside zerorun, or
+    without torch.distributed, returns `stop` unchanged."""
+    if not enabled():
+        return bool(stop)
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:
+        return bool(stop)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return bool(stop)
+    device = "cpu"
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    flag = torch.tensor([1 if stop else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _rss_bytes():

@@ -101,18 +101,28 @@ class Resolver {
     return v;
   }
 
-  AutoValue Flag(const std::string& key, const char* arg) {
+  // Whether the train command sets flag `arg` (--arg, --arg true/false, --arg=V).
+  std::optional<bool> FlagArg(const std::string& arg) const {
     const bool present = FindArg(in_.train_args, arg).has_value() ||
                          std::find(in_.train_args.begin(), in_.train_args.end(),
                                    absl::StrCat("--", arg)) != in_.train_args.end();
+    if (!present) return std::nullopt;
     std::optional<std::string> text = FindArg(in_.train_args, arg);
-    bool value = present;
-    if (text.has_value()) {
-      const std::string lower = absl::AsciiStrToLower(*text);
-      value = !(lower == "false" || lower == "0" || lower == "no");
-      if (absl::StartsWith(*text, "--")) value = true;  // Bare flag followed by another flag.
+    if (!text.has_value() || absl::StartsWith(*text, "--")) return true;  // Bare flag.
+    const std::string lower = absl::AsciiStrToLower(*text);
+    return !(lower == "false" || lower == "0" || lower == "no");
+  }
+
+  // HF: enabled = --arg or --arg_full_eval (fp16.enabled, bf16.enabled).
+  AutoValue Flag(const std::string& key, const std::string& arg) {
+    const std::string full_eval = absl::StrCat(arg, "_full_eval");
+    const std::optional<bool> train = FlagArg(arg), eval = FlagArg(full_eval);
+    if (train.has_value() || eval.has_value()) {
+      const bool value = train.value_or(false) || eval.value_or(false);
+      return {key, true, value,
+              absl::StrCat(train ? absl::StrCat("--", arg) : "", train && eval ? " and " : "",
+                           eval ? absl::StrCat("--", full_eval) : "", " in the train command")};
     }
-    if (present) return {key, true, value, absl::StrCat("--", arg, " in the train command")};
     if (hf_) {
       return {key, true, false,
               absl::StrCat("HF Trainer default (no --", arg,
@@ -129,6 +139,16 @@ class Resolver {
     const json* v = Lookup(*config_, key);
     if (v != nullptr && v->is_number()) return v->get<double>();
     return std::nullopt;
+  }
+
+  // An HF argument's value in the train command, else HF's default; a zerorun flag first for
+  // the two batch arguments.
+  std::optional<double> HfNumber(const std::string& arg, double hf_default) const {
+    if (arg == "per_device_train_batch_size" && in_.micro_batch) return *in_.micro_batch;
+    if (arg == "gradient_accumulation_steps" && in_.grad_accum) return *in_.grad_accum;
+    double x = 0;
+    if (auto text = FindArg(in_.train_args, arg); text && absl::SimpleAtod(*text, &x)) return x;
+    return hf_default;
   }
 
   static std::optional<double> Opt(std::optional<int64_t> v) {
@@ -153,8 +173,11 @@ class Resolver {
       if (in_.train_batch.has_value()) {
         return {key, true, *in_.train_batch, "zerorun --train-batch-size"};
       }
-      const auto mb = Known("train_micro_batch_size_per_gpu");
-      const auto ga = Known("gradient_accumulation_steps");
+      // HF Trainer multiplies its arguments (or their defaults), whatever the config holds.
+      const auto mb = hf_ ? HfNumber("per_device_train_batch_size", 8)
+                          : Known("train_micro_batch_size_per_gpu");
+      const auto ga =
+          hf_ ? HfNumber("gradient_accumulation_steps", 1) : Known("gradient_accumulation_steps");
       if (mb && ga && in_.world_size > 0) {
         const int64_t tb = static_cast<int64_t>(*mb * *ga) * in_.world_size;
         return {key, true, tb,
@@ -207,8 +230,10 @@ class Resolver {
                     "pass --learning_rate to the train command");
     }
     if (key == "scheduler.params.warmup_num_steps") {
+      // HF's get_warmup_steps: --warmup_steps when > 0, else ceil(ratio x training steps).
       AutoValue v = Number(key, std::nullopt, "", "warmup_steps", std::nullopt, true, "");
-      if (v.resolved) return v;
+      if (v.resolved && v.value.get<int64_t>() > 0) return v;
+      values_.erase(key);
       auto ratio = FindArg(in_.train_args, "warmup_ratio");
       auto steps = FindArg(in_.train_args, "max_steps");
       double r = 0, s = 0;
@@ -216,6 +241,7 @@ class Resolver {
         return {key, true, static_cast<int64_t>(std::ceil(r * s)),
                 absl::StrCat("ceil(--warmup_ratio ", *ratio, " x --max_steps ", *steps, ")")};
       }
+      if (v.resolved && !ratio) return v;  // --warmup_steps 0.
       if (hf_ && !ratio) {
         return {key, true, 0, "HF Trainer default (no --warmup_steps or --warmup_ratio)"};
       }
@@ -239,6 +265,15 @@ class Resolver {
     if (key == "zero_optimization.reduce_bucket_size") {
       if (h) return {key, true, static_cast<int64_t>(*h * *h), "--hidden-size: H x H"};
       return {key, false, nullptr, hidden_hint + " (H x H)"};
+    }
+    const bool zero3_key = key == "zero_optimization.stage3_prefetch_bucket_size" ||
+                           key == "zero_optimization.prefetch_bucket_size" ||
+                           key == "zero_optimization.stage3_param_persistence_threshold" ||
+                           key == "zero_optimization.param_persistence_threshold";
+    if (zero3_key && hf_ && Known("zero_optimization.stage").value_or(0) != 3) {
+      return {key, false, nullptr,
+              "left \"auto\" by HF Trainer, which fills it only at ZeRO stage 3; set a number "
+              "or remove the key"};
     }
     if (key == "zero_optimization.stage3_prefetch_bucket_size" ||
         key == "zero_optimization.prefetch_bucket_size") {
@@ -311,6 +346,42 @@ std::optional<std::string> FindArg(const std::vector<std::string>& args, const s
 
 std::vector<AutoValue> ResolveAutoValues(json* config, const AutoInputs& inputs) {
   return Resolver(config, inputs).Run();
+}
+
+std::vector<HfMismatch> FindHfMismatches(const json& config, const AutoInputs& inputs) {
+  std::vector<HfMismatch> out;
+  if (!FindArg(inputs.train_args, "deepspeed").has_value()) return out;
+  const bool auto_batch = std::find(inputs.train_args.begin(), inputs.train_args.end(),
+                                    "--auto_find_batch_size") != inputs.train_args.end();
+  // HF's fill_match keys, in its order. HF's value for a written key is what this resolver
+  // gives the key when it is "auto" (the resolver follows HF's rules), so each is asked so.
+  static const char* const kChecked[] = {"train_micro_batch_size_per_gpu",
+                                         "gradient_accumulation_steps",
+                                         "train_batch_size",
+                                         "gradient_clipping",
+                                         "optimizer.params.lr",
+                                         "optimizer.params.betas",
+                                         "optimizer.params.eps",
+                                         "optimizer.params.weight_decay",
+                                         "scheduler.params.warmup_max_lr",
+                                         "fp16.enabled",
+                                         "bf16.enabled",
+                                         "scheduler.params.total_num_steps",
+                                         "scheduler.params.warmup_num_steps"};
+  for (const char* key : kChecked) {
+    const std::string k = key;
+    if (auto_batch && (k == "train_micro_batch_size_per_gpu" || k == "train_batch_size")) continue;
+    const json* written = Lookup(config, k);
+    if (written == nullptr || written->is_null() || IsAuto(*written)) continue;
+    json probe = config;
+    Set(&probe, k, "auto");
+    for (const AutoValue& v : ResolveAutoValues(&probe, inputs)) {
+      if (v.key == k && v.resolved && v.value != *written) {
+        out.push_back({k, *written, v.value, v.source});
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace zerorun::dsconfig

@@ -36,6 +36,22 @@ struct AutoValue {
 // source then says so.
 std::vector<AutoValue> ResolveAutoValues(nlohmann::json* config, const AutoInputs& inputs);
 
+// A key HF Trainer would refuse at start-up (trainer_config_finalize raises "Please correct the
+// following DeepSpeed config values that mismatch TrainingArguments values" on every rank): the
+// config writes a value where HF fills one from its arguments, and the two differ.
+struct HfMismatch {
+  std::string key;         // Dotted config key.
+  nlohmann::json written;  // The config's value.
+  nlohmann::json hf;       // What HF Trainer computes for it.
+  std::string source;      // Where HF's value comes from (the argument, or HF's default).
+};
+
+// Every HfMismatch of `config` (as written, "auto" values unresolved) for the train command in
+// `inputs`; empty unless that command passes --deepspeed (HF Trainer's flag). The keys are the
+// ones HF checks (its fill_match): batch sizes, clipping, optimizer and scheduler values,
+// fp16/bf16; micro and train batch are skipped with --auto_find_batch_size, as HF does.
+std::vector<HfMismatch> FindHfMismatches(const nlohmann::json& config, const AutoInputs& inputs);
+
 // The HF Trainer-style arguments of the train command that fill "auto" values (without "--"):
 // those that take a value, and the flags (--bf16, --fp16, which may also take true/false). A
 // libzerorun program accepts them all (pre-flight suggests them), so a resolution names only

@@ -1,13 +1,11 @@
-# Sourced by the shell benchmarks: paths, and the PyTorch peer's packages. Debian's python3-torch
-# with OpenBLAS is installed when missing (without OpenBLAS torch falls back to the reference
-# BLAS and is ~20x slower). Sets root, build and tmp (removed on exit); ZR_HOME lives in tmp.
+# Sourced by the shell benchmarks: paths, and the PyTorch peer's interpreter: the project venv's
+# (deploy/python-env.sh, made when missing: torch 2 from PyPI, deploy/requirements.txt). Sets
+# root, build, python and tmp (removed on exit); ZR_HOME lives in tmp.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${ZR_BUILD_DIR:-${root}/build}"
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch \
-    libopenblas0-pthread >/dev/null
-fi
+bash "${root}/deploy/python-env.sh" >&2
+python="${ZR_VENV:-${root}/.venv}/bin/python3"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 export ZR_HOME="${tmp}/home"

@@ -23,7 +23,7 @@ for round in $(seq 1 "${rounds}"); do
       >> "${tmp}/results"
   done
   for mode in ddp zero1; do
-    /usr/bin/python3 "${root}/tests/bench/pytorch_peer.py" "${mode}" "${steps}" |
+    "${python}" "${root}/tests/bench/pytorch_peer.py" "${mode}" "${steps}" |
       sed -nE "s/.*, ([0-9]+) tokens\/s, peak RSS per rank ([0-9]+) MiB/pytorch-${mode} \1 \2/p" \
       >> "${tmp}/results"
   done

@@ -29,7 +29,7 @@ for world in 2 4; do
   run "stage 3" "${world}" '"stage": 3' 12 "${peer[@]}"
   run "stage 3 no prefetch" "${world}" '"stage": 3, "stage3_prefetch_bucket_size": 0' 12 \
     "${peer[@]}"
-  ZR_PEER_WORLD="${world}" /usr/bin/python3 "${root}/tests/bench/pytorch_peer.py" ddp 12 |
+  ZR_PEER_WORLD="${world}" "${python}" "${root}/tests/bench/pytorch_peer.py" ddp 12 |
     sed "s/^/world ${world}: /"
 done
 
@@ -48,5 +48,5 @@ for world in 1 2 4; do
 done
 for world in 2 4; do
   ZR_PEER_WORLD="${world}" ZR_PEER_D=768 ZR_PEER_LAYERS=7 ZR_PEER_SEQ=32 ZR_PEER_BATCH=1 \
-    /usr/bin/python3 "${root}/tests/bench/pytorch_peer.py" ddp 4 | sed "s/^/world ${world}: /"
+    "${python}" "${root}/tests/bench/pytorch_peer.py" ddp 4 | sed "s/^/world ${world}: /"
 done

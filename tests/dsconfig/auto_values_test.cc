@@ -120,3 +120,64 @@ TEST_CASE("FindArg reads --k v and --k=v, the last one winning", "[auto]") {
 
 }  // namespace
 }  // namespace zerorun::dsconfig
+
+namespace zerorun::dsconfig {
+namespace {
+
+AutoInputs Hf(std::vector<std::string> args) {
+  args.insert(args.begin(), {"--deepspeed", "ds.json"});
+  return {.hidden_size = 64, .train_args = std::move(args), .world_size = 2};
+}
+
+TEST_CASE("HF Trainer's own rules: full-eval flags, warmup 0 with a ratio, ZeRO-3 keys at stage 3",
+          "[auto]") {
+  json config = kHfConfig;
+  ResolveAutoValues(&config, Hf({"--bf16_full_eval", "--warmup_steps", "0", "--warmup_ratio", "0.1",
+                                 "--max_steps", "35"}));
+  CHECK(config["bf16"]["enabled"] == true);  // bf16 or bf16_full_eval, as HF.
+  CHECK(config["fp16"]["enabled"] == false);
+  CHECK(config["scheduler"]["params"]["warmup_num_steps"] == 4);  // ceil(0.1 x 35), not 0.
+  // The batch HF multiplies: its own arguments (defaults 8 and 1), whatever the config holds.
+  json written = kHfConfig;
+  written["train_micro_batch_size_per_gpu"] = 2;
+  ResolveAutoValues(&written, Hf({}));
+  CHECK(written["train_batch_size"] == 16);
+  json stage2 = kHfConfig;
+  stage2["zero_optimization"]["stage"] = 2;
+  const auto values = ResolveAutoValues(&stage2, Hf({}));
+  CHECK(stage2["zero_optimization"]["reduce_bucket_size"] == 64 * 64);
+  CHECK(stage2["zero_optimization"]["stage3_prefetch_bucket_size"] == "auto");
+  CHECK_THAT(Find(values, "zero_optimization.stage3_prefetch_bucket_size").source,
+             Catch::Contains("only at ZeRO stage 3"));
+}
+
+TEST_CASE("A written value HF Trainer would refuse is found, naming both values", "[auto]") {
+  json config = kHfConfig;
+  config["train_micro_batch_size_per_gpu"] = 4;
+  config["optimizer"]["params"]["lr"] = 1e-4;
+  config["bf16"]["enabled"] = false;
+  const auto found = FindHfMismatches(
+      config, Hf({"--per_device_train_batch_size", "2", "--learning_rate", "1e-4", "--bf16"}));
+  REQUIRE(found.size() == 2);
+  CHECK(found[0].key == "train_micro_batch_size_per_gpu");
+  CHECK(found[0].written == 4);
+  CHECK(found[0].hf == 2);
+  CHECK_THAT(found[0].source, Catch::Contains("--per_device_train_batch_size 2"));
+  CHECK(found[1].key == "bf16.enabled");
+  CHECK(found[1].hf == true);
+  // Agreeing values, "auto", or a command without --deepspeed: nothing.
+  config["train_micro_batch_size_per_gpu"] = 2;
+  config["bf16"]["enabled"] = true;
+  CHECK(FindHfMismatches(
+            config, Hf({"--per_device_train_batch_size", "2", "--learning_rate", "1e-4", "--bf16"}))
+            .empty());
+  CHECK(FindHfMismatches(config, {.train_args = {"--per_device_train_batch_size", "3"}}).empty());
+  // --auto_find_batch_size: HF does not hold the micro batch to the argument.
+  config["train_micro_batch_size_per_gpu"] = 4;
+  CHECK(FindHfMismatches(config, Hf({"--per_device_train_batch_size", "2", "--bf16",
+                                     "--learning_rate", "1e-4", "--auto_find_batch_size"}))
+            .empty());
+}
+
+}  // namespace
+}  // namespace zerorun::dsconfig

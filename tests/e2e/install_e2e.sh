@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # e2e: zerorun installed. `cmake --install` into a fresh prefix, then a C++ project of the user's
 # (tests/install/) configured with find_package(zerorun), built and run against it; the installed
-# zerorun runs a 2-rank job; the installed Python package imports; the systemd unit names the
-# prefix's zerorund; and the CPack .deb holds all of it (extracted, its zerorun runs).
-# Usage: install_e2e.sh BUILD_DIR SOURCE_DIR
+# zerorun runs a 2-rank job; the installed Python package imports (into PYTHON, the project venv's
+# interpreter with grpcio and protobuf); the systemd unit names the prefix's zerorund; and the
+# CPack .deb holds all of it (extracted, its zerorun runs).
+# Usage: install_e2e.sh BUILD_DIR SOURCE_DIR PYTHON
 set -euo pipefail
 build="$(cd "$1" && pwd)"
 src="$(cd "$2" && pwd)"
+python="$3"
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 # shellcheck source=tests/e2e/e2e_lib.sh
@@ -33,7 +35,7 @@ else
   fail "installed zerorun: $(cat "${tmp}/job.out")"
 fi
 
-if PYTHONPATH="${prefix}/lib/python3/dist-packages" /usr/bin/python3 -c \
+if PYTHONPATH="${prefix}/lib/python3/dist-packages" "${python}" -c \
   "import zerorun, zerorun.hf, zerorun.lightning; from zerorun.v1 import coordinator_pb2" \
   2>"${tmp}/py.err"; then
   pass "the installed Python package imports"

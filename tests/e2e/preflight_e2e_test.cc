@@ -124,6 +124,26 @@ TEST_CASE("The config can come from --deepspeed in the train command", "[e2e]") 
   CHECK(j["ok"] == true);
 }
 
+TEST_CASE("A value HF Trainer would refuse: CRITICAL 78 for HF's command, WARN for others",
+          "[e2e]") {
+  TempDir dir;
+  const std::string config = dir.Write(
+      "ds.json", "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 1}");
+  const RunResult hf =
+      Preflight({"-H", kDemoHosts, "--device", "cpu", "/bin/true", "--deepspeed", config,
+                 "--output_dir", dir.path(), "--per_device_train_batch_size", "2"});
+  INFO(hf.out);
+  CHECK(hf.exit_code == 78);
+  CHECK_THAT(hf.out, Catch::Contains("train_micro_batch_size_per_gpu = 4 but HF Trainer computes "
+                                     "2 (from --per_device_train_batch_size 2 in the train "
+                                     "command) and would stop every rank at start-up"));
+  const RunResult other = Preflight({"-H", kDemoHosts, "--device", "cpu", "/bin/true",
+                                     "--deepspeed", config, "--per_device_train_batch_size", "2"});
+  INFO(other.out);
+  CHECK(other.exit_code == 0);
+  CHECK_THAT(other.out, Catch::Contains("if this is HF Trainer, it would stop every rank"));
+}
+
 TEST_CASE("Batch mismatch exits 78 with DeepSpeed's string and the values that work", "[e2e]") {
   TempDir dir;
   const std::string hosts = dir.Write("hosts.yaml",

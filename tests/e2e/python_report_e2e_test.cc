@@ -1,38 +1,30 @@
-// e2e: live status from Python trainers (issue 14). Real Python processes (Debian's python3 with
-// python3-grpcio/-protobuf) under the real zerorun report through the zerorun package
-// (build/python): a plain zerorun.report() loop, a real torch training loop, the HF Trainer and
-// Lightning callbacks (against stand-ins with their documented hooks: Debian ships neither
-// library), the auto-added callbacks of a pip-installed package; checked in `zerorun status
-// --json`. Outside zerorun every call is a no-op.
-#include <unistd.h>
+// e2e: live status from Python loops (issue 14). Real Python processes (the project venv's
+// interpreter, grpcio/protobuf/torch from PyPI) under the real zerorun report through the zerorun
+// package (build/python): a plain zerorun.report() loop and a real torch training loop, checked
+// in `zerorun status --json`. Outside zerorun every call is a no-op. The HF Trainer and Lightning
+// callbacks, inside the real libraries, are tests/python's (test_hf_trainer, test_lightning,
+// test_package).
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 #include <string>
 
 #include "nlohmann/json.hpp"
+#include "support/python_env.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 
 namespace zerorun::testing {
 namespace {
 
-const char kPython[] = "/usr/bin/python3";
-
 std::string PackagePath() { return std::string(ZR_TEST_BUILD_DIR) + "/python"; }
-std::string Fakes() { return SourcePath("tests/testdata/pyfakes"); }
-
-bool HavePythonDeps() {
-  return Run({kPython, "-c", "import grpc, google.protobuf"}, {}).exit_code == 0;
-}
 
 struct PyJob {
   TempDir dir;
   std::string config = dir.Write("ds.json", "{\"train_micro_batch_size_per_gpu\": 1}");
   // Runs `script` (written to the job's directory) on 2 ranks as job `id`; the final status.
   nlohmann::json Run(const std::string& id, const std::string& script,
-                     std::map<std::string, std::string> env = {},
-                     const std::string& python = kPython) {
+                     std::map<std::string, std::string> env = {}) {
+    const std::string python = VenvPython();
     const std::string path = dir.Write(id + ".py", script);
     env["ZR_HOME"] = dir.path() + "/home";
     if (env.count("PYTHONPATH") == 0) env["PYTHONPATH"] = PackagePath();
@@ -62,10 +54,6 @@ void CheckRanks(const nlohmann::json& status, int64_t step, double loss) {
 
 TEST_CASE("zerorun.report from a Python loop shows step, loss and tokens/s in zerorun status",
           "[e2e][python]") {
-  if (!HavePythonDeps()) {
-    WARN("skipped: python3-grpcio / python3-protobuf missing (deploy/install-deps.sh --test)");
-    return;
-  }
   PyJob job;
   const nlohmann::json status = job.Run("py-plain",
                                         "import zerorun\n"
@@ -77,7 +65,7 @@ TEST_CASE("zerorun.report from a Python loop shows step, loss and tokens/s in ze
   CHECK(status["ranks"][0]["tokens_per_second"].get<double>() == Approx(120.0));
   // Outside zerorun: no-ops, no connection, no error.
   const RunResult outside =
-      Run({kPython, "-c",
+      Run({VenvPython(), "-c",
            "import zerorun\n"
            "print(zerorun.enabled(), zerorun.report(step=1, loss=2.0),\n"
            "      zerorun.stop_requested())\n"},
@@ -88,10 +76,6 @@ TEST_CASE("zerorun.report from a Python loop shows step, loss and tokens/s in ze
 
 TEST_CASE("A real torch training loop reports its loss through the zerorun package",
           "[e2e][python][torch]") {
-  if (!HavePythonDeps() || Run({kPython, "-c", "import torch"}, {}).exit_code != 0) {
-    WARN("skipped: python3-torch or python3-grpcio missing (deploy/install-deps.sh --test)");
-    return;
-  }
   PyJob job;
   const nlohmann::json status =
       job.Run("py-torch",
@@ -114,70 +98,6 @@ TEST_CASE("A real torch training loop reports its loss through the zerorun packa
     CHECK(rank["loss"].get<double>() > 0);
     CHECK(rank["loss"].get<double>() < 1.0);
   }
-}
-
-TEST_CASE(
-    "HF Trainer and Lightning callbacks report steps and losses (stand-ins with the libraries' "
-    "documented hooks)",
-    "[e2e][python]") {
-  if (!HavePythonDeps()) {
-    WARN("skipped: python3-grpcio / python3-protobuf missing (deploy/install-deps.sh --test)");
-    return;
-  }
-  PyJob job;
-  const std::string path = PackagePath() + ":" + Fakes();
-  const nlohmann::json hf =
-      job.Run("py-hf",
-              "from transformers import Trainer\n"
-              "from zerorun.hf import ZerorunCallback\n"
-              "Trainer(callbacks=[ZerorunCallback()], max_steps=10).train()\n",
-              {{"PYTHONPATH", path}});
-  CheckRanks(hf, 10, 2.0 / 10);  // on_log at step 10 carried loss 2/10.
-  const nlohmann::json pl = job.Run("py-lightning",
-                                    "from lightning.pytorch import Trainer\n"
-                                    "from zerorun.lightning import ZerorunCallback\n"
-                                    "Trainer(callbacks=[ZerorunCallback()], max_steps=8).fit()\n",
-                                    {{"PYTHONPATH", path}});
-  CheckRanks(pl, 8, 3.0 / 8);
-}
-
-TEST_CASE(
-    "The pip-installed package adds its callback to every HF and Lightning Trainer when "
-    "ZERORUN_AUTO_CALLBACKS=1 (stand-ins with the libraries' documented hooks)",
-    "[e2e][python]") {
-  if (!HavePythonDeps() || Run({kPython, "-c", "import venv, ensurepip"}, {}).exit_code != 0) {
-    WARN("skipped: python3-venv, python3-grpcio or python3-protobuf missing");
-    return;
-  }
-  PyJob job;
-  const std::string venv = job.dir.path() + "/venv";
-  REQUIRE(Run({kPython, "-m", "venv", "--system-site-packages", venv}, {}).exit_code == 0);
-  // A copy of the build tree's package: pip builds in place.
-  const std::string source = job.dir.path() + "/pkg";
-  std::filesystem::copy(PackagePath(), source, std::filesystem::copy_options::recursive);
-  const RunResult pip = Run({venv + "/bin/pip", "install", "--quiet", "--no-build-isolation",
-                             "--no-deps", "--no-index", source},
-                            {}, "", 120);
-  INFO(pip.out + pip.err);
-  REQUIRE(pip.exit_code == 0);
-  const std::map<std::string, std::string> env = {{"PYTHONPATH", Fakes()},
-                                                  {"ZERORUN_AUTO_CALLBACKS", "1"}};
-  const nlohmann::json hf = job.Run("py-auto-hf",
-                                    "from transformers import Trainer\n"
-                                    "Trainer(max_steps=6).train()\n",
-                                    env, venv + "/bin/python3");
-  CheckRanks(hf, 6, 2.0 / 6);
-  const nlohmann::json pl = job.Run("py-auto-pl",
-                                    "from lightning.pytorch import Trainer\n"
-                                    "Trainer(max_steps=5).fit()\n",
-                                    env, venv + "/bin/python3");
-  CheckRanks(pl, 5, 3.0 / 5);
-  // Without the variable nothing is added.
-  const RunResult plain = Run({venv + "/bin/python3", "-c",
-                               "from transformers import Trainer\n"
-                               "print(len(Trainer().callbacks))\n"},
-                              {{"PYTHONPATH", Fakes()}, {"ZERORUN_AUTO_CALLBACKS", ""}});
-  CHECK(plain.out == "0\n");
 }
 
 }  // namespace

@@ -1,1 +1,0 @@
-"""Fake lightning (see ../README)."""

@@ -1,2 +1,0 @@
-"""Fake lightning.pytorch: Callback and Trainer."""
-from lightning.pytorch.trainer.trainer import Callback, Trainer  # noqa
