@@ -1,5 +1,6 @@
 // libFuzzer harness: the DeepSpeed config path pre-flight and InitFromEnv run on user text
-// (parse, validate, "auto", defaults, batch, typed read, the runtime's table, JSON output).
+// (parse, validate, "auto", HF Trainer's mismatches, defaults, batch, typed read, the runtime's
+// table, JSON output).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -21,6 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   inputs.train_args = {"--deepspeed", "x.json", "--per_device_train_batch_size", "4"};
   nlohmann::json config = doc->root;
   (void)ResolveAutoValues(&config, inputs);
+  (void)FindHfMismatches(doc->root, inputs);
   const nlohmann::json effective = EffectiveConfig(config);
   (void)Dump(effective, 2);
   (void)Summarize(effective);
