@@ -1,9 +1,12 @@
-"""The HF Trainer + DeepSpeed runs both launchers make (test_deepspeed_hf, test_two_hosts): the
-arguments, DeepSpeed's own launcher as the oracle (each config run once, on first use), and the
-checks that a zerorun run matches it."""
+"""The HF Trainer + DeepSpeed runs both launchers make (test_deepspeed_hf, test_deepspeed_zero3,
+test_two_hosts): the arguments, DeepSpeed's own launcher as the oracle (each config run once, on
+first use), and the checks that a zerorun run matches it (losses, config, environment, "auto")."""
+import json
 import os
 
-from conftest import SOURCE, deepspeed_launch, rank_results, script
+import pytest
+
+from conftest import LOCAL2, PYTHON, SOURCE, deepspeed_launch, rank_results, script
 
 # OMP_NUM_THREADS for both launchers: accelerate picks a count from LOCAL_WORLD_SIZE, which
 # DeepSpeed's launcher does not set (zerorun does, as torchrun); fixed, the arithmetic is equal.
@@ -65,3 +68,19 @@ def check_same_as_deepspeed(ours, theirs, env_expected=None):
             set(DS_RANK_VARS) | DIFFER_ON_PURPOSE
         # DeepSpeed's launcher passes --local_rank=N first; so does zerorun.
         assert mine["argv"][1] == f"--local_rank={expected['LOCAL_RANK']}"
+
+
+def check_auto_values(job, args, used):
+    """Pre-flight's resolution of every "auto" equals what the Trainer filled in."""
+    done = job.zerorun("preflight", "--json", "--hostfile", LOCAL2, "--device", "cpu",
+                       "--hidden-size", "32", PYTHON, script("hf_gpt.py"), *args)
+    report = json.loads(done.stdout)
+    assert report["ok"], done.stdout
+    resolved = {a["key"]: a["value"] for a in report["auto"] if a["resolved"]}
+    assert resolved, report["auto"]
+    for key, value in resolved.items():
+        node = used
+        for part in key.split("."):
+            node = node[part]
+        assert node == pytest.approx(value), (key, node, value)
+    return resolved

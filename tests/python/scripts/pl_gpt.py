@@ -32,13 +32,15 @@ class TinyLM(L.LightningModule):
     def __init__(self, sleep):
         super().__init__()
         self.sleep = sleep
-        self.net = torch.nn.Sequential(torch.nn.Embedding(VOCAB, HIDDEN), torch.nn.Linear(HIDDEN, HIDDEN),
-                                       torch.nn.GELU(), torch.nn.Linear(HIDDEN, VOCAB))
+        self.net = torch.nn.Sequential(torch.nn.Embedding(VOCAB, HIDDEN),
+                                       torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.GELU(),
+                                       torch.nn.Linear(HIDDEN, VOCAB))
         self.losses = {}
 
     def training_step(self, batch, batch_idx):
         logits = self.net(batch[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB),
+                                                 batch[:, 1:].reshape(-1))
         self.losses[self.global_step + 1] = loss.item()
         if self.sleep:
             time.sleep(self.sleep)
