@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -103,12 +104,13 @@ class Resolver {
 
   // Whether the train command sets flag `arg` (--arg, --arg true/false, --arg=V).
   std::optional<bool> FlagArg(const std::string& arg) const {
-    const bool present = FindArg(in_.train_args, arg).has_value() ||
-                         std::find(in_.train_args.begin(), in_.train_args.end(),
-                                   absl::StrCat("--", arg)) != in_.train_args.end();
-    if (!present) return std::nullopt;
-    std::optional<std::string> text = FindArg(in_.train_args, arg);
-    if (!text.has_value() || absl::StartsWith(*text, "--")) return true;  // Bare flag.
+    const std::optional<std::string> text = FindArg(in_.train_args, arg);
+    if (!text.has_value()) {
+      const bool bare = std::find(in_.train_args.begin(), in_.train_args.end(),
+                                  absl::StrCat("--", arg)) != in_.train_args.end();
+      return bare ? std::optional<bool>(true) : std::nullopt;
+    }
+    if (absl::StartsWith(*text, "--")) return true;  // Bare flag followed by another flag.
     const std::string lower = absl::AsciiStrToLower(*text);
     return !(lower == "false" || lower == "0" || lower == "no");
   }
@@ -353,8 +355,8 @@ std::vector<HfMismatch> FindHfMismatches(const json& config, const AutoInputs& i
   if (!FindArg(inputs.train_args, "deepspeed").has_value()) return out;
   const bool auto_batch = std::find(inputs.train_args.begin(), inputs.train_args.end(),
                                     "--auto_find_batch_size") != inputs.train_args.end();
-  // HF's fill_match keys, in its order. HF's value for a written key is what this resolver
-  // gives the key when it is "auto" (the resolver follows HF's rules), so each is asked so.
+  // HF's fill_match keys, in its order. HF's values are what this resolver (which follows HF's
+  // rules) gives them as "auto": one resolution of the config with every written one so.
   static const char* const kChecked[] = {"train_micro_batch_size_per_gpu",
                                          "gradient_accumulation_steps",
                                          "train_batch_size",
@@ -368,16 +370,24 @@ std::vector<HfMismatch> FindHfMismatches(const json& config, const AutoInputs& i
                                          "bf16.enabled",
                                          "scheduler.params.total_num_steps",
                                          "scheduler.params.warmup_num_steps"};
+  json probe = config;
+  std::map<std::string, json> written;
   for (const char* key : kChecked) {
     const std::string k = key;
     if (auto_batch && (k == "train_micro_batch_size_per_gpu" || k == "train_batch_size")) continue;
-    const json* written = Lookup(config, k);
-    if (written == nullptr || written->is_null() || IsAuto(*written)) continue;
-    json probe = config;
+    const json* value = Lookup(config, k);
+    if (value == nullptr || value->is_null() || IsAuto(*value)) continue;
+    written[k] = *value;
     Set(&probe, k, "auto");
-    for (const AutoValue& v : ResolveAutoValues(&probe, inputs)) {
-      if (v.key == k && v.resolved && v.value != *written) {
-        out.push_back({k, *written, v.value, v.source});
+  }
+  if (written.empty()) return out;
+  const std::vector<AutoValue> hf = ResolveAutoValues(&probe, inputs);
+  for (const char* key : kChecked) {  // In HF's order.
+    auto it = written.find(key);
+    if (it == written.end()) continue;
+    for (const AutoValue& v : hf) {
+      if (v.key == it->first && v.resolved && v.value != it->second) {
+        out.push_back({it->first, it->second, v.value, v.source});
       }
     }
   }

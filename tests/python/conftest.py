@@ -22,6 +22,19 @@ LOCAL2 = os.path.join(SOURCE, "tests", "testdata", "local2.txt")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(BUILD, "torch_extensions"))
 
 
+# TrainingArguments every plain (DDP) HF run of scripts/hf_gpt.py takes.
+HF_ARGS = ["--report_to", "none", "--save_strategy", "no", "--use_cpu", "--logging_steps", "1",
+           "--per_device_train_batch_size", "4"]
+
+
+def write_config(tmp_path, extra=None):
+    """tmp_path/ds.json: micro batch 4, clipping 1.0, plus `extra`; its path."""
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0,
+                                **(extra or {})}))
+    return str(path)
+
+
 def script(name):
     return os.path.join(SCRIPTS, name)
 

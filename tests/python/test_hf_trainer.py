@@ -5,11 +5,7 @@ train() returns, and nothing is left running."""
 import json
 import os
 
-from conftest import PYTHON, processes_with, rank_results, script
-
-HF_ARGS = ["--report_to", "none", "--save_strategy", "no", "--use_cpu", "--logging_steps", "1",
-           "--per_device_train_batch_size", "4"]
-
+from conftest import HF_ARGS, PYTHON, processes_with, rank_results, script, write_config
 
 def test_callback_reports_step_loss_and_progress(job, tmp_path):
     out = str(tmp_path / "out")
@@ -49,8 +45,3 @@ def test_zerorun_stop_ends_training_cleanly(job, tmp_path):
         assert rank["state"] == "exited" and rank["exit_code"] == 0, json.dumps(status)
     assert processes_with(out) == []
 
-
-def write_config(tmp_path):
-    path = tmp_path / "ds.json"
-    path.write_text(json.dumps({"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0}))
-    return str(path)

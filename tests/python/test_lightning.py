@@ -3,16 +3,9 @@ next-token model) on 2 ranks under zerorun: status shows every rank's step, loss
 `zerorun stop` ends fit() after the same batch on every rank; nothing is left running. And
 Lightning's own DeepSpeed strategy under zerorun behaves exactly as under DeepSpeed's launcher
 (on CPU both end with Lightning's "only supported on CUDA GPUs"; the CUDA run is issue 30's)."""
-import json
 
-from conftest import PYTHON, deepspeed_launch, processes_with, rank_results, script
-
-
-def write_config(tmp_path, extra=None):
-    path = tmp_path / "ds.json"
-    path.write_text(json.dumps({"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0,
-                                **(extra or {})}))
-    return str(path)
+from conftest import (PYTHON, deepspeed_launch, processes_with, rank_results, script,
+                      write_config)
 
 
 def test_callback_reports_step_loss_and_progress(job, tmp_path):

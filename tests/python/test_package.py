@@ -8,11 +8,7 @@ import site
 import subprocess
 import sys
 
-from conftest import SOURCE, rank_results, script
-
-HF_ARGS = ["--report_to", "none", "--save_strategy", "no", "--use_cpu", "--logging_steps", "1",
-           "--per_device_train_batch_size", "4"]
-
+from conftest import HF_ARGS, SOURCE, rank_results, script, write_config
 
 def installed_venv(tmp_path):
     """A venv whose site-packages also sees the project venv's; the package pip-installed into it
@@ -42,17 +38,16 @@ def test_import_without_pythonpath_and_auto_callbacks(job, tmp_path):
     assert str(tmp_path / "venv") in where.stdout and "zerorun.v1.RankReport" in where.stdout
     job.env.pop("PYTHONPATH")
     job.env["ZERORUN_AUTO_CALLBACKS"] = "1"
-    config = tmp_path / "ds.json"
-    config.write_text('{"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0}')
+    config = write_config(tmp_path)
     hf_out = str(tmp_path / "hf")
-    job.run(["--config", str(config), "--python", python, script("hf_gpt.py"), "--zr_out",
+    job.run(["--config", config, "--python", python, script("hf_gpt.py"), "--zr_out",
              hf_out, "--output_dir", str(tmp_path / "o"), "--max_steps", "5"] + HF_ARGS)
     for rank, result in zip(job.status()["ranks"], rank_results(hf_out)):
         assert result["callbacks"].count("ZerorunCallback") == 1
         assert rank["step"] == 5 and rank["total_steps"] == 5
     job.id += "-pl"
     pl_out = str(tmp_path / "pl")
-    job.run(["--config", str(config), "--python", python, script("pl_gpt.py"), "--zr_out",
+    job.run(["--config", config, "--python", python, script("pl_gpt.py"), "--zr_out",
              pl_out, "--max_steps", "4"])
     for rank, result in zip(job.status()["ranks"], rank_results(pl_out)):
         assert result["callbacks"].count("ZerorunCallback") == 1
@@ -61,6 +56,6 @@ def test_import_without_pythonpath_and_auto_callbacks(job, tmp_path):
     job.id += "-off"
     job.env["ZERORUN_AUTO_CALLBACKS"] = ""
     off_out = str(tmp_path / "off")
-    job.run(["--config", str(config), "--python", python, script("pl_gpt.py"), "--zr_out",
+    job.run(["--config", config, "--python", python, script("pl_gpt.py"), "--zr_out",
              off_out, "--max_steps", "2"])
     assert all(r["callbacks"] == [] for r in rank_results(off_out))
