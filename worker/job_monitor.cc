@@ -15,6 +15,7 @@
 #include "log_tail.h"
 #include "proc_util.h"
 #include "rank_supervisor.h"
+#include "shm_leftovers.h"
 #include "zerorun/v1/agent_state.pb.h"
 
 namespace zerorun::worker {
@@ -51,6 +52,7 @@ void JobRunner::RankEnded(Job* job, Rank* rank, v1::RankEvent event) {
     (void)job->journal.Flush();
     job->journal.Close();
     if (!job->cgroup.empty()) (void)KillAndRemoveCgroup(job->cgroup, [] {});
+    (void)RemoveShmLeftovers(job->shm_prefix, job->files.uid);
   }
 }
 
@@ -173,6 +175,7 @@ std::unique_ptr<JobRunner::Job> JobRunner::RestoreJob(const std::string& job_dir
   job->id = record.job_id();
   job->dir = job_dir;
   job->cgroup = record.cgroup();
+  job->shm_prefix = record.shm_prefix();
   job->owner = record.owner();
   job->files = FileOwner::FromRecord(record.run_as_uid());
   job->expect_watcher_until = absl::Now() + absl::Seconds(10);  // The launcher reconnecting.

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/fs.h"
 #include "cgroup.h"
+#include "shm_leftovers.h"
 #include "google/protobuf/util/json_util.h"
 #include "log_reader.h"
 #include "proc_util.h"
@@ -204,6 +205,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
     Rank& rank = job->ranks[i];
     // Everything the child needs is prepared before fork(): only async-signal-safe calls after.
     std::vector<std::string> env_strings = RankEnvironment(request.ranks(i), config_path, run_as);
+    if (i == 0) job->shm_prefix = DeepSpeedShmPrefix(env_strings, job->files.uid);
     std::vector<char*> envp;
     for (std::string& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -306,6 +308,7 @@ absl::StatusOr<v1::LaunchReply> JobRunner::Launch(const v1::LaunchRequest& reque
   record.set_created_unix_ms(absl::ToUnixMillis(absl::Now()));
   record.set_log_dir(log_dir);
   record.set_cgroup(job->cgroup);
+  record.set_shm_prefix(job->shm_prefix);
   record.set_owner(job->owner);
   record.set_run_as_uid(job->files.ToRecord());
   for (const Rank& rank : job->ranks) {

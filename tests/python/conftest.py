@@ -51,8 +51,9 @@ class Job:
 
     def command(self, args, hostfile=LOCAL2):
         # Each job its own rendezvous port: ctest runs tests side by side.
+        self.port = free_port()
         return [ZERORUN, "--hostfile", hostfile, "--device", "cpu", "--job-id", self.id,
-                "--master_port", str(free_port())] + args
+                "--master_port", str(self.port)] + args
 
     def run(self, args, timeout=600, hostfile=LOCAL2, check=True):
         done = subprocess.run(self.command(args, hostfile), env=self.env, capture_output=True,
@@ -125,6 +126,13 @@ def processes_with(text):
     return pids
 
 
+def shm_segments(port):
+    """The /dev/shm segments DeepSpeed's CPU collectives made for the rendezvous on `port`
+    (deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>; worker/shm_leftovers.h)."""
+    return [os.path.join("/dev/shm", name) for name in os.listdir("/dev/shm")
+            if re.fullmatch(rf"deepspeed_allreduce_buffer_\d+_.+_{port}_\d+", name)]
+
+
 def rank_results(out_dir, world=2):
     """The JSON each rank of a test script wrote into out_dir, by rank."""
     results = []
@@ -139,10 +147,17 @@ def deepspeed_launch(tmp, args, nproc=2, env=None, timeout=600, check=True):
     venv_bin = os.path.dirname(PYTHON)
     full_env = dict(os.environ, PATH=venv_bin + ":" + os.environ["PATH"],
                     PYTHONPATH=os.path.join(BUILD, "python"), **(env or {}))
-    done = subprocess.run([os.path.join(venv_bin, "deepspeed"), "--num_gpus", str(nproc),
-                           "--master_port", str(free_port())] + args,
-                          env=full_env, capture_output=True, text=True, timeout=timeout,
-                          cwd=str(tmp))
+    port = free_port()
+    try:
+        done = subprocess.run([os.path.join(venv_bin, "deepspeed"), "--num_gpus", str(nproc),
+                               "--master_port", str(port)] + args,
+                              env=full_env, capture_output=True, text=True, timeout=timeout,
+                              cwd=str(tmp))
+    finally:
+        # DeepSpeed's launcher leaves its ranks' 66 MB segments in /dev/shm (zerorun removes
+        # them): removed here so the oracle runs do not eat the machine's memory.
+        for path in shm_segments(port):
+            os.unlink(path)
     if check:
         assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-8000:]
     return done

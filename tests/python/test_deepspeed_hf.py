@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import PYTHON, SCRIPTS, rank_results, script
+from conftest import PYTHON, SCRIPTS, rank_results, script, shm_segments
 from hf_deepspeed import ENV, check_auto_values, check_same_as_deepspeed, hf_args
 
 
@@ -34,6 +34,11 @@ def test_zero2_each_launch_form_matches_deepspeed(job, tmp_path, oracle, form):
     job.run(FORMS[form](script("hf_gpt.py")) + args)
     ours = rank_results(str(tmp_path / "out"))
     check_same_as_deepspeed(ours, oracle["zero2"])
+    # DeepSpeed's CPU all-reduce made one /dev/shm segment per rank and left them; zerorun
+    # removed them once the ranks ended.
+    assert ours[0]["env"].get("MASTER_PORT") == str(job.port)
+    assert len(ours[0]["shm"]) == 2, ours[0]["shm"]
+    assert shm_segments(job.port) == []
     if form == "python-flag":
         resolved = check_auto_values(job, args, ours[0]["ds_config"])
         assert {"train_batch_size", "optimizer.params.lr",

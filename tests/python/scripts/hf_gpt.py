@@ -80,6 +80,10 @@ def main():
         json.dump({"rank": rank, "losses": record.losses, "step": trainer.state.global_step,
                    "max_steps": trainer.state.max_steps, "train_loss": record.train_loss,
                    "env": START_ENV,
+                   # DeepSpeed's CPU all-reduce segments for this job, as the ranks leave them.
+                   "shm": sorted(n for n in os.listdir("/dev/shm") if n.startswith(
+                       "deepspeed_allreduce_buffer_") and
+                       n.rsplit("_", 2)[-2] == os.environ.get("MASTER_PORT")),
                    "argv": sys.argv, "callbacks": [type(c).__name__ for c in
                                                    trainer.callback_handler.callbacks],
                    "ds_config": plugin.deepspeed_config if plugin else None}, f, default=str)
