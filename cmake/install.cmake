@@ -5,7 +5,7 @@
 #   this prefix's zerorund; the Python package in lib/python3/dist-packages.
 install(TARGETS zerorun_cli zerorund RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-set(zr_exported zr_runtime zr_comm zr_base zr_dsconfig zr_ckpt_format zr_proto zr_warnings)
+set(zr_exported zr_runtime zr_comm zr_status zr_base zr_dsconfig zr_ckpt_format zr_proto zr_warnings)
 if(ZR_WITH_CUDA)
   list(APPEND zr_exported zr_cuda)
 endif()

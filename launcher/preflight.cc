@@ -28,16 +28,11 @@ namespace {
 
 using json = nlohmann::json;
 using dsconfig::ConfigSummary;
-using dsconfig::EffectiveConfig;
 using dsconfig::FindArg;
 using dsconfig::JsonDocument;
 using dsconfig::LoadConfigJson;
 using dsconfig::Lookup;
-using dsconfig::ResolveAutoValues;
-using dsconfig::ResolveBatch;
-using dsconfig::SetBatch;
 using dsconfig::Summarize;
-using dsconfig::ValidateConfig;
 
 class Preflight {
  public:
@@ -172,12 +167,14 @@ class Preflight {
       Row("-", "config", kCritical, std::string(doc.status().message()), ExitFor(doc.status()));
       return;
     }
-    const std::vector<Finding> findings = ValidateConfig(*doc);
-    for (const Finding& f : findings) Row("-", f.check, StatusOf(f), f.detail, f.exit_code);
-    const bool config_ok = std::none_of(findings.begin(), findings.end(), [](const Finding& f) {
-      return f.status == dsconfig::kCritical;
-    });
-    if (config_ok) {
+    AutoInputs inputs = opt_.autos;
+    inputs.train_args = opt_.command.tail;
+    inputs.world_size = report_.world_size;
+    resolution_ = dsconfig::Resolve(*doc, inputs);
+    for (const Finding& f : resolution_.findings) {
+      Row("-", f.check, StatusOf(f), f.detail, f.exit_code);
+    }
+    if (resolution_.valid()) {
       const ConfigSummary written = Summarize(doc->root);
       Row("-", "config", kOk,
           absl::StrCat(report_.config_path, ": ZeRO stage ", written.stage,
@@ -186,11 +183,7 @@ class Preflight {
                        " param=", written.offload_param, " (DeepSpeed ", ZR_DEEPSPEED_SEMANTICS,
                        " semantics)"));
     }
-    json config = doc->root;
-    AutoInputs inputs = opt_.autos;
-    inputs.train_args = opt_.command.tail;
-    inputs.world_size = report_.world_size;
-    report_.autos = ResolveAutoValues(&config, inputs);
+    report_.autos = resolution_.autos;
     for (const AutoValue& v : report_.autos) {
       const std::string where = doc->Where(v.key);
       if (v.resolved) {
@@ -218,7 +211,7 @@ class Preflight {
                        dsconfig::Dump(m.hf), ", or change the train command"),
           kExitConfig);
     }
-    report_.effective_config = EffectiveConfig(config);
+    report_.effective_config = resolution_.effective;
     summary_ = Summarize(report_.effective_config);
   }
 
@@ -236,21 +229,9 @@ class Preflight {
     Row("-", "env", kOk, detail + names);
   }
 
-  // The value of a batch key: nullopt when unset; sets *unresolved when still "auto" or invalid.
-  std::optional<int64_t> BatchValue(const char* key, std::vector<std::string>* unresolved) {
-    const json* v = Lookup(report_.effective_config, key);
-    if (v == nullptr || v->is_null()) return std::nullopt;
-    if (std::optional<int64_t> n = dsconfig::WholeNumber(*v); n.has_value()) return n;
-    unresolved->push_back(key);  // "auto", or a value the config check already reported.
-    return std::nullopt;
-  }
-
   void CheckBatch() {
     if (report_.effective_config.is_null()) return;
-    std::vector<std::string> unresolved;
-    auto tb = BatchValue("train_batch_size", &unresolved);
-    auto mb = BatchValue("train_micro_batch_size_per_gpu", &unresolved);
-    auto ga = BatchValue("gradient_accumulation_steps", &unresolved);
+    const std::vector<std::string>& unresolved = resolution_.unresolved_batch;
     if (!unresolved.empty()) {
       std::string hint;
       for (const AutoValue& v : report_.autos) {
@@ -267,13 +248,12 @@ class Preflight {
       Row("-", "batch", kUnknown, "world size unknown (the hostfile or filter failed)");
       return;
     }
-    absl::StatusOr<BatchTriple> batch = ResolveBatch(tb, mb, ga, report_.world_size);
+    const absl::StatusOr<BatchTriple>& batch = *resolution_.batch;  // World size known: resolved.
     if (!batch.ok()) {
       Row("-", "batch", kCritical, std::string(batch.status().message()), kExitConfig);
       return;
     }
-    report_.batch = *batch;
-    SetBatch(*batch, &report_.effective_config);  // What the ranks train with.
+    report_.batch = *batch;  // Written into the effective config: what the ranks train with.
     Row("-", "batch", kOk,
         absl::StrCat("train_batch_size ", batch->train_batch_size, " = micro batch ",
                      batch->micro_batch_per_gpu, " x accumulation ",
@@ -517,6 +497,7 @@ class Preflight {
   AgentPool& agents_;
   PreflightReport report_;
   ConfigSummary summary_;
+  dsconfig::Resolution resolution_;  // The config document resolved for this job (ReadConfig).
 };
 
 }  // namespace

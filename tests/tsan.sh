@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ThreadSanitizer run of the threaded runtime tests (CI runs it): builds zr_runtime_tests with
 # -fsanitize=thread into ${ZR_TSAN_BUILD_DIR:-build-tsan} and runs the tests whose code has
-# threads of its own: the engine's communication thread (overlap_comm, stage-3 prefetch), the
-# Gloo communicator, the asynchronous checkpoint writer, and ZeRO-Infinity's swap threads; and
+# threads of its own: CPU streams and events (the device layer), the engine's communication
+# stream (overlap_comm, stage-3 prefetch), the Gloo communicator and its Work handles, the asynchronous checkpoint writer, and ZeRO-Infinity's swap threads; and
 # zerorund's credential-socket thread (zr_proto_tests [local_cred]) and its rank monitors under
 # back-pressure (zr_worker_tests [job_runner]). A data race fails the run.
 # Instrumented binaries that die at start with ASLR on this kernel are run under `setarch -R`.
@@ -34,7 +34,7 @@ run_tag() {
     grep -A30 "WARNING: ThreadSanitizer" "${build}/tsan.log" | head -60 || tail -40 "${build}/tsan.log"
   fi
 }
-for tags in "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
+for tags in "[device]" "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
   run_tag "${tags}" "${run[@]}"
 done
 proto=("${build}/tests/zr_proto_tests")

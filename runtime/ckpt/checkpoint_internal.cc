@@ -14,7 +14,8 @@ namespace zerorun::ckpt {
 absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::string& what) {
   std::vector<float> codes(static_cast<size_t>(comm.world_size()), 0.0f);
   codes[static_cast<size_t>(comm.rank())] = static_cast<float>(mine.code());
-  if (absl::Status s = comm.AllReduce(codes.data(), codes.size(), ReduceOp::kSum); !s.ok()) {
+  if (absl::Status s = comm.AllReduce(HostView(codes.data(), codes.size()), ReduceOp::kSum).Wait();
+      !s.ok()) {
     return s;
   }
   std::vector<int> failed;

@@ -112,7 +112,8 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
   absl::StatusOr<ckpt::Manifest> manifest = ckpt::ReadManifest(dir, tag_in);
   const bool weights = manifest.ok() && manifest->json.value("kind", "") == "weights";
   float votes = weights ? 1.0f : 0.0f;
-  if (absl::Status s = comm.AllReduce(&votes, 1, ReduceOp::kSum); !s.ok()) return s;
+  if (absl::Status s = comm.AllReduce(HostView(&votes, 1), ReduceOp::kSum).Wait(); !s.ok())
+    return s;
   if (votes == static_cast<float>(comm.world_size()) && !manifest->shards.empty()) {
     // The file whole against its sha256 once (rank 0), agreed before any rank reads from it.
     const absl::Status verified = comm.rank() == 0

@@ -134,7 +134,7 @@ absl::StatusOr<bool> PendingSave::Poll(Communicator& comm) {
   // The engine's gathers may still run on `comm` (overlap_comm): they go first.
   if (absl::Status s = impl_->engine->Sync(); !s.ok()) return s;
   float done = impl_->written.load() ? 1.0f : 0.0f;
-  if (absl::Status s = comm.AllReduce(&done, 1, ReduceOp::kSum); !s.ok()) return s;
+  if (absl::Status s = comm.AllReduce(HostView(&done, 1), ReduceOp::kSum).Wait(); !s.ok()) return s;
   if (done < static_cast<float>(comm.world_size())) return false;
   if (absl::Status s = Wait(comm); !s.ok()) return s;
   return true;
@@ -157,7 +157,9 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
   // Every rank's sha256, gathered as bytes in floats (exact below 2^24).
   std::vector<float> digests(static_cast<size_t>(comm.world_size()) * 32, 0.0f);
   for (int i = 0; i < 32; ++i) digests[static_cast<size_t>(rank) * 32 + i] = digest[i];
-  if (absl::Status s = comm.AllReduce(digests.data(), digests.size(), ReduceOp::kSum); !s.ok()) {
+  if (absl::Status s =
+          comm.AllReduce(HostView(digests.data(), digests.size()), ReduceOp::kSum).Wait();
+      !s.ok()) {
     return Discard(s, rank);
   }
   absl::Status published = absl::OkStatus();

@@ -10,9 +10,11 @@
 #include <gloo/transport/tcp/device.h>
 #include <gloo/transport/unbound_buffer.h>
 #include <gloo/types.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -20,6 +22,7 @@
 #include "base/cpu_clones.h"
 #include "zerorun/comm.h"
 #include "zerorun/dtype.h"
+#include "zerorun/flight_recorder.h"
 
 namespace zerorun {
 namespace {
@@ -73,8 +76,126 @@ class GlooCommunicator : public Communicator {
 
   int rank() const override { return context_->rank; }
   int world_size() const override { return context_->size; }
+  const char* backend() const override { return "gloo"; }
+  const char* reduction16() const override {
+    return "ring reduce-scatter: partial sums cross the wire in the 16-bit dtype, each hop adds "
+           "in fp32 and rounds to nearest even once; the last hop writes fp32 unrounded";
+  }
 
-  absl::Status AllReduce(float* data, size_t n, ReduceOp op) override {
+  Work AllReduce(BufferView data, ReduceOp op, Stream* stream) override {
+    if (absl::Status s = HostFp32("all_reduce", data); !s.ok()) return Work::Done(s, "all_reduce");
+    float* p = static_cast<float*>(data.data);
+    const size_t n = data.count;
+    return Launch("all_reduce", n * 4, stream, [this, p, n, op] { return DoAllReduce(p, n, op); });
+  }
+
+  Work ReduceScatter(BufferView in, BufferView out, ReduceOp op, Stream* stream) override {
+    constexpr const char* kOp = "reduce_scatter";
+    if (absl::Status s = CheckReduceScatter(*this, in, out); !s.ok()) return Work::Done(s, kOp);
+    const size_t shard = out.count;
+    const size_t bytes = shard * SizeOf(in.dtype) * static_cast<size_t>(world_size());
+    if (in.dtype == DType::kFp32) {
+      float* data = static_cast<float*>(in.data);
+      float* dst = static_cast<float*>(out.data);
+      return Launch(kOp, bytes, stream, [this, data, dst, shard, op] {
+        absl::Status s = DoReduceScatter(data, shard, op);
+        float* mine = data + static_cast<size_t>(rank()) * shard;
+        if (s.ok() && dst != mine) std::memcpy(dst, mine, shard * sizeof(float));
+        return s;
+      });
+    }
+    uint16_t* data = static_cast<uint16_t*>(in.data);
+    const DType dtype = in.dtype;
+    const BufferView result = out;
+    return Launch(kOp, bytes, stream, [this, data, dtype, result, shard, op] {
+      if (result.dtype == DType::kFp32) {
+        return DoReduceScatter16(data, shard, dtype, op, static_cast<float*>(result.data));
+      }
+      // A 16-bit result: the fp32 sum rounded once at the end.
+      if (wide_out_.size() < shard) wide_out_.resize(shard);
+      absl::Status s = DoReduceScatter16(data, shard, dtype, op, wide_out_.data());
+      if (s.ok()) FromFloat(dtype, wide_out_.data(), static_cast<uint16_t*>(result.data), shard);
+      return s;
+    });
+  }
+
+  Work AllGather(BufferView in, BufferView out, Stream* stream) override {
+    if (absl::Status s = CheckAllGather(*this, in, out); !s.ok())
+      return Work::Done(s, "all_gather");
+    char* data = static_cast<char*>(out.data);
+    const char* mine = static_cast<const char*>(in.data);
+    const size_t shard_bytes = in.bytes();
+    return Launch("all_gather", out.bytes(), stream, [this, data, mine, shard_bytes] {
+      char* slot = data + static_cast<size_t>(rank()) * shard_bytes;
+      if (slot != mine) std::memcpy(slot, mine, shard_bytes);
+      return AllGatherBytes(data, shard_bytes);
+    });
+  }
+
+  Work Broadcast(BufferView data, int root, Stream* stream) override {
+    absl::Status s = CheckRoot(*this, root);
+    if (s.ok() && data.device != Device::Cpu()) s = NotHost("broadcast", data);
+    if (!s.ok()) return Work::Done(s, "broadcast");
+    char* p = static_cast<char*>(data.data);
+    const size_t bytes = data.bytes();
+    return Launch("broadcast", bytes, stream, [this, p, bytes, root]() -> absl::Status {
+      if (world_size() == 1 || bytes == 0) return absl::OkStatus();
+      return Guard("broadcast", [&] {
+        ::gloo::BroadcastOptions opts(context_);
+        opts.setOutput(reinterpret_cast<uint8_t*>(p), bytes);
+        opts.setRoot(root);
+        opts.setTag(NextTag());
+        opts.setTimeout(timeout_);
+        ::gloo::broadcast(opts);
+      });
+    });
+  }
+
+  Work Barrier(Stream* stream) override {
+    return Launch("barrier", 0, stream, [this]() -> absl::Status {
+      if (world_size() == 1) return absl::OkStatus();
+      return Guard("barrier", [&] {
+        ::gloo::BarrierOptions opts(context_);
+        opts.setTag(NextTag());
+        opts.setTimeout(timeout_);
+        ::gloo::barrier(opts);
+      });
+    });
+  }
+
+ private:
+  // Runs `fn` now (no stream) or enqueued on `stream`, recorded in the flight recorder while it
+  // runs (hang reports name it).
+  template <typename Fn>
+  Work Launch(const char* op, size_t bytes, Stream* stream, Fn fn) {
+    auto task = [this, op, bytes, fn = std::move(fn)]() -> absl::Status {
+      FlightRecorder& recorder = FlightRecorder::Global();
+      const uint64_t seq = recorder.Begin(op, bytes, rank(), world_size());
+      absl::Status status = fn();
+      recorder.End(seq);
+      return status;
+    };
+    if (stream == nullptr) return Work::Done(task(), op);
+    stream->Enqueue(std::move(task));
+    return Work(stream->Record(), op);
+  }
+
+  absl::Status NotHost(const char* op, const BufferView& view) const {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", rank(), ": ", op, " on gloo takes host memory, not a view on ",
+        view.device.ToString(), ". Fix: a CPU buffer, or the NCCL backend for device memory"));
+  }
+
+  absl::Status HostFp32(const char* op, const BufferView& view) const {
+    if (view.device != Device::Cpu()) return NotHost(op, view);
+    if (view.dtype != DType::kFp32) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", rank(), ": ", op, " on gloo takes fp32, not ", DTypeName(view.dtype)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status DoAllReduce(float* data, size_t n, ReduceOp op) {
     if (world_size() == 1 || n == 0) return absl::OkStatus();
     return Guard("all-reduce", [&] {
       ::gloo::AllreduceOptions opts(context_);
@@ -92,7 +213,7 @@ class GlooCommunicator : public Communicator {
     });
   }
 
-  absl::Status ReduceScatter(float* data, size_t shard, ReduceOp op) override {
+  absl::Status DoReduceScatter(float* data, size_t shard, ReduceOp op) {
     if (world_size() == 1 || shard == 0) return absl::OkStatus();
     return Guard("reduce-scatter", [&] {
       RingReduceScatter(data, shard, [](float* dst, const float* src, size_t n, bool /*last*/) {
@@ -102,11 +223,8 @@ class GlooCommunicator : public Communicator {
     });
   }
 
-  absl::Status ReduceScatter16(uint16_t* data, size_t shard, DType dtype, ReduceOp op,
-                               float* out) override {
-    if (dtype == DType::kFp32) {
-      return absl::InvalidArgumentError("ReduceScatter16 takes bf16 or fp16, not fp32");
-    }
+  absl::Status DoReduceScatter16(uint16_t* data, size_t shard, DType dtype, ReduceOp op,
+                                 float* out) {
     uint16_t* mine = data + static_cast<size_t>(rank()) * shard;
     if (world_size() == 1 || shard == 0) {
       ToFloat(dtype, mine, out, shard);
@@ -128,40 +246,6 @@ class GlooCommunicator : public Communicator {
         AddInto(o, wide, n);
       });
       if (op == ReduceOp::kAvg) Scale(out, shard);
-    });
-  }
-
-  absl::Status AllGather(float* data, size_t shard) override {
-    return AllGatherBytes(reinterpret_cast<char*>(data), shard * sizeof(float));
-  }
-
-  absl::Status AllGather16(uint16_t* data, size_t shard) override {
-    return AllGatherBytes(reinterpret_cast<char*>(data), shard * sizeof(uint16_t));
-  }
-
-  absl::Status Broadcast(float* data, size_t n, int root) override {
-    if (root < 0 || root >= world_size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("broadcast root ", root, " is not a rank of ", world_size()));
-    }
-    if (world_size() == 1 || n == 0) return absl::OkStatus();
-    return Guard("broadcast", [&] {
-      ::gloo::BroadcastOptions opts(context_);
-      opts.setOutput(data, n);
-      opts.setRoot(root);
-      opts.setTag(NextTag());
-      opts.setTimeout(timeout_);
-      ::gloo::broadcast(opts);
-    });
-  }
-
-  absl::Status Barrier() override {
-    if (world_size() == 1) return absl::OkStatus();
-    return Guard("barrier", [&] {
-      ::gloo::BarrierOptions opts(context_);
-      opts.setTag(NextTag());
-      opts.setTimeout(timeout_);
-      ::gloo::barrier(opts);
     });
   }
 
@@ -280,8 +364,9 @@ class GlooCommunicator : public Communicator {
   const std::chrono::milliseconds timeout_;
   const size_t segment_bytes_;
   uint32_t next_tag_ = 1;
-  std::vector<float> recv_;     // Reduce-scatter receive buffer.
-  std::vector<float> scratch_;  // 16-bit partial sums widened to fp32.
+  std::vector<float> recv_;      // Reduce-scatter receive buffer.
+  std::vector<float> scratch_;   // 16-bit partial sums widened to fp32.
+  std::vector<float> wide_out_;  // A 16-bit reduce-scatter's fp32 result before rounding.
 };
 
 }  // namespace
@@ -292,6 +377,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(KvStore& st
   if (world_size < 1 || rank < 0 || rank >= world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("rank ", rank, " is not within a world of ", world_size));
+  }
+  // Debian's Gloo writes to its sockets without MSG_NOSIGNAL: a peer dying mid-collective would
+  // kill this process with SIGPIPE instead of failing the collective with Aborted naming it.
+  // Ignored as Python ignores it (torch ranks never see it); a handler of the program's stays.
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
   }
   try {
     GlooStoreAdapter adapter(store, options.timeout);

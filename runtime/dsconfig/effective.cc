@@ -1,6 +1,7 @@
 // ResolveEffectiveConfig and ReadTrainingConfig: the effective config, resolved once, read typed.
 #include "dsconfig/effective.h"
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -61,35 +62,53 @@ void SetBatch(const BatchTriple& batch, json* effective) {
   (*effective)["gradient_accumulation_steps"] = batch.gradient_accumulation_steps;
 }
 
+bool Resolution::valid() const {
+  return std::none_of(findings.begin(), findings.end(),
+                      [](const Finding& f) { return f.status == kCritical; });
+}
+
+Resolution Resolve(const JsonDocument& doc, const AutoInputs& inputs) {
+  Resolution r;
+  r.findings = ValidateConfig(doc);
+  json config = doc.root;
+  r.autos = ResolveAutoValues(&config, inputs);
+  r.effective = EffectiveConfig(config);
+  std::optional<int64_t> values[3];
+  for (int i = 0; i < 3; ++i) {
+    const json* v = Lookup(r.effective, kBatchKeys[i]);
+    if (v == nullptr || v->is_null()) continue;
+    values[i] = WholeNumber(*v);
+    if (!values[i].has_value()) r.unresolved_batch.push_back(kBatchKeys[i]);
+  }
+  if (!r.unresolved_batch.empty() || inputs.world_size < 1) return r;
+  r.batch = ResolveBatch(values[0], values[1], values[2], inputs.world_size);
+  if (r.batch->ok()) SetBatch(**r.batch, &r.effective);
+  return r;
+}
+
 absl::StatusOr<json> ResolveEffectiveConfig(const JsonDocument& doc, const AutoInputs& inputs) {
-  for (const Finding& f : ValidateConfig(doc)) {
+  AutoInputs at_least_one = inputs;
+  at_least_one.world_size = std::max(inputs.world_size, 1);
+  Resolution r = Resolve(doc, at_least_one);
+  for (const Finding& f : r.findings) {
     if (f.status == kCritical) return absl::InvalidArgumentError(f.detail);
   }
-  json config = doc.root;
-  for (const AutoValue& v : ResolveAutoValues(&config, inputs)) {
+  for (const AutoValue& v : r.autos) {
     if (!v.resolved) {
       return absl::FailedPreconditionError(absl::StrCat(
           doc.Where(v.key), ": ", v.key, " is \"auto\" and nothing resolves it. Fix: ", v.source));
     }
   }
-  json effective = EffectiveConfig(config);
-  std::optional<int64_t> values[3];
-  for (int i = 0; i < 3; ++i) {
-    const json* v = Lookup(effective, kBatchKeys[i]);
-    if (v == nullptr || v->is_null()) continue;
-    values[i] = WholeNumber(*v);
-    if (!values[i].has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(doc.Where(kBatchKeys[i]), ": ", kBatchKeys[i],
-                                                     " is ", Dump(*v), "; it must be an integer"));
-    }
+  if (!r.unresolved_batch.empty()) {
+    const std::string& key = r.unresolved_batch.front();
+    return absl::InvalidArgumentError(absl::StrCat(doc.Where(key), ": ", key, " is ",
+                                                   Dump(*Lookup(r.effective, key)),
+                                                   "; it must be an integer"));
   }
-  absl::StatusOr<BatchTriple> batch =
-      ResolveBatch(values[0], values[1], values[2], inputs.world_size > 0 ? inputs.world_size : 1);
-  if (!batch.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(doc.path, ": ", batch.status().message()));
+  if (!r.batch->ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(doc.path, ": ", r.batch->status().message()));
   }
-  SetBatch(*batch, &effective);
-  return effective;
+  return std::move(r.effective);
 }
 
 absl::StatusOr<TrainingConfig> ReadTrainingConfig(const json& effective) {

@@ -196,11 +196,13 @@ absl::StatusOr<RankContext> InitFromEnv(const InitOptions& options) {
   comm_options.hostname = ctx.address;
   comm_options.name = absl::StrCat(ctx.job_id, "/world");
   absl::StatusOr<std::unique_ptr<Communicator>> comm =
-      CreateGlooCommunicator(*ctx.store, ctx.rank, ctx.world_size, comm_options);
+      CreateCommunicator(options.device, *ctx.store, ctx.rank, ctx.world_size, comm_options);
   if (!comm.ok()) {
-    return Breadcrumb(comm.status(), ctx.rank, absl::StrCat("gloo on ", ctx.address));
+    return Breadcrumb(
+        comm.status(), ctx.rank,
+        absl::StrCat("communicator for ", options.device.ToString(), " on ", ctx.address));
   }
-  ctx.comm = WithFlightRecorder(*std::move(comm));  // Hang reports name the collective.
+  ctx.comm = *std::move(comm);  // Its collectives are in the flight recorder: hang reports.
   return ctx;
 }
 

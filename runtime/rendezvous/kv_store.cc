@@ -77,13 +77,4 @@ absl::StatusOr<std::string> FileKvStore::Get(const std::string& key, absl::Durat
   }
 }
 
-absl::Status CoordinatorKvStore::Set(const std::string& key, const std::string& value) {
-  return client_->Set(key, value);
-}
-
-absl::StatusOr<std::string> CoordinatorKvStore::Get(const std::string& key,
-                                                    absl::Duration timeout) {
-  return client_->Get(key, timeout);
-}
-
 }  // namespace zerorun

@@ -8,6 +8,7 @@
 #include "base/rank_env.h"
 #include "grpc_util.h"
 #include "zerorun/flight_recorder.h"
+#include "zerorun/kv_store.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"
 
 namespace zerorun {
@@ -144,6 +145,17 @@ void CoordinatorClient::StartHeartbeat(absl::Duration interval) {
       mu_.AwaitWithTimeout(zerorun::Condition(&stopping_), interval);
     }
   });
+}
+
+// CoordinatorKvStore (zerorun/kv_store.h) lives here, beside the client it forwards to: the
+// stores of zr_comm stay free of gRPC.
+absl::Status CoordinatorKvStore::Set(const std::string& key, const std::string& value) {
+  return client_->Set(key, value);
+}
+
+absl::StatusOr<std::string> CoordinatorKvStore::Get(const std::string& key,
+                                                    absl::Duration timeout) {
+  return client_->Get(key, timeout);
 }
 
 }  // namespace zerorun

@@ -1,5 +1,6 @@
-// Internal state of ZeroEngine shared by zero_engine.cc (set-up, step, memory) and
-// zero_units.cc (acquire, release, gather, prefetch, gradients).
+// Internal state of ZeroEngine shared by zero_engine.cc (set-up, step, memory), zero_units.cc
+// (acquire, release, gather, prefetch, gradients), zero_values.cc (values, masters) and
+// zero_comm.cc (the communication stream). Engine-thread state unless marked otherwise.
 #ifndef ZERORUN_RUNTIME_ZERO_ENGINE_INTERNAL_H_
 #define ZERORUN_RUNTIME_ZERO_ENGINE_INTERNAL_H_
 
@@ -7,10 +8,17 @@
 #include <deque>
 #include <vector>
 
-#include "zero/comm_worker.h"
+#include "zerorun/comm.h"
 #include "zerorun/zero_engine.h"
 
 namespace zerorun {
+
+// A point on the engine's communication stream: the work before it, and its place in issue order
+// (seq 0: nothing issued; its Work is complete).
+struct ZeroEngine::CommMark {
+  Work work;
+  uint64_t seq = 0;
+};
 
 struct ZeroEngine::Unit {
   bool resident = true;          // Full working copy held (stages 0-2; persistent units of 3).
@@ -22,8 +30,8 @@ struct ZeroEngine::Unit {
   size_t state_base = 0;         // Where the unit's owned elements start in state order.
   int refs = 0;                  // Live guards.
   int view = -1;                 // Parameter slot with the fp32 view, -1 when none.
-  uint64_t view_ticket = 0;      // The gather that fills `view`.
-  uint64_t ready_ticket = 0;     // Resident weights: the post-step gather to wait for.
+  CommMark view_ready;           // The gather that fills `view`.
+  CommMark weights_ready;        // Resident weights: the post-step gather to wait for.
   bool prefetched = false;       // Gathered ahead and not yet acquired.
   bool keep = false;             // KeepForBackward.
   Pass last_pass = Pass::kForward;
@@ -40,12 +48,14 @@ class ZeroEngine::Slots {
   struct Buffer {
     std::vector<float> f32;
     std::vector<uint16_t> f16;
-    int owner = -1;           // Unit, or -1 when free.
-    uint64_t busy_until = 0;  // Gradient slots: the reduce-scatter still reading it.
+    int owner = -1;       // Unit, or -1 when free.
+    CommMark busy_until;  // Gradient slots: the reduce-scatter still reading it.
+    bool in16 = false;    // Gradient slots: this micro-step's values are in f16 (WorkingGrads).
   };
   // A new buffer (owner -1); its index.
   int Add() {
-    buffers_.push_back(Buffer{std::vector<float>(floats_), std::vector<uint16_t>(halves_)});
+    buffers_.push_back(
+        Buffer{std::vector<float>(floats_), std::vector<uint16_t>(halves_), -1, {}, false});
     return static_cast<int>(buffers_.size()) - 1;
   }
   Buffer& operator[](int i) { return buffers_[static_cast<size_t>(i)]; }
@@ -59,6 +69,11 @@ class ZeroEngine::Slots {
   size_t floats_, halves_;
   std::deque<Buffer> buffers_;  // A deque: Add() never moves a buffer the worker is using.
 };
+
+// In-place collectives on a unit's padded buffer of world_size() shards (the rank's own shard at
+// rank() * shard), on the calling thread (the engine's stream runs them).
+absl::Status GatherInPlace(Communicator& comm, BufferView full);
+absl::Status ReduceScatterInPlace(Communicator& comm, BufferView full, ReduceOp op);
 
 }  // namespace zerorun
 

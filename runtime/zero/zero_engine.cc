@@ -155,12 +155,12 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
   }
   param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
   grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
-  worker_ =
-      std::make_unique<CommWorker>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
+  comm_async_ = options_.overlap_comm && comm_->world_size() > 1;
+  comm_stream_ = CreateCpuStream(comm_async_);
   if (options_.dtype == DType::kFp16) state_.scaler() = LossScaler(options_.loss_scale);
 }
 
-ZeroEngine::~ZeroEngine() { (void)worker_->Drain(); }
+ZeroEngine::~ZeroEngine() { (void)comm_stream_->Synchronize(); }
 
 size_t ZeroEngine::Owned(size_t unit) const {
   return options_.stage == 0 ? layout_.units()[unit].padded : layout_.units()[unit].shard;
@@ -174,36 +174,6 @@ std::pair<size_t, size_t> ZeroEngine::OwnedPart(size_t unit, size_t tensor) cons
   const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
   const size_t begin = OwnedBegin(unit), end = begin + Owned(unit);
   return {std::max(begin, tl.offset), std::min(end, tl.offset + tl.numel)};
-}
-
-absl::Status ZeroEngine::CheckOrderAcrossRanks() {
-  // FNV-1a over the (unit, pass) sequence; its 8 bytes b_i and b_i^2 are summed over ranks in
-  // fp32 (exact: < 2^24), and N * sum(b^2) == sum(b)^2 for every byte iff all ranks agree.
-  uint64_t hash = 1469598103934665603ull;
-  auto mix = [&](uint64_t v) { hash = (hash ^ v) * 1099511628211ull; };
-  mix(trace_.size());
-  for (const auto& [unit, pass] : trace_) mix(unit * 2 + (pass == Pass::kBackward ? 1 : 0));
-  float sums[16];
-  for (int i = 0; i < 8; ++i) {
-    const float b = static_cast<float>((hash >> (8 * i)) & 0xff);
-    sums[i] = b;
-    sums[8 + i] = b * b;
-  }
-  if (absl::Status s = comm_->AllReduce(sums, 16, ReduceOp::kSum); !s.ok()) return s;
-  const double n = comm_->world_size();
-  for (int i = 0; i < 8; ++i) {
-    if (n * sums[8 + i] != static_cast<double>(sums[i]) * sums[i]) {
-      stats_.order_consistent = false;
-    }
-  }
-  if (!stats_.order_consistent) {
-    prefetch_enabled_ = false;
-    std::fprintf(stderr,
-                 "zerorun: rank %d: the ranks acquired their units in different orders in the "
-                 "first step; prefetching is off (every rank must acquire in the same order)\n",
-                 comm_->rank());
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
@@ -278,8 +248,6 @@ void ZeroEngine::ZeroGrads() {
   state_.ZeroAccumulator();
 }
 
-absl::Status ZeroEngine::Sync() { return worker_->Drain(); }
-
 absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value) {
   const PhaseClock::Scope optimizer(&phase_clock_, Phase::kOptimizer);
   absl::StatusOr<StepResult> result = StepPhases(step, lr, value);
@@ -298,7 +266,7 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
                        " at Step()"));
     }
   }
-  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  if (absl::Status s = Sync(); !s.ok()) return s;
   for (size_t ui = 0; ui < units_.size(); ++ui) FreeView(ui);
   if (!first_step_done_) {
     const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
@@ -315,16 +283,17 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
     const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
     absl::Status s;
     if (!sixteen()) {
-      s = options_.stage == 0 ? comm_->AllReduce(u.grad32.data(), ul.padded, ReduceOp::kAvg)
-                              : comm_->ReduceScatter(u.grad32.data(), ul.shard, ReduceOp::kAvg);
+      const BufferView full = HostView(u.grad32.data(), ul.padded);
+      s = options_.stage == 0 ? comm_->AllReduce(full, ReduceOp::kAvg).Wait()
+                              : ReduceScatterInPlace(*comm_, full, ReduceOp::kAvg);
     } else {
       // In the working dtype, as DeepSpeed: reduce-scatter, round the own shard, (stage 0) gather.
+      const BufferView full = HostView(u.grad16.data(), ul.padded, options_.dtype);
       tmp.resize(ul.shard);
-      s = comm_->ReduceScatter16(u.grad16.data(), ul.shard, options_.dtype, ReduceOp::kAvg,
-                                 tmp.data());
+      s = comm_->ReduceScatter(full, HostView(tmp.data(), ul.shard), ReduceOp::kAvg).Wait();
       const size_t mine = static_cast<size_t>(comm_->rank()) * ul.shard;
       if (s.ok()) FromFloat(options_.dtype, tmp.data(), u.grad16.data() + mine, ul.shard);
-      if (s.ok() && options_.stage == 0) s = comm_->AllGather16(u.grad16.data(), ul.shard);
+      if (s.ok() && options_.stage == 0) s = GatherInPlace(*comm_, full);
     }
     if (!s.ok()) return s;
   }
@@ -346,7 +315,8 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   // One all-reduce for the squared norm (stage 0 holds it whole already) and the caller's value.
   float sums[2] = {options_.stage > 0 ? static_cast<float>(local) : 0.0f, value};
   if (absl::Status s = phase_clock_.Charge(
-          Phase::kCommWait, [&] { return comm_->AllReduce(sums, 2, ReduceOp::kSum); });
+          Phase::kCommWait,
+          [&] { return comm_->AllReduce(HostView(sums, 2), ReduceOp::kSum).Wait(); });
       !s.ok()) {
     return s;
   }
@@ -454,9 +424,9 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
       float* w32 = u.work32.data();
       const size_t shard = ul.shard;
       const bool half = sixteen();
-      u.ready_ticket = worker_->Submit([this, w16, w32, shard, half] {
-        return half ? comm_->AllGather16(w16, shard) : comm_->AllGather(w32, shard);
-      });
+      const size_t padded = shard * static_cast<size_t>(comm_->world_size());
+      const BufferView full = half ? HostView(w16, padded, options_.dtype) : HostView(w32, padded);
+      u.weights_ready = Submit([this, full] { return GatherInPlace(*comm_, full); });
     }
   }
   if (swap_ != nullptr) {
@@ -468,7 +438,7 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   }
   state_.set_last_step(step);
   ZeroGrads();
-  if (absl::Status s = worker_->Wait(0); !s.ok()) return s;  // Inline gathers' errors.
+  if (absl::Status s = comm_stream_->status(); !s.ok()) return s;  // Inline gathers' errors.
   return result;
 }
 

@@ -12,7 +12,7 @@
 namespace zerorun {
 
 UnitGuard::UnitGuard(UnitGuard&& other) noexcept
-    : engine_(other.engine_), unit_(other.unit_), base_(other.base_) {
+    : engine_(other.engine_), unit_(other.unit_), base_(other.base_), working_(other.working_) {
   other.engine_ = nullptr;
 }
 
@@ -22,6 +22,11 @@ UnitGuard::~UnitGuard() {
 
 float* UnitGuard::tensor(size_t index) const {
   return base_ + engine_->layout().units()[unit_].tensors[index].offset;
+}
+
+BufferView UnitGuard::weights(size_t index) const {
+  const TensorLayout& tl = engine_->layout().units()[unit_].tensors[index];
+  return working_.Slice(tl.offset, tl.numel);
 }
 
 std::vector<float*> UnitGuard::tensors() const {
@@ -62,9 +67,9 @@ absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
   u.last_use = ++clock_;
   u.last_pass = pass;
   float* base = nullptr;
-  if (u.ready_ticket != 0) {  // The post-step gather of these weights.
-    if (absl::Status s = worker_->Wait(u.ready_ticket); !s.ok()) return s;
-    u.ready_ticket = 0;
+  if (u.weights_ready.seq != 0) {  // The post-step gather of these weights.
+    if (absl::Status s = AwaitComm(u.weights_ready); !s.ok()) return s;
+    u.weights_ready = CommMark{};
   }
   if (u.resident && !sixteen()) {
     base = u.work32.data();
@@ -74,13 +79,19 @@ absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
       if (!slot.ok()) return slot.status();
       StartView(unit, *slot);
     }
-    if (absl::Status s = worker_->Wait(u.view_ticket); !s.ok()) return s;
+    if (absl::Status s = AwaitComm(u.view_ready); !s.ok()) return s;
     u.prefetched = false;
     base = (*param_slots_)[u.view].f32.data();
   }
+  const size_t padded = layout_.units()[unit].padded;
+  BufferView working = HostView(base, padded);
+  if (sixteen()) {
+    uint16_t* w16 = u.resident ? u.work16.data() : (*param_slots_)[u.view].f16.data();
+    working = HostView(w16, padded, options_.dtype);
+  }
   ++u.refs;
   if (prefetch_enabled_ && first_step_done_ && options_.stage == 3) PrefetchAhead();
-  return UnitGuard(this, unit, base);
+  return UnitGuard(this, unit, base, working);
 }
 
 absl::StatusOr<int> ZeroEngine::TakeParamSlot(bool prefetch) {
@@ -115,7 +126,7 @@ void ZeroEngine::StartView(size_t unit, int slot) {
   const UnitLayout& ul = layout_.units()[unit];
   if (u.resident) {  // 16-bit weights held in full: widen, no communication.
     ToFloat(options_.dtype, u.work16.data(), buffer.f32.data(), ul.padded);
-    u.view_ticket = 0;
+    u.view_ready = CommMark{};
     return;
   }
   ++stats_.gathers;
@@ -131,20 +142,20 @@ void ZeroEngine::StartView(size_t unit, int slot) {
     std::copy(u.work16.begin(), u.work16.end(), f16 + offset);
   }
   const bool read = u.on_nvme;
-  u.view_ticket =
-      worker_->Submit([this, unit, f32, f16, wide, read, offset, &ul]() -> absl::Status {
-        const FlightUnit flight(ul.name);
-        if (read) {
-          void* mine = wide ? static_cast<void*>(f32 + offset) : static_cast<void*>(f16 + offset);
-          // Charged as I/O when inline; on the communication thread the caller's wait is.
-          const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
-          if (absl::Status s = param_swap_->Read(unit, mine); !s.ok()) return s;
-        }
-        if (wide) return comm_->AllGather(f32, ul.shard);
-        if (absl::Status s = comm_->AllGather16(f16, ul.shard); !s.ok()) return s;
-        ToFloat(options_.dtype, f16, f32, ul.padded);
-        return absl::OkStatus();
-      });
+  u.view_ready = Submit([this, unit, f32, f16, wide, read, offset, &ul]() -> absl::Status {
+    const FlightUnit flight(ul.name);
+    if (read) {
+      void* mine = wide ? static_cast<void*>(f32 + offset) : static_cast<void*>(f16 + offset);
+      // Charged as I/O when inline; on the communication thread the caller's wait is.
+      const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
+      if (absl::Status s = param_swap_->Read(unit, mine); !s.ok()) return s;
+    }
+    if (wide) return GatherInPlace(*comm_, HostView(f32, ul.padded));
+    const BufferView full16 = HostView(f16, ul.padded, options_.dtype);
+    if (absl::Status s = GatherInPlace(*comm_, full16); !s.ok()) return s;
+    ToFloat(options_.dtype, f16, f32, ul.padded);
+    return absl::OkStatus();
+  });
 }
 
 void ZeroEngine::FreeView(size_t unit) {
@@ -213,16 +224,45 @@ absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
   if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
   Unit& u = units_[unit];
   if (!sixteen() && options_.stage < 2) return u.grad32.data();
+  absl::StatusOr<int> slot = TakeGradSlot(unit, /*sixteen_view=*/false);
+  if (!slot.ok()) return slot.status();
+  return (*grad_slots_)[*slot].f32.data();
+}
+
+absl::StatusOr<BufferView> ZeroEngine::WorkingGrads(size_t unit) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  const size_t padded = layout_.units()[unit].padded;
+  if (!sixteen()) {
+    absl::StatusOr<float*> g = Grads(unit);
+    if (!g.ok()) return g.status();
+    return HostView(*g, padded);
+  }
+  absl::StatusOr<int> slot = TakeGradSlot(unit, /*sixteen_view=*/true);
+  if (!slot.ok()) return slot.status();
+  return HostView((*grad_slots_)[*slot].f16.data(), padded, options_.dtype);
+}
+
+absl::StatusOr<int> ZeroEngine::TakeGradSlot(size_t unit, bool sixteen_view) {
+  Unit& u = units_[unit];
   Slots& slots = *grad_slots_;
-  if (u.grad_slot >= 0) return slots[u.grad_slot].f32.data();
+  if (u.grad_slot >= 0) {  // Taken again in this micro-step (tied weights): the same buffer.
+    if (slots[u.grad_slot].in16 != sixteen_view) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("unit ", unit, " (", layout_.units()[unit].name,
+                       "): Grads() and WorkingGrads() in one micro-step; use one of them"));
+    }
+    return u.grad_slot;
+  }
   // Reductions finish in submission order, so the free slot used longest ago frees first; a new
   // slot (up to grad_slots) beats waiting for it. Slot choice never changes what is
   // communicated, so it may depend on timing.
   int pick = -1;
   for (int i = 0; i < slots.size(); ++i) {
-    if (slots[i].owner < 0 && (pick < 0 || slots[i].busy_until < slots[pick].busy_until)) pick = i;
+    if (slots[i].owner < 0 && (pick < 0 || slots[i].busy_until.seq < slots[pick].busy_until.seq)) {
+      pick = i;
+    }
   }
-  const bool busy = pick >= 0 && !worker_->Done(slots[pick].busy_until);
+  const bool busy = pick >= 0 && !slots[pick].busy_until.work.Test();
   if ((pick < 0 || busy) && slots.size() < static_cast<int>(options_.grad_slots)) {
     pick = slots.Add();
   }
@@ -232,12 +272,18 @@ absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
                      " gradient slots are in use: call GradsReady() for a "
                      "unit before taking the gradients of another"));
   }
-  if (absl::Status s = worker_->Wait(slots[pick].busy_until); !s.ok()) return s;
+  if (absl::Status s = AwaitComm(slots[pick].busy_until); !s.ok()) return s;
   Slots::Buffer& buffer = slots[pick];
-  std::fill_n(buffer.f32.begin(), layout_.units()[unit].padded, 0.0f);
+  const size_t padded = layout_.units()[unit].padded;
+  if (sixteen_view) {
+    std::fill_n(buffer.f16.begin(), padded, uint16_t{0});
+  } else {
+    std::fill_n(buffer.f32.begin(), padded, 0.0f);
+  }
+  buffer.in16 = sixteen_view;
   buffer.owner = static_cast<int>(unit);
   u.grad_slot = pick;
-  return buffer.f32.data();
+  return pick;
 }
 
 absl::Status ZeroEngine::GradsReady(size_t unit) {
@@ -252,14 +298,15 @@ absl::Status ZeroEngine::GradsReady(size_t unit) {
   Slots::Buffer& buffer = (*grad_slots_)[slot];
   u.grad_slot = -1;
   buffer.owner = -1;
+  const size_t padded = layout_.units()[unit].padded;
   if (options_.stage < 2) {  // 16-bit full gradients: accumulate, reduce at Step().
-    AddFloatInto(options_.dtype, buffer.f32.data(), u.grad16.data(), layout_.units()[unit].padded);
+    if (buffer.in16) ToFloat(options_.dtype, buffer.f16.data(), buffer.f32.data(), padded);
+    AddFloatInto(options_.dtype, buffer.f32.data(), u.grad16.data(), padded);
     return absl::OkStatus();
   }
-  float* g32 = buffer.f32.data();
+  float* g32 = buffer.in16 ? nullptr : buffer.f32.data();
   uint16_t* g16 = buffer.f16.data();
-  buffer.busy_until =
-      worker_->Submit([this, unit, g32, g16] { return ReduceUnitGrads(unit, g32, g16); });
+  buffer.busy_until = Submit([this, unit, g32, g16] { return ReduceUnitGrads(unit, g32, g16); });
   return absl::OkStatus();
 }
 
@@ -268,16 +315,18 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
   const FlightUnit flight(ul.name);
   float* acc32 = state_.acc32() == nullptr ? nullptr : state_.acc32() + units_[unit].state_base;
   if (!sixteen()) {
-    if (absl::Status s = comm_->ReduceScatter(g32, ul.shard, ReduceOp::kAvg); !s.ok()) return s;
+    const BufferView full = HostView(g32, ul.padded);
+    if (absl::Status s = ReduceScatterInPlace(*comm_, full, ReduceOp::kAvg); !s.ok()) return s;
     const float* mine = g32 + static_cast<size_t>(comm_->rank()) * ul.shard;
     if (grads_on_nvme_) return AccumulateOnNvme(unit, mine);
     for (size_t i = 0; i < ul.shard; ++i) acc32[i] += mine[i];
     return absl::OkStatus();
   }
-  FromFloat(options_.dtype, g32, g16, ul.padded);
+  if (g32 != nullptr) FromFloat(options_.dtype, g32, g16, ul.padded);
   if (reduce_out_.size() < ul.shard) reduce_out_.resize(ul.shard);
   float* out = reduce_out_.data();
-  if (absl::Status s = comm_->ReduceScatter16(g16, ul.shard, options_.dtype, ReduceOp::kAvg, out);
+  const BufferView full = HostView(g16, ul.padded, options_.dtype);
+  if (absl::Status s = comm_->ReduceScatter(full, HostView(out, ul.shard), ReduceOp::kAvg).Wait();
       !s.ok()) {
     return s;
   }

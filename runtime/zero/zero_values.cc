@@ -134,8 +134,9 @@ absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scal
       if (absl::Status s = StoreMasters(ui, Master(ui)); !s.ok()) return s;
     }
     if (u.resident && options_.stage > 0) {
-      const absl::Status s = sixteen() ? comm_->AllGather16(u.work16.data(), ul.shard)
-                                       : comm_->AllGather(u.work32.data(), ul.shard);
+      const absl::Status s =
+          GatherInPlace(*comm_, sixteen() ? HostView(u.work16.data(), ul.padded, options_.dtype)
+                                          : HostView(u.work32.data(), ul.padded));
       if (!s.ok()) return s;
     }
   }
@@ -195,7 +196,7 @@ absl::Status ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* valu
 }
 
 absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
-  if (absl::Status s = worker_->Drain(); !s.ok()) return s;
+  if (absl::Status s = Sync(); !s.ok()) return s;
   const UnitLayout& ul = layout_.units()[unit];
   const TensorLayout& tl = ul.tensors[tensor];
   if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
@@ -206,7 +207,7 @@ absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
   }
   std::vector<float> full(ul.padded, 0.0f);
   if (absl::Status s = LoadMasters(unit, full.data() + OwnedBegin(unit)); !s.ok()) return s;
-  if (absl::Status s = comm_->AllGather(full.data(), ul.shard); !s.ok()) return s;
+  if (absl::Status s = GatherInPlace(*comm_, HostView(full.data(), ul.padded)); !s.ok()) return s;
   std::copy_n(full.data() + tl.offset, tl.numel, out);
   return absl::OkStatus();
 }

@@ -47,10 +47,11 @@ int main(int argc, char** argv) {
           threads.emplace_back([&, r] {
             const auto start = std::chrono::steady_clock::now();
             absl::Status s;
-            if (op == 0) s = comms[r]->AllReduce(data[r].data(), n, zerorun::ReduceOp::kSum);
-            if (op == 1)
-              s = comms[r]->ReduceScatter(data[r].data(), n / world, zerorun::ReduceOp::kSum);
-            if (op == 2) s = comms[r]->AllGather(data[r].data(), n / world);
+            const zerorun::BufferView full = zerorun::HostView(data[r].data(), n);
+            const zerorun::BufferView mine = full.Slice(r * (n / world), n / world);
+            if (op == 0) s = comms[r]->AllReduce(full, zerorun::ReduceOp::kSum).Wait();
+            if (op == 1) s = comms[r]->ReduceScatter(full, mine, zerorun::ReduceOp::kSum).Wait();
+            if (op == 2) s = comms[r]->AllGather(mine, full).Wait();
             per_rank[r] =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           });

@@ -34,6 +34,17 @@ std::vector<absl::Status> SpawnRanks(int world, const CommOptions& options,
   return results;
 }
 
+// The in-place forms the engine uses: rank()'s shard of a world-sized buffer.
+absl::Status ReduceScatterInPlace(Communicator& c, std::vector<float>& data, size_t shard,
+                                  ReduceOp op) {
+  const BufferView full = HostView(data.data(), shard * c.world_size());
+  return c.ReduceScatter(full, full.Slice(c.rank() * shard, shard), op).Wait();
+}
+absl::Status AllGatherInPlace(Communicator& c, BufferView full) {
+  const size_t shard = full.count / c.world_size();
+  return c.AllGather(full.Slice(c.rank() * shard, shard), full).Wait();
+}
+
 float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 0.5 + (i % 13) * 0.25); }
 
 void RequireAllOk(const std::vector<absl::Status>& results) {
@@ -54,7 +65,7 @@ TEST_CASE("Ring reduce-scatter matches a single-process sum at world sizes 1-5",
         for (size_t i = 0; i < shard * world; ++i) data[r].push_back(Value(r, i));
       }
       RequireAllOk(SpawnRanks(world, options, [&](Communicator& c) {
-        return c.ReduceScatter(data[c.rank()].data(), shard, ReduceOp::kSum);
+        return ReduceScatterInPlace(c, data[c.rank()], shard, ReduceOp::kSum);
       }));
       for (int r = 0; r < world; ++r) {
         for (size_t i = 0; i < shard; ++i) {
@@ -73,7 +84,7 @@ TEST_CASE("Reduce-scatter with kAvg divides the owned shard by the world size", 
   const size_t shard = 5;
   std::vector<std::vector<float>> data(world, std::vector<float>(shard * world, 3.0f));
   RequireAllOk(SpawnRanks(world, {}, [&](Communicator& c) {
-    return c.ReduceScatter(data[c.rank()].data(), shard, ReduceOp::kAvg);
+    return ReduceScatterInPlace(c, data[c.rank()], shard, ReduceOp::kAvg);
   }));
   for (int r = 0; r < world; ++r) {
     for (size_t i = 0; i < shard; ++i) REQUIRE(data[r][r * shard + i] == Approx(3.0f));
@@ -90,7 +101,7 @@ TEST_CASE("Ring all-gather assembles every rank's shard in place at world sizes 
       for (size_t i = 0; i < shard; ++i) data[r][r * shard + i] = Value(r, i);
     }
     RequireAllOk(SpawnRanks(world, options, [&](Communicator& c) {
-      return c.AllGather(data[c.rank()].data(), shard);
+      return AllGatherInPlace(c, HostView(data[c.rank()].data(), shard * world));
     }));
     for (int r = 0; r < world; ++r) {
       for (int q = 0; q < world; ++q) {
@@ -112,10 +123,15 @@ TEST_CASE("All-reduce, broadcast and barrier agree with the reference", "[comm]"
     }
   }
   RequireAllOk(SpawnRanks(world, {}, [&](Communicator& c) -> absl::Status {
-    if (absl::Status s = c.AllReduce(sum[c.rank()].data(), n, ReduceOp::kSum); !s.ok()) return s;
-    if (absl::Status s = c.AllReduce(avg[c.rank()].data(), n, ReduceOp::kAvg); !s.ok()) return s;
-    if (absl::Status s = c.Broadcast(bcast[c.rank()].data(), n, 2); !s.ok()) return s;
-    return c.Barrier();
+    const int r = c.rank();
+    if (absl::Status s = c.AllReduce(HostView(sum[r].data(), n), ReduceOp::kSum).Wait(); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = c.AllReduce(HostView(avg[r].data(), n), ReduceOp::kAvg).Wait(); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = c.Broadcast(HostView(bcast[r].data(), n), 2).Wait(); !s.ok()) return s;
+    return c.Barrier().Wait();
   }));
   for (int r = 0; r < world; ++r) {
     for (size_t i = 0; i < n; ++i) {
@@ -126,7 +142,9 @@ TEST_CASE("All-reduce, broadcast and barrier agree with the reference", "[comm]"
       REQUIRE(bcast[r][i] == Value(7, i));
     }
   }
-  auto bad = SpawnRanks(1, {}, [](Communicator& c) { return c.Broadcast(nullptr, 1, 3); });
+  auto bad = SpawnRanks(1, {}, [](Communicator& c) {
+    return c.Broadcast(HostView(static_cast<float*>(nullptr), 1), 3).Wait();
+  });
   CHECK(bad[0].code() == absl::StatusCode::kInvalidArgument);
 }
 
@@ -153,9 +171,9 @@ TEST_CASE("A peer process that dies mid-job makes the others fail, never hang", 
       auto comm = CreateGlooCommunicator(store, r, world, options);
       if (!comm.ok()) _exit(10);
       std::vector<float> data(3 * 4096, 1.0f);
-      if (!(*comm)->ReduceScatter(data.data(), 4096, ReduceOp::kSum).ok()) _exit(11);
+      if (!ReduceScatterInPlace(**comm, data, 4096, ReduceOp::kSum).ok()) _exit(11);
       if (r == 2) _exit(0);  // Dies before the second collective.
-      const absl::Status s = (*comm)->ReduceScatter(data.data(), 4096, ReduceOp::kSum);
+      const absl::Status s = ReduceScatterInPlace(**comm, data, 4096, ReduceOp::kSum);
       if (s.code() == absl::StatusCode::kAborted) _exit(20);
       if (s.code() == absl::StatusCode::kDeadlineExceeded) _exit(21);
       _exit(s.ok() ? 30 : 22);
@@ -233,12 +251,13 @@ TEST_CASE("16-bit reduce-scatter sums in fp32 per hop, 16-bit all-gather is exac
       const std::vector<std::vector<uint16_t>> input = data;
       RequireAllOk(SpawnRanks(world, options, [&](Communicator& c) {
         const int r = c.rank();
+        const BufferView in = HostView(data[r].data(), shard * world, dtype);
         if (absl::Status s =
-                c.ReduceScatter16(data[r].data(), shard, dtype, ReduceOp::kAvg, out[r].data());
+                c.ReduceScatter(in, HostView(out[r].data(), shard), ReduceOp::kAvg).Wait();
             !s.ok()) {
           return s;
         }
-        return c.AllGather16(gather[r].data(), shard);
+        return AllGatherInPlace(c, HostView(gather[r].data(), shard * world, dtype));
       }));
       const double ulp = dtype == DType::kBf16 ? 1.0 / 256 : 1.0 / 2048;
       for (int r = 0; r < world; ++r) {
@@ -263,10 +282,13 @@ TEST_CASE("16-bit reduce-scatter sums in fp32 per hop, 16-bit all-gather is exac
   std::vector<float> out(4);
   std::vector<uint16_t> data(4);
   RequireAllOk(SpawnRanks(1, {}, [&](Communicator& c) {
-    return c.ReduceScatter16(data.data(), 4, DType::kFp32, ReduceOp::kSum, out.data()).code() ==
+    // fp16 in cannot reduce into bf16 out: only fp32 or its own dtype.
+    const BufferView in = HostView(data.data(), 4, DType::kFp16);
+    const BufferView wrong = HostView(reinterpret_cast<uint16_t*>(out.data()), 4, DType::kBf16);
+    return c.ReduceScatter(in, wrong, ReduceOp::kSum).Wait().code() ==
                    absl::StatusCode::kInvalidArgument
                ? absl::OkStatus()
-               : absl::InternalError("fp32 accepted by ReduceScatter16");
+               : absl::InternalError("fp16 reduced into bf16");
   }));
 }
 

@@ -47,6 +47,7 @@ struct Run {
   MemoryReport memory;
   GatherStats stats;
   bool working_is_rounded_master = true;  // 16-bit: every working weight == RNE(master).
+  bool working_view_matches = true;       // UnitGuard::weights() widens to tensor().
 };
 
 // How the ranks drive the engine: a forward pass over the units, then a backward pass that
@@ -60,7 +61,18 @@ struct Drive {
   int keep_last = 0;
   bool resume = false;      // Load the latest checkpoint of ckpt_dir and go on from its step.
   bool async_save = false;  // StartCheckpoint, polled after every later step, waited at the end.
+  // Gradients rounded to the working dtype before they are written (exact in it), through
+  // Grads() as fp32 or, with working_grads, through WorkingGrads() in the working dtype.
+  bool round_grads = false;
+  bool working_grads = false;
 };
+
+// `x` rounded to `dtype` and back (x itself for fp32).
+inline float RoundTo(DType dtype, float x) {
+  if (dtype == DType::kBf16) return Bf16ToFloat(FloatToBf16(x));
+  if (dtype == DType::kFp16) return Fp16ToFloat(FloatToFp16(x));
+  return x;
+}
 
 inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const ZeroOptions& options,
                               int steps, const Drive& drive, Run* run) {
@@ -95,12 +107,32 @@ inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const Ze
           std::optional<absl::StatusOr<UnitGuard>> tied;
           if (round == 1) tied.emplace(e.Acquire(u, Pass::kBackward));  // Nested.
           const float share = (rounds == 1 ? 1.0f : round == 0 ? 0.25f : 0.75f) * e.loss_scale();
-          absl::StatusOr<float*> g = e.Grads(u);
-          if (!g.ok()) return g.status();
-          for (size_t t = 0; t < kUnits[u].tensors.size(); ++t) {
-            const TensorLayout& tl = layout.units()[u].tensors[t];
-            for (size_t i = 0; i < tl.numel; ++i) {
-              (*g)[tl.offset + i] += share * Grad(r, step, micro, guard->tensor(t)[i], i);
+          auto value = [&](size_t t, size_t i) {
+            const float x = share * Grad(r, step, micro, guard->tensor(t)[i], i);
+            return drive.round_grads ? RoundTo(options.dtype, x) : x;
+          };
+          if (drive.working_grads) {
+            absl::StatusOr<BufferView> g = e.WorkingGrads(u);
+            if (!g.ok()) return g.status();
+            for (size_t t = 0; t < kUnits[u].tensors.size(); ++t) {
+              const TensorLayout& tl = layout.units()[u].tensors[t];
+              for (size_t i = 0; i < tl.numel; ++i) {
+                const float x = value(t, i);
+                if (g->dtype == DType::kFp32) {
+                  static_cast<float*>(g->data)[tl.offset + i] += x;
+                } else {  // += in the working dtype (the slot starts at zero: exact).
+                  uint16_t& h = static_cast<uint16_t*>(g->data)[tl.offset + i];
+                  h = g->dtype == DType::kBf16 ? FloatToBf16(Bf16ToFloat(h) + x)
+                                               : FloatToFp16(Fp16ToFloat(h) + x);
+                }
+              }
+            }
+          } else {
+            absl::StatusOr<float*> g = e.Grads(u);
+            if (!g.ok()) return g.status();
+            for (size_t t = 0; t < kUnits[u].tensors.size(); ++t) {
+              const TensorLayout& tl = layout.units()[u].tensors[t];
+              for (size_t i = 0; i < tl.numel; ++i) (*g)[tl.offset + i] += value(t, i);
             }
           }
           if (absl::Status s = e.GradsReady(u); !s.ok()) return s;
@@ -142,6 +174,16 @@ inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const Ze
                                                             : Fp16ToFloat(FloatToFp16(p[i]));
         run->working_is_rounded_master &= guard->tensor(t)[i] == rounded;
       }
+      // The working-dtype view holds what the fp32 view widens.
+      const BufferView w = guard->weights(t);
+      run->working_view_matches &= w.dtype == options.dtype && w.count == p.size();
+      for (size_t i = 0; i < w.count && run->working_view_matches; ++i) {
+        const float widened = w.dtype == DType::kFp32 ? static_cast<const float*>(w.data)[i]
+                              : w.dtype == DType::kBf16
+                                  ? Bf16ToFloat(static_cast<const uint16_t*>(w.data)[i])
+                                  : Fp16ToFloat(static_cast<const uint16_t*>(w.data)[i]);
+        run->working_view_matches &= widened == guard->tensor(t)[i];
+      }
       run->params.push_back(std::move(p));
     }
   }
@@ -175,6 +217,7 @@ inline Run RunEngine(int world, const ZeroOptions& options, int steps, const Dri
     REQUIRE(status[r].ok());
     REQUIRE(runs[r].params == runs[0].params);  // Every rank ends with the same parameters.
     REQUIRE(runs[r].working_is_rounded_master);
+    REQUIRE(runs[r].working_view_matches);
     for (float mean : runs[r].mean_values) REQUIRE(mean == (world + 1) / 2.0f);
   }
   return runs[0];

@@ -147,7 +147,8 @@ int CheckGolden(const std::string& path, const TrainSetup& setup) {
     }
     engine0->reset();
     for (auto& gu : grads) {
-      if (!setup.comm->AllReduce(gu.data(), gu.size(), ReduceOp::kAvg).ok()) return 70;
+      if (!setup.comm->AllReduce(HostView(gu.data(), gu.size()), ReduceOp::kAvg).Wait().ok())
+        return 70;
     }
     for (size_t i = 0; i < order.size(); ++i) {
       const TensorLayout& t = layout.units()[order[i].unit].tensors[order[i].tensor];

@@ -20,12 +20,12 @@
 #include "absl/strings/str_split.h"
 #include "base/env.h"
 #include "base/rank_env.h"
-#include "ds_options.h"
 #include "dsconfig/auto_values.h"
 #include "dsconfig/config_json.h"
 #include "nlohmann/json.hpp"
 #include "zerorun/checkpoint.h"
 #include "zerorun/counter_rng.h"
+#include "zerorun/engine_config.h"
 #include "zerorun/init.h"
 
 namespace zerorun::gpt {
@@ -167,7 +167,7 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
   setup.comm = std::move(ctx->comm);
   const json& config = ctx->config;
   setup.config_json = dsconfig::Dump(config, -1);
-  absl::StatusOr<DsOptions> ds = ReadDsOptions(config);
+  absl::StatusOr<EngineConfig> ds = ReadEngineConfig(config);
   if (!ds.ok()) {
     return absl::Status(ds.status().code(),
                         absl::StrCat(ctx->config_path, ": ", ds.status().message()));
@@ -187,40 +187,7 @@ absl::StatusOr<TrainSetup> Setup(const TrainArgs& args) {
                         absl::StrCat(ctx->config_path, ": ", monitor.status().message()));
   }
   setup.monitor = *std::move(monitor);
-  const ZeroOptions& o = setup.options;
-  setup.lr.base_lr = o.adam.lr;
-  if (const json* type = Find(config, {"scheduler", "type"}); type && type->is_string()) {
-    const std::string name = type->get<std::string>();
-    using Kind = LrSchedule::Kind;
-    if (name == "WarmupLR") {
-      setup.lr.kind = Kind::kWarmupLR;
-    } else if (name == "WarmupDecayLR") {
-      setup.lr.kind = Kind::kWarmupDecayLR;
-    } else if (name == "WarmupCosineLR") {
-      setup.lr.kind = Kind::kWarmupCosineLR;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("scheduler.type ", dsconfig::Dump(*type),
-                       " is not supported (WarmupLR, WarmupDecayLR and WarmupCosineLR are)"));
-    }
-    LrSchedule& lr = setup.lr;
-    for (absl::Status s :
-         {ReadNumber(config, {"scheduler", "params", "warmup_max_lr"}, &lr.warmup_max_lr),
-          ReadNumber(config, {"scheduler", "params", "warmup_min_lr"}, &lr.warmup_min_lr),
-          ReadNumber(config, {"scheduler", "params", "warmup_num_steps"}, &lr.warmup_num_steps),
-          ReadNumber(config, {"scheduler", "params", "total_num_steps"}, &lr.total_num_steps),
-          ReadNumber(config, {"scheduler", "params", "warmup_min_ratio"}, &lr.warmup_min_ratio),
-          ReadNumber(config, {"scheduler", "params", "cos_min_ratio"}, &lr.cos_min_ratio)}) {
-      if (!s.ok()) return s;
-    }
-    if (lr.kind != Kind::kWarmupLR && lr.total_num_steps <= lr.warmup_num_steps) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "scheduler ", name, " needs params.total_num_steps greater than warmup_num_steps (",
-          lr.warmup_num_steps, ")"));
-    }
-    const json* kind = Find(config, {"scheduler", "params", "warmup_type"});
-    lr.log_warmup = !(kind && kind->is_string() && kind->get<std::string>() == "linear");
-  }
+  setup.lr = ds->lr;
   return setup;
 }
 

@@ -58,7 +58,7 @@ struct TrainSetup {
   std::unique_ptr<CoordinatorClient> coordinator;  // Null when not started by zerorun.
   std::unique_ptr<KvStore> store;
   std::unique_ptr<Communicator> comm;
-  ZeroOptions options;             // Everything ds_options.h reads from the config.
+  ZeroOptions options;             // Everything ReadEngineConfig reads from the config.
   std::string config_json;         // The effective config (saved in checkpoint manifests).
   int64_t train_batch = 0;         // train_batch_size (the effective config's, resolved)
   int micro_batch = 0;             // train_micro_batch_size_per_gpu
@@ -67,7 +67,7 @@ struct TrainSetup {
   std::unique_ptr<TrainingMonitor> monitor;  // csv_monitor / tensorboard (rank 0 writes).
 };
 
-// InitFromEnv (rank facts, the effective config, store, communicator), then ReadDsOptions on
+// InitFromEnv (rank facts, the effective config, store, communicator), then ReadEngineConfig on
 // that config: InvalidArgument naming the file and key for what libzerorun refuses (offload...).
 absl::StatusOr<TrainSetup> Setup(const TrainArgs& args);
 

@@ -13,7 +13,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
-#include "zerorun/comm.h"
 
 namespace zerorun {
 
@@ -22,7 +21,8 @@ class FlightRecorder {
  public:
   static FlightRecorder& Global();
 
-  // A collective begins on the calling thread; returns its sequence number (1, 2, ... in issue
+  // A collective begins on the calling thread (backends call Begin/End around each one as it
+  // runs); returns its sequence number (1, 2, ... in issue
   // order, the same on every rank for the same collective).
   uint64_t Begin(const char* op, size_t bytes, int rank, int world_size);
   void End(uint64_t seq);
@@ -53,9 +53,6 @@ class FlightUnit {
  private:
   std::string previous_;
 };
-
-// `comm` with every collective recorded in FlightRecorder::Global().
-std::unique_ptr<Communicator> WithFlightRecorder(std::unique_ptr<Communicator> comm);
 
 }  // namespace zerorun
 

@@ -27,6 +27,7 @@ struct InitOptions {
   // (dsconfig::HfValueArguments) exactly as pre-flight fills them.
   std::vector<std::string> train_args;
   absl::Duration heartbeat = absl::Seconds(1);  // Coordinator heartbeat period (under zerorun).
+  Device device = Device::Cpu();  // Where the rank computes: picks the communicator's backend.
 };
 
 struct RankContext {
@@ -51,7 +52,8 @@ struct RankContext {
 // coordinator's (ZERORUN_COORDINATOR, heartbeat started), else the directory $ZR_STORE_DIR, else
 // memory for one rank. The address: the first IPv4 address of GLOO_SOCKET_IFNAME (else
 // NCCL_SOCKET_IFNAME), else ZERORUN_NODE_ADDR (the node as the hostfile names it), else
-// 127.0.0.1. The communicator: Gloo, with ZR_COMM_TIMEOUT / DEEPSPEED_TIMEOUT.
+// 127.0.0.1. The communicator: CreateCommunicator for options.device (Gloo on the CPU), with
+// ZR_COMM_TIMEOUT / DEEPSPEED_TIMEOUT.
 // Errors carry a breadcrumb: "rank R: <step>: <cause>".
 absl::StatusOr<RankContext> InitFromEnv(const InitOptions& options);
 

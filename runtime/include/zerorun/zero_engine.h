@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "zerorun/adamw.h"
 #include "zerorun/comm.h"
+#include "zerorun/device.h"
 #include "zerorun/dtype.h"
 #include "zerorun/loss_scaler.h"
 #include "zerorun/partition.h"
@@ -125,12 +126,13 @@ struct GatherStats {
 };
 
 class ZeroEngine;
-class CommWorker;
 
-// Scoped access to one unit's full fp32 parameters for a forward or backward pass. Stage 3
-// gathers the unit (or finds it prefetched); 16-bit working weights are widened into a slot.
-// When the last guard of a unit ends, the unit is released (stage 3 keeps it when it is reused
-// soon). Guards nest and may be taken twice for one unit (tied weights). Movable only.
+// Scoped access to one unit's full parameters for a forward or backward pass. Stage 3 gathers
+// the unit (or finds it prefetched). When the last guard of a unit ends, the unit is released
+// (stage 3 keeps it when it is reused soon). Guards nest and may be taken twice for one unit
+// (tied weights). Movable only; used on the engine's thread. Every view is valid while the
+// guard lives and read-only by contract: a write may or may not reach the weights (use
+// ZeroEngine::SetTensor).
 class UnitGuard {
  public:
   UnitGuard(UnitGuard&& other) noexcept;
@@ -139,18 +141,24 @@ class UnitGuard {
   ~UnitGuard();
 
   size_t unit() const { return unit_; }
-  // The unit's tensors, in registration order; valid while the guard lives. Read-only by
-  // contract: a write may or may not reach the weights (use ZeroEngine::SetTensor).
+  // The working weights in the working dtype (fp32, bf16 or fp16; the view's dtype says): the
+  // unit's flat buffer (layout padded elements), or tensor `index` (numel elements at its
+  // layout offset). What a bf16 or fp16 model binds to.
+  BufferView weights() const { return working_; }
+  BufferView weights(size_t index) const;
+  // The fp32 widening of the working weights, tensor by tensor in registration order (the same
+  // memory as weights() in fp32), for a model that computes in fp32 like the example GPT.
   float* tensor(size_t index) const;
   std::vector<float*> tensors() const;
 
  private:
   friend class ZeroEngine;
-  UnitGuard(ZeroEngine* engine, size_t unit, float* base)
-      : engine_(engine), unit_(unit), base_(base) {}
+  UnitGuard(ZeroEngine* engine, size_t unit, float* base, BufferView working)
+      : engine_(engine), unit_(unit), base_(base), working_(working) {}
   ZeroEngine* engine_;
   size_t unit_;
   float* base_;
+  BufferView working_;
 };
 
 enum class Pass { kForward, kBackward };
@@ -198,6 +206,12 @@ class ZeroEngine {
   // zeroed slot from a pool; waits for one while reductions are in flight; ResourceExhausted
   // when every slot is held by a unit not yet marked ready.
   absl::StatusOr<float*> Grads(size_t unit);
+  // The same buffer in the working dtype, for a model whose gradients are bf16 or fp16 (fp32:
+  // Grads()' buffer as a view): zeroed, the unit's padded elements at its layout offsets; a 16-bit
+  // buffer enters the reduction (and, at stages 0-1, the working-dtype accumulation) as written,
+  // without the rounding Grads()' fp32 values get. One of Grads() and WorkingGrads() per unit per
+  // micro-step (FailedPrecondition for both); errors as Grads(). Valid until GradsReady(unit).
+  absl::StatusOr<BufferView> WorkingGrads(size_t unit);
   // Declares `unit`'s gradients of this micro-step complete; stages 2-3 reduce-scatter them into
   // the shard accumulator (on the communication thread with overlap_comm). A unit may be taken
   // and marked ready more than once per micro-step (tied weights): the parts add up.
@@ -260,6 +274,7 @@ class ZeroEngine {
   GatherStats gather_stats() const;
 
  private:
+  struct CommMark;
   struct Unit;
   class Slots;
   friend class UnitGuard;
@@ -272,7 +287,14 @@ class ZeroEngine {
   bool ReusedSoon(size_t unit) const;
   void PrefetchAhead();
   void NoteAcquire(size_t unit, Pass pass);
+  // g32 == nullptr: the 16-bit gradients are in g16 already (WorkingGrads).
   absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
+  absl::StatusOr<int> TakeGradSlot(size_t unit, bool sixteen_view);
+  // The communication stream: `task` enqueued (run at once, charged as communication wait,
+  // without overlap_comm), and the wait for a mark (charged as communication wait; a mark of
+  // nothing answers the stream's first error so far).
+  CommMark Submit(Stream::Task task);
+  absl::Status AwaitComm(const CommMark& mark);
   // Step helpers (zero_engine.cc).
   absl::StatusOr<StepResult> StepPhases(int64_t step, float lr, float value);
   absl::Status CheckOrderAcrossRanks();
@@ -316,9 +338,12 @@ class ZeroEngine {
   std::vector<uint16_t> grad_io16_;
   std::vector<float> step32_;     // Step: a unit's fp32 shard read from the parameter swap.
   std::vector<uint16_t> step16_;  // Step: a unit's new 16-bit shard bound for it.
-  PhaseClock phase_clock_;        // Before worker_, which charges its waits to it.
+  PhaseClock phase_clock_;        // Before comm_stream_, whose waits are charged to it.
   StepTimes step_times_;
-  std::unique_ptr<CommWorker> worker_;
+  // Collectives and the NVMe reads feeding them, in issue order; async with overlap_comm.
+  std::unique_ptr<Stream> comm_stream_;
+  bool comm_async_ = false;
+  uint64_t comm_seq_ = 0;
   ShardState state_;               // Masters (16-bit), m, v, accumulator, step, loss scaler.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
   std::vector<std::pair<size_t, Pass>> trace_;  // The first step's acquires.

@@ -1,5 +1,7 @@
-// DeepSpeed config -> ZeroOptions for train_gpt; every key is honoured, refused, or noted.
-#include "ds_options.h"
+// The effective DeepSpeed config -> EngineConfig (zerorun/engine_config.h); every key is
+// honoured, refused, or noted. Part of libzerorun (it fills ZeroOptions), beside the dsconfig
+// code whose output it reads.
+#include "zerorun/engine_config.h"
 
 #include <cstdint>
 
@@ -8,10 +10,12 @@
 #include "dsconfig/effective.h"
 #include "dsconfig/runtime_support.h"
 
-namespace zerorun::gpt {
+namespace zerorun {
+namespace {
 
 using json = nlohmann::json;
 
+// The node at `path`, or null.
 const json* Find(const json& root, std::initializer_list<const char*> path) {
   const json* node = &root;
   for (const char* key : path) {
@@ -21,12 +25,25 @@ const json* Find(const json& root, std::initializer_list<const char*> path) {
   return node;
 }
 
-namespace {
-
 std::string KeyName(std::initializer_list<const char*> path) {
   std::string key;
   for (const char* p : path) absl::StrAppend(&key, key.empty() ? "" : ".", p);
   return key;
+}
+
+// Reads a number at `path` into *out when present; InvalidArgument naming the key otherwise.
+template <typename T>
+absl::Status ReadNumber(const json& root, std::initializer_list<const char*> path, T* out) {
+  const json* v = Find(root, path);
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  if (!v->is_number()) {
+    return absl::InvalidArgumentError(absl::StrCat("config key ", KeyName(path), " is ",
+                                                   dsconfig::Dump(*v),
+                                                   "; the engine needs a number (resolve \"auto\" "
+                                                   "with zerorun's flags)"));
+  }
+  *out = v->get<T>();
+  return absl::OkStatus();
 }
 
 // A number the effective config always holds (DeepSpeed's default filled in by dsconfig).
@@ -40,30 +57,48 @@ absl::Status Require(const json& root, std::initializer_list<const char*> path, 
   return ReadNumber(root, path, out);
 }
 
-}  // namespace
-
-template <typename T>
-absl::Status ReadNumber(const json& root, std::initializer_list<const char*> path, T* out) {
-  const json* v = Find(root, path);
-  if (v == nullptr || v->is_null()) return absl::OkStatus();
-  if (!v->is_number()) {
-    return absl::InvalidArgumentError(absl::StrCat("config key ", KeyName(path), " is ",
-                                                   dsconfig::Dump(*v),
-                                                   "; train_gpt needs a number (resolve \"auto\" "
-                                                   "with zerorun's flags)"));
+// DeepSpeed's scheduler block into *lr (base_lr already set: the optimizer's lr).
+absl::Status ReadSchedule(const json& config, LrSchedule* lr) {
+  const json* type = Find(config, {"scheduler", "type"});
+  if (type == nullptr || !type->is_string()) return absl::OkStatus();
+  const std::string name = type->get<std::string>();
+  using Kind = LrSchedule::Kind;
+  if (name == "WarmupLR") {
+    lr->kind = Kind::kWarmupLR;
+  } else if (name == "WarmupDecayLR") {
+    lr->kind = Kind::kWarmupDecayLR;
+  } else if (name == "WarmupCosineLR") {
+    lr->kind = Kind::kWarmupCosineLR;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheduler.type ", dsconfig::Dump(*type),
+                     " is not supported (WarmupLR, WarmupDecayLR and WarmupCosineLR are)"));
   }
-  *out = v->get<T>();
+  for (absl::Status s :
+       {ReadNumber(config, {"scheduler", "params", "warmup_max_lr"}, &lr->warmup_max_lr),
+        ReadNumber(config, {"scheduler", "params", "warmup_min_lr"}, &lr->warmup_min_lr),
+        ReadNumber(config, {"scheduler", "params", "warmup_num_steps"}, &lr->warmup_num_steps),
+        ReadNumber(config, {"scheduler", "params", "total_num_steps"}, &lr->total_num_steps),
+        ReadNumber(config, {"scheduler", "params", "warmup_min_ratio"}, &lr->warmup_min_ratio),
+        ReadNumber(config, {"scheduler", "params", "cos_min_ratio"}, &lr->cos_min_ratio)}) {
+    if (!s.ok()) return s;
+  }
+  if (lr->kind != Kind::kWarmupLR && lr->total_num_steps <= lr->warmup_num_steps) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scheduler ", name, " needs params.total_num_steps greater than warmup_num_steps (",
+        lr->warmup_num_steps, ")"));
+  }
+  const json* kind = Find(config, {"scheduler", "params", "warmup_type"});
+  lr->log_warmup = !(kind && kind->is_string() && kind->get<std::string>() == "linear");
   return absl::OkStatus();
 }
-template absl::Status ReadNumber(const json&, std::initializer_list<const char*>, int*);
-template absl::Status ReadNumber(const json&, std::initializer_list<const char*>, float*);
-template absl::Status ReadNumber(const json&, std::initializer_list<const char*>, double*);
-template absl::Status ReadNumber(const json&, std::initializer_list<const char*>, int64_t*);
 
-absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
+}  // namespace
+
+absl::StatusOr<EngineConfig> ReadEngineConfig(const json& config) {
   absl::StatusOr<dsconfig::TrainingConfig> typed = dsconfig::ReadTrainingConfig(config);
   if (!typed.ok()) return typed.status();
-  DsOptions ds;
+  EngineConfig ds;
   for (const dsconfig::Finding& f : dsconfig::RuntimeSupport(config)) {
     if (f.status == dsconfig::kCritical) {
       return absl::InvalidArgumentError(absl::StrCat("config key ", f.detail));
@@ -211,7 +246,9 @@ absl::StatusOr<DsOptions> ReadDsOptions(const json& config) {
       accum && accum->is_string() && accum->get<std::string>() == "fp32") {
     o.grad_accum_fp32 = o.dtype != DType::kFp32;
   }
+  ds.lr.base_lr = o.adam.lr;
+  if (absl::Status s = ReadSchedule(config, &ds.lr); !s.ok()) return s;
   return ds;
 }
 
-}  // namespace zerorun::gpt
+}  // namespace zerorun
