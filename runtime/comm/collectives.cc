@@ -33,6 +33,13 @@ absl::Status Invalid(const Communicator& comm, const char* op, const std::string
 
 bool SameDevice(const BufferView& a, const BufferView& b) { return a.device == b.device; }
 
+// The views share memory without being the same view.
+bool PartlyOverlap(const BufferView& a, const BufferView& b) {
+  const char* x = static_cast<const char*>(a.data);
+  const char* y = static_cast<const char*>(b.data);
+  return x < y + b.bytes() && y < x + a.bytes() && !a.SameMemory(b);
+}
+
 }  // namespace
 
 absl::Status CheckReduceScatter(const Communicator& comm, const BufferView& in,
@@ -50,10 +57,7 @@ absl::Status CheckReduceScatter(const Communicator& comm, const BufferView& in,
   }
   if (in.dtype == DType::kFp32 && out.dtype == DType::kFp32) {
     const BufferView mine = in.Slice(static_cast<size_t>(comm.rank()) * out.count, out.count);
-    const char* a = static_cast<const char*>(out.data);
-    const char* b = static_cast<const char*>(in.data);
-    const bool overlaps = a < b + in.bytes() && b < a + out.bytes();
-    if (overlaps && !mine.SameMemory(out)) {
+    if (PartlyOverlap(out, in) && !mine.SameMemory(out)) {
       return Invalid(comm, "reduce_scatter", "out overlaps in but is not in's shard rank()");
     }
   }
@@ -75,10 +79,7 @@ absl::Status CheckAllGather(const Communicator& comm, const BufferView& in, cons
                      DTypeName(out.dtype), " on ", out.device.ToString()));
   }
   const BufferView mine = out.Slice(static_cast<size_t>(comm.rank()) * in.count, in.count);
-  const char* a = static_cast<const char*>(in.data);
-  const char* b = static_cast<const char*>(out.data);
-  const bool overlaps = a < b + out.bytes() && b < a + in.bytes();
-  if (overlaps && !mine.SameMemory(in)) {
+  if (PartlyOverlap(in, out) && !mine.SameMemory(in)) {
     return Invalid(comm, "all_gather", "in overlaps out but is not out's shard rank()");
   }
   return absl::OkStatus();

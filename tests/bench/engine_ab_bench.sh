@@ -6,6 +6,7 @@
 # and off, bf16 stage 3, and bf16 stage 3 with the optimizer on NVMe at world 1. Prints per
 # config the median tokens/s of each side and new/base. The base build is kept in
 # build/bench-base-<sha> (one configure + train_gpt build, minutes, the first time).
+# ZR_BENCH_ROUNDS (3), ZR_BENCH_STEPS (10) and ZR_BENCH_ONLY (a regex of config names) narrow it.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 base_rev="$(git -C "${root}" rev-parse "${ZR_BENCH_BASE:-HEAD~1}")"
 base_src="${build}/bench-base-${base_rev:0:12}/src"
@@ -29,6 +30,9 @@ printf '127.0.0.1 slots=2\n' >"${tmp}/hosts"
 
 peer=(--layers 4 --d-model 256 --heads 4 --seq 128)
 big=(--layers 7 --d-model 768 --heads 12 --seq 32)
+nvme_zero="\"zero_optimization\": {\"stage\": 3, \"sub_group_size\": 1000000,
+  \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"${nvme}\"}}"
+nvme_zero="${nvme_zero//$'\n'/}"  # One line: a config is one |-separated line.
 # name|world|micro batch|config keys|model
 configs=(
   "stage 0|2|8|\"zero_optimization\": {\"stage\": 0}|peer"
@@ -38,9 +42,7 @@ configs=(
   "stage 3|2|8|\"zero_optimization\": {\"stage\": 3, \"overlap_comm\": true}|peer"
   "stage 3 no overlap|2|8|\"zero_optimization\": {\"stage\": 3, \"overlap_comm\": false}|peer"
   "stage 3 bf16|2|8|\"bf16\": {\"enabled\": true}, \"zero_optimization\": {\"stage\": 3}|peer"
-  "stage 3 bf16 nvme|1|1|\"bf16\": {\"enabled\": true}, \"zero_optimization\": {\"stage\": 3,
-    \"sub_group_size\": 1000000, \"offload_optimizer\": {\"device\": \"nvme\",
-    \"nvme_path\": \"${nvme}\"}}|big")
+  "stage 3 bf16 nvme|1|1|\"bf16\": {\"enabled\": true}, ${nvme_zero}|big")
 
 # run SIDE CONFIG: prints rank 0's median tokens/s.
 run() {
@@ -63,6 +65,7 @@ printf '%-22s %10s %10s %8s  %s\n' config new base ratio rounds
 worst=""
 for config in "${configs[@]}"; do
   name="${config%%|*}"
+  [[ -z "${ZR_BENCH_ONLY:-}" || "${name}" =~ ${ZR_BENCH_ONLY} ]] || continue
   new=() old=()
   for ((round = 0; round < rounds; ++round)); do
     if ((round % 2 == 0)); then

@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "support/child_process.h"
 #include "support/temp_dir.h"
 #include "zerorun/comm.h"
 
@@ -200,20 +201,7 @@ TEST_CASE("A peer killed mid-collective fails the others' Work naming the operat
     }
     pids.push_back(pid);
   }
-  std::vector<int> codes;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  for (pid_t pid : pids) {
-    int status = 0;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid, SIGKILL);  // Our child: end it by pid, then report the hang.
-        waitpid(pid, &status, 0);
-        break;
-      }
-      usleep(10 * 1000);
-    }
-    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
-  }
+  const std::vector<int> codes = testing::WaitForChildren(pids, 20);
   CHECK(codes[2] == -SIGKILL);
   for (int r = 0; r < 2; ++r) {
     INFO("rank " << r << " exit " << codes[r]);

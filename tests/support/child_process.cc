@@ -107,4 +107,23 @@ bool ProcessGone(pid_t pid) {
   return state == "Z";
 }
 
+std::vector<int> WaitForChildren(const std::vector<pid_t>& pids, double timeout_s) {
+  std::vector<int> codes;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  for (pid_t pid : pids) {
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);  // Our child: end it by pid, then report the hang.
+        waitpid(pid, &status, 0);
+        break;
+      }
+      usleep(10 * 1000);
+    }
+    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+  }
+  return codes;
+}
+
 }  // namespace zerorun::testing

@@ -42,6 +42,11 @@ class ChildProcess {
 // True when no process with `pid` exists (or it is a zombie awaiting its parent).
 bool ProcessGone(pid_t pid);
 
+// Reaps forked children `pids` within `timeout_s` in all: per child its exit code, or minus the
+// signal that ended it. A child still running at the deadline (a hang) is SIGKILLed by pid and
+// reported as -SIGKILL.
+std::vector<int> WaitForChildren(const std::vector<pid_t>& pids, double timeout_s);
+
 }  // namespace zerorun::testing
 
 #endif  // ZERORUN_TESTS_SUPPORT_CHILD_PROCESS_H_
