@@ -1,8 +1,6 @@
 // ZeroEngine's communication: its stream (collectives and the NVMe reads feeding them, in issue
 // order; asynchronous with overlap_comm), the in-place collectives the engine issues on unit
 // buffers, and the first step's acquire-order check across ranks.
-#include <cstdio>
-
 #include "absl/strings/str_cat.h"
 #include "zero/engine_internal.h"
 #include "zerorun/zero_engine.h"
@@ -60,10 +58,10 @@ absl::Status ZeroEngine::CheckOrderAcrossRanks() {
   }
   if (!stats_.order_consistent) {
     prefetch_enabled_ = false;
-    std::fprintf(stderr,
-                 "zerorun: rank %d: the ranks acquired their units in different orders in the "
-                 "first step; prefetching is off (every rank must acquire in the same order)\n",
-                 comm_->rank());
+    notices_.push_back(absl::StrCat(
+        "rank ", comm_->rank(),
+        ": the ranks acquired their units in different orders in the first step; prefetching is "
+        "off (every rank must acquire in the same order)"));
   }
   return absl::OkStatus();
 }

@@ -2,9 +2,9 @@
 // stage-3 gathers into a bounded slot pool, reuse and prefetch along the recorded order), and
 // gradient slots reduced into the shard accumulator.
 #include <algorithm>
-#include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "offload/param_swap.h"
 #include "zero/engine_internal.h"
 #include "zerorun/flight_recorder.h"
@@ -53,10 +53,10 @@ void ZeroEngine::NoteAcquire(size_t unit, Pass pass) {
   prefetch_enabled_ = false;
   ++stats_.prefetch_misses;
   if (options_.stage == 3) {
-    std::fprintf(stderr,
-                 "zerorun: rank %d: acquire #%zu (unit %s) differs from the first step's order; "
-                 "prefetching is off from here, units are gathered on demand\n",
-                 comm_->rank(), trace_position_, layout_.units()[unit].name.c_str());
+    notices_.push_back(absl::StrFormat(
+        "rank %d: acquire #%zu (unit %s) differs from the first step's order; prefetching is off "
+        "from here, units are gathered on demand",
+        comm_->rank(), trace_position_, layout_.units()[unit].name));
   }
 }
 

@@ -48,6 +48,7 @@ struct Run {
   GatherStats stats;
   bool working_is_rounded_master = true;  // 16-bit: every working weight == RNE(master).
   bool working_view_matches = true;       // UnitGuard::weights() widens to tensor().
+  std::vector<std::string> notices;       // ZeroEngine::TakeNotices() at the end.
 };
 
 // How the ranks drive the engine: a forward pass over the units, then a backward pass that
@@ -189,6 +190,7 @@ inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const Ze
   }
   run->memory = e.Memory();
   run->stats = e.gather_stats();
+  run->notices = e.TakeNotices();
   return absl::OkStatus();
 }
 

@@ -350,6 +350,11 @@ TEST_CASE("Stage 3: tied weights, a changed acquire order and prefetch give corr
       const Run reordered = RunEngine(world, options, 4, Drive{.reorder_from_step = 3});
       RequireMatches(reordered, want);
       CHECK(reordered.stats.prefetch_misses == 1);
+      // Said once, to the caller (the library does not print).
+      CHECK(tied.notices.empty());
+      REQUIRE(reordered.notices.size() == 1);
+      CHECK_THAT(reordered.notices[0], Catch::Contains("differs from the first step's order") &&
+                                           Catch::Contains("prefetching is off"));
     }
   }
 }

@@ -391,6 +391,9 @@ int Train(const TrainArgs& args, TrainSetup& setup) {
                    std::string(result.status().message()).c_str());
       return FailureExit(result.status());
     }
+    for (const std::string& notice : engine.TakeNotices()) {
+      std::fprintf(stderr, "zerorun: %s\n", notice.c_str());
+    }
     const float loss = result->mean_value;  // Averaged over the ranks by Step().
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - last).count();

@@ -269,6 +269,11 @@ class ZeroEngine {
   // PhaseClock::Scope(&engine.clock(), Phase::kIo); checkpoints do so themselves.
   PhaseClock& clock() { return phase_clock_; }
 
+  // What the engine noticed since the last call and the caller may want to show (the library
+  // never prints): e.g. "rank 1: acquire #7 (unit h.2) differs from the first step's order;
+  // prefetching is off from here, ...". Engine thread.
+  std::vector<std::string> TakeNotices() { return std::exchange(notices_, {}); }
+
   MemoryReport Memory() const;
   SwapReport Swap() const;  // Zeros without state on NVMe. Call after Sync().
   GatherStats gather_stats() const;
@@ -352,6 +357,7 @@ class ZeroEngine {
   bool first_step_done_ = false;
   bool prefetch_enabled_ = true;
   GatherStats stats_;
+  std::vector<std::string> notices_;
 };
 
 }  // namespace zerorun
