@@ -1,6 +1,6 @@
 # What `cmake --install` puts under the prefix, and the CPack .deb of it (deploy/package.sh):
 #   bin/zerorun, bin/zerorund; lib/libzerorun.a with the static libraries it links, and
-#   include/{zerorun,base,dsconfig}/ (its public headers and those they include);
+#   include/zerorun/ (its public headers, which include nothing else of the tree's);
 #   lib/cmake/zerorun/ (find_package(zerorun): target zerorun::zerorun); the systemd unit with
 #   this prefix's zerorund; the Python package in lib/python3/dist-packages.
 install(TARGETS zerorun_cli zerorund RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -14,10 +14,6 @@ install(TARGETS ${zr_exported} EXPORT zerorunTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/include/zerorun
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/base ${PROJECT_SOURCE_DIR}/runtime/dsconfig
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
-install(FILES ${PROJECT_BINARY_DIR}/runtime/base/version.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/base)
 install(EXPORT zerorunTargets NAMESPACE zerorun::
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/zerorun)
 include(CMakePackageConfigHelpers)

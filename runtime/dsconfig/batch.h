@@ -7,15 +7,11 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "zerorun/training_config.h"
 
 namespace zerorun::dsconfig {
 
-struct BatchTriple {
-  int64_t train_batch_size = 0;
-  int64_t micro_batch_per_gpu = 0;
-  int64_t gradient_accumulation_steps = 0;
-};
-
+// BatchTriple: zerorun/training_config.h.
 // Resolves the triple for `world_size` data-parallel ranks (world_size >= 1). Unset values are
 // nullopt. Returns FailedPrecondition whose message is DeepSpeed's error, a newline, and the fix:
 //   neither TB nor MB: "Either train_batch_size or train_micro_batch_size_per_gpu needs to be

@@ -14,6 +14,7 @@
 #include "dsconfig/config_json.h"
 #include "dsconfig/finding.h"
 #include "nlohmann/json.hpp"
+#include "zerorun/training_config.h"
 
 namespace zerorun::dsconfig {
 
@@ -48,22 +49,9 @@ Resolution Resolve(const JsonDocument& doc, const AutoInputs& inputs);
 absl::StatusOr<nlohmann::json> ResolveEffectiveConfig(const JsonDocument& doc,
                                                       const AutoInputs& inputs);
 
-// The keys every training loop needs, typed. Every field comes from the effective config; a key
-// the resolution always writes that is missing or mistyped is InvalidArgument naming it (the file
-// was not an effective config: resolve it with ResolveEffectiveConfig first).
-struct TrainingConfig {
-  BatchTriple batch;
-  int stage = 0;
-  bool overlap_comm = false;
-  double gradient_clipping = 0;  // 0: no clipping.
-  bool fp16 = false;
-  bool bf16 = false;
-  // DeepSpeed's monitors that libzerorun writes (zerorun/monitor.h): the directory, as DeepSpeed
-  // joins output_path and job_name (relative to the working directory when output_path is ""),
-  // or "" when the block is absent or disabled.
-  std::string csv_monitor_dir;
-  std::string tensorboard_dir;
-};
+// The keys every training loop needs, typed (zerorun/training_config.h). A key the resolution
+// always writes that is missing or mistyped is InvalidArgument naming it (the file was not an
+// effective config: resolve it with ResolveEffectiveConfig first).
 absl::StatusOr<TrainingConfig> ReadTrainingConfig(const nlohmann::json& effective);
 
 }  // namespace zerorun::dsconfig

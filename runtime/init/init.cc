@@ -18,6 +18,7 @@
 #include "base/env.h"
 #include "base/rank_env.h"
 #include "dsconfig/config_json.h"
+#include "dsconfig/effective.h"
 #include "zerorun/flight_recorder.h"
 
 namespace zerorun {

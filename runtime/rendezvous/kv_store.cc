@@ -5,9 +5,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/mutex.h"
 #include "zerorun/coordinator_client.h"
 
 namespace zerorun {
@@ -21,23 +23,32 @@ absl::Status Missing(const std::string& key, absl::Duration timeout) {
 
 }  // namespace
 
+struct InMemoryKvStore::State {
+  zerorun::Mutex mu;
+  std::map<std::string, std::string> values ABSL_GUARDED_BY(mu);
+};
+
+InMemoryKvStore::InMemoryKvStore() : state_(std::make_unique<State>()) {}
+InMemoryKvStore::~InMemoryKvStore() = default;
+
 absl::Status InMemoryKvStore::Set(const std::string& key, const std::string& value) {
-  zerorun::MutexLock lock(&mu_);
-  values_[key] = value;
+  zerorun::MutexLock lock(&state_->mu);
+  state_->values[key] = value;
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> InMemoryKvStore::Get(const std::string& key, absl::Duration timeout) {
-  zerorun::MutexLock lock(&mu_);
+  State& st = *state_;
+  zerorun::MutexLock lock(&st.mu);
   struct Args {
     std::map<std::string, std::string>* values;
     const std::string* key;
-  } args{&values_, &key};
-  mu_.AwaitWithTimeout(zerorun::Condition(
-                           +[](Args* a) { return a->values->count(*a->key) > 0; }, &args),
-                       timeout);
-  auto it = values_.find(key);
-  if (it == values_.end()) return Missing(key, timeout);
+  } args{&st.values, &key};
+  st.mu.AwaitWithTimeout(zerorun::Condition(
+                             +[](Args* a) { return a->values->count(*a->key) > 0; }, &args),
+                         timeout);
+  auto it = st.values.find(key);
+  if (it == st.values.end()) return Missing(key, timeout);
   return it->second;
 }
 

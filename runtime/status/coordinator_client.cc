@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/mutex.h"
 #include "base/rank_env.h"
 #include "grpc_util.h"
 #include "zerorun/flight_recorder.h"
@@ -17,6 +18,17 @@ struct CoordinatorClient::Impl {
   std::string address;
   std::string secret;
   std::unique_ptr<v1::Coordinator::Stub> stub;
+  zerorun::Mutex mu;
+  bool has_step ABSL_GUARDED_BY(mu) = false;
+  int64_t step ABSL_GUARDED_BY(mu) = 0;
+  double loss ABSL_GUARDED_BY(mu) = 0;
+  double tokens_per_second ABSL_GUARDED_BY(mu) = 0;
+  int64_t memory_bytes ABSL_GUARDED_BY(mu) = 0;
+  bool has_times ABSL_GUARDED_BY(mu) = false;
+  StepTimes times ABSL_GUARDED_BY(mu);
+  std::string phase ABSL_GUARDED_BY(mu);
+  int64_t total_steps ABSL_GUARDED_BY(mu) = 0;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
 
   std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const {
     auto context = std::make_unique<grpc::ClientContext>();
@@ -51,8 +63,8 @@ CoordinatorClient::CoordinatorClient(std::string address, std::string secret, in
 
 CoordinatorClient::~CoordinatorClient() {
   {
-    zerorun::MutexLock lock(&mu_);
-    stopping_ = true;
+    zerorun::MutexLock lock(&impl_->mu);
+    impl_->stopping = true;
   }
   if (heartbeat_.joinable()) heartbeat_.join();
 }
@@ -79,25 +91,25 @@ absl::StatusOr<std::string> CoordinatorClient::Get(const std::string& key, absl:
 absl::Status CoordinatorClient::Send(bool with_step) {
   v1::RankReport request;
   {
-    zerorun::MutexLock lock(&mu_);
+    zerorun::MutexLock lock(&impl_->mu);
     request.set_rank(rank_);
-    request.set_phase(phase_);
-    request.set_total_steps(total_steps_);
+    request.set_phase(impl_->phase);
+    request.set_total_steps(impl_->total_steps);
     request.set_in_flight(FlightRecorder::Global().InFlight());
-    if (with_step || has_step_) {
-      request.set_has_step(has_step_);
-      request.set_step(step_);
-      request.set_loss(loss_);
-      request.set_tokens_per_second(tokens_per_second_);
-      request.set_memory_bytes(memory_bytes_);
+    if (with_step || impl_->has_step) {
+      request.set_has_step(impl_->has_step);
+      request.set_step(impl_->step);
+      request.set_loss(impl_->loss);
+      request.set_tokens_per_second(impl_->tokens_per_second);
+      request.set_memory_bytes(impl_->memory_bytes);
     }
-    if (has_times_) {
+    if (impl_->has_times) {
       v1::StepTimes* t = request.mutable_step_times();
-      t->set_seconds(times_.seconds);
-      t->set_compute_s(times_.compute);
-      t->set_comm_wait_s(times_.comm_wait);
-      t->set_optimizer_s(times_.optimizer);
-      t->set_io_s(times_.io);
+      t->set_seconds(impl_->times.seconds);
+      t->set_compute_s(impl_->times.compute);
+      t->set_comm_wait_s(impl_->times.comm_wait);
+      t->set_optimizer_s(impl_->times.optimizer);
+      t->set_io_s(impl_->times.io);
     }
   }
   v1::ReportReply reply;
@@ -112,37 +124,37 @@ absl::Status CoordinatorClient::Heartbeat() { return Send(false); }
 absl::Status CoordinatorClient::ReportStep(int64_t step, double loss, double tokens_per_second,
                                            int64_t memory_bytes, const StepTimes* times) {
   {
-    zerorun::MutexLock lock(&mu_);
-    has_times_ = times != nullptr;
-    if (times != nullptr) times_ = *times;
-    has_step_ = true;
-    step_ = step;
-    loss_ = loss;
-    tokens_per_second_ = tokens_per_second;
-    memory_bytes_ = memory_bytes;
+    zerorun::MutexLock lock(&impl_->mu);
+    impl_->has_times = times != nullptr;
+    if (times != nullptr) impl_->times = *times;
+    impl_->has_step = true;
+    impl_->step = step;
+    impl_->loss = loss;
+    impl_->tokens_per_second = tokens_per_second;
+    impl_->memory_bytes = memory_bytes;
   }
   return Send(true);
 }
 
 void CoordinatorClient::SetTotalSteps(int64_t total_steps) {
-  zerorun::MutexLock lock(&mu_);
-  total_steps_ = total_steps;
+  zerorun::MutexLock lock(&impl_->mu);
+  impl_->total_steps = total_steps;
 }
 
 void CoordinatorClient::SetPhase(const std::string& phase) {
-  zerorun::MutexLock lock(&mu_);
-  phase_ = phase;
+  zerorun::MutexLock lock(&impl_->mu);
+  impl_->phase = phase;
 }
 
 void CoordinatorClient::StartHeartbeat(absl::Duration interval) {
   if (heartbeat_.joinable()) return;
   heartbeat_ = std::thread([this, interval] {
-    zerorun::MutexLock lock(&mu_);
-    while (!stopping_) {
-      mu_.Unlock();
+    zerorun::MutexLock lock(&impl_->mu);
+    while (!impl_->stopping) {
+      impl_->mu.Unlock();
       (void)Heartbeat();  // A missed beat shows as heartbeat age in `zerorun status`.
-      mu_.Lock();
-      mu_.AwaitWithTimeout(zerorun::Condition(&stopping_), interval);
+      impl_->mu.Lock();
+      impl_->mu.AwaitWithTimeout(zerorun::Condition(&impl_->stopping), interval);
     }
   });
 }

@@ -11,7 +11,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "base/mutex.h"
 #include "zerorun/step_times.h"
 
 namespace zerorun {
@@ -56,20 +55,9 @@ class CoordinatorClient {
  private:
   absl::Status Send(bool with_step);
 
-  struct Impl;
+  struct Impl;  // The channel, and what the next heartbeat reports (under its mutex).
   std::unique_ptr<Impl> impl_;
   const int rank_;
-  zerorun::Mutex mu_;
-  bool has_step_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
-  double loss_ ABSL_GUARDED_BY(mu_) = 0;
-  double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t memory_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool has_times_ ABSL_GUARDED_BY(mu_) = false;
-  StepTimes times_ ABSL_GUARDED_BY(mu_);
-  std::string phase_ ABSL_GUARDED_BY(mu_);
-  int64_t total_steps_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stop_requested_{false};
   std::thread heartbeat_;
 };

@@ -6,13 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
-
-#include "absl/base/thread_annotations.h"
-#include "absl/time/time.h"
-#include "base/mutex.h"
 
 namespace zerorun {
 
@@ -22,8 +17,8 @@ class FlightRecorder {
   static FlightRecorder& Global();
 
   // A collective begins on the calling thread (backends call Begin/End around each one as it
-  // runs); returns its sequence number (1, 2, ... in issue
-  // order, the same on every rank for the same collective).
+  // runs); returns its sequence number (1, 2, ... in issue order, the same on every rank for
+  // the same collective).
   uint64_t Begin(const char* op, size_t bytes, int rank, int world_size);
   void End(uint64_t seq);
   // The oldest collective in flight, e.g. "all_reduce #41 unit h.3 (1048576 bytes) for 12.3 s,
@@ -31,15 +26,9 @@ class FlightRecorder {
   std::string InFlight() const;
 
  private:
-  struct Entry {
-    std::string op, unit;
-    size_t bytes = 0;
-    int rank = 0, world_size = 0;
-    absl::Time start;
-  };
-  mutable zerorun::Mutex mu_;
-  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<uint64_t, Entry> in_flight_ ABSL_GUARDED_BY(mu_);
+  FlightRecorder();
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 // Names the ZeRO unit the calling thread's collectives are for while it lives.

@@ -10,11 +10,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "dsconfig/effective.h"
 #include "nlohmann/json.hpp"
 #include "zerorun/comm.h"
 #include "zerorun/coordinator_client.h"
 #include "zerorun/kv_store.h"
+#include "zerorun/training_config.h"
 
 namespace zerorun {
 

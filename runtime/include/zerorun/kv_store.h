@@ -3,14 +3,11 @@
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_KV_STORE_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_KV_STORE_H_
 
-#include <map>
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "base/mutex.h"
 
 namespace zerorun {
 
@@ -28,12 +25,14 @@ class KvStore {
 // In-process store for ranks that are threads of one test process. Thread-safe.
 class InMemoryKvStore : public KvStore {
  public:
+  InMemoryKvStore();
+  ~InMemoryKvStore() override;
   absl::Status Set(const std::string& key, const std::string& value) override;
   absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout) override;
 
  private:
-  zerorun::Mutex mu_;
-  std::map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 // A directory shared by ranks that are processes on one machine: one file per key, written to a
