@@ -17,13 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "base/fs.h"
 #include "cgroup.h"
-#include "shm_leftovers.h"
 #include "google/protobuf/util/json_util.h"
 #include "log_reader.h"
 #include "proc_util.h"
 #include "rank_environment.h"
 #include "rank_supervisor.h"
 #include "request_validation.h"
+#include "shm_leftovers.h"
 #include "zerorun/v1/agent_state.pb.h"
 
 namespace zerorun::worker {

@@ -151,7 +151,7 @@ class JobRunner {
     std::string dir;
     std::string cgroup;
     std::string shm_prefix;  // DeepSpeedShmPrefix of the ranks' environment ("" for none).
-    FileOwner files;  // Whose rank directories and logs they are (the run-as user, or ours).
+    FileOwner files;         // Whose rank directories and logs they are (the run-as user, or ours).
     std::vector<Rank> ranks;
     std::deque<v1::RankEvent> events;  // The replay buffer: indexes first_index.. next_index-1.
     int64_t first_index = 0;
