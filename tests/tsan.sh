@@ -34,7 +34,7 @@ run_tag() {
     grep -A30 "WARNING: ThreadSanitizer" "${build}/tsan.log" | head -60 || tail -40 "${build}/tsan.log"
   fi
 }
-for tags in "[device]" "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
+for tags in "[device]" "[state_store]" "[zero]" "[offload]" "[nvme]" "[checkpoint]" "[comm]"; do
   run_tag "${tags}" "${run[@]}"
 done
 proto=("${build}/tests/zr_proto_tests")

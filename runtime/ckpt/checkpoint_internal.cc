@@ -30,9 +30,39 @@ absl::Status Agree(Communicator& comm, const absl::Status& mine, const std::stri
                                          mine.ok() ? "" : absl::StrCat(": ", mine.message())));
 }
 
-ShardStream::ShardStream(ZeroEngine& engine) : engine_(engine), pieces_(engine.ShardPieces()) {
+std::vector<ShardPiece> ShardPieces(const ZeroEngine& engine) {
+  std::vector<ShardPiece> pieces;
+  for (size_t ui = 0; ui < engine.layout().units().size(); ++ui) {
+    pieces.push_back({StateArray::kMaster, ui, 0, engine.owned_count(ui), 0});
+  }
+  const StateStore& store = engine.state_store();
+  for (StateArray array : {StateArray::kM, StateArray::kV}) {
+    for (size_t k = 0; k < store.chunks(); ++k) {
+      const StateLayout::Chunk& c = store.layout().chunks[k];
+      pieces.push_back({array, c.unit, c.at, c.count, k});
+    }
+  }
+  return pieces;
+}
+
+float* PieceData(ZeroEngine& engine, const ShardPiece& piece) {
+  if (piece.array == StateArray::kMaster) return engine.MasterData(piece.unit);
+  return static_cast<float*>(engine.state_store().Data(piece.chunk, piece.array));
+}
+
+absl::Status ReadPiece(ZeroEngine& engine, const ShardPiece& piece, float* out) {
+  if (piece.array == StateArray::kMaster) return engine.ReadMasters(piece.unit, out);
+  return engine.state_store().Read(piece.chunk, piece.array, out);
+}
+
+absl::Status WritePiece(ZeroEngine& engine, const ShardPiece& piece, const float* in) {
+  if (piece.array == StateArray::kMaster) return engine.WriteMasters(piece.unit, in);
+  return engine.state_store().Write(piece.chunk, piece.array, in);
+}
+
+ShardStream::ShardStream(ZeroEngine& engine) : engine_(engine), pieces_(ShardPieces(engine)) {
   starts_.push_back(0);
-  for (const ZeroEngine::ShardPiece& p : pieces_) {
+  for (const ShardPiece& p : pieces_) {
     starts_.push_back(starts_.back() + p.count * sizeof(float));
   }
 }
@@ -52,11 +82,11 @@ absl::Status ShardStream::Visit(size_t offset, size_t n, Fn fn) {
 
 absl::Status ShardStream::Fill(char* out, size_t offset, size_t n) {
   return Visit(offset, n, [&](size_t i, size_t within, size_t to, size_t len) {
-    const float* src = engine_.PieceData(pieces_[i]);
+    const float* src = PieceData(engine_, pieces_[i]);
     if (src == nullptr) {
       if (buffered_ != i) {
         buffer_.resize(pieces_[i].count);
-        if (absl::Status s = engine_.ReadPiece(pieces_[i], buffer_.data()); !s.ok()) return s;
+        if (absl::Status s = ReadPiece(engine_, pieces_[i], buffer_.data()); !s.ok()) return s;
         buffered_ = i;
       }
       src = buffer_.data();
@@ -69,30 +99,30 @@ absl::Status ShardStream::Fill(char* out, size_t offset, size_t n) {
 absl::Status ShardStream::Drain(const char* in, size_t offset, size_t n) {
   buffered_ = SIZE_MAX;
   return Visit(offset, n, [&](size_t i, size_t within, size_t from, size_t len) {
-    if (float* dst = engine_.PieceData(pieces_[i]); dst != nullptr) {
+    if (float* dst = PieceData(engine_, pieces_[i]); dst != nullptr) {
       std::memcpy(reinterpret_cast<char*>(dst) + within, in + from, len);
       return absl::OkStatus();
     }
     buffer_.resize(pieces_[i].count);
     std::memcpy(reinterpret_cast<char*>(buffer_.data()) + within, in + from, len);
     if (starts_[i] + within + len < starts_[i + 1]) return absl::OkStatus();
-    return engine_.WritePiece(pieces_[i], buffer_.data());
+    return WritePiece(engine_, pieces_[i], buffer_.data());
   });
 }
 
 absl::Status FillShard(
     ZeroEngine& engine,
-    const std::function<absl::Status(const ZeroEngine::ShardPiece& piece, float* out)>& fill) {
+    const std::function<absl::Status(const ShardPiece& piece, float* out)>& fill) {
   std::vector<float> buffer;  // A piece on NVMe.
-  for (const ZeroEngine::ShardPiece& piece : engine.ShardPieces()) {
-    float* out = engine.PieceData(piece);
+  for (const ShardPiece& piece : ShardPieces(engine)) {
+    float* out = PieceData(engine, piece);
     if (out == nullptr) {
       buffer.resize(piece.count);
       out = buffer.data();
     }
     if (absl::Status s = fill(piece, out); !s.ok()) return s;
     if (out == buffer.data()) {
-      if (absl::Status s = engine.WritePiece(piece, out); !s.ok()) return s;
+      if (absl::Status s = WritePiece(engine, piece, out); !s.ok()) return s;
     }
   }
   return absl::OkStatus();

@@ -61,9 +61,9 @@ absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& com
   // The masters of what this rank owns from the file, Adam's m and v zero.
   if (absl::Status s = engine.Sync(); !s.ok()) return s;
   const absl::Status read =
-      ckpt::FillShard(engine, [&](const ZeroEngine::ShardPiece& piece, float* values) {
+      ckpt::FillShard(engine, [&](const ckpt::ShardPiece& piece, float* values) {
         std::fill(values, values + piece.count, 0.0f);  // m, v; the padding between tensors.
-        if (piece.array != 0) return absl::OkStatus();
+        if (piece.array != StateArray::kMaster) return absl::OkStatus();
         const UnitLayout& unit = engine.layout().units()[piece.unit];
         const uint64_t begin = engine.owned_begin(piece.unit) + piece.at, end = begin + piece.count;
         for (const TensorLayout& t : unit.tensors) {
@@ -77,7 +77,7 @@ absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& com
         return absl::OkStatus();
       });
   if (absl::Status s = ckpt::Agree(comm, read, "reading " + path); !s.ok()) return s;
-  if (absl::Status s = engine.FinishRestore(0, engine.shard_state().scaler()); !s.ok()) return s;
+  if (absl::Status s = engine.FinishRestore(0, engine.scaler()); !s.ok()) return s;
   return report;
 }
 

@@ -16,7 +16,7 @@ namespace {
 
 using json = nlohmann::json;
 
-// Fills this rank's shard (ZeroEngine::ShardPieces) from a checkpoint of another world size or
+// Fills this rank's shard (ckpt::ShardPieces) from a checkpoint of another world size or
 // stage: per piece, only the elements this rank owns now, from the old shards that hold them.
 // Every old shard is first checked whole against its sha256 by one rank (shard j by rank
 // j % world), so a corrupt file fails the load on every rank (the caller agrees on it) at the
@@ -35,9 +35,9 @@ absl::Status Reshard(const ckpt::Manifest& manifest, ZeroEngine& engine, const C
     if (absl::Status s = ckpt::VerifyShard(manifest, manifest.shards[j]); !s.ok()) return s;
   }
   ckpt::ShardReader reader(manifest);
-  return ckpt::FillShard(engine, [&](const ZeroEngine::ShardPiece& piece, float* out) {
+  return ckpt::FillShard(engine, [&](const ckpt::ShardPiece& piece, float* out) {
     const uint64_t begin = engine.owned_begin(piece.unit) + piece.at;
-    return reader.Read(piece.unit, begin, begin + piece.count, piece.array, out);
+    return reader.Read(piece.unit, begin, begin + piece.count, static_cast<int>(piece.array), out);
   });
 }
 
@@ -102,7 +102,7 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     } else if (absl::Status s = Reshard(*read, engine, comm); !s.ok()) {
       return s;
     }
-    LossScaler scaler = engine.shard_state().scaler();
+    LossScaler scaler = engine.scaler();
     if (!scaler.Import(m.value("loss_scaler", std::vector<double>{}))) {
       return absl::DataLossError(absl::StrCat(where, "/manifest.json: bad loss_scaler"));
     }

@@ -204,7 +204,7 @@ absl::Status PendingSave::Impl::Publish(Communicator& comm) {
 
 void PrepareAsyncCheckpoint(const ZeroEngine& engine) {
   if (engine.state_on_nvme()) return;  // Its saves stream (StartCheckpoint).
-  const size_t bytes = 3 * engine.shard_state().elements() * sizeof(float);
+  const size_t bytes = 3 * engine.state_store().layout().elements() * sizeof(float);
   if (preparing.valid()) preparing.wait();
   preparing = std::async(std::launch::async, [bytes] { KeepStaging(ckpt::AlignedBuffer(bytes)); });
 }
@@ -261,8 +261,7 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
       return absl::OkStatus();
     };
   }
-  const ShardState& state = engine.shard_state();
-  const size_t n = state.elements();
+  const size_t n = engine.state_store().layout().elements();
   impl->stats.bytes = bytes;
   impl->manifest = {
       {"format", ckpt::kFormat},
@@ -274,8 +273,8 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
       {"dtype", DTypeName(engine.options().dtype)},
       {"state_elements", n},
       {"arrays", {"master_fp32", "exp_avg_fp32", "exp_avg_sq_fp32"}},
-      {"last_step", state.last_step()},
-      {"loss_scaler", state.scaler().Export()},
+      {"last_step", engine.last_step()},
+      {"loss_scaler", engine.scaler().Export()},
       {"units", ckpt::LayoutJson(engine)},
       {"client_state", json::parse(client_state.empty() ? "{}" : client_state, nullptr, false)},
       {"config", json::parse(config_json.empty() ? "{}" : config_json, nullptr, false)}};

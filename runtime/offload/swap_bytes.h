@@ -1,4 +1,4 @@
-// The bytes one rank's ZeRO-Infinity swap files hold (OptimizerSwap, ParamSwap), before block
+// The bytes one rank's ZeRO-Infinity swap files hold (NvmeStateStore, ParamSwap), before block
 // padding: the runtime's own layout, for pre-flight's free-space check (tested against the
 // files actually written). Header-only so that the launcher needs no runtime library.
 #ifndef ZERORUN_RUNTIME_OFFLOAD_SWAP_BYTES_H_

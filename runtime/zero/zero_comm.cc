@@ -1,21 +1,32 @@
-// ZeroEngine's communication: its stream (collectives and the NVMe reads feeding them, in issue
-// order; asynchronous with overlap_comm), the in-place collectives the engine issues on unit
-// buffers, and the first step's acquire-order check across ranks.
+// The engine's communication: the CommQueue (collectives and the NVMe reads feeding them, in
+// issue order; asynchronous with overlap_comm), the in-place collectives the engine issues on
+// unit buffers, and the first step's acquire-order check across ranks.
 #include "absl/strings/str_cat.h"
+#include "zero/comm_queue.h"
 #include "zero/engine_internal.h"
 #include "zerorun/zero_engine.h"
 
 namespace zerorun {
 
-ZeroEngine::CommMark ZeroEngine::Submit(Stream::Task task) {
-  const PhaseClock::Scope waiting(comm_async_ ? nullptr : &phase_clock_, Phase::kCommWait);
-  comm_stream_->Enqueue(std::move(task));
-  return CommMark{Work(comm_stream_->Record(), "engine communication"), ++comm_seq_};
+CommQueue::CommQueue(bool async, PhaseClock* clock)
+    : async_(async), clock_(clock), stream_(CreateCpuStream(async)) {}
+
+CommQueue::~CommQueue() { (void)stream_->Synchronize(); }
+
+CommMark CommQueue::Submit(Stream::Task task) {
+  const PhaseClock::Scope waiting(async_ ? nullptr : clock_, Phase::kCommWait);
+  stream_->Enqueue(std::move(task));
+  return CommMark{Work(stream_->Record(), "engine communication"), ++seq_};
 }
 
-absl::Status ZeroEngine::AwaitComm(const CommMark& mark) {
-  const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
-  return mark.seq == 0 ? comm_stream_->status() : mark.work.Wait();
+absl::Status CommQueue::Await(const CommMark& mark) {
+  const PhaseClock::Scope waiting(clock_, Phase::kCommWait);
+  return mark.seq == 0 ? stream_->status() : mark.work.Wait();
+}
+
+absl::Status CommQueue::Sync() {
+  const PhaseClock::Scope waiting(clock_, Phase::kCommWait);
+  return stream_->Synchronize();
 }
 
 absl::Status GatherInPlace(Communicator& comm, BufferView full) {
@@ -29,10 +40,7 @@ absl::Status ReduceScatterInPlace(Communicator& comm, BufferView full, ReduceOp 
   return comm.ReduceScatter(full, mine, op).Wait();
 }
 
-absl::Status ZeroEngine::Sync() {
-  const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
-  return comm_stream_->Synchronize();
-}
+absl::Status ZeroEngine::Sync() { return comm_queue_->Sync(); }
 
 absl::Status ZeroEngine::CheckOrderAcrossRanks() {
   // FNV-1a over the (unit, pass) sequence; its 8 bytes b_i and b_i^2 are summed over ranks in

@@ -7,10 +7,11 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "offload/optimizer_swap.h"
+#include "offload/nvme_state_store.h"
 #include "offload/param_swap.h"
 #include "offload/swap_dir.h"
 #include "zero/engine_internal.h"
+#include "zero/grad_store.h"
 #include "zerorun/flight_recorder.h"
 
 namespace zerorun {
@@ -52,11 +53,11 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const std::vector
   absl::StatusOr<Layout> layout = Layout::Build(units, comm->world_size(), options.align);
   if (!layout.ok()) return layout.status();
   std::unique_ptr<ZeroEngine> engine(new ZeroEngine(*std::move(layout), options, comm));
-  if (absl::Status s = engine->CreateSwaps(); !s.ok()) return s;
+  if (absl::Status s = engine->CreateStores(); !s.ok()) return s;
   return engine;
 }
 
-absl::Status ZeroEngine::CreateSwaps() {
+absl::Status ZeroEngine::CreateStores() {
   AioOptions aio;
   aio.block_size = options_.aio.block_size;
   aio.queue_depth = options_.aio.queue_depth;
@@ -69,27 +70,38 @@ absl::Status ZeroEngine::CreateSwaps() {
     swap_dirs_.push_back(*std::move(made));
     return swap_dirs_.back()->path();
   };
+  absl::StatusOr<std::unique_ptr<GradStore>> grads =
+      GradStore::Create(layout_, options_.stage, options_.dtype, options_.grad_slots);
+  if (!grads.ok()) return grads.status();
+  grads_ = *std::move(grads);
+  // The optimizer visits units in order, each in chunks of at most sub_group_size elements.
+  StateLayout state;
+  state.master_bytes = sixteen() ? sizeof(float) : 0;
+  state.grad_bytes = grad_bytes_;
+  state.grad_dtype = options_.dtype;
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const size_t first = state.chunks.size();
+    for (size_t done = 0; done < Owned(ui); done += options_.sub_group_size) {
+      state.chunks.push_back({ui, done, std::min(options_.sub_group_size, Owned(ui) - done)});
+    }
+    unit_chunks_.emplace_back(first, state.chunks.size() - first);
+  }
+  optimizer_ = CreateCpuAdamW(options_.adam);
   if (options_.optimizer_space == MemorySpace::kNvme) {
-    // The optimizer visits units in order, each in chunks of at most sub_group_size elements.
-    std::vector<size_t> chunks;
-    for (size_t ui = 0; ui < units_.size(); ++ui) {
-      const size_t first = chunks.size();
-      for (size_t done = 0; done < Owned(ui); done += options_.sub_group_size) {
-        chunks.push_back(std::min(options_.sub_group_size, Owned(ui) - done));
-      }
-      unit_chunks_.emplace_back(first, chunks.size() - first);
-    }
-    OptimizerSwap::Arrays arrays;
-    arrays.master = sixteen() ? sizeof(float) : 0;
-    if (grads_on_nvme_) {
-      arrays.grad = state_.accumulator() == Accumulator::kFp32 ? sizeof(float) : sizeof(uint16_t);
-    }
     absl::StatusOr<std::string> at = dir(options_.nvme_path, "offload_optimizer.nvme_path");
     if (!at.ok()) return at.status();
-    absl::StatusOr<std::unique_ptr<OptimizerSwap>> swap =
-        OptimizerSwap::Create(*at, arrays, std::move(chunks), aio);
+    absl::StatusOr<std::unique_ptr<NvmeStateStore>> swap =
+        NvmeStateStore::Create(*at, std::move(state), aio);
     if (!swap.ok()) return swap.status();
-    swap_ = *std::move(swap);
+    nvme_state_ = swap->get();
+    state_ = *std::move(swap);
+  } else {
+    const bool pinned = options_.optimizer_space == MemorySpace::kHost && options_.pin_memory;
+    state_allocator_ = CreateHostAllocator(pinned ? MemoryKind::kPinnedHost : MemoryKind::kHost);
+    absl::StatusOr<std::unique_ptr<StateStore>> store =
+        CreateMemoryStateStore(std::move(state), options_.optimizer_space, *state_allocator_);
+    if (!store.ok()) return store.status();
+    state_ = *std::move(store);
   }
   if (options_.param_space != MemorySpace::kNvme) return absl::OkStatus();
   std::vector<size_t> bytes(units_.size(), 0);
@@ -115,7 +127,7 @@ absl::Status ZeroEngine::CreateSwaps() {
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
-  size_t max_unit = 0, state = 0;
+  size_t max_unit = 0;
   units_.resize(layout_.units().size());
   for (size_t i = 0; i < units_.size(); ++i) {
     const UnitLayout& ul = layout_.units()[i];
@@ -128,39 +140,31 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
     } else {
       u.work32.assign(held, 0.0f);
     }
-    if (options_.stage < 2 && sixteen()) u.grad16.assign(ul.padded, 0);
-    if (options_.stage < 2 && !sixteen()) u.grad32.assign(ul.padded, 0.0f);
-    u.state_base = state;
-    state += Owned(i);
     max_unit = std::max(max_unit, ul.padded);
   }
-  const Accumulator accumulator = options_.stage < 2                       ? Accumulator::kNone
-                                  : sixteen() && !options_.grad_accum_fp32 ? Accumulator::kSixteen
-                                                                           : Accumulator::kFp32;
+  grad_bytes_ = options_.stage < 2                       ? 0
+                : sixteen() && !options_.grad_accum_fp32 ? sizeof(uint16_t)
+                                                         : sizeof(float);
   // The accumulator goes to NVMe with the optimizer state, as DeepSpeed swaps its gradients
   // (measured: keeping it in memory saves ~5% of the step for 2-4 bytes a parameter of RAM).
-  grads_on_nvme_ =
-      options_.optimizer_space == MemorySpace::kNvme && accumulator != Accumulator::kNone;
-  state_ = ShardState(state, sixteen(), accumulator, options_.optimizer_space,
-                      grads_on_nvme_ ? MemorySpace::kNvme : MemorySpace::kDevice);
-  if (grads_on_nvme_) {
-    const size_t chunk = std::min(options_.sub_group_size, max_unit);
-    (accumulator == Accumulator::kFp32 ? grad_io32_.resize(chunk) : grad_io16_.resize(chunk));
-  }
+  grads_on_nvme_ = options_.optimizer_space == MemorySpace::kNvme && grad_bytes_ > 0;
+  if (grads_on_nvme_) grad_io_.resize(std::min(options_.sub_group_size, max_unit) * grad_bytes_);
   for (size_t i = 0; i < units_.size(); ++i) {
     if (units_[i].on_nvme) {
       step32_.resize(std::max(step32_.size(), sixteen() ? 0 : Owned(i)));
       step16_.resize(std::max(step16_.size(), sixteen() ? Owned(i) : 0));
     }
   }
-  param_slots_ = std::make_unique<Slots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0);
-  grad_slots_ = std::make_unique<Slots>(max_unit, sixteen() ? max_unit : 0);
-  comm_async_ = options_.overlap_comm && comm_->world_size() > 1;
-  comm_stream_ = CreateCpuStream(comm_async_);
-  if (options_.dtype == DType::kFp16) state_.scaler() = LossScaler(options_.loss_scale);
+  live_allocator_ = CreateHostAllocator();
+  param_slots_ =
+      std::make_unique<UnitSlots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0,
+                                  options_.dtype, live_allocator_.get());
+  comm_queue_ =
+      std::make_unique<CommQueue>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
+  if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
 }
 
-ZeroEngine::~ZeroEngine() { (void)comm_stream_->Synchronize(); }
+ZeroEngine::~ZeroEngine() { (void)comm_queue_->Sync(); }
 
 size_t ZeroEngine::Owned(size_t unit) const {
   return options_.stage == 0 ? layout_.units()[unit].padded : layout_.units()[unit].shard;
@@ -176,76 +180,8 @@ std::pair<size_t, size_t> ZeroEngine::OwnedPart(size_t unit, size_t tensor) cons
   return {std::max(begin, tl.offset), std::min(end, tl.offset + tl.numel)};
 }
 
-absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
-  Unit& u = units_[unit];
-  const size_t n = Owned(unit), begin = OwnedBegin(unit);
-  *direct = true;
-  if (grads_on_nvme_) {
-    *direct = false;
-    tmp.assign(n, 0.0f);
-    if (!u.grads_on_disk) return tmp.data();
-    absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
-      void* io = grad_io32_.empty() ? static_cast<void*>(grad_io16_.data()) : grad_io32_.data();
-      const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
-      if (absl::Status read = swap_->ReadArray(k, SwapArray::kGrad, io); !read.ok()) return read;
-      WidenSwappedGrads(unit, io, len, tmp.data() + at);
-      return absl::OkStatus();
-    });
-    if (!s.ok()) return s;
-    return tmp.data();
-  }
-  if (state_.acc32() != nullptr) return state_.acc32() + u.state_base;
-  if (!sixteen()) return u.grad32.data() + begin;
-  *direct = false;
-  tmp.resize(n);
-  const uint16_t* src =
-      state_.acc16() == nullptr ? u.grad16.data() + begin : state_.acc16() + u.state_base;
-  ToFloat(options_.dtype, src, tmp.data(), n);
-  return tmp.data();
-}
-
-void ZeroEngine::WidenSwappedGrads(size_t unit, const void* grad, size_t count, float* out) const {
-  if (!units_[unit].grads_on_disk) {
-    std::fill_n(out, count, 0.0f);
-  } else if (state_.accumulator() == Accumulator::kFp32) {
-    std::copy_n(static_cast<const float*>(grad), count, out);
-  } else {
-    ToFloat(options_.dtype, static_cast<const uint16_t*>(grad), out, count);
-  }
-}
-
-absl::Status ZeroEngine::AccumulateOnNvme(size_t unit, const float* reduced) {
-  Unit& u = units_[unit];
-  const bool wide = state_.accumulator() == Accumulator::kFp32;
-  void* io = wide ? static_cast<void*>(grad_io32_.data()) : grad_io16_.data();
-  absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
-    const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (overlap_comm off).
-    if (u.grads_on_disk) {
-      if (absl::Status read = swap_->ReadArray(k, SwapArray::kGrad, io); !read.ok()) return read;
-    } else if (wide) {
-      std::fill_n(grad_io32_.begin(), len, 0.0f);  // The in-memory accumulator's zero start.
-    } else {
-      std::fill_n(grad_io16_.begin(), len, 0);
-    }
-    if (wide) {
-      for (size_t i = 0; i < len; ++i) grad_io32_[i] += reduced[at + i];
-    } else {
-      AddFloatInto(options_.dtype, reduced + at, grad_io16_.data(), len);
-    }
-    return swap_->WriteArray(k, SwapArray::kGrad, io);
-  });
-  if (!s.ok()) return s;
-  u.grads_on_disk = true;
-  return absl::OkStatus();
-}
-
-void ZeroEngine::ZeroGrads() {
-  for (Unit& u : units_) {
-    u.grads_on_disk = false;
-    std::fill(u.grad32.begin(), u.grad32.end(), 0.0f);
-    std::fill(u.grad16.begin(), u.grad16.end(), 0);
-  }
-  state_.ZeroAccumulator();
+void* ZeroEngine::StateData(size_t unit, StateArray a) {
+  return state_->Data(unit_chunks_[unit].first, a);
 }
 
 absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value) {
@@ -258,7 +194,7 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
 // Step()'s body, charged to the optimizer phase; collectives and swaps inside open their own.
 absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float value) {
   for (size_t ui = 0; ui < units_.size(); ++ui) {
-    if (units_[ui].grad_slot >= 0 || units_[ui].refs > 0) {
+    if (grads_->holds(ui) || units_[ui].refs > 0) {
       return absl::FailedPreconditionError(
           absl::StrCat("unit ", ui, " (", layout_.units()[ui].name, ") ",
                        units_[ui].refs > 0 ? "is still acquired by a live guard"
@@ -278,28 +214,28 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   std::vector<float> tmp;
   for (size_t ui = 0; ui < units_.size() && options_.stage < 2; ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
-    Unit& u = units_[ui];
     const FlightUnit flight(ul.name);
     const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
+    const BufferView full = grads_->full(ui);
     absl::Status s;
     if (!sixteen()) {
-      const BufferView full = HostView(u.grad32.data(), ul.padded);
       s = options_.stage == 0 ? comm_->AllReduce(full, ReduceOp::kAvg).Wait()
                               : ReduceScatterInPlace(*comm_, full, ReduceOp::kAvg);
     } else {
       // In the working dtype, as DeepSpeed: reduce-scatter, round the own shard, (stage 0) gather.
-      const BufferView full = HostView(u.grad16.data(), ul.padded, options_.dtype);
       tmp.resize(ul.shard);
       s = comm_->ReduceScatter(full, HostView(tmp.data(), ul.shard), ReduceOp::kAvg).Wait();
       const size_t mine = static_cast<size_t>(comm_->rank()) * ul.shard;
-      if (s.ok()) FromFloat(options_.dtype, tmp.data(), u.grad16.data() + mine, ul.shard);
+      if (s.ok()) {
+        FromFloat(options_.dtype, tmp.data(), static_cast<uint16_t*>(full.data) + mine, ul.shard);
+      }
       if (s.ok() && options_.stage == 0) s = GatherInPlace(*comm_, full);
     }
     if (!s.ok()) return s;
   }
   // 2. One multiplier for micro-step averaging and unscaling, then the global norm.
   const float pre =
-      1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * state_.scaler().scale());
+      1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * scaler_.scale());
   double local = 0;
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     bool direct = false;
@@ -327,40 +263,48 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   if (!std::isfinite(result.grad_norm)) {
     // Overflow (fp16) or a NaN: every rank sees the same all-reduced norm and skips together.
     result.skipped = true;
-    state_.scaler().Update(true);
-    result.loss_scale = state_.scaler().scale();
+    scaler_.Update(true);
+    result.loss_scale = scaler_.scale();
     ZeroGrads();
     return result;
   }
-  state_.scaler().Update(false);
-  result.loss_scale = state_.scaler().scale();
+  scaler_.Update(false);
+  result.loss_scale = scaler_.scale();
   if (options_.gradient_clipping > 0) {
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
     result.clip_coef = std::min(1.0f, options_.gradient_clipping / (result.grad_norm + 1e-6f));
   }
   // 3. AdamW on the fp32 masters this rank owns, write-back, then share the working weights.
-  AdamWHyper hyper = options_.adam;
-  hyper.lr = lr;
-  if (swap_ != nullptr) {
-    if (absl::Status s = phase_clock_.Charge(Phase::kIo, [&] { return swap_->Begin(); }); !s.ok()) {
-      return s;
+  if (absl::Status s = StepOptimizer(step, lr, pre, result.clip_coef, tmp); !s.ok()) return s;
+  last_step_ = step;
+  ZeroGrads();
+  if (absl::Status s = comm_queue_->status(); !s.ok()) return s;  // Inline gathers' errors.
+  return result;
+}
+
+absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float clip_coef,
+                                       std::vector<float>& tmp) {
+  // 16-bit gradients are widened again rather than kept in fp32 since the norm pass: one unit's
+  // scratch instead of a 4P/N buffer, for a cheap second conversion. Gradients on NVMe arrive
+  // with their chunk and are widened and scaled there the same way.
+  auto scale = [&](float* g, size_t count, bool direct) {
+    if (!direct && pre != 1.0f) {
+      for (size_t i = 0; i < count; ++i) g[i] *= pre;
     }
+    if (options_.gradient_clipping > 0) {
+      for (size_t i = 0; i < count; ++i) g[i] *= clip_coef;  // Also at 1, as torch.
+    }
+  };
+  // The store's transfers are I/O where it is on NVMe; in memory its pass costs nothing to charge.
+  const Phase transfer = nvme_state_ != nullptr ? Phase::kIo : Phase::kOptimizer;
+  if (absl::Status s = phase_clock_.Charge(transfer, [&] { return state_->Begin(); }); !s.ok()) {
+    return s;
   }
+  std::vector<float> widened;  // A chunk of gradients from NVMe.
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
     const size_t n = Owned(ui), begin = OwnedBegin(ui);
-    // 16-bit gradients are widened again rather than kept in fp32 since the norm pass: one
-    // unit's scratch instead of a 4P/N buffer, for a cheap second conversion. Gradients in the
-    // optimizer swap arrive with their chunk and are widened and scaled there the same way.
-    auto scale = [&](float* g, size_t count, bool direct) {
-      if (!direct && pre != 1.0f) {
-        for (size_t i = 0; i < count; ++i) g[i] *= pre;
-      }
-      if (options_.gradient_clipping > 0) {
-        for (size_t i = 0; i < count; ++i) g[i] *= result.clip_coef;  // Also at 1, as torch.
-      }
-    };
     float* g = nullptr;
     if (!grads_on_nvme_) {
       bool direct = false;
@@ -369,10 +313,10 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
       g = *grads;
       scale(g, n, direct);
     }
-    // The masters: in memory, read here from the parameter swap (fp32 stage 3: the shard is the
-    // master), or chunk by chunk from the optimizer swap (16-bit). New 16-bit weights go to the
-    // working copy, or to a scratch shard bound for the parameter swap.
-    float* master = Master(ui);
+    // The masters: in memory, from the state store chunk by chunk (16-bit), or read here from the
+    // parameter swap (fp32 stage 3 on NVMe: the shard is the master). New 16-bit weights go to
+    // the working copy, or to a scratch shard bound for the parameter swap.
+    float* master = MasterData(ui);
     if (master == nullptr && !sixteen()) {
       master = step32_.data();
       if (absl::Status s =
@@ -384,32 +328,24 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
     uint16_t* w16 = !sixteen()  ? nullptr
                     : u.on_nvme ? step16_.data()
                                 : u.work16.data() + (u.resident ? begin : 0);
-    if (swap_ == nullptr) {
-      AdamWStepReference(hyper, step, n, master, g, state_.exp_avg() + u.state_base,
-                         state_.exp_avg_sq() + u.state_base);
-      if (w16 != nullptr) FromFloat(options_.dtype, master, w16, n);
-    } else {
-      // m and v (and 16-bit's masters) come from NVMe chunk by chunk (AdamW is element-wise:
-      // the same results).
-      absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
-        absl::StatusOr<OptimizerSwap::Chunk> chunk =
-            phase_clock_.Charge(Phase::kIo, [&] { return swap_->Acquire(k); });
-        if (!chunk.ok()) return chunk.status();
-        float* mk = chunk->master != nullptr ? chunk->master : master + at;
-        float* gk = grads_on_nvme_ ? nullptr : g + at;
-        if (grads_on_nvme_) {
-          tmp.resize(len);
-          gk = tmp.data();
-          WidenSwappedGrads(ui, chunk->grad, len, gk);
-          scale(gk, len, /*direct=*/false);
-        }
-        AdamWStepReference(hyper, step, len, mk, gk, chunk->m, chunk->v);
-        if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
-        phase_clock_.Charge(Phase::kIo, [&] { swap_->Release(k); });
-        return absl::OkStatus();
-      });
-      if (!s.ok()) return s;
-    }
+    absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
+      absl::StatusOr<StateStore::Chunk> chunk =
+          phase_clock_.Charge(transfer, [&] { return state_->Acquire(k); });
+      if (!chunk.ok()) return chunk.status();
+      float* mk = chunk->master != nullptr ? chunk->master : master + at;
+      const float* gk = g == nullptr ? nullptr : g + at;
+      if (grads_on_nvme_) {
+        widened.resize(len);
+        WidenGrads(chunk->grad, len, widened.data());
+        scale(widened.data(), len, /*direct=*/false);
+        gk = widened.data();
+      }
+      optimizer_->Step(step, lr, len, mk, gk, chunk->m, chunk->v);
+      if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
+      phase_clock_.Charge(transfer, [&] { state_->Release(k); });
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
     if (u.on_nvme) {
       const void* shard = sixteen() ? static_cast<const void*>(w16) : master;
       if (absl::Status s =
@@ -420,26 +356,14 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
     }
     if (u.resident && options_.stage > 0) {
       // On the communication thread with overlap_comm: Acquire(unit) waits for this gather.
-      uint16_t* w16 = u.work16.data();
-      float* w32 = u.work32.data();
-      const size_t shard = ul.shard;
-      const bool half = sixteen();
-      const size_t padded = shard * static_cast<size_t>(comm_->world_size());
-      const BufferView full = half ? HostView(w16, padded, options_.dtype) : HostView(w32, padded);
-      u.weights_ready = Submit([this, full] { return GatherInPlace(*comm_, full); });
+      const size_t padded = ul.shard * static_cast<size_t>(comm_->world_size());
+      const BufferView full = sixteen() ? HostView(u.work16.data(), padded, options_.dtype)
+                                        : HostView(u.work32.data(), padded);
+      u.weights_ready = comm_queue_->Submit([this, full] { return GatherInPlace(*comm_, full); });
     }
   }
-  if (swap_ != nullptr) {
-    // m and v written back.
-    if (absl::Status s = phase_clock_.Charge(Phase::kIo, [&] { return swap_->Finish(); });
-        !s.ok()) {
-      return s;
-    }
-  }
-  state_.set_last_step(step);
-  ZeroGrads();
-  if (absl::Status s = comm_stream_->status(); !s.ok()) return s;  // Inline gathers' errors.
-  return result;
+  // Masters, m and v written back.
+  return phase_clock_.Charge(transfer, [&] { return state_->Finish(); });
 }
 
 MemoryReport ZeroEngine::Memory() const {
@@ -448,17 +372,18 @@ MemoryReport ZeroEngine::Memory() const {
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const Unit& u = units_[ui];
     m.params += u.work32.size() * sizeof(float) + u.work16.size() * sizeof(uint16_t);
-    m.grads += u.grad32.size() * sizeof(float) + u.grad16.size() * sizeof(uint16_t);
     if (u.on_nvme) {
       params_nvme += layout_.units()[ui].shard * (sixteen() ? sizeof(uint16_t) : sizeof(float));
     }
   }
   m.params += params_nvme;
-  m.master = state_.master_bytes();
-  m.grads += state_.accumulator_bytes();
-  m.optimizer = state_.optimizer_bytes();
-  m.scratch = grad_slots_->bytes() + (step32_.size() + grad_io32_.size()) * sizeof(float) +
-              (step16_.size() + grad_io16_.size()) * sizeof(uint16_t);
+  const StateLayout& state = state_->layout();
+  m.master = state.bytes(StateArray::kMaster);
+  m.grads += state.bytes(StateArray::kGrad);
+  m.optimizer = state.bytes(StateArray::kM) + state.bytes(StateArray::kV);
+  m.grads += grads_->full_bytes();
+  m.scratch = grads_->slot_bytes() + step32_.size() * sizeof(float) +
+              step16_.size() * sizeof(uint16_t) + grad_io_.size();
   m.live = param_slots_->bytes();
   // Placement: the offloaded share of the optimizer state (kNvme: all of it, the masters
   // included where they are not the fp32 weights themselves, and the gradient accumulator), and
@@ -467,7 +392,7 @@ MemoryReport ZeroEngine::Memory() const {
       options_.optimizer_space == MemorySpace::kDevice ? 0 : options_.optimizer_ratio;
   const size_t offloaded =
       options_.optimizer_space == MemorySpace::kNvme
-          ? m.optimizer + m.master + (grads_on_nvme_ ? state_.accumulator_bytes() : 0)
+          ? m.optimizer + m.master + (grads_on_nvme_ ? state.bytes(StateArray::kGrad) : 0)
           : static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
   const size_t params_away = options_.param_space == MemorySpace::kHost   ? m.params
                              : options_.param_space == MemorySpace::kNvme ? params_nvme

@@ -68,7 +68,7 @@ absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
   u.last_pass = pass;
   float* base = nullptr;
   if (u.weights_ready.seq != 0) {  // The post-step gather of these weights.
-    if (absl::Status s = AwaitComm(u.weights_ready); !s.ok()) return s;
+    if (absl::Status s = comm_queue_->Await(u.weights_ready); !s.ok()) return s;
     u.weights_ready = CommMark{};
   }
   if (u.resident && !sixteen()) {
@@ -79,14 +79,14 @@ absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
       if (!slot.ok()) return slot.status();
       StartView(unit, *slot);
     }
-    if (absl::Status s = AwaitComm(u.view_ready); !s.ok()) return s;
+    if (absl::Status s = comm_queue_->Await(u.view_ready); !s.ok()) return s;
     u.prefetched = false;
-    base = (*param_slots_)[u.view].f32.data();
+    base = (*param_slots_)[u.view].floats();
   }
   const size_t padded = layout_.units()[unit].padded;
   BufferView working = HostView(base, padded);
   if (sixteen()) {
-    uint16_t* w16 = u.resident ? u.work16.data() : (*param_slots_)[u.view].f16.data();
+    uint16_t* w16 = u.resident ? u.work16.data() : (*param_slots_)[u.view].halves();
     working = HostView(w16, padded, options_.dtype);
   }
   ++u.refs;
@@ -95,7 +95,7 @@ absl::StatusOr<UnitGuard> ZeroEngine::Acquire(size_t unit, Pass pass) {
 }
 
 absl::StatusOr<int> ZeroEngine::TakeParamSlot(bool prefetch) {
-  Slots& slots = *param_slots_;
+  UnitSlots& slots = *param_slots_;
   for (int i = 0; i < slots.size(); ++i) {
     if (slots[i].owner < 0) return i;
   }
@@ -120,19 +120,19 @@ absl::StatusOr<int> ZeroEngine::TakeParamSlot(bool prefetch) {
 
 void ZeroEngine::StartView(size_t unit, int slot) {
   Unit& u = units_[unit];
-  Slots::Buffer& buffer = (*param_slots_)[slot];
+  UnitSlots::Slot& buffer = (*param_slots_)[slot];
   buffer.owner = static_cast<int>(unit);
   u.view = slot;
   const UnitLayout& ul = layout_.units()[unit];
   if (u.resident) {  // 16-bit weights held in full: widen, no communication.
-    ToFloat(options_.dtype, u.work16.data(), buffer.f32.data(), ul.padded);
+    ToFloat(options_.dtype, u.work16.data(), buffer.floats(), ul.padded);
     u.view_ready = CommMark{};
     return;
   }
   ++stats_.gathers;
   const size_t offset = static_cast<size_t>(comm_->rank()) * ul.shard;
-  float* f32 = buffer.f32.data();
-  uint16_t* f16 = buffer.f16.data();
+  float* f32 = buffer.floats();
+  uint16_t* f16 = buffer.halves();
   const bool wide = !sixteen();
   if (u.on_nvme) {
     // The shard comes from NVMe on the communication thread (overlapped with compute).
@@ -142,20 +142,21 @@ void ZeroEngine::StartView(size_t unit, int slot) {
     std::copy(u.work16.begin(), u.work16.end(), f16 + offset);
   }
   const bool read = u.on_nvme;
-  u.view_ready = Submit([this, unit, f32, f16, wide, read, offset, &ul]() -> absl::Status {
-    const FlightUnit flight(ul.name);
-    if (read) {
-      void* mine = wide ? static_cast<void*>(f32 + offset) : static_cast<void*>(f16 + offset);
-      // Charged as I/O when inline; on the communication thread the caller's wait is.
-      const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
-      if (absl::Status s = param_swap_->Read(unit, mine); !s.ok()) return s;
-    }
-    if (wide) return GatherInPlace(*comm_, HostView(f32, ul.padded));
-    const BufferView full16 = HostView(f16, ul.padded, options_.dtype);
-    if (absl::Status s = GatherInPlace(*comm_, full16); !s.ok()) return s;
-    ToFloat(options_.dtype, f16, f32, ul.padded);
-    return absl::OkStatus();
-  });
+  u.view_ready =
+      comm_queue_->Submit([this, unit, f32, f16, wide, read, offset, &ul]() -> absl::Status {
+        const FlightUnit flight(ul.name);
+        if (read) {
+          void* mine = wide ? static_cast<void*>(f32 + offset) : static_cast<void*>(f16 + offset);
+          // Charged as I/O when inline; on the communication thread the caller's wait is.
+          const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
+          if (absl::Status s = param_swap_->Read(unit, mine); !s.ok()) return s;
+        }
+        if (wide) return GatherInPlace(*comm_, HostView(f32, ul.padded));
+        const BufferView full16 = HostView(f16, ul.padded, options_.dtype);
+        if (absl::Status s = GatherInPlace(*comm_, full16); !s.ok()) return s;
+        ToFloat(options_.dtype, f16, f32, ul.padded);
+        return absl::OkStatus();
+      });
 }
 
 void ZeroEngine::FreeView(size_t unit) {
@@ -218,125 +219,6 @@ void ZeroEngine::PrefetchAhead() {
     ++stats_.prefetched;
     ahead += size;
   }
-}
-
-absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
-  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
-  Unit& u = units_[unit];
-  if (!sixteen() && options_.stage < 2) return u.grad32.data();
-  absl::StatusOr<int> slot = TakeGradSlot(unit, /*sixteen_view=*/false);
-  if (!slot.ok()) return slot.status();
-  return (*grad_slots_)[*slot].f32.data();
-}
-
-absl::StatusOr<BufferView> ZeroEngine::WorkingGrads(size_t unit) {
-  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
-  const size_t padded = layout_.units()[unit].padded;
-  if (!sixteen()) {
-    absl::StatusOr<float*> g = Grads(unit);
-    if (!g.ok()) return g.status();
-    return HostView(*g, padded);
-  }
-  absl::StatusOr<int> slot = TakeGradSlot(unit, /*sixteen_view=*/true);
-  if (!slot.ok()) return slot.status();
-  return HostView((*grad_slots_)[*slot].f16.data(), padded, options_.dtype);
-}
-
-absl::StatusOr<int> ZeroEngine::TakeGradSlot(size_t unit, bool sixteen_view) {
-  Unit& u = units_[unit];
-  Slots& slots = *grad_slots_;
-  if (u.grad_slot >= 0) {  // Taken again in this micro-step (tied weights): the same buffer.
-    if (slots[u.grad_slot].in16 != sixteen_view) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("unit ", unit, " (", layout_.units()[unit].name,
-                       "): Grads() and WorkingGrads() in one micro-step; use one of them"));
-    }
-    return u.grad_slot;
-  }
-  // Reductions finish in submission order, so the free slot used longest ago frees first; a new
-  // slot (up to grad_slots) beats waiting for it. Slot choice never changes what is
-  // communicated, so it may depend on timing.
-  int pick = -1;
-  for (int i = 0; i < slots.size(); ++i) {
-    if (slots[i].owner < 0 && (pick < 0 || slots[i].busy_until.seq < slots[pick].busy_until.seq)) {
-      pick = i;
-    }
-  }
-  const bool busy = pick >= 0 && !slots[pick].busy_until.work.Test();
-  if ((pick < 0 || busy) && slots.size() < static_cast<int>(options_.grad_slots)) {
-    pick = slots.Add();
-  }
-  if (pick < 0) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("all ", slots.size(),
-                     " gradient slots are in use: call GradsReady() for a "
-                     "unit before taking the gradients of another"));
-  }
-  if (absl::Status s = AwaitComm(slots[pick].busy_until); !s.ok()) return s;
-  Slots::Buffer& buffer = slots[pick];
-  const size_t padded = layout_.units()[unit].padded;
-  if (sixteen_view) {
-    std::fill_n(buffer.f16.begin(), padded, uint16_t{0});
-  } else {
-    std::fill_n(buffer.f32.begin(), padded, 0.0f);
-  }
-  buffer.in16 = sixteen_view;
-  buffer.owner = static_cast<int>(unit);
-  u.grad_slot = pick;
-  return pick;
-}
-
-absl::Status ZeroEngine::GradsReady(size_t unit) {
-  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
-  Unit& u = units_[unit];
-  if (!sixteen() && options_.stage < 2) return absl::OkStatus();
-  const int slot = u.grad_slot;
-  if (slot < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("GradsReady(", unit, ") without Grads(", unit, ") in this micro-step"));
-  }
-  Slots::Buffer& buffer = (*grad_slots_)[slot];
-  u.grad_slot = -1;
-  buffer.owner = -1;
-  const size_t padded = layout_.units()[unit].padded;
-  if (options_.stage < 2) {  // 16-bit full gradients: accumulate, reduce at Step().
-    if (buffer.in16) ToFloat(options_.dtype, buffer.f16.data(), buffer.f32.data(), padded);
-    AddFloatInto(options_.dtype, buffer.f32.data(), u.grad16.data(), padded);
-    return absl::OkStatus();
-  }
-  float* g32 = buffer.in16 ? nullptr : buffer.f32.data();
-  uint16_t* g16 = buffer.f16.data();
-  buffer.busy_until = Submit([this, unit, g32, g16] { return ReduceUnitGrads(unit, g32, g16); });
-  return absl::OkStatus();
-}
-
-absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16) {
-  const UnitLayout& ul = layout_.units()[unit];
-  const FlightUnit flight(ul.name);
-  float* acc32 = state_.acc32() == nullptr ? nullptr : state_.acc32() + units_[unit].state_base;
-  if (!sixteen()) {
-    const BufferView full = HostView(g32, ul.padded);
-    if (absl::Status s = ReduceScatterInPlace(*comm_, full, ReduceOp::kAvg); !s.ok()) return s;
-    const float* mine = g32 + static_cast<size_t>(comm_->rank()) * ul.shard;
-    if (grads_on_nvme_) return AccumulateOnNvme(unit, mine);
-    for (size_t i = 0; i < ul.shard; ++i) acc32[i] += mine[i];
-    return absl::OkStatus();
-  }
-  if (g32 != nullptr) FromFloat(options_.dtype, g32, g16, ul.padded);
-  if (reduce_out_.size() < ul.shard) reduce_out_.resize(ul.shard);
-  float* out = reduce_out_.data();
-  const BufferView full = HostView(g16, ul.padded, options_.dtype);
-  if (absl::Status s = comm_->ReduceScatter(full, HostView(out, ul.shard), ReduceOp::kAvg).Wait();
-      !s.ok()) {
-    return s;
-  }
-  if (grads_on_nvme_) return AccumulateOnNvme(unit, out);
-  if (acc32 != nullptr) {
-    for (size_t i = 0; i < ul.shard; ++i) acc32[i] += out[i];
-  } else {
-    AddFloatInto(options_.dtype, out, state_.acc16() + units_[unit].state_base, ul.shard);
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace zerorun

@@ -1,9 +1,9 @@
 // ZeroEngine's parameter values: where a unit's masters and working weights live (memory, the
-// optimizer swap, the parameter swap), initialisation, SetTensor / GetTensor and restore.
+// state store, the parameter swap), initialisation, SetTensor / GetTensor and restore.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "offload/optimizer_swap.h"
+#include "offload/nvme_state_store.h"
 #include "offload/param_swap.h"
 #include "zero/engine_internal.h"
 
@@ -20,42 +20,38 @@ absl::Status ZeroEngine::ForEachChunk(
 }
 
 bool ZeroEngine::MastersAway(size_t unit) const {
-  return (swap_ != nullptr && sixteen()) || (units_[unit].on_nvme && !sixteen());
+  return (nvme_state_ != nullptr && sixteen()) || (units_[unit].on_nvme && !sixteen());
 }
 
-float* ZeroEngine::Master(size_t unit) {
+float* ZeroEngine::MasterData(size_t unit) {
   if (MastersAway(unit)) return nullptr;
   Unit& u = units_[unit];
-  if (sixteen()) return state_.master() + u.state_base;
+  if (sixteen()) return static_cast<float*>(StateData(unit, StateArray::kMaster));
   return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
 }
 
-size_t ZeroEngine::Chunk(size_t unit, size_t at) const {
-  return unit_chunks_[unit].first + at / options_.sub_group_size;
-}
-
-absl::Status ZeroEngine::LoadMasters(size_t unit, float* out) {
+absl::Status ZeroEngine::ReadMasters(size_t unit, float* out) {
   if (!MastersAway(unit)) {
-    std::copy_n(Master(unit), Owned(unit), out);
+    std::copy_n(MasterData(unit), Owned(unit), out);
     return absl::OkStatus();
   }
   if (!sixteen()) return param_swap_->Read(unit, out);  // fp32: the shard is the master.
   return ForEachChunk(unit, [&](size_t k, size_t at, size_t) {
-    return swap_->ReadArray(k, SwapArray::kMaster, out + at);
+    return state_->Read(k, StateArray::kMaster, out + at);
   });
 }
 
-absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
+absl::Status ZeroEngine::WriteMasters(size_t unit, const float* in) {
   Unit& u = units_[unit];
   const size_t n = Owned(unit);
   if (!MastersAway(unit)) {
-    float* master = Master(unit);
+    float* master = MasterData(unit);
     if (master != in) std::copy_n(in, n, master);
   } else if (!sixteen()) {
     return param_swap_->Write(unit, in);  // Masters and working weights at once.
   } else {
     absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t) {
-      return swap_->WriteArray(k, SwapArray::kMaster, in + at);
+      return state_->Write(k, StateArray::kMaster, in + at);
     });
     if (!s.ok()) return s;
   }
@@ -68,70 +64,15 @@ absl::Status ZeroEngine::StoreMasters(size_t unit, const float* in) {
   return param_swap_->Write(unit, step16_.data());
 }
 
-std::vector<ZeroEngine::ShardPiece> ZeroEngine::ShardPieces() const {
-  std::vector<size_t> order(units_.size());  // Units by state offset.
-  for (size_t ui = 0; ui < order.size(); ++ui) order[ui] = ui;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return units_[a].state_base < units_[b].state_base; });
-  std::vector<ShardPiece> pieces;
-  for (int array = 0; array < 3; ++array) {
-    for (size_t ui : order) {
-      const size_t n = Owned(ui);
-      if (n == 0) continue;
-      if (array == 0 || swap_ == nullptr) {
-        pieces.push_back({array, ui, 0, n});
-        continue;
-      }
-      for (size_t at = 0; at < n; at += options_.sub_group_size) {
-        pieces.push_back({array, ui, at, std::min(options_.sub_group_size, n - at)});
-      }
-    }
-  }
-  return pieces;
-}
-
-float* ZeroEngine::PieceData(const ShardPiece& piece) {
-  const size_t base = units_[piece.unit].state_base + piece.at;
-  switch (piece.array) {
-    case 0:
-      return MastersAway(piece.unit) ? nullptr : Master(piece.unit) + piece.at;
-    case 1:
-      return swap_ != nullptr ? nullptr : state_.exp_avg() + base;
-    default:
-      return swap_ != nullptr ? nullptr : state_.exp_avg_sq() + base;
-  }
-}
-
-absl::Status ZeroEngine::ReadPiece(const ShardPiece& piece, float* out) {
-  if (const float* in = PieceData(piece); in != nullptr) {
-    std::copy_n(in, piece.count, out);
-    return absl::OkStatus();
-  }
-  if (piece.array == 0) return LoadMasters(piece.unit, out);  // The whole unit.
-  return swap_->ReadArray(Chunk(piece.unit, piece.at),
-                          piece.array == 1 ? SwapArray::kM : SwapArray::kV, out);
-}
-
-absl::Status ZeroEngine::WritePiece(const ShardPiece& piece, const float* in) {
-  if (float* out = PieceData(piece); out != nullptr) {
-    if (out != in) std::copy_n(in, piece.count, out);
-    return absl::OkStatus();
-  }
-  // Masters away from memory go with their working weights (FinishRestore skips them).
-  if (piece.array == 0) return StoreMasters(piece.unit, in);
-  return swap_->WriteArray(Chunk(piece.unit, piece.at),
-                           piece.array == 1 ? SwapArray::kM : SwapArray::kV, in);
-}
-
 absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
-  state_.set_last_step(last_step);
-  state_.scaler() = scaler;
+  last_step_ = last_step;
+  scaler_ = scaler;
   ZeroGrads();
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     Unit& u = units_[ui];
     if (sixteen() && !MastersAway(ui)) {
-      if (absl::Status s = StoreMasters(ui, Master(ui)); !s.ok()) return s;
+      if (absl::Status s = WriteMasters(ui, MasterData(ui)); !s.ok()) return s;
     }
     if (u.resident && options_.stage > 0) {
       const absl::Status s =
@@ -158,7 +99,7 @@ absl::Status ZeroEngine::Init(const InitFn& fn) {
         continue;
       }
       FromFloat(options_.dtype, full.data(), u.work16.data(), ul.padded);
-      if (absl::Status s = StoreMasters(ui, full.data() + OwnedBegin(ui)); !s.ok()) return s;
+      if (absl::Status s = WriteMasters(ui, full.data() + OwnedBegin(ui)); !s.ok()) return s;
       continue;
     }
     // Stage 3: only this rank's slice of each tensor is ever computed or held.
@@ -168,7 +109,7 @@ absl::Status ZeroEngine::Init(const InitFn& fn) {
       const size_t offset = ul.tensors[t].offset;
       if (lo < hi) fn(ui, t, lo - offset, hi - offset, full.data() + (lo - OwnedBegin(ui)));
     }
-    if (absl::Status s = StoreMasters(ui, full.data()); !s.ok()) return s;
+    if (absl::Status s = WriteMasters(ui, full.data()); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -190,9 +131,9 @@ absl::Status ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* valu
   if (lo >= hi) return absl::OkStatus();
   const size_t begin = OwnedBegin(unit);
   std::vector<float> owned(Owned(unit));
-  if (absl::Status s = LoadMasters(unit, owned.data()); !s.ok()) return s;
+  if (absl::Status s = ReadMasters(unit, owned.data()); !s.ok()) return s;
   std::copy(values + (lo - tl.offset), values + (hi - tl.offset), owned.data() + (lo - begin));
-  return StoreMasters(unit, owned.data());
+  return WriteMasters(unit, owned.data());
 }
 
 absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
@@ -200,13 +141,12 @@ absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
   const UnitLayout& ul = layout_.units()[unit];
   const TensorLayout& tl = ul.tensors[tensor];
   if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
-    const float* src =
-        sixteen() ? state_.master() + units_[unit].state_base : units_[unit].work32.data();
+    const float* src = sixteen() ? MasterData(unit) : units_[unit].work32.data();
     std::copy_n(src + tl.offset, tl.numel, out);
     return absl::OkStatus();
   }
   std::vector<float> full(ul.padded, 0.0f);
-  if (absl::Status s = LoadMasters(unit, full.data() + OwnedBegin(unit)); !s.ok()) return s;
+  if (absl::Status s = ReadMasters(unit, full.data() + OwnedBegin(unit)); !s.ok()) return s;
   if (absl::Status s = GatherInPlace(*comm_, HostView(full.data(), ul.padded)); !s.ok()) return s;
   std::copy_n(full.data() + tl.offset, tl.numel, out);
   return absl::OkStatus();
@@ -221,7 +161,7 @@ SwapReport ZeroEngine::Swap() const {
     r.read_seconds += s.read_seconds;
     r.write_seconds += s.write_seconds;
   };
-  if (swap_ != nullptr) add(swap_->file_bytes(), swap_->stats());
+  if (nvme_state_ != nullptr) add(nvme_state_->file_bytes(), nvme_state_->stats());
   if (param_swap_ != nullptr) add(param_swap_->file_bytes(), param_swap_->stats());
   return r;
 }

@@ -12,6 +12,8 @@
 #include "zerorun/engine_config.h"
 #include "zerorun/flight_recorder.h"
 #include "zerorun/init.h"
+#include "zerorun/optimizer.h"
+#include "zerorun/state_store.h"
 #include "zerorun/zero_engine.h"
 
 int main() {

@@ -134,7 +134,7 @@ absl::StatusOr<int> MaybeResume(const TrainArgs& args, TrainSetup& setup, ZeroEn
   const nlohmann::json client = nlohmann::json::parse(*state, nullptr, false);
   const int step = client.is_object() ? client.value("step", 0) : 0;
   if (setup.rank == 0) {
-    const double bytes = 12.0 * static_cast<double>(engine.shard_state().elements());
+    const double bytes = 12.0 * static_cast<double>(engine.state_store().layout().elements());
     std::printf("train_gpt: resumed from %s at step %d (%d x %.1f MiB in %.3f s, %.2f GB/s)\n",
                 args.save_dir.c_str(), step, setup.world_size, bytes / 1048576.0, seconds,
                 bytes * setup.world_size / seconds / 1e9);

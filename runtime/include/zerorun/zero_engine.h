@@ -23,15 +23,19 @@
 #include "zerorun/device.h"
 #include "zerorun/dtype.h"
 #include "zerorun/loss_scaler.h"
+#include "zerorun/optimizer.h"
 #include "zerorun/partition.h"
-#include "zerorun/shard_state.h"
+#include "zerorun/state_store.h"
 #include "zerorun/step_times.h"
 
 namespace zerorun {
 
-class OptimizerSwap;  // runtime/offload/optimizer_swap.h
-class ParamSwap;      // runtime/offload/param_swap.h
-class SwapDir;        // runtime/offload/swap_dir.h
+class CommQueue;       // runtime/zero/comm_queue.h
+class GradStore;       // runtime/zero/grad_store.h
+class NvmeStateStore;  // runtime/offload/nvme_state_store.h
+class ParamSwap;       // runtime/offload/param_swap.h
+class SwapDir;         // runtime/offload/swap_dir.h
+class UnitSlots;       // runtime/zero/unit_slots.h
 
 // DeepSpeed's "aio" block (its defaults): requests of block_size bytes, queue_depth in flight.
 // single_submit, overlap_events and thread_count are taken for compatibility (one io_uring).
@@ -218,32 +222,32 @@ class ZeroEngine {
   absl::Status GradsReady(size_t unit);
 
   // The factor the loss is multiplied by before backward (fp16 loss scaling; else 1).
-  float loss_scale() const { return state_.scaler().scale(); }
-  // This rank's optimizer-side state (what a checkpoint saves next to the working weights).
-  const ShardState& shard_state() const { return state_; }
-  // Checkpoint access. The elements of `unit`'s flat buffer this rank owns: [begin, begin + n).
+  float loss_scale() const { return scaler_.scale(); }
+  const LossScaler& scaler() const { return scaler_; }
+  // The step number of the last optimizer step that updated the weights (0 before any); skipped
+  // (overflow) steps do not count.
+  int64_t last_step() const { return last_step_; }
+
+  // Checkpoint access; call after Sync(). Once a checkpoint load wrote any state, the engine must
+  // not be used for anything but more writes until FinishRestore.
+  // The elements of `unit`'s flat buffer this rank owns: [begin, begin + n).
   size_t owned_begin(size_t unit) const { return OwnedBegin(unit); }
   size_t owned_count(size_t unit) const { return Owned(unit); }
-  // This rank's shard in the order a checkpoint shard holds it: the fp32 masters unit by unit,
-  // then Adam's m, then v (shard_state().elements() floats each), as pieces of one unit, or of one
-  // optimizer-swap chunk where m and v are on NVMe. `at`: the piece's first element within the
-  // unit's owned elements. Call after Sync(); once a piece was written, the engine must not be
-  // used for anything but more pieces until FinishRestore.
-  struct ShardPiece {
-    int array;  // 0 masters, 1 m (exp_avg), 2 v (exp_avg_sq).
-    size_t unit;
-    size_t at;
-    size_t count;
-  };
-  std::vector<ShardPiece> ShardPieces() const;
-  // The piece's values in memory (writable in place), or nullptr where they live on NVMe: then
-  // ReadPiece / WritePiece copy its `count` floats out of and into the swap files.
-  float* PieceData(const ShardPiece& piece);
-  absl::Status ReadPiece(const ShardPiece& piece, float* out);
-  absl::Status WritePiece(const ShardPiece& piece, const float* in);
+  // This rank's optimizer state, chunk by chunk (StateStore): Adam's m and v and, with 16-bit
+  // weights, the masters. Lives as long as the engine.
+  StateStore& state_store() { return *state_; }
+  const StateStore& state_store() const { return *state_; }
+  // A unit's owned fp32 masters (owned_count floats) wherever they live: the working weights
+  // themselves with fp32 weights (in memory, or the stage-3 parameter swap), else the state
+  // store. MasterData: writable in place, or nullptr where they are on NVMe; then ReadMasters /
+  // WriteMasters copy them. WriteMasters also rewrites the unit's owned working weights (16-bit:
+  // rounded to nearest even).
+  float* MasterData(size_t unit);
+  absl::Status ReadMasters(size_t unit, float* out);
+  absl::Status WriteMasters(size_t unit, const float* in);
   // Some of the shard is on NVMe (a checkpoint streams it instead of snapshotting it).
-  bool state_on_nvme() const { return swap_ != nullptr || param_swap_ != nullptr; }
-  // Ends a restore (every piece written, the accumulated gradients dropped): sets the step and
+  bool state_on_nvme() const { return nvme_state_ != nullptr || param_swap_ != nullptr; }
+  // Ends a restore (masters, m and v written, the accumulated gradients dropped): sets the step and
   // the loss scaler and rebuilds the working weights from the masters (round to nearest even for
   // 16-bit; shared with an all-gather in stages 1-2: a collective).
   absl::Status FinishRestore(int64_t last_step, const LossScaler& scaler);
@@ -279,9 +283,7 @@ class ZeroEngine {
   GatherStats gather_stats() const;
 
  private:
-  struct CommMark;
   struct Unit;
-  class Slots;
   friend class UnitGuard;
   ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm);
   void Release(size_t unit);
@@ -294,29 +296,22 @@ class ZeroEngine {
   void NoteAcquire(size_t unit, Pass pass);
   // g32 == nullptr: the 16-bit gradients are in g16 already (WorkingGrads).
   absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
-  absl::StatusOr<int> TakeGradSlot(size_t unit, bool sixteen_view);
-  // The communication stream: `task` enqueued (run at once, charged as communication wait,
-  // without overlap_comm), and the wait for a mark (charged as communication wait; a mark of
-  // nothing answers the stream's first error so far).
-  CommMark Submit(Stream::Task task);
-  absl::Status AwaitComm(const CommMark& mark);
   // Step helpers (zero_engine.cc).
   absl::StatusOr<StepResult> StepPhases(int64_t step, float lr, float value);
   absl::Status CheckOrderAcrossRanks();
   absl::StatusOr<float*> OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
-  // The gradient accumulator in the optimizer swap: add a reduced shard into it / read chunk k of
-  // it as fp32 (zeros when nothing was written this step).
-  absl::Status AccumulateOnNvme(size_t unit, const float* reduced);
-  void WidenSwappedGrads(size_t unit, const void* grad, size_t count, float* out) const;
-  float* Master(size_t unit);  // nullptr where the masters are on NVMe (MastersAway).
-  size_t Chunk(size_t unit, size_t at) const;  // The optimizer-swap chunk holding element `at`.
-  bool MastersAway(size_t unit) const;
-  // A unit's owned masters from / to wherever they live; StoreMasters also rewrites the owned
-  // working weights from them (zero_values.cc).
-  absl::Status LoadMasters(size_t unit, float* out);
-  absl::Status StoreMasters(size_t unit, const float* in);
-  absl::Status CreateSwaps();
-  // Calls fn(k, at, len) for each optimizer-swap chunk k of `unit`'s owned elements in order
+  // Adds a reduced gradient shard (the unit's owned elements) into the accumulator.
+  absl::Status AccumulateGrads(size_t unit, const float* reduced);
+  // The accumulator's elements (fp32 or the working dtype) widened into out.
+  void WidenGrads(const void* grad, size_t count, float* out) const;
+  // The optimizer pass over the state store: AdamW chunk by chunk, new working weights.
+  absl::Status StepOptimizer(int64_t step, float lr, float pre, float clip_coef,
+                             std::vector<float>& tmp);
+  // The unit's first chunk's array in memory (the unit's whole run there), or nullptr.
+  void* StateData(size_t unit, StateArray a);
+  bool MastersAway(size_t unit) const;  // On NVMe: MasterData() is nullptr.
+  absl::Status CreateStores();
+  // Calls fn(k, at, len) for each state-store chunk k of `unit`'s owned elements in order
   // (it holds elements [at, at + len)); stops at and returns the first error.
   absl::Status ForEachChunk(size_t unit,
                             const std::function<absl::Status(size_t k, size_t at, size_t len)>& fn);
@@ -331,26 +326,32 @@ class ZeroEngine {
   const ZeroOptions options_;
   Communicator* comm_;
   std::vector<Unit> units_;
-  std::unique_ptr<Slots> param_slots_, grad_slots_;
-  // ZeRO-Infinity: the swap directories (before the files in them, which go first), the
-  // optimizer swap (per unit its first chunk and chunk count) and the parameter swap.
+  std::unique_ptr<Allocator> live_allocator_;  // Parameter views (before the views).
+  std::unique_ptr<UnitSlots> param_slots_;
+  std::unique_ptr<GradStore> grads_;
+  // ZeRO-Infinity: the swap directories (before the files in them, which go first) and the
+  // parameter swap.
   std::vector<std::unique_ptr<SwapDir>> swap_dirs_;
-  std::unique_ptr<OptimizerSwap> swap_;
-  std::vector<std::pair<size_t, size_t>> unit_chunks_;
   std::unique_ptr<ParamSwap> param_swap_;
+  // The optimizer state (its allocator first: it outlives the store's buffers); per unit its
+  // first chunk and chunk count; the store when it is on NVMe (its traffic for Swap()).
+  std::unique_ptr<Allocator> state_allocator_;
+  std::unique_ptr<StateStore> state_;
+  NvmeStateStore* nvme_state_ = nullptr;
+  std::vector<std::pair<size_t, size_t>> unit_chunks_;
+  std::unique_ptr<Optimizer> optimizer_;
+  size_t grad_bytes_ = 0;         // The accumulator's element (stages 2-3): 4 or 2; else 0.
   bool grads_on_nvme_ = false;    // Stages 2-3 with the optimizer on NVMe: the accumulator too.
-  std::vector<float> grad_io32_;  // Communication thread: a chunk of the swapped accumulator.
-  std::vector<uint16_t> grad_io16_;
+  std::vector<char> grad_io_;     // Communication thread: a chunk of the swapped accumulator.
   std::vector<float> step32_;     // Step: a unit's fp32 shard read from the parameter swap.
   std::vector<uint16_t> step16_;  // Step: a unit's new 16-bit shard bound for it.
   PhaseClock phase_clock_;        // Before comm_stream_, whose waits are charged to it.
   StepTimes step_times_;
   // Collectives and the NVMe reads feeding them, in issue order; async with overlap_comm.
-  std::unique_ptr<Stream> comm_stream_;
-  bool comm_async_ = false;
-  uint64_t comm_seq_ = 0;
-  ShardState state_;               // Masters (16-bit), m, v, accumulator, step, loss scaler.
-  std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
+  std::unique_ptr<CommQueue> comm_queue_;
+  int64_t last_step_ = 0;
+  LossScaler scaler_;
+  std::vector<float> reduce_out_;               // Communication thread: one reduced shard.
   std::vector<std::pair<size_t, Pass>> trace_;  // The first step's acquires.
   size_t trace_position_ = 0;
   uint64_t clock_ = 0;

@@ -1,0 +1,28 @@
+// The CPU AdamW behind the engine's Optimizer interface (the reference loop, vectorised).
+#include "zerorun/optimizer.h"
+
+namespace zerorun {
+namespace {
+
+class CpuAdamW final : public Optimizer {
+ public:
+  explicit CpuAdamW(const AdamWHyper& hyper) : hyper_(hyper) {}
+  const char* name() const override { return "AdamW (cpu)"; }
+  void Step(int64_t step, float lr, size_t n, float* master, const float* grad, float* m,
+            float* v) override {
+    AdamWHyper hyper = hyper_;
+    hyper.lr = lr;
+    AdamWStepReference(hyper, step, n, master, grad, m, v);
+  }
+
+ private:
+  const AdamWHyper hyper_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> CreateCpuAdamW(const AdamWHyper& hyper) {
+  return std::make_unique<CpuAdamW>(hyper);
+}
+
+}  // namespace zerorun

@@ -1,0 +1,134 @@
+// ZeroEngine's gradients: the backward pass's buffers (the GradStore: full gradients at stages
+// 0-1, slots otherwise), their reduction on the communication queue into the shard accumulator
+// (the StateStore, in memory or on NVMe), and the owned gradients the step reads.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "zero/engine_internal.h"
+#include "zerorun/flight_recorder.h"
+
+namespace zerorun {
+
+absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  if (!sixteen() && options_.stage < 2) return static_cast<float*>(grads_->full(unit).data);
+  absl::StatusOr<BufferView> slot = grads_->Take(unit, /*sixteen=*/false, *comm_queue_);
+  if (!slot.ok()) return slot.status();
+  return static_cast<float*>(slot->data);
+}
+
+absl::StatusOr<BufferView> ZeroEngine::WorkingGrads(size_t unit) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  if (!sixteen()) {
+    absl::StatusOr<float*> g = Grads(unit);
+    if (!g.ok()) return g.status();
+    return HostView(*g, layout_.units()[unit].padded);
+  }
+  return grads_->Take(unit, /*sixteen=*/true, *comm_queue_);
+}
+
+absl::Status ZeroEngine::GradsReady(size_t unit) {
+  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  if (!sixteen() && options_.stage < 2) return absl::OkStatus();
+  absl::StatusOr<GradStore::Given> given = grads_->Give(unit);
+  if (!given.ok()) return given.status();
+  const size_t padded = layout_.units()[unit].padded;
+  if (options_.stage < 2) {  // 16-bit full gradients: accumulate, reduce at Step().
+    if (given->in16) ToFloat(options_.dtype, given->f16, given->f32, padded);
+    AddFloatInto(options_.dtype, given->f32, static_cast<uint16_t*>(grads_->full(unit).data),
+                 padded);
+    return absl::OkStatus();
+  }
+  float* g32 = given->in16 ? nullptr : given->f32;
+  uint16_t* g16 = given->f16;
+  grads_->Busy(given->slot, comm_queue_->Submit([this, unit, g32, g16] {
+    return ReduceUnitGrads(unit, g32, g16);
+  }));
+  return absl::OkStatus();
+}
+
+absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16) {
+  const UnitLayout& ul = layout_.units()[unit];
+  const FlightUnit flight(ul.name);
+  if (!sixteen()) {
+    const BufferView full = HostView(g32, ul.padded);
+    if (absl::Status s = ReduceScatterInPlace(*comm_, full, ReduceOp::kAvg); !s.ok()) return s;
+    return AccumulateGrads(unit, g32 + static_cast<size_t>(comm_->rank()) * ul.shard);
+  }
+  if (g32 != nullptr) FromFloat(options_.dtype, g32, g16, ul.padded);
+  if (reduce_out_.size() < ul.shard) reduce_out_.resize(ul.shard);
+  float* out = reduce_out_.data();
+  const BufferView full = HostView(g16, ul.padded, options_.dtype);
+  if (absl::Status s = comm_->ReduceScatter(full, HostView(out, ul.shard), ReduceOp::kAvg).Wait();
+      !s.ok()) {
+    return s;
+  }
+  return AccumulateGrads(unit, out);
+}
+
+absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
+  const size_t n = Owned(unit), begin = OwnedBegin(unit);
+  *direct = true;
+  if (grads_on_nvme_) {
+    *direct = false;
+    tmp.resize(n);
+    absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
+      const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
+      if (absl::Status read = state_->Read(k, StateArray::kGrad, grad_io_.data()); !read.ok()) {
+        return read;
+      }
+      WidenGrads(grad_io_.data(), len, tmp.data() + at);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    return tmp.data();
+  }
+  if (grad_bytes_ == sizeof(float)) return static_cast<float*>(StateData(unit, StateArray::kGrad));
+  if (!sixteen()) return static_cast<float*>(grads_->full(unit).data) + begin;
+  *direct = false;
+  tmp.resize(n);
+  const uint16_t* src = grad_bytes_ == 0
+                            ? static_cast<const uint16_t*>(grads_->full(unit).data) + begin
+                            : static_cast<const uint16_t*>(StateData(unit, StateArray::kGrad));
+  ToFloat(options_.dtype, src, tmp.data(), n);
+  return tmp.data();
+}
+
+void ZeroEngine::WidenGrads(const void* grad, size_t count, float* out) const {
+  if (grad_bytes_ == sizeof(float)) {
+    std::copy_n(static_cast<const float*>(grad), count, out);
+  } else {
+    ToFloat(options_.dtype, static_cast<const uint16_t*>(grad), out, count);
+  }
+}
+
+absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
+  const bool wide = grad_bytes_ == sizeof(float);
+  auto add = [&](const float* in, void* acc, size_t n) {
+    if (wide) {
+      float* a = static_cast<float*>(acc);
+      for (size_t i = 0; i < n; ++i) a[i] += in[i];
+    } else {
+      AddFloatInto(options_.dtype, in, static_cast<uint16_t*>(acc), n);
+    }
+  };
+  if (void* acc = StateData(unit, StateArray::kGrad); acc != nullptr) {
+    add(reduced, acc, Owned(unit));
+    return absl::OkStatus();
+  }
+  return ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
+    const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (overlap_comm off).
+    if (absl::Status read = state_->Read(k, StateArray::kGrad, grad_io_.data()); !read.ok()) {
+      return read;
+    }
+    add(reduced + at, grad_io_.data(), len);
+    return state_->Write(k, StateArray::kGrad, grad_io_.data());
+  });
+}
+
+void ZeroEngine::ZeroGrads() {
+  grads_->ZeroFull();
+  state_->ZeroGrads();
+}
+
+}  // namespace zerorun
