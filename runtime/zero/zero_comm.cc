@@ -1,9 +1,6 @@
 // The engine's communication: the CommQueue (collectives and the NVMe reads feeding them, in
-// issue order; asynchronous with overlap_comm), the in-place collectives the engine issues on
-// unit buffers, and the first step's acquire-order check across ranks.
-#include "absl/strings/str_cat.h"
+// issue order; asynchronous with overlap_comm) and the in-place collectives on unit buffers.
 #include "zero/comm_queue.h"
-#include "zero/engine_internal.h"
 #include "zerorun/zero_engine.h"
 
 namespace zerorun {
@@ -41,37 +38,5 @@ absl::Status ReduceScatterInPlace(Communicator& comm, BufferView full, ReduceOp 
 }
 
 absl::Status ZeroEngine::Sync() { return comm_queue_->Sync(); }
-
-absl::Status ZeroEngine::CheckOrderAcrossRanks() {
-  // FNV-1a over the (unit, pass) sequence; its 8 bytes b_i and b_i^2 are summed over ranks in
-  // fp32 (exact: < 2^24), and N * sum(b^2) == sum(b)^2 for every byte iff all ranks agree.
-  uint64_t hash = 1469598103934665603ull;
-  auto mix = [&](uint64_t v) { hash = (hash ^ v) * 1099511628211ull; };
-  mix(trace_.size());
-  for (const auto& [unit, pass] : trace_) mix(unit * 2 + (pass == Pass::kBackward ? 1 : 0));
-  float sums[16];
-  for (int i = 0; i < 8; ++i) {
-    const float b = static_cast<float>((hash >> (8 * i)) & 0xff);
-    sums[i] = b;
-    sums[8 + i] = b * b;
-  }
-  if (absl::Status s = comm_->AllReduce(HostView(sums, 16), ReduceOp::kSum).Wait(); !s.ok()) {
-    return s;
-  }
-  const double n = comm_->world_size();
-  for (int i = 0; i < 8; ++i) {
-    if (n * sums[8 + i] != static_cast<double>(sums[i]) * sums[i]) {
-      stats_.order_consistent = false;
-    }
-  }
-  if (!stats_.order_consistent) {
-    prefetch_enabled_ = false;
-    notices_.push_back(absl::StrCat(
-        "rank ", comm_->rank(),
-        ": the ranks acquired their units in different orders in the first step; prefetching is "
-        "off (every rank must acquire in the same order)"));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace zerorun

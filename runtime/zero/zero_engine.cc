@@ -8,10 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "offload/nvme_state_store.h"
-#include "offload/param_swap.h"
 #include "offload/swap_dir.h"
-#include "zero/engine_internal.h"
+#include "zero/comm_queue.h"
 #include "zero/grad_store.h"
+#include "zero/param_store.h"
 #include "zerorun/flight_recorder.h"
 
 namespace zerorun {
@@ -79,7 +79,7 @@ absl::Status ZeroEngine::CreateStores() {
   state.master_bytes = sixteen() ? sizeof(float) : 0;
   state.grad_bytes = grad_bytes_;
   state.grad_dtype = options_.dtype;
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
+  for (size_t ui = 0; ui < units(); ++ui) {
     const size_t first = state.chunks.size();
     for (size_t done = 0; done < Owned(ui); done += options_.sub_group_size) {
       state.chunks.push_back({ui, done, std::min(options_.sub_group_size, Owned(ui) - done)});
@@ -103,45 +103,29 @@ absl::Status ZeroEngine::CreateStores() {
     if (!store.ok()) return store.status();
     state_ = *std::move(store);
   }
-  if (options_.param_space != MemorySpace::kNvme) return absl::OkStatus();
-  std::vector<size_t> bytes(units_.size(), 0);
-  const size_t element = sixteen() ? sizeof(uint16_t) : sizeof(float);
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    if (!units_[ui].on_nvme) continue;
-    const UnitLayout& ul = layout_.units()[ui];
-    if (ul.shard > options_.param_buffer_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("offload_param.buffer_size ", options_.param_buffer_size,
-                       " elements is smaller than ", "unit ", ul.name, "'s shard of ", ul.shard,
-                       ". Fix: raise buffer_size to at least ", ul.shard));
-    }
-    bytes[ui] = ul.shard * element;
+  std::string param_dir;
+  if (options_.param_space == MemorySpace::kNvme) {
+    absl::StatusOr<std::string> at = dir(options_.param_nvme_path, "offload_param.nvme_path");
+    if (!at.ok()) return at.status();
+    param_dir = *at;
   }
-  absl::StatusOr<std::string> at = dir(options_.param_nvme_path, "offload_param.nvme_path");
-  if (!at.ok()) return at.status();
-  absl::StatusOr<std::unique_ptr<ParamSwap>> swap = ParamSwap::Create(*at, std::move(bytes), aio);
-  if (!swap.ok()) return swap.status();
-  param_swap_ = *std::move(swap);
+  absl::StatusOr<std::unique_ptr<ParamStore>> params =
+      ParamStore::Create(layout_, options_, comm_, comm_queue_.get(), &phase_clock_, param_dir);
+  if (!params.ok()) return params.status();
+  params_ = *std::move(params);
+  for (size_t i = 0; i < units(); ++i) {
+    if (params_->swapped(i)) {
+      step32_.resize(std::max(step32_.size(), sixteen() ? 0 : Owned(i)));
+      step16_.resize(std::max(step16_.size(), sixteen() ? Owned(i) : 0));
+    }
+  }
   return absl::OkStatus();
 }
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
   size_t max_unit = 0;
-  units_.resize(layout_.units().size());
-  for (size_t i = 0; i < units_.size(); ++i) {
-    const UnitLayout& ul = layout_.units()[i];
-    Unit& u = units_[i];
-    u.resident = options_.stage < 3 || ul.numel <= options_.param_persistence_threshold;
-    u.on_nvme = !u.resident && options_.param_space == MemorySpace::kNvme;
-    const size_t held = u.on_nvme ? 0 : u.resident ? ul.padded : ul.shard;
-    if (sixteen()) {
-      u.work16.assign(held, 0);
-    } else {
-      u.work32.assign(held, 0.0f);
-    }
-    max_unit = std::max(max_unit, ul.padded);
-  }
+  for (const UnitLayout& ul : layout_.units()) max_unit = std::max(max_unit, ul.padded);
   grad_bytes_ = options_.stage < 2                       ? 0
                 : sixteen() && !options_.grad_accum_fp32 ? sizeof(uint16_t)
                                                          : sizeof(float);
@@ -149,16 +133,6 @@ ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* 
   // (measured: keeping it in memory saves ~5% of the step for 2-4 bytes a parameter of RAM).
   grads_on_nvme_ = options_.optimizer_space == MemorySpace::kNvme && grad_bytes_ > 0;
   if (grads_on_nvme_) grad_io_.resize(std::min(options_.sub_group_size, max_unit) * grad_bytes_);
-  for (size_t i = 0; i < units_.size(); ++i) {
-    if (units_[i].on_nvme) {
-      step32_.resize(std::max(step32_.size(), sixteen() ? 0 : Owned(i)));
-      step16_.resize(std::max(step16_.size(), sixteen() ? Owned(i) : 0));
-    }
-  }
-  live_allocator_ = CreateHostAllocator();
-  param_slots_ =
-      std::make_unique<UnitSlots>(max_unit, sixteen() && options_.stage == 3 ? max_unit : 0,
-                                  options_.dtype, live_allocator_.get());
   comm_queue_ =
       std::make_unique<CommQueue>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
   if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
@@ -193,26 +167,21 @@ absl::StatusOr<StepResult> ZeroEngine::Step(int64_t step, float lr, float value)
 
 // Step()'s body, charged to the optimizer phase; collectives and swaps inside open their own.
 absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float value) {
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    if (grads_->holds(ui) || units_[ui].refs > 0) {
+  for (size_t ui = 0; ui < units(); ++ui) {
+    if (grads_->holds(ui) || params_->refs(ui) > 0) {
       return absl::FailedPreconditionError(
           absl::StrCat("unit ", ui, " (", layout_.units()[ui].name, ") ",
-                       units_[ui].refs > 0 ? "is still acquired by a live guard"
-                                           : "has gradients that were never marked ready",
+                       params_->refs(ui) > 0 ? "is still acquired by a live guard"
+                                             : "has gradients that were never marked ready",
                        " at Step()"));
     }
   }
   if (absl::Status s = Sync(); !s.ok()) return s;
-  for (size_t ui = 0; ui < units_.size(); ++ui) FreeView(ui);
-  if (!first_step_done_) {
-    const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
-    if (absl::Status s = CheckOrderAcrossRanks(); !s.ok()) return s;
-    first_step_done_ = true;
-  }
-  trace_position_ = 0;
+  params_->FreeViews();
+  if (absl::Status s = params_->EndStep(); !s.ok()) return s;
   // 1. Stages 0/1: average the full gradients over ranks (stages 2/3 did it per unit).
   std::vector<float> tmp;
-  for (size_t ui = 0; ui < units_.size() && options_.stage < 2; ++ui) {
+  for (size_t ui = 0; ui < units() && options_.stage < 2; ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
     const FlightUnit flight(ul.name);
     const PhaseClock::Scope waiting(&phase_clock_, Phase::kCommWait);
@@ -237,7 +206,7 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   const float pre =
       1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * scaler_.scale());
   double local = 0;
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
+  for (size_t ui = 0; ui < units(); ++ui) {
     bool direct = false;
     absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
     if (!grads.ok()) return grads.status();
@@ -301,10 +270,8 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
     return s;
   }
   std::vector<float> widened;  // A chunk of gradients from NVMe.
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    const UnitLayout& ul = layout_.units()[ui];
-    Unit& u = units_[ui];
-    const size_t n = Owned(ui), begin = OwnedBegin(ui);
+  for (size_t ui = 0; ui < units(); ++ui) {
+    const size_t n = Owned(ui);
     float* g = nullptr;
     if (!grads_on_nvme_) {
       bool direct = false;
@@ -320,14 +287,14 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
     if (master == nullptr && !sixteen()) {
       master = step32_.data();
       if (absl::Status s =
-              phase_clock_.Charge(Phase::kIo, [&] { return param_swap_->Read(ui, master); });
+              phase_clock_.Charge(Phase::kIo, [&] { return params_->swap()->Read(ui, master); });
           !s.ok()) {
         return s;
       }
     }
-    uint16_t* w16 = !sixteen()  ? nullptr
-                    : u.on_nvme ? step16_.data()
-                                : u.work16.data() + (u.resident ? begin : 0);
+    uint16_t* w16 = !sixteen()             ? nullptr
+                    : params_->swapped(ui) ? step16_.data()
+                                           : OwnedWorking16(ui);
     absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
       absl::StatusOr<StateStore::Chunk> chunk =
           phase_clock_.Charge(transfer, [&] { return state_->Acquire(k); });
@@ -346,21 +313,15 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
       return absl::OkStatus();
     });
     if (!s.ok()) return s;
-    if (u.on_nvme) {
+    if (params_->swapped(ui)) {
       const void* shard = sixteen() ? static_cast<const void*>(w16) : master;
       if (absl::Status s =
-              phase_clock_.Charge(Phase::kIo, [&] { return param_swap_->Write(ui, shard); });
+              phase_clock_.Charge(Phase::kIo, [&] { return params_->swap()->Write(ui, shard); });
           !s.ok()) {
         return s;
       }
     }
-    if (u.resident && options_.stage > 0) {
-      // On the communication thread with overlap_comm: Acquire(unit) waits for this gather.
-      const size_t padded = ul.shard * static_cast<size_t>(comm_->world_size());
-      const BufferView full = sixteen() ? HostView(u.work16.data(), padded, options_.dtype)
-                                        : HostView(u.work32.data(), padded);
-      u.weights_ready = comm_queue_->Submit([this, full] { return GatherInPlace(*comm_, full); });
-    }
+    if (params_->resident(ui) && options_.stage > 0) params_->Publish(ui);
   }
   // Masters, m and v written back.
   return phase_clock_.Charge(transfer, [&] { return state_->Finish(); });
@@ -368,15 +329,8 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
 
 MemoryReport ZeroEngine::Memory() const {
   MemoryReport m;
-  size_t params_nvme = 0;  // Shards in the parameter swap.
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    const Unit& u = units_[ui];
-    m.params += u.work32.size() * sizeof(float) + u.work16.size() * sizeof(uint16_t);
-    if (u.on_nvme) {
-      params_nvme += layout_.units()[ui].shard * (sixteen() ? sizeof(uint16_t) : sizeof(float));
-    }
-  }
-  m.params += params_nvme;
+  const size_t params_nvme = params_->swapped_bytes();  // Shards in the parameter swap.
+  m.params = params_->working_bytes() + params_nvme;
   const StateLayout& state = state_->layout();
   m.master = state.bytes(StateArray::kMaster);
   m.grads += state.bytes(StateArray::kGrad);
@@ -384,7 +338,7 @@ MemoryReport ZeroEngine::Memory() const {
   m.grads += grads_->full_bytes();
   m.scratch = grads_->slot_bytes() + step32_.size() * sizeof(float) +
               step16_.size() * sizeof(uint16_t) + grad_io_.size();
-  m.live = param_slots_->bytes();
+  m.live = params_->view_bytes();
   // Placement: the offloaded share of the optimizer state (kNvme: all of it, the masters
   // included where they are not the fp32 weights themselves, and the gradient accumulator), and
   // stage 3's parameter shards.
@@ -406,6 +360,13 @@ MemoryReport ZeroEngine::Memory() const {
   return m;
 }
 
-GatherStats ZeroEngine::gather_stats() const { return stats_; }
+bool ZeroEngine::state_on_nvme() const {
+  return nvme_state_ != nullptr || params_->swap() != nullptr;
+}
+
+uint16_t* ZeroEngine::OwnedWorking16(size_t unit) const {
+  return static_cast<uint16_t*>(params_->working(unit).data) +
+         (params_->resident(unit) ? OwnedBegin(unit) : 0);
+}
 
 }  // namespace zerorun

@@ -4,13 +4,15 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "zero/engine_internal.h"
+#include "zero/comm_queue.h"
+#include "zero/grad_store.h"
 #include "zerorun/flight_recorder.h"
+#include "zerorun/zero_engine.h"
 
 namespace zerorun {
 
 absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
-  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  if (unit >= units()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
   if (!sixteen() && options_.stage < 2) return static_cast<float*>(grads_->full(unit).data);
   absl::StatusOr<BufferView> slot = grads_->Take(unit, /*sixteen=*/false, *comm_queue_);
   if (!slot.ok()) return slot.status();
@@ -18,7 +20,7 @@ absl::StatusOr<float*> ZeroEngine::Grads(size_t unit) {
 }
 
 absl::StatusOr<BufferView> ZeroEngine::WorkingGrads(size_t unit) {
-  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  if (unit >= units()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
   if (!sixteen()) {
     absl::StatusOr<float*> g = Grads(unit);
     if (!g.ok()) return g.status();
@@ -28,7 +30,7 @@ absl::StatusOr<BufferView> ZeroEngine::WorkingGrads(size_t unit) {
 }
 
 absl::Status ZeroEngine::GradsReady(size_t unit) {
-  if (unit >= units_.size()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
+  if (unit >= units()) return absl::InvalidArgumentError(absl::StrCat("no unit ", unit));
   if (!sixteen() && options_.stage < 2) return absl::OkStatus();
   absl::StatusOr<GradStore::Given> given = grads_->Give(unit);
   if (!given.ok()) return given.status();

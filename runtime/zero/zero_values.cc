@@ -1,11 +1,13 @@
 // ZeroEngine's parameter values: where a unit's masters and working weights live (memory, the
 // state store, the parameter swap), initialisation, SetTensor / GetTensor and restore.
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "offload/nvme_state_store.h"
 #include "offload/param_swap.h"
-#include "zero/engine_internal.h"
+#include "zero/comm_queue.h"
+#include "zero/param_store.h"
 
 namespace zerorun {
 
@@ -20,14 +22,14 @@ absl::Status ZeroEngine::ForEachChunk(
 }
 
 bool ZeroEngine::MastersAway(size_t unit) const {
-  return (nvme_state_ != nullptr && sixteen()) || (units_[unit].on_nvme && !sixteen());
+  return (nvme_state_ != nullptr && sixteen()) || (params_->swapped(unit) && !sixteen());
 }
 
 float* ZeroEngine::MasterData(size_t unit) {
   if (MastersAway(unit)) return nullptr;
-  Unit& u = units_[unit];
   if (sixteen()) return static_cast<float*>(StateData(unit, StateArray::kMaster));
-  return u.work32.data() + (u.resident ? OwnedBegin(unit) : 0);
+  return static_cast<float*>(params_->working(unit).data) +
+         (params_->resident(unit) ? OwnedBegin(unit) : 0);
 }
 
 absl::Status ZeroEngine::ReadMasters(size_t unit, float* out) {
@@ -35,20 +37,19 @@ absl::Status ZeroEngine::ReadMasters(size_t unit, float* out) {
     std::copy_n(MasterData(unit), Owned(unit), out);
     return absl::OkStatus();
   }
-  if (!sixteen()) return param_swap_->Read(unit, out);  // fp32: the shard is the master.
+  if (!sixteen()) return params_->swap()->Read(unit, out);  // fp32: the shard is the master.
   return ForEachChunk(unit, [&](size_t k, size_t at, size_t) {
     return state_->Read(k, StateArray::kMaster, out + at);
   });
 }
 
 absl::Status ZeroEngine::WriteMasters(size_t unit, const float* in) {
-  Unit& u = units_[unit];
   const size_t n = Owned(unit);
   if (!MastersAway(unit)) {
     float* master = MasterData(unit);
     if (master != in) std::copy_n(in, n, master);
   } else if (!sixteen()) {
-    return param_swap_->Write(unit, in);  // Masters and working weights at once.
+    return params_->swap()->Write(unit, in);  // Masters and working weights at once.
   } else {
     absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t) {
       return state_->Write(k, StateArray::kMaster, in + at);
@@ -56,29 +57,24 @@ absl::Status ZeroEngine::WriteMasters(size_t unit, const float* in) {
     if (!s.ok()) return s;
   }
   if (!sixteen()) return absl::OkStatus();  // fp32 in memory: the master is the working weight.
-  if (!u.on_nvme) {
-    FromFloat(options_.dtype, in, u.work16.data() + (u.resident ? OwnedBegin(unit) : 0), n);
+  if (!params_->swapped(unit)) {
+    FromFloat(options_.dtype, in, OwnedWorking16(unit), n);
     return absl::OkStatus();
   }
   FromFloat(options_.dtype, in, step16_.data(), n);  // Sized for the largest such shard.
-  return param_swap_->Write(unit, step16_.data());
+  return params_->swap()->Write(unit, step16_.data());
 }
 
 absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
   last_step_ = last_step;
   scaler_ = scaler;
   ZeroGrads();
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
-    const UnitLayout& ul = layout_.units()[ui];
-    Unit& u = units_[ui];
+  for (size_t ui = 0; ui < units(); ++ui) {
     if (sixteen() && !MastersAway(ui)) {
       if (absl::Status s = WriteMasters(ui, MasterData(ui)); !s.ok()) return s;
     }
-    if (u.resident && options_.stage > 0) {
-      const absl::Status s =
-          GatherInPlace(*comm_, sixteen() ? HostView(u.work16.data(), ul.padded, options_.dtype)
-                                          : HostView(u.work32.data(), ul.padded));
-      if (!s.ok()) return s;
+    if (params_->resident(ui) && options_.stage > 0) {
+      if (absl::Status s = GatherInPlace(*comm_, params_->working(ui)); !s.ok()) return s;
     }
   }
   return absl::OkStatus();
@@ -86,19 +82,19 @@ absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scal
 
 absl::Status ZeroEngine::Init(const InitFn& fn) {
   std::vector<float> full;
-  for (size_t ui = 0; ui < units_.size(); ++ui) {
+  for (size_t ui = 0; ui < units(); ++ui) {
     const UnitLayout& ul = layout_.units()[ui];
-    Unit& u = units_[ui];
-    if (u.resident) {
+    if (params_->resident(ui)) {
       full.assign(ul.padded, 0.0f);
       for (size_t t = 0; t < ul.tensors.size(); ++t) {
         fn(ui, t, 0, ul.tensors[t].numel, full.data() + ul.tensors[t].offset);
       }
+      const BufferView working = params_->working(ui);
       if (!sixteen()) {
-        u.work32 = full;
+        std::memcpy(working.data, full.data(), working.bytes());
         continue;
       }
-      FromFloat(options_.dtype, full.data(), u.work16.data(), ul.padded);
+      FromFloat(options_.dtype, full.data(), static_cast<uint16_t*>(working.data), ul.padded);
       if (absl::Status s = WriteMasters(ui, full.data() + OwnedBegin(ui)); !s.ok()) return s;
       continue;
     }
@@ -116,16 +112,17 @@ absl::Status ZeroEngine::Init(const InitFn& fn) {
 
 absl::Status ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* values) {
   const TensorLayout& tl = layout_.units()[unit].tensors[tensor];
-  Unit& u = units_[unit];
+  const bool resident = params_->resident(unit);
   // Full copies (resident working weights) take the whole tensor.
-  if (u.resident) {
+  if (resident) {
+    void* working = params_->working(unit).data;
     if (sixteen()) {
-      FromFloat(options_.dtype, values, u.work16.data() + tl.offset, tl.numel);
+      FromFloat(options_.dtype, values, static_cast<uint16_t*>(working) + tl.offset, tl.numel);
     } else {
-      std::copy_n(values, tl.numel, u.work32.data() + tl.offset);
+      std::copy_n(values, tl.numel, static_cast<float*>(working) + tl.offset);
     }
   }
-  if (u.resident && !sixteen()) return absl::OkStatus();  // The working copy is the master.
+  if (resident && !sixteen()) return absl::OkStatus();  // The working copy is the master.
   // The owned part of the masters (and of a stage-3 working shard).
   const auto [lo, hi] = OwnedPart(unit, tensor);
   if (lo >= hi) return absl::OkStatus();
@@ -140,8 +137,9 @@ absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
   if (absl::Status s = Sync(); !s.ok()) return s;
   const UnitLayout& ul = layout_.units()[unit];
   const TensorLayout& tl = ul.tensors[tensor];
-  if (options_.stage == 0 || (units_[unit].resident && !sixteen())) {
-    const float* src = sixteen() ? MasterData(unit) : units_[unit].work32.data();
+  if (options_.stage == 0 || (params_->resident(unit) && !sixteen())) {
+    const float* src =
+        sixteen() ? MasterData(unit) : static_cast<const float*>(params_->working(unit).data);
     std::copy_n(src + tl.offset, tl.numel, out);
     return absl::OkStatus();
   }
@@ -162,7 +160,7 @@ SwapReport ZeroEngine::Swap() const {
     r.write_seconds += s.write_seconds;
   };
   if (nvme_state_ != nullptr) add(nvme_state_->file_bytes(), nvme_state_->stats());
-  if (param_swap_ != nullptr) add(param_swap_->file_bytes(), param_swap_->stats());
+  if (params_->swap() != nullptr) add(params_->swap()->file_bytes(), params_->swap()->stats());
   return r;
 }
 

@@ -33,9 +33,8 @@ namespace zerorun {
 class CommQueue;       // runtime/zero/comm_queue.h
 class GradStore;       // runtime/zero/grad_store.h
 class NvmeStateStore;  // runtime/offload/nvme_state_store.h
-class ParamSwap;       // runtime/offload/param_swap.h
+class ParamStore;      // runtime/zero/param_store.h
 class SwapDir;         // runtime/offload/swap_dir.h
-class UnitSlots;       // runtime/zero/unit_slots.h
 
 // DeepSpeed's "aio" block (its defaults): requests of block_size bytes, queue_depth in flight.
 // single_submit, overlap_events and thread_count are taken for compatibility (one io_uring).
@@ -200,7 +199,7 @@ class ZeroEngine {
   // order (stage 3 gathers are collectives). InvalidArgument for an unknown unit. The first
   // step's order is recorded, checked across ranks at its Step(), and prefetched along later.
   absl::StatusOr<UnitGuard> Acquire(size_t unit, Pass pass);
-  const std::vector<std::pair<size_t, Pass>>& acquire_order() const { return trace_; }
+  const std::vector<std::pair<size_t, Pass>>& acquire_order() const;
   int live_guards(size_t unit) const;
   // Stage 3: keep `unit` gathered from its forward release until its backward release.
   void KeepForBackward(size_t unit, bool keep);
@@ -246,7 +245,7 @@ class ZeroEngine {
   absl::Status ReadMasters(size_t unit, float* out);
   absl::Status WriteMasters(size_t unit, const float* in);
   // Some of the shard is on NVMe (a checkpoint streams it instead of snapshotting it).
-  bool state_on_nvme() const { return nvme_state_ != nullptr || param_swap_ != nullptr; }
+  bool state_on_nvme() const;
   // Ends a restore (masters, m and v written, the accumulated gradients dropped): sets the step and
   // the loss scaler and rebuilds the working weights from the masters (round to nearest even for
   // 16-bit; shared with an all-gather in stages 1-2: a collective).
@@ -276,29 +275,21 @@ class ZeroEngine {
   // What the engine noticed since the last call and the caller may want to show (the library
   // never prints): e.g. "rank 1: acquire #7 (unit h.2) differs from the first step's order;
   // prefetching is off from here, ...". Engine thread.
-  std::vector<std::string> TakeNotices() { return std::exchange(notices_, {}); }
+  std::vector<std::string> TakeNotices();
 
   MemoryReport Memory() const;
   SwapReport Swap() const;  // Zeros without state on NVMe. Call after Sync().
   GatherStats gather_stats() const;
 
  private:
-  struct Unit;
   friend class UnitGuard;
   ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm);
+  size_t units() const { return layout_.units().size(); }
   void Release(size_t unit);
-  // Parameter views (zero_units.cc).
-  absl::StatusOr<int> TakeParamSlot(bool prefetch);
-  void StartView(size_t unit, int slot);
-  void FreeView(size_t unit);
-  bool ReusedSoon(size_t unit) const;
-  void PrefetchAhead();
-  void NoteAcquire(size_t unit, Pass pass);
   // g32 == nullptr: the 16-bit gradients are in g16 already (WorkingGrads).
   absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
   // Step helpers (zero_engine.cc).
   absl::StatusOr<StepResult> StepPhases(int64_t step, float lr, float value);
-  absl::Status CheckOrderAcrossRanks();
   absl::StatusOr<float*> OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
   // Adds a reduced gradient shard (the unit's owned elements) into the accumulator.
   absl::Status AccumulateGrads(size_t unit, const float* reduced);
@@ -310,6 +301,8 @@ class ZeroEngine {
   // The unit's first chunk's array in memory (the unit's whole run there), or nullptr.
   void* StateData(size_t unit, StateArray a);
   bool MastersAway(size_t unit) const;  // On NVMe: MasterData() is nullptr.
+  // The unit's owned working weights in the 16-bit working dtype (resident or sharded).
+  uint16_t* OwnedWorking16(size_t unit) const;
   absl::Status CreateStores();
   // Calls fn(k, at, len) for each state-store chunk k of `unit`'s owned elements in order
   // (it holds elements [at, at + len)); stops at and returns the first error.
@@ -325,40 +318,31 @@ class ZeroEngine {
   Layout layout_;
   const ZeroOptions options_;
   Communicator* comm_;
-  std::vector<Unit> units_;
-  std::unique_ptr<Allocator> live_allocator_;  // Parameter views (before the views).
-  std::unique_ptr<UnitSlots> param_slots_;
-  std::unique_ptr<GradStore> grads_;
-  // ZeRO-Infinity: the swap directories (before the files in them, which go first) and the
-  // parameter swap.
+  PhaseClock phase_clock_;  // Before comm_queue_, whose waits are charged to it.
+  StepTimes step_times_;
+  // Collectives and the NVMe reads feeding them, in issue order; async with overlap_comm. Its
+  // tasks use the stores below: the engine's destructor waits for them first.
+  std::unique_ptr<CommQueue> comm_queue_;
+  // ZeRO-Infinity's swap directories (before the files in them, which go first).
   std::vector<std::unique_ptr<SwapDir>> swap_dirs_;
-  std::unique_ptr<ParamSwap> param_swap_;
-  // The optimizer state (its allocator first: it outlives the store's buffers); per unit its
-  // first chunk and chunk count; the store when it is on NVMe (its traffic for Swap()).
+  // The stores: working weights and views, gradients, the optimizer state (its allocator first:
+  // it outlives the store's buffers); per unit its first state chunk and chunk count; the state
+  // store when it is on NVMe (its traffic for Swap()).
+  std::unique_ptr<ParamStore> params_;
+  std::unique_ptr<GradStore> grads_;
   std::unique_ptr<Allocator> state_allocator_;
   std::unique_ptr<StateStore> state_;
   NvmeStateStore* nvme_state_ = nullptr;
   std::vector<std::pair<size_t, size_t>> unit_chunks_;
   std::unique_ptr<Optimizer> optimizer_;
-  size_t grad_bytes_ = 0;         // The accumulator's element (stages 2-3): 4 or 2; else 0.
-  bool grads_on_nvme_ = false;    // Stages 2-3 with the optimizer on NVMe: the accumulator too.
-  std::vector<char> grad_io_;     // Communication thread: a chunk of the swapped accumulator.
-  std::vector<float> step32_;     // Step: a unit's fp32 shard read from the parameter swap.
-  std::vector<uint16_t> step16_;  // Step: a unit's new 16-bit shard bound for it.
-  PhaseClock phase_clock_;        // Before comm_stream_, whose waits are charged to it.
-  StepTimes step_times_;
-  // Collectives and the NVMe reads feeding them, in issue order; async with overlap_comm.
-  std::unique_ptr<CommQueue> comm_queue_;
+  size_t grad_bytes_ = 0;          // The accumulator's element (stages 2-3): 4 or 2; else 0.
+  bool grads_on_nvme_ = false;     // Stages 2-3 with the optimizer on NVMe: the accumulator too.
+  std::vector<char> grad_io_;      // Communication thread: a chunk of the swapped accumulator.
+  std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
+  std::vector<float> step32_;      // Step: a unit's fp32 shard read from the parameter swap.
+  std::vector<uint16_t> step16_;   // Step: a unit's new 16-bit shard bound for it.
   int64_t last_step_ = 0;
   LossScaler scaler_;
-  std::vector<float> reduce_out_;               // Communication thread: one reduced shard.
-  std::vector<std::pair<size_t, Pass>> trace_;  // The first step's acquires.
-  size_t trace_position_ = 0;
-  uint64_t clock_ = 0;
-  bool first_step_done_ = false;
-  bool prefetch_enabled_ = true;
-  GatherStats stats_;
-  std::vector<std::string> notices_;
 };
 
 }  // namespace zerorun
