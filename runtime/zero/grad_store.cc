@@ -9,10 +9,11 @@
 namespace zerorun {
 
 absl::StatusOr<std::unique_ptr<GradStore>> GradStore::Create(const Layout& layout, int stage,
-                                                             DType dtype, size_t max_slots) {
+                                                             DType dtype, size_t max_slots,
+                                                             Allocator* allocator) {
   size_t max_unit = 0;
   for (const UnitLayout& ul : layout.units()) max_unit = std::max(max_unit, ul.padded);
-  std::unique_ptr<GradStore> store(new GradStore(layout, dtype, max_slots, max_unit));
+  std::unique_ptr<GradStore> store(new GradStore(layout, dtype, max_slots, max_unit, allocator));
   if (stage >= 2) return store;
   for (size_t i = 0; i < layout.units().size(); ++i) {
     absl::StatusOr<Buffer> full =
@@ -27,13 +28,14 @@ absl::StatusOr<std::unique_ptr<GradStore>> GradStore::Create(const Layout& layou
   return store;
 }
 
-GradStore::GradStore(const Layout& layout, DType dtype, size_t max_slots, size_t max_unit)
+GradStore::GradStore(const Layout& layout, DType dtype, size_t max_slots, size_t max_unit,
+                     Allocator* allocator)
     : layout_(layout),
       dtype_(dtype),
       max_slots_(max_slots),
-      allocator_(CreateHostAllocator()),
+      allocator_(allocator),
       full_(layout.units().size()),
-      slots_(max_unit, dtype == DType::kFp32 ? 0 : max_unit, dtype, allocator_.get()),
+      slots_(max_unit, dtype == DType::kFp32 ? 0 : max_unit, dtype, allocator),
       holder_(layout.units().size(), -1) {}
 
 void GradStore::ZeroFull() {

@@ -25,9 +25,11 @@ namespace zerorun {
 
 class GradStore {
  public:
-  // Allocates the full gradients (stages 0-1) now and the slots on first need.
+  // Allocates the full gradients (stages 0-1) now and the slots on first need, from `allocator`
+  // (which must outlive the store).
   static absl::StatusOr<std::unique_ptr<GradStore>> Create(const Layout& layout, int stage,
-                                                           DType dtype, size_t max_slots);
+                                                           DType dtype, size_t max_slots,
+                                                           Allocator* allocator);
   GradStore(const GradStore&) = delete;
   GradStore& operator=(const GradStore&) = delete;
 
@@ -57,15 +59,15 @@ class GradStore {
 
   size_t full_bytes() const;
   size_t slot_bytes() const { return slots_.bytes(); }
-  const Allocator& allocator() const { return *allocator_; }
 
  private:
-  GradStore(const Layout& layout, DType dtype, size_t max_slots, size_t max_unit);
+  GradStore(const Layout& layout, DType dtype, size_t max_slots, size_t max_unit,
+            Allocator* allocator);
 
   const Layout& layout_;
   const DType dtype_;
   const size_t max_slots_;
-  std::unique_ptr<Allocator> allocator_;  // Before the buffers: it outlives them.
+  Allocator* allocator_;
   std::vector<Buffer> full_;
   UnitSlots slots_;
   std::vector<int> holder_;  // Per unit its slot, -1 when none.

@@ -11,12 +11,10 @@
 
 namespace zerorun {
 
-absl::StatusOr<std::unique_ptr<ParamStore>> ParamStore::Create(const Layout& layout,
-                                                               const ZeroOptions& options,
-                                                               Communicator* comm, CommQueue* queue,
-                                                               PhaseClock* clock,
-                                                               const std::string& swap_dir) {
-  std::unique_ptr<ParamStore> store(new ParamStore(layout, options, comm, queue, clock));
+absl::StatusOr<std::unique_ptr<ParamStore>> ParamStore::Create(
+    const Layout& layout, const ZeroOptions& options, Communicator* comm, CommQueue* queue,
+    PhaseClock* clock, Allocator* allocator, const std::string& swap_dir) {
+  std::unique_ptr<ParamStore> store(new ParamStore(layout, options, comm, queue, clock, allocator));
   const DType dtype = options.dtype;
   std::vector<size_t> swapped(layout.units().size(), 0);  // Bytes per unit in the swap file.
   for (size_t i = 0; i < layout.units().size(); ++i) {
@@ -65,18 +63,23 @@ size_t LargestUnit(const Layout& layout) {
 }  // namespace
 
 ParamStore::ParamStore(const Layout& layout, const ZeroOptions& options, Communicator* comm,
-                       CommQueue* queue, PhaseClock* clock)
+                       CommQueue* queue, PhaseClock* clock, Allocator* allocator)
     : layout_(layout),
       options_(options),
       comm_(comm),
       queue_(queue),
       clock_(clock),
-      allocator_(CreateHostAllocator()),
-      view_allocator_(CreateHostAllocator()),
+      allocator_(allocator),
       units_(layout.units().size()),
       views_(LargestUnit(layout),
              options.dtype != DType::kFp32 && options.stage == 3 ? LargestUnit(layout) : 0,
-             options.dtype, view_allocator_.get()) {}
+             options.dtype, allocator) {}
+
+size_t ParamStore::working_bytes() const {
+  size_t bytes = 0;
+  for (const Unit& u : units_) bytes += u.work.view().bytes();
+  return bytes;
+}
 
 size_t ParamStore::swapped_bytes() const {
   size_t bytes = 0;

@@ -32,13 +32,14 @@ namespace zerorun {
 
 class ParamStore {
  public:
-  // `swap_dir`: the directory of the parameter swap file (offload_param nvme), else empty.
+  // Working weights and views from `allocator` (which must outlive the store). `swap_dir`: the
+  // directory of the parameter swap file (offload_param nvme), else empty.
   // InvalidArgument when a swapped unit's shard exceeds param_buffer_size; allocation and swap
   // file errors as they come.
   static absl::StatusOr<std::unique_ptr<ParamStore>> Create(const Layout& layout,
                                                             const ZeroOptions& options,
                                                             Communicator* comm, CommQueue* queue,
-                                                            PhaseClock* clock,
+                                                            PhaseClock* clock, Allocator* allocator,
                                                             const std::string& swap_dir);
   ParamStore(const ParamStore&) = delete;
   ParamStore& operator=(const ParamStore&) = delete;
@@ -75,8 +76,8 @@ class ParamStore {
   const GatherStats& stats() const { return stats_; }
   // What the store noticed since the last call (the engine passes it on).
   std::vector<std::string> TakeNotices() { return std::exchange(notices_, {}); }
-  size_t working_bytes() const { return allocator_->in_use(); }  // Held in memory.
-  size_t swapped_bytes() const;                                  // Held in the swap file.
+  size_t working_bytes() const;  // Held in memory.
+  size_t swapped_bytes() const;  // Held in the swap file.
   size_t view_bytes() const { return views_.bytes(); }
 
  private:
@@ -94,7 +95,7 @@ class ParamStore {
     uint64_t last_use = 0;  // LRU clock of parameter slots.
   };
   ParamStore(const Layout& layout, const ZeroOptions& options, Communicator* comm, CommQueue* queue,
-             PhaseClock* clock);
+             PhaseClock* clock, Allocator* allocator);
   bool sixteen() const { return options_.dtype != DType::kFp32; }
   absl::StatusOr<int> TakeSlot(bool prefetch);
   void StartView(size_t unit, int slot);
@@ -109,8 +110,7 @@ class ParamStore {
   Communicator* comm_;
   CommQueue* queue_;
   PhaseClock* clock_;
-  std::unique_ptr<Allocator> allocator_;       // Working weights (before them).
-  std::unique_ptr<Allocator> view_allocator_;  // Views (before them).
+  Allocator* allocator_;
   std::vector<Unit> units_;
   UnitSlots views_;
   std::unique_ptr<ParamSwap> swap_;

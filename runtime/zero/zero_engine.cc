@@ -70,8 +70,8 @@ absl::Status ZeroEngine::CreateStores() {
     swap_dirs_.push_back(*std::move(made));
     return swap_dirs_.back()->path();
   };
-  absl::StatusOr<std::unique_ptr<GradStore>> grads =
-      GradStore::Create(layout_, options_.stage, options_.dtype, options_.grad_slots);
+  absl::StatusOr<std::unique_ptr<GradStore>> grads = GradStore::Create(
+      layout_, options_.stage, options_.dtype, options_.grad_slots, allocator_.get());
   if (!grads.ok()) return grads.status();
   grads_ = *std::move(grads);
   // The optimizer visits units in order, each in chunks of at most sub_group_size elements.
@@ -97,9 +97,9 @@ absl::Status ZeroEngine::CreateStores() {
     state_ = *std::move(swap);
   } else {
     const bool pinned = options_.optimizer_space == MemorySpace::kHost && options_.pin_memory;
-    state_allocator_ = CreateHostAllocator(pinned ? MemoryKind::kPinnedHost : MemoryKind::kHost);
-    absl::StatusOr<std::unique_ptr<StateStore>> store =
-        CreateMemoryStateStore(std::move(state), options_.optimizer_space, *state_allocator_);
+    if (pinned) state_allocator_ = CreateHostAllocator(MemoryKind::kPinnedHost);
+    absl::StatusOr<std::unique_ptr<StateStore>> store = CreateMemoryStateStore(
+        std::move(state), options_.optimizer_space, pinned ? *state_allocator_ : *allocator_);
     if (!store.ok()) return store.status();
     state_ = *std::move(store);
   }
@@ -109,30 +109,39 @@ absl::Status ZeroEngine::CreateStores() {
     if (!at.ok()) return at.status();
     param_dir = *at;
   }
-  absl::StatusOr<std::unique_ptr<ParamStore>> params =
-      ParamStore::Create(layout_, options_, comm_, comm_queue_.get(), &phase_clock_, param_dir);
+  absl::StatusOr<std::unique_ptr<ParamStore>> params = ParamStore::Create(
+      layout_, options_, comm_, comm_queue_.get(), &phase_clock_, allocator_.get(), param_dir);
   if (!params.ok()) return params.status();
   params_ = *std::move(params);
+  // Scratch: the largest swapped shard (the step's), a chunk of the swapped accumulator.
+  size_t swapped = 0, max_unit = 0;
   for (size_t i = 0; i < units(); ++i) {
-    if (params_->swapped(i)) {
-      step32_.resize(std::max(step32_.size(), sixteen() ? 0 : Owned(i)));
-      step16_.resize(std::max(step16_.size(), sixteen() ? Owned(i) : 0));
-    }
+    if (params_->swapped(i)) swapped = std::max(swapped, Owned(i));
+    max_unit = std::max(max_unit, layout_.units()[i].padded);
   }
-  return absl::OkStatus();
+  auto scratch = [&](Buffer& b, size_t count, DType dtype) -> absl::Status {
+    absl::StatusOr<Buffer> made = Buffer::Allocate(*allocator_, count, dtype);
+    if (!made.ok()) return made.status();
+    b = *std::move(made);
+    return absl::OkStatus();
+  };
+  if (absl::Status s = scratch(sixteen() ? step16_ : step32_, swapped, options_.dtype); !s.ok()) {
+    return s;
+  }
+  if (!grads_on_nvme_) return absl::OkStatus();
+  return scratch(grad_io_, std::min(options_.sub_group_size, max_unit),
+                 grad_bytes_ == sizeof(float) ? DType::kFp32 : options_.dtype);
 }
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
-  size_t max_unit = 0;
-  for (const UnitLayout& ul : layout_.units()) max_unit = std::max(max_unit, ul.padded);
+  allocator_ = CreateHostAllocator();
   grad_bytes_ = options_.stage < 2                       ? 0
                 : sixteen() && !options_.grad_accum_fp32 ? sizeof(uint16_t)
                                                          : sizeof(float);
   // The accumulator goes to NVMe with the optimizer state, as DeepSpeed swaps its gradients
   // (measured: keeping it in memory saves ~5% of the step for 2-4 bytes a parameter of RAM).
   grads_on_nvme_ = options_.optimizer_space == MemorySpace::kNvme && grad_bytes_ > 0;
-  if (grads_on_nvme_) grad_io_.resize(std::min(options_.sub_group_size, max_unit) * grad_bytes_);
   comm_queue_ =
       std::make_unique<CommQueue>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
   if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
@@ -285,7 +294,7 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
     // the working copy, or to a scratch shard bound for the parameter swap.
     float* master = MasterData(ui);
     if (master == nullptr && !sixteen()) {
-      master = step32_.data();
+      master = static_cast<float*>(step32_.view().data);
       if (absl::Status s =
               phase_clock_.Charge(Phase::kIo, [&] { return params_->swap()->Read(ui, master); });
           !s.ok()) {
@@ -293,7 +302,7 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
       }
     }
     uint16_t* w16 = !sixteen()             ? nullptr
-                    : params_->swapped(ui) ? step16_.data()
+                    : params_->swapped(ui) ? static_cast<uint16_t*>(step16_.view().data)
                                            : OwnedWorking16(ui);
     absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
       absl::StatusOr<StateStore::Chunk> chunk =
@@ -336,8 +345,8 @@ MemoryReport ZeroEngine::Memory() const {
   m.grads += state.bytes(StateArray::kGrad);
   m.optimizer = state.bytes(StateArray::kM) + state.bytes(StateArray::kV);
   m.grads += grads_->full_bytes();
-  m.scratch = grads_->slot_bytes() + step32_.size() * sizeof(float) +
-              step16_.size() * sizeof(uint16_t) + grad_io_.size();
+  m.scratch = grads_->slot_bytes() + step32_.view().bytes() + step16_.view().bytes() +
+              grad_io_.view().bytes();
   m.live = params_->view_bytes();
   // Placement: the offloaded share of the optimizer state (kNvme: all of it, the masters
   // included where they are not the fp32 weights themselves, and the gradient accumulator), and
@@ -357,6 +366,11 @@ MemoryReport ZeroEngine::Memory() const {
   at(options_.optimizer_space) += offloaded;
   at(options_.param_space) += params_away;
   m.device += m.total() - offloaded - params_away;
+  for (const Allocator* a : {allocator_.get(), state_allocator_.get()}) {
+    if (a == nullptr) continue;
+    m.allocated += a->in_use();
+    m.peak += a->high_water();
+  }
   return m;
 }
 

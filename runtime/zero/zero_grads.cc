@@ -74,12 +74,13 @@ absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& t
   if (grads_on_nvme_) {
     *direct = false;
     tmp.resize(n);
+    void* io = grad_io_.view().data;
     absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
       const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
-      if (absl::Status read = state_->Read(k, StateArray::kGrad, grad_io_.data()); !read.ok()) {
+      if (absl::Status read = state_->Read(k, StateArray::kGrad, io); !read.ok()) {
         return read;
       }
-      WidenGrads(grad_io_.data(), len, tmp.data() + at);
+      WidenGrads(io, len, tmp.data() + at);
       return absl::OkStatus();
     });
     if (!s.ok()) return s;
@@ -118,13 +119,14 @@ absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
     add(reduced, acc, Owned(unit));
     return absl::OkStatus();
   }
+  void* io = grad_io_.view().data;
   return ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
     const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (overlap_comm off).
-    if (absl::Status read = state_->Read(k, StateArray::kGrad, grad_io_.data()); !read.ok()) {
+    if (absl::Status read = state_->Read(k, StateArray::kGrad, io); !read.ok()) {
       return read;
     }
-    add(reduced + at, grad_io_.data(), len);
-    return state_->Write(k, StateArray::kGrad, grad_io_.data());
+    add(reduced + at, io, len);
+    return state_->Write(k, StateArray::kGrad, io);
   });
 }
 

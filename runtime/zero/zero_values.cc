@@ -61,8 +61,9 @@ absl::Status ZeroEngine::WriteMasters(size_t unit, const float* in) {
     FromFloat(options_.dtype, in, OwnedWorking16(unit), n);
     return absl::OkStatus();
   }
-  FromFloat(options_.dtype, in, step16_.data(), n);  // Sized for the largest such shard.
-  return params_->swap()->Write(unit, step16_.data());
+  uint16_t* shard = static_cast<uint16_t*>(step16_.view().data);  // The largest such shard's.
+  FromFloat(options_.dtype, in, shard, n);
+  return params_->swap()->Write(unit, shard);
 }
 
 absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {

@@ -98,6 +98,10 @@ TEST_CASE("Per-rank model-state bytes follow the ZeRO formulas plus exact paddin
                                    // Mixed precision: 16P, 4P + 12P/N, 2P + 14P/N, 16P/N.
                                    {16 * p, 4 * p + 12 * p / n, 2 * p + 14 * p / n, 16 * p / n}};
         CHECK(m.model_states() == want[dtype == DType::kFp32 ? 0 : 1][stage]);
+        // The report is what the engine's allocators hold, byte for byte, and nothing was freed
+        // on the way (slots and views are pooled): the high-water mark is the same.
+        CHECK(m.allocated == m.total());
+        CHECK(m.peak == m.allocated);
         CHECK(m.master == (dtype == DType::kFp32 ? 0 : 4 * (stage == 0 ? p : p / n)));
         // Working buffers beyond model states: one gradient slot (fp32, plus a 16-bit staging
         // area for 16-bit reduces) and parameter slots of one unit each; stage 3 keeps them
@@ -126,6 +130,7 @@ TEST_CASE(
     const Run plain = RunEngine(2, options, 3);
     options.optimizer_space = MemorySpace::kHost;
     options.optimizer_ratio = 0.5;
+    options.pin_memory = true;  // The state from a pinned-host allocator (host memory on a CPU).
     if (stage == 3) options.param_space = MemorySpace::kHost;
     const Run offloaded = RunEngine(2, options, 3);
     CHECK(offloaded.params == plain.params);
@@ -134,6 +139,7 @@ TEST_CASE(
     CHECK(m.host == half + (stage == 3 ? m.params : 0));
     CHECK(m.nvme == 0);
     CHECK(m.device + m.host == m.total());
+    CHECK(m.allocated == m.total());
     CHECK(plain.memory.host == 0);
     CHECK(plain.memory.device == plain.memory.total());
   }
@@ -255,6 +261,7 @@ TEST_CASE(
                 : 0;
         CHECK(swapped.memory.nvme == params_nvme + optimizer_nvme);
         CHECK(swapped.memory.device + swapped.memory.nvme == swapped.memory.total());
+        CHECK(swapped.memory.allocated == swapped.memory.device);  // Nothing on NVMe in memory.
         CHECK(swapped.working_is_rounded_master);
         CHECK(nvme.Listing().empty());
       }

@@ -110,6 +110,9 @@ struct MemoryReport {
   // All of the above by where it lives (ZeroOptions' memory spaces; on a CPU rank "device" and
   // "host" are the same RAM, the split says what a GPU rank would hold where).
   size_t device = 0, host = 0, nvme = 0;
+  // What the engine's allocators hold now (everything above that is in memory: total() - nvme)
+  // and the most they held at once since Create (the sum of their high-water marks).
+  size_t allocated = 0, peak = 0;
   size_t model_states() const { return params + master + grads + optimizer; }
   size_t total() const { return model_states() + scratch + live; }
 };
@@ -325,22 +328,22 @@ class ZeroEngine {
   std::unique_ptr<CommQueue> comm_queue_;
   // ZeRO-Infinity's swap directories (before the files in them, which go first).
   std::vector<std::unique_ptr<SwapDir>> swap_dirs_;
-  // The stores: working weights and views, gradients, the optimizer state (its allocator first:
-  // it outlives the store's buffers); per unit its first state chunk and chunk count; the state
-  // store when it is on NVMe (its traffic for Swap()).
+  // The stores: working weights and views, gradients, the optimizer state; per unit its first
+  // state chunk and chunk count; the state store when it is on NVMe (its traffic for Swap()).
+  std::unique_ptr<Allocator> allocator_;        // Host memory of every buffer below (first).
+  std::unique_ptr<Allocator> state_allocator_;  // Pinned host memory of the offloaded state.
   std::unique_ptr<ParamStore> params_;
   std::unique_ptr<GradStore> grads_;
-  std::unique_ptr<Allocator> state_allocator_;
   std::unique_ptr<StateStore> state_;
   NvmeStateStore* nvme_state_ = nullptr;
   std::vector<std::pair<size_t, size_t>> unit_chunks_;
   std::unique_ptr<Optimizer> optimizer_;
   size_t grad_bytes_ = 0;          // The accumulator's element (stages 2-3): 4 or 2; else 0.
   bool grads_on_nvme_ = false;     // Stages 2-3 with the optimizer on NVMe: the accumulator too.
-  std::vector<char> grad_io_;      // Communication thread: a chunk of the swapped accumulator.
+  Buffer grad_io_;                 // Communication thread: a chunk of the swapped accumulator.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
-  std::vector<float> step32_;      // Step: a unit's fp32 shard read from the parameter swap.
-  std::vector<uint16_t> step16_;   // Step: a unit's new 16-bit shard bound for it.
+  Buffer step32_;                  // Step: a unit's fp32 shard read from the parameter swap.
+  Buffer step16_;                  // Step: a unit's new 16-bit shard bound for it.
   int64_t last_step_ = 0;
   LossScaler scaler_;
 };
