@@ -67,6 +67,12 @@ ShardStream::ShardStream(ZeroEngine& engine) : engine_(engine), pieces_(ShardPie
   }
 }
 
+size_t ShardStream::masters_bytes() const {
+  size_t i = 0;
+  while (i < pieces_.size() && pieces_[i].array == StateArray::kMaster) ++i;
+  return starts_[i];
+}
+
 template <typename Fn>
 absl::Status ShardStream::Visit(size_t offset, size_t n, Fn fn) {
   size_t i = static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), offset) -

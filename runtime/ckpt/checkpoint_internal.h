@@ -51,6 +51,8 @@ class ShardStream {
  public:
   explicit ShardStream(ZeroEngine& engine);
   size_t bytes() const { return starts_.back(); }
+  // The file's first bytes, up to here: the masters (m and v follow).
+  size_t masters_bytes() const;
   // File bytes [offset, offset + n) from the engine's state into `out`.
   absl::Status Fill(char* out, size_t offset, size_t n);
   // File bytes [offset, offset + n) into the engine's state; a piece on NVMe is stored once its

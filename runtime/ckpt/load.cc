@@ -3,6 +3,7 @@
 // (resharding; every old shard's sha256 checked by one rank), and the state restored on every
 // rank at once.
 #include <algorithm>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,20 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     int64_t last_step = 0;
     std::string client_state;
   };
+  // Every rank agrees once that the masters are in (inside the read of its own shard, right after
+  // them, or after load() on any other path or error), and then rebuilds and shares the working
+  // weights on a thread while m and v are still being read: the all-gather overlaps the disk.
+  bool masters_agreed = false;
+  absl::Status peers;  // The agreement, where it failed on another rank only.
+  std::thread sharing;
+  absl::Status shared;
+  auto masters_in = [&](const absl::Status& mine, bool overlap) -> absl::Status {
+    masters_agreed = true;
+    absl::Status s = ckpt::Agree(comm, mine, "loading the masters of checkpoint " + dir);
+    if (!s.ok() && mine.ok()) peers = s;
+    if (s.ok() && overlap) sharing = std::thread([&] { shared = engine.RestoreWeights(); });
+    return s;
+  };
   auto load = [&]() -> absl::StatusOr<Loaded> {
     absl::StatusOr<ckpt::Manifest> read = ckpt::ReadManifest(dir, tag_in);
     if (!read.ok()) return read.status();
@@ -86,8 +101,11 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
       const ckpt::ShardEntry& shard_entry = read->shards[static_cast<size_t>(comm.rank())];
       const std::string path = absl::StrCat(where, "/", shard_entry.file);
       ckpt::ShardStream stream(engine);
+      const size_t masters = stream.masters_bytes();
       const ckpt::DrainFn drain = [&](const char* in, size_t offset, size_t n) {
-        return stream.Drain(in, offset, n);
+        if (absl::Status s = stream.Drain(in, offset, n); !s.ok()) return s;
+        if (masters_agreed || offset + n < masters) return absl::OkStatus();
+        return masters_in(absl::OkStatus(), /*overlap=*/true);  // On this thread: the reader's.
       };
       unsigned char digest[32];
       if (absl::StatusOr<ckpt::IoResult> io =
@@ -129,8 +147,24 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
   }
   // Every rank's outcome is agreed before any rank finishes the restore (a collective).
   absl::StatusOr<Loaded> loaded = load();
-  if (absl::Status s = ckpt::Agree(comm, loaded.status(), "loading checkpoint"); !s.ok()) return s;
-  if (absl::Status s = engine.FinishRestore(loaded->last_step, loaded->scaler); !s.ok()) return s;
+  if (!masters_agreed) {
+    const absl::Status s = masters_in(loaded.status(), /*overlap=*/false);
+    if (loaded.ok() && !s.ok()) loaded = s;
+  }
+  const bool weights_restored = sharing.joinable();
+  if (weights_restored) {
+    sharing.join();
+    if (loaded.ok() && !shared.ok()) loaded = shared;
+  }
+  // A rank stopped only by another's failure votes OK: the failing rank's vote names it.
+  const absl::Status vote =
+      !peers.ok() && loaded.status() == peers ? absl::OkStatus() : loaded.status();
+  if (absl::Status s = ckpt::Agree(comm, vote, "loading checkpoint"); !s.ok()) return s;
+  if (!loaded.ok()) return loaded.status();  // Not reached: the failing rank voted so.
+  if (absl::Status s = engine.FinishRestore(loaded->last_step, loaded->scaler, weights_restored);
+      !s.ok()) {
+    return s;
+  }
   return loaded->client_state;
 }
 

@@ -66,10 +66,15 @@ absl::Status ZeroEngine::WriteMasters(size_t unit, const float* in) {
   return params_->swap()->Write(unit, shard);
 }
 
-absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler) {
+absl::Status ZeroEngine::FinishRestore(int64_t last_step, const LossScaler& scaler,
+                                       bool weights_restored) {
   last_step_ = last_step;
   scaler_ = scaler;
   ZeroGrads();
+  return weights_restored ? absl::OkStatus() : RestoreWeights();
+}
+
+absl::Status ZeroEngine::RestoreWeights() {
   for (size_t ui = 0; ui < units(); ++ui) {
     if (sixteen() && !MastersAway(ui)) {
       if (absl::Status s = WriteMasters(ui, MasterData(ui)); !s.ok()) return s;

@@ -145,6 +145,15 @@ TEST_CASE("A corrupt shard or another model is refused, naming it", "[zero][chec
   }
   CHECK_THAT(std::string(status[1].message()),
              Catch::Contains("zero_rank_1.bin does not match its sha256"));
+  // A shard gone: its rank fails before its masters are in, while rank 0 reads on and waits to
+  // share its weights; both stop (no hang) naming rank 1 alone.
+  std::filesystem::remove(save.ckpt_dir + "/global_step2/zero_rank_1.bin");
+  const std::vector<absl::Status> missing = LoadOnRanks(2, options, save.ckpt_dir);
+  for (int r = 0; r < 2; ++r) {
+    CHECK(missing[r].code() != absl::StatusCode::kOk);
+    CHECK_THAT(std::string(missing[r].message()), Catch::Contains("failed on rank(s) 1"));
+  }
+  CHECK_THAT(std::string(missing[1].message()), Catch::Contains("zero_rank_1.bin"));
 }
 
 TEST_CASE("keep_last keeps the newest checkpoints, and latest names the newest",

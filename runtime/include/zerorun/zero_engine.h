@@ -249,10 +249,16 @@ class ZeroEngine {
   absl::Status WriteMasters(size_t unit, const float* in);
   // Some of the shard is on NVMe (a checkpoint streams it instead of snapshotting it).
   bool state_on_nvme() const;
+  // Rebuilds the working weights from the masters (round to nearest even for 16-bit) and shares
+  // them (stages 1-3's resident units: an all-gather each; a collective). Call once every unit's
+  // masters are written; m and v may still be arriving: it touches neither, so it may run on a
+  // thread of its own while the caller writes them, as long as nothing else uses `comm` or the
+  // engine's weights meanwhile (a checkpoint load overlaps the two).
+  absl::Status RestoreWeights();
   // Ends a restore (masters, m and v written, the accumulated gradients dropped): sets the step and
-  // the loss scaler and rebuilds the working weights from the masters (round to nearest even for
-  // 16-bit; shared with an all-gather in stages 1-2: a collective).
-  absl::Status FinishRestore(int64_t last_step, const LossScaler& scaler);
+  // the loss scaler and, unless `weights_restored`, calls RestoreWeights().
+  absl::Status FinishRestore(int64_t last_step, const LossScaler& scaler,
+                             bool weights_restored = false);
 
   // Ends the optimizer step: averages the gradients over ranks and micro-steps, unscales, takes
   // the global norm, skips the update when it is not finite (fp16: lowers the loss scale),
