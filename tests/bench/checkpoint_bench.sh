@@ -6,7 +6,8 @@
 # copy the shard in memory (the snapshot into the kept staging buffer).
 # Save figures are end to end (every rank's shard fsynced, the manifest and `latest` published),
 # from the second save of a run (the first also populates the staging buffer, shown apart); load
-# figures include the sha256 check of every shard.
+# figures include the sha256 check of every shard; loads alternate with dd reads, ZR_BENCH_ROUNDS
+# (3) rounds, medians compared.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${ZR_BUILD_DIR:-${root}/build}"
@@ -30,25 +31,35 @@ train() {
 gbs() { grep -oE "[0-9.]+ GB/s$2" <<< "$1" | head -1 | grep -oE '^[0-9.]+'; }
 
 echo "== checkpoint save/load, 56M-parameter GPT, in ${dir} ($(df -T "${dir}" | awk 'NR==2 {print $2}'))"
+# median VALUES...: the median of the numbers.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+rounds="${ZR_BENCH_ROUNDS:-3}"
 for world in 1 2; do
   rm -rf "${dir}/ckpt"
   saves="$(train "${world}" --steps 2 --save-dir "${dir}/ckpt" --save-every 1)"
-  load="$(train "${world}" --steps 2 --save-dir "${dir}/ckpt" --resume)"
   echo "${saves}" | sed "s/^/world ${world}: /"
-  echo "${load}" | sed "s/^/world ${world}: /"
   bytes=$(du -cb "${dir}"/ckpt/global_step2/zero_rank_*.bin | tail -1 | cut -f1)
   mib=$((bytes / 1048576))
   dd if=/dev/urandom of="${dir}/src" bs=1M count="${mib}" status=none
   dd_write="$(dd if="${dir}/src" of="${dir}/dd" bs=16M oflag=direct conv=fsync 2>&1 | tail -1)"
-  dd_read="$(dd if="${dir}/dd" of=/dev/null bs=16M iflag=direct 2>&1 | tail -1)"
-  rm -f "${dir}/src" "${dir}/dd"
   to_gbs() { awk -v n="${mib}" -v t="$1" 'BEGIN { printf "%.2f", n * 1048576 / t / 1e9 }'; }
   dd_w=$(to_gbs "$(echo "${dd_write}" | awk '{print $(NF-3)}')")
-  dd_r=$(to_gbs "$(echo "${dd_read}" | awk '{print $(NF-3)}')")
+  # Loads and dd's reads of the same bytes alternate (the disk's rate drifts between runs).
+  loads=() dd_reads=()
+  for ((r = 0; r < rounds; ++r)); do
+    dd_read="$(dd if="${dir}/dd" of=/dev/null bs=16M iflag=direct 2>&1 | tail -1)"
+    dd_reads+=("$(to_gbs "$(echo "${dd_read}" | awk '{print $(NF-3)}')")")
+    load="$(train "${world}" --steps 2 --save-dir "${dir}/ckpt" --resume)"
+    echo "${load}" | sed "s/^/world ${world}: /"
+    loads+=("$(gbs "${load}" "")")
+  done
+  rm -f "${dir}/src" "${dir}/dd"
+  echo "world ${world}: loads ${loads[*]} GB/s, dd reads ${dd_reads[*]} GB/s"
+  dd_r=$(median "${dd_reads[@]}")
   save=$(gbs "$(echo "${saves}" | tail -1)" " end to end")
-  load_gbs=$(gbs "${load}" "")
+  load_gbs=$(median "${loads[@]}")
   awk -v w="${world}" -v s="${save}" -v l="${load_gbs}" -v dw="${dd_w}" -v dr="${dd_r}" \
-    -v m="${mib}" 'BEGIN { printf "world %d, %d MiB: save %.2f GB/s vs dd O_DIRECT write %.2f GB/s = %.2fx; load %.2f GB/s vs dd O_DIRECT read %.2f GB/s = %.2fx\n", w, m, s, dw, s / dw, l, dr, l / dr }'
+    -v m="${mib}" 'BEGIN { printf "world %d, %d MiB: save %.2f GB/s vs dd O_DIRECT write %.2f GB/s = %.2fx; load (median) %.2f GB/s vs dd O_DIRECT read (median) %.2f GB/s = %.2fx\n", w, m, s, dw, s / dw, l, dr, l / dr }'
 done
 
 echo "== asynchronous save, world 2: training stall vs the in-memory copy of the shard"
