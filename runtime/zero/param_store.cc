@@ -71,7 +71,9 @@ ParamStore::ParamStore(const Layout& layout, const ZeroOptions& options, Communi
       clock_(clock),
       allocator_(allocator),
       units_(layout.units().size()),
-      views_(LargestUnit(layout),
+      // Views: an fp32 area (gathered fp32 weights, or the widening of 16-bit ones) and, for
+      // gathers of 16-bit weights, a 16-bit one.
+      views_(options.dtype != DType::kFp32 && !options.widen ? 0 : LargestUnit(layout),
              options.dtype != DType::kFp32 && options.stage == 3 ? LargestUnit(layout) : 0,
              options.dtype, allocator) {}
 
@@ -140,8 +142,8 @@ absl::StatusOr<ParamStore::View> ParamStore::Acquire(size_t unit, Pass pass) {
     if (absl::Status s = queue_->Await(u.weights_ready); !s.ok()) return s;
     u.weights_ready = CommMark{};
   }
-  if (u.resident && !sixteen()) {
-    base = static_cast<float*>(u.work.view().data);
+  if (u.resident && !(sixteen() && options_.widen)) {
+    base = sixteen() ? nullptr : static_cast<float*>(u.work.view().data);  // No view needed.
   } else {
     if (u.view < 0) {
       absl::StatusOr<int> slot = TakeSlot(/*prefetch=*/false);
@@ -150,7 +152,7 @@ absl::StatusOr<ParamStore::View> ParamStore::Acquire(size_t unit, Pass pass) {
     }
     if (absl::Status s = queue_->Await(u.view_ready); !s.ok()) return s;
     u.prefetched = false;
-    base = views_[u.view].floats();
+    base = views_[u.view].floats();  // nullptr: 16-bit weights, not widened.
   }
   const size_t padded = layout_.units()[unit].padded;
   BufferView working = HostView(base, padded);
@@ -169,7 +171,7 @@ absl::StatusOr<int> ParamStore::TakeSlot(bool prefetch) {
   for (int i = 0; i < slots.size(); ++i) {
     if (slots[i].owner < 0) return i;
   }
-  const size_t live_after = static_cast<size_t>(slots.size() + 1) * slots.floats();
+  const size_t live_after = static_cast<size_t>(slots.size() + 1) * slots.elements();
   if (slots.size() == 0 || live_after <= options_.max_live_parameters) return slots.Add();
   // Over the live limit: evict the least recently used unit nobody holds or is about to use.
   int victim = -1;
@@ -224,7 +226,7 @@ void ParamStore::StartView(size_t unit, int slot) {
     if (wide) return GatherInPlace(*comm_, HostView(f32, ul.padded));
     const BufferView full16 = HostView(f16, ul.padded, options_.dtype);
     if (absl::Status s = GatherInPlace(*comm_, full16); !s.ok()) return s;
-    ToFloat(options_.dtype, f16, f32, ul.padded);
+    if (f32 != nullptr) ToFloat(options_.dtype, f16, f32, ul.padded);  // Widened.
     return absl::OkStatus();
   });
 }

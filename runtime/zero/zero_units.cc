@@ -14,6 +14,7 @@ UnitGuard::~UnitGuard() {
 }
 
 float* UnitGuard::tensor(size_t index) const {
+  if (base_ == nullptr) return nullptr;  // 16-bit weights, not widened.
   return base_ + engine_->layout().units()[unit_].tensors[index].offset;
 }
 

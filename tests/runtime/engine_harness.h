@@ -48,6 +48,7 @@ struct Run {
   GatherStats stats;
   bool working_is_rounded_master = true;  // 16-bit: every working weight == RNE(master).
   bool working_view_matches = true;       // UnitGuard::weights() widens to tensor().
+  bool fp32_views = true;                 // UnitGuard::tensor() was never nullptr.
   std::vector<std::string> notices;       // ZeroEngine::TakeNotices() at the end.
 };
 
@@ -67,6 +68,15 @@ struct Drive {
   bool round_grads = false;
   bool working_grads = false;
 };
+
+// Element i of tensor t of a guard's working weights, widened to fp32 (what tensor(t)[i] holds
+// where the engine widens).
+inline float Weight(const UnitGuard& g, size_t t, size_t i) {
+  const BufferView w = g.weights(t);
+  if (w.dtype == DType::kFp32) return static_cast<const float*>(w.data)[i];
+  const uint16_t h = static_cast<const uint16_t*>(w.data)[i];
+  return w.dtype == DType::kBf16 ? Bf16ToFloat(h) : Fp16ToFloat(h);
+}
 
 // `x` rounded to `dtype` and back (x itself for fp32).
 inline float RoundTo(DType dtype, float x) {
@@ -109,7 +119,7 @@ inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const Ze
           if (round == 1) tied.emplace(e.Acquire(u, Pass::kBackward));  // Nested.
           const float share = (rounds == 1 ? 1.0f : round == 0 ? 0.25f : 0.75f) * e.loss_scale();
           auto value = [&](size_t t, size_t i) {
-            const float x = share * Grad(r, step, micro, guard->tensor(t)[i], i);
+            const float x = share * Grad(r, step, micro, Weight(*guard, t, i), i);
             return drive.round_grads ? RoundTo(options.dtype, x) : x;
           };
           if (drive.working_grads) {
@@ -173,17 +183,14 @@ inline absl::Status TrainRank(ZeroEngine& e, Communicator& comm, int r, const Ze
       for (size_t i = 0; i < p.size() && options.dtype != DType::kFp32; ++i) {
         const float rounded = options.dtype == DType::kBf16 ? Bf16ToFloat(FloatToBf16(p[i]))
                                                             : Fp16ToFloat(FloatToFp16(p[i]));
-        run->working_is_rounded_master &= guard->tensor(t)[i] == rounded;
+        run->working_is_rounded_master &= Weight(*guard, t, i) == rounded;
       }
-      // The working-dtype view holds what the fp32 view widens.
+      // The working-dtype view holds what the fp32 view widens (where there is one).
       const BufferView w = guard->weights(t);
       run->working_view_matches &= w.dtype == options.dtype && w.count == p.size();
-      for (size_t i = 0; i < w.count && run->working_view_matches; ++i) {
-        const float widened = w.dtype == DType::kFp32 ? static_cast<const float*>(w.data)[i]
-                              : w.dtype == DType::kBf16
-                                  ? Bf16ToFloat(static_cast<const uint16_t*>(w.data)[i])
-                                  : Fp16ToFloat(static_cast<const uint16_t*>(w.data)[i]);
-        run->working_view_matches &= widened == guard->tensor(t)[i];
+      run->fp32_views &= guard->tensor(t) != nullptr;
+      for (size_t i = 0; i < w.count && guard->tensor(t) != nullptr; ++i) {
+        run->working_view_matches &= Weight(*guard, t, i) == guard->tensor(t)[i];
       }
       run->params.push_back(std::move(p));
     }

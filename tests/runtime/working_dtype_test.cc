@@ -40,6 +40,42 @@ TEST_CASE("Gradients written in the working dtype train exactly as the same valu
   }
 }
 
+TEST_CASE("16-bit weights bound as they are (widen off) train the same with no fp32 views",
+          "[zero][multirank]") {
+  // A bf16 or fp16 model binds weights() and writes WorkingGrads(): without the widening no
+  // fp32 view is made (tensor() is nullptr), stage 3 gathers into 16-bit views only, and the
+  // training is the same bits as with it.
+  for (DType dtype : {DType::kBf16, DType::kFp16}) {
+    for (int stage = 0; stage <= 3; ++stage) {
+      for (bool overlap : {false, true}) {
+        INFO(DTypeName(dtype) << " stage " << stage << " overlap " << overlap);
+        ZeroOptions options = stage < 3 ? ZeroOptions{} : engine_harness::Stage3(overlap);
+        options.stage = stage;
+        options.dtype = dtype;
+        options.overlap_comm = overlap;
+        options.gradient_accumulation_steps = 2;
+        Drive drive;
+        drive.round_grads = true;
+        drive.working_grads = true;
+        const Run widened = RunEngine(2, options, 3, drive);
+        options.widen = false;
+        const Run bound = RunEngine(2, options, 3, drive);
+        REQUIRE(bound.params == widened.params);
+        REQUIRE(bound.norms == widened.norms);
+        CHECK(widened.fp32_views);
+        CHECK_FALSE(bound.fp32_views);
+        CHECK(bound.working_view_matches);
+        CHECK(bound.working_is_rounded_master);
+        // Views: none for resident units; stage 3 gathers into 16-bit ones (2 bytes an element
+        // instead of 6).
+        if (stage < 3) CHECK(bound.memory.live == 0);
+        if (stage == 3) CHECK(bound.memory.live * 3 == widened.memory.live);
+        CHECK(bound.memory.allocated == bound.memory.total());
+      }
+    }
+  }
+}
+
 TEST_CASE("Grads() and WorkingGrads() of one unit in one micro-step is an error", "[zero]") {
   InMemoryKvStore store;
   auto comm = CreateGlooCommunicator(store, 0, 1, {});

@@ -60,6 +60,10 @@ struct ZeroOptions {
   // Reduce (stages 2-3) and gather (stage 3) on a communication thread while the caller
   // computes; off: every collective runs inside the call that needs it.
   bool overlap_comm = false;
+  // 16-bit working weights: also hand out their fp32 widening (UnitGuard::tensor) for a model
+  // that computes in fp32, like the example GPT. Off for a model that binds the 16-bit weights
+  // themselves (UnitGuard::weights): no widening work and no fp32 view buffers.
+  bool widen = true;
   // Stage 3 (DeepSpeed's keys; counts are elements).
   size_t prefetch_bucket_size = 50'000'000;      // Elements gathered ahead of use; 0: no prefetch.
   size_t param_persistence_threshold = 100'000;  // Units this small stay gathered.
@@ -153,7 +157,8 @@ class UnitGuard {
   BufferView weights() const { return working_; }
   BufferView weights(size_t index) const;
   // The fp32 widening of the working weights, tensor by tensor in registration order (the same
-  // memory as weights() in fp32), for a model that computes in fp32 like the example GPT.
+  // memory as weights() in fp32), for a model that computes in fp32 like the example GPT;
+  // nullptr for 16-bit weights with ZeroOptions::widen off.
   float* tensor(size_t index) const;
   std::vector<float*> tensors() const;
 
