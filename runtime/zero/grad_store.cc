@@ -11,9 +11,7 @@ namespace zerorun {
 absl::StatusOr<std::unique_ptr<GradStore>> GradStore::Create(const Layout& layout, int stage,
                                                              DType dtype, size_t max_slots,
                                                              Allocator* allocator) {
-  size_t max_unit = 0;
-  for (const UnitLayout& ul : layout.units()) max_unit = std::max(max_unit, ul.padded);
-  std::unique_ptr<GradStore> store(new GradStore(layout, dtype, max_slots, max_unit, allocator));
+  std::unique_ptr<GradStore> store(new GradStore(layout, dtype, max_slots, allocator));
   if (stage >= 2) return store;
   for (size_t i = 0; i < layout.units().size(); ++i) {
     absl::StatusOr<Buffer> full =
@@ -28,14 +26,14 @@ absl::StatusOr<std::unique_ptr<GradStore>> GradStore::Create(const Layout& layou
   return store;
 }
 
-GradStore::GradStore(const Layout& layout, DType dtype, size_t max_slots, size_t max_unit,
-                     Allocator* allocator)
+GradStore::GradStore(const Layout& layout, DType dtype, size_t max_slots, Allocator* allocator)
     : layout_(layout),
       dtype_(dtype),
       max_slots_(max_slots),
       allocator_(allocator),
       full_(layout.units().size()),
-      slots_(max_unit, dtype == DType::kFp32 ? 0 : max_unit, dtype, allocator),
+      slots_(layout.max_padded(), dtype == DType::kFp32 ? 0 : layout.max_padded(), dtype,
+             allocator),
       holder_(layout.units().size(), -1) {}
 
 void GradStore::ZeroFull() {

@@ -61,8 +61,7 @@ class GradStore {
   size_t slot_bytes() const { return slots_.bytes(); }
 
  private:
-  GradStore(const Layout& layout, DType dtype, size_t max_slots, size_t max_unit,
-            Allocator* allocator);
+  GradStore(const Layout& layout, DType dtype, size_t max_slots, Allocator* allocator);
 
   const Layout& layout_;
   const DType dtype_;

@@ -52,16 +52,6 @@ absl::StatusOr<std::unique_ptr<ParamStore>> ParamStore::Create(
   return store;
 }
 
-namespace {
-
-size_t LargestUnit(const Layout& layout) {
-  size_t largest = 0;
-  for (const UnitLayout& ul : layout.units()) largest = std::max(largest, ul.padded);
-  return largest;
-}
-
-}  // namespace
-
 ParamStore::ParamStore(const Layout& layout, const ZeroOptions& options, Communicator* comm,
                        CommQueue* queue, PhaseClock* clock, Allocator* allocator)
     : layout_(layout),
@@ -73,8 +63,8 @@ ParamStore::ParamStore(const Layout& layout, const ZeroOptions& options, Communi
       units_(layout.units().size()),
       // Views: an fp32 area (gathered fp32 weights, or the widening of 16-bit ones) and, for
       // gathers of 16-bit weights, a 16-bit one.
-      views_(options.dtype != DType::kFp32 && !options.widen ? 0 : LargestUnit(layout),
-             options.dtype != DType::kFp32 && options.stage == 3 ? LargestUnit(layout) : 0,
+      views_(options.dtype != DType::kFp32 && !options.widen ? 0 : layout.max_padded(),
+             options.dtype != DType::kFp32 && options.stage == 3 ? layout.max_padded() : 0,
              options.dtype, allocator) {}
 
 size_t ParamStore::working_bytes() const {

@@ -68,6 +68,12 @@ size_t Layout::padded_params() const {
   return n;
 }
 
+size_t Layout::max_padded() const {
+  size_t n = 0;
+  for (const UnitLayout& u : units_) n = std::max(n, u.padded);
+  return n;
+}
+
 size_t Layout::state_size() const {
   size_t n = 0;
   for (const UnitLayout& u : units_) n += u.shard;

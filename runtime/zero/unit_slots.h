@@ -48,7 +48,6 @@ class UnitSlots {
   Slot& operator[](int i) { return slots_[static_cast<size_t>(i)]; }
   const Slot& operator[](int i) const { return slots_[static_cast<size_t>(i)]; }
   int size() const { return static_cast<int>(slots_.size()); }
-  size_t floats() const { return floats_; }
   size_t elements() const { return floats_ > halves_ ? floats_ : halves_; }  // A unit's worth.
   size_t bytes() const {
     return slots_.size() * (floats_ * sizeof(float) + halves_ * sizeof(uint16_t));

@@ -77,7 +77,9 @@ absl::Status ZeroEngine::CreateStores() {
   // The optimizer visits units in order, each in chunks of at most sub_group_size elements.
   StateLayout state;
   state.master_bytes = sixteen() ? sizeof(float) : 0;
-  state.grad_bytes = grad_bytes_;
+  state.grad_bytes = options_.stage < 2                       ? 0
+                     : sixteen() && !options_.grad_accum_fp32 ? sizeof(uint16_t)
+                                                              : sizeof(float);
   state.grad_dtype = options_.dtype;
   for (size_t ui = 0; ui < units(); ++ui) {
     const size_t first = state.chunks.size();
@@ -114,10 +116,9 @@ absl::Status ZeroEngine::CreateStores() {
   if (!params.ok()) return params.status();
   params_ = *std::move(params);
   // Scratch: the largest swapped shard (the step's), a chunk of the swapped accumulator.
-  size_t swapped = 0, max_unit = 0;
+  size_t swapped = 0;
   for (size_t i = 0; i < units(); ++i) {
     if (params_->swapped(i)) swapped = std::max(swapped, Owned(i));
-    max_unit = std::max(max_unit, layout_.units()[i].padded);
   }
   auto scratch = [&](Buffer& b, size_t count, DType dtype) -> absl::Status {
     absl::StatusOr<Buffer> made = Buffer::Allocate(*allocator_, count, dtype);
@@ -128,20 +129,14 @@ absl::Status ZeroEngine::CreateStores() {
   if (absl::Status s = scratch(sixteen() ? step16_ : step32_, swapped, options_.dtype); !s.ok()) {
     return s;
   }
-  if (!grads_on_nvme_) return absl::OkStatus();
-  return scratch(grad_io_, std::min(options_.sub_group_size, max_unit),
-                 grad_bytes_ == sizeof(float) ? DType::kFp32 : options_.dtype);
+  if (!grads_on_nvme()) return absl::OkStatus();
+  return scratch(grad_io_, std::min(options_.sub_group_size, layout_.max_padded()),
+                 grad_bytes() == sizeof(float) ? DType::kFp32 : options_.dtype);
 }
 
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
   allocator_ = CreateHostAllocator();
-  grad_bytes_ = options_.stage < 2                       ? 0
-                : sixteen() && !options_.grad_accum_fp32 ? sizeof(uint16_t)
-                                                         : sizeof(float);
-  // The accumulator goes to NVMe with the optimizer state, as DeepSpeed swaps its gradients
-  // (measured: keeping it in memory saves ~5% of the step for 2-4 bytes a parameter of RAM).
-  grads_on_nvme_ = options_.optimizer_space == MemorySpace::kNvme && grad_bytes_ > 0;
   comm_queue_ =
       std::make_unique<CommQueue>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
   if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
@@ -282,7 +277,7 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
   for (size_t ui = 0; ui < units(); ++ui) {
     const size_t n = Owned(ui);
     float* g = nullptr;
-    if (!grads_on_nvme_) {
+    if (!grads_on_nvme()) {
       bool direct = false;
       absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
       if (!grads.ok()) return grads.status();
@@ -310,7 +305,7 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
       if (!chunk.ok()) return chunk.status();
       float* mk = chunk->master != nullptr ? chunk->master : master + at;
       const float* gk = g == nullptr ? nullptr : g + at;
-      if (grads_on_nvme_) {
+      if (grads_on_nvme()) {
         widened.resize(len);
         WidenGrads(chunk->grad, len, widened.data());
         scale(widened.data(), len, /*direct=*/false);
@@ -355,7 +350,7 @@ MemoryReport ZeroEngine::Memory() const {
       options_.optimizer_space == MemorySpace::kDevice ? 0 : options_.optimizer_ratio;
   const size_t offloaded =
       options_.optimizer_space == MemorySpace::kNvme
-          ? m.optimizer + m.master + (grads_on_nvme_ ? state.bytes(StateArray::kGrad) : 0)
+          ? m.optimizer + m.master + (grads_on_nvme() ? state.bytes(StateArray::kGrad) : 0)
           : static_cast<size_t>(ratio * static_cast<double>(m.master + m.optimizer));
   const size_t params_away = options_.param_space == MemorySpace::kHost   ? m.params
                              : options_.param_space == MemorySpace::kNvme ? params_nvme

@@ -71,7 +71,7 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
 absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
   const size_t n = Owned(unit), begin = OwnedBegin(unit);
   *direct = true;
-  if (grads_on_nvme_) {
+  if (grads_on_nvme()) {
     *direct = false;
     tmp.resize(n);
     void* io = grad_io_.view().data;
@@ -86,11 +86,11 @@ absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& t
     if (!s.ok()) return s;
     return tmp.data();
   }
-  if (grad_bytes_ == sizeof(float)) return static_cast<float*>(StateData(unit, StateArray::kGrad));
+  if (grad_bytes() == sizeof(float)) return static_cast<float*>(StateData(unit, StateArray::kGrad));
   if (!sixteen()) return static_cast<float*>(grads_->full(unit).data) + begin;
   *direct = false;
   tmp.resize(n);
-  const uint16_t* src = grad_bytes_ == 0
+  const uint16_t* src = grad_bytes() == 0
                             ? static_cast<const uint16_t*>(grads_->full(unit).data) + begin
                             : static_cast<const uint16_t*>(StateData(unit, StateArray::kGrad));
   ToFloat(options_.dtype, src, tmp.data(), n);
@@ -98,7 +98,7 @@ absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& t
 }
 
 void ZeroEngine::WidenGrads(const void* grad, size_t count, float* out) const {
-  if (grad_bytes_ == sizeof(float)) {
+  if (grad_bytes() == sizeof(float)) {
     std::copy_n(static_cast<const float*>(grad), count, out);
   } else {
     ToFloat(options_.dtype, static_cast<const uint16_t*>(grad), out, count);
@@ -106,7 +106,7 @@ void ZeroEngine::WidenGrads(const void* grad, size_t count, float* out) const {
 }
 
 absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
-  const bool wide = grad_bytes_ == sizeof(float);
+  const bool wide = grad_bytes() == sizeof(float);
   auto add = [&](const float* in, void* acc, size_t n) {
     if (wide) {
       float* a = static_cast<float*>(acc);

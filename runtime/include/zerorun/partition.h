@@ -61,6 +61,7 @@ class Layout {
   const std::vector<UnitLayout>& units() const { return units_; }
   size_t num_params() const;     // Real elements over all units.
   size_t padded_params() const;  // Flat elements over all units (what the full buffers hold).
+  size_t max_padded() const;     // The largest unit's padded elements (a unit-sized buffer).
   size_t state_size() const;     // Elements of one rank's dense state arrays: sum of shards.
   // Every tensor slice rank `rank` owns, in state order. Slices of padding are not listed.
   std::vector<OwnedSlice> Owned(int rank) const;
