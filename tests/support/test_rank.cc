@@ -98,11 +98,14 @@ int main(int argc, char** argv) {
   const int rank = rank_text ? std::atoi(rank_text) : -1;
   if (!env_dir.empty()) {
     const std::string base = env_dir + "/rank_" + std::to_string(rank);
-    std::ofstream env(base + ".env");
-    for (char** e = environ; *e != nullptr; ++e) env << *e << "\n";
-    env << "argv:";
-    for (int i = 0; i < argc; ++i) env << " " << argv[i];
-    env << "\n";
+    {  // Whole or not at all: tests wait for the file to appear, then read it.
+      std::ofstream env(base + ".env.tmp");
+      for (char** e = environ; *e != nullptr; ++e) env << *e << "\n";
+      env << "argv:";
+      for (int i = 0; i < argc; ++i) env << " " << argv[i];
+      env << "\n";
+    }
+    std::rename((base + ".env.tmp").c_str(), (base + ".env").c_str());
     std::ofstream(base + ".pid") << getpid() << "\n";
     if (stamps) {
       WriteStamp(base + ".start");
