@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/crc32c.h"
 
 namespace zerorun {
 namespace {
@@ -20,11 +20,6 @@ constexpr size_t kAlign = 4096;
 
 double Since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-uint32_t Crc(const char* data, size_t n) {
-  return static_cast<uint32_t>(
-      crc32(0L, reinterpret_cast<const Bytef*>(data), static_cast<uInt>(n)));
 }
 
 }  // namespace
@@ -127,7 +122,8 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
         absl::StrCat(write ? "writing " : "reading ", path_, " at offset ", at, ": ", why));
   };
   if (write) {
-    for (size_t i = 0; i < n / kAlign; ++i) crc_[first_page + i] = Crc(data + i * kAlign, kAlign);
+    for (size_t i = 0; i < n / kAlign; ++i)
+      crc_[first_page + i] = Crc32c(data + i * kAlign, kAlign);
   }
   // Finishes request k after its transfer: sizes checked, reads checked against their CRCs.
   auto complete = [&](size_t k, int64_t result) -> absl::Status {
@@ -140,7 +136,7 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
       if (write) {
         written_[first_page + i] = 1;
       } else if (written_[first_page + i] != 0 &&
-                 Crc(data + i * kAlign, kAlign) != crc_[first_page + i]) {
+                 Crc32c(data + i * kAlign, kAlign) != crc_[first_page + i]) {
         return fail(offset + i * kAlign,
                     "the page's CRC-32 does not match what was written (corrupted on disk?)");
       }

@@ -130,6 +130,7 @@ absl::Status ZeroEngine::CreateStores() {
     return s;
   }
   if (!grads_on_nvme()) return absl::OkStatus();
+  grad_squares_.assign(state_->layout().chunks.size(), 0.0);
   return scratch(grad_io_, std::min(options_.sub_group_size, layout_.max_padded()),
                  grad_bytes() == sizeof(float) ? DType::kFp32 : options_.dtype);
 }
@@ -207,19 +208,25 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
     if (!s.ok()) return s;
   }
   // 2. One multiplier for micro-step averaging and unscaling, then the global norm.
-  const float pre =
-      1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * scaler_.scale());
+  // The accumulator on NVMe had its squares taken as it was written; elsewhere the gradients are
+  // scaled in place here (the step reads them so) and summed chunk by chunk the same way.
+  const float pre = GradPre();
   double local = 0;
   for (size_t ui = 0; ui < units(); ++ui) {
-    bool direct = false;
-    absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
-    if (!grads.ok()) return grads.status();
-    float* g = *grads;
-    const size_t n = Owned(ui);
-    if (pre != 1.0f) {
-      for (size_t i = 0; i < n; ++i) g[i] *= pre;
+    float* g = nullptr;
+    if (!grads_on_nvme()) {
+      bool direct = false;
+      absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
+      if (!grads.ok()) return grads.status();
+      g = *grads;
+      if (pre != 1.0f) {
+        for (size_t i = 0, n = Owned(ui); i < n; ++i) g[i] *= pre;
+      }
     }
-    for (size_t i = 0; i < n; ++i) local += static_cast<double>(g[i]) * g[i];
+    ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
+      local += g == nullptr ? grad_squares_[k] : SumSquares(g + at, len, 1.0f);
+      return absl::OkStatus();
+    }).IgnoreError();
   }
   // One all-reduce for the squared norm (stage 0 holds it whole already) and the caller's value.
   float sums[2] = {options_.stage > 0 ? static_cast<float>(local) : 0.0f, value};
@@ -253,6 +260,15 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   ZeroGrads();
   if (absl::Status s = comm_queue_->status(); !s.ok()) return s;  // Inline gathers' errors.
   return result;
+}
+
+double ZeroEngine::SumSquares(const float* g, size_t n, float pre) {
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float x = g[i] * pre;
+    sum += static_cast<double>(x) * x;
+  }
+  return sum;
 }
 
 absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float clip_coef,

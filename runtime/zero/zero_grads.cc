@@ -71,21 +71,6 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
 absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct) {
   const size_t n = Owned(unit), begin = OwnedBegin(unit);
   *direct = true;
-  if (grads_on_nvme()) {
-    *direct = false;
-    tmp.resize(n);
-    void* io = grad_io_.view().data;
-    absl::Status s = ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
-      const PhaseClock::Scope reading(&phase_clock_, Phase::kIo);
-      if (absl::Status read = state_->Read(k, StateArray::kGrad, io); !read.ok()) {
-        return read;
-      }
-      WidenGrads(io, len, tmp.data() + at);
-      return absl::OkStatus();
-    });
-    if (!s.ok()) return s;
-    return tmp.data();
-  }
   if (grad_bytes() == sizeof(float)) return static_cast<float*>(StateData(unit, StateArray::kGrad));
   if (!sixteen()) return static_cast<float*>(grads_->full(unit).data) + begin;
   *direct = false;
@@ -120,12 +105,24 @@ absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
     return absl::OkStatus();
   }
   void* io = grad_io_.view().data;
+  const float pre = GradPre();
   return ForEachChunk(unit, [&](size_t k, size_t at, size_t len) {
-    const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (overlap_comm off).
-    if (absl::Status read = state_->Read(k, StateArray::kGrad, io); !read.ok()) {
-      return read;
+    {
+      const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (no overlap).
+      if (absl::Status read = state_->Read(k, StateArray::kGrad, io); !read.ok()) return read;
     }
     add(reduced + at, io, len);
+    // The chunk's share of the norm, from the sums as they go to disk (the last write wins).
+    const size_t element = grad_bytes();
+    float block[256];
+    double squares = 0;
+    for (size_t i = 0; i < len; i += 256) {
+      const size_t m = std::min<size_t>(256, len - i);
+      WidenGrads(static_cast<const char*>(io) + i * element, m, block);
+      squares += SumSquares(block, m, pre);
+    }
+    grad_squares_[k] = squares;
+    const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);
     return state_->Write(k, StateArray::kGrad, io);
   });
 }
@@ -133,6 +130,11 @@ absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
 void ZeroEngine::ZeroGrads() {
   grads_->ZeroFull();
   state_->ZeroGrads();
+  std::fill(grad_squares_.begin(), grad_squares_.end(), 0.0);
+}
+
+float ZeroEngine::GradPre() const {
+  return 1.0f / (static_cast<float>(options_.gradient_accumulation_steps) * scaler_.scale());
 }
 
 }  // namespace zerorun

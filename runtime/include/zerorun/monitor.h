@@ -52,8 +52,7 @@ class TrainingMonitor {
   int tensorboard_fd_ = -1;
 };
 
-// CRC-32C (Castagnoli) of `data`, and TFRecord's masked form of it.
-uint32_t Crc32c(const void* data, size_t size);
+// TFRecord's masked CRC-32C of `data`.
 uint32_t MaskedCrc32c(const void* data, size_t size);
 
 }  // namespace zerorun

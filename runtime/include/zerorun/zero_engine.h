@@ -304,11 +304,19 @@ class ZeroEngine {
   absl::Status ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16);
   // Step helpers (zero_engine.cc).
   absl::StatusOr<StepResult> StepPhases(int64_t step, float lr, float value);
+  // The unit's owned gradients as fp32 (in place, *direct, or widened into tmp); not for an
+  // accumulator on NVMe, which the step reads with its chunk.
   absl::StatusOr<float*> OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
   // Adds a reduced gradient shard (the unit's owned elements) into the accumulator.
   absl::Status AccumulateGrads(size_t unit, const float* reduced);
   // The accumulator's elements (fp32 or the working dtype) widened into out.
   void WidenGrads(const void* grad, size_t count, float* out) const;
+  // The factor on accumulated gradients before the norm: 1 / (accumulation steps x loss scale).
+  float GradPre() const;
+  // Sum of (g[i] x pre)^2 in double, in element order: one chunk's share of the squared norm.
+  // Every path adds these per chunk in chunk order, so the norm's bits do not depend on where
+  // the accumulator lives.
+  static double SumSquares(const float* g, size_t n, float pre);
   // The optimizer pass over the state store: AdamW chunk by chunk, new working weights.
   absl::Status StepOptimizer(int64_t step, float lr, float pre, float clip_coef,
                              std::vector<float>& tmp);
@@ -356,8 +364,12 @@ class ZeroEngine {
   std::unique_ptr<Optimizer> optimizer_;
   Buffer grad_io_;                 // Communication thread: a chunk of the swapped accumulator.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
-  Buffer step32_;                  // Step: a unit's fp32 shard read from the parameter swap.
-  Buffer step16_;                  // Step: a unit's new 16-bit shard bound for it.
+  // Accumulator on NVMe: per chunk, the sum of squares of its scaled gradients, taken when the
+  // communication thread writes the chunk (as DeepSpeed takes its norms at the partition), so
+  // the step's norm reads nothing back. Step() reads it after Sync(); ZeroGrads() zeros it.
+  std::vector<double> grad_squares_;
+  Buffer step32_;  // Step: a unit's fp32 shard read from the parameter swap.
+  Buffer step16_;  // Step: a unit's new 16-bit shard bound for it.
   int64_t last_step_ = 0;
   LossScaler scaler_;
 };
