@@ -1,4 +1,4 @@
-// NvmeSwapper: io_uring O_DIRECT block transfers with per-block CRC-32 (see nvme_swapper.h).
+// NvmeSwapper: io_uring O_DIRECT block transfers with per-page CRC-32C (see nvme_swapper.h).
 #include "offload/nvme_swapper.h"
 
 #include <fcntl.h>
@@ -113,7 +113,7 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
         "resume from a checkpoint"));
   }
   const auto start = std::chrono::steady_clock::now();
-  // Requests of up to block_size bytes; a CRC-32 per 4096-byte page (so that arrays need only
+  // Requests of up to block_size bytes; a CRC-32C per 4096-byte page (so that arrays need only
   // page alignment in the file, not block alignment).
   const size_t first_page = offset / kAlign, count = (n + bs - 1) / bs;
   auto block_len = [&](size_t k) { return std::min(bs, n - k * bs); };
@@ -138,7 +138,7 @@ absl::Status NvmeSwapper::Transfer(bool write, uint64_t offset, char* data, size
       } else if (written_[first_page + i] != 0 &&
                  Crc32c(data + i * kAlign, kAlign) != crc_[first_page + i]) {
         return fail(offset + i * kAlign,
-                    "the page's CRC-32 does not match what was written (corrupted on disk?)");
+                    "the page's CRC-32C does not match what was written (corrupted on disk?)");
       }
     }
     return absl::OkStatus();

@@ -1,6 +1,6 @@
 // NvmeSwapper: one rank's swap file under nvme_path (ZeRO-Infinity), read and written
 // asynchronously with O_DIRECT through io_uring in requests of DeepSpeed's aio.block_size, at
-// most aio.queue_depth in flight, every 4096-byte page's CRC-32 kept in memory and checked on
+// most aio.queue_depth in flight, every 4096-byte page's CRC-32C kept in memory and checked on
 // read: a short read, an I/O error or a page changed behind our back is an error naming the file
 // and offset, never silent. The building block of optimizer-state and parameter offload to NVMe
 // (issue 12).

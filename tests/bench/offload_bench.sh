@@ -6,7 +6,9 @@
 #     in-memory run (goals: optimizer on nvme <= 1.5x the step; RSS with everything on nvme
 #     < 1/4). The swapper's read and write GB/s during training are printed with each nvme run.
 #  B. fio's O_DIRECT io_uring sequential read and write in the same directory with the same
-#     block size and queue depth, next to the swapper's rates of A (goal: >= 0.8 of fio).
+#     block size and queue depth, next to the swapper's rates of A (goal: >= 0.8 of fio), and
+#     the world-1 optimizer-on-nvme step against max(the in-memory step, its swap bytes at fio's
+#     rates) (issue 27's goal: <= 1.05x).
 #  C. (ZR_BENCH_LARGEST=1, minutes) the largest GPT that trains one step on this machine in
 #     memory and with Infinity, next to the formulas (16P bytes of RAM per rank; Infinity 16P of
 #     disk plus a few gathered layers of RAM).
@@ -73,6 +75,11 @@ for world in 1 2; do
       best_read="$(awk -v a="${r}" -v b="${best_read}" 'BEGIN {print (a > b ? a : b)}')"
       best_write="$(awk -v a="${w}" -v b="${best_write}" 'BEGIN {print (a > b ? a : b)}')"
     fi
+    if [[ "${world}/${name}" == 1/nvme-optimizer ]]; then  # GiB a step, for B's bound.
+      opt_ms="${step_ms}" mem_ms="${base_ms}"
+      opt_read="$(sed -E 's/^read ([0-9.]+) GiB.*/\1/' <<<"${swap}")"
+      opt_written="$(sed -E 's/.*written ([0-9.]+) GiB.*/\1/' <<<"${swap}")"
+    fi
   done
 done
 
@@ -89,6 +96,13 @@ rm -f "${nvme}/fio_file"
 awk -v r="${best_read}" -v w="${best_write}" -v fr="${fio_r}" -v fw="${fio_w}" 'BEGIN {
   printf "swapper: read %.2f GB/s, write %.2f GB/s; fio: read %.2f GB/s, write %.2f GB/s; " \
     "swapper/fio: read %.2fx, write %.2fx\n", r, w, fr, fw, r / fr, w / fw }'
+awk -v s="${opt_ms}" -v m="${mem_ms}" -v r="${opt_read}" -v w="${opt_written}" -v n=6 \
+  -v fr="${fio_r}" -v fw="${fio_w}" 'BEGIN {
+  io = 1000 * (r / n * 1.073741824 / fr + w / n * 1.073741824 / fw)
+  bound = io > m ? io : m
+  printf "optimizer on nvme, world 1: step %d ms; in memory %d ms; its swap (%.2f GiB read, %.2f " \
+    "GiB written a step) at fio rates %d ms; step / max(both) %.2fx (goal <= 1.05x)\n",
+    s, m, r / n, w / n, io, s / bound }'
 # The same transfers without training around them: the swapper alone, sequential, as fio runs.
 raw="$("${build}/tests/zr_nvme_swapper_bench" "${nvme}" 1024 $((block / 1024)) "${depth}")"
 rw="$(grep -oE 'write [0-9.]+' <<<"${raw}" | grep -oE '[0-9.]+')"

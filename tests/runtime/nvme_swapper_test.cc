@@ -95,7 +95,7 @@ TEST_CASE("NvmeSwapper: a block changed on disk is caught by its CRC, naming fil
   CHECK(read.code() == absl::StatusCode::kDataLoss);
   CHECK_THAT(std::string(read.message()), Catch::Contains((*swapper)->path()) &&
                                               Catch::Contains("offset 2097152") &&
-                                              Catch::Contains("CRC-32"));
+                                              Catch::Contains("CRC-32C"));
 }
 
 TEST_CASE("NvmeSwapper: a swap file deleted under it is an error naming it, not a silent success",
