@@ -51,8 +51,11 @@ setup(
     name="zerorun",
     version=os.environ.get("ZR_VERSION", "0.1.0"),
     description="Live status from Python trainers (HF Trainer, Lightning, DeepSpeed) to zerorun",
-    packages=["zerorun"] + (["zerorun.v1"] if os.path.isdir(os.path.join(HERE, "zerorun", "v1"))
-                            else []),
+    packages=["zerorun", "zerorun.torch"] + (
+        ["zerorun.v1"] if os.path.isdir(os.path.join(HERE, "zerorun", "v1")) else []),
+    # zerorun.torch's compiled module, where the build tree has it (the CMake target
+    # zr_torch_ext puts it into build/python/zerorun).
+    package_data={"zerorun": ["_zerorun*.so"]},
     python_requires=">=3.9",
     install_requires=["grpcio", "protobuf"],
     cmdclass={"build_py": BuildPackage},

@@ -1,0 +1,280 @@
+// zerorun._zerorun: libzerorun's ZeroEngine for torch models (zerorun.torch), over nanobind.
+// Weights and gradient slots go to Python as DLPack views of the engine's own buffers (torch
+// tensors made by torch.utils.dlpack, zero-copy); nothing here links libtorch, so any torch 2.x
+// works. Errors are absl::Status turned into ValueError (InvalidArgument, OutOfRange) or
+// RuntimeError, the message kept whole.
+//
+// Threads: one Python thread drives a Bridge (the one that made it), as the engine's contract
+// asks; calls that may wait on a collective release the GIL. A view returned here holds a
+// reference to the Bridge and lives as the engine says: weights until the unit is released
+// (stage 3) or for the engine's life (stages 0-2), a gradient slot until grads_ready.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "zerorun/engine_config.h"
+#include "zerorun/init.h"
+#include "zerorun/zero_engine.h"
+
+namespace nb = nanobind;
+
+namespace zerorun {
+namespace {
+
+void Check(const absl::Status& s) {
+  if (s.ok()) return;
+  const std::string what(s.message());
+  if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kOutOfRange) {
+    throw nb::value_error(what.c_str());
+  }
+  throw std::runtime_error(what);
+}
+
+template <typename T>
+T Take(absl::StatusOr<T> v) {
+  Check(v.status());
+  return *std::move(v);
+}
+
+nb::dlpack::dtype DlType(DType d) {
+  switch (d) {
+    case DType::kFp32:
+      return nb::dtype<float>();
+    case DType::kBf16:
+      return {static_cast<uint8_t>(nb::dlpack::dtype_code::Bfloat), 16, 1};
+    case DType::kFp16:
+      return {static_cast<uint8_t>(nb::dlpack::dtype_code::Float), 16, 1};
+  }
+  return nb::dtype<float>();
+}
+
+using Torch = nb::ndarray<nb::pytorch, nb::device::cpu>;
+using FloatIn = nb::ndarray<float, nb::device::cpu, nb::c_contig>;
+
+// (unit name, [(tensor name, shape)]) as Python gives them.
+using UnitArg = std::pair<std::string, std::vector<std::pair<std::string, std::vector<int64_t>>>>;
+
+class Bridge {
+ public:
+  // Joins the job (InitFromEnv: zerorun's rendezvous, or a single process), reads the effective
+  // config from `config_path` (ZERORUN_CONFIG under zerorun wins, as for every rank program),
+  // and builds the engine over `units` with widening off: torch binds the working dtype.
+  Bridge(const std::string& config_path, const std::vector<UnitArg>& units) {
+    InitOptions init;
+    init.config_path = config_path;
+    ctx_ = Take(InitFromEnv(init));
+    EngineConfig config = Take(ReadEngineConfig(ctx_.config));
+    options_ = config.zero;
+    options_.widen = false;
+    const char* job = std::getenv("ZERORUN_JOB_ID");
+    options_.swap_tag =
+        absl::StrCat(job != nullptr ? job : absl::StrCat("pid", getpid()), "-rank", ctx_.rank);
+    lr_ = config.lr;
+    micro_batch_ = config.micro_batch;
+    notes_ = config.notes;
+    std::vector<UnitSpec> specs;
+    for (const auto& [name, tensors] : units) {
+      UnitSpec u{name, {}};
+      for (const auto& [tname, shape] : tensors) u.tensors.push_back({tname, shape});
+      specs.push_back(std::move(u));
+    }
+    engine_ = Take(ZeroEngine::Create(specs, options_, ctx_.comm.get()));
+    guards_.resize(specs.size());
+  }
+
+  int rank() const { return ctx_.rank; }
+  int world_size() const { return ctx_.world_size; }
+  int local_rank() const { return ctx_.local_rank; }
+  int stage() const { return options_.stage; }
+  std::string dtype() const { return DTypeName(options_.dtype); }
+  int accumulation_steps() const { return options_.gradient_accumulation_steps; }
+  float clipping() const { return options_.gradient_clipping; }
+  int micro_batch() const { return micro_batch_; }
+  bool overlap_comm() const { return options_.overlap_comm; }
+  std::string config_json() const { return ctx_.config.dump(); }
+  const std::vector<std::string>& notes() const { return notes_; }
+  float lr_at(int64_t step) const { return lr_.At(step); }
+  float loss_scale() const { return engine_->loss_scale(); }
+  int64_t last_step() const { return engine_->last_step(); }
+
+  // [(offset, numel)] of the unit's tensors in its flat buffer (and gradient slot).
+  std::vector<std::pair<size_t, size_t>> offsets(size_t unit) const {
+    std::vector<std::pair<size_t, size_t>> out;
+    for (const TensorLayout& t : engine_->layout().units().at(unit).tensors) {
+      out.emplace_back(t.offset, t.numel);
+    }
+    return out;
+  }
+
+  // Broadcasts a float32 tensor from rank 0 in place (the initial weights), then SetTensor.
+  void set_tensor(size_t unit, size_t tensor, FloatIn values) {
+    nb::gil_scoped_release unlocked;
+    const TensorLayout& t = engine_->layout().units().at(unit).tensors.at(tensor);
+    if (values.size() != t.numel) {
+      Check(absl::InvalidArgumentError(
+          absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", values.size())));
+    }
+    Check(engine_->Sync());
+    Check(ctx_.comm->Broadcast(HostView(values.data(), values.size()), 0).Wait());
+    Check(engine_->SetTensor(unit, tensor, values.data()));
+  }
+
+  // The full fp32 values of a tensor (a collective at stages 1-3 and with 16-bit weights).
+  void get_tensor(size_t unit, size_t tensor, FloatIn out) {
+    nb::gil_scoped_release unlocked;
+    Check(engine_->Sync());
+    Check(engine_->GetTensor(unit, tensor, out.data()));
+  }
+
+  // Acquires `unit` for a pass (stage 3: gathers it) and returns its flat working weights.
+  Torch acquire(size_t unit, bool backward) {
+    BufferView w;
+    {
+      nb::gil_scoped_release unlocked;
+      UnitGuard g = Take(engine_->Acquire(unit, backward ? Pass::kBackward : Pass::kForward));
+      w = g.weights();
+      guards_.at(unit).push_back(std::move(g));
+    }
+    return View(w);
+  }
+
+  void release(size_t unit) {
+    std::vector<UnitGuard>& held = guards_.at(unit);
+    if (held.empty())
+      Check(absl::FailedPreconditionError(absl::StrCat("unit ", unit, " not held")));
+    nb::gil_scoped_release unlocked;
+    held.pop_back();
+  }
+
+  void keep_for_backward(size_t unit, bool keep) { engine_->KeepForBackward(unit, keep); }
+
+  // The unit's gradient slot in the working dtype (zeroed, or the accumulating fp32 buffer at
+  // fp32 stages 0-1): add the unit's gradients in, then grads_ready.
+  Torch grads(size_t unit) {
+    BufferView g;
+    {
+      nb::gil_scoped_release unlocked;
+      g = Take(engine_->WorkingGrads(unit));
+    }
+    return View(g);
+  }
+
+  void grads_ready(size_t unit) {
+    nb::gil_scoped_release unlocked;
+    Check(engine_->GradsReady(unit));
+  }
+
+  // The optimizer step; under zerorun the step, loss, tokens/s (`tokens` this rank fed since
+  // the last step), memory and the step-time breakdown go to `zerorun status` at once.
+  nb::dict step(int64_t step, float lr, float value, double tokens) {
+    StepResult r;
+    {
+      nb::gil_scoped_release unlocked;
+      r = Take(engine_->Step(step, lr, value));
+      const absl::Time now = absl::Now();
+      const double seconds = absl::ToDoubleSeconds(now - last_step_at_);
+      last_step_at_ = now;
+      if (ctx_.coordinator != nullptr) {
+        (void)ctx_.coordinator->ReportStep(step, r.mean_value, seconds > 0 ? tokens / seconds : 0,
+                                           static_cast<int64_t>(engine_->Memory().total()),
+                                           &engine_->step_times());
+      }
+    }
+    nb::dict d;
+    d["grad_norm"] = r.grad_norm;
+    d["clip_coef"] = r.clip_coef;
+    d["skipped"] = r.skipped;
+    d["loss_scale"] = r.loss_scale;
+    d["mean_value"] = r.mean_value;
+    return d;
+  }
+
+  void sync() {
+    nb::gil_scoped_release unlocked;
+    Check(engine_->Sync());
+  }
+
+  nb::dict memory() const {
+    const MemoryReport m = engine_->Memory();
+    nb::dict d;
+    d["params"] = m.params;
+    d["master"] = m.master;
+    d["grads"] = m.grads;
+    d["optimizer"] = m.optimizer;
+    d["scratch"] = m.scratch;
+    d["live"] = m.live;
+    d["allocated"] = m.allocated;
+    d["peak"] = m.peak;
+    d["nvme"] = m.nvme;
+    return d;
+  }
+
+  std::vector<std::string> take_notices() { return engine_->TakeNotices(); }
+
+ private:
+  Torch View(const BufferView& v) {
+    const size_t shape[1] = {v.count};
+    return Torch(v.data, 1, shape, nb::find(this), nullptr, DlType(v.dtype));
+  }
+
+  RankContext ctx_;
+  ZeroOptions options_;
+  LrSchedule lr_;
+  int micro_batch_ = 1;
+  std::vector<std::string> notes_;
+  // Before the guards: they are given back before the engine goes.
+  std::unique_ptr<ZeroEngine> engine_;
+  std::vector<std::vector<UnitGuard>> guards_;
+  absl::Time last_step_at_ = absl::Now();
+};
+
+}  // namespace
+}  // namespace zerorun
+
+NB_MODULE(_zerorun, m) {
+  using zerorun::Bridge;
+  m.doc() = "libzerorun's ZeRO engine for torch models (used by zerorun.torch)";
+  // An engine still referenced at interpreter exit (a script's global) is not a leak to report.
+  nb::set_leak_warnings(false);
+  nb::class_<Bridge>(m, "Bridge")
+      .def(nb::init<const std::string&, const std::vector<zerorun::UnitArg>&>(),
+           nb::arg("config_path"), nb::arg("units"))
+      .def_prop_ro("rank", &Bridge::rank)
+      .def_prop_ro("world_size", &Bridge::world_size)
+      .def_prop_ro("local_rank", &Bridge::local_rank)
+      .def_prop_ro("stage", &Bridge::stage)
+      .def_prop_ro("dtype", &Bridge::dtype)
+      .def_prop_ro("accumulation_steps", &Bridge::accumulation_steps)
+      .def_prop_ro("clipping", &Bridge::clipping)
+      .def_prop_ro("micro_batch", &Bridge::micro_batch)
+      .def_prop_ro("overlap_comm", &Bridge::overlap_comm)
+      .def_prop_ro("config_json", &Bridge::config_json)
+      .def_prop_ro("notes", &Bridge::notes)
+      .def_prop_ro("loss_scale", &Bridge::loss_scale)
+      .def_prop_ro("last_step", &Bridge::last_step)
+      .def("lr_at", &Bridge::lr_at)
+      .def("offsets", &Bridge::offsets)
+      .def("set_tensor", &Bridge::set_tensor)
+      .def("get_tensor", &Bridge::get_tensor)
+      .def("acquire", &Bridge::acquire)
+      .def("release", &Bridge::release)
+      .def("keep_for_backward", &Bridge::keep_for_backward)
+      .def("grads", &Bridge::grads)
+      .def("grads_ready", &Bridge::grads_ready)
+      .def("step", &Bridge::step)
+      .def("sync", &Bridge::sync)
+      .def("memory", &Bridge::memory)
+      .def("take_notices", &Bridge::take_notices);
+}

@@ -1,0 +1,269 @@
+"""The zerorun.torch engine: a torch module driven by libzerorun's ZeroEngine.
+
+Three points in torch drive the engine (the pattern of DeepSpeed ZeRO-3 and FSDP2):
+- a unit's forward pre-hook acquires it (stage 3: all-gathers it) and points its parameters at
+  the engine's working weights (parameter.data becomes a view; stages 0-2 keep that view for the
+  engine's life, stage 3 holds the gathered unit until its gradients are in, then frees it);
+- each parameter's post-accumulate-grad hook counts it in; the unit's last one adds the unit's
+  gradients into a slot of the engine's, drops torch's and hands the slot over (GradsReady:
+  stages 2-3 reduce-scatter it, on the communication thread with overlap_comm, while backward
+  goes on);
+- an end-of-backward callback hands over what backward did not reach (unused parameters: zeros).
+Engine.step() at an accumulation boundary runs the engine's step: average, unscale, norm,
+clip, AdamW on this rank's fp32 shard, write-back and share.
+
+Not yet supported (refused with the fix, never trained differently): a torch optimizer (the
+config's "optimizer" block is what runs), a torch lr_scheduler, checkpoints, zero_init and
+GatheredParameters, parameters on several devices.
+"""
+
+import json
+import os
+import tempfile
+
+import torch
+
+from zerorun.torch.units import default_units
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _bridge_class():
+    try:
+        from zerorun import _zerorun
+    except ImportError as e:
+        raise ImportError(
+            "zerorun.torch needs the compiled module zerorun._zerorun, which is built with "
+            "zerorun (python/ext; nanobind from the project venv): run the README's build, "
+            f"then use PYTHONPATH=<build>/python ({e})") from e
+    return _zerorun.Bridge
+
+
+def _config_path(config):
+    """The config file the engine reads: a path as given, a dict written to a temporary file.
+    Under zerorun, ZERORUN_CONFIG (the effective config pre-flight checked) is read instead."""
+    if config is None:
+        if os.environ.get("ZERORUN_CONFIG"):
+            return os.environ["ZERORUN_CONFIG"]
+        raise ValueError("zerorun.torch.initialize: no config: pass config=<path or dict> (the "
+                         "DeepSpeed JSON), or run under zerorun --config")
+    if isinstance(config, dict):
+        f = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="zerorun-", delete=False)
+        with f:
+            json.dump(config, f)
+        return f.name
+    return os.fspath(config)
+
+
+class Engine:
+    """DeepSpeed's engine verbs over libzerorun (see the module's docstring)."""
+
+    def __init__(self, model, config=None, units=None):
+        params = list(model.parameters())
+        if any(p.device.type != "cpu" for p in params):
+            raise ValueError("zerorun.torch runs CPU ranks for now: the model has parameters on "
+                             f"{sorted({str(p.device) for p in params})}; build it on the CPU "
+                             "(the CUDA path is issue 30)")
+        self.module = model
+        self._units = units if units is not None else default_units(model)
+        if not self._units:
+            raise ValueError("zerorun.torch.initialize: the model has no trainable parameters")
+        spec = [(name, [(pname, list(p.shape)) for pname, p in ps])
+                for name, _, ps in self._units]
+        path = _config_path(config)
+        self._bridge = _bridge_class()(path, spec)
+        if isinstance(config, dict) and path != os.environ.get("ZERORUN_CONFIG"):
+            os.unlink(path)
+        b = self._bridge
+        self.dtype = _DTYPES[b.dtype]
+        self.stage = b.stage
+        self.global_rank, self.world_size = b.rank, b.world_size
+        self.gradient_accumulation_steps = b.accumulation_steps
+        self.micro_steps = 0
+        self.global_steps = 0
+        self._grad_norm = None
+        self._loss_sum = 0.0
+        self._tokens = 0
+        self._offsets = [b.offsets(u) for u in range(len(self._units))]
+        self._shapes = [[tuple(p.shape) for _, p in ps] for _, _, ps in self._units]
+        # The initial weights: rank 0's, broadcast (DeepSpeed does the same), in fp32.
+        for u, (_, _, ps) in enumerate(self._units):
+            for t, (_, p) in enumerate(ps):
+                b.set_tensor(u, t, p.detach().to(torch.float32).contiguous())
+        for _, _, ps in self._units:
+            for _, p in ps:
+                p.data = torch.empty(0, dtype=self.dtype)  # Until the unit is acquired.
+                p.grad = None
+        for m in model.modules():  # The frozen rest computes in the working dtype too.
+            for name, p in m.named_parameters(recurse=False):
+                if not p.requires_grad:
+                    p.data = p.data.to(self.dtype)
+            for name, buf in m.named_buffers(recurse=False):
+                if buf.is_floating_point():
+                    setattr(m, name, buf.to(self.dtype))
+        self._held = [0] * len(self._units)   # Guards held (acquires not yet released).
+        self._pending = [len(ps) for _, _, ps in self._units]
+        self._ready = [False] * len(self._units)
+        self._callback_queued = False
+        self._hooks = []
+        for u, (_, module, ps) in enumerate(self._units):
+            self._hooks.append(module.register_forward_pre_hook(self._pre_forward(u)))
+            self._hooks.append(module.register_forward_hook(self._post_forward(u)))
+            for t, (_, p) in enumerate(ps):
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._on_grad(u, t)))
+        if self.stage < 3:  # Resident weights: bind them once, so the module can be read at once.
+            for u in range(len(self._units)):
+                self._acquire(u)
+                self._release(u)
+
+    # --- forward: acquire and bind ---------------------------------------------------------
+    def _acquire(self, u):
+        flat = self._bridge.acquire(u, False)
+        self._held[u] += 1
+        for (off, n), shape, (_, p) in zip(self._offsets[u], self._shapes[u], self._units[u][2]):
+            p.data = flat[off:off + n].view(shape)
+
+    def _release(self, u):
+        self._held[u] -= 1
+        self._bridge.release(u)
+        if self.stage == 3 and self._held[u] == 0:
+            for _, p in self._units[u][2]:
+                p.data = torch.empty(0, dtype=self.dtype)
+
+    def _pre_forward(self, u):
+        def hook(module, args):
+            self._acquire(u)
+        return hook
+
+    def _post_forward(self, u):
+        def hook(module, args, output):
+            # Stage 3 keeps the gathered unit for backward (autograd saved its parameters);
+            # without a backward to come it goes now.
+            if self.stage < 3 or not (torch.is_grad_enabled() and module.training):
+                self._release(u)
+        return hook
+
+    # --- backward: gradients into the engine ---------------------------------------------
+    def _on_grad(self, u, t):
+        def hook(p):
+            if not self._callback_queued:
+                self._callback_queued = True
+                torch.autograd.Variable._execution_engine.queue_callback(self._end_backward)
+            self._pending[u] -= 1
+            if self._pending[u] == 0:
+                self._unit_done(u)
+        return hook
+
+    def _unit_done(self, u):
+        # torch's gradients of the unit's parameters go into the engine's slot together, once
+        # the last is in (hooks of different units interleave; a slot is held only here).
+        slot = self._bridge.grads(u)
+        for (off, n), shape, (_, p) in zip(self._offsets[u], self._shapes[u], self._units[u][2]):
+            if p.grad is not None:
+                slot[off:off + n].view(shape).add_(p.grad)
+                p.grad = None
+        self._bridge.grads_ready(u)
+        self._ready[u] = True
+        while self.stage == 3 and self._held[u] > 0:
+            self._release(u)
+
+    def _end_backward(self):
+        for u in range(len(self._units)):
+            if not self._ready[u]:
+                self._unit_done(u)
+        self._pending = [len(ps) for _, _, ps in self._units]
+        self._ready = [False] * len(self._units)
+        self._callback_queued = False
+
+    # --- DeepSpeed's verbs -------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        first = next((a for a in list(args) + list(kwargs.values()) if torch.is_tensor(a)), None)
+        if first is not None and self.module.training:  # Tokens (or samples) for tokens/s.
+            self._tokens += first.numel()
+        return self.module(*args, **kwargs)
+
+    forward = __call__
+
+    def backward(self, loss):
+        """loss.backward() with the loss scale (fp16); the engine averages over micro-steps."""
+        self._loss_sum += float(loss.detach())
+        scale = self._bridge.loss_scale
+        (loss * scale if scale != 1.0 else loss).backward()
+        if self._callback_queued:  # Hooks ran outside autograd's engine: finish here.
+            self._end_backward()
+        return loss
+
+    def is_gradient_accumulation_boundary(self):
+        return (self.micro_steps + 1) % self.gradient_accumulation_steps == 0
+
+    def step(self):
+        """Counts a micro-step; at the accumulation boundary runs the optimizer step."""
+        boundary = self.is_gradient_accumulation_boundary()
+        self.micro_steps += 1
+        if not boundary:
+            return
+        n = self.global_steps + 1
+        r = self._bridge.step(n, self._bridge.lr_at(n),
+                              self._loss_sum / self.gradient_accumulation_steps, self._tokens)
+        self._loss_sum = 0.0
+        self._tokens = 0
+        self.global_steps = n
+        self._grad_norm = r["grad_norm"]
+        self.skipped = r["skipped"]
+        self.mean_loss = r["mean_value"]
+
+    def zero_grad(self):
+        """Gradients live in the engine and are zeroed by its step: nothing to do."""
+
+    def get_global_grad_norm(self):
+        return self._grad_norm
+
+    def get_lr(self):
+        return [self._bridge.lr_at(self.global_steps + 1)]
+
+    def train(self, mode=True):
+        self.module.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def full_tensor(self, name):
+        """The full fp32 value of a trainable parameter by its name (a collective at stages
+        1-3 and with 16-bit weights: every rank calls it)."""
+        for u, (_, _, ps) in enumerate(self._units):
+            for t, (pname, _) in enumerate(ps):
+                if pname == name:
+                    out = torch.empty(self._offsets[u][t][1], dtype=torch.float32)
+                    self._bridge.get_tensor(u, t, out)
+                    return out.view(self._shapes[u][t])
+        raise KeyError(f"no trainable parameter {name}")
+
+    def named_full_tensors(self):
+        """(name, full fp32 value) of every trainable parameter (collectives, as full_tensor)."""
+        return [(pname, self.full_tensor(pname)) for _, _, ps in self._units for pname, _ in ps]
+
+    def memory(self):
+        """The engine's memory report (bytes): model states, slots, allocated and peak."""
+        return self._bridge.memory()
+
+
+def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=None,
+               config=None, config_params=None, training_data=None):
+    """DeepSpeed's initialize: returns (engine, optimizer, dataloader, lr_scheduler)."""
+    if model is None:
+        raise ValueError("zerorun.torch.initialize: model= is required")
+    if optimizer is not None:
+        raise ValueError("zerorun.torch.initialize: a torch optimizer is not supported yet; "
+                         "put it in the config's \"optimizer\" block (AdamW / Adam with lr, "
+                         "betas, eps, weight_decay) and pass optimizer=None")
+    if lr_scheduler is not None:
+        raise ValueError("zerorun.torch.initialize: a torch lr_scheduler is not supported yet; "
+                         "use the config's \"scheduler\" block (WarmupLR, WarmupDecayLR, "
+                         "WarmupCosineLR) and pass lr_scheduler=None")
+    if training_data is not None:
+        raise ValueError("zerorun.torch.initialize: training_data is not supported yet: build "
+                         "the DataLoader yourself (DistributedSampler with the engine's "
+                         "global_rank and world_size)")
+    engine = Engine(model, config if config is not None else config_params)
+    return engine, None, None, None
