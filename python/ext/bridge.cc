@@ -1,8 +1,8 @@
 // zerorun._zerorun: libzerorun's ZeroEngine for torch models (zerorun.torch), over nanobind.
 // Weights and gradient slots go to Python as DLPack views of the engine's own buffers (torch
 // tensors made by torch.utils.dlpack, zero-copy); nothing here links libtorch, so any torch 2.x
-// works. Errors are absl::Status turned into ValueError (InvalidArgument, OutOfRange) or
-// RuntimeError, the message kept whole.
+// works. Errors are absl::Status turned into ValueError (InvalidArgument, OutOfRange),
+// FileNotFoundError (NotFound) or RuntimeError, the message kept whole.
 //
 // Threads: one Python thread drives a Bridge (the one that made it), as the engine's contract
 // asks; calls that may wait on a collective release the GIL. A view returned here holds a
@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "zerorun/checkpoint.h"
 #include "zerorun/engine_config.h"
 #include "zerorun/init.h"
 #include "zerorun/zero_engine.h"
@@ -33,12 +34,19 @@ namespace nb = nanobind;
 namespace zerorun {
 namespace {
 
+// Raised as FileNotFoundError (a translator, so that it may be thrown without the GIL).
+struct NotFound : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws for an error status; callable with the GIL released (nanobind translates on return).
 void Check(const absl::Status& s) {
   if (s.ok()) return;
   const std::string what(s.message());
   if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kOutOfRange) {
     throw nb::value_error(what.c_str());
   }
+  if (s.code() == absl::StatusCode::kNotFound) throw NotFound(what);
   throw std::runtime_error(what);
 }
 
@@ -71,13 +79,24 @@ class Bridge {
   // Joins the job (InitFromEnv: zerorun's rendezvous, or a single process), reads the effective
   // config from `config_path` (ZERORUN_CONFIG under zerorun wins, as for every rank program),
   // and builds the engine over `units` with widening off: torch binds the working dtype.
-  Bridge(const std::string& config_path, const std::vector<UnitArg>& units) {
+  // `adam` ({beta1, beta2, eps, weight_decay}, or empty for the config's) comes from a torch
+  // optimizer's hyper-parameters.
+  Bridge(const std::string& config_path, const std::vector<UnitArg>& units,
+         const std::vector<float>& adam) {
     InitOptions init;
     init.config_path = config_path;
     ctx_ = Take(InitFromEnv(init));
     EngineConfig config = Take(ReadEngineConfig(ctx_.config));
     options_ = config.zero;
     options_.widen = false;
+    if (adam.size() == 4) {
+      options_.adam.beta1 = adam[0];
+      options_.adam.beta2 = adam[1];
+      options_.adam.eps = adam[2];
+      options_.adam.weight_decay = adam[3];
+    } else if (!adam.empty()) {
+      Check(absl::InvalidArgumentError("adam: {beta1, beta2, eps, weight_decay} or nothing"));
+    }
     const char* job = std::getenv("ZERORUN_JOB_ID");
     options_.swap_tag =
         absl::StrCat(job != nullptr ? job : absl::StrCat("pid", getpid()), "-rank", ctx_.rank);
@@ -223,6 +242,23 @@ class Bridge {
 
   std::vector<std::string> take_notices() { return engine_->TakeNotices(); }
 
+  // libzerorun's checkpoints (collective; between steps, no unit held): <dir>/<tag> with one
+  // shard per rank and a manifest holding `client_state` and the effective config; `latest`.
+  void save_checkpoint(const std::string& dir, const std::string& tag,
+                       const std::string& client_state) {
+    nb::gil_scoped_release unlocked;
+    Check(engine_->Sync());
+    Check(SaveCheckpoint(*engine_, *ctx_.comm, dir, tag, client_state, ctx_.config.dump()));
+  }
+
+  // Loads <dir>/<tag> (empty: the one `latest` names) at any world size and stage; returns the
+  // saved client_state. FileNotFoundError when there is none.
+  std::string load_checkpoint(const std::string& dir, const std::string& tag) {
+    nb::gil_scoped_release unlocked;
+    Check(engine_->Sync());
+    return Take(LoadCheckpoint(*engine_, *ctx_.comm, dir, tag));
+  }
+
  private:
   Torch View(const BufferView& v) {
     const size_t shape[1] = {v.count};
@@ -248,9 +284,17 @@ NB_MODULE(_zerorun, m) {
   m.doc() = "libzerorun's ZeRO engine for torch models (used by zerorun.torch)";
   // An engine still referenced at interpreter exit (a script's global) is not a leak to report.
   nb::set_leak_warnings(false);
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const zerorun::NotFound& e) {
+      PyErr_SetString(PyExc_FileNotFoundError, e.what());
+    }
+  });
   nb::class_<Bridge>(m, "Bridge")
-      .def(nb::init<const std::string&, const std::vector<zerorun::UnitArg>&>(),
-           nb::arg("config_path"), nb::arg("units"))
+      .def(nb::init<const std::string&, const std::vector<zerorun::UnitArg>&,
+                    const std::vector<float>&>(),
+           nb::arg("config_path"), nb::arg("units"), nb::arg("adam") = std::vector<float>())
       .def_prop_ro("rank", &Bridge::rank)
       .def_prop_ro("world_size", &Bridge::world_size)
       .def_prop_ro("local_rank", &Bridge::local_rank)
@@ -276,5 +320,7 @@ NB_MODULE(_zerorun, m) {
       .def("step", &Bridge::step)
       .def("sync", &Bridge::sync)
       .def("memory", &Bridge::memory)
-      .def("take_notices", &Bridge::take_notices);
+      .def("take_notices", &Bridge::take_notices)
+      .def("save_checkpoint", &Bridge::save_checkpoint)
+      .def("load_checkpoint", &Bridge::load_checkpoint);
 }

@@ -12,13 +12,18 @@ Three points in torch drive the engine (the pattern of DeepSpeed ZeRO-3 and FSDP
 Engine.step() at an accumulation boundary runs the engine's step: average, unscale, norm,
 clip, AdamW on this rank's fp32 shard, write-back and share.
 
-Not yet supported (refused with the fix, never trained differently): a torch optimizer (the
-config's "optimizer" block is what runs), a torch lr_scheduler, checkpoints, zero_init and
-GatheredParameters, parameters on several devices.
+Checkpoints are libzerorun's (atomic, sha256-checked, loadable at any world size and stage).
+The optimizer is the config's "optimizer" block or the hyper-parameters of a torch AdamW (Adam
+without weight decay) given to initialize, whose lr a torch lr_scheduler may move (the engine
+steps the scheduler after each optimizer step, as DeepSpeed does). Not yet supported (refused
+with the fix, never trained differently): other torch optimizers, param groups that differ,
+zero_init and GatheredParameters, parameters on several devices.
 """
 
+import base64
 import json
 import os
+import pickle
 import tempfile
 
 import torch
@@ -58,7 +63,7 @@ def _config_path(config):
 class Engine:
     """DeepSpeed's engine verbs over libzerorun (see the module's docstring)."""
 
-    def __init__(self, model, config=None, units=None):
+    def __init__(self, model, config=None, units=None, optimizer=None, lr_scheduler=None):
         params = list(model.parameters())
         if any(p.device.type != "cpu" for p in params):
             raise ValueError("zerorun.torch runs CPU ranks for now: the model has parameters on "
@@ -71,7 +76,16 @@ class Engine:
         spec = [(name, [(pname, list(p.shape)) for pname, p in ps])
                 for name, _, ps in self._units]
         path = _config_path(config)
-        self._bridge = _bridge_class()(path, spec)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        adam = _adam_of(optimizer, model) if optimizer is not None else []
+        self._bridge = _bridge_class()(path, spec, adam)
+        if optimizer is not None and "optimizer" in json.loads(self._bridge.config_json):
+            raise ValueError("zerorun.torch.initialize: both a torch optimizer and the config's "
+                             "\"optimizer\" block: keep one (DeepSpeed refuses both too)")
+        if lr_scheduler is not None and "scheduler" in json.loads(self._bridge.config_json):
+            raise ValueError("zerorun.torch.initialize: both a torch lr_scheduler and the "
+                             "config's \"scheduler\" block: keep one")
         if isinstance(config, dict) and path != os.environ.get("ZERORUN_CONFIG"):
             os.unlink(path)
         b = self._bridge
@@ -203,7 +217,7 @@ class Engine:
         if not boundary:
             return
         n = self.global_steps + 1
-        r = self._bridge.step(n, self._bridge.lr_at(n),
+        r = self._bridge.step(n, self._lr(n),
                               self._loss_sum / self.gradient_accumulation_steps, self._tokens)
         self._loss_sum = 0.0
         self._tokens = 0
@@ -211,6 +225,15 @@ class Engine:
         self._grad_norm = r["grad_norm"]
         self.skipped = r["skipped"]
         self.mean_loss = r["mean_value"]
+        if self.lr_scheduler is not None and not self.skipped:
+            self.lr_scheduler.step()  # As DeepSpeed steps a client scheduler.
+
+    def _lr(self, n):
+        """Step n's learning rate: the torch optimizer's (which a torch scheduler moves), else
+        the config's schedule."""
+        if self.optimizer is not None:
+            return float(self.optimizer.param_groups[0]["lr"])
+        return self._bridge.lr_at(n)
 
     def zero_grad(self):
         """Gradients live in the engine and are zeroed by its step: nothing to do."""
@@ -219,7 +242,7 @@ class Engine:
         return self._grad_norm
 
     def get_lr(self):
-        return [self._bridge.lr_at(self.global_steps + 1)]
+        return [self._lr(self.global_steps + 1)]
 
     def train(self, mode=True):
         self.module.train(mode)
@@ -247,23 +270,103 @@ class Engine:
         """The engine's memory report (bytes): model states, slots, allocated and peak."""
         return self._bridge.memory()
 
+    # --- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self, save_dir, tag=None, client_state=None, save_latest=True,
+                        exclude_frozen_parameters=False):
+        """libzerorun's checkpoint of the trainable state (every rank calls it): <save_dir>/<tag>
+        (DeepSpeed's default tag global_step<N>), one shard per rank, a manifest with sha256s,
+        published atomically, then <save_dir>/latest. client_state: any picklable object, given
+        back by load_checkpoint. Frozen parameters are not saved (they come from the model)."""
+        if not save_latest:
+            raise ValueError("save_checkpoint(save_latest=False) is not supported yet: zerorun "
+                             "always publishes <save_dir>/latest with the checkpoint")
+        tag = str(tag) if tag is not None else f"global_step{self.global_steps}"
+        state = {"global_steps": self.global_steps, "micro_steps": self.micro_steps,
+                 "client_state": base64.b64encode(pickle.dumps(client_state or {})).decode()}
+        self._bridge.save_checkpoint(os.fspath(save_dir), tag, json.dumps(state))
+        return True
+
+    def load_checkpoint(self, load_dir, tag=None, load_module_strict=True,
+                        load_optimizer_states=True, load_lr_scheduler_states=True,
+                        load_module_only=False):
+        """Loads <load_dir>/<tag> (None: the one `latest` names) at any world size and ZeRO
+        stage; returns (path, client_state), or (None, None) when there is no checkpoint, as
+        DeepSpeed does."""
+        if not load_optimizer_states or load_module_only:
+            raise ValueError("load_checkpoint without the optimizer state is not supported yet: "
+                             "load the whole checkpoint (the defaults)")
+        load_dir = os.fspath(load_dir)
+        if tag is None:
+            latest = os.path.join(load_dir, "latest")
+            if not os.path.isfile(latest):
+                return None, None
+            with open(latest) as f:
+                tag = f.read().strip()
+        try:
+            text = self._bridge.load_checkpoint(load_dir, str(tag))
+        except FileNotFoundError:
+            return None, None
+        state = json.loads(text) if text else {}
+        self.global_steps = state.get("global_steps", 0)
+        self.micro_steps = state.get("micro_steps", 0)
+        client = state.get("client_state")
+        return (os.path.join(load_dir, str(tag)),
+                pickle.loads(base64.b64decode(client)) if client else {})
+
 
 def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=None,
                config=None, config_params=None, training_data=None):
     """DeepSpeed's initialize: returns (engine, optimizer, dataloader, lr_scheduler)."""
     if model is None:
         raise ValueError("zerorun.torch.initialize: model= is required")
-    if optimizer is not None:
-        raise ValueError("zerorun.torch.initialize: a torch optimizer is not supported yet; "
-                         "put it in the config's \"optimizer\" block (AdamW / Adam with lr, "
-                         "betas, eps, weight_decay) and pass optimizer=None")
-    if lr_scheduler is not None:
-        raise ValueError("zerorun.torch.initialize: a torch lr_scheduler is not supported yet; "
-                         "use the config's \"scheduler\" block (WarmupLR, WarmupDecayLR, "
-                         "WarmupCosineLR) and pass lr_scheduler=None")
+    if lr_scheduler is not None and optimizer is None:
+        raise ValueError("zerorun.torch.initialize: a torch lr_scheduler needs the torch "
+                         "optimizer it schedules (optimizer=...), or use the config's "
+                         "\"scheduler\" block")
+    if callable(lr_scheduler) and not hasattr(lr_scheduler, "step"):
+        lr_scheduler = lr_scheduler(optimizer)  # DeepSpeed accepts a scheduler factory.
     if training_data is not None:
         raise ValueError("zerorun.torch.initialize: training_data is not supported yet: build "
                          "the DataLoader yourself (DistributedSampler with the engine's "
                          "global_rank and world_size)")
-    engine = Engine(model, config if config is not None else config_params)
-    return engine, None, None, None
+    engine = Engine(model, config if config is not None else config_params,
+                    optimizer=optimizer, lr_scheduler=lr_scheduler)
+    return engine, optimizer, None, lr_scheduler
+
+
+def _adam_of(optimizer, model):
+    """[beta1, beta2, eps, weight_decay] of a torch Adam / AdamW the engine can run as its AdamW,
+    or ValueError naming what differs and the fix."""
+    kind = type(optimizer).__name__
+    if kind not in ("AdamW", "Adam"):
+        raise ValueError(f"zerorun.torch.initialize: optimizer {kind} is not supported: the "
+                         "engine runs AdamW (torch.optim.AdamW, or Adam without weight_decay), "
+                         "or use the config's \"optimizer\" block")
+    groups = optimizer.param_groups
+    keys = ("lr", "betas", "eps", "weight_decay")
+    first = {k: groups[0][k] for k in keys}
+    for i, g in enumerate(groups[1:], 1):
+        for k in keys:
+            if g[k] != first[k]:
+                raise ValueError(
+                    f"zerorun.torch.initialize: the optimizer's param_groups differ in {k} "
+                    f"({first[k]} in group 0, {g[k]} in group {i}); the engine runs one set of "
+                    "hyper-parameters for now: use one group")
+        for k in ("amsgrad", "maximize"):
+            if g.get(k):
+                raise ValueError(f"zerorun.torch.initialize: {kind}({k}=True) is not supported")
+    if groups[0].get("amsgrad") or groups[0].get("maximize"):
+        raise ValueError(f"zerorun.torch.initialize: {kind}(amsgrad/maximize=True) is not "
+                         "supported")
+    if kind == "Adam" and first["weight_decay"] != 0:
+        raise ValueError("zerorun.torch.initialize: torch.optim.Adam with weight_decay "
+                         f"{first['weight_decay']} adds L2 to the gradient, which the engine's "
+                         "AdamW does not do: use torch.optim.AdamW (decoupled decay)")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    listed = {id(p) for g in groups for p in g["params"]}
+    if listed != trainable:
+        raise ValueError("zerorun.torch.initialize: the optimizer's parameters are not the "
+                         f"model's trainable ones ({len(listed)} vs {len(trainable)}): build it "
+                         "over [p for p in model.parameters() if p.requires_grad]")
+    return [float(first["betas"][0]), float(first["betas"][1]), float(first["eps"]),
+            float(first["weight_decay"])]

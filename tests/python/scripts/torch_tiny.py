@@ -8,7 +8,13 @@ equal slice, so the mean of the slices' mean losses is the global batch's mean l
 
     python torch_tiny.py engine OUT STEPS [CONFIG]  # under zerorun (or alone): rank 0 saves
     python torch_tiny.py reference OUT STEPS CONFIG_JSON   # plain torch, one process
+
+ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
+with no "optimizer" block in the config; the reference schedules the same way when its config
+has "scheduled": true. Checkpoints (engine mode): ZR_TINY_LOAD=DIR resumes from DIR's latest first; ZR_TINY_SAVE=DIR:K
+saves after global step K (client_state {"at": K}) and stops there.
 """
+import os
 import json
 import sys
 
@@ -52,20 +58,62 @@ def data():
     return tokens[:, :-1], tokens[:, 1:]
 
 
+class HfCausalLM(torch.nn.Module):
+    """A transformers causal LM from a tiny config (no download): GPT-2 or Llama, dropout off;
+    forward(tokens, targets) -> its own shifted mean loss over `tokens` + the last target."""
+
+    def __init__(self, kind):
+        super().__init__()
+        import transformers
+
+        if kind == "gpt2":
+            c = transformers.GPT2Config(vocab_size=VOCAB, n_positions=SEQ + 1, n_embd=DIM,
+                                        n_layer=2, n_head=2, resid_pdrop=0, embd_pdrop=0,
+                                        attn_pdrop=0)
+            self.lm = transformers.GPT2LMHeadModel(c)
+        else:
+            c = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=DIM, intermediate_size=2 * DIM,
+                                         num_hidden_layers=2, num_attention_heads=2,
+                                         num_key_value_heads=1, max_position_embeddings=SEQ + 1)
+            self.lm = transformers.LlamaForCausalLM(c)
+
+    def forward(self, tokens, targets):
+        ids = torch.cat([tokens, targets[:, -1:]], dim=1)
+        return self.lm(input_ids=ids, labels=ids).loss
+
+
 def model():
+    """ZR_TINY_MODEL: tiny (default), gpt2 or llama."""
     torch.manual_seed(0)
-    return Tiny()
+    kind = os.environ.get("ZR_TINY_MODEL", "tiny")
+    return Tiny() if kind == "tiny" else HfCausalLM(kind)
 
 
 def engine_run(out, steps, config=None):
     import zerorun.torch
 
-    engine, _, _, _ = zerorun.torch.initialize(model=model(), config=config)
+    net = model()
+    opt = sched = None
+    if os.environ.get("ZR_TINY_TORCH_OPT"):
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3,
+                                betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
+    engine, _, _, _ = zerorun.torch.initialize(model=net, optimizer=opt, lr_scheduler=sched,
+                                               config=config)
     ga = engine.gradient_accumulation_steps
     micro = BATCH // (engine.world_size * ga)
     x, y = data()
     norms = []
-    for _ in range(steps):
+    resumed = None
+    if os.environ.get("ZR_TINY_LOAD"):
+        path, client = engine.load_checkpoint(os.environ["ZR_TINY_LOAD"])
+        assert path is not None and client["at"] == engine.global_steps, (path, client)
+        resumed = engine.global_steps
+    save_dir, _, save_at = os.environ.get("ZR_TINY_SAVE", "").partition(":")
+    while engine.global_steps < steps:
+        if save_dir and engine.global_steps == int(save_at):
+            engine.save_checkpoint(save_dir, client_state={"at": engine.global_steps})
+            break
         for m in range(ga):
             at = (m * engine.world_size + engine.global_rank) * micro
             loss = engine(x[at:at + micro], y[at:at + micro])
@@ -74,7 +122,8 @@ def engine_run(out, steps, config=None):
         norms.append(engine.get_global_grad_norm())
     full = dict(engine.named_full_tensors())
     if engine.global_rank == 0:
-        torch.save({"params": full, "norms": norms, "memory": engine.memory()}, out)
+        torch.save({"params": full, "norms": norms, "memory": engine.memory(),
+                    "resumed": resumed}, out)
 
 
 def reference_run(out, steps, config):
@@ -83,6 +132,9 @@ def reference_run(out, steps, config):
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=opt_params["lr"], betas=tuple(opt_params["betas"]),
                             eps=opt_params["eps"], weight_decay=opt_params["weight_decay"])
+    sched = None
+    if config.get("scheduled"):
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
     x, y = data()
     norms = []
     for _ in range(steps):
@@ -91,6 +143,8 @@ def reference_run(out, steps, config):
         norms.append(float(torch.nn.utils.clip_grad_norm_(trainable,
                                                            config["gradient_clipping"])))
         opt.step()
+        if sched is not None:
+            sched.step()
     params = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
     torch.save({"params": params, "norms": norms}, out)
 
