@@ -1,9 +1,12 @@
 """The zerorun.torch engine: a torch module driven by libzerorun's ZeroEngine.
 
 Three points in torch drive the engine (the pattern of DeepSpeed ZeRO-3 and FSDP2):
-- a unit's forward pre-hook acquires it (stage 3: all-gathers it) and points its parameters at
-  the engine's working weights (parameter.data becomes a view; stages 0-2 keep that view for the
-  engine's life, stage 3 holds the gathered unit until its gradients are in, then frees it);
+- the parameters are views: at stages 0-2 of the engine's resident working weights, bound
+  once; at stage 3 of a torch buffer per unit whose storage the unit's forward pre-hook fills
+  (the engine all-gathers, prefetching along the recorded order) and its forward post-hook
+  frees, a hook on the unit's outputs fills again when backward reaches them, and the unit's
+  last gradient frees (FSDP2's storage trick: autograd's saved views see the refill), so at most
+  the units in use are whole at once; stage 3 parameters are empty outside forward/backward;
 - each parameter's post-accumulate-grad hook counts it in; the unit's last one adds the unit's
   gradients into a slot of the engine's, drops torch's and hands the slot over (GradsReady:
   stages 2-3 reduce-scatter it, on the communication thread with overlap_comm, while backward
@@ -106,7 +109,6 @@ class Engine:
                 b.set_tensor(u, t, p.detach().to(torch.float32).contiguous())
         for _, _, ps in self._units:
             for _, p in ps:
-                p.data = torch.empty(0, dtype=self.dtype)  # Until the unit is acquired.
                 p.grad = None
         for m in model.modules():  # The frozen rest computes in the working dtype too.
             for name, p in m.named_parameters(recurse=False):
@@ -115,46 +117,76 @@ class Engine:
             for name, buf in m.named_buffers(recurse=False):
                 if buf.is_floating_point():
                     setattr(m, name, buf.to(self.dtype))
-        self._held = [0] * len(self._units)   # Guards held (acquires not yet released).
         self._pending = [len(ps) for _, _, ps in self._units]
         self._ready = [False] * len(self._units)
         self._callback_queued = False
+        # Stage 3: per unit a torch buffer the parameters view for good; its storage holds the
+        # gathered unit only while needed (FSDP2's way: autograd's saved views see it again when
+        # it is refilled before backward) and is freed (resized to 0) in between.
+        self._buf = [None] * len(self._units)
+        self._resident = [False] * len(self._units)
+        self.max_gathered = 0  # Stage 3: the most units whole at once so far.
         self._hooks = []
         for u, (_, module, ps) in enumerate(self._units):
             self._hooks.append(module.register_forward_pre_hook(self._pre_forward(u)))
             self._hooks.append(module.register_forward_hook(self._post_forward(u)))
             for t, (_, p) in enumerate(ps):
                 self._hooks.append(p.register_post_accumulate_grad_hook(self._on_grad(u, t)))
-        if self.stage < 3:  # Resident weights: bind them once, so the module can be read at once.
-            for u in range(len(self._units)):
-                self._acquire(u)
-                self._release(u)
+            if self.stage < 3:  # Resident weights: the engine's own buffer, bound for good.
+                self._bind(u, self._bridge.acquire(u, False))
+                self._bridge.release(u)
+            else:
+                self._buf[u] = torch.empty(self._padded(u), dtype=self.dtype)
+                self._bind(u, self._buf[u])
+                self._buf[u].untyped_storage().resize_(0)
 
-    # --- forward: acquire and bind ---------------------------------------------------------
-    def _acquire(self, u):
-        flat = self._bridge.acquire(u, False)
-        self._held[u] += 1
+    def _padded(self, u):
+        """Elements of the unit's flat buffer up to its last tensor's end."""
+        off, n = self._offsets[u][-1]
+        return off + n
+
+    def _bind(self, u, flat):
         for (off, n), shape, (_, p) in zip(self._offsets[u], self._shapes[u], self._units[u][2]):
             p.data = flat[off:off + n].view(shape)
 
-    def _release(self, u):
-        self._held[u] -= 1
+    # --- forward and backward: the weights ---------------------------------------------------
+    def _gather(self, u, backward):
+        """Stage 3: the unit's weights into its buffer (the engine all-gathers, prefetching
+        along the recorded order), unless they are there."""
+        if self._resident[u]:
+            return
+        buf = self._buf[u]
+        buf.untyped_storage().resize_(buf.numel() * buf.element_size())
+        flat = self._bridge.acquire(u, backward)
+        buf.data.copy_(flat[:buf.numel()])  # .data: autograd's version counter stays.
         self._bridge.release(u)
-        if self.stage == 3 and self._held[u] == 0:
-            for _, p in self._units[u][2]:
-                p.data = torch.empty(0, dtype=self.dtype)
+        self._resident[u] = True
+        self.max_gathered = max(self.max_gathered, sum(self._resident))
+
+    def _free(self, u):
+        if self._resident[u]:
+            self._buf[u].untyped_storage().resize_(0)
+            self._resident[u] = False
 
     def _pre_forward(self, u):
         def hook(module, args):
-            self._acquire(u)
+            if self.stage < 3:
+                self._bridge.acquire(u, False)  # Waits for the unit's post-step share.
+                self._bridge.release(u)
+            else:
+                self._gather(u, False)
         return hook
 
     def _post_forward(self, u):
         def hook(module, args, output):
-            # Stage 3 keeps the gathered unit for backward (autograd saved its parameters);
-            # without a backward to come it goes now.
-            if self.stage < 3 or not (torch.is_grad_enabled() and module.training):
-                self._release(u)
+            if self.stage < 3:
+                return
+            if torch.is_grad_enabled() and module.training:
+                # Gathered again when backward reaches the unit's outputs.
+                for t in _tensors(output):
+                    if t.requires_grad:
+                        t.register_hook(lambda grad: self._gather(u, True))
+            self._free(u)
         return hook
 
     # --- backward: gradients into the engine ---------------------------------------------
@@ -178,8 +210,8 @@ class Engine:
                 p.grad = None
         self._bridge.grads_ready(u)
         self._ready[u] = True
-        while self.stage == 3 and self._held[u] > 0:
-            self._release(u)
+        if self.stage == 3:
+            self._free(u)
 
     def _end_backward(self):
         for u in range(len(self._units)):
@@ -332,6 +364,17 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
     engine = Engine(model, config if config is not None else config_params,
                     optimizer=optimizer, lr_scheduler=lr_scheduler)
     return engine, optimizer, None, lr_scheduler
+
+
+def _tensors(value):
+    """The tensors in a module's output (tensors, tuples, lists, dicts, HF ModelOutputs)."""
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def _adam_of(optimizer, model):

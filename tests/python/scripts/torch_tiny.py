@@ -123,7 +123,7 @@ def engine_run(out, steps, config=None):
     full = dict(engine.named_full_tensors())
     if engine.global_rank == 0:
         torch.save({"params": full, "norms": norms, "memory": engine.memory(),
-                    "resumed": resumed}, out)
+                    "resumed": resumed, "max_gathered": engine.max_gathered}, out)
 
 
 def reference_run(out, steps, config):
