@@ -137,8 +137,9 @@ class Bridge {
     return out;
   }
 
-  // Broadcasts a float32 tensor from rank 0 in place (the initial weights), then SetTensor.
-  void set_tensor(size_t unit, size_t tensor, FloatIn values) {
+  // Collective: broadcasts a float32 tensor from `root` in place (rank 0's initial weights, a
+  // GatheredParameters modifier's values), then SetTensor (masters and working weights).
+  void set_tensor(size_t unit, size_t tensor, FloatIn values, int root) {
     nb::gil_scoped_release unlocked;
     const TensorLayout& t = engine_->layout().units().at(unit).tensors.at(tensor);
     if (values.size() != t.numel) {
@@ -146,7 +147,7 @@ class Bridge {
           absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", values.size())));
     }
     Check(engine_->Sync());
-    Check(ctx_.comm->Broadcast(HostView(values.data(), values.size()), 0).Wait());
+    Check(ctx_.comm->Broadcast(HostView(values.data(), values.size()), root).Wait());
     Check(engine_->SetTensor(unit, tensor, values.data()));
   }
 
@@ -310,7 +311,8 @@ NB_MODULE(_zerorun, m) {
       .def_prop_ro("last_step", &Bridge::last_step)
       .def("lr_at", &Bridge::lr_at)
       .def("offsets", &Bridge::offsets)
-      .def("set_tensor", &Bridge::set_tensor)
+      .def("set_tensor", &Bridge::set_tensor, nb::arg("unit"), nb::arg("tensor"),
+           nb::arg("values"), nb::arg("root") = 0)
       .def("get_tensor", &Bridge::get_tensor)
       .def("acquire", &Bridge::acquire)
       .def("release", &Bridge::release)

@@ -119,6 +119,25 @@ def test_a_torch_adamw_and_lr_scheduler(tmp_path):
     assert_close(got, want)
 
 
+@pytest.mark.parametrize("stage", [2, 3])
+def test_gathered_parameters(tmp_path, stage):
+    """GatheredParameters on 2 ranks: the whole weight inside the block (stage 3 gathers it),
+    and with modifier_rank=0 rank 0's values become every rank's, masters included."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps(config(stage, 2, 1, True)))
+    out = str(tmp_path / "gathered")
+    Job(tmp_path, f"torch-gathered-s{stage}").run(
+        ["--config", str(ds), PYTHON, script("torch_tiny.py"), "gathered", out],
+        hostfile=str(hosts), timeout=300)
+    ranks = [json.load(open(f"{out}.{r}")) for r in range(2)]
+    for r in ranks:
+        assert r["whole"] is True
+        assert r["after"] == [1.0]  # Rank 0 wrote 1, rank 1 wrote 2: rank 0's won everywhere.
+    assert ranks[0]["norm"] == ranks[1]["norm"]
+
+
 def test_refuses_what_it_cannot_honour():
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python"))
     env.pop("ZERORUN_CONFIG", None)

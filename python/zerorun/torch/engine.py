@@ -125,6 +125,7 @@ class Engine:
         # it is refilled before backward) and is freed (resized to 0) in between.
         self._buf = [None] * len(self._units)
         self._resident = [False] * len(self._units)
+        self._pins = [0] * len(self._units)  # GatheredParameters holding a unit whole.
         self.max_gathered = 0  # Stage 3: the most units whole at once so far.
         self._hooks = []
         for u, (_, module, ps) in enumerate(self._units):
@@ -132,6 +133,7 @@ class Engine:
             self._hooks.append(module.register_forward_hook(self._post_forward(u)))
             for t, (_, p) in enumerate(ps):
                 self._hooks.append(p.register_post_accumulate_grad_hook(self._on_grad(u, t)))
+                p._zerorun = (self, u, t)  # For GatheredParameters.
             if self.stage < 3:  # Resident weights: the engine's own buffer, bound for good.
                 self._bind(u, self._bridge.acquire(u, False))
                 self._bridge.release(u)
@@ -164,7 +166,7 @@ class Engine:
         self.max_gathered = max(self.max_gathered, sum(self._resident))
 
     def _free(self, u):
-        if self._resident[u]:
+        if self._resident[u] and self._pins[u] == 0:
             self._buf[u].untyped_storage().resize_(0)
             self._resident[u] = False
 
@@ -364,6 +366,43 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
     engine = Engine(model, config if config is not None else config_params,
                     optimizer=optimizer, lr_scheduler=lr_scheduler)
     return engine, optimizer, None, lr_scheduler
+
+
+class GatheredParameters:
+    """DeepSpeed's zero.GatheredParameters: inside the block the given parameters are whole on
+    every rank (stage 3 gathers their units; stages 0-2 have them already). With modifier_rank,
+    that rank's values when the block ends become everyone's, in the fp32 masters too (a
+    collective: every rank enters the block). Parameters the engine does not hold (frozen ones)
+    are left alone."""
+
+    def __init__(self, params, modifier_rank=None, fwd_module=None, enabled=True):
+        params = [params] if torch.is_tensor(params) else list(params or [])
+        self._held = [p._zerorun + (p,) for p in params if enabled and hasattr(p, "_zerorun")]
+        self._modifier = modifier_rank
+        self._units = sorted({(id(e), u): (e, u) for e, u, _, _ in self._held}.values(),
+                             key=lambda eu: eu[1])
+
+    def __enter__(self):
+        for engine, u in self._units:
+            if engine.stage == 3:
+                engine._gather(u, False)
+            engine._pins[u] += 1
+        return self
+
+    def __exit__(self, *exc):
+        modified = self._modifier is not None and exc[0] is None
+        if modified:
+            for engine, u, t, p in self._held:
+                values = p.detach().to(torch.float32).contiguous()
+                engine._bridge.set_tensor(u, t, values, self._modifier)
+        for engine, u in self._units:
+            engine._pins[u] -= 1
+            if engine.stage == 3:
+                engine._free(u)  # Unless an outer block still pins it: then refill it.
+                if modified and engine._resident[u]:
+                    engine._resident[u] = False
+                    engine._gather(u, False)
+        return False
 
 
 def _tensors(value):

@@ -8,6 +8,7 @@ equal slice, so the mean of the slices' mean losses is the global batch's mean l
 
     python torch_tiny.py engine OUT STEPS [CONFIG]  # under zerorun (or alone): rank 0 saves
     python torch_tiny.py reference OUT STEPS CONFIG_JSON   # plain torch, one process
+    python torch_tiny.py gathered OUT   # GatheredParameters; each rank writes OUT.<rank>
 
 ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
 with no "optimizer" block in the config; the reference schedules the same way when its config
@@ -126,6 +127,29 @@ def engine_run(out, steps, config=None):
                     "resumed": resumed, "max_gathered": engine.max_gathered}, out)
 
 
+def gathered_run(out):
+    """GatheredParameters: the whole weight on every rank, then rank 0's change everyone's."""
+    import zerorun.torch
+
+    engine, _, _, _ = zerorun.torch.initialize(model=model())
+    w = engine.module.blocks[1].up.weight
+    full = engine.full_tensor("blocks.1.up.weight")
+    with zerorun.torch.GatheredParameters([w]):
+        whole = w.shape == full.shape and torch.equal(w.detach().float(), full)
+    with zerorun.torch.GatheredParameters([w], modifier_rank=0):
+        w.data.fill_(float(engine.global_rank + 1))
+    after = engine.full_tensor("blocks.1.up.weight")
+    x, y = data()
+    micro = BATCH // engine.world_size
+    at = engine.global_rank * micro
+    loss = engine(x[at:at + micro], y[at:at + micro])
+    engine.backward(loss)
+    engine.step()
+    with open(f"{out}.{engine.global_rank}", "w") as f:
+        json.dump({"whole": whole, "after": sorted(set(after.flatten().tolist())),
+                   "norm": engine.get_global_grad_norm()}, f)
+
+
 def reference_run(out, steps, config):
     net = model()
     opt_params = config["optimizer"]["params"]
@@ -151,7 +175,9 @@ def reference_run(out, steps, config):
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--local_rank")]  # DeepSpeed's flag.
-    if args[0] == "engine":
+    if args[0] == "gathered":
+        gathered_run(args[1])
+    elif args[0] == "engine":
         engine_run(args[1], int(args[2]), args[3] if len(args) > 3 else None)
     else:
         reference_run(args[1], int(args[2]), json.loads(args[3]))
