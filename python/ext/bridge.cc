@@ -71,8 +71,10 @@ nb::dlpack::dtype DlType(DType d) {
 using Torch = nb::ndarray<nb::pytorch, nb::device::cpu>;
 using FloatIn = nb::ndarray<float, nb::device::cpu, nb::c_contig>;
 
-// (unit name, [(tensor name, shape)]) as Python gives them.
-using UnitArg = std::pair<std::string, std::vector<std::pair<std::string, std::vector<int64_t>>>>;
+// (unit name, [(tensor name, shape, weight decay or -1 for the optimizer's)]) as Python gives
+// them.
+using UnitArg =
+    std::pair<std::string, std::vector<std::tuple<std::string, std::vector<int64_t>, float>>>;
 
 class Bridge {
  public:
@@ -106,7 +108,7 @@ class Bridge {
     std::vector<UnitSpec> specs;
     for (const auto& [name, tensors] : units) {
       UnitSpec u{name, {}};
-      for (const auto& [tname, shape] : tensors) u.tensors.push_back({tname, shape});
+      for (const auto& [tname, shape, decay] : tensors) u.tensors.push_back({tname, shape, decay});
       specs.push_back(std::move(u));
     }
     engine_ = Take(ZeroEngine::Create(specs, options_, ctx_.comm.get()));
@@ -311,8 +313,8 @@ NB_MODULE(_zerorun, m) {
       .def_prop_ro("last_step", &Bridge::last_step)
       .def("lr_at", &Bridge::lr_at)
       .def("offsets", &Bridge::offsets)
-      .def("set_tensor", &Bridge::set_tensor, nb::arg("unit"), nb::arg("tensor"),
-           nb::arg("values"), nb::arg("root") = 0)
+      .def("set_tensor", &Bridge::set_tensor, nb::arg("unit"), nb::arg("tensor"), nb::arg("values"),
+           nb::arg("root") = 0)
       .def("get_tensor", &Bridge::get_tensor)
       .def("acquire", &Bridge::acquire)
       .def("release", &Bridge::release)

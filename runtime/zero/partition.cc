@@ -43,7 +43,7 @@ absl::StatusOr<Layout> Layout::Build(const std::vector<UnitSpec>& units, int wor
         numel *= static_cast<size_t>(d);
       }
       offset = RoundUp(offset, align);
-      unit.tensors.push_back({t.name, t.shape, offset, numel});
+      unit.tensors.push_back({t.name, t.shape, offset, numel, t.weight_decay});
       offset += numel;
       unit.numel += numel;
     }

@@ -327,7 +327,7 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
         scale(widened.data(), len, /*direct=*/false);
         gk = widened.data();
       }
-      optimizer_->Step(step, lr, len, mk, gk, chunk->m, chunk->v);
+      StepOwned(ui, step, lr, at, len, mk, gk, chunk->m, chunk->v);
       if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
       phase_clock_.Charge(transfer, [&] { state_->Release(k); });
       return absl::OkStatus();

@@ -21,6 +21,29 @@ absl::Status ZeroEngine::ForEachChunk(
   return absl::OkStatus();
 }
 
+void ZeroEngine::StepOwned(size_t unit, int64_t step, float lr, size_t at, size_t len,
+                           float* master, const float* grad, float* m, float* v) {
+  if (decay_runs_.empty()) {  // Built once, from the layout.
+    for (const UnitLayout& ul : layout_.units()) {
+      std::vector<std::pair<size_t, float>> runs{{0, ul.tensors.front().weight_decay}};
+      for (const TensorLayout& t : ul.tensors) {
+        if (t.weight_decay != runs.back().second) runs.emplace_back(t.offset, t.weight_decay);
+      }
+      decay_runs_.push_back(std::move(runs));
+    }
+  }
+  const std::vector<std::pair<size_t, float>>& runs = decay_runs_[unit];
+  const size_t begin = OwnedBegin(unit) + at, end = begin + len;
+  size_t r = 0;
+  while (r + 1 < runs.size() && runs[r + 1].first <= begin) ++r;
+  for (size_t i = begin; i < end; ++r) {
+    const size_t next = r + 1 < runs.size() ? std::min(end, runs[r + 1].first) : end;
+    const size_t o = i - begin;
+    optimizer_->Step(step, lr, runs[r].second, next - i, master + o, grad + o, m + o, v + o);
+    i = next;
+  }
+}
+
 bool ZeroEngine::MastersAway(size_t unit) const {
   return (nvme_state_ != nullptr && sixteen()) || (params_->swapped(unit) && !sixteen());
 }

@@ -22,10 +22,11 @@
 
 namespace zerorun::engine_harness {
 
-// Uneven tensor sizes so shards cut through tensors and units need padding.
+// Uneven tensor sizes so shards cut through tensors and units need padding. The biases take no
+// weight decay (a torch param group's weight_decay 0), so shards also cut through decay runs.
 inline const std::vector<UnitSpec> kUnits = {
-    {"embed", {{"w", {13, 7}}, {"b", {5}}}},
-    {"block", {{"w", {33}}, {"b", {3}}, {"g", {2, 9}}}},
+    {"embed", {{"w", {13, 7}}, {"b", {5}, 0.0f}}},
+    {"block", {{"w", {33}}, {"b", {3}, 0.0f}, {"g", {2, 9}}}},
     {"head", {{"w", {17}}}},
 };
 
@@ -236,8 +237,13 @@ inline Run RunEngine(int world, const ZeroOptions& options, int steps, const Dri
 inline Run Reference(int world, const ZeroOptions& options, int steps) {
   Run run;
   std::vector<std::vector<float>> m, v;
+  std::vector<AdamWHyper> hyper;  // Per tensor: its weight decay.
   for (size_t u = 0; u < kUnits.size(); ++u) {
     for (size_t t = 0; t < kUnits[u].tensors.size(); ++t) {
+      hyper.push_back(options.adam);
+      if (kUnits[u].tensors[t].weight_decay >= 0) {
+        hyper.back().weight_decay = kUnits[u].tensors[t].weight_decay;
+      }
       size_t n = 1;
       for (int64_t d : kUnits[u].tensors[t].shape) n *= static_cast<size_t>(d);
       std::vector<float> p(n);
@@ -269,7 +275,7 @@ inline Run Reference(int world, const ZeroOptions& options, int steps) {
     for (size_t k = 0; k < run.params.size(); ++k) {
       std::vector<float> gf(g[k].size());
       for (size_t i = 0; i < gf.size(); ++i) gf[i] = static_cast<float>(g[k][i]) * coef;
-      AdamWStepReference(options.adam, step, gf.size(), run.params[k].data(), gf.data(),
+      AdamWStepReference(hyper[k], step, gf.size(), run.params[k].data(), gf.data(),
                          m[k].data(), v[k].data());
     }
   }

@@ -57,7 +57,7 @@ std::vector<float> Exercise(StateStore& store) {
       REQUIRE(chunk.ok());
       REQUIRE(chunk->master != nullptr);
       REQUIRE(chunk->grad != nullptr);
-      adamw->Step(step, 1e-2f, layout.chunks[k].count, chunk->master,
+      adamw->Step(step, 1e-2f, -1.0f, layout.chunks[k].count, chunk->master,
                   static_cast<const float*>(chunk->grad), chunk->m, chunk->v);
       store.Release(k);
     }

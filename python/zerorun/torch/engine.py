@@ -18,8 +18,10 @@ clip, AdamW on this rank's fp32 shard, write-back and share.
 Checkpoints are libzerorun's (atomic, sha256-checked, loadable at any world size and stage).
 The optimizer is the config's "optimizer" block or the hyper-parameters of a torch AdamW (Adam
 without weight decay) given to initialize, whose lr a torch lr_scheduler may move (the engine
-steps the scheduler after each optimizer step, as DeepSpeed does). Not yet supported (refused
-with the fix, never trained differently): other torch optimizers, param groups that differ,
+steps the scheduler after each optimizer step, as DeepSpeed does); param groups (of that
+optimizer, or model_parameters dicts as HF Trainer builds them) may differ in weight_decay, which
+the engine applies per parameter. Not yet supported (refused with the fix, never trained
+differently): other torch optimizers, param groups that differ in lr, betas or eps,
 zero_init and GatheredParameters, parameters on several devices.
 """
 
@@ -66,7 +68,8 @@ def _config_path(config):
 class Engine:
     """DeepSpeed's engine verbs over libzerorun (see the module's docstring)."""
 
-    def __init__(self, model, config=None, units=None, optimizer=None, lr_scheduler=None):
+    def __init__(self, model, config=None, units=None, optimizer=None, lr_scheduler=None,
+                 model_parameters=None):
         params = list(model.parameters())
         if any(p.device.type != "cpu" for p in params):
             raise ValueError("zerorun.torch runs CPU ranks for now: the model has parameters on "
@@ -76,12 +79,13 @@ class Engine:
         self._units = units if units is not None else default_units(model)
         if not self._units:
             raise ValueError("zerorun.torch.initialize: the model has no trainable parameters")
-        spec = [(name, [(pname, list(p.shape)) for pname, p in ps])
-                for name, _, ps in self._units]
         path = _config_path(config)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        adam = _adam_of(optimizer, model) if optimizer is not None else []
+        adam, decay = _adam_of(optimizer, model) if optimizer is not None else ([], {})
+        decay.update(_group_decay(model_parameters))
+        spec = [(name, [(pname, list(p.shape), decay.get(id(p), -1.0)) for pname, p in ps])
+                for name, _, ps in self._units]
         self._bridge = _bridge_class()(path, spec, adam)
         if optimizer is not None and "optimizer" in json.loads(self._bridge.config_json):
             raise ValueError("zerorun.torch.initialize: both a torch optimizer and the config's "
@@ -364,7 +368,8 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
                          "the DataLoader yourself (DistributedSampler with the engine's "
                          "global_rank and world_size)")
     engine = Engine(model, config if config is not None else config_params,
-                    optimizer=optimizer, lr_scheduler=lr_scheduler)
+                    optimizer=optimizer, lr_scheduler=lr_scheduler,
+                    model_parameters=model_parameters)
     return engine, optimizer, None, lr_scheduler
 
 
@@ -425,30 +430,42 @@ def _adam_of(optimizer, model):
                          "engine runs AdamW (torch.optim.AdamW, or Adam without weight_decay), "
                          "or use the config's \"optimizer\" block")
     groups = optimizer.param_groups
-    keys = ("lr", "betas", "eps", "weight_decay")
+    keys = ("lr", "betas", "eps")  # weight_decay may differ: per parameter in the engine.
     first = {k: groups[0][k] for k in keys}
     for i, g in enumerate(groups[1:], 1):
         for k in keys:
             if g[k] != first[k]:
                 raise ValueError(
                     f"zerorun.torch.initialize: the optimizer's param_groups differ in {k} "
-                    f"({first[k]} in group 0, {g[k]} in group {i}); the engine runs one set of "
-                    "hyper-parameters for now: use one group")
-        for k in ("amsgrad", "maximize"):
-            if g.get(k):
-                raise ValueError(f"zerorun.torch.initialize: {kind}({k}=True) is not supported")
-    if groups[0].get("amsgrad") or groups[0].get("maximize"):
-        raise ValueError(f"zerorun.torch.initialize: {kind}(amsgrad/maximize=True) is not "
-                         "supported")
-    if kind == "Adam" and first["weight_decay"] != 0:
-        raise ValueError("zerorun.torch.initialize: torch.optim.Adam with weight_decay "
-                         f"{first['weight_decay']} adds L2 to the gradient, which the engine's "
-                         "AdamW does not do: use torch.optim.AdamW (decoupled decay)")
+                    f"({first[k]} in group 0, {g[k]} in group {i}); the engine runs one {k} "
+                    "for every parameter for now (weight_decay may differ): use one value")
+    for g in groups:
+        if g.get("amsgrad") or g.get("maximize"):
+            raise ValueError(f"zerorun.torch.initialize: {kind}(amsgrad/maximize=True) is not "
+                             "supported")
+        if kind == "Adam" and g["weight_decay"] != 0:
+            raise ValueError("zerorun.torch.initialize: torch.optim.Adam with weight_decay "
+                             f"{g['weight_decay']} adds L2 to the gradient, which the engine's "
+                             "AdamW does not do: use torch.optim.AdamW (decoupled decay)")
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     listed = {id(p) for g in groups for p in g["params"]}
     if listed != trainable:
         raise ValueError("zerorun.torch.initialize: the optimizer's parameters are not the "
                          f"model's trainable ones ({len(listed)} vs {len(trainable)}): build it "
                          "over [p for p in model.parameters() if p.requires_grad]")
-    return [float(first["betas"][0]), float(first["betas"][1]), float(first["eps"]),
-            float(first["weight_decay"])]
+    adam = [float(first["betas"][0]), float(first["betas"][1]), float(first["eps"]),
+            float(groups[0]["weight_decay"])]
+    return adam, {id(p): float(g["weight_decay"]) for g in groups for p in g["params"]}
+
+
+def _group_decay(model_parameters):
+    """{id(param): weight_decay} of DeepSpeed-style model_parameters groups (dicts with
+    "params" and "weight_decay", as HF Trainer passes them); {} for a plain iterable."""
+    if model_parameters is None:
+        return {}
+    groups = list(model_parameters)
+    out = {}
+    for g in groups:
+        if isinstance(g, dict) and "weight_decay" in g:
+            out.update({id(p): float(g["weight_decay"]) for p in g["params"]})
+    return out

@@ -17,15 +17,16 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   virtual const char* name() const = 0;
-  // One step at 1-based `step` with learning rate `lr` over `n` elements, in place: `master`
-  // updated from `grad` (read only) with its state `m` and `v`. Pure computation on the caller's
-  // thread; the arrays are the caller's for the call only.
-  virtual void Step(int64_t step, float lr, size_t n, float* master, const float* grad, float* m,
-                    float* v) = 0;
+  // One step at 1-based `step` with learning rate `lr` and weight decay `weight_decay` (< 0: the
+  // optimizer's own) over `n` elements, in place: `master` updated from `grad` (read only) with
+  // its state `m` and `v`. Pure computation on the caller's thread; the arrays are the caller's
+  // for the call only.
+  virtual void Step(int64_t step, float lr, float weight_decay, size_t n, float* master,
+                    const float* grad, float* m, float* v) = 0;
 };
 
 // torch.optim.AdamW (foreach=False) on the CPU: AdamWStepReference with `hyper` (its lr ignored:
-// Step's is used).
+// Step's is used; its weight_decay where Step's is negative).
 std::unique_ptr<Optimizer> CreateCpuAdamW(const AdamWHyper& hyper);
 
 }  // namespace zerorun

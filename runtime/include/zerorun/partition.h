@@ -17,6 +17,9 @@ namespace zerorun {
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
+  // AdamW's weight decay for this tensor; negative: the optimizer's (a torch param group with
+  // weight_decay 0 for biases and norms sets 0 here).
+  float weight_decay = -1;
 };
 
 struct UnitSpec {
@@ -29,6 +32,7 @@ struct TensorLayout {
   std::vector<int64_t> shape;
   size_t offset = 0;  // In the unit's flat buffer; a multiple of the alignment.
   size_t numel = 0;
+  float weight_decay = -1;  // TensorSpec's.
 };
 
 struct UnitLayout {

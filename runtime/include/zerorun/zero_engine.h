@@ -331,6 +331,10 @@ class ZeroEngine {
   // The unit's owned working weights in the 16-bit working dtype (resident or sharded).
   uint16_t* OwnedWorking16(size_t unit) const;
   absl::Status CreateStores();
+  // The optimizer over owned elements [at, at + len) of `unit` (the arrays start at `at`), in
+  // runs of one weight decay (TensorSpec::weight_decay; padding takes the tensor before it's).
+  void StepOwned(size_t unit, int64_t step, float lr, size_t at, size_t len, float* master,
+                 const float* grad, float* m, float* v);
   // Calls fn(k, at, len) for each state-store chunk k of `unit`'s owned elements in order
   // (it holds elements [at, at + len)); stops at and returns the first error.
   absl::Status ForEachChunk(size_t unit,
@@ -361,6 +365,9 @@ class ZeroEngine {
   std::unique_ptr<StateStore> state_;
   NvmeStateStore* nvme_state_ = nullptr;
   std::vector<std::pair<size_t, size_t>> unit_chunks_;
+  // Per unit, where the weight decay changes in its flat buffer: (first element, decay), sorted;
+  // one entry (0, -1) when every tensor takes the optimizer's.
+  std::vector<std::vector<std::pair<size_t, float>>> decay_runs_;
   std::unique_ptr<Optimizer> optimizer_;
   Buffer grad_io_;                 // Communication thread: a chunk of the swapped accumulator.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.

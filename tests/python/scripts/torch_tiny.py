@@ -12,7 +12,8 @@ equal slice, so the mean of the slices' mean losses is the global batch's mean l
 
 ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
 with no "optimizer" block in the config; the reference schedules the same way when its config
-has "scheduled": true. Checkpoints (engine mode): ZR_TINY_LOAD=DIR resumes from DIR's latest first; ZR_TINY_SAVE=DIR:K
+has "scheduled": true. ZR_TINY_TORCH_OPT=groups: an AdamW over HF Trainer's two param groups
+(weight decay 0.1 on matrices, 0 on biases and norms); the reference's with "groups": true. Checkpoints (engine mode): ZR_TINY_LOAD=DIR resumes from DIR's latest first; ZR_TINY_SAVE=DIR:K
 saves after global step K (client_state {"at": K}) and stops there.
 """
 import os
@@ -90,12 +91,23 @@ def model():
     return Tiny() if kind == "tiny" else HfCausalLM(kind)
 
 
+def groups(net):
+    """HF Trainer's two param groups: decay on matrices, none on biases and norms."""
+    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    return [{"params": [p for n, p in named if p.dim() > 1 and "norm" not in n],
+             "weight_decay": 0.1},
+            {"params": [p for n, p in named if p.dim() <= 1 or "norm" in n],
+             "weight_decay": 0.0}]
+
+
 def engine_run(out, steps, config=None):
     import zerorun.torch
 
     net = model()
     opt = sched = None
-    if os.environ.get("ZR_TINY_TORCH_OPT"):
+    if os.environ.get("ZR_TINY_TORCH_OPT") == "groups":
+        opt = torch.optim.AdamW(groups(net), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    elif os.environ.get("ZR_TINY_TORCH_OPT"):
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3,
                                 betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
@@ -154,7 +166,8 @@ def reference_run(out, steps, config):
     net = model()
     opt_params = config["optimizer"]["params"]
     trainable = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=opt_params["lr"], betas=tuple(opt_params["betas"]),
+    opt = torch.optim.AdamW(groups(net) if config.get("groups") else trainable,
+                            lr=opt_params["lr"], betas=tuple(opt_params["betas"]),
                             eps=opt_params["eps"], weight_decay=opt_params["weight_decay"])
     sched = None
     if config.get("scheduled"):
