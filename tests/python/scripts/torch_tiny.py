@@ -9,6 +9,7 @@ equal slice, so the mean of the slices' mean losses is the global batch's mean l
     python torch_tiny.py engine OUT STEPS [CONFIG]  # under zerorun (or alone): rank 0 saves
     python torch_tiny.py reference OUT STEPS CONFIG_JSON   # plain torch, one process
     python torch_tiny.py gathered OUT   # GatheredParameters; each rank writes OUT.<rank>
+    python torch_tiny.py deepspeed OUT STEPS   # DeepSpeed's engine (ZR_TINY_DS_CONFIG), rank 0
 
 ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
 with no "optimizer" block in the config; the reference schedules the same way when its config
@@ -116,7 +117,7 @@ def engine_run(out, steps, config=None):
     ga = engine.gradient_accumulation_steps
     micro = BATCH // (engine.world_size * ga)
     x, y = data()
-    norms = []
+    norms, losses = [], []
     resumed = None
     if os.environ.get("ZR_TINY_LOAD"):
         path, client = engine.load_checkpoint(os.environ["ZR_TINY_LOAD"])
@@ -130,13 +131,43 @@ def engine_run(out, steps, config=None):
         for m in range(ga):
             at = (m * engine.world_size + engine.global_rank) * micro
             loss = engine(x[at:at + micro], y[at:at + micro])
+            losses.append(float(loss))
             engine.backward(loss)
             engine.step()
         norms.append(engine.get_global_grad_norm())
     full = dict(engine.named_full_tensors())
     if engine.global_rank == 0:
-        torch.save({"params": full, "norms": norms, "memory": engine.memory(),
+        torch.save({"params": full, "norms": norms, "losses": losses, "memory": engine.memory(),
                     "resumed": resumed, "max_gathered": engine.max_gathered}, out)
+
+
+def deepspeed_run(out, steps):
+    """The same training on DeepSpeed's engine (the config file ZR_TINY_DS_CONFIG as written):
+    rank 0 saves its losses and its gradient norms."""
+    import deepspeed
+
+    with open(os.environ["ZR_TINY_DS_CONFIG"]) as f:
+        config = json.load(f)
+    net = model()
+    engine, _, _, _ = deepspeed.initialize(
+        model=net, model_parameters=[p for p in net.parameters() if p.requires_grad],
+        config=config)
+    rank, world = engine.global_rank, engine.world_size
+    ga = engine.gradient_accumulation_steps()
+    micro = BATCH // (world * ga)
+    x, y = data()
+    dtype = next(p for p in engine.module.parameters() if p.requires_grad).dtype
+    losses, norms = [], []
+    for _ in range(steps):
+        for m in range(ga):
+            at = (m * world + rank) * micro
+            loss = engine(x[at:at + micro], y[at:at + micro])
+            losses.append(float(loss))
+            engine.backward(loss)
+            engine.step()
+        norms.append(float(engine.get_global_grad_norm()))
+    if rank == 0:
+        torch.save({"losses": losses, "norms": norms, "dtype": str(dtype)}, out)
 
 
 def gathered_run(out):
@@ -188,7 +219,9 @@ def reference_run(out, steps, config):
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--local_rank")]  # DeepSpeed's flag.
-    if args[0] == "gathered":
+    if args[0] == "deepspeed":
+        deepspeed_run(args[1], int(args[2]))
+    elif args[0] == "gathered":
         gathered_run(args[1])
     elif args[0] == "engine":
         engine_run(args[1], int(args[2]), args[3] if len(args) > 3 else None)
