@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "zerorun/dtype.h"
+#include "zerorun/partition.h"
 
 namespace zerorun::ckpt {
 
@@ -19,8 +20,10 @@ absl::StatusOr<Consolidated> ConsolidateWeights(const Manifest& m, bool bf16) {
   }
   ShardReader reader(m);
   nlohmann::json header = nlohmann::json::object();
-  header["__metadata__"] = {{"format", bf16 ? "zerorun fp32 masters rounded to bf16 (nearest even)"
-                                            : "zerorun fp32 masters"},
+  // "format": "pt", as torch's save_file writes it: transformers' from_pretrained refuses others.
+  header["__metadata__"] = {{"format", "pt"},
+                            {"zerorun", bf16 ? "fp32 masters rounded to bf16 (nearest even)"
+                                             : "fp32 masters"},
                             {"tag", m.tag},
                             {"step", std::to_string(m.last_step)},
                             {"world_size", std::to_string(m.world_size)},
@@ -35,7 +38,8 @@ absl::StatusOr<Consolidated> ConsolidateWeights(const Manifest& m, bool bf16) {
       if (absl::Status s = reader.Read(u, offset, offset + numel, 0, values.data()); !s.ok()) {
         return s;
       }
-      const std::string name = absl::StrCat(units[u].value("name", ""), ".", t.value("name", ""));
+      const std::string name =
+          TensorFullName(units[u].value("name", ""), t.value("name", std::string()));
       if (header.contains(name)) {
         return absl::DataLossError(
             absl::StrCat(m.dir, "/manifest.json names tensor ", name, " twice (corrupt)"));

@@ -23,7 +23,7 @@ absl::Status CheckNames(const ckpt::SafetensorsFile& file, const Layout& layout,
   std::vector<std::string> wanted;
   for (const UnitLayout& unit : layout.units()) {
     for (const TensorLayout& t : unit.tensors) {
-      const std::string name = absl::StrCat(unit.name, ".", t.name);
+      const std::string name = TensorFullName(unit.name, t.name);
       wanted.push_back(name);
       auto it = file.entries().find(name);
       const std::vector<uint64_t> shape(t.shape.begin(), t.shape.end());
@@ -70,7 +70,7 @@ absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& com
           const uint64_t lo = std::max<uint64_t>(begin, t.offset);
           const uint64_t hi = std::min<uint64_t>(end, t.offset + t.numel);
           if (lo >= hi) continue;
-          absl::Status s = file->ReadFloats(absl::StrCat(unit.name, ".", t.name), lo - t.offset,
+          absl::Status s = file->ReadFloats(TensorFullName(unit.name, t.name), lo - t.offset,
                                             hi - t.offset, values + (lo - begin));
           if (!s.ok()) return s;
         }

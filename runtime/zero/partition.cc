@@ -30,7 +30,7 @@ absl::StatusOr<Layout> Layout::Build(const std::vector<UnitSpec>& units, int wor
     unit.name = spec.name;
     size_t offset = 0;
     for (const TensorSpec& t : spec.tensors) {
-      const std::string full = absl::StrCat(spec.name, ".", t.name);
+      const std::string full = TensorFullName(spec.name, t.name);
       if (!names.insert(full).second) {
         return absl::InvalidArgumentError(absl::StrCat("tensor '", full, "' registered twice"));
       }

@@ -66,7 +66,7 @@ def assert_close(got, want, tol=1e-5):
 def test_matches_single_process_torch(tmp_path, reference, stage, world, ga, overlap):
     got = train(tmp_path, stage, world, ga, overlap)
     assert_close(got, reference)
-    if stage == 3:  # Never the whole model: "rest" (embedding, head) and one block at most.
+    if stage == 3:  # Never the whole model: the root's unit (embedding, head) and one block.
         assert got["max_gathered"] == 2, got["max_gathered"]
     for mine, theirs in zip(got["norms"], reference["norms"]):
         assert abs(mine - theirs) <= 1e-5 * max(1.0, theirs)
@@ -184,6 +184,30 @@ def test_same_losses_as_deepspeed(tmp_path, stage, dtype):
                      ("norms", 1e-5 if dtype == "fp32" else 1e-2)):
         for mine, ref in zip(got[key], theirs[key]):
             assert abs(mine - ref) <= tol * abs(ref), (key, got[key], theirs[key])
+
+
+def test_consolidated_checkpoint_loads_with_from_pretrained(tmp_path):
+    """A GPT-2 trained at stage 3 on 2 ranks, saved, `zerorun ckpt consolidate`d into the
+    model's own state_dict names: transformers' from_pretrained loads it (no missing or
+    unexpected keys) with exactly the engine's weights."""
+    from transformers import GPT2LMHeadModel
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps(config(3, 2, 1, True)))
+    job = Job(tmp_path, "torch-consolidate")
+    job.run(["--config", str(ds), PYTHON, script("torch_hf_save.py"), str(tmp_path)],
+            hostfile=str(hosts), timeout=300)
+    done = job.zerorun("ckpt", "consolidate", str(tmp_path / "ckpt"), "--out",
+                       str(tmp_path / "hf" / "model.safetensors"), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    model, info = GPT2LMHeadModel.from_pretrained(str(tmp_path / "hf"), output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [], info
+    full = torch.load(str(tmp_path / "engine.pt"), weights_only=True)
+    state = model.state_dict()
+    for name, value in full.items():
+        assert torch.equal(state[name], value), name
 
 
 def test_refuses_what_it_cannot_honour():

@@ -84,7 +84,9 @@ class Engine:
         self.lr_scheduler = lr_scheduler
         adam, decay = _adam_of(optimizer, model) if optimizer is not None else ([], {})
         decay.update(_group_decay(model_parameters))
-        spec = [(name, [(pname, list(p.shape), decay.get(id(p), -1.0)) for pname, p in ps])
+        # Tensor names relative to their unit: the engine's "<unit>.<tensor>" is the state_dict key.
+        spec = [(name, [(_relative(name, pname), list(p.shape), decay.get(id(p), -1.0))
+                         for pname, p in ps])
                 for name, _, ps in self._units]
         self._bridge = _bridge_class()(path, spec, adam)
         if optimizer is not None and "optimizer" in json.loads(self._bridge.config_json):
@@ -408,6 +410,11 @@ class GatheredParameters:
                     engine._resident[u] = False
                     engine._gather(u, False)
         return False
+
+
+def _relative(unit, name):
+    """A parameter's name inside its unit (the unit's prefix off, where it has it)."""
+    return name[len(unit) + 1:] if unit and name.startswith(unit + ".") else name
 
 
 def _tensors(value):

@@ -3,7 +3,9 @@
 A unit is one flat buffer in libzerorun (gathered, reduced and stepped as one). The default
 policy makes each element of the model's largest list of repeated blocks (an nn.ModuleList
 whose children share one class: GPT-2's transformer.h, Llama's model.layers) a unit, and every
-other trainable parameter one more unit, "rest", owned by the root module. Frozen parameters
+other trainable parameter one more unit, the root's, named "" (so that a tensor's model-wide name,
+"<unit>.<tensor>" or the tensor's own in the root's unit, is its state_dict key, and `zerorun
+ckpt consolidate` writes the model's own names). Frozen parameters
 (requires_grad False) stay ordinary torch tensors: they are not sharded or stepped.
 """
 
@@ -22,7 +24,8 @@ def _repeated_blocks(model):
 
 
 def default_units(model):
-    """[(unit name, owning module, [(parameter name, parameter)])], "rest" first.
+    """[(unit name, owning module, [(parameter name, parameter)])], the root's unit ("") first;
+    parameter names are the model's (state_dict keys).
 
     Parameters are trainable ones only, each once (tied parameters belong to the first unit that
     reaches them), in named_parameters() order within a unit.
@@ -45,5 +48,5 @@ def default_units(model):
         if p.requires_grad and id(p) not in seen:
             seen.add(id(p))
             rest.append((pname, p))
-    units = [("rest", model, rest)] if rest else []
+    units = [("", model, rest)] if rest else []
     return units + blocks

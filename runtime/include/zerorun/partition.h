@@ -22,6 +22,13 @@ struct TensorSpec {
   float weight_decay = -1;
 };
 
+// A tensor's model-wide name, as checkpoints, consolidation and imports use it: "<unit>.<tensor>",
+// or the tensor's own name in a unit named "" (a model's root: zerorun.torch names tensors by
+// their state_dict keys relative to the unit, so consolidation writes the model's own names).
+inline std::string TensorFullName(const std::string& unit, const std::string& tensor) {
+  return unit.empty() ? tensor : unit + "." + tensor;
+}
+
 struct UnitSpec {
   std::string name;
   std::vector<TensorSpec> tensors;
