@@ -210,6 +210,30 @@ def test_consolidated_checkpoint_loads_with_from_pretrained(tmp_path):
         assert torch.equal(state[name], value), name
 
 
+def test_training_data_loader(tmp_path):
+    """initialize(training_data=...) gives each of 2 ranks DeepSpeed's share: micro batches of
+    the config's size, the ranks' samples disjoint and together the whole dataset."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps(config(2, 2, 1, True)))  # Micro batch 6.
+    code = f"""
+import json, os, torch, zerorun.torch
+engine, _, loader, _ = zerorun.torch.initialize(
+    model=torch.nn.Linear(2, 2), training_data=torch.utils.data.TensorDataset(torch.arange(24)))
+seen = [b[0].tolist() for b in loader]
+json.dump(seen, open(os.path.join({str(tmp_path)!r}, "seen.%d" % engine.global_rank), "w"))
+"""
+    Job(tmp_path, "torch-loader").run(["--config", str(ds), PYTHON, "-c", code],
+                                      hostfile=str(hosts), timeout=300)
+    seen = [json.load(open(tmp_path / f"seen.{r}")) for r in range(2)]
+    for batches in seen:
+        assert [len(b) for b in batches] == [6, 6]
+    flat = [sorted(sum(batches, [])) for batches in seen]
+    assert not set(flat[0]) & set(flat[1])
+    assert sorted(flat[0] + flat[1]) == list(range(24))
+
+
 def test_refuses_what_it_cannot_honour():
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python"))
     env.pop("ZERORUN_CONFIG", None)

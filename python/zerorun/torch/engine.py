@@ -15,7 +15,8 @@ Three points in torch drive the engine (the pattern of DeepSpeed ZeRO-3 and FSDP
 Engine.step() at an accumulation boundary runs the engine's step: average, unscale, norm,
 clip, AdamW on this rank's fp32 shard, write-back and share.
 
-Checkpoints are libzerorun's (atomic, sha256-checked, loadable at any world size and stage).
+initialize(training_data=...) returns DeepSpeed's loader: this rank's share of the data
+(DistributedSampler, seed 0) in micro batches of the config's size. Checkpoints are libzerorun's (atomic, sha256-checked, loadable at any world size and stage).
 The optimizer is the config's "optimizer" block or the hyper-parameters of a torch AdamW (Adam
 without weight decay) given to initialize, whose lr a torch lr_scheduler may move (the engine
 steps the scheduler after each optimizer step, as DeepSpeed does); param groups (of that
@@ -102,6 +103,7 @@ class Engine:
         self.stage = b.stage
         self.global_rank, self.world_size = b.rank, b.world_size
         self.gradient_accumulation_steps = b.accumulation_steps
+        self.micro_batch = b.micro_batch  # train_micro_batch_size_per_gpu
         self.micro_steps = 0
         self.global_steps = 0
         self._grad_norm = None
@@ -355,7 +357,7 @@ class Engine:
 
 
 def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=None,
-               config=None, config_params=None, training_data=None):
+               config=None, config_params=None, training_data=None, collate_fn=None):
     """DeepSpeed's initialize: returns (engine, optimizer, dataloader, lr_scheduler)."""
     if model is None:
         raise ValueError("zerorun.torch.initialize: model= is required")
@@ -365,14 +367,18 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
                          "\"scheduler\" block")
     if callable(lr_scheduler) and not hasattr(lr_scheduler, "step"):
         lr_scheduler = lr_scheduler(optimizer)  # DeepSpeed accepts a scheduler factory.
-    if training_data is not None:
-        raise ValueError("zerorun.torch.initialize: training_data is not supported yet: build "
-                         "the DataLoader yourself (DistributedSampler with the engine's "
-                         "global_rank and world_size)")
     engine = Engine(model, config if config is not None else config_params,
                     optimizer=optimizer, lr_scheduler=lr_scheduler,
                     model_parameters=model_parameters)
-    return engine, optimizer, None, lr_scheduler
+    loader = None
+    if training_data is not None:
+        # DeepSpeed's deepspeed_io: this rank's part of the data (DistributedSampler over the
+        # data-parallel ranks, shuffled with seed 0) in micro batches of the config's size.
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            training_data, num_replicas=engine.world_size, rank=engine.global_rank)
+        loader = torch.utils.data.DataLoader(training_data, batch_size=engine.micro_batch,
+                                             sampler=sampler, collate_fn=collate_fn)
+    return engine, optimizer, loader, lr_scheduler
 
 
 class GatheredParameters:
