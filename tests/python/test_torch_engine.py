@@ -24,9 +24,10 @@ def config(stage, world, ga, overlap, extra=None):
             **(extra or {})}
 
 
-def train(tmp_path, stage, world, ga, overlap, extra=None, env=None, name="engine", drop=()):
+def train(tmp_path, stage, world, ga, overlap, extra=None, env=None, name="engine", drop=(),
+          status=None):
     """The engine under zerorun on `world` local ranks; rank 0's saved results. `drop`: config
-    keys left out."""
+    keys left out; `status`: a list to receive `zerorun status --json` after the job."""
     hosts = tmp_path / "hosts"
     hosts.write_text(f"localhost slots={world}\n")
     ds = tmp_path / "ds.json"
@@ -36,6 +37,8 @@ def train(tmp_path, stage, world, ga, overlap, extra=None, env=None, name="engin
     job = Job(tmp_path, f"torch-{name}-s{stage}-w{world}-ga{ga}", env=env)
     job.run(["--config", str(ds), PYTHON, script("torch_tiny.py"), "engine", out, str(STEPS)],
             hostfile=str(hosts), timeout=300)
+    if status is not None:
+        status.append(job.status())
     return torch.load(out, weights_only=True)
 
 
@@ -64,7 +67,13 @@ def assert_close(got, want, tol=1e-5):
     (0, 2, 1, False), (1, 2, 1, True), (2, 2, 1, True), (3, 2, 1, True),
     (0, 3, 2, False), (1, 3, 2, False), (2, 3, 2, False), (3, 3, 2, False), (3, 1, 2, True)])
 def test_matches_single_process_torch(tmp_path, reference, stage, world, ga, overlap):
-    got = train(tmp_path, stage, world, ga, overlap)
+    status = []
+    got = train(tmp_path, stage, world, ga, overlap, status=status)
+    # zerorun status got every rank's steps with no call from the script.
+    for rank in status[0]["ranks"]:
+        assert rank["step"] == STEPS and rank["tokens_per_second"] > 0, rank
+        assert rank["memory_bytes"] > 0 and rank["step_times"]["seconds"] > 0, rank
+        assert abs(rank["loss"] - got["losses"][-1]) < 1.0, rank
     assert_close(got, reference)
     if stage == 3:  # Never the whole model: the root's unit (embedding, head) and one block.
         assert got["max_gathered"] == 2, got["max_gathered"]
