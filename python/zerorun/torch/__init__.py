@@ -11,7 +11,8 @@ them, and the optimizer (AdamW on the CPU), clipping, loss scaling and ZeRO's co
 C++. See zerorun/torch/engine.py for the engine and what is not supported yet.
 """
 
-from zerorun.torch.engine import Engine, GatheredParameters, initialize
+from zerorun.torch.engine import Engine, initialize
+from zerorun.torch.gathered import GatheredParameters
 from zerorun.torch.units import default_units
 
 __all__ = ["Engine", "GatheredParameters", "initialize", "default_units"]

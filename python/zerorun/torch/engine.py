@@ -16,14 +16,10 @@ Engine.step() at an accumulation boundary runs the engine's step: average, unsca
 clip, AdamW on this rank's fp32 shard, write-back and share.
 
 initialize(training_data=...) returns DeepSpeed's loader: this rank's share of the data
-(DistributedSampler, seed 0) in micro batches of the config's size. Checkpoints are libzerorun's (atomic, sha256-checked, loadable at any world size and stage).
-The optimizer is the config's "optimizer" block or the hyper-parameters of a torch AdamW (Adam
-without weight decay) given to initialize, whose lr a torch lr_scheduler may move (the engine
-steps the scheduler after each optimizer step, as DeepSpeed does); param groups (of that
-optimizer, or model_parameters dicts as HF Trainer builds them) may differ in weight_decay, which
-the engine applies per parameter. Not yet supported (refused with the fix, never trained
-differently): other torch optimizers, param groups that differ in lr, betas or eps,
-zero_init and GatheredParameters, parameters on several devices.
+(DistributedSampler, seed 0) in micro batches of the config's size. Checkpoints are libzerorun's
+(atomic, sha256-checked, loadable at any world size and stage). The optimizer: see optim.py.
+Not yet supported (refused with the fix, never trained differently): zero_init, parameters on
+several devices.
 """
 
 import base64
@@ -34,6 +30,7 @@ import tempfile
 
 import torch
 
+from zerorun.torch.optim import adam_of, group_decay
 from zerorun.torch.units import default_units
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -83,8 +80,8 @@ class Engine:
         path = _config_path(config)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        adam, decay = _adam_of(optimizer, model) if optimizer is not None else ([], {})
-        decay.update(_group_decay(model_parameters))
+        adam, decay = adam_of(optimizer, model) if optimizer is not None else ([], {})
+        decay.update(group_decay(model_parameters))
         # Tensor names relative to their unit: the engine's "<unit>.<tensor>" is the state_dict key.
         spec = [(name, [(_relative(name, pname), list(p.shape), decay.get(id(p), -1.0))
                          for pname, p in ps])
@@ -381,43 +378,6 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
     return engine, optimizer, loader, lr_scheduler
 
 
-class GatheredParameters:
-    """DeepSpeed's zero.GatheredParameters: inside the block the given parameters are whole on
-    every rank (stage 3 gathers their units; stages 0-2 have them already). With modifier_rank,
-    that rank's values when the block ends become everyone's, in the fp32 masters too (a
-    collective: every rank enters the block). Parameters the engine does not hold (frozen ones)
-    are left alone."""
-
-    def __init__(self, params, modifier_rank=None, fwd_module=None, enabled=True):
-        params = [params] if torch.is_tensor(params) else list(params or [])
-        self._held = [p._zerorun + (p,) for p in params if enabled and hasattr(p, "_zerorun")]
-        self._modifier = modifier_rank
-        self._units = sorted({(id(e), u): (e, u) for e, u, _, _ in self._held}.values(),
-                             key=lambda eu: eu[1])
-
-    def __enter__(self):
-        for engine, u in self._units:
-            if engine.stage == 3:
-                engine._gather(u, False)
-            engine._pins[u] += 1
-        return self
-
-    def __exit__(self, *exc):
-        modified = self._modifier is not None and exc[0] is None
-        if modified:
-            for engine, u, t, p in self._held:
-                values = p.detach().to(torch.float32).contiguous()
-                engine._bridge.set_tensor(u, t, values, self._modifier)
-        for engine, u in self._units:
-            engine._pins[u] -= 1
-            if engine.stage == 3:
-                engine._free(u)  # Unless an outer block still pins it: then refill it.
-                if modified and engine._resident[u]:
-                    engine._resident[u] = False
-                    engine._gather(u, False)
-        return False
-
-
 def _relative(unit, name):
     """A parameter's name inside its unit (the unit's prefix off, where it has it)."""
     return name[len(unit) + 1:] if unit and name.startswith(unit + ".") else name
@@ -432,53 +392,3 @@ def _tensors(value):
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
     return []
-
-
-def _adam_of(optimizer, model):
-    """[beta1, beta2, eps, weight_decay] of a torch Adam / AdamW the engine can run as its AdamW,
-    or ValueError naming what differs and the fix."""
-    kind = type(optimizer).__name__
-    if kind not in ("AdamW", "Adam"):
-        raise ValueError(f"zerorun.torch.initialize: optimizer {kind} is not supported: the "
-                         "engine runs AdamW (torch.optim.AdamW, or Adam without weight_decay), "
-                         "or use the config's \"optimizer\" block")
-    groups = optimizer.param_groups
-    keys = ("lr", "betas", "eps")  # weight_decay may differ: per parameter in the engine.
-    first = {k: groups[0][k] for k in keys}
-    for i, g in enumerate(groups[1:], 1):
-        for k in keys:
-            if g[k] != first[k]:
-                raise ValueError(
-                    f"zerorun.torch.initialize: the optimizer's param_groups differ in {k} "
-                    f"({first[k]} in group 0, {g[k]} in group {i}); the engine runs one {k} "
-                    "for every parameter for now (weight_decay may differ): use one value")
-    for g in groups:
-        if g.get("amsgrad") or g.get("maximize"):
-            raise ValueError(f"zerorun.torch.initialize: {kind}(amsgrad/maximize=True) is not "
-                             "supported")
-        if kind == "Adam" and g["weight_decay"] != 0:
-            raise ValueError("zerorun.torch.initialize: torch.optim.Adam with weight_decay "
-                             f"{g['weight_decay']} adds L2 to the gradient, which the engine's "
-                             "AdamW does not do: use torch.optim.AdamW (decoupled decay)")
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    listed = {id(p) for g in groups for p in g["params"]}
-    if listed != trainable:
-        raise ValueError("zerorun.torch.initialize: the optimizer's parameters are not the "
-                         f"model's trainable ones ({len(listed)} vs {len(trainable)}): build it "
-                         "over [p for p in model.parameters() if p.requires_grad]")
-    adam = [float(first["betas"][0]), float(first["betas"][1]), float(first["eps"]),
-            float(groups[0]["weight_decay"])]
-    return adam, {id(p): float(g["weight_decay"]) for g in groups for p in g["params"]}
-
-
-def _group_decay(model_parameters):
-    """{id(param): weight_decay} of DeepSpeed-style model_parameters groups (dicts with
-    "params" and "weight_decay", as HF Trainer passes them); {} for a plain iterable."""
-    if model_parameters is None:
-        return {}
-    groups = list(model_parameters)
-    out = {}
-    for g in groups:
-        if isinstance(g, dict) and "weight_decay" in g:
-            out.update({id(p): float(g["weight_decay"]) for p in g["params"]})
-    return out
