@@ -243,6 +243,26 @@ json.dump(seen, open(os.path.join({str(tmp_path)!r}, "seen.%d" % engine.global_r
     assert sorted(flat[0] + flat[1]) == list(range(24))
 
 
+@pytest.mark.parametrize("kind", ["tiny", "gpt2", "llama"])
+def test_zero_init(tmp_path, kind):
+    """A model built under zerorun.torch.zero_init() (every parameter on the meta device) is made
+    one unit at a time at initialize (stage 3, 2 ranks): constants as registered (norms: 1 and
+    0), the rest as the model initialises it (transformers: std 0.02), nothing left unset, and
+    training from those weights equals torch started from them within 1e-5."""
+    env = {"ZR_TINY_MODEL": kind}
+    got = train(tmp_path, 3, 2, 1, True, env={**env, "ZR_TINY_ZERO_INIT": "1"})
+    init = got["init"]
+    assert not any(torch.isnan(v).any() for v in init.values())
+    for name, v in init.items():
+        if name.endswith("norm.weight") or ".ln_" in name and name.endswith("weight"):
+            assert torch.all(v == 1.0), name
+        if kind != "tiny" and v.dim() == 2 and "wpe" not in name:
+            assert 0.012 < v.std().item() < 0.028, (name, v.std().item())
+    torch.save({"init": init}, str(tmp_path / "init.pt"))
+    want = reference_of(tmp_path, env={**env, "ZR_TINY_INIT": str(tmp_path / "init.pt")})
+    assert_close(got, want)
+
+
 def test_refuses_what_it_cannot_honour():
     env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python"))
     env.pop("ZERORUN_CONFIG", None)
@@ -262,13 +282,25 @@ for kwargs in cases:
         print("accepted")
     except ValueError as e:
         print("refused:", e)
+class Odd(torch.nn.Module):  # A parameter only its constructor's random draw sets.
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.randn(3))
+with zerorun.torch.zero_init():
+    odd = Odd()
+try:
+    zerorun.torch.initialize(model=odd, config={"train_micro_batch_size_per_gpu": 1})
+    print("accepted")
+except ValueError as e:
+    print("refused:", e)
 """
     done = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 4, done.stdout
+    assert len(lines) == 5, done.stdout
     assert "optimizer SGD is not supported" in lines[0] and "AdamW" in lines[0]
     assert "weight_decay 0.1 adds L2" in lines[1] and "torch.optim.AdamW" in lines[1]
     assert "param_groups differ in lr" in lines[2] and "use one value" in lines[2]
     assert "no config" in lines[3] and "zerorun --config" in lines[3]
+    assert "parameter scale (3,) has no initial value" in lines[4] and "init_fn" in lines[4]

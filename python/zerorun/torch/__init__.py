@@ -14,5 +14,6 @@ C++. See zerorun/torch/engine.py for the engine and what is not supported yet.
 from zerorun.torch.engine import Engine, initialize
 from zerorun.torch.gathered import GatheredParameters
 from zerorun.torch.units import default_units
+from zerorun.torch.zero_init import zero_init
 
-__all__ = ["Engine", "GatheredParameters", "initialize", "default_units"]
+__all__ = ["Engine", "GatheredParameters", "initialize", "default_units", "zero_init"]

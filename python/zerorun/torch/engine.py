@@ -18,8 +18,8 @@ clip, AdamW on this rank's fp32 shard, write-back and share.
 initialize(training_data=...) returns DeepSpeed's loader: this rank's share of the data
 (DistributedSampler, seed 0) in micro batches of the config's size. Checkpoints are libzerorun's
 (atomic, sha256-checked, loadable at any world size and stage). The optimizer: see optim.py.
-Not yet supported (refused with the fix, never trained differently): zero_init, parameters on
-several devices.
+A model built under zero_init() (zero_init.py) is made one unit at a time. Not yet supported
+(refused with the fix, never trained differently): parameters on several devices.
 """
 
 import base64
@@ -32,6 +32,7 @@ import torch
 
 from zerorun.torch.optim import adam_of, group_decay
 from zerorun.torch.units import default_units
+from zerorun.torch.zero_init import materialize
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -67,9 +68,9 @@ class Engine:
     """DeepSpeed's engine verbs over libzerorun (see the module's docstring)."""
 
     def __init__(self, model, config=None, units=None, optimizer=None, lr_scheduler=None,
-                 model_parameters=None):
+                 model_parameters=None, init_fn=None):
         params = list(model.parameters())
-        if any(p.device.type != "cpu" for p in params):
+        if any(p.device.type not in ("cpu", "meta") for p in params):
             raise ValueError("zerorun.torch runs CPU ranks for now: the model has parameters on "
                              f"{sorted({str(p.device) for p in params})}; build it on the CPU "
                              "(the CUDA path is issue 30)")
@@ -108,10 +109,16 @@ class Engine:
         self._tokens = 0
         self._offsets = [b.offsets(u) for u in range(len(self._units))]
         self._shapes = [[tuple(p.shape) for _, p in ps] for _, _, ps in self._units]
-        # The initial weights: rank 0's, broadcast (DeepSpeed does the same), in fp32.
+        # The initial weights: rank 0's, broadcast (DeepSpeed does the same), in fp32; a model
+        # built under zero_init is made one unit at a time here and dropped again.
+        owners = _unit_modules(model, self._units)
         for u, (_, _, ps) in enumerate(self._units):
+            materialize(model, owners[u], ps, init_fn)
             for t, (_, p) in enumerate(ps):
                 b.set_tensor(u, t, p.detach().to(torch.float32).contiguous())
+                p.data = torch.empty(0, dtype=p.dtype)
+        frozen = [(n, p) for n, p in model.named_parameters() if not p.requires_grad]
+        materialize(model, list(model.modules()), frozen, init_fn)
         for _, _, ps in self._units:
             for _, p in ps:
                 p.grad = None
@@ -354,7 +361,8 @@ class Engine:
 
 
 def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=None,
-               config=None, config_params=None, training_data=None, collate_fn=None):
+               config=None, config_params=None, training_data=None, collate_fn=None,
+               init_fn=None):
     """DeepSpeed's initialize: returns (engine, optimizer, dataloader, lr_scheduler)."""
     if model is None:
         raise ValueError("zerorun.torch.initialize: model= is required")
@@ -366,7 +374,7 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
         lr_scheduler = lr_scheduler(optimizer)  # DeepSpeed accepts a scheduler factory.
     engine = Engine(model, config if config is not None else config_params,
                     optimizer=optimizer, lr_scheduler=lr_scheduler,
-                    model_parameters=model_parameters)
+                    model_parameters=model_parameters, init_fn=init_fn)
     loader = None
     if training_data is not None:
         # DeepSpeed's deepspeed_io: this rank's part of the data (DistributedSampler over the
@@ -376,6 +384,21 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
         loader = torch.utils.data.DataLoader(training_data, batch_size=engine.micro_batch,
                                              sampler=sampler, collate_fn=collate_fn)
     return engine, optimizer, loader, lr_scheduler
+
+
+def _unit_modules(model, units):
+    """Per unit, the modules whose initialisation makes its parameters: a block's subtree; for
+    the root's unit every module outside the blocks."""
+    inside = set()
+    out = []
+    for _, module, _ in units:
+        if module is not model:
+            out.append(list(module.modules()))
+            inside.update(id(m) for m in module.modules())
+        else:
+            out.append(None)
+    rest = [m for m in model.modules() if id(m) not in inside]
+    return [rest if o is None else o for o in out]
 
 
 def _relative(unit, name):

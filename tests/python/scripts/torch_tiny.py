@@ -11,7 +11,8 @@ equal slice, so the mean of the slices' mean losses is the global batch's mean l
     python torch_tiny.py gathered OUT   # GatheredParameters; each rank writes OUT.<rank>
     python torch_tiny.py deepspeed OUT STEPS   # DeepSpeed's engine (ZR_TINY_DS_CONFIG), rank 0
 
-ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
+ZR_TINY_ZERO_INIT=1 (engine) builds the model under zerorun.torch.zero_init(); ZR_TINY_INIT=FILE
+(reference) starts from the initial weights an engine run saved. ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
 with no "optimizer" block in the config; the reference schedules the same way when its config
 has "scheduled": true. ZR_TINY_TORCH_OPT=groups: an AdamW over HF Trainer's two param groups
 (weight decay 0.1 on matrices, 0 on biases and norms); the reference's with "groups": true. Checkpoints (engine mode): ZR_TINY_LOAD=DIR resumes from DIR's latest first; ZR_TINY_SAVE=DIR:K
@@ -104,7 +105,12 @@ def groups(net):
 def engine_run(out, steps, config=None):
     import zerorun.torch
 
-    net = model()
+    if os.environ.get("ZR_TINY_ZERO_INIT"):
+        with zerorun.torch.zero_init():
+            net = model()
+        assert all(p.is_meta for p in net.parameters())  # Nothing held yet.
+    else:
+        net = model()
     opt = sched = None
     if os.environ.get("ZR_TINY_TORCH_OPT") == "groups":
         opt = torch.optim.AdamW(groups(net), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
@@ -119,6 +125,9 @@ def engine_run(out, steps, config=None):
     x, y = data()
     norms, losses = [], []
     resumed = None
+    init = dict(engine.named_full_tensors())  # The weights the engine starts from.
+    init.update({n: p.detach().float() for n, p in engine.module.named_parameters()
+                 if not p.requires_grad})
     if os.environ.get("ZR_TINY_LOAD"):
         path, client = engine.load_checkpoint(os.environ["ZR_TINY_LOAD"])
         assert path is not None and client["at"] == engine.global_steps, (path, client)
@@ -138,6 +147,7 @@ def engine_run(out, steps, config=None):
     full = dict(engine.named_full_tensors())
     if engine.global_rank == 0:
         torch.save({"params": full, "norms": norms, "losses": losses, "memory": engine.memory(),
+                    "init": init,
                     "resumed": resumed, "max_gathered": engine.max_gathered}, out)
 
 
@@ -195,6 +205,9 @@ def gathered_run(out):
 
 def reference_run(out, steps, config):
     net = model()
+    if os.environ.get("ZR_TINY_INIT"):  # Start from an engine run's initial weights.
+        init = torch.load(os.environ["ZR_TINY_INIT"], weights_only=True)["init"]
+        net.load_state_dict(init, strict=False)
     opt_params = config["optimizer"]["params"]
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(groups(net) if config.get("groups") else trainable,
