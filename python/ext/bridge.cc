@@ -127,13 +127,13 @@ class Bridge {
   std::string config_json() const { return ctx_.config.dump(); }
   const std::vector<std::string>& notes() const { return notes_; }
   float lr_at(int64_t step) const { return lr_.At(step); }
-  float loss_scale() const { return engine_->loss_scale(); }
-  int64_t last_step() const { return engine_->last_step(); }
+  float loss_scale() const { return E()->loss_scale(); }
+  int64_t last_step() const { return E()->last_step(); }
 
   // [(offset, numel)] of the unit's tensors in its flat buffer (and gradient slot).
   std::vector<std::pair<size_t, size_t>> offsets(size_t unit) const {
     std::vector<std::pair<size_t, size_t>> out;
-    for (const TensorLayout& t : engine_->layout().units().at(unit).tensors) {
+    for (const TensorLayout& t : E()->layout().units().at(unit).tensors) {
       out.emplace_back(t.offset, t.numel);
     }
     return out;
@@ -143,21 +143,21 @@ class Bridge {
   // GatheredParameters modifier's values), then SetTensor (masters and working weights).
   void set_tensor(size_t unit, size_t tensor, FloatIn values, int root) {
     nb::gil_scoped_release unlocked;
-    const TensorLayout& t = engine_->layout().units().at(unit).tensors.at(tensor);
+    const TensorLayout& t = E()->layout().units().at(unit).tensors.at(tensor);
     if (values.size() != t.numel) {
       Check(absl::InvalidArgumentError(
           absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", values.size())));
     }
-    Check(engine_->Sync());
+    Check(E()->Sync());
     Check(ctx_.comm->Broadcast(HostView(values.data(), values.size()), root).Wait());
-    Check(engine_->SetTensor(unit, tensor, values.data()));
+    Check(E()->SetTensor(unit, tensor, values.data()));
   }
 
   // The full fp32 values of a tensor (a collective at stages 1-3 and with 16-bit weights).
   void get_tensor(size_t unit, size_t tensor, FloatIn out) {
     nb::gil_scoped_release unlocked;
-    Check(engine_->Sync());
-    Check(engine_->GetTensor(unit, tensor, out.data()));
+    Check(E()->Sync());
+    Check(E()->GetTensor(unit, tensor, out.data()));
   }
 
   // Acquires `unit` for a pass (stage 3: gathers it) and returns its flat working weights.
@@ -165,7 +165,7 @@ class Bridge {
     BufferView w;
     {
       nb::gil_scoped_release unlocked;
-      UnitGuard g = Take(engine_->Acquire(unit, backward ? Pass::kBackward : Pass::kForward));
+      UnitGuard g = Take(E()->Acquire(unit, backward ? Pass::kBackward : Pass::kForward));
       w = g.weights();
       guards_.at(unit).push_back(std::move(g));
     }
@@ -180,7 +180,7 @@ class Bridge {
     held.pop_back();
   }
 
-  void keep_for_backward(size_t unit, bool keep) { engine_->KeepForBackward(unit, keep); }
+  void keep_for_backward(size_t unit, bool keep) { E()->KeepForBackward(unit, keep); }
 
   // The unit's gradient slot in the working dtype (zeroed, or the accumulating fp32 buffer at
   // fp32 stages 0-1): add the unit's gradients in, then grads_ready.
@@ -188,14 +188,14 @@ class Bridge {
     BufferView g;
     {
       nb::gil_scoped_release unlocked;
-      g = Take(engine_->WorkingGrads(unit));
+      g = Take(E()->WorkingGrads(unit));
     }
     return View(g);
   }
 
   void grads_ready(size_t unit) {
     nb::gil_scoped_release unlocked;
-    Check(engine_->GradsReady(unit));
+    Check(E()->GradsReady(unit));
   }
 
   // The optimizer step; under zerorun the step, loss, tokens/s (`tokens` this rank fed since
@@ -204,14 +204,14 @@ class Bridge {
     StepResult r;
     {
       nb::gil_scoped_release unlocked;
-      r = Take(engine_->Step(step, lr, value));
+      r = Take(E()->Step(step, lr, value));
       const absl::Time now = absl::Now();
       const double seconds = absl::ToDoubleSeconds(now - last_step_at_);
       last_step_at_ = now;
       if (ctx_.coordinator != nullptr) {
         (void)ctx_.coordinator->ReportStep(step, r.mean_value, seconds > 0 ? tokens / seconds : 0,
-                                           static_cast<int64_t>(engine_->Memory().total()),
-                                           &engine_->step_times());
+                                           static_cast<int64_t>(E()->Memory().total()),
+                                           &E()->step_times());
       }
     }
     nb::dict d;
@@ -225,11 +225,11 @@ class Bridge {
 
   void sync() {
     nb::gil_scoped_release unlocked;
-    Check(engine_->Sync());
+    Check(E()->Sync());
   }
 
   nb::dict memory() const {
-    const MemoryReport m = engine_->Memory();
+    const MemoryReport m = E()->Memory();
     nb::dict d;
     d["params"] = m.params;
     d["master"] = m.master;
@@ -243,14 +243,23 @@ class Bridge {
     return d;
   }
 
-  std::vector<std::string> take_notices() { return engine_->TakeNotices(); }
+  std::vector<std::string> take_notices() { return E()->TakeNotices(); }
+
+  // Ends the engine now: its memory, threads and swap files (ZeRO-Infinity's directory under
+  // nvme_path) go, and every view handed out dangles (zerorun.torch calls it at exit, when the
+  // interpreter may never free the Bridge). Later calls raise RuntimeError.
+  void close() {
+    nb::gil_scoped_release unlocked;
+    guards_.clear();
+    engine_.reset();
+  }
 
   // libzerorun's checkpoints (collective; between steps, no unit held): <dir>/<tag> with one
   // shard per rank and a manifest holding `client_state` and the effective config; `latest`.
   void save_checkpoint(const std::string& dir, const std::string& tag,
                        const std::string& client_state) {
     nb::gil_scoped_release unlocked;
-    Check(engine_->Sync());
+    Check(E()->Sync());
     Check(SaveCheckpoint(*engine_, *ctx_.comm, dir, tag, client_state, ctx_.config.dump()));
   }
 
@@ -258,11 +267,16 @@ class Bridge {
   // saved client_state. FileNotFoundError when there is none.
   std::string load_checkpoint(const std::string& dir, const std::string& tag) {
     nb::gil_scoped_release unlocked;
-    Check(engine_->Sync());
+    Check(E()->Sync());
     return Take(LoadCheckpoint(*engine_, *ctx_.comm, dir, tag));
   }
 
  private:
+  ZeroEngine* E() const {
+    if (engine_ == nullptr) throw std::runtime_error("this zerorun.torch engine was closed");
+    return engine_.get();
+  }
+
   Torch View(const BufferView& v) {
     const size_t shape[1] = {v.count};
     return Torch(v.data, 1, shape, nb::find(this), nullptr, DlType(v.dtype));
@@ -326,5 +340,6 @@ NB_MODULE(_zerorun, m) {
       .def("memory", &Bridge::memory)
       .def("take_notices", &Bridge::take_notices)
       .def("save_checkpoint", &Bridge::save_checkpoint)
-      .def("load_checkpoint", &Bridge::load_checkpoint);
+      .def("load_checkpoint", &Bridge::load_checkpoint)
+      .def("close", &Bridge::close);
 }

@@ -22,11 +22,13 @@ A model built under zero_init() (zero_init.py) is made one unit at a time. Not y
 (refused with the fix, never trained differently): parameters on several devices.
 """
 
+import atexit
 import base64
 import json
 import os
 import pickle
 import tempfile
+import weakref
 
 import torch
 
@@ -97,6 +99,7 @@ class Engine:
         if isinstance(config, dict) and path != os.environ.get("ZERORUN_CONFIG"):
             os.unlink(path)
         b = self._bridge
+        atexit.register(_close_at_exit, weakref.ref(self))
         self.dtype = _DTYPES[b.dtype]
         self.stage = b.stage
         self.global_rank, self.world_size = b.rank, b.world_size
@@ -316,6 +319,11 @@ class Engine:
         """The engine's memory report (bytes): model states, slots, allocated and peak."""
         return self._bridge.memory()
 
+    def close(self):
+        """Ends the engine now (also at interpreter exit): its memory, threads and swap files
+        go; the module's trainable parameters are unusable afterwards."""
+        self._bridge.close()
+
     # --- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self, save_dir, tag=None, client_state=None, save_latest=True,
                         exclude_frozen_parameters=False):
@@ -384,6 +392,12 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
         loader = torch.utils.data.DataLoader(training_data, batch_size=engine.micro_batch,
                                              sampler=sampler, collate_fn=collate_fn)
     return engine, optimizer, loader, lr_scheduler
+
+
+def _close_at_exit(ref):
+    engine = ref()
+    if engine is not None:
+        engine.close()
 
 
 def _unit_modules(model, units):
