@@ -10,48 +10,7 @@
 set -euo pipefail
 build="$(cd "$1" && pwd)"
 limit_mib=200
-v1=/sys/fs/cgroup/memory
-if [[ "$(id -u)" -ne 0 ]]; then
-  echo "SKIP: needs root to make a memory cgroup"
-  exit 77
-fi
-if [[ -w "${v1}" && -f "${v1}/memory.limit_in_bytes" ]]; then
-  cg="${v1}/zerorun-memtest-$$"
-  mkdir "${cg}"
-  echo $((limit_mib << 20)) >"${cg}/memory.limit_in_bytes"
-  [[ -f "${cg}/memory.memsw.limit_in_bytes" ]] &&
-    echo $((limit_mib << 20)) >"${cg}/memory.memsw.limit_in_bytes"
-  echo 0 >"${cg}/memory.swappiness" 2>/dev/null || true
-  peak() { echo $(($(cat "${cg}/memory.max_usage_in_bytes") >> 20)); }
-  reset_peak() { echo 0 >"${cg}/memory.max_usage_in_bytes"; }
-  ooms() { awk '$1 == "oom_kill" {print $2} END {}' "${cg}/memory.oom_control" | grep . || cat "${cg}/memory.failcnt"; }
-elif grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-  cg="/sys/fs/cgroup/zerorun-memtest-$$"
-  mkdir "${cg}"
-  echo $((limit_mib << 20)) >"${cg}/memory.max"
-  echo 0 >"${cg}/memory.swap.max" 2>/dev/null || true
-  peak() { [[ -f "${cg}/memory.peak" ]] && echo $(($(cat "${cg}/memory.peak") >> 20)) || echo "?"; }
-  reset_peak() { :; }
-  ooms() { awk '$1 == "oom_kill" {print $2}' "${cg}/memory.events"; }
-else
-  echo "SKIP: no writable memory cgroup controller (v1 or v2)"
-  exit 77
-fi
-tmp="$(mktemp -d -p /var/tmp)"  # A disk file system: tmpfs pages would be charged to the cgroup.
-cleanup() {
-  [[ -n "${KEEP_LOGS:-}" ]] && cp "${tmp}"/*.log /tmp/x/ 2>/dev/null
-  if [[ -f "${cg}/cgroup.procs" ]]; then
-    while read -r pid; do kill -9 "${pid}" 2>/dev/null || true; done <"${cg}/cgroup.procs"
-    sleep 0.2
-    rmdir "${cg}" 2>/dev/null || true
-  fi
-  rm -rf "${tmp}"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/memory_cgroup.sh"
 mkdir "${tmp}/nvme"
 echo "localhost slots=1" >"${tmp}/hosts"
 zero='"stage": 3, "overlap_comm": true, "stage3_max_live_parameters": 2000000,

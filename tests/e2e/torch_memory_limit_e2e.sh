@@ -7,51 +7,13 @@
 # memory is OOM-killed under the same limit and zerorun names rank 0 and SIGKILL. Also: the swap
 # directory is empty afterwards, nothing is left in the cgroup. Needs root, the memory
 # controller (exit 77, skipped, otherwise) and the project venv.
-# Usage: torch_memory_limit_e2e.sh BUILD_DIR PYTHON
+# Usage: torch_memory_limit_e2e.sh BUILD_DIR PYTHON  (ZR_TEST_LIMIT_MIB: another limit)
 set -euo pipefail
 build="$(cd "$1" && pwd)"
 python="$2"
 script="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/python/scripts/torch_big.py"
 limit_mib=${ZR_TEST_LIMIT_MIB:-832}
-v1=/sys/fs/cgroup/memory
-if [[ "$(id -u)" -ne 0 ]]; then
-  echo "SKIP: needs root to make a memory cgroup"
-  exit 77
-fi
-if [[ -w "${v1}" && -f "${v1}/memory.limit_in_bytes" ]]; then
-  cg="${v1}/zerorun-torchmem-$$"
-  mkdir "${cg}"
-  echo $((limit_mib << 20)) >"${cg}/memory.limit_in_bytes"
-  [[ -f "${cg}/memory.memsw.limit_in_bytes" ]] &&
-    echo $((limit_mib << 20)) >"${cg}/memory.memsw.limit_in_bytes"
-  echo 0 >"${cg}/memory.swappiness" 2>/dev/null || true
-  peak() { echo $(($(cat "${cg}/memory.max_usage_in_bytes") >> 20)); }
-  ooms() { awk '$1 == "oom_kill" {print $2}' "${cg}/memory.oom_control" | grep . || cat "${cg}/memory.failcnt"; }
-elif grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-  cg="/sys/fs/cgroup/zerorun-torchmem-$$"
-  mkdir "${cg}"
-  echo $((limit_mib << 20)) >"${cg}/memory.max"
-  echo 0 >"${cg}/memory.swap.max" 2>/dev/null || true
-  peak() { [[ -f "${cg}/memory.peak" ]] && echo $(($(cat "${cg}/memory.peak") >> 20)) || echo "?"; }
-  ooms() { awk '$1 == "oom_kill" {print $2}' "${cg}/memory.events"; }
-else
-  echo "SKIP: no writable memory cgroup controller (v1 or v2)"
-  exit 77
-fi
-tmp="$(mktemp -d -p /var/tmp)"  # A disk file system: tmpfs pages would be charged to the cgroup.
-cleanup() {
-  if [[ -f "${cg}/cgroup.procs" ]]; then
-    while read -r pid; do kill -9 "${pid}" 2>/dev/null || true; done <"${cg}/cgroup.procs"
-    sleep 0.2
-    rmdir "${cg}" 2>/dev/null || true
-  fi
-  rm -rf "${tmp}"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/memory_cgroup.sh"
 mkdir "${tmp}/nvme"
 echo "localhost slots=1" >"${tmp}/hosts"
 zero='"stage": 3, "overlap_comm": true, "stage3_max_live_parameters": 2000000,
