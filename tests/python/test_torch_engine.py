@@ -34,6 +34,17 @@ def test_matches_single_process_torch(tmp_path, reference, stage, world, ga, ove
     assert_close(got, reference)
     if stage == 3:  # Never the whole model: the root's unit (embedding, head) and one block.
         assert got["max_gathered"] == 2, got["max_gathered"]
+    # Model-state bytes per rank: the ZeRO table for fp32 (psi = the trainable elements, padded
+    # to world x alignment per unit), and no full copy of gradients in the slots from stage 2.
+    m, psi = got["memory"], got["numel"]
+    padded = m["optimizer"] * world // 8 if stage > 0 else m["optimizer"] // 8
+    assert psi <= padded <= psi + 4 * world * 64, (psi, m)
+    assert m["params"] == 4 * padded // (world if stage == 3 else 1), m
+    assert m["grads"] == 4 * padded // (world if stage >= 2 else 1), m
+    assert m["master"] == 0 and m["nvme"] == 0, m
+    if stage >= 2:
+        assert m["scratch"] < 4 * psi, m
+    assert m["peak"] >= m["allocated"] > 0, m
     for mine, theirs in zip(got["norms"], reference["norms"]):
         assert abs(mine - theirs) <= 1e-5 * max(1.0, theirs)
 

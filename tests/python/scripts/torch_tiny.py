@@ -147,7 +147,7 @@ def engine_run(out, steps, config=None):
     full = dict(engine.named_full_tensors())
     if engine.global_rank == 0:
         torch.save({"params": full, "norms": norms, "losses": losses, "memory": engine.memory(),
-                    "init": init,
+                    "init": init, "numel": sum(v.numel() for n, v in full.items()),
                     "resumed": resumed, "max_gathered": engine.max_gathered}, out)
 
 
