@@ -153,6 +153,26 @@ class Bridge {
     Check(E()->SetTensor(unit, tensor, values.data()));
   }
 
+  // Adam's m and v of a tensor from their full float32 values (local: every rank passes the
+  // same); then finish_restore.
+  void set_adam(size_t unit, size_t tensor, FloatIn m, FloatIn v) {
+    nb::gil_scoped_release unlocked;
+    const TensorLayout& t = E()->layout().units().at(unit).tensors.at(tensor);
+    if (m.size() != t.numel || v.size() != t.numel) {
+      Check(absl::InvalidArgumentError(absl::StrCat("tensor ", t.name, " has ", t.numel,
+                                                    " elements, not ", m.size(), "/", v.size())));
+    }
+    Check(E()->Sync());
+    Check(E()->SetTensorAdam(unit, tensor, m.data(), v.data()));
+  }
+
+  // Collective: ends an import of masters (set_tensor) and Adam's state (set_adam) at optimizer
+  // step `step`: the working weights are rebuilt from the masters and shared.
+  void finish_restore(int64_t step) {
+    nb::gil_scoped_release unlocked;
+    Check(E()->FinishRestore(step, E()->scaler()));
+  }
+
   // The full fp32 values of a tensor (a collective at stages 1-3 and with 16-bit weights).
   void get_tensor(size_t unit, size_t tensor, FloatIn out) {
     nb::gil_scoped_release unlocked;
@@ -341,5 +361,7 @@ NB_MODULE(_zerorun, m) {
       .def("take_notices", &Bridge::take_notices)
       .def("save_checkpoint", &Bridge::save_checkpoint)
       .def("load_checkpoint", &Bridge::load_checkpoint)
-      .def("close", &Bridge::close);
+      .def("close", &Bridge::close)
+      .def("set_adam", &Bridge::set_adam)
+      .def("finish_restore", &Bridge::finish_restore);
 }

@@ -162,6 +162,25 @@ absl::Status ZeroEngine::SetTensor(size_t unit, size_t tensor, const float* valu
   return WriteMasters(unit, owned.data());
 }
 
+absl::Status ZeroEngine::SetTensorAdam(size_t unit, size_t tensor, const float* m, const float* v) {
+  const auto [lo, hi] = OwnedPart(unit, tensor);
+  if (lo >= hi) return absl::OkStatus();
+  const size_t begin = OwnedBegin(unit), offset = layout_.units()[unit].tensors[tensor].offset;
+  std::vector<float> chunk;
+  return ForEachChunk(unit, [&](size_t k, size_t at, size_t len) -> absl::Status {
+    const size_t from = std::max(lo, begin + at), to = std::min(hi, begin + at + len);
+    if (from >= to) return absl::OkStatus();
+    chunk.resize(len);
+    for (auto [array, values] : {std::pair{StateArray::kM, m}, std::pair{StateArray::kV, v}}) {
+      if (absl::Status s = state_->Read(k, array, chunk.data()); !s.ok()) return s;
+      std::copy(values + (from - offset), values + (to - offset),
+                chunk.data() + (from - begin - at));
+      if (absl::Status s = state_->Write(k, array, chunk.data()); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::Status ZeroEngine::GetTensor(size_t unit, size_t tensor, float* out) {
   if (absl::Status s = Sync(); !s.ok()) return s;
   const UnitLayout& ul = layout_.units()[unit];

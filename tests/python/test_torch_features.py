@@ -1,6 +1,7 @@
 """zerorun.torch (issue 28), what DeepSpeed users call beyond the training loop: a torch
-optimizer and scheduler, param groups, GatheredParameters, DeepSpeed's engine on the same script,
-consolidation for from_pretrained, the data loader, zero_init."""
+optimizer and scheduler, param groups, GatheredParameters, DeepSpeed's engine on the same script
+and its checkpoints going on on zerorun, consolidation for from_pretrained, the data loader,
+zero_init."""
 import json
 import os
 
@@ -139,3 +140,23 @@ def test_zero_init(tmp_path, kind):
     assert_close(got, want)
 
 
+
+
+@pytest.mark.parametrize("ds_stage", [2, 3])
+def test_a_deepspeed_checkpoint_goes_on_on_zerorun(tmp_path, ds_stage):
+    """3 steps on DeepSpeed's engine (ZeRO-2 or ZeRO-3, 2 ranks) and its checkpoint; zerorun.torch
+    on 3 ranks at stage 3 loads it (masters, Adam's state, step) and trains to 6: within 1e-5 of
+    6 steps of single-process torch."""
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps(config(ds_stage, 2, 1, True)))
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    ckpt = str(tmp_path / "ds_ckpt")
+    Job(tmp_path, f"torch-dsckpt-s{ds_stage}",
+        env={"ZR_TINY_DS_CONFIG": str(ds), "ZR_TINY_DS_SAVE": ckpt,
+             "TORCH_EXTENSIONS_DIR": os.path.join(BUILD, "torch_extensions")}).run(
+        ["--config", str(ds), PYTHON, script("torch_tiny.py"), "deepspeed",
+         str(tmp_path / "deepspeed.pt"), "3"], hostfile=str(hosts), timeout=600)
+    got = train(tmp_path, 3, 3, 1, False, env={"ZR_TINY_DS_LOAD": ckpt}, name="from-deepspeed")
+    assert got["resumed"] == 3
+    assert_close(got, reference_of(tmp_path))

@@ -340,6 +340,14 @@ class Engine:
         self._bridge.save_checkpoint(os.fspath(save_dir), tag, json.dumps(state))
         return True
 
+    def load_deepspeed_checkpoint(self, load_dir, tag=None):
+        """Goes on from a DeepSpeed ZeRO-1/2/3 checkpoint (save_checkpoint's directory, `latest`
+        or `tag`): fp32 masters, Adam's state and the step, at any world size and stage (every
+        rank calls it). Returns the step."""
+        from zerorun.torch.deepspeed_ckpt import load_into
+
+        return load_into(self, os.fspath(load_dir), tag)
+
     def load_checkpoint(self, load_dir, tag=None, load_module_strict=True,
                         load_optimizer_states=True, load_lr_scheduler_states=True,
                         load_module_only=False):

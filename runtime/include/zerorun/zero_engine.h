@@ -199,6 +199,10 @@ class ZeroEngine {
   absl::Status Init(const InitFn& fn);
   // Sets tensor `tensor` of `unit` from its full values (numel floats). Local; as Init.
   absl::Status SetTensor(size_t unit, size_t tensor, const float* values);
+  // Sets Adam's m and v of tensor `tensor` of `unit` from their full values (numel floats each):
+  // the part this rank owns. Local, like SetTensor; with it and FinishRestore, another trainer's
+  // optimizer state comes in (zerorun.torch's DeepSpeed checkpoint import).
+  absl::Status SetTensorAdam(size_t unit, size_t tensor, const float* m, const float* v);
   // The full fp32 master values of a tensor. A collective in stages 1-3 (and always with
   // 16-bit weights): every rank calls it with the same arguments.
   absl::Status GetTensor(size_t unit, size_t tensor, float* out);

@@ -10,13 +10,15 @@ equal slice, so the mean of the slices' mean losses is the global batch's mean l
     python torch_tiny.py reference OUT STEPS CONFIG_JSON   # plain torch, one process
     python torch_tiny.py gathered OUT   # GatheredParameters; each rank writes OUT.<rank>
     python torch_tiny.py deepspeed OUT STEPS   # DeepSpeed's engine (ZR_TINY_DS_CONFIG), rank 0
+                                               # (ZR_TINY_DS_SAVE=DIR: its checkpoint at the end)
 
 ZR_TINY_ZERO_INIT=1 (engine) builds the model under zerorun.torch.zero_init(); ZR_TINY_INIT=FILE
 (reference) starts from the initial weights an engine run saved. ZR_TINY_TORCH_OPT=1 (engine) hands initialize a torch AdamW and a LambdaLR (lr / (1 + step)),
 with no "optimizer" block in the config; the reference schedules the same way when its config
 has "scheduled": true. ZR_TINY_TORCH_OPT=groups: an AdamW over HF Trainer's two param groups
 (weight decay 0.1 on matrices, 0 on biases and norms); the reference's with "groups": true. Checkpoints (engine mode): ZR_TINY_LOAD=DIR resumes from DIR's latest first; ZR_TINY_SAVE=DIR:K
-saves after global step K (client_state {"at": K}) and stops there.
+saves after global step K (client_state {"at": K}) and stops there; ZR_TINY_DS_LOAD=DIR goes on
+from a DeepSpeed checkpoint of this script (load_deepspeed_checkpoint).
 """
 import os
 import json
@@ -132,6 +134,8 @@ def engine_run(out, steps, config=None):
         path, client = engine.load_checkpoint(os.environ["ZR_TINY_LOAD"])
         assert path is not None and client["at"] == engine.global_steps, (path, client)
         resumed = engine.global_steps
+    if os.environ.get("ZR_TINY_DS_LOAD"):  # A DeepSpeed checkpoint of this script.
+        resumed = engine.load_deepspeed_checkpoint(os.environ["ZR_TINY_DS_LOAD"])
     save_dir, _, save_at = os.environ.get("ZR_TINY_SAVE", "").partition(":")
     while engine.global_steps < steps:
         if save_dir and engine.global_steps == int(save_at):
@@ -176,6 +180,8 @@ def deepspeed_run(out, steps):
             engine.backward(loss)
             engine.step()
         norms.append(float(engine.get_global_grad_norm()))
+    if os.environ.get("ZR_TINY_DS_SAVE"):
+        engine.save_checkpoint(os.environ["ZR_TINY_DS_SAVE"])
     if rank == 0:
         torch.save({"losses": losses, "norms": norms, "dtype": str(dtype)}, out)
 

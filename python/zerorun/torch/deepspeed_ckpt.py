@@ -1,0 +1,89 @@
+"""A DeepSpeed ZeRO-1/2/3 checkpoint into a zerorun.torch engine, optimizer state included, at
+any world size and ZeRO stage: a run trained with DeepSpeed goes on on zerorun's engine.
+
+DeepSpeed's layout (0.16; its zero_to_fp32.py reads the same): <dir>/<tag>/, one
+zero_pp_rank_<r>_mp_rank_00_optim_states.pt per old rank holding its partition of the fp32
+masters and of Adam's exp_avg / exp_avg_sq, and the parameter names and shapes in
+mp_rank_00_model_states.pt (ZeRO-1/2) or zero_pp_rank_0_mp_rank_00_model_states.pt (ZeRO-3).
+ZeRO-1/2 partition each param group's flat buffer (parameters back to back, padding at the end);
+ZeRO-3 partitions every parameter on its own (ceil(numel / world) each, padded). The files are
+memory-mapped, and each tensor is put together, handed to the engine (the part this rank owns is
+kept) and dropped, so no rank holds the old state whole.
+"""
+
+import glob
+import math
+import os
+import re
+
+import torch
+
+
+def _load(path):
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+
+
+def read_deepspeed(load_dir, tag=None):
+    """(step, {parameter name: (fp32 master, exp_avg, exp_avg_sq)}), tensors made on demand."""
+    if tag is None:
+        with open(os.path.join(load_dir, "latest")) as f:
+            tag = f.read().strip()
+    d = os.path.join(load_dir, str(tag))
+    files = glob.glob(os.path.join(d, "zero_pp_rank_*_mp_rank_00_optim_states.pt"))
+    if not files:
+        raise FileNotFoundError(f"{d}: no DeepSpeed ZeRO checkpoint (zero_pp_rank_*_mp_rank_00_"
+                                "optim_states.pt); give the directory save_checkpoint wrote")
+    files.sort(key=lambda f: int(re.search(r"zero_pp_rank_(\d+)_", f).group(1)))
+    ranks = [_load(f)["optimizer_state_dict"] for f in files]
+    stage = int(ranks[0]["zero_stage"])
+    model = os.path.join(d, "mp_rank_00_model_states.pt" if stage < 3 else
+                         "zero_pp_rank_0_mp_rank_00_model_states.pt")
+    groups = _load(model)["param_shapes"]
+    if stage < 3:
+        state = [r["base_optimizer_state"]["state"] for r in ranks]
+        step = int(state[0][0]["step"])
+        out = {}
+        for g, shapes in enumerate(groups):
+            flat = [torch.cat([r["single_partition_of_fp32_groups"][g] for r in ranks])]
+            flat += [torch.cat([s[g][k] for s in state]) for k in ("exp_avg", "exp_avg_sq")]
+            at = 0
+            for name, shape in shapes.items():
+                n = math.prod(shape)
+                out[name] = tuple(t[at:at + n].view(shape) for t in flat)
+                at += n
+        return step, out
+    world = len(ranks)
+    state = [r["optimizer_state_dict"]["state"] for r in ranks]
+    step = int(state[0][0]["step"])
+    per_rank = [(torch.cat(list(r["fp32_flat_groups"])),
+                 torch.cat([s[i]["exp_avg"] for i in sorted(s)]),
+                 torch.cat([s[i]["exp_avg_sq"] for i in sorted(s)])) for r, s in zip(ranks, state)]
+    out, at = {}, 0
+    for shapes in groups:
+        for name, shape in shapes.items():
+            n = math.prod(shape)
+            part = math.ceil(n / world)
+            out[name] = tuple(torch.cat([p[k][at:at + part] for p in per_rank])[:n].view(shape)
+                              for k in range(3))
+            at += part
+    return step, out
+
+
+def load_into(engine, load_dir, tag=None):
+    """Loads a DeepSpeed checkpoint into `engine` (every rank calls it); returns its step."""
+    step, tensors = read_deepspeed(load_dir, tag)
+    mine = {pname for _, _, ps in engine._units for pname, _ in ps}
+    missing = sorted(mine - set(tensors))
+    if missing:
+        raise ValueError(f"{load_dir}: the DeepSpeed checkpoint has no {missing[:5]} (of "
+                         f"{len(missing)} missing): is it of this model? Its parameters: "
+                         f"{sorted(tensors)[:5]}...")
+    for u, (_, _, ps) in enumerate(engine._units):
+        for t, (pname, _) in enumerate(ps):
+            master, m, v = (x.float().contiguous().reshape(-1) for x in tensors[pname])
+            engine._bridge.set_tensor(u, t, master.clone(), 0)
+            engine._bridge.set_adam(u, t, m, v)
+    engine._bridge.finish_restore(step)
+    engine.global_steps = step
+    engine.micro_steps = step * engine.gradient_accumulation_steps
+    return step
