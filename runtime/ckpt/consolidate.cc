@@ -21,13 +21,13 @@ absl::StatusOr<Consolidated> ConsolidateWeights(const Manifest& m, bool bf16) {
   ShardReader reader(m);
   nlohmann::json header = nlohmann::json::object();
   // "format": "pt", as torch's save_file writes it: transformers' from_pretrained refuses others.
-  header["__metadata__"] = {{"format", "pt"},
-                            {"zerorun", bf16 ? "fp32 masters rounded to bf16 (nearest even)"
-                                             : "fp32 masters"},
-                            {"tag", m.tag},
-                            {"step", std::to_string(m.last_step)},
-                            {"world_size", std::to_string(m.world_size)},
-                            {"stage", std::to_string(m.stage)}};
+  header["__metadata__"] = {
+      {"format", "pt"},
+      {"zerorun", bf16 ? "fp32 masters rounded to bf16 (nearest even)" : "fp32 masters"},
+      {"tag", m.tag},
+      {"step", std::to_string(m.last_step)},
+      {"world_size", std::to_string(m.world_size)},
+      {"stage", std::to_string(m.stage)}};
   std::string data;
   Consolidated out;
   const nlohmann::json units = m.json.value("units", nlohmann::json::array());

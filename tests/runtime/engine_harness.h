@@ -275,8 +275,8 @@ inline Run Reference(int world, const ZeroOptions& options, int steps) {
     for (size_t k = 0; k < run.params.size(); ++k) {
       std::vector<float> gf(g[k].size());
       for (size_t i = 0; i < gf.size(); ++i) gf[i] = static_cast<float>(g[k][i]) * coef;
-      AdamWStepReference(hyper[k], step, gf.size(), run.params[k].data(), gf.data(),
-                         m[k].data(), v[k].data());
+      AdamWStepReference(hyper[k], step, gf.size(), run.params[k].data(), gf.data(), m[k].data(),
+                         v[k].data());
     }
   }
   return run;
