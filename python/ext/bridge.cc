@@ -139,8 +139,9 @@ class Bridge {
     return out;
   }
 
-  // Collective: broadcasts a float32 tensor from `root` in place (rank 0's initial weights, a
-  // GatheredParameters modifier's values), then SetTensor (masters and working weights).
+  // Broadcasts a float32 tensor from `root` in place (a collective: rank 0's initial weights, a
+  // GatheredParameters modifier's values), then SetTensor (masters and working weights). Root
+  // -1: no broadcast, every rank passes the same values (a checkpoint every rank read).
   void set_tensor(size_t unit, size_t tensor, FloatIn values, int root) {
     nb::gil_scoped_release unlocked;
     const TensorLayout& t = E()->layout().units().at(unit).tensors.at(tensor);
@@ -149,7 +150,7 @@ class Bridge {
           absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", values.size())));
     }
     Check(E()->Sync());
-    Check(ctx_.comm->Broadcast(HostView(values.data(), values.size()), root).Wait());
+    if (root >= 0) Check(ctx_.comm->Broadcast(HostView(values.data(), values.size()), root).Wait());
     Check(E()->SetTensor(unit, tensor, values.data()));
   }
 

@@ -81,7 +81,7 @@ def load_into(engine, load_dir, tag=None):
     for u, (_, _, ps) in enumerate(engine._units):
         for t, (pname, _) in enumerate(ps):
             master, m, v = (x.float().contiguous().reshape(-1) for x in tensors[pname])
-            engine._bridge.set_tensor(u, t, master.clone(), 0)
+            engine._bridge.set_tensor(u, t, master, -1)  # Every rank read the same.
             engine._bridge.set_adam(u, t, m, v)
     engine._bridge.finish_restore(step)
     engine.global_steps = step

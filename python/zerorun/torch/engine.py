@@ -90,10 +90,11 @@ class Engine:
                          for pname, p in ps])
                 for name, _, ps in self._units]
         self._bridge = _bridge_class()(path, spec, adam)
-        if optimizer is not None and "optimizer" in json.loads(self._bridge.config_json):
+        effective = json.loads(self._bridge.config_json)
+        if optimizer is not None and "optimizer" in effective:
             raise ValueError("zerorun.torch.initialize: both a torch optimizer and the config's "
                              "\"optimizer\" block: keep one (DeepSpeed refuses both too)")
-        if lr_scheduler is not None and "scheduler" in json.loads(self._bridge.config_json):
+        if lr_scheduler is not None and "scheduler" in effective:
             raise ValueError("zerorun.torch.initialize: both a torch lr_scheduler and the "
                              "config's \"scheduler\" block: keep one")
         if isinstance(config, dict) and path != os.environ.get("ZERORUN_CONFIG"):
