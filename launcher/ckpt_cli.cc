@@ -1,11 +1,16 @@
 // zerorun ckpt: inspect, verify, consolidate and import.
 #include "ckpt_cli.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/exit_codes.h"
@@ -113,15 +118,40 @@ int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
   return kExitOk;
 }
 
-int CkptImportCommand(const std::string& file, const std::string& out_dir, const std::string& tag,
-                      std::ostream& out, std::ostream& err) {
-  const std::string what = "zerorun ckpt import: ";
-  absl::StatusOr<ckpt::SafetensorsFile> weights = ckpt::SafetensorsFile::Open(file);
-  if (!weights.ok()) {
-    err << what << weights.status().message() << "\n";
-    return weights.status().code() == absl::StatusCode::kNotFound ? kExitNoInput : kExitDataErr;
+namespace {
+
+// Runs `python -m zerorun.torch.deepspeed_ckpt dir out` (its stdout and stderr are ours); returns
+// its exit status, 127 when it cannot be started.
+int ConvertDeepSpeed(const std::string& python, const std::string& dir, const std::string& out) {
+  std::vector<std::string> args = {python, "-m", "zerorun.torch.deepspeed_ckpt", dir, out};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execvp(argv[0], argv.data());
+    _exit(127);
   }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return 127;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+int CkptImportCommand(const std::string& source, const std::string& out_dir, const std::string& tag,
+                      const std::string& python, std::ostream& out, std::ostream& err) {
+  const std::string what = "zerorun ckpt import: ";
   std::error_code ec;
+  const bool deepspeed = std::filesystem::is_directory(source, ec);
+  if (!deepspeed) {  // A safetensors file: checked before anything is made.
+    absl::StatusOr<ckpt::SafetensorsFile> weights = ckpt::SafetensorsFile::Open(source);
+    if (!weights.ok()) {
+      err << what << weights.status().message() << "\n";
+      return ExitFor(weights.status());
+    }
+  }
   if (std::filesystem::exists(out_dir + "/latest", ec)) {
     err << what << out_dir << " already holds checkpoints (it has a latest); nothing was written. "
         << "Fix: import into a new or empty directory\n";
@@ -135,30 +165,66 @@ int CkptImportCommand(const std::string& file, const std::string& out_dir, const
   std::filesystem::create_directories(out_dir, ec);
   std::filesystem::remove_all(tmp, ec);
   const std::string copy = tmp + "/weights.safetensors";
-  absl::StatusOr<std::string> sha = absl::InternalError("not copied");
-  if (std::filesystem::create_directory(tmp, ec) && std::filesystem::copy_file(file, copy, ec)) {
-    sha = ckpt::FileSha256(copy);
+  if (!std::filesystem::create_directory(tmp, ec)) {
+    err << what << "cannot create " << tmp << ": " << ec.message() << "\n";
+    return kExitCantCreate;
   }
+  if (deepspeed) {  // Torch pickles: read by the zerorun package in the user's Python.
+    const int rc = ConvertDeepSpeed(python, source, copy);
+    if (rc != 0) {
+      std::filesystem::remove_all(tmp, ec);
+      if (rc == kExitNoInput || rc == kExitDataErr) return rc;
+      err << what << "reading the DeepSpeed checkpoint " << source << " with " << python
+          << " failed (exit " << rc << "); nothing was written. Fix: --python an interpreter "
+          << "with torch and the zerorun package (pip install build/python, or "
+          << "PYTHONPATH=build/python)\n";
+      return kExitSoftware;
+    }
+  } else if (!std::filesystem::copy_file(source, copy, ec)) {
+    std::filesystem::remove_all(tmp, ec);
+    err << what << "cannot write " << copy << ": " << ec.message() << "\n";
+    return kExitCantCreate;
+  }
+  absl::StatusOr<ckpt::SafetensorsFile> weights = ckpt::SafetensorsFile::Open(copy);
+  absl::StatusOr<std::string> sha =
+      weights.ok() ? ckpt::FileSha256(copy) : absl::StatusOr<std::string>(weights.status());
+  if (!sha.ok()) {
+    std::filesystem::remove_all(tmp, ec);
+    err << what << sha.status().message() << "\n";
+    return ExitFor(sha.status());
+  }
+  // A DeepSpeed checkpoint's step and client state (the converter's metadata).
+  const std::map<std::string, std::string>& meta = weights->metadata();
+  int64_t step = 0;
+  nlohmann::json client = nlohmann::json::object();
+  if (auto it = meta.find("step"); it != meta.end() && !absl::SimpleAtoi(it->second, &step)) {
+    step = 0;
+  }
+  if (auto it = meta.find("client_state"); it != meta.end()) {
+    client = nlohmann::json::parse(it->second, nullptr, false);
+    if (client.is_discarded() || !client.is_object()) client = nlohmann::json::object();
+  }
+  const size_t tensors = weights->entries().size();
   nlohmann::json manifest = {{"format", ckpt::kFormat},
                              {"format_version", ckpt::kFormatVersion},
                              {"zerorun_version", ZR_VERSION},
                              {"kind", "weights"},
                              {"tag", tag},
-                             {"source", file},
+                             {"source", source},
                              {"world_size", 1},
                              {"stage", 0},
                              {"dtype", "fp32"},
-                             {"last_step", 0},
-                             {"tensors", weights->entries().size()},
+                             {"last_step", step},
+                             {"tensors", tensors},
                              {"shards",
                               {{{"rank", 0},
                                 {"file", "weights.safetensors"},
                                 {"bytes", weights->file_bytes()},
-                                {"sha256", sha.ok() ? *sha : ""}}}},
-                             {"client_state", nlohmann::json::object()}};
+                                {"sha256", *sha}}}},
+                             {"client_state", client}};
   const std::string latest_tmp = out_dir + "/latest.tmp";
-  bool ok = sha.ok();
-  if (ok) {
+  bool ok = true;
+  {
     std::ofstream m(tmp + "/manifest.json", std::ios::trunc);
     m << manifest.dump(2) << "\n";
     ok = static_cast<bool>(m.flush());
@@ -176,8 +242,10 @@ int CkptImportCommand(const std::string& file, const std::string& out_dir, const
         << (ec ? absl::StrCat(": ", ec.message()) : std::string()) << "\n";
     return kExitCantCreate;
   }
-  out << what << file << " -> " << final_dir << " (" << weights->entries().size()
-      << " tensors; train from it with --save-dir " << out_dir << " --resume)\n";
+  out << what << source << " -> " << final_dir << " ("
+      << (deepspeed ? absl::StrCat(tensors / 3, " tensors with Adam's state, step ", step)
+                    : absl::StrCat(tensors, " tensors"))
+      << "; train from it with --save-dir " << out_dir << " --resume)\n";
   return kExitOk;
 }
 

@@ -22,14 +22,18 @@ int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& e
 int CkptConsolidateCommand(const std::string& dir, const std::string& out_path,
                            const std::string& dtype, std::ostream& out, std::ostream& err);
 
-// Makes `out_dir`/`tag` a checkpoint of initial weights from a safetensors file (F32, BF16 or
-// F16; tensors "<unit>.<tensor>"): a copy of the file and a manifest of kind "weights"; `latest`
-// names it, so a program resumes from it (LoadCheckpoint imports the weights, Adam's state at
-// zero, step 0) at any world size and stage. Returns 0; 66 when the file is missing, 65 when it
-// is not safetensors; 73 when `out_dir` already has checkpoints (a latest) or the tag, or it
-// cannot be written (nothing is left behind then).
-int CkptImportCommand(const std::string& file, const std::string& out_dir, const std::string& tag,
-                      std::ostream& out, std::ostream& err);
+// Makes `out_dir`/`tag` a checkpoint that training resumes from (LoadCheckpoint imports it at
+// any world size and stage), named by `latest`, with a manifest of kind "weights":
+// - from a safetensors file (F32, BF16 or F16; tensors "<unit>.<tensor>"): a copy of it, initial
+//   weights (Adam's state at zero, step 0);
+// - from a DeepSpeed ZeRO-1/2/3 checkpoint directory (its save dir with `latest`, or a tag dir):
+//   the fp32 masters, Adam's m and v, the step and the client state, converted by `python -m
+//   zerorun.torch.deepspeed_ckpt` (torch's pickles need torch) into one safetensors file.
+// Returns 0; 66 when the source is missing, 65 when it is not one of the above; 70 when `python`
+// cannot run the converter; 73 when `out_dir` already has checkpoints (a latest) or the tag, or it
+// cannot be written. Nothing is left behind on failure.
+int CkptImportCommand(const std::string& source, const std::string& out_dir, const std::string& tag,
+                      const std::string& python, std::ostream& out, std::ostream& err);
 
 }  // namespace zerorun::launcher
 

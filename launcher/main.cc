@@ -292,12 +292,18 @@ int Main(int argc, char** argv) {
   consolidate->add_option("--out", ckpt_out, "The .safetensors file to write")->required();
   consolidate->add_option("--dtype", ckpt_dtype,
                           "fp32 (default) or bf16 (rounded to nearest even)");
-  std::string ckpt_file, ckpt_tag = "imported";
+  std::string ckpt_file, ckpt_tag = "imported", ckpt_python = "python3";
   CLI::App* import = ckpt->add_subcommand(
-      "import", "Make a checkpoint of initial weights from a safetensors file (F32/BF16/F16)");
-  import->add_option("file", ckpt_file, "The .safetensors file")->required();
+      "import",
+      "Make a checkpoint to train from: initial weights from a safetensors file (F32/BF16/F16), "
+      "or a DeepSpeed ZeRO checkpoint directory with Adam's state and step");
+  import->add_option("source", ckpt_file, "The .safetensors file or DeepSpeed checkpoint dir")
+      ->required();
   import->add_option("--out", ckpt_out, "The save directory to create it in")->required();
   import->add_option("--tag", ckpt_tag, "Its tag (default imported)");
+  import->add_option("--python", ckpt_python,
+                     "Interpreter with torch and zerorun that reads a DeepSpeed checkpoint "
+                     "(default python3 from $PATH)");
 
   ClusterCli cluster;
   AddClusterCommands(&app, &cluster);
@@ -375,7 +381,7 @@ int Main(int argc, char** argv) {
     return CkptConsolidateCommand(ckpt_dir, ckpt_out, ckpt_dtype, std::cout, std::cerr);
   }
   if (import->parsed()) {
-    return CkptImportCommand(ckpt_file, ckpt_out, ckpt_tag, std::cout, std::cerr);
+    return CkptImportCommand(ckpt_file, ckpt_out, ckpt_tag, ckpt_python, std::cout, std::cerr);
   }
   if (const int code = RunClusterCommand(cluster, std::cout, std::cerr); code >= 0) return code;
   if (estimate->parsed()) return RunEstimateCommand(cli, estimate->count("--hostfile") > 0);

@@ -126,7 +126,7 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     }
     return Loaded{scaler, read->last_step, m["client_state"].dump()};
   };
-  // An imported file (zerorun ckpt import): initial weights, every rank alike.
+  // An imported file (zerorun ckpt import): weights (and Adam's state), every rank alike.
   absl::StatusOr<ckpt::Manifest> manifest = ckpt::ReadManifest(dir, tag_in);
   const bool weights = manifest.ok() && manifest->json.value("kind", "") == "weights";
   float votes = weights ? 1.0f : 0.0f;
@@ -140,10 +140,11 @@ absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& com
     if (absl::Status s = ckpt::Agree(comm, verified, "checking the imported weights"); !s.ok()) {
       return s;
     }
-    absl::StatusOr<ImportReport> imported = ImportWeights(
-        engine, comm, absl::StrCat(manifest->dir, "/", manifest->shards.front().file));
+    absl::StatusOr<ImportReport> imported =
+        ImportWeights(engine, comm, absl::StrCat(manifest->dir, "/", manifest->shards.front().file),
+                      manifest->last_step);
     if (!imported.ok()) return imported.status();
-    return std::string("{}");
+    return manifest->json.value("client_state", nlohmann::json::object()).dump();
   }
   // Every rank's outcome is agreed before any rank finishes the restore (a collective).
   absl::StatusOr<Loaded> loaded = load();

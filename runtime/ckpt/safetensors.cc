@@ -40,7 +40,8 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
     : path_(std::move(other.path_)),
       fd_(std::exchange(other.fd_, -1)),
       file_bytes_(other.file_bytes_),
-      entries_(std::move(other.entries_)) {}
+      entries_(std::move(other.entries_)),
+      metadata_(std::move(other.metadata_)) {}
 
 SafetensorsFile::~SafetensorsFile() {
   if (fd_ >= 0) close(fd_);
@@ -80,7 +81,14 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   const uint64_t data_begin = 8 + header_bytes, data_bytes = file.file_bytes_ - data_begin;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
   for (const auto& [name, value] : header.items()) {
-    if (name == "__metadata__") continue;
+    if (name == "__metadata__") {
+      if (!value.is_object()) return bad("its __metadata__ is not a JSON object");
+      for (const auto& [key, text] : value.items()) {
+        if (!text.is_string()) return bad(absl::StrCat("__metadata__ ", key, " is not a string"));
+        file.metadata_[key] = text.get<std::string>();
+      }
+      continue;
+    }
     const nlohmann::json* offsets =
         value.is_object() && value.contains("data_offsets") ? &value["data_offsets"] : nullptr;
     if (offsets == nullptr || !offsets->is_array() || offsets->size() != 2 ||

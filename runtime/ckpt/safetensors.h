@@ -35,6 +35,8 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
   uint64_t file_bytes() const { return file_bytes_; }
+  // The header's "__metadata__" (string to string, as the format has it).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // Elements [begin, end) of tensor `name` (flat, row-major) as fp32 into out[0, end - begin).
   // InvalidArgument for a range past the tensor; Internal/DataLoss on a failed or short read.
   absl::Status ReadFloats(const std::string& name, uint64_t begin, uint64_t end, float* out) const;
@@ -45,6 +47,7 @@ class SafetensorsFile {
   int fd_ = -1;
   uint64_t file_bytes_ = 0;
   std::map<std::string, SafetensorsEntry> entries_;
+  std::map<std::string, std::string> metadata_;
 };
 
 }  // namespace zerorun::ckpt

@@ -4,11 +4,12 @@ and its checkpoints going on on zerorun, consolidation for from_pretrained, the 
 zero_init."""
 import json
 import os
+import subprocess
 
 import pytest
 import torch
 
-from conftest import BUILD, PYTHON, Job, script
+from conftest import BUILD, PYTHON, ZERORUN, Job, script
 from torch_engine_helpers import STEPS, assert_close, config, reference_of, train
 
 
@@ -157,6 +158,25 @@ def test_a_deepspeed_checkpoint_goes_on_on_zerorun(tmp_path, ds_stage):
              "TORCH_EXTENSIONS_DIR": os.path.join(BUILD, "torch_extensions")}).run(
         ["--config", str(ds), PYTHON, script("torch_tiny.py"), "deepspeed",
          str(tmp_path / "deepspeed.pt"), "3"], hostfile=str(hosts), timeout=600)
+    want = reference_of(tmp_path)
     got = train(tmp_path, 3, 3, 1, False, env={"ZR_TINY_DS_LOAD": ckpt}, name="from-deepspeed")
     assert got["resumed"] == 3
-    assert_close(got, reference_of(tmp_path))
+    assert_close(got, want)
+    # The same through `zerorun ckpt import` (the step and client_state {"at": 3} carried), then
+    # resumed on 2 ranks at stage 2 as a checkpoint of zerorun's own.
+    env = dict(os.environ, PYTHONPATH=os.path.join(BUILD, "python"))
+    imported = str(tmp_path / "imported")
+    run = subprocess.run([ZERORUN, "ckpt", "import", ckpt, "--out", imported, "--python", PYTHON],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "with Adam's state, step 3" in run.stdout, run.stdout
+    got = train(tmp_path, 2, 2, 1, False, env={"ZR_TINY_LOAD": imported}, name="imported")
+    assert got["resumed"] == 3
+    assert_close(got, want)
+    # Not a DeepSpeed checkpoint: exit 66 naming it, nothing made.
+    run = subprocess.run([ZERORUN, "ckpt", "import", str(tmp_path), "--out",
+                          str(tmp_path / "nothing"), "--python", PYTHON],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 66, run.stderr
+    assert "no DeepSpeed checkpoint" in run.stderr and str(tmp_path) in run.stderr
+    assert not os.listdir(tmp_path / "nothing")

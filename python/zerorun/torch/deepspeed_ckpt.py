@@ -9,26 +9,54 @@ ZeRO-1/2 partition each param group's flat buffer (parameters back to back, padd
 ZeRO-3 partitions every parameter on its own (ceil(numel / world) each, padded). The files are
 memory-mapped, and each tensor is put together, handed to the engine (the part this rank owns is
 kept) and dropped, so no rank holds the old state whole.
+
+Also `python -m zerorun.torch.deepspeed_ckpt DIR OUT.safetensors`, which `zerorun ckpt import
+DIR` runs: the masters and Adam's state as one safetensors file ("<name>", "exp_avg:<name>",
+"exp_avg_sq:<name>", F32; the step and the client state in its metadata), written tensor by tensor.
 """
 
+import base64
 import glob
+import json
 import math
 import os
+import pickle
 import re
+import struct
+import sys
 
 import torch
+
+# What DeepSpeed itself keeps in mp_rank_00_model_states.pt; any other key is the client_state
+# the script handed to save_checkpoint (DeepSpeed merges it into the same dict).
+_DS_KEYS = {"module", "buffer_names", "optimizer", "param_shapes", "frozen_param_shapes",
+            "shared_params", "frozen_param_fragments", "lr_scheduler", "data_sampler",
+            "random_ltd", "sparse_tensor_module_names", "skipped_steps", "global_steps",
+            "global_samples", "dp_world_size", "mp_world_size", "ds_config", "ds_version"}
 
 
 def _load(path):
     return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
 
 
+def _tag_dir(load_dir, tag):
+    """<load_dir>/<tag>, the tag `latest` names when None, or load_dir itself when it is one."""
+    if tag is None and glob.glob(os.path.join(load_dir, "zero_pp_rank_*_optim_states.pt")):
+        return load_dir
+    if tag is None:
+        latest = os.path.join(load_dir, "latest")
+        if not os.path.isfile(latest):
+            raise FileNotFoundError(f"{load_dir}: no DeepSpeed checkpoint (neither a latest file "
+                                    "nor zero_pp_rank_*_mp_rank_00_optim_states.pt); give the "
+                                    "directory save_checkpoint wrote")
+        with open(latest) as f:
+            tag = f.read().strip()
+    return os.path.join(load_dir, str(tag))
+
+
 def read_deepspeed(load_dir, tag=None):
     """(step, {parameter name: (fp32 master, exp_avg, exp_avg_sq)}), tensors made on demand."""
-    if tag is None:
-        with open(os.path.join(load_dir, "latest")) as f:
-            tag = f.read().strip()
-    d = os.path.join(load_dir, str(tag))
+    d = _tag_dir(load_dir, tag)
     files = glob.glob(os.path.join(d, "zero_pp_rank_*_mp_rank_00_optim_states.pt"))
     if not files:
         raise FileNotFoundError(f"{d}: no DeepSpeed ZeRO checkpoint (zero_pp_rank_*_mp_rank_00_"
@@ -87,3 +115,59 @@ def load_into(engine, load_dir, tag=None):
     engine.global_steps = step
     engine.micro_steps = step * engine.gradient_accumulation_steps
     return step
+
+
+def client_state(load_dir, tag=None):
+    """The client_state DeepSpeed saved with the checkpoint (the keys it does not own)."""
+    d = _tag_dir(load_dir, tag)
+    path = os.path.join(d, "mp_rank_00_model_states.pt")
+    if not os.path.isfile(path):
+        path = os.path.join(d, "zero_pp_rank_0_mp_rank_00_model_states.pt")
+    return {k: v for k, v in _load(path).items() if k not in _DS_KEYS}
+
+
+def write_safetensors(path, step, tensors, client):
+    """tensors: {name: (master, exp_avg, exp_avg_sq)} as one F32 safetensors file, streamed."""
+    names = []
+    for name, states in tensors.items():
+        names += [(name, states[0]), ("exp_avg:" + name, states[1]),
+                  ("exp_avg_sq:" + name, states[2])]
+    header, at = {}, 0
+    for name, t in names:
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [at, at + 4 * t.numel()]}
+        at += 4 * t.numel()
+    state = {"global_steps": step,
+             "client_state": base64.b64encode(pickle.dumps(client)).decode()}
+    header["__metadata__"] = {"step": str(step), "client_state": json.dumps(state),
+                              "format": "pt"}
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for _, t in names:
+            f.write(t.detach().to(torch.float32).contiguous().numpy().tobytes())
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m zerorun.torch.deepspeed_ckpt DIR OUT.safetensors\n")
+        return 2
+    try:
+        step, tensors = read_deepspeed(argv[0])
+        client = client_state(argv[0])
+    except FileNotFoundError as e:
+        sys.stderr.write(f"zerorun ckpt import: {e}\n")
+        return 66
+    except (KeyError, IndexError, RuntimeError, pickle.UnpicklingError) as e:
+        sys.stderr.write(f"zerorun ckpt import: {argv[0]} is not a DeepSpeed ZeRO checkpoint "
+                         f"this reader knows ({type(e).__name__}: {e})\n")
+        return 65
+    write_safetensors(argv[1], step, tensors, client)
+    print(f"{len(tensors)} tensors with Adam's state, step {step}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

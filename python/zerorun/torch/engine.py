@@ -371,7 +371,8 @@ class Engine:
             return None, None
         state = json.loads(text) if text else {}
         self.global_steps = state.get("global_steps", 0)
-        self.micro_steps = state.get("micro_steps", 0)
+        self.micro_steps = state.get("micro_steps",
+                                     self.global_steps * self.gradient_accumulation_steps)
         client = state.get("client_state")
         return (os.path.join(load_dir, str(tag)),
                 pickle.loads(base64.b64decode(client)) if client else {})

@@ -93,28 +93,36 @@ absl::Status SaveCheckpoint(ZeroEngine& engine, Communicator& comm, const std::s
 
 // Collective. Loads <dir>/<tag> (empty tag: the one <dir>/latest names) into `engine` and returns
 // its client_state. A tag made by `zerorun ckpt import` (manifest kind "weights") loads as
-// ImportWeights of its file, with client_state "{}". At the saved world size and stage each rank
-// reads its own shard whole (O_DIRECT where accepted) and checks its sha256; otherwise each rank
-// reads only the byte ranges of the old shards it needs now (sizes checked; `zerorun ckpt verify`
-// checks their sha256). NotFound when there is none; DataLoss naming the file when a shard
-// disagrees with the manifest; FailedPrecondition naming the unit when the checkpoint is of another
-// model.
+// ImportWeights of its file at the manifest's last_step, with the manifest's client_state. At the
+// saved world size and stage each rank reads its own shard whole (O_DIRECT where accepted) and
+// checks its sha256; otherwise each rank reads only the byte ranges of the old shards it needs now
+// (sizes checked; `zerorun ckpt verify` checks their sha256). NotFound when there is none; DataLoss
+// naming the file when a shard disagrees with the manifest; FailedPrecondition naming the unit when
+// the checkpoint is of another model.
 absl::StatusOr<std::string> LoadCheckpoint(ZeroEngine& engine, Communicator& comm,
                                            const std::string& dir, const std::string& tag);
 
 struct ImportReport {
   size_t tensors = 0;               // The model's tensors, all imported.
+  bool adam = false;                // Adam's m and v came from the file too.
   std::vector<std::string> unused;  // The file's tensors the model has none of.
 };
 
-// Collective. Initial weights from a safetensors file (F32, BF16 or F16; what `zerorun ckpt
+// The names of Adam's state of tensor `name` in an imported file (what `zerorun ckpt import` of
+// a DeepSpeed checkpoint writes beside the fp32 masters).
+inline std::string ExpAvgName(const std::string& name) { return "exp_avg:" + name; }
+inline std::string ExpAvgSqName(const std::string& name) { return "exp_avg_sq:" + name; }
+
+// Collective. Weights from a safetensors file (F32, BF16 or F16; what `zerorun ckpt
 // consolidate` writes, or any file with tensors named "<unit>.<tensor>" in the model's shapes):
-// every rank reads only the element ranges it owns, Adam's m and v start at zero, the step at 0.
-// Every rank checks every name and shape before anything is read: FailedPrecondition naming the
-// tensor when one is missing or shaped otherwise, NotFound / DataLoss naming the file. After a
-// failed read the engine's state is unspecified (as for LoadCheckpoint).
+// every rank reads only the element ranges it owns. Where the file also holds Adam's state of
+// every tensor (ExpAvgName / ExpAvgSqName) m and v are read too, else they start at zero; the
+// engine's step becomes `step`. Every rank checks every name and shape before anything is read:
+// FailedPrecondition naming the tensor when one is missing or shaped otherwise (or Adam's state
+// is there for some tensors only), NotFound / DataLoss naming the file. After a failed read the
+// engine's state is unspecified (as for LoadCheckpoint).
 absl::StatusOr<ImportReport> ImportWeights(ZeroEngine& engine, Communicator& comm,
-                                           const std::string& path);
+                                           const std::string& path, int64_t step = 0);
 
 }  // namespace zerorun
 

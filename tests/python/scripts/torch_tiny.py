@@ -181,7 +181,7 @@ def deepspeed_run(out, steps):
             engine.step()
         norms.append(float(engine.get_global_grad_norm()))
     if os.environ.get("ZR_TINY_DS_SAVE"):
-        engine.save_checkpoint(os.environ["ZR_TINY_DS_SAVE"])
+        engine.save_checkpoint(os.environ["ZR_TINY_DS_SAVE"], client_state={"at": steps})
     if rank == 0:
         torch.save({"losses": losses, "norms": norms, "dtype": str(dtype)}, out)
 
