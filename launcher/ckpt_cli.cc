@@ -70,14 +70,17 @@ int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& e
     err << "zerorun ckpt verify: " << m.status().message() << "\n";
     return ExitFor(m.status());
   }
-  for (const ckpt::ShardEntry& s : m->shards) {
+  std::vector<ckpt::ShardEntry> files = m->shards;
+  if (m->frozen.has_value()) files.push_back(*m->frozen);
+  for (const ckpt::ShardEntry& s : files) {
     if (absl::Status status = ckpt::VerifyShard(*m, s); !status.ok()) {
       err << "zerorun ckpt verify: " << status.message() << "\n";
       return ExitFor(status);
     }
   }
-  out << "zerorun ckpt verify: " << m->dir << ": " << m->shards.size()
-      << " shard(s) match their size and sha256\n";
+  out << "zerorun ckpt verify: " << m->dir << ": " << m->shards.size() << " shard(s)"
+      << (m->frozen.has_value() ? " and the frozen tensors" : "")
+      << " match their size and sha256\n";
   return kExitOk;
 }
 

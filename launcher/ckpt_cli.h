@@ -11,8 +11,8 @@ namespace zerorun::launcher {
 // Returns 0, 66 when there is no checkpoint there, 65 for a manifest that is not one.
 int CkptInspectCommand(const std::string& dir, std::ostream& out, std::ostream& err);
 
-// Returns 0 when every shard matches, 65 naming the first corrupt or truncated file, 66 when a
-// shard or the checkpoint is missing.
+// Returns 0 when every shard (and the frozen tensors' file, where there is one) matches, 65 naming
+// the first corrupt or truncated file, 66 when a shard or the checkpoint is missing.
 int CkptVerifyCommand(const std::string& dir, std::ostream& out, std::ostream& err);
 
 // Writes the full fp32 master weights of the checkpoint at `dir` to `out` in the safetensors

@@ -277,11 +277,15 @@ class Bridge {
 
   // libzerorun's checkpoints (collective; between steps, no unit held): <dir>/<tag> with one
   // shard per rank and a manifest holding `client_state` and the effective config; `latest`.
+  // frozen: rank 0's safetensors bytes of the parameters the engine does not train (SaveOptions).
   void save_checkpoint(const std::string& dir, const std::string& tag,
-                       const std::string& client_state) {
+                       const std::string& client_state, nb::bytes frozen) {
+    SaveOptions options;
+    options.frozen.assign(frozen.c_str(), frozen.size());
     nb::gil_scoped_release unlocked;
     Check(E()->Sync());
-    Check(SaveCheckpoint(*engine_, *ctx_.comm, dir, tag, client_state, ctx_.config.dump()));
+    Check(
+        SaveCheckpoint(*engine_, *ctx_.comm, dir, tag, client_state, ctx_.config.dump(), options));
   }
 
   // Loads <dir>/<tag> (empty: the one `latest` names) at any world size and stage; returns the

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "ckpt/safetensors.h"
 #include "zerorun/dtype.h"
 #include "zerorun/partition.h"
 
@@ -30,6 +31,29 @@ absl::StatusOr<Consolidated> ConsolidateWeights(const Manifest& m, bool bf16) {
       {"stage", std::to_string(m.stage)}};
   std::string data;
   Consolidated out;
+  // One tensor's values after the others, in the file's dtype.
+  auto append = [&](const std::string& name, const nlohmann::json& shape,
+                    const std::vector<float>& values) {
+    if (header.contains(name)) {
+      return absl::DataLossError(
+          absl::StrCat(m.dir, "/manifest.json names tensor ", name, " twice (corrupt)"));
+    }
+    const size_t bytes = values.size() * (bf16 ? 2 : 4);
+    header[name] = {{"dtype", bf16 ? "BF16" : "F32"},
+                    {"shape", shape},
+                    {"data_offsets", {data.size(), data.size() + bytes}}};
+    if (bf16) {
+      for (float v : values) {
+        const uint16_t h = FloatToBf16(v);  // Little-endian, as safetensors stores it.
+        data.push_back(static_cast<char>(h & 0xff));
+        data.push_back(static_cast<char>(h >> 8));
+      }
+    } else {
+      data.append(reinterpret_cast<const char*>(values.data()), bytes);
+    }
+    ++out.tensors;
+    return absl::OkStatus();
+  };
   const nlohmann::json units = m.json.value("units", nlohmann::json::array());
   for (size_t u = 0; u < units.size(); ++u) {
     for (const nlohmann::json& t : units[u].value("tensors", nlohmann::json::array())) {
@@ -40,24 +64,23 @@ absl::StatusOr<Consolidated> ConsolidateWeights(const Manifest& m, bool bf16) {
       }
       const std::string name =
           TensorFullName(units[u].value("name", ""), t.value("name", std::string()));
-      if (header.contains(name)) {
-        return absl::DataLossError(
-            absl::StrCat(m.dir, "/manifest.json names tensor ", name, " twice (corrupt)"));
+      if (absl::Status s = append(name, t.value("shape", nlohmann::json::array()), values);
+          !s.ok()) {
+        return s;
       }
-      const size_t bytes = numel * (bf16 ? 2 : 4);
-      header[name] = {{"dtype", bf16 ? "BF16" : "F32"},
-                      {"shape", t.value("shape", nlohmann::json::array())},
-                      {"data_offsets", {data.size(), data.size() + bytes}}};
-      if (bf16) {
-        for (float v : values) {
-          const uint16_t h = FloatToBf16(v);  // Little-endian, as safetensors stores it.
-          data.push_back(static_cast<char>(h & 0xff));
-          data.push_back(static_cast<char>(h >> 8));
-        }
-      } else {
-        data.append(reinterpret_cast<const char*>(values.data()), bytes);
+    }
+  }
+  if (m.frozen.has_value()) {  // The model's frozen tensors, as the save had them.
+    if (absl::Status s = VerifyShard(m, *m.frozen); !s.ok()) return s;
+    absl::StatusOr<SafetensorsFile> frozen =
+        SafetensorsFile::Open(absl::StrCat(m.dir, "/", m.frozen->file));
+    if (!frozen.ok()) return frozen.status();
+    for (const auto& [name, entry] : frozen->entries()) {
+      std::vector<float> values(entry.numel);
+      if (absl::Status s = frozen->ReadFloats(name, 0, entry.numel, values.data()); !s.ok()) {
+        return s;
       }
-      ++out.tensors;
+      if (absl::Status s = append(name, entry.shape, values); !s.ok()) return s;
     }
   }
   std::string text = header.dump();

@@ -241,6 +241,9 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& dir, const std::string&
     m.shards.push_back({s.value("rank", -1), s.value("file", ""), s.value("bytes", uint64_t{0}),
                         s.value("sha256", "")});
   }
+  if (const nlohmann::json f = m.json.value("frozen", nlohmann::json()); f.is_object()) {
+    m.frozen = ShardEntry{-1, kFrozenFile, f.value("bytes", uint64_t{0}), f.value("sha256", "")};
+  }
   if (m.world_size < 1 || static_cast<int>(m.shards.size()) != m.world_size) {
     return absl::DataLossError(
         absl::StrCat(path, ": ", m.shards.size(), " shard entries for world size ", m.world_size));
@@ -298,7 +301,10 @@ absl::Status VerifyShard(const Manifest& manifest, const ShardEntry& shard) {
   const std::string path = absl::StrCat(manifest.dir, "/", shard.file);
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(path, " (rank ", shard.rank, "'s shard) is missing"));
+    return absl::NotFoundError(absl::StrCat(
+        path,
+        shard.rank < 0 ? " (the frozen tensors)" : absl::StrCat(" (rank ", shard.rank, "'s shard)"),
+        " is missing"));
   }
   if (static_cast<uint64_t>(st.st_size) != shard.bytes) {
     return absl::DataLossError(absl::StrCat(path, " is ", st.st_size, " bytes, its manifest says ",

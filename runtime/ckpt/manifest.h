@@ -4,6 +4,7 @@
 #define ZERORUN_RUNTIME_CKPT_MANIFEST_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct ShardEntry {
   std::string sha256;
 };
 
+// The file of a checkpoint's frozen tensors (SaveOptions::frozen), when it has one.
+inline constexpr char kFrozenFile[] = "frozen.safetensors";
+
 struct Manifest {
   std::string dir;  // The tag directory.
   std::string tag;
@@ -31,7 +35,8 @@ struct Manifest {
   std::string zerorun_version;
   int64_t last_step = 0;
   std::vector<ShardEntry> shards;
-  nlohmann::json json;  // All of it (units, loss_scaler, client_state, config).
+  std::optional<ShardEntry> frozen;  // kFrozenFile (rank -1), when the save had frozen tensors.
+  nlohmann::json json;               // All of it (units, loss_scaler, client_state, config).
 };
 
 // Bytes one checkpoint of a `params`-parameter model takes on disk, as pre-flight checks for

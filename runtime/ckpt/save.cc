@@ -230,12 +230,22 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
   impl->final_dir = absl::StrCat(dir, "/", tag);
   impl->tmp_dir = impl->final_dir + ".tmp";
   absl::Status made = absl::OkStatus();
+  json frozen;  // Rank 0's frozen.safetensors entry.
   if (comm.rank() == 0) {
     std::error_code ec;
     std::filesystem::remove_all(impl->tmp_dir, ec);  // A crashed earlier save of this tag.
     if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) made = ErrnoError("cannot create", dir);
     if (made.ok() && mkdir(impl->tmp_dir.c_str(), 0755) != 0) {
       made = ErrnoError("cannot create", impl->tmp_dir);
+    }
+    if (made.ok() && !options.frozen.empty()) {  // The frozen parameters: small, written now.
+      const std::string path = impl->tmp_dir + "/" + ckpt::kFrozenFile;
+      made = WriteSmallFile(path, options.frozen);
+      absl::StatusOr<std::string> sha = made.ok() ? ckpt::FileSha256(path) : made;
+      if (sha.ok()) {
+        frozen = {{"file", ckpt::kFrozenFile}, {"bytes", options.frozen.size()}, {"sha256", *sha}};
+      }
+      made = sha.status();
     }
   }
   if (absl::Status s = Agree(comm, made, "checkpoint " + impl->tmp_dir); !s.ok()) return s;
@@ -278,6 +288,7 @@ absl::StatusOr<std::unique_ptr<PendingSave>> Begin(ZeroEngine& engine, Communica
       {"units", ckpt::LayoutJson(engine)},
       {"client_state", json::parse(client_state.empty() ? "{}" : client_state, nullptr, false)},
       {"config", json::parse(config_json.empty() ? "{}" : config_json, nullptr, false)}};
+  if (!frozen.is_null()) impl->manifest["frozen"] = frozen;
 
   PendingSave::Impl* p = impl.get();
   const std::string path = absl::StrCat(p->tmp_dir, "/", ckpt::ShardName(comm.rank()));

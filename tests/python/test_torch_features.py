@@ -74,9 +74,9 @@ def test_same_losses_as_deepspeed(tmp_path, stage, dtype):
 
 
 def test_consolidated_checkpoint_loads_with_from_pretrained(tmp_path):
-    """A GPT-2 trained at stage 3 on 2 ranks, saved, `zerorun ckpt consolidate`d into the
-    model's own state_dict names: transformers' from_pretrained loads it (no missing or
-    unexpected keys) with exactly the engine's weights."""
+    """A GPT-2 with a frozen part trained at stage 3 on 2 ranks, saved, `zerorun ckpt
+    consolidate`d into the model's own state_dict names: transformers' from_pretrained loads it
+    (no missing or unexpected keys) with exactly the engine's weights and the frozen ones."""
     from transformers import GPT2LMHeadModel
 
     hosts = tmp_path / "hosts"
@@ -92,9 +92,21 @@ def test_consolidated_checkpoint_loads_with_from_pretrained(tmp_path):
     model, info = GPT2LMHeadModel.from_pretrained(str(tmp_path / "hf"), output_loading_info=True)
     assert info["missing_keys"] == [] and info["unexpected_keys"] == [], info
     full = torch.load(str(tmp_path / "engine.pt"), weights_only=True)
+    assert "transformer.wpe.weight" in full and "transformer.h.0.ln_1.bias" in full
     state = model.state_dict()
     for name, value in full.items():
         assert torch.equal(state[name], value), name
+    # The frozen tensors' file is checked like a shard.
+    ckpt = str(tmp_path / "ckpt")
+    done = job.zerorun("ckpt", "verify", ckpt, timeout=120)
+    assert done.returncode == 0 and "and the frozen tensors match" in done.stdout, done.stdout
+    with open(tmp_path / "ckpt" / "global_step3" / "frozen.safetensors", "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    done = job.zerorun("ckpt", "verify", ckpt, timeout=120)
+    assert done.returncode == 65 and "frozen.safetensors does not match" in done.stderr
 
 
 def test_training_data_loader(tmp_path):

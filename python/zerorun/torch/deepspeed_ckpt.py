@@ -22,10 +22,11 @@ import math
 import os
 import pickle
 import re
-import struct
 import sys
 
 import torch
+
+from zerorun.torch import safetensors_io
 
 # What DeepSpeed itself keeps in mp_rank_00_model_states.pt; any other key is the client_state
 # the script handed to save_checkpoint (DeepSpeed merges it into the same dict).
@@ -128,26 +129,14 @@ def client_state(load_dir, tag=None):
 
 def write_safetensors(path, step, tensors, client):
     """tensors: {name: (master, exp_avg, exp_avg_sq)} as one F32 safetensors file, streamed."""
-    names = []
+    named = []
     for name, states in tensors.items():
-        names += [(name, states[0]), ("exp_avg:" + name, states[1]),
-                  ("exp_avg_sq:" + name, states[2])]
-    header, at = {}, 0
-    for name, t in names:
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
-                        "data_offsets": [at, at + 4 * t.numel()]}
-        at += 4 * t.numel()
+        named += [(name, states[0].float()), ("exp_avg:" + name, states[1].float()),
+                  ("exp_avg_sq:" + name, states[2].float())]
     state = {"global_steps": step,
              "client_state": base64.b64encode(pickle.dumps(client)).decode()}
-    header["__metadata__"] = {"step": str(step), "client_state": json.dumps(state),
-                              "format": "pt"}
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for _, t in names:
-            f.write(t.detach().to(torch.float32).contiguous().numpy().tobytes())
+    safetensors_io.write(path, named, {"step": step, "client_state": json.dumps(state),
+                                       "format": "pt"})
 
 
 def main(argv):

@@ -32,6 +32,7 @@ import weakref
 
 import torch
 
+from zerorun.torch import safetensors_io
 from zerorun.torch.optim import adam_of, group_decay
 from zerorun.torch.units import default_units
 from zerorun.torch.zero_init import materialize
@@ -331,14 +332,20 @@ class Engine:
         """libzerorun's checkpoint of the trainable state (every rank calls it): <save_dir>/<tag>
         (DeepSpeed's default tag global_step<N>), one shard per rank, a manifest with sha256s,
         published atomically, then <save_dir>/latest. client_state: any picklable object, given
-        back by load_checkpoint. Frozen parameters are not saved (they come from the model)."""
+        back by load_checkpoint. Frozen parameters (requires_grad False) go into the checkpoint
+        too, for `zerorun ckpt consolidate` (unless exclude_frozen_parameters); a load leaves
+        them as the model has them."""
         if not save_latest:
             raise ValueError("save_checkpoint(save_latest=False) is not supported yet: zerorun "
                              "always publishes <save_dir>/latest with the checkpoint")
         tag = str(tag) if tag is not None else f"global_step{self.global_steps}"
         state = {"global_steps": self.global_steps, "micro_steps": self.micro_steps,
                  "client_state": base64.b64encode(pickle.dumps(client_state or {})).decode()}
-        self._bridge.save_checkpoint(os.fspath(save_dir), tag, json.dumps(state))
+        frozen = b""
+        if self.global_rank == 0 and not exclude_frozen_parameters:
+            named = [(n, p) for n, p in self.module.named_parameters() if not p.requires_grad]
+            frozen = safetensors_io.dumps(named, {"format": "pt"}) if named else b""
+        self._bridge.save_checkpoint(os.fspath(save_dir), tag, json.dumps(state), frozen)
         return True
 
     def load_deepspeed_checkpoint(self, load_dir, tag=None):

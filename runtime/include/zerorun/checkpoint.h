@@ -33,6 +33,11 @@ struct SaveOptions {
   int keep_last = 0;      // > 0: rank 0 then removes the oldest complete checkpoints of `dir`
                           // (by their manifests' step) until keep_last remain; 0 keeps all.
   bool direct_io = true;  // O_DIRECT where the file system accepts it.
+  // Rank 0's: a safetensors file's bytes holding what the model has but the engine does not train
+  // (a torch model's frozen parameters). Written as frozen.safetensors and listed in the manifest
+  // ("frozen": file, bytes, sha256); `zerorun ckpt consolidate` adds its tensors, a load leaves it
+  // (the model holds them). Empty: none.
+  std::string frozen;
 };
 
 // A save whose shard files are being written on a background thread while training goes on
