@@ -117,6 +117,10 @@ void AddPreflightOptions(CLI::App* app, Cli* cli) {
                 "train_bin is a Python module: python3 -u -m train_bin (DeepSpeed's --module)");
   app->add_option("--python", cli->python,
                   "Interpreter for .py scripts and --module (default python3 from $PATH)");
+  app->add_option("--engine", cli->engine,
+                  "deepspeed (default: DeepSpeed's own engine) or zerorun: the same script's "
+                  "`import deepspeed` gets zerorun's DeepSpeed-compatible engine (zerorun.torch)")
+      ->check(CLI::IsMember({"deepspeed", "zerorun"}));
   app->add_option("--env", cli->env,
                   "Send KEY=VALUE (or KEY, from this environment) to every rank on every node "
                   "(repeatable)")
@@ -146,6 +150,7 @@ PreflightOptions BuildPreflightOptions(const Cli& cli, bool hostfile_set) {
   if (ParseCount(cli.largest_layer, &count)) options.largest_layer_params = count;
   options.checkpoint_dirs = cli.checkpoint_dirs;
   options.strict = cli.strict;
+  options.engine = cli.engine;
   options.cuda_visible_devices = std::getenv("CUDA_VISIBLE_DEVICES");
   return options;
 }
@@ -178,10 +183,18 @@ bool ParseTrainCommand(const Cli& cli, const std::vector<std::string>& rest,
   how.python = cli.python;
   absl::StatusOr<TrainCommand> command =
       BuildTrainCommand(job[0], std::vector<std::string>(job.begin() + 1, job.end()), how);
+  if (command.ok() && cli.engine == kEngineZerorun) {
+    absl::Status s = UseZerorunEngine(&*command);
+    if (!s.ok()) command = s;
+  }
   if (!command.ok()) {
     std::cerr << "zerorun: " << command.status().message() << "\n";
     *exit_code = kExitUsage;
     return false;
+  }
+  if (cli.engine == kEngineZerorun) {
+    options->env.vars[kEnvEngine] = kEngineZerorun;
+    options->env.sources[kEnvEngine] = "--engine";
   }
   options->command = *std::move(command);
   return true;

@@ -31,7 +31,8 @@ struct Cli {
   // The train command (DeepSpeed's forms) and what reaches the ranks.
   bool no_python = false, module = false;
   std::string python = "python3";
-  std::vector<std::string> env;  // --env KEY[=VALUE]
+  std::string engine = "deepspeed";  // --engine: whose ZeRO engine `import deepspeed` gives.
+  std::vector<std::string> env;      // --env KEY[=VALUE]
   std::string secret_file, tls_dir;
   std::string launcher;  // --launcher: how the node agents come to exist (launch_backend.h).
   int ssh_port = 0;      // --ssh_port (--launcher ssh).

@@ -30,6 +30,11 @@ void JobState::SetMaxRestarts(int max_restarts) {
   max_restarts_ = max_restarts;
 }
 
+void JobState::SetEngine(const std::string& engine) {
+  absl::MutexLock lock(&mu_);
+  engine_ = engine;
+}
+
 void JobState::Restart(int exit_code) {
   absl::MutexLock lock(&mu_);
   v1::FailedAttempt& failed = failed_attempts_.emplace_back();
@@ -104,6 +109,7 @@ v1::JobStatusReply JobState::Snapshot() const {
   reply.set_root_cause(root_cause_);
   reply.set_attempt(attempt_);
   reply.set_max_restarts(max_restarts_);
+  reply.set_engine(engine_);
   for (const v1::FailedAttempt& failed : failed_attempts_) *reply.add_failed_attempts() = failed;
   const absl::Time now = absl::Now();
   for (const Rank& r : ranks_) {

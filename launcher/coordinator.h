@@ -45,6 +45,7 @@ class JobState {
   void SetJobState(const std::string& state);
   void SetRootCause(const std::string& text);
   void SetMaxRestarts(int max_restarts);
+  void SetEngine(const std::string& engine);  // JobStatusReply.engine.
   // The attempt that just ended failed with `exit_code` and the job starts attempt + 1: its root
   // cause is kept in failed_attempts, and the ranks, the key-value store and the root cause start
   // over (every rank of the failed attempt has exited, so no stale rendezvous key is read).
@@ -90,6 +91,7 @@ class JobState {
   std::string root_cause_ ABSL_GUARDED_BY(mu_);
   int attempt_ ABSL_GUARDED_BY(mu_) = 0;
   int max_restarts_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string engine_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::FailedAttempt> failed_attempts_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> kv_ ABSL_GUARDED_BY(mu_);
   std::optional<int> stop_request_ ABSL_GUARDED_BY(mu_);

@@ -223,6 +223,7 @@ int Controller::Run() {
   LaunchSpec spec = MakeSpec(report, *std::move(endpoints), job_secret);
   spec.coordinator_ca = tls->ca_pem;
   state_->SetMaxRestarts(opt_.max_restarts);
+  state_->SetEngine(opt_.preflight.command.python() ? opt_.preflight.engine : "");
 
   // From here on a stop signal is the job loop's to forward.
   launching.store(true);

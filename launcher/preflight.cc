@@ -470,15 +470,31 @@ class Preflight {
     RuntimeRows();
   }
 
-  // A train_bin that links libzerorun refuses what the runtime cannot honour: the same table
-  // (dsconfig::RuntimeSupport) as rows now, so no launch starts that every rank would refuse.
+  // A train_bin that links libzerorun, or a Python script on zerorun's engine (--engine zerorun),
+  // refuses what the runtime cannot honour: the same table (dsconfig::RuntimeSupport) as rows
+  // now, so no launch starts that every rank would refuse.
   void RuntimeRows() {
     if (report_.effective_config.is_null()) return;
     const bool links =
         std::any_of(report_.probes.begin(), report_.probes.end(),
                     [](const v1::ProbeReply& reply) { return reply.train_bin_links_libzerorun(); });
-    if (!links) return;
+    const bool engine = opt_.engine == kEngineZerorun;
+    if (engine) {
+      if (opt_.device == v1::DEVICE_GPU) {
+        Row("-", "engine", kCritical,
+            "--engine zerorun runs CPU ranks for now (the GPU backend is issue 30). Fix: "
+            "--device cpu, or drop --engine zerorun to run DeepSpeed's engine",
+            kExitConfig);
+      } else {
+        Row("-", "engine", kOk,
+            "zerorun: the ranks' `import deepspeed` is zerorun's DeepSpeed-compatible engine "
+            "(zerorun.torch on libzerorun; rows \"runtime\" say where it differs from "
+            "DeepSpeed's)");
+      }
+    }
+    if (!links && !engine) return;
     for (const AutoValue& v : report_.autos) {  // InitFromEnv refuses what is still "auto".
+      if (!links) break;                        // HF Trainer and Accelerate fill them in the ranks.
       if (v.resolved) continue;
       Row("-", "runtime", kCritical,
           absl::StrCat("libzerorun: ", v.key,

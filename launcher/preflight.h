@@ -45,9 +45,10 @@ struct PreflightOptions {
   std::optional<double> params;  // Model parameters, for memory and swap estimates.
   std::optional<double> largest_layer_params;
   std::vector<std::string> checkpoint_dirs;
-  TrainCommand command;  // program empty: no train_bin given.
-  ForwardedEnv env;      // What every rank on every node gets (forwarded_env.h).
-  bool strict = false;   // Unresolved "auto" is an error (78).
+  TrainCommand command;              // program empty: no train_bin given.
+  ForwardedEnv env;                  // What every rank on every node gets (forwarded_env.h).
+  bool strict = false;               // Unresolved "auto" is an error (78).
+  std::string engine = "deepspeed";  // --engine: deepspeed or zerorun (train_command.h).
   const char* cuda_visible_devices = nullptr;  // The environment's value, or nullptr.
   // Set by a backend that started the agents itself (--launcher ssh): host name -> where its
   // agent serves, instead of the hostfile's address and agent_port. A host without one is a

@@ -49,6 +49,7 @@ std::string ToJson(const v1::JobStatusReply& status) {
                       {"root_cause", status.root_cause()},
                       {"attempt", status.attempt()},
                       {"max_restarts", status.max_restarts()},
+                      {"engine", status.engine()},
                       {"ended_unix_ms", status.ended_unix_ms()},
                       {"exit_code", status.exit_code()},
                       {"failed_attempts", nlohmann::json::array()},
@@ -244,6 +245,7 @@ std::string FormatJobStatus(const v1::JobStatusReply& s, absl::Time now) {
       "job %s  %s  %d rank(s)  started %s", s.job_id(), s.state(), s.world_size(),
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(s.started_unix_ms()),
                        absl::UTCTimeZone()));
+  if (!s.engine().empty()) absl::StrAppend(&out, "  engine ", s.engine());
   if (s.ended_unix_ms() > 0) {
     absl::StrAppendFormat(&out, "  ended %s, exit %d (ran %.1f s)",
                           Ago(now - absl::FromUnixMillis(s.ended_unix_ms())), s.exit_code(),

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace zerorun::launcher {
 namespace {
@@ -104,6 +105,25 @@ absl::StatusOr<TrainCommand> BuildTrainCommand(const std::string& train_bin,
   }
   c.tail.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
   return c;
+}
+
+absl::Status UseZerorunEngine(TrainCommand* c) {
+  if (!c->python() || c->head.size() < 2) {
+    return Usage(absl::StrCat(
+        "--engine zerorun runs Python training scripts (DeepSpeed's API on zerorun.torch); ",
+        c->program,
+        " is not one (a .py script, --module, or python [options] script.py). Fix: "
+        "drop --engine zerorun for a binary linked with libzerorun"));
+  }
+  // The script or the module ends the head: "-m", "pkg" (or "-mpkg"), or the script itself.
+  size_t at = c->head.size() - 1;
+  if (!c->module.empty() && at >= 1 && c->head[at] == c->module && c->head[at - 1] == "-m") --at;
+  if (c->module.empty() && c->head[at] != c->script) {
+    return Usage(
+        absl::StrCat("--engine zerorun: cannot find the script in ", absl::StrJoin(c->head, " ")));
+  }
+  c->head.insert(c->head.begin() + static_cast<std::ptrdiff_t>(at), {"-m", kEngineRunModule});
+  return absl::OkStatus();
 }
 
 }  // namespace zerorun::launcher

@@ -27,6 +27,18 @@ struct TrainCommand {
   bool python() const { return !script.empty() || !module.empty(); }
 };
 
+// --engine zerorun: the ranks' `import deepspeed` is zerorun's DeepSpeed-compatible package. Set
+// in every rank's environment; the Python program runs under `python -m zerorun.engine_run`,
+// which puts that package first on the path and execs the program as it was.
+inline constexpr char kEnvEngine[] = "ZERORUN_ENGINE";
+inline constexpr char kEngineZerorun[] = "zerorun";
+inline constexpr char kEngineRunModule[] = "zerorun.engine_run";
+
+// Rewrites a Python command to start through kEngineRunModule (after the interpreter and its
+// options, before the script or -m module). InvalidArgument (usage) naming the program for a
+// command that is not a Python script or module (a binary, `python -c`, stdin).
+absl::Status UseZerorunEngine(TrainCommand* command);
+
 // True for python, python3, python3.11, ... (by basename).
 bool IsPythonInterpreter(const std::string& program);
 

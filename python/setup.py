@@ -55,7 +55,10 @@ setup(
         ["zerorun.v1"] if os.path.isdir(os.path.join(HERE, "zerorun", "v1")) else []),
     # zerorun.torch's compiled module, where the build tree has it (the CMake target
     # zr_torch_ext puts it into build/python/zerorun).
-    package_data={"zerorun": ["_zerorun*.so"]},
+    # zerorun --engine zerorun's `deepspeed` (a directory put on PYTHONPATH by
+    # zerorun.engine_run, not a package of zerorun's).
+    package_data={"zerorun": ["_zerorun*.so", "compat/deepspeed/*.py", "compat/deepspeed/*/*.py",
+                              "compat/deepspeed/*/*/*.py", "compat/*.dist-info/*"]},
     python_requires=">=3.9",
     install_requires=["grpcio", "protobuf"],
     cmdclass={"build_py": BuildPackage},

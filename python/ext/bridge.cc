@@ -79,14 +79,16 @@ using UnitArg =
 class Bridge {
  public:
   // Joins the job (InitFromEnv: zerorun's rendezvous, or a single process), reads the effective
-  // config from `config_path` (ZERORUN_CONFIG under zerorun wins, as for every rank program),
+  // config from `config_path` (ZERORUN_CONFIG under zerorun wins, as for every rank program,
+  // unless config_path_wins: a config the program handed initialize itself),
   // and builds the engine over `units` with widening off: torch binds the working dtype.
   // `adam` ({beta1, beta2, eps, weight_decay}, or empty for the config's) comes from a torch
   // optimizer's hyper-parameters.
   Bridge(const std::string& config_path, const std::vector<UnitArg>& units,
-         const std::vector<float>& adam) {
+         const std::vector<float>& adam, bool config_path_wins) {
     InitOptions init;
     init.config_path = config_path;
+    init.config_path_wins = config_path_wins;
     ctx_ = Take(InitFromEnv(init));
     EngineConfig config = Take(ReadEngineConfig(ctx_.config));
     options_ = config.zero;
@@ -335,8 +337,9 @@ NB_MODULE(_zerorun, m) {
   });
   nb::class_<Bridge>(m, "Bridge")
       .def(nb::init<const std::string&, const std::vector<zerorun::UnitArg>&,
-                    const std::vector<float>&>(),
-           nb::arg("config_path"), nb::arg("units"), nb::arg("adam") = std::vector<float>())
+                    const std::vector<float>&, bool>(),
+           nb::arg("config_path"), nb::arg("units"), nb::arg("adam") = std::vector<float>(),
+           nb::arg("config_path_wins") = false)
       .def_prop_ro("rank", &Bridge::rank)
       .def_prop_ro("world_size", &Bridge::world_size)
       .def_prop_ro("local_rank", &Bridge::local_rank)

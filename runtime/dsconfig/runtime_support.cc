@@ -93,7 +93,8 @@ class Checker {
         {"zero_optimization.allgather_bucket_size", 5e8, false,
          "each unit (layer) is one bucket, whatever its size"},
         {"zero_optimization.stage3_gather_16bit_weights_on_model_save", false, false,
-         "no checkpoints are written yet"},
+         "checkpoints hold the fp32 masters (`zerorun ckpt consolidate` writes the whole "
+         "model); zerorun.torch's save_16bit_model (HF's save_model) gathers it on rank 0"},
     };
     for (const Unhonoured& k : keys) {
       const json* v = Get(k.key);

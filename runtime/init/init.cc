@@ -47,7 +47,8 @@ absl::Status Breadcrumb(const absl::Status& s, int rank, const std::string& step
   return absl::Status(s.code(), absl::StrCat("rank ", rank, ": ", step, ": ", s.message()));
 }
 
-// Under zerorun the file is the launcher's effective config; otherwise the user's, resolved.
+// Under zerorun the file is the launcher's effective config (unless the caller's wins, then
+// zerorun_config is empty here); otherwise the user's, resolved.
 absl::StatusOr<json> ReadConfig(const std::string& zerorun_config, const std::string& user_path,
                                 const std::vector<std::string>& train_args, int world_size,
                                 std::string* used) {
@@ -153,7 +154,8 @@ absl::StatusOr<RankContext> InitFromEnv(const InitOptions& options) {
   }
   ctx.job_id = Env(rank_env::kJobId).empty() ? "local" : Env(rank_env::kJobId);
 
-  absl::StatusOr<json> config = ReadConfig(Env(rank_env::kConfig), options.config_path,
+  const bool mine = options.config_path_wins && !options.config_path.empty();
+  absl::StatusOr<json> config = ReadConfig(mine ? "" : Env(rank_env::kConfig), options.config_path,
                                            options.train_args, ctx.world_size, &ctx.config_path);
   if (!config.ok()) return Breadcrumb(config.status(), ctx.rank, "config");
   ctx.config = *std::move(config);

@@ -2,7 +2,9 @@
 #include "rank_env.h"
 
 #include <catch2/catch.hpp>
+#include <utility>
 
+#include "absl/strings/match.h"
 #include "train_command.h"
 
 namespace zerorun::launcher {
@@ -130,6 +132,48 @@ TEST_CASE("DeepSpeed's launch forms put --local_rank after the script or module"
   }
   CHECK_FALSE(BuildTrainCommand("t.py", {}, {.no_python = true, .module = true}).ok());
   CHECK_FALSE(BuildTrainCommand("python3", {"-m"}, plain).ok());
+}
+
+TEST_CASE(
+    "The zerorun engine flag starts Python programs through zerorun.engine_run after the "
+    "interpreter's options and refuses what is not a Python script or module",
+    "[train_command]") {
+  const TrainCommandOptions plain;
+  struct Case {
+    std::string train_bin;
+    std::vector<std::string> args;
+    TrainCommandOptions how;
+    std::vector<std::string> head;
+  };
+  const std::vector<Case> cases = {
+      {"train.py", {"--lr", "1"}, plain, {"python3", "-u", "-m", kEngineRunModule, "train.py"}},
+      {"pkg.train",
+       {},
+       {.module = true},
+       {"python3", "-u", "-m", kEngineRunModule, "-m", "pkg.train"}},
+      {"python3",
+       {"-X", "dev", "t.py", "a"},
+       plain,
+       {"python3", "-X", "dev", "-m", kEngineRunModule, "t.py"}},
+      {"python3", {"-mpkg", "a"}, plain, {"python3", "-m", kEngineRunModule, "-mpkg"}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.train_bin);
+    absl::StatusOr<TrainCommand> command = BuildTrainCommand(c.train_bin, c.args, c.how);
+    REQUIRE(command.ok());
+    const std::vector<std::string> tail = command->tail;
+    REQUIRE(UseZerorunEngine(&*command).ok());
+    CHECK(command->head == c.head);
+    CHECK(command->tail == tail);  // The program's own arguments stay as they were.
+  }
+  for (const auto& [bin, args] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"./train_gpt", {"--steps", "3"}}, {"python3", {"-c", "print(1)"}}}) {
+    absl::StatusOr<TrainCommand> command = BuildTrainCommand(bin, args, plain);
+    REQUIRE(command.ok());
+    const absl::Status refused = UseZerorunEngine(&*command);
+    CHECK(refused.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(absl::StrContains(refused.message(), bin + " is not one"));
+  }
 }
 
 }  // namespace

@@ -36,8 +36,51 @@ _DS_KEYS = {"module", "buffer_names", "optimizer", "param_shapes", "frozen_param
             "global_samples", "dp_world_size", "mp_world_size", "ds_config", "ds_version"}
 
 
+# DeepSpeed's ZeroStageEnum members by name (pickled as getattr(ZeroStageEnum, name)).
+_ZERO_STAGES = {"disabled": 0, "optimizer_states": 1, "gradients": 2, "weights": 3}
+
+
+class _OpaqueType(type):
+    def __getattr__(cls, name):  # An enum member: getattr(cls, "gradients").
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return cls(name)
+
+
+class _Opaque(metaclass=_OpaqueType):
+    """An object of a DeepSpeed class in the pickle (a loss scaler, an enum) where DeepSpeed is
+    not importable (zerorun --engine zerorun shadows it): kept as its state; a ZeRO stage enum
+    member gives its number."""
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __int__(self):
+        return _ZERO_STAGES[self.args[0]]
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            if module.split(".")[0] != "deepspeed":
+                raise
+            return _OpaqueType(name, (_Opaque,), {"__module__": module})
+
+
+class _pickle_module:  # torch.load's pickle_module: pickle with _Unpickler.
+    __name__ = "zerorun.torch.deepspeed_ckpt"
+    Unpickler = _Unpickler
+    load = staticmethod(pickle.load)
+
+
 def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True,
+                      pickle_module=_pickle_module)
 
 
 def _tag_dir(load_dir, tag):

@@ -24,7 +24,9 @@ A model built under zero_init() (zero_init.py) is made one unit at a time. Not y
 
 import atexit
 import base64
+import glob
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -51,9 +53,21 @@ def _bridge_class():
     return _zerorun.Bridge
 
 
+def _finite(value):
+    """A config for JSON: HF's float("inf") (steps_per_print) as a large integer."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return 2**62 if value > 0 else -2**62
+    return value
+
+
 def _config_path(config):
-    """The config file the engine reads: a path as given, a dict written to a temporary file.
-    Under zerorun, ZERORUN_CONFIG (the effective config pre-flight checked) is read instead."""
+    """The config file the engine reads: a path as given, a dict written to a temporary file
+    (both win over ZERORUN_CONFIG); None: under zerorun, ZERORUN_CONFIG (the effective config
+    pre-flight checked)."""
     if config is None:
         if os.environ.get("ZERORUN_CONFIG"):
             return os.environ["ZERORUN_CONFIG"]
@@ -62,7 +76,7 @@ def _config_path(config):
     if isinstance(config, dict):
         f = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="zerorun-", delete=False)
         with f:
-            json.dump(config, f)
+            json.dump(_finite(config), f)
         return f.name
     return os.fspath(config)
 
@@ -90,8 +104,8 @@ class Engine:
         spec = [(name, [(_relative(name, pname), list(p.shape), decay.get(id(p), -1.0))
                          for pname, p in ps])
                 for name, _, ps in self._units]
-        self._bridge = _bridge_class()(path, spec, adam)
-        effective = json.loads(self._bridge.config_json)
+        self._bridge = _bridge_class()(path, spec, adam, config is not None)
+        effective = self._effective = json.loads(self._bridge.config_json)
         if optimizer is not None and "optimizer" in effective:
             raise ValueError("zerorun.torch.initialize: both a torch optimizer and the config's "
                              "\"optimizer\" block: keep one (DeepSpeed refuses both too)")
@@ -361,7 +375,8 @@ class Engine:
                         load_module_only=False):
         """Loads <load_dir>/<tag> (None: the one `latest` names) at any world size and ZeRO
         stage; returns (path, client_state), or (None, None) when there is no checkpoint, as
-        DeepSpeed does."""
+        DeepSpeed does. A DeepSpeed ZeRO checkpoint there (a run that trained on DeepSpeed's
+        engine) loads as load_deepspeed_checkpoint, with its client_state."""
         if not load_optimizer_states or load_module_only:
             raise ValueError("load_checkpoint without the optimizer state is not supported yet: "
                              "load the whole checkpoint (the defaults)")
@@ -372,6 +387,12 @@ class Engine:
                 return None, None
             with open(latest) as f:
                 tag = f.read().strip()
+        where = os.path.join(load_dir, str(tag))
+        if glob.glob(os.path.join(where, "zero_pp_rank_*_mp_rank_00_optim_states.pt")):
+            from zerorun.torch.deepspeed_ckpt import client_state, load_into
+
+            load_into(self, load_dir, str(tag))
+            return where, client_state(load_dir, str(tag))
         try:
             text = self._bridge.load_checkpoint(load_dir, str(tag))
         except FileNotFoundError:
@@ -387,8 +408,9 @@ class Engine:
 
 def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=None,
                config=None, config_params=None, training_data=None, collate_fn=None,
-               init_fn=None):
-    """DeepSpeed's initialize: returns (engine, optimizer, dataloader, lr_scheduler)."""
+               init_fn=None, engine_class=None):
+    """DeepSpeed's initialize: returns (engine, optimizer, dataloader, lr_scheduler).
+    engine_class: an Engine subclass to make (the DeepSpeed-compatible surface's)."""
     if model is None:
         raise ValueError("zerorun.torch.initialize: model= is required")
     if lr_scheduler is not None and optimizer is None:
@@ -397,7 +419,7 @@ def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=N
                          "\"scheduler\" block")
     if callable(lr_scheduler) and not hasattr(lr_scheduler, "step"):
         lr_scheduler = lr_scheduler(optimizer)  # DeepSpeed accepts a scheduler factory.
-    engine = Engine(model, config if config is not None else config_params,
+    engine = (engine_class or Engine)(model, config if config is not None else config_params,
                     optimizer=optimizer, lr_scheduler=lr_scheduler,
                     model_parameters=model_parameters, init_fn=init_fn)
     loader = None

@@ -11,7 +11,10 @@ eps, amsgrad, Adam's L2 decay) is refused naming the fix.
 def adam_of(optimizer, model):
     """[beta1, beta2, eps, weight_decay] of a torch Adam / AdamW the engine can run as its AdamW,
     or ValueError naming what differs and the fix."""
-    kind = type(optimizer).__name__
+    import torch
+
+    kind = "AdamW" if isinstance(optimizer, torch.optim.AdamW) else \
+        "Adam" if isinstance(optimizer, torch.optim.Adam) else type(optimizer).__name__
     if kind not in ("AdamW", "Adam"):
         raise ValueError(f"zerorun.torch.initialize: optimizer {kind} is not supported: the "
                          "engine runs AdamW (torch.optim.AdamW, or Adam without weight_decay), "

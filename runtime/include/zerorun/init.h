@@ -23,6 +23,10 @@ struct InitOptions {
   // effective config of this same file) is read instead; outside zerorun this file is resolved
   // through dsconfig for WORLD_SIZE ranks, exactly as pre-flight would.
   std::string config_path;
+  // config_path wins over ZERORUN_CONFIG: a config the program computed itself (what HF Trainer
+  // and Accelerate hand DeepSpeed's initialize, their "auto" values filled), resolved through
+  // dsconfig as outside zerorun.
+  bool config_path_wins = false;
   // The program's arguments: outside zerorun, "auto" values are filled from the HF-style ones
   // (dsconfig::HfValueArguments) exactly as pre-flight fills them.
   std::vector<std::string> train_args;

@@ -19,8 +19,9 @@ struct LrSchedule {
   float warmup_min_ratio = 0;   // WarmupCosineLR
   float cos_min_ratio = 1e-4f;  // WarmupCosineLR
 
-  // The learning rate of optimizer step `step` (1-based; DeepSpeed's last_batch_iteration is
-  // step - 1).
+  // The learning rate of optimizer step `step` (1-based) as DeepSpeed's engine runs it: its
+  // scheduler is stepped after each optimizer step, so step n runs at last_batch_iteration n - 2
+  // (step 1 at -1: warmup_min_lr, or 0 for WarmupCosineLR); warmups last at least 2 iterations.
   float At(int64_t step) const;
 };
 

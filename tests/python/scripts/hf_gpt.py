@@ -39,11 +39,14 @@ class Record(TrainerCallback):
     def __init__(self, sleep):
         self.sleep = sleep
         self.losses = {}
+        self.grad_norms = {}
         self.train_loss = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self.losses[state.global_step] = logs["loss"]
+        if logs and "grad_norm" in logs:
+            self.grad_norms[state.global_step] = logs["grad_norm"]
         if logs and "train_loss" in logs:
             self.train_loss = logs["train_loss"]
 
@@ -72,12 +75,13 @@ def main():
         from zerorun.hf import ZerorunCallback
         callbacks.append(ZerorunCallback())
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(256), callbacks=callbacks)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     plugin = trainer.accelerator.state.deepspeed_plugin
     rank = int(os.environ.get("RANK", "0"))
     os.makedirs(mine.zr_out, exist_ok=True)
     with open(os.path.join(mine.zr_out, f"rank{rank}.json"), "w") as f:
-        json.dump({"rank": rank, "losses": record.losses, "step": trainer.state.global_step,
+        json.dump({"rank": rank, "losses": record.losses, "grad_norms": record.grad_norms,
+                   "step": trainer.state.global_step,
                    "max_steps": trainer.state.max_steps, "train_loss": record.train_loss,
                    "env": START_ENV,
                    # DeepSpeed's CPU all-reduce segments for this job, as the ranks leave them.

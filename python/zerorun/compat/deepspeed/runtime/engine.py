@@ -1,0 +1,3 @@
+"""deepspeed.runtime.engine."""
+
+from zerorun.torch.deepspeed_api import DeepSpeedEngine

@@ -1,0 +1,3 @@
+"""deepspeed.utils.logging."""
+
+from zerorun.torch.deepspeed_api import logger
