@@ -2,8 +2,8 @@
 --deepspeed ds.json, an Accelerate loop with a DeepSpeed plugin) run on zerorun's engine
 (zerorun.torch behind a `deepspeed` package) and, without the flag, on DeepSpeed's (0.16.1 from
 the venv), 2 CPU ranks each. fp32: the logged losses equal (HF rounds them to 4 decimals) and the
-grad norms within 1e-5; bf16 ZeRO-3: within 2% (zero.Init draws the same distributions, not the
-same numbers). Checkpoints: HF's save_steps / resume_from_checkpoint resume bit-identically on
+grad norms within 1e-5 (tiny GPT-2 and Llama, ZeRO-2, and ZeRO-3 from_pretrained); bf16 ZeRO-3
+from_config: within 2% (zero.Init draws the same distributions, not DeepSpeed's numbers). Checkpoints: HF's save_steps / resume_from_checkpoint resume bit-identically on
 zerorun's engine, one written by DeepSpeed's engine resumes on zerorun's, save_model loads with
 from_pretrained. Refusals name what and the way out."""
 import json
@@ -17,12 +17,28 @@ ENV = {"OMP_NUM_THREADS": "1"}
 COMPAT = os.path.join(BUILD, "python", "zerorun", "compat")
 
 
+def hf_config(tmp_path, stage):
+    """HF's "auto" config at `stage` (every ZeRO-3 unit sharded), as a file."""
+    auto = {k: "auto" for k in ("lr", "betas", "eps", "weight_decay")}
+    zero = {"stage": stage, **({"stage3_param_persistence_threshold": 0} if stage == 3 else {})}
+    path = tmp_path / f"z{stage}.json"
+    path.write_text(json.dumps({
+        "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
+        "optimizer": {"type": "AdamW", "params": auto}, "zero_optimization": zero,
+        "scheduler": {"type": "WarmupLR", "params": {k: "auto" for k in (
+            "warmup_min_lr", "warmup_max_lr", "warmup_num_steps")}}}))
+    return str(path)
+
+
 def hf_run(tmp_path, name, engine, config, extra=(), ga=1, steps=4):
-    """scripts/hf_gpt.py on `engine`; (rank results, job status)."""
+    """scripts/hf_gpt.py on `engine` with config `config` (hf_deepspeed's name, or a path);
+    (rank results, job status)."""
     out = tmp_path / name
     job = Job(tmp_path, f"hf-{name}", env=ENV)
+    config = config if os.path.isabs(config) else config_path(config)
     job.run(["--engine", engine, "--python", PYTHON, script("hf_gpt.py"), "--zr_out", str(out),
-             "--output_dir", str(tmp_path / (name + "-hf")), "--deepspeed", config_path(config),
+             "--output_dir", str(tmp_path / (name + "-hf")), "--deepspeed", config,
              "--max_steps", str(steps), "--per_device_train_batch_size", "3",
              "--gradient_accumulation_steps", str(ga), "--learning_rate", "3e-4",
              "--warmup_steps", "1", "--weight_decay", "0.01", "--logging_steps", "1",
@@ -38,18 +54,35 @@ def same_curve(ours, theirs, rel):
 
 
 def test_hf_trainer_zero2_fp32_same_as_deepspeeds_engine(tmp_path):
-    ours, status = hf_run(tmp_path, "ours", "zerorun", "zero2", ["--save_strategy", "no"])
-    theirs, their_status = hf_run(tmp_path, "theirs", "deepspeed", "zero2",
-                                  ["--save_strategy", "no"])
-    assert status["engine"] == "zerorun" and their_status["engine"] == "deepspeed"
-    for mine, want in zip(ours, theirs):
-        assert mine["step"] == want["step"] == 4
-        assert mine["losses"] == want["losses"]
-        same_curve(mine["grad_norms"], want["grad_norms"], 1e-5)
-        assert mine["ds_config"] == want["ds_config"]
+    for model in ("gpt2", "llama"):
+        args = ["--zr_model", model, "--save_strategy", "no"]
+        ours, status = hf_run(tmp_path, f"ours-{model}", "zerorun", "zero2", args)
+        theirs, their_status = hf_run(tmp_path, f"theirs-{model}", "deepspeed", "zero2", args)
+        assert status["engine"] == "zerorun" and their_status["engine"] == "deepspeed"
+        for mine, want in zip(ours, theirs):
+            assert mine["step"] == want["step"] == 4
+            assert mine["losses"] == want["losses"], model
+            same_curve(mine["grad_norms"], want["grad_norms"], 1e-5)
+            assert mine["ds_config"] == want["ds_config"]
     # zerorun's engine reports to `zerorun status` by itself: every rank at step 4 with a loss.
     for rank in status["ranks"]:
         assert rank["step"] == 4 and rank["loss"] > 0 and rank["memory_bytes"] > 0
+
+
+def test_hf_trainer_zero3_fp32_from_pretrained_same_as_deepspeeds_engine(tmp_path):
+    """from_pretrained under ZeRO-3 (weights loaded into zero.Init's shards through
+    GatheredParameters(modifier_rank=0)): a tiny Llama trains as on DeepSpeed's ZeRO-3 engine,
+    a tiny GPT-2 as on DeepSpeed's ZeRO-2 (DeepSpeed's ZeRO-3 starts this GPT-2 from other
+    weights than its own ZeRO-2 and than the file: its first loss differs)."""
+    z2, z3 = hf_config(tmp_path, 2), hf_config(tmp_path, 3)
+    for model, theirs_config in (("llama", z3), ("gpt2", z2)):
+        pre = ["--zr_model", model, "--zr_pretrained", str(tmp_path / f"pretrained-{model}"),
+               "--save_strategy", "no"]
+        ours, _ = hf_run(tmp_path, f"ours-{model}", "zerorun", z3, pre)
+        theirs, _ = hf_run(tmp_path, f"theirs-{model}", "deepspeed", theirs_config, pre)
+        for mine, want in zip(ours, theirs):
+            assert mine["losses"] == want["losses"], model
+            same_curve(mine["grad_norms"], want["grad_norms"], 1e-5)
 
 
 def test_hf_trainer_zero3_bf16_accumulation_save_resume_and_from_pretrained(tmp_path):

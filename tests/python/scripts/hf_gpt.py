@@ -7,6 +7,9 @@ Arguments are HF's own TrainingArguments (so --deepspeed ds.json, --per_device_t
                     Trainer used (after its "auto" filling)
   --zr_sleep S      sleep S seconds after every step (a run long enough to be stopped)
   --zr_callback     add zerorun.hf.ZerorunCallback explicitly (else only ZERORUN_AUTO_CALLBACKS)
+  --zr_model M      gpt2 (default) or llama: a tiny LlamaForCausalLM of the same size
+  --zr_pretrained D from_pretrained(D) (under ZeRO-3 into zero.Init's shards) instead of
+                    from_config; rank 0 first writes D from seed 0 when it does not exist
 """
 import os
 
@@ -18,8 +21,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import torch
-from transformers import (AutoModelForCausalLM, GPT2Config, HfArgumentParser, Trainer,
-                          TrainerCallback, TrainingArguments, set_seed)
+from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, HfArgumentParser,
+                          LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback,
+                          TrainingArguments, set_seed)
 
 VOCAB, SEQ, HIDDEN = 96, 16, 32
 
@@ -60,15 +64,34 @@ def main():
     own.add_argument("--zr_out", required=True)
     own.add_argument("--zr_sleep", type=float, default=0.0)
     own.add_argument("--zr_callback", action="store_true")
+    own.add_argument("--zr_model", default="gpt2", choices=["gpt2", "llama"])
+    own.add_argument("--zr_pretrained")
     mine, rest = own.parse_known_args()
     (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=rest)
     # As HF's example scripts do (they log it): sets up torch.distributed before the model is
     # made, which ZeRO-3's zero.Init needs.
     print(f"rank {args.process_index}: device {args.device}, world size {args.world_size}")
     set_seed(args.seed)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=2, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = AutoModelForCausalLM.from_config(config)  # Under zero.Init with ZeRO-3.
+    if mine.zr_model == "llama":
+        config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                             max_position_embeddings=SEQ)
+    else:
+        config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=2, n_head=2,
+                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    if mine.zr_pretrained:
+        # Both engines start from the same weights: loaded into zero.Init's shards at ZeRO-3.
+        if args.process_index == 0 and not os.path.isdir(mine.zr_pretrained):
+            with torch.random.fork_rng():
+                torch.manual_seed(0)  # The class itself: from_config would be under zero.Init.
+                plain = (LlamaForCausalLM if mine.zr_model == "llama" else GPT2LMHeadModel)(config)
+            plain.save_pretrained(mine.zr_pretrained + ".tmp")
+            os.rename(mine.zr_pretrained + ".tmp", mine.zr_pretrained)
+        while not os.path.isdir(mine.zr_pretrained):
+            time.sleep(0.1)
+        model = AutoModelForCausalLM.from_pretrained(mine.zr_pretrained)
+    else:
+        model = AutoModelForCausalLM.from_config(config)  # Under zero.Init with ZeRO-3.
     record = Record(mine.zr_sleep)
     callbacks = [record]
     if mine.zr_callback:
