@@ -9,8 +9,6 @@
 # <= 0.9x DeepSpeed's). STEPS (default 6) timed steps after 2 warm-up steps per run.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 steps="${STEPS:-6}"
-rounds="${ROUNDS:-3}"
-export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-${build}/torch_extensions}"
 printf 'localhost slots=2\n' >"${tmp}/hosts"
 for stage in 2 3; do
   cat >"${tmp}/ds${stage}.json" <<JSON
@@ -31,35 +29,9 @@ run() {
     --env "ZR_BENCH_CONFIG=${tmp}/ds${stage}.json" \
     "${python}" "${root}/tests/bench/torch_peers.py" "${mode}" "${out}" "${steps}" \
     >"${out}.log" 2>&1 || { tail -20 "${out}.log"; return 1; }
-  "${python}" - "${out}" "${system}" >>"${tmp}/results" <<'PY'
-import json, sys, glob
-ranks = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/rank_*.json"))]
-r0 = ranks[0]
-print(sys.argv[2], "%.1f" % (r0["tokens"] / r0["step_s"]), "%.0f" % max(r["rss_mib"] for r in ranks))
-PY
+  bench_row "${out}" "${system}" tokens
 }
-for round in $(seq 1 "${rounds}"); do
-  for system in "${systems[@]}"; do run "${system}"; done
-  tail -n "${#systems[@]}" "${tmp}/results" | sed "s/^/round ${round}: /"
-done
-"${python}" - "${tmp}/results" <<'PY'
-import statistics, sys
-rows = [line.split() for line in open(sys.argv[1])]
-tps = {}; rss = {}
-for name, t, r in rows:
-    tps.setdefault(name, []).append(float(t)); rss.setdefault(name, []).append(float(r))
-med = {k: statistics.median(v) for k, v in tps.items()}
-mem = {k: statistics.median(v) for k, v in rss.items()}
-print("%-14s %12s %14s" % ("system", "tokens/s", "peak RSS MiB"))
-for k in med:
-    print("%-14s %12.1f %14.0f" % (k, med[k], mem[k]))
-def ratio(a, b, goal, what="tokens/s"):
-    x = med[a] / med[b] if what == "tokens/s" else mem[a] / mem[b]
-    print("%s / %s %s: %.2fx (goal %s)" % (a, b, what, x, goal))
-ratio("zerorun-z2", "deepspeed-z2", ">= 1.15")
-ratio("zerorun-z2", "ddp", ">= 1.0")
-ratio("zerorun-z3", "deepspeed-z3", ">= 1.25")
-ratio("zerorun-z3", "fsdp", ">= 1.1")
-ratio("zerorun-z2", "deepspeed-z2", "<= 0.9", "RSS")
-ratio("zerorun-z3", "deepspeed-z3", "<= 0.9", "RSS")
-PY
+run_rounds run "${systems[@]}"
+bench_summary tokens/s "zerorun-z2/deepspeed-z2 >= 1.15" "zerorun-z2/ddp >= 1.0" \
+  "zerorun-z3/deepspeed-z3 >= 1.25" "zerorun-z3/fsdp >= 1.1" \
+  "rss:zerorun-z2/deepspeed-z2 <= 0.9" "rss:zerorun-z3/deepspeed-z3 <= 0.9"
