@@ -1,9 +1,11 @@
 """`zerorun --engine zerorun` (issue 29): the same unchanged DeepSpeed scripts (HF Trainer with
---deepspeed ds.json, an Accelerate loop with a DeepSpeed plugin) run on zerorun's engine
-(zerorun.torch behind a `deepspeed` package) and, without the flag, on DeepSpeed's (0.16.1 from
-the venv), 2 CPU ranks each. fp32: the logged losses equal (HF rounds them to 4 decimals) and the
-grad norms within 1e-5 (tiny GPT-2 and Llama, ZeRO-2, and ZeRO-3 from_pretrained); bf16 ZeRO-3
-from_config: within 2% (zero.Init draws the same distributions, not DeepSpeed's numbers). Checkpoints: HF's save_steps / resume_from_checkpoint resume bit-identically on
+--deepspeed ds.json, an Accelerate loop with a DeepSpeed plugin, Lightning's DeepSpeed strategies)
+run on zerorun's engine (zerorun.torch behind a `deepspeed` package) and, without the flag, on
+DeepSpeed's (0.16.1 from the venv), 2 CPU ranks each. fp32: the logged losses equal (HF rounds
+them to 4 decimals) and the grad norms within 1e-5 (tiny GPT-2 and Llama, ZeRO-2, and ZeRO-3
+from_pretrained); bf16 ZeRO-3 from_config: within 2% (zero.Init draws the same distributions,
+not DeepSpeed's numbers); Lightning (which refuses DeepSpeed without CUDA): Lightning DDP's
+losses. Checkpoints: HF's save_steps / resume_from_checkpoint resume bit-identically on
 zerorun's engine, one written by DeepSpeed's engine resumes on zerorun's, save_model loads with
 from_pretrained. Refusals name what and the way out."""
 import json
@@ -142,6 +144,27 @@ def test_accelerate_loop_same_as_deepspeeds_engine(tmp_path):
         same_curve(mine["losses"], want["losses"], 1e-5)
 
 
+def test_lightning_deepspeed_strategies_same_as_ddp(tmp_path):
+    """Lightning's strategy="deepspeed_stage_2" / "deepspeed_stage_3" on CPU ranks (Lightning
+    refuses them without CUDA on DeepSpeed's engine: test_lightning.py) train on zerorun's engine
+    with the losses of Lightning's DDP on the same script (no clipping: DDP does none)."""
+    config = tmp_path / "ds.json"
+    config.write_text(json.dumps({"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 0.0}))
+    results = {}
+    for strategy, engine in (("deepspeed_stage_2", "zerorun"), ("deepspeed_stage_3", "zerorun"),
+                             ("ddp", "deepspeed")):
+        out = tmp_path / strategy
+        Job(tmp_path, f"pl-{strategy}", env=ENV).run(
+            ["--engine", engine, "--config", str(config), "--python", PYTHON,
+             script("pl_gpt.py"), "--zr_out", str(out), "--strategy", strategy,
+             "--max_steps", "4"])
+        results[strategy] = rank_results(str(out))
+    for stage in (2, 3):
+        for mine, want in zip(results[f"deepspeed_stage_{stage}"], results["ddp"]):
+            assert mine["zero_stage"] == stage and mine["step"] == 4
+            same_curve(mine["losses"], want["losses"], 1e-6)
+
+
 def test_what_the_engine_cannot_run_is_refused_naming_it(tmp_path):
     job = Job(tmp_path, "refused")
     done = job.run(["--engine", "zerorun", "/bin/true"], check=False)
@@ -161,8 +184,9 @@ def test_what_the_engine_cannot_run_is_refused_naming_it(tmp_path):
     probe = subprocess.run([PYTHON, "-c", (
         "import deepspeed\n"
         "assert deepspeed.__version__.endswith('+zerorun')\n"
+        "deepspeed.checkpointing.configure(None, partition_activations=False)  # Nothing on.\n"
         "for call in (lambda: __import__('deepspeed.moe'),\n"
-        "             lambda: deepspeed.checkpointing.configure(None),\n"
+        "             lambda: deepspeed.checkpointing.configure(None, checkpoint_in_cpu=True),\n"
         "             lambda: deepspeed.pipe):\n"
         "    try:\n"
         "        call()\n"
@@ -171,6 +195,6 @@ def test_what_the_engine_cannot_run_is_refused_naming_it(tmp_path):
     assert probe.returncode == 0, probe.stderr
     lines = probe.stdout.splitlines()
     assert len(lines) == 3, probe.stdout
-    assert "deepspeed.moe" in lines[0] and "deepspeed.checkpointing.configure" in lines[1]
+    assert "deepspeed.moe" in lines[0] and "configure(checkpoint_in_cpu=True)" in lines[1]
     assert "deepspeed.pipe" in lines[2]
     assert all("run without --engine zerorun" in line for line in lines)

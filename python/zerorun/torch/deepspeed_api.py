@@ -335,3 +335,44 @@ def not_supported(name, fix=""):
 
     call.__name__ = name.rsplit(".", 1)[-1]
     return call
+
+
+_LIGHTNING = ("lightning.pytorch.strategies.deepspeed", "pytorch_lightning.strategies.deepspeed",
+              "lightning.fabric.strategies.deepspeed", "lightning_fabric.strategies.deepspeed")
+
+
+def teach_lightning():
+    """Lightning's DeepSpeedStrategy refuses anything but CUDA accelerators (its own check, in
+    setup_environment): zerorun's engine runs CPU ranks, so under it a CPUAccelerator passes.
+    Applied to the strategy modules already imported (Lightning imports deepspeed when a
+    DeepSpeedStrategy is made)."""
+    import sys
+
+    for name in _LIGHTNING:
+        cls = getattr(sys.modules.get(name), "DeepSpeedStrategy", None)
+        if cls is None or getattr(cls.setup_environment, "_zerorun", False):
+            continue
+        original = cls.setup_environment
+
+        def setup_environment(self, _cls=cls, _original=original):
+            if type(self.accelerator).__name__ == "CPUAccelerator":
+                return super(_cls, self).setup_environment()  # The check skipped.
+            return _original(self)
+
+        setup_environment._zerorun = True
+        cls.setup_environment = setup_environment
+        if hasattr(cls, "setup_distributed") and hasattr(cls, "_init_deepspeed_distributed"):
+            original_distributed = cls.setup_distributed
+
+            def setup_distributed(self, _original=original_distributed):
+                # CPU devices have no index to match the local ranks against (Lightning's
+                # _validate_device_index_selection): the rest of its setup, as it is.
+                if type(self.accelerator).__name__ != "CPUAccelerator":
+                    return _original(self)
+                from lightning.fabric.utilities.seed import reset_seed
+
+                reset_seed()
+                self.set_world_ranks()
+                self._init_deepspeed_distributed()
+
+            cls.setup_distributed = setup_distributed

@@ -83,7 +83,10 @@ def main():
     rank = trainer.global_rank
     os.makedirs(args.zr_out, exist_ok=True)
     with open(os.path.join(args.zr_out, f"rank{rank}.json"), "w") as f:
+        engine = getattr(trainer.strategy, "model", None)  # DeepSpeed's engine, or the module.
+        stage = getattr(engine, "zero_optimization_stage", lambda: None)()
         json.dump({"rank": rank, "losses": model.losses, "step": trainer.global_step,
+                   "zero_stage": stage,
                    "callbacks": [type(c).__name__ for c in trainer.callbacks]}, f)
 
 

@@ -7,7 +7,7 @@ import importlib.abc
 import sys
 
 from zerorun.torch.deepspeed_api import (DeepSpeedEngine, NotSupported, init_distributed,
-                                         initialize)
+                                         initialize, teach_lightning)
 
 from deepspeed import (accelerator, checkpoint, checkpointing, comm, launcher, ops, runtime,
                        utils, zero)
@@ -47,3 +47,4 @@ class _Missing(importlib.abc.MetaPathFinder):
 
 if not any(isinstance(f, _Missing) for f in sys.meta_path):
     sys.meta_path.append(_Missing())
+teach_lightning()
