@@ -157,26 +157,34 @@ def load_into(engine, load_dir, tag=None):
             engine._bridge.set_adam(u, t, m, v)
     engine._bridge.finish_restore(step)
     engine.global_steps = step
+    # DeepSpeed's scheduler counts applied steps (not the fp16 ones it skipped).
+    schedule = _model_states(load_dir, tag).get("lr_scheduler") or {}
+    engine._lr_steps = int(schedule.get("last_batch_iteration", step - 1)) + 1
     engine.micro_steps = step * engine.gradient_accumulation_steps
     return step
 
 
-def client_state(load_dir, tag=None):
-    """The client_state DeepSpeed saved with the checkpoint (the keys it does not own)."""
+def _model_states(load_dir, tag=None):
+    """DeepSpeed's model_states dict of the checkpoint (ZeRO-1/2's or rank 0's at ZeRO-3)."""
     d = _tag_dir(load_dir, tag)
     path = os.path.join(d, "mp_rank_00_model_states.pt")
     if not os.path.isfile(path):
         path = os.path.join(d, "zero_pp_rank_0_mp_rank_00_model_states.pt")
-    return {k: v for k, v in _load(path).items() if k not in _DS_KEYS}
+    return _load(path)
 
 
-def write_safetensors(path, step, tensors, client):
+def client_state(load_dir, tag=None):
+    """The client_state DeepSpeed saved with the checkpoint (the keys it does not own)."""
+    return {k: v for k, v in _model_states(load_dir, tag).items() if k not in _DS_KEYS}
+
+
+def write_safetensors(path, step, tensors, client, lr_steps=None):
     """tensors: {name: (master, exp_avg, exp_avg_sq)} as one F32 safetensors file, streamed."""
     named = []
     for name, states in tensors.items():
         named += [(name, states[0].float()), ("exp_avg:" + name, states[1].float()),
                   ("exp_avg_sq:" + name, states[2].float())]
-    state = {"global_steps": step,
+    state = {"global_steps": step, "lr_steps": step if lr_steps is None else lr_steps,
              "client_state": base64.b64encode(pickle.dumps(client)).decode()}
     safetensors_io.write(path, named, {"step": step, "client_state": json.dumps(state),
                                        "format": "pt"})
@@ -189,6 +197,7 @@ def main(argv):
     try:
         step, tensors = read_deepspeed(argv[0])
         client = client_state(argv[0])
+        schedule = _model_states(argv[0]).get("lr_scheduler") or {}
     except FileNotFoundError as e:
         sys.stderr.write(f"zerorun ckpt import: {e}\n")
         return 66
@@ -196,7 +205,8 @@ def main(argv):
         sys.stderr.write(f"zerorun ckpt import: {argv[0]} is not a DeepSpeed ZeRO checkpoint "
                          f"this reader knows ({type(e).__name__}: {e})\n")
         return 65
-    write_safetensors(argv[1], step, tensors, client)
+    write_safetensors(argv[1], step, tensors, client,
+                      int(schedule.get("last_batch_iteration", step - 1)) + 1)
     print(f"{len(tensors)} tensors with Adam's state, step {step}")
     return 0
 

@@ -123,6 +123,7 @@ class Engine:
         self.micro_batch = b.micro_batch  # train_micro_batch_size_per_gpu
         self.micro_steps = 0
         self.global_steps = 0
+        self._lr_steps = 0  # Applied (not skipped) steps: the config's schedule moves on these.
         self._grad_norm = None
         self._loss_sum = 0.0
         self._tokens = 0
@@ -282,23 +283,25 @@ class Engine:
         if not boundary:
             return
         n = self.global_steps + 1
-        r = self._bridge.step(n, self._lr(n),
+        r = self._bridge.step(n, self._lr(),
                               self._loss_sum / self.gradient_accumulation_steps, self._tokens)
         self._loss_sum = 0.0
         self._tokens = 0
         self.global_steps = n
+        self._lr_steps += 0 if r["skipped"] else 1
         self._grad_norm = r["grad_norm"]
         self.skipped = r["skipped"]
         self.mean_loss = r["mean_value"]
         if self.lr_scheduler is not None and not self.skipped:
             self.lr_scheduler.step()  # As DeepSpeed steps a client scheduler.
 
-    def _lr(self, n):
-        """Step n's learning rate: the torch optimizer's (which a torch scheduler moves), else
-        the config's schedule."""
+    def _lr(self):
+        """The next step's learning rate: the torch optimizer's (which a torch scheduler moves),
+        else the config's schedule at the next applied step (as DeepSpeed's engine, which does
+        not step its scheduler on a skipped fp16 step)."""
         if self.optimizer is not None:
             return float(self.optimizer.param_groups[0]["lr"])
-        return self._bridge.lr_at(n)
+        return self._bridge.lr_at(self._lr_steps + 1)
 
     def zero_grad(self):
         """Gradients live in the engine and are zeroed by its step: nothing to do."""
@@ -307,7 +310,7 @@ class Engine:
         return self._grad_norm
 
     def get_lr(self):
-        return [self._lr(self.global_steps + 1)]
+        return [self._lr()]
 
     def train(self, mode=True):
         self.module.train(mode)
@@ -354,6 +357,7 @@ class Engine:
                              "always publishes <save_dir>/latest with the checkpoint")
         tag = str(tag) if tag is not None else f"global_step{self.global_steps}"
         state = {"global_steps": self.global_steps, "micro_steps": self.micro_steps,
+                 "lr_steps": self._lr_steps,
                  "client_state": base64.b64encode(pickle.dumps(client_state or {})).decode()}
         frozen = b""
         if self.global_rank == 0 and not exclude_frozen_parameters:
@@ -399,6 +403,7 @@ class Engine:
             return None, None
         state = json.loads(text) if text else {}
         self.global_steps = state.get("global_steps", 0)
+        self._lr_steps = state.get("lr_steps", self.global_steps)
         self.micro_steps = state.get("micro_steps",
                                      self.global_steps * self.gradient_accumulation_steps)
         client = state.get("client_state")
