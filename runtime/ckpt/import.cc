@@ -54,7 +54,12 @@ absl::Status CheckNames(const ckpt::SafetensorsFile& file, const Layout& layout,
       wanted.push_back(name);
       const bool m = file.entries().count(ExpAvgName(name)) > 0;
       const bool v = file.entries().count(ExpAvgSqName(name)) > 0;
-      if (m || v) {
+      if (m != v) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            file.path(), " holds ", m ? ExpAvgName(name) : ExpAvgSqName(name), " but not ",
+            m ? ExpAvgSqName(name) : ExpAvgName(name), ": Adam's m and v come together"));
+      }
+      if (m) {
         for (const std::string& state : {ExpAvgName(name), ExpAvgSqName(name)}) {
           if (absl::Status s = HasTensor(file, state, shape); !s.ok()) {
             return absl::FailedPreconditionError(s.message());

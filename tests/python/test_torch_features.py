@@ -185,6 +185,30 @@ def test_a_deepspeed_checkpoint_goes_on_on_zerorun(tmp_path, ds_stage):
     got = train(tmp_path, 2, 2, 1, False, env={"ZR_TINY_LOAD": imported}, name="imported")
     assert got["resumed"] == 3
     assert_close(got, want)
+    # Adam's state for some tensors only: every rank refuses the file before reading, naming
+    # a tensor without it.
+    from safetensors.torch import load_file, save_file
+
+    whole = os.path.join(imported, "imported", "weights.safetensors")
+    tensors = load_file(whole)
+    dropped = sorted(k for k in tensors if k.startswith("exp_avg_sq:"))[0]
+    del tensors[dropped]
+    del tensors["exp_avg:" + dropped[len("exp_avg_sq:"):]]
+    partial = str(tmp_path / "partial.safetensors")
+    save_file(tensors, partial, metadata={"format": "pt"})
+    run = subprocess.run([ZERORUN, "ckpt", "import", partial, "--out", str(tmp_path / "partial")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=2\n")
+    ds = tmp_path / "partial.json"
+    ds.write_text(json.dumps(config(2, 2, 1, False)))
+    done = Job(tmp_path, "torch-partial-adam", env={"ZR_TINY_LOAD": str(tmp_path / "partial")}).run(
+        ["--config", str(ds), PYTHON, script("torch_tiny.py"), "engine", str(tmp_path / "p.pt"),
+         "3"], hostfile=str(hosts), check=False, timeout=300)
+    assert done.returncode != 0
+    assert "holds Adam's state" in done.stderr and dropped[len("exp_avg_sq:"):] in done.stderr, \
+        done.stderr[-3000:]
     # Not a DeepSpeed checkpoint: exit 66 naming it, nothing made.
     run = subprocess.run([ZERORUN, "ckpt", "import", str(tmp_path), "--out",
                           str(tmp_path / "nothing"), "--python", PYTHON],
