@@ -1,6 +1,7 @@
 // JobState and the Coordinator gRPC handlers.
 #include "coordinator.h"
 
+#include <algorithm>
 #include <csignal>
 
 #include "absl/strings/str_cat.h"
@@ -129,9 +130,12 @@ std::optional<HungRank> JobState::FindHung(absl::Duration timeout,
                                            std::vector<std::string>* in_flight) const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
+  const absl::Duration quiet = std::max(absl::Seconds(2), timeout / 2);
   std::optional<HungRank> silent, outside, inside;
+  bool going_quiet = false;
   for (const Rank& r : ranks_) {
     if (r.status.state() != "running" || !r.last_heartbeat) continue;
+    going_quiet = going_quiet || now - *r.last_heartbeat > quiet;
     if (!r.status.in_flight().empty()) {
       in_flight->push_back(absl::StrCat("rank ", r.slot.rank, ": ", r.status.in_flight()));
     }
@@ -150,7 +154,9 @@ std::optional<HungRank> JobState::FindHung(absl::Duration timeout,
       if (!slot) slot = hung;
     }
   }
-  return silent ? silent : outside ? outside : inside;
+  if (silent) return silent;
+  if (going_quiet) return std::nullopt;  // The quiet rank is named when it is silent.
+  return outside ? outside : inside;
 }
 
 void JobState::Set(const std::string& key, const std::string& value) {

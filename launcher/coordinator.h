@@ -58,7 +58,10 @@ class JobState {
   v1::JobStatusReply Snapshot() const;
 
   // The rank to blame when some running rank has stopped for `timeout`: first one whose heartbeat
-  // stopped, else one whose step stopped outside a collective, else any whose step stopped.
+  // stopped, else one whose step stopped outside a collective, else any whose step stopped. A
+  // step that stopped while another rank's heartbeats have gone quiet (more than
+  // max(2 s, timeout / 2) old: beats come every second) is not judged yet: that rank, frozen or
+  // dead, is the cause and is named once its heartbeat is `timeout` old.
   // Ranks that never reported are not judged (a program may not report at all). Also fills
   // *in_flight with "rank R: <collective>" for every rank inside a collective now.
   std::optional<HungRank> FindHung(absl::Duration timeout,
