@@ -15,7 +15,6 @@ DIR` runs: the masters and Adam's state as one safetensors file ("<name>", "exp_
 "exp_avg_sq:<name>", F32; the step and the client state in its metadata), written tensor by tensor.
 """
 
-import base64
 import glob
 import json
 import math
@@ -99,7 +98,8 @@ def _tag_dir(load_dir, tag):
 
 
 def read_deepspeed(load_dir, tag=None):
-    """(step, {parameter name: (fp32 master, exp_avg, exp_avg_sq)}), tensors made on demand."""
+    """(step, {parameter name: (fp32 master, exp_avg, exp_avg_sq)}, model_states), the tensors
+    made on demand; model_states is DeepSpeed's dict (its scheduler, the client state)."""
     d = _tag_dir(load_dir, tag)
     files = glob.glob(os.path.join(d, "zero_pp_rank_*_mp_rank_00_optim_states.pt"))
     if not files:
@@ -110,7 +110,8 @@ def read_deepspeed(load_dir, tag=None):
     stage = int(ranks[0]["zero_stage"])
     model = os.path.join(d, "mp_rank_00_model_states.pt" if stage < 3 else
                          "zero_pp_rank_0_mp_rank_00_model_states.pt")
-    groups = _load(model)["param_shapes"]
+    states = _load(model)
+    groups = states["param_shapes"]
     if stage < 3:
         state = [r["base_optimizer_state"]["state"] for r in ranks]
         step = int(state[0][0]["step"])
@@ -123,7 +124,7 @@ def read_deepspeed(load_dir, tag=None):
                 n = math.prod(shape)
                 out[name] = tuple(t[at:at + n].view(shape) for t in flat)
                 at += n
-        return step, out
+        return step, out, states
     world = len(ranks)
     state = [r["optimizer_state_dict"]["state"] for r in ranks]
     step = int(state[0][0]["step"])
@@ -138,12 +139,13 @@ def read_deepspeed(load_dir, tag=None):
             out[name] = tuple(torch.cat([p[k][at:at + part] for p in per_rank])[:n].view(shape)
                               for k in range(3))
             at += part
-    return step, out
+    return step, out, states
 
 
 def load_into(engine, load_dir, tag=None):
-    """Loads a DeepSpeed checkpoint into `engine` (every rank calls it); returns its step."""
-    step, tensors = read_deepspeed(load_dir, tag)
+    """Loads a DeepSpeed checkpoint into `engine` (every rank calls it); returns its step and
+    the client_state DeepSpeed saved with it."""
+    step, tensors, states = read_deepspeed(load_dir, tag)
     mine = {pname for _, _, ps in engine._units for pname, _ in ps}
     missing = sorted(mine - set(tensors))
     if missing:
@@ -157,35 +159,29 @@ def load_into(engine, load_dir, tag=None):
             engine._bridge.set_adam(u, t, m, v)
     engine._bridge.finish_restore(step)
     engine.global_steps = step
-    # DeepSpeed's scheduler counts applied steps (not the fp16 ones it skipped).
-    schedule = _model_states(load_dir, tag).get("lr_scheduler") or {}
-    engine._lr_steps = int(schedule.get("last_batch_iteration", step - 1)) + 1
+    engine._lr_steps = _lr_steps(states, step)
     engine.micro_steps = step * engine.gradient_accumulation_steps
-    return step
+    return step, _client_state(states)
 
 
-def _model_states(load_dir, tag=None):
-    """DeepSpeed's model_states dict of the checkpoint (ZeRO-1/2's or rank 0's at ZeRO-3)."""
-    d = _tag_dir(load_dir, tag)
-    path = os.path.join(d, "mp_rank_00_model_states.pt")
-    if not os.path.isfile(path):
-        path = os.path.join(d, "zero_pp_rank_0_mp_rank_00_model_states.pt")
-    return _load(path)
+def _lr_steps(states, step):
+    """The steps DeepSpeed's scheduler counted (applied ones: not the fp16 ones it skipped)."""
+    schedule = states.get("lr_scheduler") or {}
+    return int(schedule.get("last_batch_iteration", step - 1)) + 1
 
 
-def client_state(load_dir, tag=None):
+def _client_state(states):
     """The client_state DeepSpeed saved with the checkpoint (the keys it does not own)."""
-    return {k: v for k, v in _model_states(load_dir, tag).items() if k not in _DS_KEYS}
+    return {k: v for k, v in states.items() if k not in _DS_KEYS}
 
 
-def write_safetensors(path, step, tensors, client, lr_steps=None):
-    """tensors: {name: (master, exp_avg, exp_avg_sq)} as one F32 safetensors file, streamed."""
+def write_safetensors(path, step, tensors, state):
+    """tensors: {name: (master, exp_avg, exp_avg_sq)} as one F32 safetensors file, streamed;
+    state: the engine's checkpoint state (engine.checkpoint_state) for the manifest."""
     named = []
     for name, states in tensors.items():
         named += [(name, states[0].float()), ("exp_avg:" + name, states[1].float()),
                   ("exp_avg_sq:" + name, states[2].float())]
-    state = {"global_steps": step, "lr_steps": step if lr_steps is None else lr_steps,
-             "client_state": base64.b64encode(pickle.dumps(client)).decode()}
     safetensors_io.write(path, named, {"step": step, "client_state": json.dumps(state),
                                        "format": "pt"})
 
@@ -195,9 +191,7 @@ def main(argv):
         sys.stderr.write("usage: python -m zerorun.torch.deepspeed_ckpt DIR OUT.safetensors\n")
         return 2
     try:
-        step, tensors = read_deepspeed(argv[0])
-        client = client_state(argv[0])
-        schedule = _model_states(argv[0]).get("lr_scheduler") or {}
+        step, tensors, states = read_deepspeed(argv[0])
     except FileNotFoundError as e:
         sys.stderr.write(f"zerorun ckpt import: {e}\n")
         return 66
@@ -205,8 +199,10 @@ def main(argv):
         sys.stderr.write(f"zerorun ckpt import: {argv[0]} is not a DeepSpeed ZeRO checkpoint "
                          f"this reader knows ({type(e).__name__}: {e})\n")
         return 65
-    write_safetensors(argv[1], step, tensors, client,
-                      int(schedule.get("last_batch_iteration", step - 1)) + 1)
+    from zerorun.torch.engine import checkpoint_state
+
+    write_safetensors(argv[1], step, tensors,
+                      checkpoint_state(step, _lr_steps(states, step), _client_state(states)))
     print(f"{len(tensors)} tensors with Adam's state, step {step}")
     return 0
 

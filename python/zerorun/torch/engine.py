@@ -356,9 +356,8 @@ class Engine:
             raise ValueError("save_checkpoint(save_latest=False) is not supported yet: zerorun "
                              "always publishes <save_dir>/latest with the checkpoint")
         tag = str(tag) if tag is not None else f"global_step{self.global_steps}"
-        state = {"global_steps": self.global_steps, "micro_steps": self.micro_steps,
-                 "lr_steps": self._lr_steps,
-                 "client_state": base64.b64encode(pickle.dumps(client_state or {})).decode()}
+        state = checkpoint_state(self.global_steps, self._lr_steps, client_state,
+                                 self.micro_steps)
         frozen = b""
         if self.global_rank == 0 and not exclude_frozen_parameters:
             named = [(n, p) for n, p in self.module.named_parameters() if not p.requires_grad]
@@ -372,7 +371,7 @@ class Engine:
         rank calls it). Returns the step."""
         from zerorun.torch.deepspeed_ckpt import load_into
 
-        return load_into(self, os.fspath(load_dir), tag)
+        return load_into(self, os.fspath(load_dir), tag)[0]
 
     def load_checkpoint(self, load_dir, tag=None, load_module_strict=True,
                         load_optimizer_states=True, load_lr_scheduler_states=True,
@@ -393,10 +392,9 @@ class Engine:
                 tag = f.read().strip()
         where = os.path.join(load_dir, str(tag))
         if glob.glob(os.path.join(where, "zero_pp_rank_*_mp_rank_00_optim_states.pt")):
-            from zerorun.torch.deepspeed_ckpt import client_state, load_into
+            from zerorun.torch.deepspeed_ckpt import load_into
 
-            load_into(self, load_dir, str(tag))
-            return where, client_state(load_dir, str(tag))
+            return where, load_into(self, load_dir, str(tag))[1]
         try:
             text = self._bridge.load_checkpoint(load_dir, str(tag))
         except FileNotFoundError:
@@ -409,6 +407,16 @@ class Engine:
         client = state.get("client_state")
         return (os.path.join(load_dir, str(tag)),
                 pickle.loads(base64.b64decode(client)) if client else {})
+
+
+def checkpoint_state(global_steps, lr_steps, client_state, micro_steps=None):
+    """What a checkpoint's manifest keeps as client_state for the engine: the step counters and
+    the user's client_state (pickled). Without micro_steps a load takes global_steps x GA."""
+    state = {"global_steps": global_steps, "lr_steps": lr_steps,
+             "client_state": base64.b64encode(pickle.dumps(client_state or {})).decode()}
+    if micro_steps is not None:
+        state["micro_steps"] = micro_steps
+    return state
 
 
 def initialize(model=None, model_parameters=None, optimizer=None, lr_scheduler=None,
