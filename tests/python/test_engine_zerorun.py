@@ -5,9 +5,11 @@ DeepSpeed's (0.16.1 from the venv), 2 CPU ranks each. fp32: the logged losses eq
 them to 4 decimals) and the grad norms within 1e-5 (tiny GPT-2 and Llama, ZeRO-2, and ZeRO-3
 from_pretrained); bf16 ZeRO-3 from_config: within 2% (zero.Init draws the same distributions,
 not DeepSpeed's numbers); Lightning (which refuses DeepSpeed without CUDA): Lightning DDP's
-losses. Checkpoints: HF's save_steps / resume_from_checkpoint resume bit-identically on
-zerorun's engine, one written by DeepSpeed's engine resumes on zerorun's, save_model loads with
-from_pretrained. Refusals name what and the way out."""
+losses, and resumed from a Lightning checkpoint DDP's resumed losses. trainer.evaluate() without
+training (ZeRO-3 inference) gives DeepSpeed's eval loss. Checkpoints: HF's save_steps /
+resume_from_checkpoint resume bit-identically on zerorun's engine, one written by DeepSpeed's
+engine resumes on zerorun's, save_model loads with from_pretrained. Refusals name what and the
+way out."""
 import json
 import os
 import subprocess
@@ -87,6 +89,22 @@ def test_hf_trainer_zero3_fp32_from_pretrained_same_as_deepspeeds_engine(tmp_pat
             same_curve(mine["grad_norms"], want["grad_norms"], 1e-5)
 
 
+def test_hf_trainer_zero3_evaluate_without_training_same_as_deepspeeds_engine(tmp_path):
+    """trainer.evaluate() before any training: HF's deepspeed_init(inference=True) initializes
+    the engine without an optimizer (ZeRO-3 inference); the eval loss of the same pretrained
+    Llama equals DeepSpeed's."""
+    z3 = hf_config(tmp_path, 3)
+    pre = ["--zr_model", "llama", "--zr_pretrained", str(tmp_path / "pretrained"),
+           "--zr_eval_only", "--per_device_eval_batch_size", "3"]
+    ours, _ = hf_run(tmp_path, "ours", "zerorun", z3, pre)
+    theirs, _ = hf_run(tmp_path, "theirs", "deepspeed", z3, pre)
+    for mine, want in zip(ours, theirs):
+        assert mine["step"] == want["step"] == 0 and mine["losses"] == {}
+        assert want["eval_loss"] > 1.0
+        assert abs(mine["eval_loss"] - want["eval_loss"]) <= 1e-6 * want["eval_loss"], \
+            (mine["eval_loss"], want["eval_loss"])
+
+
 def test_hf_trainer_zero3_bf16_accumulation_save_resume_and_from_pretrained(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -163,6 +181,23 @@ def test_lightning_deepspeed_strategies_same_as_ddp(tmp_path):
         for mine, want in zip(results[f"deepspeed_stage_{stage}"], results["ddp"]):
             assert mine["zero_stage"] == stage and mine["step"] == 4
             same_curve(mine["losses"], want["losses"], 1e-6)
+    # Lightning's checkpoints through the engine (save_checkpoint with Lightning's client_state,
+    # load_checkpoint on fit(ckpt_path=)): 2 steps, saved, resumed to 4, as DDP's own checkpoint
+    # resumes (Lightning restarts the epoch's batches on a resume: not the 4 steps in one go).
+    resumed = {}
+    for strategy, engine in (("deepspeed_stage_3", "zerorun"), ("ddp", "deepspeed")):
+        saved = tmp_path / f"{strategy}.ckpt"
+        for name, more in (("first", ["--max_steps", "2", "--save", str(saved)]),
+                           ("resumed", ["--max_steps", "4", "--resume", str(saved)])):
+            out = tmp_path / f"{strategy}-{name}"
+            Job(tmp_path, f"pl-{strategy}-{name}", env=ENV).run(
+                ["--engine", engine, "--config", str(config), "--python", PYTHON,
+                 script("pl_gpt.py"), "--zr_out", str(out), "--strategy", strategy, *more])
+        resumed[strategy] = rank_results(str(out))
+    assert (tmp_path / "deepspeed_stage_3.ckpt" / "checkpoint" / "manifest.json").is_file()
+    for mine, want in zip(resumed["deepspeed_stage_3"], resumed["ddp"]):
+        assert mine["step"] == 4 and sorted(mine["losses"]) == ["3", "4"]
+        same_curve(mine["losses"], want["losses"], 1e-6)
 
 
 def test_what_the_engine_cannot_run_is_refused_naming_it(tmp_path):

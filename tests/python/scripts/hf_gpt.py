@@ -66,6 +66,8 @@ def main():
     own.add_argument("--zr_callback", action="store_true")
     own.add_argument("--zr_model", default="gpt2", choices=["gpt2", "llama"])
     own.add_argument("--zr_pretrained")
+    own.add_argument("--zr_eval_only", action="store_true",
+                     help="no training: trainer.evaluate() (ZeRO-3 inference) of 12 samples")
     mine, rest = own.parse_known_args()
     (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=rest)
     # As HF's example scripts do (they log it): sets up torch.distributed before the model is
@@ -98,7 +100,11 @@ def main():
         from zerorun.hf import ZerorunCallback
         callbacks.append(ZerorunCallback())
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(256), callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    metrics = {}
+    if mine.zr_eval_only:
+        metrics = trainer.evaluate(eval_dataset=Tokens(12))
+    else:
+        trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     plugin = trainer.accelerator.state.deepspeed_plugin
     rank = int(os.environ.get("RANK", "0"))
     os.makedirs(mine.zr_out, exist_ok=True)
@@ -106,7 +112,7 @@ def main():
         json.dump({"rank": rank, "losses": record.losses, "grad_norms": record.grad_norms,
                    "step": trainer.state.global_step,
                    "max_steps": trainer.state.max_steps, "train_loss": record.train_loss,
-                   "env": START_ENV,
+                   "env": START_ENV, "eval_loss": metrics.get("eval_loss"),
                    # DeepSpeed's CPU all-reduce segments for this job, as the ranks leave them.
                    "shm": sorted(n for n in os.listdir("/dev/shm") if n.startswith(
                        "deepspeed_allreduce_buffer_") and

@@ -5,6 +5,7 @@ DeepSpeedStrategy with a ds_config file). Arguments:
                       the callbacks the Trainer had
   --max_steps N --sleep S --strategy ddp|deepspeed --ds_config FILE --callback (add
   zerorun.lightning.ZerorunCallback explicitly; else only ZERORUN_AUTO_CALLBACKS)
+  --save PATH (trainer.save_checkpoint after fit) --resume PATH (fit from that checkpoint)
 """
 import argparse
 import json
@@ -58,6 +59,8 @@ def main():
     parser.add_argument("--strategy", default="ddp")
     parser.add_argument("--ds_config")
     parser.add_argument("--callback", action="store_true")
+    parser.add_argument("--save", help="trainer.save_checkpoint(SAVE) after fit")
+    parser.add_argument("--resume", help="fit(ckpt_path=RESUME)")
     parser.add_argument("--local_rank", type=int)  # DeepSpeed's launchers (and zerorun) pass it.
     args = parser.parse_args()
     L.seed_everything(0, workers=True)
@@ -79,7 +82,9 @@ def main():
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, log_every_n_steps=1)
     data = torch.utils.data.DataLoader(Tokens(512), batch_size=4)
-    trainer.fit(model, data)
+    trainer.fit(model, data, ckpt_path=args.resume)
+    if args.save:
+        trainer.save_checkpoint(args.save)
     rank = trainer.global_rank
     os.makedirs(args.zr_out, exist_ok=True)
     with open(os.path.join(args.zr_out, f"rank{rank}.json"), "w") as f:
