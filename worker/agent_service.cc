@@ -6,11 +6,11 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "grpc_util.h"
-#include "local_cred.h"
 #include "log_reader.h"
+#include "rpc/grpc_util.h"
 #include "run_as.h"
-#include "tls.h"
+#include "security/local_cred.h"
+#include "security/tls.h"
 
 namespace zerorun::worker {
 

@@ -10,8 +10,8 @@
 #include <string>
 
 #include "job_runner.h"
-#include "local_cred.h"
 #include "node_agent.h"
+#include "security/local_cred.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
 namespace zerorun::worker {

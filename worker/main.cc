@@ -27,13 +27,13 @@
 #include "base/version.h"
 #include "cgroup.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpc_util.h"
 #include "job_runner.h"
-#include "local_cred.h"
 #include "node_agent.h"
 #include "proc_util.h"
 #include "rank_supervisor.h"
-#include "tls.h"
+#include "rpc/grpc_util.h"
+#include "security/local_cred.h"
+#include "security/tls.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
 #include "base/rank_env.h"
-#include "grpc_util.h"
+#include "rpc/grpc_util.h"
 #include "zerorun/flight_recorder.h"
 #include "zerorun/kv_store.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"

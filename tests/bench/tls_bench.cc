@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "bench/bench_agents.h"
-#include "tls.h"
+#include "security/tls.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 
 using zerorun::bench::Agents;

@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "metrics.h"
+#include "job/metrics.h"
 #include "nlohmann/json.hpp"
 #include "support/child_process.h"
 #include "support/python_env.h"

@@ -21,14 +21,14 @@
 #include <thread>
 #include <vector>
 
-#include "cluster_ca.h"
-#include "grpc_util.h"
+#include "cluster/cluster_ca.h"
 #include "nlohmann/json.hpp"
+#include "rpc/grpc_util.h"
+#include "security/tls.h"
 #include "support/child_process.h"
 #include "support/local_user.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
-#include "tls.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
 

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "hostfile.h"
+#include "inputs/hostfile.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -9,9 +9,9 @@
 #include <memory>
 #include <string>
 
-#include "auth.h"
-#include "coordinator.h"
-#include "grpc_util.h"
+#include "job/coordinator.h"
+#include "rpc/grpc_util.h"
+#include "security/auth.h"
 #include "support/temp_dir.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"
 

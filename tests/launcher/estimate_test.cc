@@ -1,5 +1,5 @@
 // Memory estimators: DeepSpeed's formulas, its worked examples and its printed table format.
-#include "estimate.h"
+#include "preflight/estimate.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,9 +1,9 @@
 // Hostfile grammar: every case of DeepSpeed's table (reference section 2) and the YAML form.
-#include "hostfile.h"
+#include "inputs/hostfile.h"
 
 #include <catch2/catch.hpp>
 
-#include "agent_client.h"
+#include "backends/agent_client.h"
 
 namespace zerorun::launcher {
 namespace {

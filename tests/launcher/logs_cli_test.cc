@@ -1,6 +1,6 @@
 // zerorun logs --since's value (issue 14): durations before now, UTC times in the forms zerorun
 // prints and RFC 3339 with offsets; anything else, or a future time, refused with the forms.
-#include "logs_cli.h"
+#include "cli/logs_cli.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,11 +1,10 @@
 // Rank numbering and environment (pure; the e2e tests check the same through real processes).
-#include "rank_env.h"
-
 #include <catch2/catch.hpp>
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "train_command.h"
+#include "inputs/train_command.h"
+#include "job/launch_spec.h"
 
 namespace zerorun::launcher {
 namespace {

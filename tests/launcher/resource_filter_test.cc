@@ -1,5 +1,5 @@
 // Resource filter: DeepSpeed's rules (reference section 3) and its three bugs, fixed.
-#include "resource_filter.h"
+#include "inputs/resource_filter.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,7 +1,7 @@
 // Slurm's host lists and node counts: the examples of Slurm's own documentation (hostlist(3),
 // Slurm::Hostlist, srun's environment), the faults, and, where Slurm is installed, every case
 // compared with `scontrol show hostnames` itself.
-#include "slurm.h"
+#include "backends/slurm.h"
 
 #include <catch2/catch.hpp>
 #include <map>

@@ -1,11 +1,11 @@
 // --launcher ssh's command lines (issue 14): DeepSpeed's ssh options first, the remote command
 // one quoted word for any login shell, and the job's secret never among the arguments.
-#include "ssh_agents.h"
+#include "backends/ssh_agents.h"
 
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_join.h"
-#include "agent_spawn.h"
+#include "backends/agent_spawn.h"
 
 namespace zerorun::launcher {
 namespace {

@@ -2,7 +2,7 @@
 // the ranks reported, the ETA at the pace so far, and an ended job's end and exit code.
 #include <catch2/catch.hpp>
 
-#include "status_cli.h"
+#include "cli/status_cli.h"
 
 namespace zerorun::launcher {
 namespace {

@@ -1,7 +1,7 @@
 // The UNIX socket's credentials: a real credential socket answers with the caller's uid as the
 // kernel reports it; forged, foreign, expired and malformed credentials are refused; socket
 // paths are claimed without ever removing what is not a stale socket.
-#include "local_cred.h"
+#include "security/local_cred.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>

@@ -18,7 +18,7 @@
 
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "local_cred.h"
+#include "security/local_cred.h"
 #include "support/child_process.h"
 #include "support/local_user.h"
 #include "support/subprocess.h"
