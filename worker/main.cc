@@ -4,6 +4,8 @@
 // SIGTERM/SIGINT/SIGHUP stop it; running jobs keep running under their supervisors unless
 // --kill-jobs-on-exit, and the next zerorund on the same --state-dir re-adopts them; with
 // --exit-on-stdin-close, so does stdin's end (the ssh session of `zerorun --launcher ssh`).
+// main reads as its steps: flags, access (who may call), the state dir, the UNIX socket, the
+// runner (re-adopting live ranks), the server, then the stop signal.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -15,6 +17,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,13 +90,10 @@ void ExitOnStdinClose() {
   }).detach();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (const int code = zerorun::worker::MaybeRunRankSupervisor(argc, argv); code >= 0) return code;
-  CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
-  app.set_version_flag("--version", ZR_VERSION);
+// zerorund's flags (AddFlags says what each means).
+struct Flags {
   std::string listen = "127.0.0.1:29600";
+  CLI::Option* listen_option = nullptr;  // Whether --listen was given.
   std::string secret_file, tls_dir, auth_mode, revoked, unix_socket;
   std::vector<std::string> admins;
   std::string state_dir;
@@ -105,66 +105,78 @@ int main(int argc, char** argv) {
   double retention_s = 600;
   bool no_cgroups = false, allow_root_ranks = false, exit_on_stdin_close = false;
   bool anonymous_tcp = false;
-  CLI::Option* listen_option =
-      app.add_option("--listen", listen,
-                     "host:port to serve on (a non-loopback host needs a secret; as root, so does "
-                     "loopback unless --anonymous-tcp)")
+};
+
+void AddFlags(CLI::App* app, Flags* f) {
+  f->listen_option =
+      app->add_option("--listen", f->listen,
+                      "host:port to serve on (a non-loopback host needs a secret; as root, so does "
+                      "loopback unless --anonymous-tcp)")
           ->capture_default_str();
-  app.add_flag("--anonymous-tcp", anonymous_tcp,
-               "As root without --tls-dir or a secret: serve --listen anyway, to callers with no "
-               "credential at all (each acts as zerorund's own user, seeing every user's jobs)");
-  app.add_option("--secret-file", secret_file,
-                 "File whose first line is the cluster secret (-: stdin's first line; or set "
-                 "ZR_SECRET)");
-  app.add_option("--tls-dir", tls_dir,
-                 "mTLS: this node's directory from `zerorun cluster init` (ca.crt, cert.crt, "
-                 "cert.key); every caller must present a certificate of that CA");
-  app.add_option("--auth", auth_mode,
-                 "secret: serve a non-loopback address in plaintext with the shared secret (the "
-                 "explicit fallback to mTLS)")
+  app->add_flag("--anonymous-tcp", f->anonymous_tcp,
+                "As root without --tls-dir or a secret: serve --listen anyway, to callers with no "
+                "credential at all (each acts as zerorund's own user, seeing every user's jobs)");
+  app->add_option("--secret-file", f->secret_file,
+                  "File whose first line is the cluster secret (-: stdin's first line; or set "
+                  "ZR_SECRET)");
+  app->add_option("--tls-dir", f->tls_dir,
+                  "mTLS: this node's directory from `zerorun cluster init` (ca.crt, cert.crt, "
+                  "cert.key); every caller must present a certificate of that CA");
+  app->add_option("--auth", f->auth_mode,
+                  "secret: serve a non-loopback address in plaintext with the shared secret (the "
+                  "explicit fallback to mTLS)")
       ->check(CLI::IsMember({"secret"}));
-  app.add_option("--revoked", revoked,
-                 "mTLS: a revocation list (DIR/revoked of `zerorun cluster revoke`), read on "
-                 "every call");
-  app.add_option("--admin", admins, "mTLS: a user who may see and signal every job (repeatable)")
+  app->add_option("--revoked", f->revoked,
+                  "mTLS: a revocation list (DIR/revoked of `zerorun cluster revoke`), read on "
+                  "every call");
+  app->add_option("--admin", f->admins,
+                  "mTLS: a user who may see and signal every job (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("--unix-socket", unix_socket,
-                 "Also serve this UNIX socket (default STATE_DIR/zerorund.sock; none: off): local "
-                 "users call as themselves (the kernel names them, SO_PEERCRED)");
-  app.add_option(
-      "--state-dir", state_dir,
+  app->add_option("--unix-socket", f->unix_socket,
+                  "Also serve this UNIX socket (default STATE_DIR/zerorund.sock; none: off): local "
+                  "users call as themselves (the kernel names them, SO_PEERCRED)");
+  app->add_option(
+      "--state-dir", f->state_dir,
       "Where job directories and rank logs go (default $ZR_HOME/agent, ~/.zerorun/agent)");
-  app.add_flag("--kill-jobs-on-exit", kill_on_exit, "SIGKILL running ranks when stopping");
-  app.add_option("--replay-lines", replay_lines,
-                 "Events per rank kept in memory for Watch replay (the rank logs keep all)")
+  app->add_flag("--kill-jobs-on-exit", f->kill_on_exit, "SIGKILL running ranks when stopping");
+  app->add_option("--replay-lines", f->replay_lines,
+                  "Events per rank kept in memory for Watch replay (the rank logs keep all)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{16}, size_t{1} << 24));
-  app.add_option("--retention", retention_s, "Seconds an ended job stays in memory")
+  app->add_option("--retention", f->retention_s, "Seconds an ended job stays in memory")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_flag("--no-cgroups", no_cgroups,
-               "Do not put jobs in cgroups (the per-rank subreaper still ends leftovers)");
-  app.add_flag("--allow-root-ranks", allow_root_ranks,
-               "Run ranks as root when zerorund is root (refused otherwise)");
-  app.add_flag("--exit-on-stdin-close", exit_on_stdin_close,
-               "Stop (as on SIGTERM) when stdin ends: the ssh session that started it is gone");
-  app.add_flag("--probe", probe, "Print this node's facts and checks as JSON, then exit");
-  app.add_option("--device", device, "With --probe: gpu or cpu")
+  app->add_flag("--no-cgroups", f->no_cgroups,
+                "Do not put jobs in cgroups (the per-rank subreaper still ends leftovers)");
+  app->add_flag("--allow-root-ranks", f->allow_root_ranks,
+                "Run ranks as root when zerorund is root (refused otherwise)");
+  app->add_flag("--exit-on-stdin-close", f->exit_on_stdin_close,
+                "Stop (as on SIGTERM) when stdin ends: the ssh session that started it is gone");
+  app->add_flag("--probe", f->probe, "Print this node's facts and checks as JSON, then exit");
+  app->add_option("--device", f->device, "With --probe: gpu or cpu")
       ->check(CLI::IsMember({"gpu", "cpu"}));
-  app.add_option("--slots", slots, "With --probe: slot ids the job would use")->delimiter(',');
-  app.add_option("--train-bin", train_bin, "With --probe: training binary to look for and hash");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? zerorun::kExitOk : zerorun::kExitUsage;
-  }
-  const zerorun::worker::NodeAgent agent(zerorun::GetEnv(zerorun::kEnvNvmlLibrary));
-  if (probe) return PrintProbe(agent, device, slots, train_bin);
+  app->add_option("--slots", f->slots, "With --probe: slot ids the job would use")->delimiter(',');
+  app->add_option("--train-bin", f->train_bin,
+                  "With --probe: training binary to look for and hash");
+}
 
+// Who may call and how the TCP port is secured.
+struct Access {
   zerorun::worker::AgentAuth auth;
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  std::string secret;
-  if (!tls_dir.empty() && (!secret_file.empty() || auth_mode == "secret")) {
+  std::string secret;  // The shared secret (empty with mTLS or none).
+};
+
+// Who may call: mTLS, the shared secret, or (loopback, or root's UNIX socket alone) no
+// credential; refuses what would expose the daemon. On success `f->listen` is cleared when only
+// the UNIX socket may serve. Returns the exit code after logging why, or nullopt.
+std::optional<int> ResolveAccess(Flags* f, Access* access) {
+  zerorun::worker::AgentAuth& auth = access->auth;
+  std::string& secret = access->secret;
+  const std::string& tls_dir = f->tls_dir;
+  const std::string& secret_file = f->secret_file;
+  const std::string& revoked = f->revoked;
+  if (!tls_dir.empty() && (!secret_file.empty() || f->auth_mode == "secret")) {
     Log("--tls-dir and the shared secret (--secret-file, --auth secret) exclude each other: "
         "choose one");
     return zerorun::kExitUsage;
@@ -173,7 +185,7 @@ int main(int argc, char** argv) {
     Log("--revoked names certificates: it needs --tls-dir");
     return zerorun::kExitUsage;
   }
-  if (!admins.empty() && tls_dir.empty() && unix_socket == "none") {
+  if (!f->admins.empty() && tls_dir.empty() && f->unix_socket == "none") {
     Log("--admin names certificate or UNIX socket users: it needs --tls-dir or the UNIX socket");
     return zerorun::kExitUsage;
   }
@@ -183,9 +195,9 @@ int main(int argc, char** argv) {
       Log("--tls-dir: " + std::string(files.status().message()));
       return zerorun::SecretFileExit(files.status());
     }
-    credentials = zerorun::ServerTlsCredentials(*files);
+    access->credentials = zerorun::ServerTlsCredentials(*files);
     auth.mtls = true;
-    auth.admins.insert(admins.begin(), admins.end());
+    auth.admins.insert(f->admins.begin(), f->admins.end());
     auth.revoked = revoked;
     if (!revoked.empty()) {
       if (absl::Status s = zerorun::CheckNotRevoked(revoked, ""); !s.ok()) {
@@ -209,15 +221,15 @@ int main(int argc, char** argv) {
   } else {
     secret = zerorun::GetEnv(zerorun::kEnvSecret);
   }
-  const bool loopback = zerorun::IsLoopbackListenAddress(listen);
+  const bool loopback = zerorun::IsLoopbackListenAddress(f->listen);
   if (!auth.mtls && !loopback && secret.empty()) {
-    Log("refusing to listen on " + listen +
+    Log("refusing to listen on " + f->listen +
         " without a secret: give --tls-dir DIR (mTLS; `zerorun cluster init`), or --auth secret "
         "with --secret-file (or ZR_SECRET), or listen on 127.0.0.1");
     return zerorun::kExitNoPerm;
   }
-  if (!auth.mtls && !loopback && auth_mode != "secret") {
-    Log("refusing to listen on " + listen +
+  if (!auth.mtls && !loopback && f->auth_mode != "secret") {
+    Log("refusing to listen on " + f->listen +
         " in plaintext with the shared secret unless asked: pass --auth secret, or give "
         "--tls-dir DIR for mTLS (`zerorun cluster init`)");
     return zerorun::kExitNoPerm;
@@ -225,40 +237,47 @@ int main(int argc, char** argv) {
   // Secure by default: a root zerorund answers anonymous TCP callers (who would see, signal and
   // read the logs of every user's jobs) only when asked; its UNIX socket names each local user.
   const bool anonymous = !auth.mtls && secret.empty();
-  if (anonymous && geteuid() == 0 && !anonymous_tcp) {
-    if (listen_option->count() > 0) {
-      Log("refusing to serve " + listen +
+  if (anonymous && geteuid() == 0 && !f->anonymous_tcp) {
+    if (f->listen_option->count() > 0) {
+      Log("refusing to serve " + f->listen +
           " to anonymous callers as root: give --tls-dir DIR (mTLS), or a secret (--secret-file, "
           "ZR_SECRET), or --anonymous-tcp to allow it; local users reach this zerorund on its "
           "UNIX socket as themselves");
       return zerorun::kExitNoPerm;
     }
-    if (unix_socket == "none") {
+    if (f->unix_socket == "none") {
       Log("as root without --tls-dir or a secret, zerorund serves only its UNIX socket, and "
           "--unix-socket none turns that off: nothing to serve. Fix: drop --unix-socket none, "
           "or give --tls-dir DIR");
       return zerorun::kExitUsage;
     }
-    listen.clear();  // The UNIX socket alone.
+    f->listen.clear();  // The UNIX socket alone.
   }
   auth.secret = auth.mtls ? "" : secret;
-  if (state_dir.empty()) state_dir = zerorun::ZerorunHome() + "/agent";
-  // Block the stop signals in every thread; a dedicated sigwait below handles them.
+  return std::nullopt;
+}
+
+// The stop signals, blocked in every thread from now on (main's sigwait takes them); SIGPIPE
+// ignored: a vanished log reader (ssh's pipe) must not kill the daemon.
+sigset_t BlockStopSignals() {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);  // A vanished log reader (ssh's pipe) must not kill the daemon.
+  signal(SIGPIPE, SIG_IGN);
+  return stop_signals;
+}
 
-  // One zerorund per state dir: its pid file tells the rank supervisors that it lives.
-  // 0711: ranks running as users reach their own job directories in it, nothing else.
+// One zerorund per state dir: its lock, and its pid file that tells the rank supervisors it
+// lives. 0711: ranks running as users reach their own job directories in it, nothing else.
+std::optional<int> ClaimStateDir(const std::string& state_dir, std::string* pid_file) {
   if (absl::Status s = zerorun::MakeDirs(state_dir, 0711); !s.ok()) {
     Log(std::string(s.message()));
     return zerorun::kExitCantCreate;
   }
-  const std::string pid_file = state_dir + "/zerorund.pid";
+  *pid_file = state_dir + "/zerorund.pid";
   const int lock_fd =
       open((state_dir + "/zerorund.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
@@ -266,11 +285,17 @@ int main(int argc, char** argv) {
         " (its lock is held). Fix: stop it, or give this one its own --state-dir");
     return zerorun::kExitUnavailable;
   }
-  (void)zerorun::worker::WriteFileAtomic(pid_file, std::to_string(getpid()) + "\n", 0644);
+  (void)zerorun::worker::WriteFileAtomic(*pid_file, std::to_string(getpid()) + "\n", 0644);
+  return std::nullopt;
+}
 
-  // The UNIX socket (gRPC) and its credential socket, both open to every local user: who calls
-  // is what the kernel says, not what the caller claims.
-  std::unique_ptr<zerorun::LocalCredentialServer> local;
+// The UNIX socket (gRPC) and its credential socket, both open to every local user: who calls
+// is what the kernel says, not what the caller claims. `f->unix_socket` ends as the path or
+// "none"; `local` stays null without one.
+std::optional<int> OpenUnixSocket(Flags* f, Access* access,
+                                  std::unique_ptr<zerorun::LocalCredentialServer>* local) {
+  std::string& unix_socket = f->unix_socket;
+  const std::string& state_dir = f->state_dir;
   if (unix_socket.empty()) {
     unix_socket = state_dir + "/zerorund.sock";
     // sockaddr_un holds 107 bytes: a deep state dir serves no socket rather than no jobs.
@@ -289,58 +314,104 @@ int main(int argc, char** argv) {
       Log("--unix-socket: " + std::string(started.status().message()));
       return zerorun::kExitUnavailable;
     }
-    local = *std::move(started);
-    auth.local = local.get();
+    *local = *std::move(started);
+    access->auth.local = local->get();
   }
+  return std::nullopt;
+}
 
+zerorun::worker::JobRunnerOptions RunnerOptions(const Flags& f, const std::string& pid_file) {
   zerorun::worker::JobRunnerOptions options;
-  options.state_dir = state_dir;
+  options.state_dir = f.state_dir;
   options.adoptable = true;
   options.daemon_pid_file = pid_file;
-  options.cgroup_root = no_cgroups ? "" : zerorun::worker::AgentCgroupRoot(state_dir);
-  options.replay_events_per_rank = replay_lines;
-  options.retention = absl::Seconds(retention_s);
-  options.refuse_root_ranks = !allow_root_ranks;
+  options.cgroup_root = f.no_cgroups ? "" : zerorun::worker::AgentCgroupRoot(f.state_dir);
+  options.replay_events_per_rank = f.replay_lines;
+  options.retention = absl::Seconds(f.retention_s);
+  options.refuse_root_ranks = !f.allow_root_ranks;
+  return options;
+}
+
+// The gRPC server on --listen (unless cleared) and the UNIX socket; null after logging why.
+std::unique_ptr<grpc::Server> StartServer(const Flags& f, const Access& access, bool local,
+                                          zerorun::worker::AgentService* service, int* port) {
+  grpc::ServerBuilder builder;
+  zerorun::AddServerKeepalive(&builder);  // A frozen or vanished launcher is found in ~5 s.
+  if (!f.listen.empty()) builder.AddListeningPort(f.listen, access.credentials, port);
+  if (local) builder.AddListeningPort("unix:" + f.unix_socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || (!f.listen.empty() && *port == 0)) {
+    Log("cannot listen on " + f.listen + " (address in use or not on this machine?)");
+    return nullptr;
+  }
+  if (local) chmod(f.unix_socket.c_str(), 0666);
+  return server;
+}
+
+// The line that says how this zerorund serves.
+std::string ServingLine(const Flags& f, const Access& access, int port, bool local,
+                        const std::string& cgroup_root) {
+  const std::string& listen = f.listen;
+  const std::string& secret = access.secret;
+  return "zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " +
+         (listen.empty() ? "no TCP port (root, no credentials: --anonymous-tcp to allow)"
+                         : listen + " (port " + std::to_string(port) + ")") +
+         (access.auth.mtls ? ", mTLS (clients: certificates of " + f.tls_dir + "/ca.crt)"
+          : secret.empty() ? ", no secret (loopback)"
+                           : ", shared secret, plaintext") +
+         ", state in " + f.state_dir +
+         (cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + cgroup_root) +
+         (local ? ", local users on unix:" + f.unix_socket : "") +
+         (geteuid() != 0       ? ""
+          : f.allow_root_ranks ? ", ranks run as root (--allow-root-ranks)"
+                               : ", root: launches refused without --allow-root-ranks");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (const int code = zerorun::worker::MaybeRunRankSupervisor(argc, argv); code >= 0) return code;
+  CLI::App app{"zerorund: zerorun's per-node agent (serves NodeAgent over gRPC)"};
+  app.set_version_flag("--version", ZR_VERSION);
+  Flags f;
+  AddFlags(&app, &f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? zerorun::kExitOk : zerorun::kExitUsage;
+  }
+  const zerorun::worker::NodeAgent agent(zerorun::GetEnv(zerorun::kEnvNvmlLibrary));
+  if (f.probe) return PrintProbe(agent, f.device, f.slots, f.train_bin);
+  Access access;
+  if (const std::optional<int> refused = ResolveAccess(&f, &access)) return *refused;
+  if (f.state_dir.empty()) f.state_dir = zerorun::ZerorunHome() + "/agent";
+  sigset_t stop_signals = BlockStopSignals();
+  std::string pid_file;
+  if (const std::optional<int> taken = ClaimStateDir(f.state_dir, &pid_file)) return *taken;
+  std::unique_ptr<zerorun::LocalCredentialServer> local;
+  if (const std::optional<int> failed = OpenUnixSocket(&f, &access, &local)) return *failed;
+
+  const zerorun::worker::JobRunnerOptions options = RunnerOptions(f, pid_file);
   zerorun::worker::JobRunner runner(options);
   if (const int adopted = runner.Restore(); adopted > 0) {
-    Log("re-adopted the live ranks of " + std::to_string(adopted) + " job(s) from " + state_dir);
+    Log("re-adopted the live ranks of " + std::to_string(adopted) + " job(s) from " + f.state_dir);
   }
-  zerorun::worker::AgentService service(&agent, &runner, auth, Log);
-  grpc::ServerBuilder builder;
+  zerorun::worker::AgentService service(&agent, &runner, access.auth, Log);
   int port = 0;
-  zerorun::AddServerKeepalive(&builder);  // A frozen or vanished launcher is found in ~5 s.
-  if (!listen.empty()) builder.AddListeningPort(listen, credentials, &port);
-  if (local != nullptr) {
-    builder.AddListeningPort("unix:" + unix_socket, grpc::InsecureServerCredentials());
-  }
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || (!listen.empty() && port == 0)) {
-    Log("cannot listen on " + listen + " (address in use or not on this machine?)");
-    return zerorun::kExitUnavailable;
-  }
-  if (local != nullptr) chmod(unix_socket.c_str(), 0666);
-  Log("zerorun " + std::string(ZR_VERSION) + " serving NodeAgent on " +
-      (listen.empty() ? "no TCP port (root, no credentials: --anonymous-tcp to allow)"
-                      : listen + " (port " + std::to_string(port) + ")") +
-      (auth.mtls        ? ", mTLS (clients: certificates of " + tls_dir + "/ca.crt)"
-       : secret.empty() ? ", no secret (loopback)"
-                        : ", shared secret, plaintext") +
-      ", state in " + state_dir +
-      (options.cgroup_root.empty() ? ", no cgroups" : ", cgroups under " + options.cgroup_root) +
-      (local != nullptr ? ", local users on unix:" + unix_socket : "") +
-      (geteuid() != 0     ? ""
-       : allow_root_ranks ? ", ranks run as root (--allow-root-ranks)"
-                          : ", root: launches refused without --allow-root-ranks"));
-  if (exit_on_stdin_close) ExitOnStdinClose();
+  std::unique_ptr<grpc::Server> server = StartServer(f, access, local != nullptr, &service, &port);
+  if (server == nullptr) return zerorun::kExitUnavailable;
+  Log(ServingLine(f, access, port, local != nullptr, options.cgroup_root));
+  if (f.exit_on_stdin_close) ExitOnStdinClose();
+
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(std::string("received ") + strsignal(signal_number) +
-      (kill_on_exit ? ", killing running ranks" : ", leaving running ranks alone"));
-  if (kill_on_exit) runner.KillAll();
+      (f.kill_on_exit ? ", killing running ranks" : ", leaving running ranks alone"));
+  if (f.kill_on_exit) runner.KillAll();
   service.BeginShutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   unlink(pid_file.c_str());
-  if (local != nullptr) unlink(unix_socket.c_str());
+  if (local != nullptr) unlink(f.unix_socket.c_str());
   return zerorun::kExitOk;
 }
