@@ -15,7 +15,7 @@
 namespace zerorun::worker {
 
 AgentService::AgentService(const NodeAgent* agent, JobRunner* runner, AgentAuth auth, AuditFn audit)
-    : agent_(agent), runner_(runner), auth_(std::move(auth)), audit_(std::move(audit)) {}
+    : handler_(agent, runner), runner_(runner), auth_(std::move(auth)), audit_(std::move(audit)) {}
 
 grpc::Status AgentService::Admit(const grpc::ServerContext& context, const char* method,
                                  const std::string& job_id, const std::string& detail, bool owned,
@@ -109,7 +109,7 @@ grpc::Status AgentService::Probe(grpc::ServerContext* context, const v1::ProbeRe
                                  v1::ProbeReply* reply) {
   Caller who;
   if (grpc::Status s = Admit(*context, "Probe", "", "", false, &who); !s.ok()) return s;
-  *reply = agent_->Probe(*request);
+  *reply = handler_.Probe(*request);
   return grpc::Status::OK;
 }
 
@@ -143,7 +143,7 @@ grpc::Status AgentService::Launch(grpc::ServerContext* context, const v1::Launch
     run_as = *std::move(user);
   }
   absl::StatusOr<v1::LaunchReply> launched =
-      runner_->Launch(*request, who.name, run_as.has_value() ? &*run_as : nullptr);
+      handler_.Launch(*request, who.name, run_as.has_value() ? &*run_as : nullptr);
   if (!launched.ok()) return ToGrpcStatus(launched.status());
   *reply = *std::move(launched);
   return grpc::Status::OK;
@@ -157,7 +157,7 @@ grpc::Status AgentService::Signal(grpc::ServerContext* context, const v1::Signal
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<int> signalled = runner_->Signal(*request);
+  absl::StatusOr<int> signalled = handler_.Signal(*request);
   if (!signalled.ok()) return ToGrpcStatus(signalled.status());
   reply->set_signalled(*signalled);
   return grpc::Status::OK;
@@ -168,35 +168,10 @@ grpc::Status AgentService::Watch(grpc::ServerContext* context, const v1::WatchRe
   Caller who;
   if (grpc::Status s = Admit(*context, "Watch", request->job_id(), "", true, &who); !s.ok())
     return s;
-  int64_t next = request->from_index();
-  bool done = false;
-  absl::Time last_write = absl::InfinitePast();
-  const JobRunner::WatcherGuard watching(runner_, request->job_id());
-  while (!done && !context->IsCancelled()) {
-    if (shutting_down_) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "zerorund is restarting");
-    }
-    runner_->Renew(request->job_id());
-    std::vector<v1::RankEvent> events;
-    absl::Status s =
-        runner_->WaitEvents(request->job_id(), next, absl::Milliseconds(200), &events, &done);
-    if (!s.ok()) return ToGrpcStatus(s);
-    for (const v1::RankEvent& event : events) {
-      if (!writer->Write(event)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
-      next = event.index() + 1;
-      last_write = absl::Now();
-    }
-    if (!events.empty()) runner_->Renew(request->job_id());  // Still reading, if slowly.
-    if (absl::Now() - last_write >= absl::Seconds(1)) {
-      v1::RankEvent beat;
-      beat.set_kind(v1::RankEvent::KIND_HEARTBEAT);
-      beat.set_index(next);
-      beat.set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
-      if (!writer->Write(beat)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
-      last_write = absl::Now();
-    }
-  }
-  return grpc::Status::OK;
+  return ToGrpcStatus(
+      handler_.Watch(request->job_id(), request->from_index(),
+                     {[&](const v1::RankEvent& event) { return writer->Write(event); },
+                      [&] { return context->IsCancelled(); }}));
 }
 
 grpc::Status AgentService::Status(grpc::ServerContext* context,
@@ -205,7 +180,7 @@ grpc::Status AgentService::Status(grpc::ServerContext* context,
   Caller who;
   if (grpc::Status s = Admit(*context, "Status", request->job_id(), "", true, &who); !s.ok())
     return s;
-  *reply = runner_->Status(request->job_id(),
+  *reply = handler_.Status(request->job_id(),
                            who.all_jobs ? std::nullopt : std::optional<std::string>(who.name));
   return grpc::Status::OK;
 }
@@ -218,22 +193,10 @@ grpc::Status AgentService::Logs(grpc::ServerContext* context, const v1::LogsRequ
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<v1::AgentJobRecord> record =
-      ReadJobRecord(runner_->state_dir(), request->job_id());
-  if (!record.ok()) {
-    return ToGrpcStatus(
-        absl::Status(record.status().code(),
-                     absl::StrCat("node ", runner_->hostname(), ": ", record.status().message())));
-  }
-  if (!who.all_jobs && record->owner() != who.name) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("job ", request->job_id(), " is not ", who.name, "'s"));
-  }
-  LogFollow follow;
-  follow.running = [&] { return runner_->Running(request->job_id()); };
-  follow.cancelled = [&] { return context->IsCancelled() || shutting_down_.load(); };
-  return ToGrpcStatus(StreamLogs(*record, *request, follow,
-                                 [&](const v1::LogChunk& chunk) { return writer->Write(chunk); }));
+  return ToGrpcStatus(
+      handler_.Logs(*request, who.all_jobs ? std::nullopt : std::optional<std::string>(who.name),
+                    {[&](const v1::LogChunk& chunk) { return writer->Write(chunk); },
+                     [&] { return context->IsCancelled(); }}));
 }
 
 }  // namespace zerorun::worker

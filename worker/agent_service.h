@@ -1,6 +1,6 @@
-// AgentService: the gRPC adapter of the NodeAgent service over NodeAgent (probe) and JobRunner
-// (processes). Thin: checks the secret, audits every call, converts, and never blocks on a child
-// process.
+// AgentService: zerorund's gRPC adapter of the node agent (AgentHandler, which the launcher's
+// embedded agent adapts too). Thin: admits the caller (secret, certificate or UNIX socket user),
+// audits every call, converts, and never blocks on a child process.
 #ifndef ZERORUN_WORKER_AGENT_SERVICE_H_
 #define ZERORUN_WORKER_AGENT_SERVICE_H_
 
@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "agent_handler.h"
 #include "job_runner.h"
 #include "node_agent.h"
 #include "security/local_cred.h"
@@ -60,7 +61,7 @@ class AgentService final : public v1::NodeAgent::Service {
 
   // Ends open Watch streams with UNAVAILABLE ("zerorund is restarting"), so launchers reconnect
   // to the next zerorund instead of treating the end as the job's.
-  void BeginShutdown() { shutting_down_ = true; }
+  void BeginShutdown() { handler_.BeginShutdown(); }
 
  private:
   struct Caller {
@@ -79,8 +80,7 @@ class AgentService final : public v1::NodeAgent::Service {
   // Admit's check of a call over the UNIX socket: its local credential names the user.
   grpc::Status AdmitLocal(const grpc::ServerContext& context, Caller* who) const;
 
-  std::atomic<bool> shutting_down_{false};
-  const NodeAgent* agent_;
+  AgentHandler handler_;
   JobRunner* runner_;
   const AgentAuth auth_;
   const AuditFn audit_;

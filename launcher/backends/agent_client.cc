@@ -11,7 +11,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "log_reader.h"
 #include "rpc/grpc_util.h"
 #include "security/local_cred.h"
 #include "zerorun/v1/node_agent.grpc.pb.h"
@@ -19,55 +18,42 @@
 namespace zerorun::launcher {
 namespace {
 
+// The embedded agent: the node agent's handler (worker/agent_handler.h) called in this process.
 class EmbeddedAgentClient : public AgentClient {
  public:
-  EmbeddedAgentClient(const worker::NodeAgent* agent, worker::JobRunner* runner)
-      : agent_(agent), runner_(runner) {}
+  explicit EmbeddedAgentClient(worker::AgentHandler* handler) : handler_(handler) {}
   std::string Where() const override { return "in-process"; }
   absl::StatusOr<v1::ProbeReply> Probe(const v1::ProbeRequest& request) override {
-    return agent_->Probe(request);
+    return handler_->Probe(request);
   }
   absl::StatusOr<v1::LaunchReply> Launch(const v1::LaunchRequest& request) override {
-    return runner_->Launch(request);
+    return handler_->Launch(request);
   }
   absl::StatusOr<int> Signal(const v1::SignalRequest& request) override {
-    return runner_->Signal(request);
+    return handler_->Signal(request);
   }
   absl::StatusOr<v1::AgentStatusReply> Status(const std::string& job_id) override {
-    return runner_->Status(job_id);
+    return handler_->Status(job_id);
   }
   absl::Status Logs(const v1::LogsRequest& request,
                     const std::function<bool(const v1::LogChunk&)>& on_chunk) override {
-    absl::StatusOr<v1::AgentJobRecord> record =
-        worker::ReadJobRecord(runner_->state_dir(), request.job_id());
-    if (!record.ok()) return record.status();
-    worker::LogFollow follow;
-    follow.running = [&] { return runner_->Running(request.job_id()); };
-    return worker::StreamLogs(*record, request, follow, on_chunk);
+    return handler_->Logs(request, std::nullopt, {on_chunk, nullptr});
   }
   absl::Status Watch(const std::string& job_id,
                      const std::function<void(const v1::RankEvent&)>& on_event,
                      const WatchPolicy& policy) override {
-    int64_t next = 0;
-    bool done = false;
-    const worker::JobRunner::WatcherGuard watching(runner_, job_id);
-    while (!done) {
-      if (policy.heard) policy.heard();  // In this process: always heard from.
-      runner_->Renew(job_id);
-      std::vector<v1::RankEvent> events;
-      absl::Status s = runner_->WaitEvents(job_id, next, absl::Milliseconds(200), &events, &done);
-      if (!s.ok()) return s;
-      for (const v1::RankEvent& event : events) {
-        on_event(event);
-        next = event.index() + 1;
-      }
-    }
-    return absl::OkStatus();
+    // In this process the node is always heard from: every event and heartbeat says so.
+    return handler_->Watch(job_id, 0,
+                           {[&](const v1::RankEvent& event) {
+                              if (policy.heard) policy.heard();
+                              if (event.kind() != v1::RankEvent::KIND_HEARTBEAT) on_event(event);
+                              return true;
+                            },
+                            nullptr});
   }
 
  private:
-  const worker::NodeAgent* agent_;
-  worker::JobRunner* runner_;
+  worker::AgentHandler* const handler_;
 };
 
 class GrpcAgentClient : public AgentClient {
@@ -274,9 +260,8 @@ class GrpcAgentClient : public AgentClient {
 
 }  // namespace
 
-std::unique_ptr<AgentClient> NewEmbeddedAgentClient(const worker::NodeAgent* agent,
-                                                    worker::JobRunner* runner) {
-  return std::make_unique<EmbeddedAgentClient>(agent, runner);
+std::unique_ptr<AgentClient> NewEmbeddedAgentClient(worker::AgentHandler* handler) {
+  return std::make_unique<EmbeddedAgentClient>(handler);
 }
 
 std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address,
@@ -286,7 +271,7 @@ std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address,
 
 AgentPool::AgentPool(const worker::NodeAgent* agent, worker::JobRunner* runner, ClientAuth auth,
                      bool embedded)
-    : agent_(agent), runner_(runner), auth_(std::move(auth)), embedded_(embedded) {}
+    : agent_(agent), handler_(agent, runner), auth_(std::move(auth)), embedded_(embedded) {}
 
 AgentClient* AgentPool::For(const Host& host) {
   const bool embedded = Embedded(host);
@@ -294,7 +279,7 @@ AgentClient* AgentPool::For(const Host& host) {
   absl::MutexLock lock(&mu_);
   std::unique_ptr<AgentClient>& client = clients_[key];
   if (client == nullptr) {
-    client = embedded ? NewEmbeddedAgentClient(agent_, runner_) : NewGrpcAgentClient(key, auth_);
+    client = embedded ? NewEmbeddedAgentClient(&handler_) : NewGrpcAgentClient(key, auth_);
   }
   return client.get();
 }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent_handler.h"
 #include "inputs/hostfile.h"
 #include "job_runner.h"
 #include "node_agent.h"
@@ -59,9 +60,9 @@ class AgentClient {
                              const WatchPolicy& policy) = 0;
 };
 
-// The agent inside this process. `agent` and `runner` must outlive the client.
-std::unique_ptr<AgentClient> NewEmbeddedAgentClient(const worker::NodeAgent* agent,
-                                                    worker::JobRunner* runner);
+// The agent inside this process: the node agent's handler, which zerorund's gRPC service adapts
+// too (worker/agent_handler.h). `handler` must outlive the client.
+std::unique_ptr<AgentClient> NewEmbeddedAgentClient(worker::AgentHandler* handler);
 
 // zerorund at `address` ("host:port"), over mTLS or with the shared secret (ClientAuth).
 std::unique_ptr<AgentClient> NewGrpcAgentClient(const std::string& address, const ClientAuth& auth);
@@ -86,7 +87,7 @@ class AgentPool {
 
  private:
   const worker::NodeAgent* agent_;
-  worker::JobRunner* runner_;
+  worker::AgentHandler handler_;  // The embedded agent's (this machine's hosts).
   const ClientAuth auth_;
   const bool embedded_;
   absl::Mutex mu_;
