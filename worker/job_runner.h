@@ -170,6 +170,22 @@ class JobRunner {
     std::vector<std::thread> monitors;
   };
 
+  // Launch's steps (job_launch.cc). CheckLaunch: the request valid, not root ranks unless
+  // allowed, the id free, the run-as user's directories made as that user. MakeJob: the job's
+  // directory, config, lease, journal, cgroup and rank directories (not registered yet).
+  // StartRank: rank i's supervisor forked and exec'ed, the rank's pid read back (on an error the
+  // ranks started are killed). RecordJob: job.json, what a restarted zerorund re-adopts from.
+  // Register: the job in jobs_, its STARTED events, its monitors.
+  absl::Status CheckLaunch(const v1::LaunchRequest& request, const RunAs* run_as);
+  absl::StatusOr<std::unique_ptr<Job>> MakeJob(const v1::LaunchRequest& request,
+                                               const std::string& owner, const RunAs* run_as,
+                                               std::string* config_path, std::string* log_dir);
+  absl::Status StartRank(const v1::LaunchRequest& request, size_t i, Job* job,
+                         const std::string& config_path, const RunAs* run_as);
+  static void KillStarted(Job* job);
+  absl::Status RecordJob(const Job& job, const std::string& log_dir);
+  void Register(const v1::LaunchRequest& request, std::unique_ptr<Job> job);
+
   void StartMonitors(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Monitor(Job* job, size_t rank_index);
   // Holds a monitor back while an attached watcher is more than half the replay buffer behind:
