@@ -3,6 +3,7 @@
 #define ZERORUN_LAUNCHER_PREFLIGHT_CHECK_STATUS_H_
 
 #include <string>
+#include <vector>
 
 #include "base/exit_codes.h"
 #include "dsconfig/finding.h"
@@ -21,6 +22,17 @@ using Finding = dsconfig::Finding;
 // dsconfig's severities are the protocol's numbers.
 inline CheckStatus StatusOf(const Finding& finding) {
   return static_cast<CheckStatus>(finding.status);
+}
+
+// Appends a row; `exit_code` counts only for a CRITICAL row (others carry 0).
+inline void AddRow(std::vector<v1::Check>* rows, const std::string& node, const std::string& check,
+                   CheckStatus status, const std::string& detail, int exit_code = kExitOk) {
+  v1::Check* row = &rows->emplace_back();
+  row->set_node(node);
+  row->set_check(check);
+  row->set_status(status);
+  row->set_detail(detail);
+  row->set_exit_code(status == kCritical ? exit_code : kExitOk);
 }
 
 }  // namespace zerorun::launcher

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -17,9 +16,9 @@
 #include "dsconfig/config_json.h"
 #include "dsconfig/ds_config.h"
 #include "dsconfig/effective.h"
-#include "dsconfig/runtime_support.h"
 #include "preflight/check_status.h"
 #include "preflight/estimate.h"
+#include "preflight/node_rows.h"
 #include "preflight/stage_advice.h"
 #include "security/local_cred.h"
 
@@ -52,12 +51,7 @@ class Preflight {
  private:
   void Row(const std::string& node, const std::string& check, CheckStatus status,
            const std::string& detail, int exit_code = kExitOk) {
-    v1::Check* row = &report_.checks.emplace_back();
-    row->set_node(node);
-    row->set_check(check);
-    row->set_status(status);
-    row->set_detail(detail);
-    row->set_exit_code(status == kCritical ? exit_code : kExitOk);
+    AddRow(&report_.checks, node, check, status, detail, exit_code);
   }
 
   static int ExitFor(const absl::Status& status) {
@@ -433,79 +427,10 @@ class Preflight {
     }
   }
 
-  // Every node must run the same binary and the same GPU model.
+  // Every node must run the same binary and the same GPU model; then the runtime's rows.
   void CrossNode() {
-    if (report_.probes.empty()) return;
-    std::set<std::string> hashes, scripts, models, versions;
-    for (const v1::ProbeReply& reply : report_.probes) {
-      versions.insert(reply.zerorun_version());
-      if (!reply.train_bin_sha256().empty()) hashes.insert(reply.train_bin_sha256());
-      if (!reply.train_script_sha256().empty()) scripts.insert(reply.train_script_sha256());
-      if (opt_.device == v1::DEVICE_GPU && reply.gpus_size() > 0)
-        models.insert(reply.gpus(0).name());
-    }
-    if (hashes.size() > 1) {
-      Row("-", "train_bin", kCritical,
-          "train_bin differs between nodes (sha256 mismatch). Fix: deploy the same build "
-          "everywhere",
-          kExitUnavailable);
-    }
-    if (scripts.size() > 1) {
-      Row("-", "train_bin", kCritical,
-          absl::StrCat(opt_.command.script,
-                       " differs between nodes (sha256 mismatch). Fix: deploy the same code "
-                       "everywhere (a shared filesystem or the same checkout)"),
-          kExitUnavailable);
-    }
-    if (versions.size() > 1 || *versions.begin() != ZR_VERSION) {
-      Row("-", "version", kCritical,
-          absl::StrCat("zerorun versions differ: launcher ", ZR_VERSION, ", agents ",
-                       absl::StrJoin(versions, ", "), ". Fix: install the same build everywhere"),
-          kExitUnavailable);
-    }
-    if (models.size() > 1) {
-      Row("-", "gpu_model", kWarn,
-          absl::StrCat("GPU models differ between nodes: ", absl::StrJoin(models, ", ")));
-    }
-    RuntimeRows();
-  }
-
-  // A train_bin that links libzerorun, or a Python script on zerorun's engine (--engine zerorun),
-  // refuses what the runtime cannot honour: the same table (dsconfig::RuntimeSupport) as rows
-  // now, so no launch starts that every rank would refuse.
-  void RuntimeRows() {
-    if (report_.effective_config.is_null()) return;
-    const bool links =
-        std::any_of(report_.probes.begin(), report_.probes.end(),
-                    [](const v1::ProbeReply& reply) { return reply.train_bin_links_libzerorun(); });
-    const bool engine = opt_.engine == kEngineZerorun;
-    if (engine) {
-      if (opt_.device == v1::DEVICE_GPU) {
-        Row("-", "engine", kCritical,
-            "--engine zerorun runs CPU ranks for now (the GPU backend is issue 30). Fix: "
-            "--device cpu, or drop --engine zerorun to run DeepSpeed's engine",
-            kExitConfig);
-      } else {
-        Row("-", "engine", kOk,
-            "zerorun: the ranks' `import deepspeed` is zerorun's DeepSpeed-compatible engine "
-            "(zerorun.torch on libzerorun; rows \"runtime\" say where it differs from "
-            "DeepSpeed's)");
-      }
-    }
-    if (!links && !engine) return;
-    for (const AutoValue& v : report_.autos) {  // InitFromEnv refuses what is still "auto".
-      if (!links) break;                        // HF Trainer and Accelerate fill them in the ranks.
-      if (v.resolved) continue;
-      Row("-", "runtime", kCritical,
-          absl::StrCat("libzerorun: ", v.key,
-                       " is \"auto\" and unresolved: every rank would "
-                       "refuse it. Fix: ",
-                       v.source),
-          kExitConfig);
-    }
-    for (const Finding& f : dsconfig::RuntimeSupport(report_.effective_config)) {
-      Row("-", f.check, StatusOf(f), absl::StrCat("libzerorun: ", f.detail), f.exit_code);
-    }
+    AddCrossNodeRows(opt_, report_.probes, &report_.checks);
+    AddRuntimeRows(opt_, report_, &report_.checks);
   }
 
   std::vector<Host> probed_hosts_;  // The host of each report_.probes entry.
