@@ -7,6 +7,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -25,6 +26,7 @@
 #include "inputs/resource_filter.h"
 #include "inputs/train_command.h"
 #include "job/job.h"
+#include "job/lost_jobs.h"
 #include "preflight/estimate.h"
 #include "preflight/preflight.h"
 #include "preflight/stage_advice.h"
@@ -104,7 +106,11 @@ int RunJobCommand(const Cli& cli, CLI::App* sub) {
     return LaunchBackendExit(s);
   }
   options.agent_secret = backend->agent_secret();
-  return RunJob(options, backend->agents(), std::cout, std::cerr);
+  // Beside this job: records how the jobs of dead launchers here ended (job/lost_jobs.h).
+  std::thread lost_jobs([&cli] { RecordLostJobs(cli.auth); });
+  const int code = RunJob(options, backend->agents(), std::cout, std::cerr);
+  lost_jobs.join();
+  return code;
 }
 
 int RunEstimateCommand(const Cli& cli, bool hostfile_set) {

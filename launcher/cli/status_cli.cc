@@ -17,6 +17,7 @@
 #include "base/exit_codes.h"
 #include "dsconfig/config_json.h"
 #include "job/job_record.h"
+#include "job/lost_jobs.h"
 #include "nlohmann/json.hpp"
 #include "rpc/grpc_util.h"
 #include "zerorun/v1/coordinator.grpc.pb.h"
@@ -88,72 +89,9 @@ std::string ToJson(const v1::JobStatusReply& status) {
   return dsconfig::Dump(j, 2) + "\n";
 }
 
-bool LauncherAlive(const JobRecord& record) {
-  return record.launcher_pid > 0 && (kill(record.launcher_pid, 0) == 0 || errno == EPERM);
-}
-
-// Without its launcher, a job's ranks are known only to the node agents: each answers for its
-// own. Ranks of the embedded agent ended with the launcher. The state is "orphaned" while some
-// rank runs (their supervisors end them when the launcher's lease lapses).
-absl::StatusOr<v1::JobStatusReply> AskAgents(const JobRecord& record,
-                                             const ClientAuth& agent_auth) {
-  v1::JobStatusReply reply;
-  reply.set_job_id(record.job_id);
-  reply.set_started_unix_ms(record.started_unix_ms);
-  reply.set_world_size(record.world_size);
-  int answered = 0, running = 0;
-  std::vector<std::string> silent;
-  for (const JobNode& node : record.nodes) {
-    if (node.agent.empty()) continue;
-    absl::StatusOr<v1::AgentStatusReply> agent =
-        NewGrpcAgentClient(node.agent, AgentAuthFor(record, agent_auth))
-            ->Status(record.agent_job_id);
-    if (!agent.ok()) {
-      silent.push_back(absl::StrCat(node.name, " (", agent.status().message(), ")"));
-      continue;
-    }
-    ++answered;
-    for (const v1::AgentRankStatus& r : agent->ranks()) {
-      v1::RankStatus* s = reply.add_ranks();
-      s->set_rank(r.rank());
-      s->set_local_rank(r.local_rank());
-      s->set_node(node.name);
-      s->set_pid(r.pid());
-      s->set_exit_code(r.exit_code());
-      s->set_signal(r.signal());
-      s->set_heartbeat_age_s(-1);
-      s->set_step_age_s(-1);
-      s->set_phase(r.end_reason());
-      s->set_state(r.running()                             ? "running"
-                   : r.exit_code_unknown()                 ? "unknown"
-                   : r.exit_code() == 0 && r.signal() == 0 ? "exited"
-                                                           : "killed");
-      running += r.running() ? 1 : 0;
-    }
-  }
-  const bool embedded = std::any_of(record.nodes.begin(), record.nodes.end(),
-                                    [](const JobNode& n) { return n.agent.empty(); });
-  if (answered == 0 && !embedded) {
-    return absl::UnavailableError(
-        absl::StrCat("the launcher of ", record.job_id, " (pid ", record.launcher_pid,
-                     ") is gone and no node agent answered: ", absl::StrJoin(silent, "; ")));
-  }
-  reply.set_state(running > 0 ? "orphaned" : "failed");
-  std::string cause = absl::StrCat("the launcher (pid ", record.launcher_pid,
-                                   ") died without ending the job; rank states are the node "
-                                   "agents' own");
-  if (embedded) absl::StrAppend(&cause, "; the ranks of this machine ended with the launcher");
-  if (!silent.empty()) absl::StrAppend(&cause, "; no answer from ", absl::StrJoin(silent, ", "));
-  if (running > 0) {
-    absl::StrAppend(&cause, "; ", running,
-                    " rank(s) still run until their node ends them (the launcher's lease lapsed)");
-  }
-  reply.set_root_cause(cause);
-  return reply;
-}
-
 // The job's status: live from its coordinator, final from status.json, or from the node agents
-// when the launcher died (which also finalizes the record once no rank runs).
+// when the launcher died. A reader: the record is left as it is (the next launcher, or `zerorun
+// stop`, records how a lost job ended: job/lost_jobs.h).
 absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id, const ClientAuth& agent_auth) {
   absl::StatusOr<JobRecord> record = ReadJobRecord(job_id);
   if (!record.ok()) return record.status();
@@ -162,9 +100,7 @@ absl::StatusOr<v1::JobStatusReply> Fetch(const std::string& job_id, const Client
   if (live.ok()) return live;
   if (absl::StatusOr<v1::JobStatusReply> final = ReadFinalStatus(job_id); final.ok()) return final;
   if (LauncherAlive(*record)) return live;
-  absl::StatusOr<v1::JobStatusReply> agents = AskAgents(*record, agent_auth);
-  if (agents.ok() && agents->state() == "failed") (void)WriteFinalStatus(job_id, *agents);
-  return agents;
+  return AskAgents(*record, agent_auth);
 }
 
 }  // namespace
@@ -386,7 +322,7 @@ int StopCommand(const std::string& job_id, int signal, const ClientAuth& agent_a
   }
   err << "zerorun stop: the launcher of " << job_id << " is gone; " << reached
       << " node agent(s) stopped " << signalled << " rank signal(s) directly\n";
-  (void)Fetch(job_id, agent_auth);  // Finalizes the record once no rank runs.
+  (void)RecordEndIfOver(*record, agent_auth);  // Once no rank runs: an actor records it.
   return kExitOk;
 }
 

@@ -54,7 +54,7 @@ RunResult Zerorun(const Cluster& cluster, const std::vector<std::string>& args) 
 
 TEST_CASE(
     "Launcher SIGKILL: every node ends the job's ranks when the lease lapses, status "
-    "answers from the nodes and records how the job ended",
+    "answers from the nodes without writing, the next launcher records how the job ended",
     "[e2e][fault][lease]") {
   Cluster cluster;
   auto zr = cluster.Start({"--job-id", "lease-test", "--lease", "2"}, {"--run-ms", "60000"});
@@ -81,8 +81,16 @@ TEST_CASE(
   CHECK_THAT(ended.out, Catch::Contains("\"failed\"") &&
                             Catch::Contains("died without ending the job") &&
                             Catch::Contains("lease lapsed"));
-  std::ifstream final_status(cluster.launcher_home() + "/jobs/lease-test/status.json");
-  CHECK(final_status.good());
+  // A reader leaves the record as it was: `jobs` still says lost, and answers the same again.
+  const std::string final_path = cluster.launcher_home() + "/jobs/lease-test/status.json";
+  CHECK_FALSE(std::ifstream(final_path).good());
+  CHECK_THAT(Zerorun(cluster, {"jobs"}).out, Catch::Contains("lost"));
+  // The next launcher here records how the lost job ended, beside its own job.
+  auto next = cluster.Start({"--job-id", "after-lease-test"}, {"--run-ms", "200"});
+  CHECK(next->Wait(60) == 0);
+  CHECK(std::ifstream(final_path).good());
+  const RunResult jobs = Zerorun(cluster, {"jobs", "--json"});
+  CHECK_THAT(jobs.out, Catch::Contains("\"lease-test\"") && !Catch::Contains("\"lost\""));
   KillLeftovers(cluster);
 }
 
