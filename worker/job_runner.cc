@@ -2,29 +2,16 @@
 // job_launch.cc, re-adoption and the per-rank monitor in job_monitor.cc.
 #include "job_runner.h"
 
-#include <fcntl.h>
 #include <malloc.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "base/fs.h"
-#include "cgroup.h"
-#include "google/protobuf/util/json_util.h"
-#include "log_reader.h"
 #include "proc_util.h"
-#include "rank_environment.h"
 #include "rank_supervisor.h"
 #include "request_validation.h"
-#include "shm_leftovers.h"
-#include "zerorun/v1/agent_state.pb.h"
 
 namespace zerorun::worker {
 

@@ -153,9 +153,10 @@ std::vector<JobRecord> RunningJobs() {
   return jobs;
 }
 
-bool JobRunning(const JobRecord& record) {
-  return !record.finished && record.launcher_pid > 0 &&
-         !(kill(record.launcher_pid, 0) != 0 && errno == ESRCH);
+bool LauncherAlive(const JobRecord& record) {
+  return record.launcher_pid > 0 && (kill(record.launcher_pid, 0) == 0 || errno == EPERM);
 }
+
+bool JobRunning(const JobRecord& record) { return !record.finished && LauncherAlive(record); }
 
 }  // namespace zerorun::launcher

@@ -56,6 +56,8 @@ std::vector<JobRecord> RunningJobs();
 // Every job recorded here, newest first.
 std::vector<JobRecord> AllJobs();
 
+// The launcher of `record` still runs (a pid another user owns counts as running).
+bool LauncherAlive(const JobRecord& record);
 // True while the job has not finished and its launcher lives.
 bool JobRunning(const JobRecord& record);
 

@@ -1,10 +1,8 @@
 // Lost jobs: asking their node agents, and recording how they ended (lost_jobs.h).
 #include "job/lost_jobs.h"
 
-#include <signal.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <string>
 #include <vector>
 
@@ -13,10 +11,6 @@
 #include "backends/agent_client.h"
 
 namespace zerorun::launcher {
-
-bool LauncherAlive(const JobRecord& record) {
-  return record.launcher_pid > 0 && (kill(record.launcher_pid, 0) == 0 || errno == EPERM);
-}
 
 // Without its launcher, a job's ranks are known only to the node agents: each answers for its
 // own. Ranks of the embedded agent ended with the launcher. The state is "orphaned" while some

@@ -13,9 +13,6 @@
 
 namespace zerorun::launcher {
 
-// The launcher of `record` still runs (a pid another user owns counts as running).
-bool LauncherAlive(const JobRecord& record);
-
 // The job as its node agents see it: "orphaned" while a rank runs (its node ends it when the
 // launcher's lease lapses), then "failed", with the root cause saying the launcher died.
 // Unavailable when no agent answers and no rank ran on this machine.
