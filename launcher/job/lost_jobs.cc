@@ -1,7 +1,6 @@
 // Lost jobs: asking their node agents, and recording how they ended (lost_jobs.h).
 #include "job/lost_jobs.h"
 
-
 #include <algorithm>
 #include <string>
 #include <vector>
