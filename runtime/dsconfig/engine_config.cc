@@ -207,6 +207,13 @@ absl::StatusOr<EngineConfig> ReadEngineConfig(const json& config) {
   };
   if (o.optimizer_space == MemorySpace::kNvme) {
     if (absl::Status s = nvme_path("offload_optimizer", &o.nvme_path); !s.ok()) return s;
+    double count = 0;
+    if (absl::Status s =
+            ReadNumber(config, {"zero_optimization", "offload_optimizer", "buffer_count"}, &count);
+        !s.ok()) {
+      return s;
+    }
+    if (count >= 1) o.optimizer_buffer_count = static_cast<size_t>(count);
   }
   if (o.param_space == MemorySpace::kNvme) {
     if (absl::Status s = nvme_path("offload_param", &o.param_nvme_path); !s.ok()) return s;

@@ -93,7 +93,7 @@ absl::Status ZeroEngine::CreateStores() {
     absl::StatusOr<std::string> at = dir(options_.nvme_path, "offload_optimizer.nvme_path");
     if (!at.ok()) return at.status();
     absl::StatusOr<std::unique_ptr<NvmeStateStore>> swap =
-        NvmeStateStore::Create(*at, std::move(state), aio);
+        NvmeStateStore::Create(*at, std::move(state), aio, options_.optimizer_buffer_count);
     if (!swap.ok()) return swap.status();
     nvme_state_ = swap->get();
     state_ = *std::move(swap);
@@ -257,7 +257,6 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   // 3. AdamW on the fp32 masters this rank owns, write-back, then share the working weights.
   if (absl::Status s = StepOptimizer(step, lr, pre, result.clip_coef, tmp); !s.ok()) return s;
   last_step_ = step;
-  ZeroGrads();
   if (absl::Status s = comm_queue_->status(); !s.ok()) return s;  // Inline gathers' errors.
   return result;
 }
@@ -343,7 +342,9 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
     }
     if (params_->resident(ui) && options_.stage > 0) params_->Publish(ui);
   }
-  // Masters, m and v written back.
+  // The gradients are consumed (zeroed before the write-back ends: a store need not write back
+  // accumulators it held), then masters, m and v written back.
+  ZeroGrads();
   return phase_clock_.Charge(transfer, [&] { return state_->Finish(); });
 }
 

@@ -203,6 +203,16 @@ TEST_CASE(
       const Run accumulated_swapped = RunEngine(2, options, 3, tied);
       CHECK(accumulated_swapped.params == accumulated.params);
       CHECK(accumulated_swapped.norms == accumulated.norms);
+      // A ring of buffers (offload_optimizer.buffer_count) that reads the next step's chunks
+      // during the forward and backward passes and keeps their accumulators: the same training.
+      options.optimizer_buffer_count = 64;
+      const Run ring_accumulated = RunEngine(2, options, 3, tied);
+      CHECK(ring_accumulated.params == accumulated.params);
+      CHECK(ring_accumulated.norms == accumulated.norms);
+      options.gradient_accumulation_steps = 1;
+      const Run ring = RunEngine(2, options, 4);
+      CHECK(ring.params == plain.params);
+      CHECK(ring.norms == plain.norms);
     }
   }
   InMemoryKvStore store;

@@ -79,8 +79,10 @@ class StateStore {
   virtual void* Data(size_t k, StateArray a) = 0;
 
   // One optimizer pass: Begin(), then for k = 0, 1, ... in order Acquire(k), step it, Release(k)
-  // (written back, masters, m and v, behind the next steps), then Finish() (every write done).
-  // The first error of any transfer is returned from then on. In memory: the arrays themselves.
+  // (written back, masters, m and v, behind the next steps), then Finish(). The first error of any
+  // transfer is returned from then on (a store may write behind past Finish: Read and Write wait
+  // for those writes; they, the next Begin or Acquire return their error). In memory: the arrays
+  // themselves.
   virtual absl::Status Begin() = 0;
   virtual absl::StatusOr<Chunk> Acquire(size_t k) = 0;
   virtual void Release(size_t k) = 0;
@@ -89,7 +91,9 @@ class StateStore {
   // Outside a pass: one array of chunk k copied out / in (element_bytes x count bytes).
   virtual absl::Status Read(size_t k, StateArray a, void* out) = 0;
   virtual absl::Status Write(size_t k, StateArray a, const void* in) = 0;
-  // Every chunk's accumulator reads as zeros from now until it is written.
+  // Every chunk's accumulator reads as zeros from now until it is written. Outside a pass, or
+  // after a pass's last Release and before its Finish: then the accumulators need not be written
+  // back (the step consumed them).
   virtual void ZeroGrads() = 0;
 
  protected:

@@ -90,6 +90,10 @@ struct ZeroOptions {
   std::string swap_tag = "engine";
   AioConfig aio;
   size_t sub_group_size = 1'000'000'000;
+  // kNvme optimizer state: buffers of one array of one sub-group (DeepSpeed's
+  // offload_optimizer.buffer_count); the ring reads max(3, this / arrays) chunks ahead, on into
+  // the next step's forward and backward passes.
+  size_t optimizer_buffer_count = 4;
   size_t param_buffer_count = 5;
   size_t param_buffer_size = 100'000'000;
   size_t max_in_cpu = 1'000'000'000;
@@ -321,7 +325,8 @@ class ZeroEngine {
   // Every path adds these per chunk in chunk order, so the norm's bits do not depend on where
   // the accumulator lives.
   static double SumSquares(const float* g, size_t n, float pre);
-  // The optimizer pass over the state store: AdamW chunk by chunk, new working weights.
+  // The optimizer pass over the state store: AdamW chunk by chunk, new working weights, the
+  // gradients zeroed (ZeroGrads) before the store's write-back ends.
   absl::Status StepOptimizer(int64_t step, float lr, float pre, float clip_coef,
                              std::vector<float>& tmp);
   // The unit's first chunk's array in memory (the unit's whole run there), or nullptr.
