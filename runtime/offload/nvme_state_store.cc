@@ -232,9 +232,13 @@ absl::Status NvmeStateStore::Finish() {
   return error_;
 }
 
-absl::Status NvmeStateStore::Settle() {
+absl::Status NvmeStateStore::Settle(size_t k) {
   zerorun::MutexLock lock(&mu_);
-  auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return writes_pending_ == 0; };
+  const uint64_t chunks = counts_.size();
+  auto written = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (k == SIZE_MAX || passes_ == 0) return writes_pending_ == 0;
+    return writes_done_ > Next(k) - chunks;  // Chunk k's write of the last pass.
+  };
   mu_.Await(zerorun::Condition(&written));
   return error_;
 }
@@ -243,7 +247,7 @@ absl::Status NvmeStateStore::Read(size_t k, StateArray array, void* out) {
   const int a = static_cast<int>(array);
   const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
   if (bytes == 0) return absl::InternalError("this state store does not hold that array");
-  if (absl::Status s = Settle(); !s.ok()) return s;
+  if (absl::Status s = Settle(array == StateArray::kGrad ? k : SIZE_MAX); !s.ok()) return s;
   if (array == StateArray::kGrad) {
     zerorun::MutexLock lock(&mu_);
     if (grad_[k] == Grad::kZero) {
@@ -255,7 +259,7 @@ absl::Status NvmeStateStore::Read(size_t k, StateArray array, void* out) {
       return absl::OkStatus();
     }
   }
-  // The file holds the rest (Settle: every write of the last pass is done).
+  // The file holds the rest (Settle: the last pass's writes of the chunk are done).
   zerorun::MutexLock lock(&bounce_mu_);
   char* bounce = slots_[ring_];
   if (absl::Status s = swapper_->Read(offsets_[k] + Within(k, a), bounce, Region(k, a)); !s.ok()) {
@@ -269,7 +273,7 @@ absl::Status NvmeStateStore::Write(size_t k, StateArray array, const void* in) {
   const int a = static_cast<int>(array);
   const size_t bytes = counts_[k] * element_[static_cast<size_t>(a)];
   if (bytes == 0) return absl::InternalError("this state store does not hold that array");
-  if (absl::Status s = Settle(); !s.ok()) return s;
+  if (absl::Status s = Settle(array == StateArray::kGrad ? k : SIZE_MAX); !s.ok()) return s;
   uint64_t g;
   {
     zerorun::MutexLock lock(&mu_);

@@ -47,9 +47,10 @@ class NvmeStateStore final : public StateStore {
   void* Data(size_t, StateArray) override { return nullptr; }
   // The pass (StateStore's contract) runs reads and writes on their own threads. Finish returns
   // with the last writes still going: Read / Write (outside a pass, from one thread at a time)
-  // wait for them and return their first error, as the next Begin or Acquire does; the destructor
-  // finishes them (a swap file about to be removed). Read / Write are synchronous through one
-  // bounce buffer and keep a chunk already read ahead for the next pass up to date.
+  // wait for them (an accumulator's, for the chunk's) and return their first error, as the next
+  // Begin or Acquire does; the destructor finishes them (a swap file about to be removed). Read /
+  // Write are synchronous through one bounce buffer and keep a chunk already read ahead for the
+  // next pass up to date.
   absl::Status Begin() override;
   absl::StatusOr<Chunk> Acquire(size_t k) override;
   void Release(size_t k) override;
@@ -79,7 +80,8 @@ class NvmeStateStore final : public StateStore {
 
   NvmeStateStore(std::unique_ptr<NvmeSwapper> swapper, StateLayout layout, size_t ring);
   void Run(bool writer);
-  absl::Status Settle();  // Waits for every write; the first error.
+  // Waits for chunk k's write of the last pass (every write with SIZE_MAX); the first error.
+  absl::Status Settle(size_t k);
   bool ReadReady(const Transfer& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadAhead(uint64_t last) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // Enqueues up to `last`.
   // The transfer that holds chunk k next: this pass's during a pass, the next one's between.

@@ -3,7 +3,7 @@
 # d_model 768, seq 32, bf16, stage 3), in one run (issue 12):
 #  A. median step time and peak RSS per rank at world 1 and 2: in memory, offload to cpu, the
 #     optimizer state on nvme (DeepSpeed's default buffer_count: a ring of 3 chunks; and a ring
-#     of ZR_BENCH_AHEAD=48 chunks read ahead during the forward and backward passes), the
+#     of ZR_BENCH_AHEAD=32 chunks read ahead during the forward and backward passes), the
 #     optimizer state and the parameters on nvme; ratios to the
 #     in-memory run (goals: optimizer on nvme <= 1.5x the step; RSS with everything on nvme
 #     < 1/4). The swapper's read and write GB/s during training are printed with each nvme run.
@@ -29,7 +29,7 @@ zero3='"stage": 3, "overlap_comm": true, "stage3_max_live_parameters": 8000000,
 opt_nvme="\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"${nvme}\"}"
 # The same with a ring of ${ahead} chunks (buffer_count counts one array of one sub-group): the next
 # step's first chunks are read during the forward and backward passes.
-ahead="${ZR_BENCH_AHEAD:-48}"
+ahead="${ZR_BENCH_AHEAD:-32}"
 opt_ahead="${opt_nvme%\}}, \"buffer_count\": $((4 * ahead))}"
 par_nvme="\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"${nvme}\"}"
 declare -A placement=(
