@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -31,6 +32,19 @@ StateLayout TestLayout(size_t grad_bytes) {
 
 float Value(int array, size_t k, size_t i) {
   return 0.25f * static_cast<float>(array + 1) + 0.01f * static_cast<float>(k * 16 + i);
+}
+
+// Every chunk of each array (fp32), array after array, read outside a pass.
+std::vector<float> ReadAll(StateStore& store, std::initializer_list<StateArray> arrays) {
+  std::vector<float> all;
+  for (StateArray a : arrays) {
+    for (size_t k = 0; k < store.chunks(); ++k) {
+      std::vector<float> out(store.layout().chunks[k].count);
+      REQUIRE(store.Read(k, a, out.data()).ok());
+      all.insert(all.end(), out.begin(), out.end());
+    }
+  }
+  return all;
 }
 
 // Writes every array of every chunk, then runs two optimizer passes with gradients from the
@@ -65,15 +79,7 @@ std::vector<float> Exercise(StateStore& store) {
     }
     REQUIRE(store.Finish().ok());
   }
-  std::vector<float> all;
-  for (StateArray a : {StateArray::kMaster, StateArray::kM, StateArray::kV}) {
-    for (size_t k = 0; k < store.chunks(); ++k) {
-      std::vector<float> out(layout.chunks[k].count);
-      REQUIRE(store.Read(k, a, out.data()).ok());
-      all.insert(all.end(), out.begin(), out.end());
-    }
-  }
-  return all;
+  return ReadAll(store, {StateArray::kMaster, StateArray::kM, StateArray::kV});
 }
 
 TEST_CASE("Memory and NVMe state stores give identical optimizer results", "[state_store]") {
@@ -143,15 +149,7 @@ std::vector<float> Train(
     REQUIRE(store.Finish().ok());
     after_pass();
   }
-  std::vector<float> all;
-  for (StateArray a : {StateArray::kMaster, StateArray::kM, StateArray::kV, StateArray::kGrad}) {
-    for (size_t k = 0; k < store.chunks(); ++k) {
-      std::vector<float> out(layout.chunks[k].count);
-      REQUIRE(store.Read(k, a, out.data()).ok());
-      all.insert(all.end(), out.begin(), out.end());
-    }
-  }
-  return all;
+  return ReadAll(store, {StateArray::kMaster, StateArray::kM, StateArray::kV, StateArray::kGrad});
 }
 
 TEST_CASE("NVMe state store reads ahead across steps and equals memory", "[state_store]") {
