@@ -146,7 +146,9 @@ class Checker {
         Add(kOk, key, *device,
             absl::StrCat(
                 "Adam's m and v (and the fp32 masters with 16-bit weights) live in files under "
-                "nvme_path, swapped in sub-groups with O_DIRECT io_uring (aio block)",
+                "nvme_path, swapped in sub-groups with O_DIRECT io_uring (aio block) through a "
+                "ring of max(3, buffer_count / arrays per sub-group) sub-group buffers read ahead "
+                "into the next step (a larger buffer_count: faster steps for more RAM)",
                 stage < 3 ? "; DeepSpeed allows nvme only at stage 3, zerorun at 1-3" : ""));
       } else if (where == "nvme") {
         Add(kOk, key, *device,
