@@ -2,16 +2,11 @@
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
 #include "zerorun/cuda_kernels.h"
 
 namespace zerorun::cuda {
 namespace {
-
-absl::Status FromCuda(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  cudaGetLastError();  // Clear the sticky error so later calls are not poisoned.
-  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(err)));
-}
 
 // One thread per element, grid-stride: the step is memory bound (28 B per element), so the
 // block size only needs to keep enough loads in flight; 256 threads x 4 blocks per SM does.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
 #include "zerorun/cuda_kernels.h"
 
 namespace zerorun::cuda {
@@ -16,12 +17,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 1024;  // Partial sums of the norm: few enough to add on the host.
-
-absl::Status FromCuda(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  cudaGetLastError();  // Clear the sticky error so later calls are not poisoned.
-  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(err)));
-}
 
 int Blocks(size_t n) {
   const size_t needed = (n + kThreads - 1) / kThreads;

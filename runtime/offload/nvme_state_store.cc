@@ -42,7 +42,10 @@ absl::StatusOr<std::unique_ptr<NvmeStateStore>> NvmeStateStore::Create(const std
 
 NvmeStateStore::NvmeStateStore(std::unique_ptr<NvmeSwapper> swapper, StateLayout layout,
                                size_t ring)
-    : StateStore(std::move(layout)), swapper_(std::move(swapper)), ring_(ring) {
+    : StateStore(std::move(layout)),
+      swapper_(std::move(swapper)),
+      ring_(ring),
+      depth_(std::min<uint64_t>(ring, this->layout().chunks.size())) {
   for (int a = 0; a < kStateArrays; ++a) {
     element_[static_cast<size_t>(a)] = this->layout().element_bytes(static_cast<StateArray>(a));
   }
@@ -103,8 +106,7 @@ uint64_t NvmeStateStore::Next(size_t k) const {
 bool NvmeStateStore::ReadReady(const Transfer& t) const {
   // Transfer g reads what transfer g - K wrote, into the buffer transfer g - ring_ used: with
   // ring_ <= K the later of the two is g - ring_ (writes complete in order).
-  const uint64_t behind = std::min<uint64_t>(ring_, counts_.size());
-  return (t.g < behind || writes_done_ > t.g - behind) && t.g % counts_.size() != held_;
+  return (t.g < depth_ || writes_done_ > t.g - depth_) && t.g % counts_.size() != held_;
 }
 
 void NvmeStateStore::ReadAhead(uint64_t last) {
@@ -172,7 +174,7 @@ absl::Status NvmeStateStore::Begin() {
   ++passes_;
   in_pass_ = true;
   if (!counts_.empty()) {
-    ReadAhead(Next(0) + std::min<uint64_t>(ring_, counts_.size()) - 1);
+    ReadAhead(Next(0) + depth_ - 1);
   }
   return absl::OkStatus();
 }
@@ -189,7 +191,7 @@ absl::StatusOr<NvmeStateStore::Chunk> NvmeStateStore::Acquire(size_t k) {
     if (!error_.ok()) return error_;
     // Read ahead into the buffers the chunks before this one leave once written, on into the
     // next pass (the reader waits for those writes).
-    ReadAhead(g + std::min<uint64_t>(ring_, counts_.size()) - 1);
+    ReadAhead(g + depth_ - 1);
     slot = Slot(g);
     if (element_[kGradArray] != 0) {
       zero_grads = grad_[k] == Grad::kZero;

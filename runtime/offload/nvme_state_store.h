@@ -92,6 +92,8 @@ class NvmeStateStore final : public StateStore {
 
   std::unique_ptr<NvmeSwapper> swapper_;
   const size_t ring_;
+  // Transfers a read runs ahead of its chunk's last write: min(ring_, K) (see ReadReady).
+  const uint64_t depth_;
   std::array<size_t, kStateArrays> element_;  // Bytes per element, by StateArray.
   std::vector<size_t> counts_;
   std::vector<uint64_t> offsets_;  // Of chunk k's region in the file.

@@ -34,6 +34,19 @@ float Value(int array, size_t k, size_t i) {
   return 0.25f * static_cast<float>(array + 1) + 0.01f * static_cast<float>(k * 16 + i);
 }
 
+// Chunk k's masters, m and v (Value; v squared: Adam's v is non-negative), written outside a pass.
+void WriteState(StateStore& store, size_t k) {
+  const size_t n = store.layout().chunks[k].count;
+  for (StateArray a : {StateArray::kMaster, StateArray::kM, StateArray::kV}) {
+    std::vector<float> values(n);
+    for (size_t i = 0; i < n; ++i) values[i] = Value(static_cast<int>(a), k, i);
+    if (a == StateArray::kV) {
+      for (float& v : values) v *= v;
+    }
+    REQUIRE(store.Write(k, a, values.data()).ok());
+  }
+}
+
 // Every chunk of each array (fp32), array after array, read outside a pass.
 std::vector<float> ReadAll(StateStore& store, std::initializer_list<StateArray> arrays) {
   std::vector<float> all;
@@ -53,14 +66,7 @@ std::vector<float> Exercise(StateStore& store) {
   const StateLayout& layout = store.layout();
   for (size_t k = 0; k < store.chunks(); ++k) {
     const size_t n = layout.chunks[k].count;
-    for (StateArray a : {StateArray::kMaster, StateArray::kM, StateArray::kV}) {
-      std::vector<float> values(n);
-      for (size_t i = 0; i < n; ++i) values[i] = Value(static_cast<int>(a), k, i);
-      if (a == StateArray::kV) {
-        for (float& v : values) v *= v;  // Adam's v is non-negative.
-      }
-      REQUIRE(store.Write(k, a, values.data()).ok());
-    }
+    WriteState(store, k);
     std::vector<float> grads(n);
     for (size_t i = 0; i < n; ++i) grads[i] = Value(3, k, i) - 0.3f;
     REQUIRE(store.Write(k, StateArray::kGrad, grads.data()).ok());
@@ -113,14 +119,7 @@ TEST_CASE("Memory and NVMe state stores give identical optimizer results", "[sta
 std::vector<float> Train(
     StateStore& store, bool zero_early, const std::function<void()>& after_pass = [] {}) {
   const StateLayout& layout = store.layout();
-  for (size_t k = 0; k < store.chunks(); ++k) {
-    const size_t n = layout.chunks[k].count;
-    for (StateArray a : {StateArray::kMaster, StateArray::kM, StateArray::kV}) {
-      std::vector<float> values(n);
-      for (size_t i = 0; i < n; ++i) values[i] = Value(static_cast<int>(a), k, i);
-      REQUIRE(store.Write(k, a, values.data()).ok());
-    }
-  }
+  for (size_t k = 0; k < store.chunks(); ++k) WriteState(store, k);
   std::unique_ptr<Optimizer> adamw = CreateCpuAdamW(AdamWHyper{});
   for (int64_t step = 1; step <= 3; ++step) {
     store.ZeroGrads();
