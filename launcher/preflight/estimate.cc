@@ -132,17 +132,58 @@ MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
   return need;
 }
 
-double NvmeSwapBytes(double p, const dsconfig::ConfigSummary& config, int local_ranks,
-                     int world_size) {
-  const bool params_on_nvme = config.offload_param == "nvme";
-  const double deepspeed = 12 * p + (params_on_nvme ? 2 * p : 0);
+namespace {
+
+SwapLayoutFacts OptimizerFacts(const dsconfig::ConfigSummary& config) {
   SwapLayoutFacts facts;
   facts.stage = config.stage;
   facts.sixteen = config.bf16 || config.fp16;
   facts.grad_accum_fp32 = config.grad_accum_fp32;
+  return facts;
+}
+
+// NvmeStateStore::Create's ring: buffer_count counts one array's buffers.
+int RingChunks(const dsconfig::ConfigSummary& config) {
+  const bool sixteen = config.bf16 || config.fp16;
+  const int arrays = 2 + (sixteen ? 1 : 0) + (config.stage >= 2 ? 1 : 0);
+  return std::max(3, config.optimizer_buffer_count / arrays);
+}
+
+}  // namespace
+
+double NvmeSwapBytes(double p, const dsconfig::ConfigSummary& config, int local_ranks,
+                     int world_size) {
+  const bool params_on_nvme = config.offload_param == "nvme";
+  const double deepspeed = 12 * p + (params_on_nvme ? 2 * p : 0);
+  SwapLayoutFacts facts = OptimizerFacts(config);
   facts.params_on_nvme = params_on_nvme;
   const double zerorun = SwapBytesPerShardElement(facts) * p;
   return local_ranks * std::max(deepspeed, zerorun) / std::max(1, world_size) * 1.2;
+}
+
+double NvmeRingBytes(double p, double l, const dsconfig::ConfigSummary& config, int local_ranks,
+                     int world_size) {
+  if (!config.optimizer_on_nvme()) return 0;
+  const double w = std::max(1, world_size);
+  const double shard = std::ceil(p / w);
+  const double chunk = std::min(config.sub_group_size, std::ceil((l > 0 ? l : p) / w));
+  // The ring, never more than the shard, and one chunk more for the synchronous bounce buffer.
+  const double elements = std::min(RingChunks(config) * chunk, shard) + chunk;
+  return local_ranks * elements * SwapBytesPerShardElement(OptimizerFacts(config));
+}
+
+double NvmeOptimizerBytes(double p, const dsconfig::ConfigSummary& config, int local_ranks,
+                          int world_size) {
+  if (!config.optimizer_on_nvme()) return 0;
+  return local_ranks * std::ceil(p / std::max(1, world_size)) *
+         SwapBytesPerShardElement(OptimizerFacts(config));
+}
+
+std::string NvmeRingFormula(const dsconfig::ConfigSummary& config, double ring_bytes) {
+  return absl::StrCat("NVMe read-ahead ring ", HumanBytes(ring_bytes), ": ", RingChunks(config),
+                      " chunks of min(sub_group_size ", Count(config.sub_group_size),
+                      ", largest layer/W) + 1 bounce x ",
+                      SwapBytesPerShardElement(OptimizerFacts(config)), " B per rank");
 }
 
 std::string HumanBytes(double bytes) {

@@ -51,6 +51,19 @@ MemoryNeed ModelStateNeed(int stage, const std::string& offload_optimizer,
 double NvmeSwapBytes(double total_params, const dsconfig::ConfigSummary& config, int local_ranks,
                      int world_size);
 
+// Host memory the NVMe optimizer store's read-ahead ring holds on one node (NvmeStateStore):
+// local_ranks x (min(N x C, P/W) + C) elements x the chunk's bytes per element, C =
+// min(sub_group_size, L/W) (L the largest layer, P when unknown), N = max(3, buffer_count / arrays
+// per chunk), the last C for the bounce buffer of Read / Write. 0 unless the optimizer is on NVMe.
+double NvmeRingBytes(double total_params, double largest_layer_params,
+                     const dsconfig::ConfigSummary& config, int local_ranks, int world_size);
+// The optimizer-state bytes one node's ranks keep on NVMe instead of in host memory (the swap
+// layout's optimizer arrays x P/W x local_ranks); 0 unless the optimizer state is on NVMe.
+double NvmeOptimizerBytes(double total_params, const dsconfig::ConfigSummary& config,
+                          int local_ranks, int world_size);
+// The ring's formula in words, for pre-flight's estimate row.
+std::string NvmeRingFormula(const dsconfig::ConfigSummary& config, double ring_bytes);
+
 // "1.50 GiB" style.
 std::string HumanBytes(double bytes);
 

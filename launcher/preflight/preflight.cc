@@ -254,12 +254,25 @@ class Preflight {
                      batch->gradient_accumulation_steps, " x ", report_.world_size, " ranks"));
   }
 
+  // The model states' formula, plus the NVMe optimizer store's read-ahead ring in host memory.
   MemoryNeed NeedFor(const Host& host) const {
-    return ModelStateNeed(summary_.stage, summary_.offload_optimizer, summary_.offload_param,
-                          opt_.device == v1::DEVICE_CPU, *opt_.params,
-                          opt_.largest_layer_params.value_or(0),
-                          static_cast<int>(host.slots.size()), report_.world_size,
-                          static_cast<int>(report_.hosts.size()));
+    const bool cpu_job = opt_.device == v1::DEVICE_CPU;
+    const int local = static_cast<int>(host.slots.size());
+    const double largest = opt_.largest_layer_params.value_or(0);
+    MemoryNeed need = ModelStateNeed(summary_.stage, summary_.offload_optimizer,
+                                     summary_.offload_param, cpu_job, *opt_.params, largest, local,
+                                     report_.world_size, static_cast<int>(report_.hosts.size()));
+    const double ring = NvmeRingBytes(*opt_.params, largest, summary_, local, report_.world_size);
+    if (ring > 0) {
+      need.host_bytes_per_node += ring;
+      absl::StrAppend(&need.formula, "; + ", NvmeRingFormula(summary_, ring));
+      if (cpu_job) {  // Our formula counts the optimizer state in host memory: it is on NVMe.
+        need.host_bytes_per_node -=
+            NvmeOptimizerBytes(*opt_.params, summary_, local, report_.world_size);
+        absl::StrAppend(&need.formula, "; - the optimizer state on NVMe");
+      }
+    }
+    return need;
   }
 
   void Estimate() {

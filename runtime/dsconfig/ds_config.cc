@@ -401,6 +401,13 @@ ConfigSummary Summarize(const json& config) {
       (is_param ? s.param_nvme_path : s.optimizer_nvme_path) = path->get<std::string>();
     }
   }
+  if (const json* v = get("zero_optimization.sub_group_size"); v && v->is_number() && *v >= 1) {
+    s.sub_group_size = v->get<double>();
+  }
+  if (const json* v = get("zero_optimization.offload_optimizer.buffer_count");
+      v && v->is_number() && *v >= 1) {
+    s.optimizer_buffer_count = v->get<int>();
+  }
   return s;
 }
 

@@ -37,6 +37,12 @@ struct ConfigSummary {
   // offload_optimizer device nvme below stage 3: DeepSpeed runs it as cpu and ignores the path
   // (offload_optimizer above says "cpu"), libzerorun uses it. The path, for its programs.
   std::optional<std::string> optimizer_nvme_path_libzerorun;
+  double sub_group_size = 1e9;     // zero_optimization.sub_group_size: an NVMe chunk's elements.
+  int optimizer_buffer_count = 4;  // offload_optimizer.buffer_count: the NVMe ring's buffers.
+  // The optimizer state goes to NVMe (DeepSpeed's stage 3, or libzerorun's path below it).
+  bool optimizer_on_nvme() const {
+    return offload_optimizer == "nvme" || optimizer_nvme_path_libzerorun.has_value();
+  }
 };
 ConfigSummary Summarize(const nlohmann::json& config);
 

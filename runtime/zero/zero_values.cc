@@ -207,7 +207,10 @@ SwapReport ZeroEngine::Swap() const {
     r.read_seconds += s.read_seconds;
     r.write_seconds += s.write_seconds;
   };
-  if (nvme_state_ != nullptr) add(nvme_state_->file_bytes(), nvme_state_->stats());
+  if (nvme_state_ != nullptr) {
+    add(nvme_state_->file_bytes(), nvme_state_->stats());
+    r.buffer_bytes = nvme_state_->buffer_bytes();
+  }
   if (params_->swap() != nullptr) add(params_->swap()->file_bytes(), params_->swap()->stats());
   return r;
 }

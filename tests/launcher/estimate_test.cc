@@ -79,5 +79,39 @@ TEST_CASE("NVMe swap size formula", "[estimate]") {
   CHECK(NvmeSwapBytes(1e9, stage1, 8, 16) == 8 * 12e9 / 16 * 1.2);  // DeepSpeed's 12 > 8.
 }
 
+TEST_CASE("NVMe read-ahead ring in host memory", "[estimate]") {
+  // fp32 stage 3: m, v and the accumulator (3 arrays, 12 B); buffer_count 4 -> the minimum 3
+  // chunks, each min(sub_group_size, largest layer / W), plus one for the bounce buffer.
+  dsconfig::ConfigSummary c;
+  c.stage = 3;
+  c.offload_optimizer = "nvme";
+  CHECK(NvmeRingBytes(1e9, 1e8, c, 8, 16) == 8 * (3 + 1) * 6.25e6 * 12);
+  c.sub_group_size = 1e6;
+  CHECK(NvmeRingBytes(1e9, 1e8, c, 8, 16) == 8 * (3 + 1) * 1e6 * 12);
+  // bf16 (+ masters, 2-byte accumulator: 14 B, 4 arrays), buffer_count 128 -> 32 chunks, more
+  // than the shard holds: the ring is capped at the shard.
+  c.bf16 = true;
+  c.sub_group_size = 1e9;
+  c.optimizer_buffer_count = 128;
+  CHECK(NvmeRingBytes(1e9, 1e8, c, 8, 16) == 8 * (6.25e7 + 6.25e6) * 14);
+  CHECK_THAT(NvmeRingFormula(c, 1), Catch::Contains("32 chunks"));
+  // The largest layer unknown: the chunk bound is the shard. Below stage 3, libzerorun's path.
+  CHECK(NvmeRingBytes(1e9, 0, c, 1, 16) == (6.25e7 + 6.25e7) * 14);
+  dsconfig::ConfigSummary stage2;
+  stage2.stage = 2;
+  stage2.offload_optimizer = "cpu";
+  CHECK(NvmeRingBytes(1e9, 1e8, stage2, 8, 16) == 0);
+  stage2.optimizer_nvme_path_libzerorun = "/nvme";
+  CHECK(NvmeRingBytes(1e9, 1e8, stage2, 8, 16) == 8 * 4 * 6.25e6 * 12);
+  CHECK(NvmeOptimizerBytes(1e9, stage2, 8, 16) == 8 * 6.25e7 * 12);
+  // Summarize reads the two keys.
+  const dsconfig::ConfigSummary read = dsconfig::Summarize(nlohmann::json::parse(
+      R"({"zero_optimization": {"stage": 3, "sub_group_size": 5000,
+          "offload_optimizer": {"device": "nvme", "nvme_path": "/x", "buffer_count": 16}}})"));
+  CHECK(read.sub_group_size == 5000);
+  CHECK(read.optimizer_buffer_count == 16);
+  CHECK(read.optimizer_on_nvme());
+}
+
 }  // namespace
 }  // namespace zerorun::launcher

@@ -280,9 +280,9 @@ void PrintSummary(const TrainArgs& args, ZeroEngine& engine, double total_s, dou
   if (const SwapReport swap = engine.Swap(); swap.file_bytes > 0) {
     auto rate = [](uint64_t bytes, double s) { return s > 0 ? bytes / s / 1e9 : 0.0; };
     std::printf(
-        "train_gpt: nvme swap per rank: files %.1f MiB; read %.2f GiB at %.2f GB/s, written "
-        "%.2f GiB at %.2f GB/s\n",
-        swap.file_bytes / 1048576.0, swap.bytes_read / 1073741824.0,
+        "train_gpt: nvme swap per rank: files %.1f MiB, buffers %.1f MiB; read %.2f GiB at "
+        "%.2f GB/s, written %.2f GiB at %.2f GB/s\n",
+        swap.file_bytes / 1048576.0, swap.buffer_bytes / 1048576.0, swap.bytes_read / 1073741824.0,
         rate(swap.bytes_read, swap.read_seconds), swap.bytes_written / 1073741824.0,
         rate(swap.bytes_written, swap.write_seconds));
   }

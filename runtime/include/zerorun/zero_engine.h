@@ -130,6 +130,7 @@ struct SwapReport {
   uint64_t file_bytes = 0;
   uint64_t bytes_read = 0, bytes_written = 0;
   double read_seconds = 0, write_seconds = 0;  // Inside the transfers (submit to completion).
+  uint64_t buffer_bytes = 0;  // Host memory of the optimizer store's ring and bounce buffer.
 };
 
 struct GatherStats {
