@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run on a GPU machine (one H100 or H200, CUDA 13 driver, python3 with torch; no network), in the
 # repository root with .gpu/ from deploy/gpu_bundle.sh carried along: runs every gpu test (the
-# kernels against their CPU references, NCCL), then the GPU benchmark, and writes one results
+# kernels against their CPU references, the CUDA streams, events and allocators, the NCCL
+# communicator at world 1 and its init abort), then the GPU benchmark, and writes one results
 # file, ${OUT:-gpu-results}/gpu_results.txt. The CUDA runtime comes from the toolkit there, NCCL
 # from the toolkit or torch's nvidia-nccl wheel. Exit: 0 all passed, 1 a test failed, 2 no bundle.
-# Not covered yet (issue 30): the NCCL communicator and its watchdog, the CUDA device layer, the
-# engine device-resident, zerorun.torch on CUDA tensors and the GPT-2 124M benchmark.
+# Not covered yet (issue 30): the engine device-resident, zerorun.torch on CUDA tensors and the
+# GPT-2 124M benchmark.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-results}"
@@ -25,7 +26,7 @@ export LD_LIBRARY_PATH="${root}/.gpu/lib:/usr/local/cuda/lib64:/usr/local/cuda/l
 missing="$(ldd "${root}/.gpu/bin/zr_gpu_tests" | grep 'not found' || true)"
 [[ -n "${missing}" ]] && log "libraries not found: ${missing}"
 rc=0
-log "== gpu tests (kernels against their CPU references, NCCL)"
+log "== gpu tests (kernels, CUDA device layer, NCCL communicator)"
 timeout 300 "${root}/.gpu/bin/zr_gpu_tests" 2>&1 | tee -a "${results}" || rc=1
 log "== gpu benchmark: AdamW step against device copy bandwidth"
 timeout 120 "${root}/.gpu/bin/zr_gpu_adamw_bench" 2>&1 | tee -a "${results}" || rc=1

@@ -97,9 +97,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(Device device, 
   if (device.kind == DeviceKind::kCpu) {
     return CreateGlooCommunicator(store, rank, world_size, options);
   }
-  return absl::UnimplementedError(absl::StrCat(
-      "rank ", rank, ": no communicator for ", device.ToString(),
-      " in this build (NCCL collectives come with the GPU backend). Fix: --device cpu"));
+  return CreateNcclCommunicator(store, rank, world_size, device.index, options);
 }
 
 }  // namespace zerorun

@@ -2,6 +2,7 @@
 // as shared completion flags, and streams as one ordered executor thread (or inline).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -10,6 +11,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/mutex.h"
 #include "zerorun/device.h"
 
@@ -135,6 +137,20 @@ struct EventState {
   mutable zerorun::Mutex mu;
   bool done ABSL_GUARDED_BY(mu) = false;
   absl::Status status ABSL_GUARDED_BY(mu);
+  Event::Probe probe;  // Device events only; set before the event is shared.
+  std::shared_ptr<void> native;
+  void* handle = nullptr;
+
+  // Device events: asks the probe unless already done. Returns done.
+  bool Poll() {
+    zerorun::MutexLock lock(&mu);
+    if (done || !probe) return done;
+    absl::StatusOr<bool> now = probe();
+    if (now.ok() && !*now) return false;
+    status = now.status();
+    done = true;
+    return true;
+  }
 };
 
 Event::Event() : state_(std::make_shared<EventState>()) {
@@ -149,13 +165,38 @@ Event Event::Pending() {
   return event;
 }
 
+Event Event::Device(Probe probe, std::shared_ptr<void> native, void* handle) {
+  Event event = Pending();
+  event.state_->probe = std::move(probe);
+  event.state_->native = std::move(native);
+  event.state_->handle = handle;
+  return event;
+}
+
+void* Event::native() const { return state_->handle; }
+
 bool Event::Query() const {
+  if (state_->probe) return state_->Poll();
   zerorun::MutexLock lock(&state_->mu);
   return state_->done;
 }
 
 absl::Status Event::Wait(absl::Duration timeout) const {
   EventState& s = *state_;
+  if (s.probe) {  // Poll with back-off: 10 us doubling to 1 ms.
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::Duration pause = absl::Microseconds(10);
+    while (!s.Poll()) {
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("not complete after ", absl::FormatDuration(timeout)));
+      }
+      absl::SleepFor(pause);
+      pause = std::min(pause * 2, absl::Milliseconds(1));
+    }
+    zerorun::MutexLock lock(&s.mu);
+    return s.status;
+  }
   zerorun::MutexLock lock(&s.mu);
   auto done = [&s]() ABSL_SHARED_LOCKS_REQUIRED(s.mu) { return s.done; };
   if (timeout == absl::InfiniteDuration()) {

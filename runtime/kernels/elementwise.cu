@@ -37,6 +37,12 @@ absl::Status Finish(const char* kernel) {
   return FromCuda(cudaDeviceSynchronize(), kernel);
 }
 
+// On a stream: the launch's error only, the kernel runs on; without one, Finish.
+absl::Status Launched(const char* kernel, void* stream) {
+  if (stream == nullptr) return Finish(kernel);
+  return FromCuda(cudaGetLastError(), kernel);
+}
+
 // Round to nearest even (the hardware conversions); NaN stays NaN (its payload may differ from
 // the CPU's), overflow goes to inf as IEEE says.
 __global__ void FromFloatKernel(bool bf16, const float* in, uint16_t* out, size_t n) {
@@ -90,18 +96,20 @@ __global__ void ScaleKernel(float* x, size_t n, float factor) {
 
 }  // namespace
 
-absl::Status FromFloatDevice(DType dtype, const float* in, uint16_t* out, size_t n) {
+absl::Status FromFloatDevice(DType dtype, const float* in, uint16_t* out, size_t n, void* stream) {
   if (dtype == DType::kFp32) return absl::InvalidArgumentError("fp32 is not a 16-bit dtype");
   if (n == 0) return absl::OkStatus();
-  FromFloatKernel<<<Blocks(n), kThreads>>>(dtype == DType::kBf16, in, out, n);
-  return Finish("FromFloatKernel");
+  FromFloatKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      dtype == DType::kBf16, in, out, n);
+  return Launched("FromFloatKernel", stream);
 }
 
-absl::Status ToFloatDevice(DType dtype, const uint16_t* in, float* out, size_t n) {
+absl::Status ToFloatDevice(DType dtype, const uint16_t* in, float* out, size_t n, void* stream) {
   if (dtype == DType::kFp32) return absl::InvalidArgumentError("fp32 is not a 16-bit dtype");
   if (n == 0) return absl::OkStatus();
-  ToFloatKernel<<<Blocks(n), kThreads>>>(dtype == DType::kBf16, in, out, n);
-  return Finish("ToFloatKernel");
+  ToFloatKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      dtype == DType::kBf16, in, out, n);
+  return Launched("ToFloatKernel", stream);
 }
 
 absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre) {
@@ -143,10 +151,10 @@ absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n) {
   return finite == 1;
 }
 
-absl::Status ScaleDevice(float* x, size_t n, float factor) {
+absl::Status ScaleDevice(float* x, size_t n, float factor, void* stream) {
   if (n == 0) return absl::OkStatus();
-  ScaleKernel<<<Blocks(n), kThreads>>>(x, n, factor);
-  return Finish("ScaleKernel");
+  ScaleKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, n, factor);
+  return Launched("ScaleKernel", stream);
 }
 
 }  // namespace zerorun::cuda

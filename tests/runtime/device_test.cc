@@ -126,6 +126,42 @@ TEST_CASE("Events: a default event is complete, a pending one completes once wit
   CHECK(copy.Query());
 }
 
+TEST_CASE("Device events complete when their probe says so, polled by Query and Wait", "[device]") {
+  // A device's completion flag (a CUDA event's) set by another thread after a while.
+  std::atomic<bool> finished{false};
+  std::atomic<int> polls{0};
+  int handle = 0;
+  Event event = Event::Device(
+      [&]() -> absl::StatusOr<bool> {
+        ++polls;
+        return finished.load();
+      },
+      nullptr, &handle);
+  CHECK(event.native() == &handle);
+  CHECK(Event().native() == nullptr);
+  CHECK_FALSE(event.Query());
+  CHECK(absl::IsDeadlineExceeded(event.Wait(absl::Milliseconds(20))));
+  std::thread device([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    finished = true;
+  });
+  CHECK(event.Wait(absl::Seconds(10)).ok());
+  device.join();
+  const int seen = polls.load();
+  CHECK(event.Query());
+  CHECK(polls.load() == seen);  // Done sticks: the probe is not asked again.
+  // A CPU stream waits on a device event as on any other.
+  std::unique_ptr<Stream> stream = CreateCpuStream(/*async=*/true);
+  stream->Wait(event);
+  CHECK(stream->Synchronize().ok());
+  // A probe's error completes the event with it, and a stream waiting on it carries it.
+  Event failed =
+      Event::Device([] { return absl::InternalError("an illegal address"); }, nullptr, nullptr);
+  CHECK_THAT(std::string(failed.Wait().message()), Catch::Contains("illegal address"));
+  stream->Wait(failed);
+  CHECK_THAT(std::string(stream->Synchronize().message()), Catch::Contains("illegal address"));
+}
+
 TEST_CASE("Allocators count bytes in use and keep the high-water mark", "[device]") {
   std::unique_ptr<Allocator> host = CreateHostAllocator();
   CHECK(host->kind() == MemoryKind::kHost);

@@ -1,6 +1,6 @@
 // Collectives v2, the communicator every ZeRO stage uses: collectives on buffer views across the
 // job's ranks, run on a stream and answered by a Work handle (c10d's model). Backends: Gloo over
-// TCP (CPU ranks, always built); NCCL (GPU ranks) comes with the CUDA path. The build's backends
+// TCP (CPU ranks, always built); NCCL (GPU ranks, builds with CUDA). The build's backends
 // are chosen in one place, CreateCommunicator (zerorun/init.h). Nothing here knows ZeRO.
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_COMM_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_COMM_H_
@@ -56,7 +56,7 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  virtual const char* backend() const = 0;  // "gloo"
+  virtual const char* backend() const = 0;  // "gloo", "nccl"
   // How this backend reduces 16-bit data, in words (the contract its tests hold it to).
   virtual const char* reduction16() const = 0;
 
@@ -96,6 +96,16 @@ struct CommOptions {
 absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(Device device, KvStore& store,
                                                                  int rank, int world_size,
                                                                  const CommOptions& options);
+// The NCCL backend on CUDA device `index` (CreateCommunicator's choice for a GPU; Unimplemented
+// in a build without CUDA). Rank 0's unique id goes through `store`; init is non-blocking and
+// bounded by options.timeout (DeadlineExceeded naming the ranks that never arrived, the
+// communicator aborted). Collectives run on one communication stream of its own, after the
+// caller's stream's work (events) and before its later work; their Work handles are completed
+// by a watchdog thread that aborts the communicator (ncclCommAbort) when one runs past the
+// timeout or NCCL reports an error, failing it and every later one naming rank and operation.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(KvStore& store, int rank,
+                                                                     int world_size, int index,
+                                                                     const CommOptions& options);
 // The Gloo backend itself (CreateCommunicator's choice for the CPU). Sets SIGPIPE to ignored
 // when it has the default action (so a peer dying mid-send is Aborted, not a signal).
 absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(KvStore& store, int rank,

@@ -26,13 +26,16 @@ absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_e
                              float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                              uint16_t* working_bf16 = nullptr);
 
-// The engine's element-wise kernels on device arrays (runtime/kernels/elementwise.cu),
-// synchronous like AdamWStepDevice (the stream-ordered versions come with the CUDA device layer).
+// The engine's element-wise kernels on device arrays (runtime/kernels/elementwise.cu). Without
+// `stream` (a cudaStream_t) synchronous like AdamWStepDevice; with one, enqueued there (the
+// result: the launch's error only; the stream's events report the rest).
 // Each has a CPU reference it is tested against (tests/gpu/elementwise_kernel_test.cc).
 // fp32 -> bf16 / fp16 rounded to nearest even (FromFloat's results; a NaN stays a NaN), and back
 // (ToFloat's, exact). InvalidArgument for kFp32.
-absl::Status FromFloatDevice(DType dtype, const float* in, uint16_t* out, size_t n);
-absl::Status ToFloatDevice(DType dtype, const uint16_t* in, float* out, size_t n);
+absl::Status FromFloatDevice(DType dtype, const float* in, uint16_t* out, size_t n,
+                             void* stream = nullptr);
+absl::Status ToFloatDevice(DType dtype, const uint16_t* in, float* out, size_t n,
+                           void* stream = nullptr);
 // Sum of (g[i] x pre)^2 in double, each term as ZeroEngine::SumSquares takes it (fp32 product,
 // squared in double); the order of the additions differs from the CPU's (per block, then the
 // blocks in order on the host): equal within 1e-12 relative.
@@ -40,7 +43,7 @@ absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre);
 // Whether every element is finite (the loss scaler's overflow check).
 absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n);
 // x[i] *= factor (gradient averaging and unscaling, clipping): the CPU's product, bit for bit.
-absl::Status ScaleDevice(float* x, size_t n, float factor);
+absl::Status ScaleDevice(float* x, size_t n, float factor, void* stream = nullptr);
 
 // Copies `num_elements` floats host <-> device; Alloc/Free wrap cudaMalloc/cudaFree.
 absl::StatusOr<float*> Alloc(size_t num_elements);

@@ -1,7 +1,8 @@
 // The runtime's ground floor: where memory lives (Device), views of it (BufferView, TensorView),
 // owning buffers from per-memory-space allocators that keep their high-water mark, and ordered
-// execution (Stream, Event) with CUDA streams' semantics. The CPU implementation is here; a
-// CUDA one plugs in behind the same classes (issue 30). Nothing here knows ZeRO.
+// execution (Stream, Event) with CUDA streams' semantics. The CPU implementation is in
+// device/cpu_device.cc, the CUDA one (streams, events, allocators) in device/cuda_device.cc behind
+// the same classes. Nothing here knows ZeRO.
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_DEVICE_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_DEVICE_H_
 
@@ -159,6 +160,13 @@ class Event {
   // For Stream implementations: completes the event with `status`.
   void Complete(absl::Status status) const;
   static Event Pending();
+  // A device event (a CUDA stream's): complete once `probe` returns true, or failed with the
+  // error it returns; Query polls it, Wait polls it with back-off (no host thread is parked in
+  // the driver). `probe` must be thread-safe and must not block. `native` is the backend's
+  // handle (a cudaEvent_t), kept alive as long as any copy of the event.
+  using Probe = std::function<absl::StatusOr<bool>()>;
+  static Event Device(Probe probe, std::shared_ptr<void> native, void* handle);
+  void* native() const;  // The backend's handle (cudaEvent_t); nullptr for host events.
 
  private:
   std::shared_ptr<struct EventState> state_;
@@ -177,11 +185,29 @@ class Stream {
   virtual void Wait(const Event& event) = 0;  // Later work waits for `event`.
   virtual absl::Status Synchronize() = 0;     // Blocks until idle; the first error, if any.
   virtual absl::Status status() = 0;          // The first error so far; does not wait.
+  // The backend's stream (a cudaStream_t) that tasks enqueue device work on; nullptr on the CPU.
+  virtual void* native() const { return nullptr; }
 };
 
 // A CPU stream: with `async` a thread of its own runs the work (the caller computes meanwhile),
 // else each task runs inside Enqueue on the caller's thread (events then complete at once).
 std::unique_ptr<Stream> CreateCpuStream(bool async);
+
+// The CUDA device layer (runtime/device/cuda_device.cc; Unimplemented naming the fix in a build
+// without CUDA). A CUDA stream runs each task on the enqueuing thread at Enqueue: a task launches
+// device work on native() and returns; the work then runs in stream order (CUDA's semantics).
+// Record is a cudaEvent (Event::Device); Wait on a device event is cudaStreamWaitEvent (no host
+// wait), on a host event the enqueuing thread waits for it. A failed task or launch sticks as
+// the CPU stream's does. `index` is the CUDA device; the stream is created non-blocking.
+absl::StatusOr<std::unique_ptr<Stream>> CreateCudaStream(int index);
+// The same over a stream someone else owns (torch's current stream, `cuda_stream` a
+// cudaStream_t): never destroyed here; it must outlive the returned Stream.
+absl::StatusOr<std::unique_ptr<Stream>> WrapCudaStream(int index, void* cuda_stream);
+// kDevice: cudaMallocAsync from the device's memory pool, kept cached (release threshold at the
+// maximum: a caching allocator), zero-filled, ready for any stream when Allocate returns; Free
+// only after the work using the memory completed (an event waited), the memory goes back to the
+// pool. kPinnedHost: cudaHostAlloc'd page-locked host memory (Offload's staging). kHost: plain.
+absl::StatusOr<std::unique_ptr<Allocator>> CreateCudaAllocator(MemoryKind kind, int index);
 
 }  // namespace zerorun
 
