@@ -1,12 +1,15 @@
 // GPU tests (label gpu; need a CUDA device): the AdamW kernel (fp32, and with the bf16
-// write-back) against the CPU reference, and an NCCL all-reduce over the visible GPUs.
+// write-back) against the CPU reference, the same kernel on a stream behind the Optimizer
+// interface against the CPU optimizer, and an NCCL all-reduce over the visible GPUs.
 #include <catch2/catch.hpp>
 #include <vector>
 
 #include "zerorun/adamw.h"
 #include "zerorun/build_info.h"
 #include "zerorun/cuda_kernels.h"
+#include "zerorun/device.h"
 #include "zerorun/dtype.h"
+#include "zerorun/optimizer.h"
 
 namespace zerorun {
 namespace {
@@ -39,6 +42,48 @@ TEST_CASE("CUDA AdamW matches the CPU reference over 3 steps", "[gpu]") {
   for (size_t i = 0; i < n; ++i) max_error = std::max<double>(max_error, std::abs(p[i] - rp[i]));
   CHECK(max_error < 1e-6);  // Same formula; only sqrt/division rounding may differ.
   CHECK_FALSE(GetBuildInfo().nccl_version.empty());
+}
+
+TEST_CASE("AdamW on a CUDA stream behind the Optimizer interface matches the CPU optimizer",
+          "[gpu]") {
+  // The engine's use: chunks of one array, a per-chunk weight decay, the step's lr, 4 steps.
+  const AdamWHyper h{.lr = 1e-3f, .weight_decay = 0.05f};
+  std::unique_ptr<Optimizer> cpu = CreateCpuAdamW(h);
+  absl::StatusOr<std::unique_ptr<Stream>> stream = CreateCudaStream(0);
+  REQUIRE(stream.ok());
+  absl::StatusOr<std::unique_ptr<Optimizer>> gpu = CreateCudaAdamW(h, **stream);
+  REQUIRE(gpu.ok());
+  CHECK(std::string((*gpu)->name()) == "AdamW (cuda)");
+  CHECK(absl::IsInvalidArgument(CreateCudaAdamW(h, *CreateCpuStream(false)).status()));
+  absl::StatusOr<std::unique_ptr<Allocator>> device = CreateCudaAllocator(MemoryKind::kDevice, 0);
+  REQUIRE(device.ok());
+  const size_t n = 3 * 100003;
+  std::vector<float> p(n), g(n), m(n, 0), v(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    p[i] = 0.002f * static_cast<float>(i % 499) - 0.5f;
+    g[i] = 0.01f * static_cast<float>((i * 7919) % 103) - 0.5f;
+  }
+  std::vector<Buffer> d;
+  for (std::vector<float>* a : {&p, &g, &m, &v}) {
+    d.push_back(*Buffer::Allocate(**device, n, DType::kFp32));
+    REQUIRE(cuda::CopyToDevice(a->data(), static_cast<float*>(d.back().view().data), n).ok());
+  }
+  auto at = [&](int a, size_t k) { return static_cast<float*>(d[a].view().data) + k * (n / 3); };
+  for (int step = 1; step <= 4; ++step) {
+    const float lr = 1e-3f / static_cast<float>(step);
+    for (size_t k = 0; k < 3; ++k) {
+      const float decay = k == 1 ? 0.0f : -1.0f;  // A no-decay chunk, the others the default.
+      const size_t o = k * (n / 3);
+      cpu->Step(step, lr, decay, n / 3, p.data() + o, g.data() + o, m.data() + o, v.data() + o);
+      (*gpu)->Step(step, lr, decay, n / 3, at(0, k), at(1, k), at(2, k), at(3, k));
+    }
+  }
+  REQUIRE((*stream)->Synchronize().ok());
+  std::vector<float> got(n);
+  REQUIRE(cuda::CopyToHost(at(0, 0), got.data(), n).ok());
+  double max_error = 0;
+  for (size_t i = 0; i < n; ++i) max_error = std::max<double>(max_error, std::abs(got[i] - p[i]));
+  CHECK(max_error < 1e-6);
 }
 
 }  // namespace

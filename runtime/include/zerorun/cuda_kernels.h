@@ -22,9 +22,10 @@ absl::StatusOr<int> DeviceCount();
 // `working_bf16`, each updated fp32 master weight is also written there in bf16 (round to
 // nearest even, FloatToBf16's rule): the mixed-precision write-back in the same pass.
 // Returns Internal with the CUDA error string when a launch fails.
+// With `stream` (a cudaStream_t): enqueued there, the launch's error only.
 absl::Status AdamWStepDevice(const AdamWHyper& hyper, int64_t step, size_t num_elements,
                              float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                             uint16_t* working_bf16 = nullptr);
+                             uint16_t* working_bf16 = nullptr, void* stream = nullptr);
 
 // The engine's element-wise kernels on device arrays (runtime/kernels/elementwise.cu). Without
 // `stream` (a cudaStream_t) synchronous like AdamWStepDevice; with one, enqueued there (the

@@ -1,7 +1,7 @@
 // The optimizer the ZeRO engine runs on each chunk of a rank's fp32 state (StateStore): an
 // element-wise update, so the result does not depend on how the state is cut into chunks or
-// where the chunk came from (memory or NVMe). AdamW on the CPU today; a device kernel later
-// (issue 30) behind the same interface, checked against the CPU reference (adamw.h).
+// where the chunk came from (memory or NVMe). AdamW on the CPU, and on a CUDA stream (builds with
+// CUDA) behind the same interface, checked against the CPU reference (adamw.h).
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_OPTIMIZER_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_OPTIMIZER_H_
 
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "absl/status/statusor.h"
 #include "zerorun/adamw.h"
 
 namespace zerorun {
@@ -28,6 +29,13 @@ class Optimizer {
 // torch.optim.AdamW (foreach=False) on the CPU: AdamWStepReference with `hyper` (its lr ignored:
 // Step's is used; its weight_decay where Step's is negative).
 std::unique_ptr<Optimizer> CreateCpuAdamW(const AdamWHyper& hyper);
+
+class Stream;
+// The same update as a CUDA kernel (AdamWStepDevice) enqueued on `stream` (a CUDA stream that
+// outlives the optimizer): Step's arrays are device memory that must stay valid until the stream
+// passes the step (an event); Step returns at once, a launch error sticks on the stream.
+// Unimplemented in a build without CUDA.
+absl::StatusOr<std::unique_ptr<Optimizer>> CreateCudaAdamW(const AdamWHyper& hyper, Stream& stream);
 
 }  // namespace zerorun
 
