@@ -2,11 +2,12 @@
 # Run on a GPU machine (one H100 or H200, CUDA 13 driver, python3 with torch; no network), in the
 # repository root with .gpu/ from deploy/gpu_bundle.sh carried along: runs every gpu test (the
 # kernels against their CPU references, the CUDA streams, events and allocators, the NCCL
-# communicator at world 1 and its init abort), then the GPU benchmark, and writes one results
-# file, ${OUT:-gpu-results}/gpu_results.txt. The CUDA runtime comes from the toolkit there, NCCL
+# communicator at world 1 and its init abort), then the GPU benchmarks (AdamW against copy
+# bandwidth; tests/bench/gpt2_gpu_bench.py: GPT-2 124M against torch and FSDP2), and writes one
+# results file, ${OUT:-gpu-results}/gpu_results.txt. The CUDA runtime comes from the toolkit there, NCCL
 # from the toolkit or torch's nvidia-nccl wheel. Exit: 0 all passed, 1 a test failed, 2 no bundle.
-# Not covered yet (issue 30): the engine device-resident, zerorun.torch on CUDA tensors and the
-# GPT-2 124M benchmark.
+# Not covered yet (issue 30): the engine device-resident and zerorun.torch on CUDA tensors (their
+# rows in the GPT-2 benchmark say "not run" with the reason).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${OUT:-${root}/gpu-results}"
@@ -30,5 +31,8 @@ log "== gpu tests (kernels, CUDA device layer, NCCL communicator)"
 timeout 300 "${root}/.gpu/bin/zr_gpu_tests" 2>&1 | tee -a "${results}" || rc=1
 log "== gpu benchmark: AdamW step against device copy bandwidth"
 timeout 120 "${root}/.gpu/bin/zr_gpu_adamw_bench" 2>&1 | tee -a "${results}" || rc=1
+log "== gpu benchmark: GPT-2 124M (seq 1024, bf16), world 1: torch fused AdamW, FSDP2, zerorun.torch"
+PYTHONPATH="${root}/python" timeout 300 python3 "${root}/tests/bench/gpt2_gpu_bench.py" \
+  --device cuda 2>&1 | tee -a "${results}" || rc=1
 log "== gpu check: $([[ ${rc} -eq 0 ]] && echo passed || echo FAILED)"
 exit "${rc}"
