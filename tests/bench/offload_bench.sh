@@ -10,8 +10,9 @@
 #  B. fio's O_DIRECT io_uring sequential read and write in the same directory with the same
 #     block size and queue depth (best of two rounds), next to the swapper's rates of A (goal:
 #     >= 0.8 of fio), and the world-1 optimizer-on-nvme steps against max(the in-memory step,
-#     their swap bytes at fio's rates) (issue 27's goal: <= 1.05x), and, stricter, at the faster
-#     of fio and the swapper alone.
+#     their swap bytes at fio's rates) (issue 27's goal: <= 1.05x), stricter at the faster of
+#     fio and the swapper alone, and at fio's mixed rate (reads and writes at once, half each: how
+#     the swap moves its bytes).
 #  C. (ZR_BENCH_LARGEST=1, minutes) the largest GPT that trains one step on this machine in
 #     memory and with Infinity, next to the formulas (16P bytes of RAM per rank; Infinity 16P of
 #     disk plus a few gathered layers of RAM).
@@ -99,11 +100,20 @@ fio_gbs() {  # fio_gbs RW: sequential O_DIRECT io_uring, same block size and que
     --output-format=json --loops=3 2>/dev/null |
     python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]['$1']; print('%.2f' % (j['bw_bytes']/1e9))"
 }
+# Reads and writes at once, half each (the swap's traffic: a step reads and writes about the same
+# bytes, concurrently): the GB/s of both directions together.
+fio_mixed_gbs() {
+  fio --name=zr --directory="${nvme}" --filename=fio_file --size=1024M --bs="${block}" \
+    --iodepth="${depth}" --ioengine=io_uring --direct=1 --rw=rw --rwmixread=50 --end_fsync=1 \
+    --output-format=json --loops=3 2>/dev/null |
+    python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; print('%.2f' % ((j['read']['bw_bytes'] + j['write']['bw_bytes'])/1e9))"
+}
 # Best of two rounds each, alternating: this disk's rates swing between runs (cloud volumes).
-fio_w=0 fio_r=0
+fio_w=0 fio_r=0 fio_m=0
 for round in 1 2; do
   fio_w="$(awk -v a="$(fio_gbs write)" -v b="${fio_w}" 'BEGIN {print (a > b ? a : b)}')"
   fio_r="$(awk -v a="$(fio_gbs read)" -v b="${fio_r}" 'BEGIN {print (a > b ? a : b)}')"
+  fio_m="$(awk -v a="$(fio_mixed_gbs)" -v b="${fio_m}" 'BEGIN {print (a > b ? a : b)}')"
 done
 rm -f "${nvme}/fio_file"
 # The same transfers without training around them: the swapper alone, sequential, as fio runs.
@@ -116,18 +126,22 @@ awk -v r="${best_read}" -v w="${best_write}" -v fr="${fio_r}" -v fw="${fio_w}" '
 for name in nvme-optimizer nvme-opt-ahead; do
   awk -v s="${opt_ms[${name}]}" -v m="${mem_ms}" -v r="${opt_read[${name}]}" \
     -v w="${opt_written[${name}]}" -v n=6 -v fr="${fio_r}" -v fw="${fio_w}" -v name="${name}" \
-    -v sr="${rr}" -v sw="${rw}" 'BEGIN {
+    -v sr="${rr}" -v sw="${rw}" -v fm="${fio_m}" 'BEGIN {
     io = 1000 * (r / n * 1.073741824 / fr + w / n * 1.073741824 / fw)
     bound = io > m ? io : m
     # Stricter: the faster of fio and the swapper alone for each direction.
     br = sr > fr ? sr : fr; bw = sw > fw ? sw : fw
     io2 = 1000 * (r / n * 1.073741824 / br + w / n * 1.073741824 / bw)
     bound2 = io2 > m ? io2 : m
+    # The traffic as it happens: reads and writes at once, at fio mixed rate.
+    io3 = 1000 * (r + w) / n * 1.073741824 / fm
+    bound3 = io3 > m ? io3 : m
     printf "%s, world 1: step %d ms; in memory %d ms; its swap (%.2f GiB read, %.2f GiB " \
       "written a step) at fio rates %d ms; step / max(both) %.2fx (goal <= 1.05x); at the " \
-      "faster of fio and the swapper alone %d ms: %.2fx\n",
-      name, s, m, r / n, w / n, io, s / bound, io2, s / bound2 }'
+      "faster of fio and the swapper alone %d ms: %.2fx; at fio mixed read+write %d ms: %.2fx\n",
+      name, s, m, r / n, w / n, io, s / bound, io2, s / bound2, io3, s / bound3 }'
 done
+echo "fio mixed (half reads, half writes at once): ${fio_m} GB/s both directions together"
 awk -v r="${rr}" -v w="${rw}" -v fr="${fio_r}" -v fw="${fio_w}" 'BEGIN {
   printf "swapper alone (1 GiB sequential): read %.2f GB/s, write %.2f GB/s; /fio: read %.2fx, " \
     "write %.2fx\n", r, w, r / fr, w / fw }'

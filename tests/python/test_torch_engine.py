@@ -81,6 +81,29 @@ def test_offload(tmp_path, reference, offload):
         assert got["memory"]["nvme"] >= got["memory"]["optimizer"] > 0
 
 
+@pytest.mark.parametrize("stage,ga", [(0, 1), (1, 2), (2, 1), (3, 2)])
+def test_weight_copying_path(tmp_path, reference, stage, ga):
+    """The path a model on a GPU takes (the engine's state on the host, the weights copied into
+    per-unit buffers of the model's device after each step or gather, the gradients copied into
+    the engine's slots), taken on the CPU (ZR_TORCH_COPY_WEIGHTS=1), 2 ranks: the same
+    result as torch within 1e-5, the module's parameters equal to the engine's weights after the
+    last step (stages 0-2), and a resume from a checkpoint bit-identical to the straight run."""
+    env = {"ZR_TORCH_COPY_WEIGHTS": "1"}
+    got = train(tmp_path, stage, 2, ga, True, env=env, name="copying")
+    assert_close(got, reference)
+    if stage < 3:
+        assert sorted(got["module"]) == sorted(got["params"])
+        for name, value in got["module"].items():
+            assert torch.equal(value, got["params"][name]), name
+    if stage == 2:  # The load refreshes the device buffers: the resumed run continues exactly.
+        ckpt = str(tmp_path / "ckpt")
+        train(tmp_path, 2, 2, ga, True, env={**env, "ZR_TINY_SAVE": f"{ckpt}:3"}, name="half")
+        resumed = train(tmp_path, 2, 2, ga, True, env={**env, "ZR_TINY_LOAD": ckpt},
+                        name="resumed")
+        for name, want in got["params"].items():
+            assert torch.equal(resumed["params"][name], want), name
+
+
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_16_bit_stays_near_the_fp32_run(tmp_path, reference, dtype):
     """bf16/fp16 weights (fp32 masters; fp16 with dynamic loss scaling) at stage 3 on 2 ranks:

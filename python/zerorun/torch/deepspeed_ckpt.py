@@ -158,6 +158,7 @@ def load_into(engine, load_dir, tag=None):
             engine._bridge.set_tensor(u, t, master, -1)  # Every rank read the same.
             engine._bridge.set_adam(u, t, m, v)
     engine._bridge.finish_restore(step)
+    engine._weights_changed()
     engine.global_steps = step
     engine._lr_steps = _lr_steps(states, step)
     engine.micro_steps = step * engine.gradient_accumulation_steps

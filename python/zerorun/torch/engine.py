@@ -18,7 +18,10 @@ clip, AdamW on this rank's fp32 shard, write-back and share.
 initialize(training_data=...) returns DeepSpeed's loader: this rank's share of the data
 (DistributedSampler, seed 0) in micro batches of the config's size. Checkpoints are libzerorun's
 (atomic, sha256-checked, loadable at any world size and stage). The optimizer: see optim.py.
-A model built under zero_init() (zero_init.py) is made one unit at a time. Not yet supported
+A model built under zero_init() (zero_init.py) is made one unit at a time. A model on a GPU
+computes there while the engine keeps its state in host memory (ZeRO-Offload's placement): the
+weights are copied to a device buffer per unit after each step (stages 0-2) or at each gather
+(stage 3), the gradients into the engine's slots when a unit's are in. Not yet supported
 (refused with the fix, never trained differently): parameters on several devices.
 """
 
@@ -87,10 +90,17 @@ class Engine:
     def __init__(self, model, config=None, units=None, optimizer=None, lr_scheduler=None,
                  model_parameters=None, init_fn=None):
         params = list(model.parameters())
-        if any(p.device.type not in ("cpu", "meta") for p in params):
-            raise ValueError("zerorun.torch runs CPU ranks for now: the model has parameters on "
-                             f"{sorted({str(p.device) for p in params})}; build it on the CPU "
-                             "(the CUDA path is issue 30)")
+        devices = sorted({str(p.device) for p in params if p.device.type != "meta"})
+        if len(devices) > 1:
+            raise ValueError(f"zerorun.torch: the model has parameters on {devices}: put it on "
+                             "one device (model.to(...)) before initialize")
+        # The device torch computes on. Off the CPU the engine keeps its state in host memory
+        # (ZeRO-Offload's placement) and the weights are copied to per-unit device buffers,
+        # the gradients back into the engine's slots; ZR_TORCH_COPY_WEIGHTS=1 takes that
+        # copying path on the CPU too (its test).
+        self.device = torch.device(devices[0] if devices else "cpu")
+        self._copy = (self.device.type != "cpu" or
+                      os.environ.get("ZR_TORCH_COPY_WEIGHTS") == "1")
         self.module = model
         self._units = units if units is not None else default_units(model)
         if not self._units:
@@ -135,8 +145,8 @@ class Engine:
         for u, (_, _, ps) in enumerate(self._units):
             materialize(model, owners[u], ps, init_fn)
             for t, (_, p) in enumerate(ps):
-                b.set_tensor(u, t, p.detach().to(torch.float32).contiguous())
-                p.data = torch.empty(0, dtype=p.dtype)
+                b.set_tensor(u, t, p.detach().to("cpu", torch.float32).contiguous())
+                p.data = torch.empty(0, dtype=p.dtype, device=self.device)
         frozen = [(n, p) for n, p in model.named_parameters() if not p.requires_grad]
         materialize(model, list(model.modules()), frozen, init_fn)
         for _, _, ps in self._units:
@@ -154,7 +164,8 @@ class Engine:
         self._callback_queued = False
         # Stage 3: per unit a torch buffer the parameters view for good; its storage holds the
         # gathered unit only while needed (FSDP2's way: autograd's saved views see it again when
-        # it is refilled before backward) and is freed (resized to 0) in between.
+        # it is refilled before backward) and is freed (resized to 0) in between. Copying
+        # (a device) at stages 0-2: the buffer holds the unit for good, refreshed after a step.
         self._buf = [None] * len(self._units)
         self._resident = [False] * len(self._units)
         self._pins = [0] * len(self._units)  # GatheredParameters holding a unit whole.
@@ -166,13 +177,16 @@ class Engine:
             for t, (_, p) in enumerate(ps):
                 self._hooks.append(p.register_post_accumulate_grad_hook(self._on_grad(u, t)))
                 p._zerorun = (self, u, t)  # For GatheredParameters.
-            if self.stage < 3:  # Resident weights: the engine's own buffer, bound for good.
+            if self.stage < 3 and not self._copy:  # The engine's resident weights, for good.
                 self._bind(u, self._bridge.acquire(u, False))
                 self._bridge.release(u)
             else:
-                self._buf[u] = torch.empty(self._padded(u), dtype=self.dtype)
+                self._buf[u] = torch.empty(self._padded(u), dtype=self.dtype, device=self.device)
                 self._bind(u, self._buf[u])
-                self._buf[u].untyped_storage().resize_(0)
+                if self.stage == 3:
+                    self._buf[u].untyped_storage().resize_(0)
+                else:
+                    self._refresh(u)
 
     def _padded(self, u):
         """Elements of the unit's flat buffer up to its last tensor's end."""
@@ -197,6 +211,20 @@ class Engine:
         self._resident[u] = True
         self.max_gathered = max(self.max_gathered, sum(self._resident))
 
+    def _refresh(self, u):
+        """Copying at stages 0-2: the unit's weights from the engine into its device buffer
+        (after the unit's post-step share)."""
+        flat = self._bridge.acquire(u, False)
+        self._buf[u].data.copy_(flat[:self._buf[u].numel()])
+        self._bridge.release(u)
+
+    def _weights_changed(self):
+        """The engine's weights moved (a step, a load, a modified GatheredParameters): copying at
+        stages 0-2, every unit's device buffer follows."""
+        if self._copy and self.stage < 3:
+            for u in range(len(self._units)):
+                self._refresh(u)
+
     def _free(self, u):
         if self._resident[u] and self._pins[u] == 0:
             self._buf[u].untyped_storage().resize_(0)
@@ -204,11 +232,11 @@ class Engine:
 
     def _pre_forward(self, u):
         def hook(module, args):
-            if self.stage < 3:
+            if self.stage == 3:
+                self._gather(u, False)
+            elif not self._copy:
                 self._bridge.acquire(u, False)  # Waits for the unit's post-step share.
                 self._bridge.release(u)
-            else:
-                self._gather(u, False)
         return hook
 
     def _post_forward(self, u):
@@ -240,7 +268,7 @@ class Engine:
         slot = self._bridge.grads(u)
         for (off, n), shape, (_, p) in zip(self._offsets[u], self._shapes[u], self._units[u][2]):
             if p.grad is not None:
-                slot[off:off + n].view(shape).add_(p.grad)
+                slot[off:off + n].view(shape).add_(p.grad.to(slot.device))  # Off a device.
                 p.grad = None
         self._bridge.grads_ready(u)
         self._ready[u] = True
@@ -289,6 +317,8 @@ class Engine:
         self._tokens = 0
         self.global_steps = n
         self._lr_steps += 0 if r["skipped"] else 1
+        if not r["skipped"]:
+            self._weights_changed()
         self._grad_norm = r["grad_norm"]
         self.skipped = r["skipped"]
         self.mean_loss = r["mean_value"]
@@ -399,6 +429,7 @@ class Engine:
             text = self._bridge.load_checkpoint(load_dir, str(tag))
         except FileNotFoundError:
             return None, None
+        self._weights_changed()
         state = json.loads(text) if text else {}
         self.global_steps = state.get("global_steps", 0)
         self._lr_steps = state.get("lr_steps", self.global_steps)

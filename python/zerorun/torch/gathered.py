@@ -40,8 +40,10 @@ class GatheredParameters:
                 dist.broadcast(p.data, src=self._modifier)
         if modified:
             for engine, u, t, p in self._held:
-                values = p.detach().to(torch.float32).contiguous()
+                values = p.detach().to("cpu", torch.float32).contiguous()
                 engine._bridge.set_tensor(u, t, values, self._modifier)
+            for engine in {id(e): e for e, _, _, _ in self._held}.values():
+                engine._weights_changed()
         for engine, u in self._units:
             engine._pins[u] -= 1
             if engine.stage == 3:

@@ -149,8 +149,14 @@ def engine_run(out, steps, config=None):
             engine.step()
         norms.append(engine.get_global_grad_norm())
     full = dict(engine.named_full_tensors())
+    # What the module's trainable parameters hold now (stages 0-2; stage 3's are empty between
+    # forwards), for the weight-copying path's check.
+    module = {n: p.detach().to("cpu", torch.float32).clone()
+              for n, p in engine.module.named_parameters()
+              if p.requires_grad and engine.stage < 3}
     if engine.global_rank == 0:
-        torch.save({"params": full, "norms": norms, "losses": losses, "memory": engine.memory(),
+        torch.save({"params": full, "module": module, "norms": norms, "losses": losses,
+                    "memory": engine.memory(),
                     "init": init, "numel": sum(v.numel() for n, v in full.items()),
                     "resumed": resumed, "max_gathered": engine.max_gathered}, out)
 
