@@ -57,8 +57,9 @@ setup(
     # zr_torch_ext puts it into build/python/zerorun).
     # zerorun --engine zerorun's `deepspeed` (a directory put on PYTHONPATH by
     # zerorun.engine_run, not a package of zerorun's).
-    package_data={"zerorun": ["_zerorun*.so", "compat/deepspeed/*.py", "compat/deepspeed/*/*.py",
-                              "compat/deepspeed/*/*/*.py", "compat/*.dist-info/*"]},
+    package_data={"zerorun": ["_zerorun*.so", "libzerorun_torch.so", "compat/deepspeed/*.py",
+                              "compat/deepspeed/*/*.py", "compat/deepspeed/*/*/*.py",
+                              "compat/*.dist-info/*"]},
     python_requires=">=3.9",
     install_requires=["grpcio", "protobuf"],
     cmdclass={"build_py": BuildPackage},

@@ -10,10 +10,7 @@ class CpuAdamW final : public Optimizer {
   const char* name() const override { return "AdamW (cpu)"; }
   void Step(int64_t step, float lr, float weight_decay, size_t n, float* master, const float* grad,
             float* m, float* v) override {
-    AdamWHyper hyper = hyper_;
-    hyper.lr = lr;
-    if (weight_decay >= 0) hyper.weight_decay = weight_decay;
-    AdamWStepReference(hyper, step, n, master, grad, m, v);
+    AdamWStepReference(hyper_.ForStep(lr, weight_decay), step, n, master, grad, m, v);
   }
 
  private:

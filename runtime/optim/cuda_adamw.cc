@@ -14,9 +14,7 @@ class CudaAdamW final : public Optimizer {
   const char* name() const override { return "AdamW (cuda)"; }
   void Step(int64_t step, float lr, float weight_decay, size_t n, float* master, const float* grad,
             float* m, float* v) override {
-    AdamWHyper hyper = hyper_;
-    hyper.lr = lr;
-    if (weight_decay >= 0) hyper.weight_decay = weight_decay;
+    const AdamWHyper hyper = hyper_.ForStep(lr, weight_decay);
     stream_.Enqueue([=, this] {
       return cuda::AdamWStepDevice(hyper, step, n, master, grad, m, v, nullptr, stream_.native());
     });

@@ -14,6 +14,14 @@ struct AdamWHyper {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.01f;
+
+  // These with one Optimizer::Step's learning rate and, when >= 0, its weight decay.
+  AdamWHyper ForStep(float step_lr, float step_weight_decay) const {
+    AdamWHyper h = *this;
+    h.lr = step_lr;
+    if (step_weight_decay >= 0) h.weight_decay = step_weight_decay;
+    return h;
+  }
 };
 
 // One AdamW step at 1-based `step` over `num_elements` parameters, in place:
