@@ -79,6 +79,9 @@ void CollectiveWatchdog::Loop() {
     std::deque<Entry> batch;
     {
       zerorun::MutexLock lock(&mu_);
+      // Idle until a collective is watched (no polling then), then every poll_.
+      auto busy = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !in_flight_.empty(); };
+      mu_.Await(zerorun::Condition(&busy));
       auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
       mu_.AwaitWithTimeout(zerorun::Condition(&wake), poll_);
       if (stop_ || !aborted_.ok()) return;

@@ -40,7 +40,8 @@ class CollectiveWatchdog {
   using Probe = std::function<absl::StatusOr<bool>()>;
 
   // Starts the thread. `rank` and `world_size` name this rank in errors; `timeout` bounds each
-  // collective from its Watch; `poll` is the polling period.
+  // collective from its Watch; `poll` is the polling period while collectives are in flight
+  // (with none the thread sleeps).
   CollectiveWatchdog(int rank, int world_size, absl::Duration timeout, WatchdogBackend backend,
                      absl::Duration poll = absl::Milliseconds(1));
   // Stops the thread. Collectives still in flight are completed with Cancelled: the owner
