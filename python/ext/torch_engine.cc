@@ -56,8 +56,14 @@ struct TorchEngine::State {
     if (engine == nullptr) throw Error(ErrorKind::kRuntime, "this zerorun.torch engine was closed");
     return engine.get();
   }
-  const TensorLayout& Tensor(size_t unit, size_t tensor) const {
-    return E()->layout().units().at(unit).tensors.at(tensor);
+  // The tensor's layout; ValueError unless `count` is its number of elements.
+  const TensorLayout& Tensor(size_t unit, size_t tensor, size_t count) const {
+    const TensorLayout& t = E()->layout().units().at(unit).tensors.at(tensor);
+    if (count != t.numel) {
+      Check(absl::InvalidArgumentError(
+          absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", count)));
+    }
+    return t;
   }
 };
 
@@ -122,11 +128,7 @@ std::vector<std::pair<size_t, size_t>> TorchEngine::offsets(size_t unit) const {
 }
 
 void TorchEngine::set_tensor(size_t unit, size_t tensor, float* values, size_t count, int root) {
-  const TensorLayout& t = s_->Tensor(unit, tensor);
-  if (count != t.numel) {
-    Check(absl::InvalidArgumentError(
-        absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", count)));
-  }
+  s_->Tensor(unit, tensor, count);
   Check(s_->E()->Sync());
   if (root >= 0) Check(s_->ctx.comm->Broadcast(HostView(values, count), root).Wait());
   Check(s_->E()->SetTensor(unit, tensor, values));
@@ -134,11 +136,7 @@ void TorchEngine::set_tensor(size_t unit, size_t tensor, float* values, size_t c
 
 void TorchEngine::set_adam(size_t unit, size_t tensor, const float* m, const float* v,
                            size_t count) {
-  const TensorLayout& t = s_->Tensor(unit, tensor);
-  if (count != t.numel) {
-    Check(absl::InvalidArgumentError(
-        absl::StrCat("tensor ", t.name, " has ", t.numel, " elements, not ", count)));
-  }
+  s_->Tensor(unit, tensor, count);
   Check(s_->E()->Sync());
   Check(s_->E()->SetTensorAdam(unit, tensor, m, v));
 }
