@@ -5,6 +5,7 @@ not implemented fails at the call with NotSupported naming it and the way out (r
 --engine zerorun), never a silent difference.
 """
 
+import atexit
 import contextlib
 import enum
 import logging
@@ -273,6 +274,15 @@ def init_distributed(dist_backend=None, auto_mpi_discovery=True, distributed_por
     if rank >= 0 and world_size > 0:
         kwargs.update(rank=rank, world_size=world_size)
     dist.init_process_group(**kwargs)
+    # Torch leaves an undestroyed Gloo group's worker threads to interpreter finalization, where
+    # they end the rank in std::terminate (SIGABRT after a finished job, now and then:
+    # pytorch/pytorch#190489). The group made here goes first, before the interpreter does.
+    atexit.register(_destroy_at_exit)
+
+
+def _destroy_at_exit():
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Init:
