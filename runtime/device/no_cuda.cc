@@ -1,9 +1,10 @@
-// The CUDA device layer, the NCCL backend and AdamW on CUDA in a build without CUDA: each says so
-// and how to get them (device/cuda_device.cc, comm/nccl_communicator.cc and optim/cuda_adamw.cc
-// replace this file in a CUDA build).
+// The CUDA device layer and kernels, the NCCL backend and AdamW on CUDA in a build without CUDA:
+// each says so and how to get them (device/cuda_device.cc, device/cuda_kernels.cc,
+// comm/nccl_communicator.cc and optim/cuda_adamw.cc replace this file in a CUDA build).
 #include "absl/strings/str_cat.h"
 #include "zerorun/comm.h"
 #include "zerorun/device.h"
+#include "zerorun/kernels.h"
 #include "zerorun/optimizer.h"
 
 namespace zerorun {
@@ -25,6 +26,7 @@ absl::StatusOr<std::unique_ptr<Stream>> WrapCudaStream(int, void*) {
 absl::StatusOr<std::unique_ptr<Allocator>> CreateCudaAllocator(MemoryKind, int) {
   return NoCuda("CUDA memory");
 }
+absl::StatusOr<std::unique_ptr<Kernels>> CreateCudaKernels(int) { return NoCuda("CUDA kernels"); }
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateCudaAdamW(const AdamWHyper&, Stream&) {
   return NoCuda("AdamW on CUDA");
 }

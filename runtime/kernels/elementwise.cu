@@ -1,7 +1,7 @@
 // The engine's element-wise CUDA kernels: fp32 <-> bf16/fp16 casts, the squared-norm reduction,
-// the finite check of loss scaling, and gradient scaling. Their CPU references: FromFloat /
-// ToFloat (zerorun/dtype.h), ZeroEngine::SumSquares, std::isfinite and the engine's scaling
-// loop; tests/gpu/elementwise_kernel_test.cc checks each against its reference.
+// the finite check of loss scaling, gradient scaling and accumulation. Their CPU references: the
+// CPU Kernels (device/cpu_kernels.cc: FromFloat / ToFloat / AddFloatInto of zerorun/dtype.h);
+// tests/gpu/elementwise_kernel_test.cc and tests/gpu/kernels_test.cc check each against them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -41,6 +41,13 @@ absl::Status Finish(const char* kernel) {
 absl::Status Launched(const char* kernel, void* stream) {
   if (stream == nullptr) return Finish(kernel);
   return FromCuda(cudaGetLastError(), kernel);
+}
+
+// A kernel whose result the host reads: launched, then the stream (or the device) drained.
+absl::Status Drained(const char* kernel, void* stream) {
+  if (stream == nullptr) return Finish(kernel);
+  if (absl::Status s = FromCuda(cudaGetLastError(), kernel); !s.ok()) return s;
+  return FromCuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), kernel);
 }
 
 // Round to nearest even (the hardware conversions); NaN stays NaN (its payload may differ from
@@ -87,6 +94,24 @@ __global__ void AllFiniteKernel(const float* x, size_t n, int* finite) {
   }
 }
 
+// acc += in: fp32 into fp32 (kind 0), or into bf16 (1) / fp16 (2) widened, added in fp32 and
+// rounded to nearest even (AddFloatInto's arithmetic).
+__global__ void AccumulateKernel(int kind, const float* in, void* acc, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    if (kind == 0) {
+      static_cast<float*>(acc)[i] += in[i];
+    } else if (kind == 1) {
+      uint16_t& a = static_cast<uint16_t*>(acc)[i];
+      a = __bfloat16_as_ushort(
+          __float2bfloat16_rn(__bfloat162float(__ushort_as_bfloat16(a)) + in[i]));
+    } else {
+      uint16_t& a = static_cast<uint16_t*>(acc)[i];
+      a = __half_as_ushort(__float2half_rn(__half2float(__ushort_as_half(a)) + in[i]));
+    }
+  }
+}
+
 __global__ void ScaleKernel(float* x, size_t n, float factor) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -112,13 +137,14 @@ absl::Status ToFloatDevice(DType dtype, const uint16_t* in, float* out, size_t n
   return Launched("ToFloatKernel", stream);
 }
 
-absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre) {
+absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre, void* stream) {
   if (n == 0) return 0.0;
   const int blocks = Blocks(n);
   Scratch partial;
   if (absl::Status s = partial.Allocate(blocks * sizeof(double)); !s.ok()) return s;
-  SumSquaresKernel<<<blocks, kThreads>>>(g, n, pre, static_cast<double*>(partial.data));
-  if (absl::Status s = Finish("SumSquaresKernel"); !s.ok()) return s;
+  cudaStream_t on = static_cast<cudaStream_t>(stream);
+  SumSquaresKernel<<<blocks, kThreads, 0, on>>>(g, n, pre, static_cast<double*>(partial.data));
+  if (absl::Status s = Drained("SumSquaresKernel", stream); !s.ok()) return s;
   std::vector<double> host(static_cast<size_t>(blocks));
   if (absl::Status s = FromCuda(
           cudaMemcpy(host.data(), partial.data, blocks * sizeof(double), cudaMemcpyDeviceToHost),
@@ -131,7 +157,7 @@ absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre) {
   return sum;
 }
 
-absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n) {
+absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n, void* stream) {
   if (n == 0) return true;
   Scratch flag;
   if (absl::Status s = flag.Allocate(sizeof(int)); !s.ok()) return s;
@@ -141,14 +167,31 @@ absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n) {
       !s.ok()) {
     return s;
   }
-  AllFiniteKernel<<<Blocks(n), kThreads>>>(x, n, static_cast<int*>(flag.data));
-  if (absl::Status s = Finish("AllFiniteKernel"); !s.ok()) return s;
+  AllFiniteKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, n, static_cast<int*>(flag.data));
+  if (absl::Status s = Drained("AllFiniteKernel", stream); !s.ok()) return s;
   if (absl::Status s = FromCuda(cudaMemcpy(&finite, flag.data, sizeof(int), cudaMemcpyDeviceToHost),
                                 "cudaMemcpy D2H");
       !s.ok()) {
     return s;
   }
   return finite == 1;
+}
+
+absl::Status AccumulateDevice(DType acc_dtype, const float* in, void* acc, size_t n, void* stream) {
+  if (n == 0) return absl::OkStatus();
+  const int kind = acc_dtype == DType::kFp32 ? 0 : acc_dtype == DType::kBf16 ? 1 : 2;
+  AccumulateKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(kind, in, acc, n);
+  return Launched("AccumulateKernel", stream);
+}
+
+absl::Status CopyBytesDevice(const void* src, void* dst, size_t bytes, void* stream) {
+  if (stream == nullptr) {
+    return FromCuda(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy D2D");
+  }
+  return FromCuda(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)),
+      "cudaMemcpyAsync D2D");
 }
 
 absl::Status ScaleDevice(float* x, size_t n, float factor, void* stream) {

@@ -138,6 +138,7 @@ absl::Status ZeroEngine::CreateStores() {
 ZeroEngine::ZeroEngine(Layout layout, const ZeroOptions& options, Communicator* comm)
     : layout_(std::move(layout)), options_(options), comm_(comm) {
   allocator_ = CreateHostAllocator();
+  kernels_ = CreateCpuKernels();
   comm_queue_ =
       std::make_unique<CommQueue>(options_.overlap_comm && comm_->world_size() > 1, &phase_clock_);
   if (options_.dtype == DType::kFp16) scaler_ = LossScaler(options_.loss_scale);
@@ -200,9 +201,7 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
       tmp.resize(ul.shard);
       s = comm_->ReduceScatter(full, HostView(tmp.data(), ul.shard), ReduceOp::kAvg).Wait();
       const size_t mine = static_cast<size_t>(comm_->rank()) * ul.shard;
-      if (s.ok()) {
-        FromFloat(options_.dtype, tmp.data(), static_cast<uint16_t*>(full.data) + mine, ul.shard);
-      }
+      if (s.ok()) s = kernels_->Convert(HostView(tmp.data(), ul.shard), full.Slice(mine, ul.shard));
       if (s.ok() && options_.stage == 0) s = GatherInPlace(*comm_, full);
     }
     if (!s.ok()) return s;
@@ -220,13 +219,20 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
       if (!grads.ok()) return grads.status();
       g = *grads;
       if (pre != 1.0f) {
-        for (size_t i = 0, n = Owned(ui); i < n; ++i) g[i] *= pre;
+        if (absl::Status s = kernels_->Scale(HostView(g, Owned(ui)), pre); !s.ok()) return s;
       }
     }
-    ForEachChunk(ui, [&](size_t k, size_t at, size_t len) {
-      local += g == nullptr ? grad_squares_[k] : SumSquares(g + at, len, 1.0f);
+    absl::Status s = ForEachChunk(ui, [&](size_t k, size_t at, size_t len) -> absl::Status {
+      if (g == nullptr) {
+        local += grad_squares_[k];
+        return absl::OkStatus();
+      }
+      absl::StatusOr<double> squares = kernels_->SumSquares(HostView(g + at, len), 1.0f);
+      if (!squares.ok()) return squares.status();
+      local += *squares;
       return absl::OkStatus();
-    }).IgnoreError();
+    });
+    if (!s.ok()) return s;
   }
   // One all-reduce for the squared norm (stage 0 holds it whole already) and the caller's value.
   float sums[2] = {options_.stage > 0 ? static_cast<float>(local) : 0.0f, value};
@@ -261,27 +267,19 @@ absl::StatusOr<StepResult> ZeroEngine::StepPhases(int64_t step, float lr, float 
   return result;
 }
 
-double ZeroEngine::SumSquares(const float* g, size_t n, float pre) {
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const float x = g[i] * pre;
-    sum += static_cast<double>(x) * x;
-  }
-  return sum;
-}
-
 absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float clip_coef,
                                        std::vector<float>& tmp) {
   // 16-bit gradients are widened again rather than kept in fp32 since the norm pass: one unit's
   // scratch instead of a 4P/N buffer, for a cheap second conversion. Gradients on NVMe arrive
   // with their chunk and are widened and scaled there the same way.
-  auto scale = [&](float* g, size_t count, bool direct) {
+  auto scale = [&](float* g, size_t count, bool direct) -> absl::Status {
     if (!direct && pre != 1.0f) {
-      for (size_t i = 0; i < count; ++i) g[i] *= pre;
+      if (absl::Status s = kernels_->Scale(HostView(g, count), pre); !s.ok()) return s;
     }
     if (options_.gradient_clipping > 0) {
-      for (size_t i = 0; i < count; ++i) g[i] *= clip_coef;  // Also at 1, as torch.
+      return kernels_->Scale(HostView(g, count), clip_coef);  // Also at 1, as torch.
     }
+    return absl::OkStatus();
   };
   // The store's transfers are I/O where it is on NVMe; in memory its pass costs nothing to charge.
   const Phase transfer = nvme_state_ != nullptr ? Phase::kIo : Phase::kOptimizer;
@@ -297,7 +295,7 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
       absl::StatusOr<float*> grads = OwnedGrads(ui, tmp, &direct);
       if (!grads.ok()) return grads.status();
       g = *grads;
-      scale(g, n, direct);
+      if (absl::Status s = scale(g, n, direct); !s.ok()) return s;
     }
     // The masters: in memory, from the state store chunk by chunk (16-bit), or read here from the
     // parameter swap (fp32 stage 3 on NVMe: the shard is the master). New 16-bit weights go to
@@ -322,12 +320,17 @@ absl::Status ZeroEngine::StepOptimizer(int64_t step, float lr, float pre, float 
       const float* gk = g == nullptr ? nullptr : g + at;
       if (grads_on_nvme()) {
         widened.resize(len);
-        WidenGrads(chunk->grad, len, widened.data());
-        scale(widened.data(), len, /*direct=*/false);
+        absl::Status s =
+            kernels_->Convert(GradView(chunk->grad, len), HostView(widened.data(), len));
+        if (s.ok()) s = scale(widened.data(), len, /*direct=*/false);
+        if (!s.ok()) return s;
         gk = widened.data();
       }
       StepOwned(ui, step, lr, at, len, mk, gk, chunk->m, chunk->v);
-      if (w16 != nullptr) FromFloat(options_.dtype, mk, w16 + at, len);
+      if (w16 != nullptr) {
+        const BufferView out = HostView(w16 + at, len, options_.dtype);
+        if (absl::Status s = kernels_->Convert(HostView(mk, len), out); !s.ok()) return s;
+      }
       phase_clock_.Charge(transfer, [&] { state_->Release(k); });
       return absl::OkStatus();
     });

@@ -36,10 +36,12 @@ absl::Status ZeroEngine::GradsReady(size_t unit) {
   if (!given.ok()) return given.status();
   const size_t padded = layout_.units()[unit].padded;
   if (options_.stage < 2) {  // 16-bit full gradients: accumulate, reduce at Step().
-    if (given->in16) ToFloat(options_.dtype, given->f16, given->f32, padded);
-    AddFloatInto(options_.dtype, given->f32, static_cast<uint16_t*>(grads_->full(unit).data),
-                 padded);
-    return absl::OkStatus();
+    const BufferView f32 = HostView(given->f32, padded);
+    if (given->in16) {
+      const BufferView f16 = HostView(given->f16, padded, options_.dtype);
+      if (absl::Status s = kernels_->Convert(f16, f32); !s.ok()) return s;
+    }
+    return kernels_->Accumulate(f32, grads_->full(unit));
   }
   float* g32 = given->in16 ? nullptr : given->f32;
   uint16_t* g16 = given->f16;
@@ -57,10 +59,12 @@ absl::Status ZeroEngine::ReduceUnitGrads(size_t unit, float* g32, uint16_t* g16)
     if (absl::Status s = ReduceScatterInPlace(*comm_, full, ReduceOp::kAvg); !s.ok()) return s;
     return AccumulateGrads(unit, g32 + static_cast<size_t>(comm_->rank()) * ul.shard);
   }
-  if (g32 != nullptr) FromFloat(options_.dtype, g32, g16, ul.padded);
+  const BufferView full = HostView(g16, ul.padded, options_.dtype);
+  if (g32 != nullptr) {
+    if (absl::Status s = kernels_->Convert(HostView(g32, ul.padded), full); !s.ok()) return s;
+  }
   if (reduce_out_.size() < ul.shard) reduce_out_.resize(ul.shard);
   float* out = reduce_out_.data();
-  const BufferView full = HostView(g16, ul.padded, options_.dtype);
   if (absl::Status s = comm_->ReduceScatter(full, HostView(out, ul.shard), ReduceOp::kAvg).Wait();
       !s.ok()) {
     return s;
@@ -78,31 +82,22 @@ absl::StatusOr<float*> ZeroEngine::OwnedGrads(size_t unit, std::vector<float>& t
   const uint16_t* src = grad_bytes() == 0
                             ? static_cast<const uint16_t*>(grads_->full(unit).data) + begin
                             : static_cast<const uint16_t*>(StateData(unit, StateArray::kGrad));
-  ToFloat(options_.dtype, src, tmp.data(), n);
+  const BufferView in = HostView(const_cast<uint16_t*>(src), n, options_.dtype);
+  if (absl::Status s = kernels_->Convert(in, HostView(tmp.data(), n)); !s.ok()) return s;
   return tmp.data();
 }
 
-void ZeroEngine::WidenGrads(const void* grad, size_t count, float* out) const {
-  if (grad_bytes() == sizeof(float)) {
-    std::copy_n(static_cast<const float*>(grad), count, out);
-  } else {
-    ToFloat(options_.dtype, static_cast<const uint16_t*>(grad), out, count);
-  }
+BufferView ZeroEngine::GradView(const void* grad, size_t count) const {
+  const DType dtype = grad_bytes() == sizeof(float) ? DType::kFp32 : options_.dtype;
+  return {const_cast<void*>(grad), count, dtype, Device::Cpu()};
 }
 
 absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
-  const bool wide = grad_bytes() == sizeof(float);
   auto add = [&](const float* in, void* acc, size_t n) {
-    if (wide) {
-      float* a = static_cast<float*>(acc);
-      for (size_t i = 0; i < n; ++i) a[i] += in[i];
-    } else {
-      AddFloatInto(options_.dtype, in, static_cast<uint16_t*>(acc), n);
-    }
+    return kernels_->Accumulate(HostView(const_cast<float*>(in), n), GradView(acc, n));
   };
   if (void* acc = StateData(unit, StateArray::kGrad); acc != nullptr) {
-    add(reduced, acc, Owned(unit));
-    return absl::OkStatus();
+    return add(reduced, acc, Owned(unit));
   }
   void* io = grad_io_.view().data;
   const float pre = GradPre();
@@ -111,15 +106,18 @@ absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
       const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);  // Inline only (no overlap).
       if (absl::Status read = state_->Read(k, StateArray::kGrad, io); !read.ok()) return read;
     }
-    add(reduced + at, io, len);
+    if (absl::Status s = add(reduced + at, io, len); !s.ok()) return s;
     // The chunk's share of the norm, from the sums as they go to disk (the last write wins).
-    const size_t element = grad_bytes();
+    const BufferView sums = GradView(io, len);
     float block[256];
     double squares = 0;
     for (size_t i = 0; i < len; i += 256) {
       const size_t m = std::min<size_t>(256, len - i);
-      WidenGrads(static_cast<const char*>(io) + i * element, m, block);
-      squares += SumSquares(block, m, pre);
+      absl::Status s = kernels_->Convert(sums.Slice(i, m), HostView(block, m));
+      absl::StatusOr<double> part =
+          s.ok() ? kernels_->SumSquares(HostView(block, m), pre) : absl::StatusOr<double>(s);
+      if (!part.ok()) return part.status();
+      squares += *part;
     }
     grad_squares_[k] = squares;
     const PhaseClock::Scope swapping(&phase_clock_, Phase::kIo);

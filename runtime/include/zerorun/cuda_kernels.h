@@ -37,14 +37,22 @@ absl::Status FromFloatDevice(DType dtype, const float* in, uint16_t* out, size_t
                              void* stream = nullptr);
 absl::Status ToFloatDevice(DType dtype, const uint16_t* in, float* out, size_t n,
                            void* stream = nullptr);
-// Sum of (g[i] x pre)^2 in double, each term as ZeroEngine::SumSquares takes it (fp32 product,
-// squared in double); the order of the additions differs from the CPU's (per block, then the
-// blocks in order on the host): equal within 1e-12 relative.
-absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre);
-// Whether every element is finite (the loss scaler's overflow check).
-absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n);
+// Sum of (g[i] x pre)^2 in double, each term as the CPU Kernels' SumSquares takes it (fp32
+// product, squared in double); the order of the additions differs from the CPU's (per block,
+// then the blocks in order on the host): equal within 1e-12 relative. With `stream`: launched
+// there and that stream drained (not the device) before the result is read.
+absl::StatusOr<double> SumSquaresDevice(const float* g, size_t n, float pre,
+                                        void* stream = nullptr);
+// Whether every element is finite (the loss scaler's overflow check); `stream` as SumSquares'.
+absl::StatusOr<bool> AllFiniteDevice(const float* x, size_t n, void* stream = nullptr);
 // x[i] *= factor (gradient averaging and unscaling, clipping): the CPU's product, bit for bit.
 absl::Status ScaleDevice(float* x, size_t n, float factor, void* stream = nullptr);
+// acc[i] += in[i] into an fp32 accumulator, or a bf16/fp16 one (`acc_dtype`) widened, added in
+// fp32 and rounded to nearest even (AddFloatInto's results).
+absl::Status AccumulateDevice(DType acc_dtype, const float* in, void* acc, size_t n,
+                              void* stream = nullptr);
+// `bytes` from device memory to device memory: synchronous, or enqueued on `stream`.
+absl::Status CopyBytesDevice(const void* src, void* dst, size_t bytes, void* stream = nullptr);
 
 // Copies `num_elements` floats host <-> device; Alloc/Free wrap cudaMalloc/cudaFree.
 absl::StatusOr<float*> Alloc(size_t num_elements);

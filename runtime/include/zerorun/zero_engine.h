@@ -22,6 +22,7 @@
 #include "zerorun/comm.h"
 #include "zerorun/device.h"
 #include "zerorun/dtype.h"
+#include "zerorun/kernels.h"
 #include "zerorun/loss_scaler.h"
 #include "zerorun/optimizer.h"
 #include "zerorun/partition.h"
@@ -318,14 +319,10 @@ class ZeroEngine {
   absl::StatusOr<float*> OwnedGrads(size_t unit, std::vector<float>& tmp, bool* direct);
   // Adds a reduced gradient shard (the unit's owned elements) into the accumulator.
   absl::Status AccumulateGrads(size_t unit, const float* reduced);
-  // The accumulator's elements (fp32 or the working dtype) widened into out.
-  void WidenGrads(const void* grad, size_t count, float* out) const;
+  // A view of `count` accumulator elements at `grad` (fp32 or the working dtype).
+  BufferView GradView(const void* grad, size_t count) const;
   // The factor on accumulated gradients before the norm: 1 / (accumulation steps x loss scale).
   float GradPre() const;
-  // Sum of (g[i] x pre)^2 in double, in element order: one chunk's share of the squared norm.
-  // Every path adds these per chunk in chunk order, so the norm's bits do not depend on where
-  // the accumulator lives.
-  static double SumSquares(const float* g, size_t n, float pre);
   // The optimizer pass over the state store: AdamW chunk by chunk, new working weights, the
   // gradients zeroed (ZeroGrads) before the store's write-back ends.
   absl::Status StepOptimizer(int64_t step, float lr, float pre, float clip_coef,
@@ -379,6 +376,11 @@ class ZeroEngine {
   // one entry (0, -1) when every tensor takes the optimizer's.
   std::vector<std::vector<std::pair<size_t, float>>> decay_runs_;
   std::unique_ptr<Optimizer> optimizer_;
+  // The element-wise work on the buffers above (scaling, the squared norm, casts, accumulation):
+  // the CPU kernels while the stores are in host memory. Stateless: both threads call it. The
+  // norm is summed per chunk (SumSquares) in chunk order on every path, so its bits do not
+  // depend on where the accumulator lives.
+  std::unique_ptr<Kernels> kernels_;
   Buffer grad_io_;                 // Communication thread: a chunk of the swapped accumulator.
   std::vector<float> reduce_out_;  // Communication thread: one reduced shard.
   // Accumulator on NVMe: per chunk, the sum of squares of its scaled gradients, taken when the
