@@ -3,7 +3,6 @@
 #include "zero/param_store.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,8 +12,9 @@ namespace zerorun {
 
 absl::StatusOr<std::unique_ptr<ParamStore>> ParamStore::Create(
     const Layout& layout, const ZeroOptions& options, Communicator* comm, CommQueue* queue,
-    PhaseClock* clock, Allocator* allocator, const std::string& swap_dir) {
-  std::unique_ptr<ParamStore> store(new ParamStore(layout, options, comm, queue, clock, allocator));
+    PhaseClock* clock, Allocator* allocator, Kernels* kernels, const std::string& swap_dir) {
+  std::unique_ptr<ParamStore> store(
+      new ParamStore(layout, options, comm, queue, clock, allocator, kernels));
   const DType dtype = options.dtype;
   std::vector<size_t> swapped(layout.units().size(), 0);  // Bytes per unit in the swap file.
   for (size_t i = 0; i < layout.units().size(); ++i) {
@@ -53,13 +53,14 @@ absl::StatusOr<std::unique_ptr<ParamStore>> ParamStore::Create(
 }
 
 ParamStore::ParamStore(const Layout& layout, const ZeroOptions& options, Communicator* comm,
-                       CommQueue* queue, PhaseClock* clock, Allocator* allocator)
+                       CommQueue* queue, PhaseClock* clock, Allocator* allocator, Kernels* kernels)
     : layout_(layout),
       options_(options),
       comm_(comm),
       queue_(queue),
       clock_(clock),
       allocator_(allocator),
+      kernels_(kernels),
       units_(layout.units().size()),
       // Views: an fp32 area (gathered fp32 weights, or the widening of 16-bit ones) and, for
       // gathers of 16-bit weights, a 16-bit one.
@@ -138,7 +139,7 @@ absl::StatusOr<ParamStore::View> ParamStore::Acquire(size_t unit, Pass pass) {
     if (u.view < 0) {
       absl::StatusOr<int> slot = TakeSlot(/*prefetch=*/false);
       if (!slot.ok()) return slot.status();
-      StartView(unit, *slot);
+      if (absl::Status s = StartView(unit, *slot); !s.ok()) return s;
     }
     if (absl::Status s = queue_->Await(u.view_ready); !s.ok()) return s;
     u.prefetched = false;
@@ -151,8 +152,13 @@ absl::StatusOr<ParamStore::View> ParamStore::Acquire(size_t unit, Pass pass) {
         u.resident ? static_cast<uint16_t*>(u.work.view().data) : views_[u.view].halves();
     working = HostView(w16, padded, options_.dtype);
   }
-  ++u.refs;
-  if (prefetch_enabled_ && first_step_done_ && options_.stage == 3) PrefetchAhead();
+  ++u.refs;  // Before the prefetch: held units are not evicted for it.
+  if (prefetch_enabled_ && first_step_done_ && options_.stage == 3) {
+    if (absl::Status s = PrefetchAhead(); !s.ok()) {
+      --u.refs;
+      return s;
+    }
+  }
   return View{base, working};
 }
 
@@ -180,30 +186,32 @@ absl::StatusOr<int> ParamStore::TakeSlot(bool prefetch) {
   return slots.Add();  // max_live_parameters is a soft limit: correctness comes first.
 }
 
-void ParamStore::StartView(size_t unit, int slot) {
+absl::Status ParamStore::StartView(size_t unit, int slot) {
   Unit& u = units_[unit];
   UnitSlots::Slot& buffer = views_[slot];
-  buffer.owner = static_cast<int>(unit);
-  u.view = slot;
   const UnitLayout& ul = layout_.units()[unit];
   if (u.resident) {  // 16-bit weights held in full: widen, no communication.
-    ToFloat(options_.dtype, static_cast<const uint16_t*>(u.work.view().data), buffer.floats(),
-            ul.padded);
+    if (absl::Status s = kernels_->Convert(u.work.view(), HostView(buffer.floats(), ul.padded));
+        !s.ok()) {
+      return s;
+    }
+    buffer.owner = static_cast<int>(unit);
+    u.view = slot;
     u.view_ready = CommMark{};
-    return;
+    return absl::OkStatus();
   }
   ++stats_.gathers;
   const size_t offset = static_cast<size_t>(comm_->rank()) * ul.shard;
   float* f32 = buffer.floats();
   uint16_t* f16 = buffer.halves();
   const bool wide = !sixteen();
-  if (u.swapped) {
-    // The shard comes from NVMe on the communication thread (overlapped with compute).
-  } else {
-    char* mine =
-        wide ? reinterpret_cast<char*>(f32 + offset) : reinterpret_cast<char*>(f16 + offset);
-    std::memcpy(mine, u.work.view().data, u.work.view().bytes());
+  if (!u.swapped) {  // Swapped: the shard comes from NVMe on the communication thread.
+    const BufferView mine =
+        wide ? HostView(f32 + offset, ul.shard) : HostView(f16 + offset, ul.shard, options_.dtype);
+    if (absl::Status s = kernels_->Convert(u.work.view(), mine); !s.ok()) return s;
   }
+  buffer.owner = static_cast<int>(unit);
+  u.view = slot;
   const bool read = u.swapped;
   u.view_ready = queue_->Submit([this, unit, f32, f16, wide, read, offset, &ul]() -> absl::Status {
     const FlightUnit flight(ul.name);
@@ -216,9 +224,10 @@ void ParamStore::StartView(size_t unit, int slot) {
     if (wide) return GatherInPlace(*comm_, HostView(f32, ul.padded));
     const BufferView full16 = HostView(f16, ul.padded, options_.dtype);
     if (absl::Status s = GatherInPlace(*comm_, full16); !s.ok()) return s;
-    if (f32 != nullptr) ToFloat(options_.dtype, f16, f32, ul.padded);  // Widened.
-    return absl::OkStatus();
+    if (f32 == nullptr) return absl::OkStatus();
+    return kernels_->Convert(full16, HostView(f32, ul.padded));  // Widened.
   });
+  return absl::OkStatus();
 }
 
 void ParamStore::FreeView(size_t unit) {
@@ -251,7 +260,7 @@ void ParamStore::Release(size_t unit) {
   FreeView(unit);
 }
 
-void ParamStore::PrefetchAhead() {
+absl::Status ParamStore::PrefetchAhead() {
   // Elements gathered ahead and not yet acquired bound the look-ahead; of units whose shards
   // come from NVMe, at most param_buffer_count units and max_in_cpu elements of shards.
   size_t ahead = 0, nvme_units = 0, nvme_elements = 0;
@@ -265,22 +274,23 @@ void ParamStore::PrefetchAhead() {
     Unit& u = units_[next];
     if (u.resident || u.view >= 0) continue;
     const size_t size = layout_.units()[next].padded;
-    if (ahead + size > options_.prefetch_bucket_size) return;
+    if (ahead + size > options_.prefetch_bucket_size) return absl::OkStatus();
     if (u.swapped) {
       const size_t shard = layout_.units()[next].shard;
-      if (nvme_units + 1 > options_.param_buffer_count) return;
-      if (nvme_elements + shard > options_.max_in_cpu) return;
+      if (nvme_units + 1 > options_.param_buffer_count) return absl::OkStatus();
+      if (nvme_elements + shard > options_.max_in_cpu) return absl::OkStatus();
       ++nvme_units;
       nvme_elements += shard;
     }
     absl::StatusOr<int> slot = TakeSlot(/*prefetch=*/true);
-    if (!slot.ok()) return;
-    StartView(next, *slot);
+    if (!slot.ok()) return absl::OkStatus();  // No room to look further ahead.
+    if (absl::Status s = StartView(next, *slot); !s.ok()) return s;
     u.prefetched = true;
     u.last_use = ++clock_tick_;
     ++stats_.prefetched;
     ahead += size;
   }
+  return absl::OkStatus();
 }
 
 absl::Status ParamStore::CheckOrderAcrossRanks() {

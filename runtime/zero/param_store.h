@@ -26,21 +26,21 @@
 #include "offload/param_swap.h"
 #include "zero/comm_queue.h"
 #include "zero/unit_slots.h"
+#include "zerorun/kernels.h"
 #include "zerorun/zero_engine.h"
 
 namespace zerorun {
 
 class ParamStore {
  public:
-  // Working weights and views from `allocator` (which must outlive the store). `swap_dir`: the
-  // directory of the parameter swap file (offload_param nvme), else empty.
+  // Working weights and views from `allocator`, widened and copied by `kernels` (both must
+  // outlive the store). `swap_dir`: the directory of the parameter swap file (offload_param
+  // nvme), else empty.
   // InvalidArgument when a swapped unit's shard exceeds param_buffer_size; allocation and swap
   // file errors as they come.
-  static absl::StatusOr<std::unique_ptr<ParamStore>> Create(const Layout& layout,
-                                                            const ZeroOptions& options,
-                                                            Communicator* comm, CommQueue* queue,
-                                                            PhaseClock* clock, Allocator* allocator,
-                                                            const std::string& swap_dir);
+  static absl::StatusOr<std::unique_ptr<ParamStore>> Create(
+      const Layout& layout, const ZeroOptions& options, Communicator* comm, CommQueue* queue,
+      PhaseClock* clock, Allocator* allocator, Kernels* kernels, const std::string& swap_dir);
   ParamStore(const ParamStore&) = delete;
   ParamStore& operator=(const ParamStore&) = delete;
 
@@ -95,13 +95,15 @@ class ParamStore {
     uint64_t last_use = 0;  // LRU clock of parameter slots.
   };
   ParamStore(const Layout& layout, const ZeroOptions& options, Communicator* comm, CommQueue* queue,
-             PhaseClock* clock, Allocator* allocator);
+             PhaseClock* clock, Allocator* allocator, Kernels* kernels);
   bool sixteen() const { return options_.dtype != DType::kFp32; }
   absl::StatusOr<int> TakeSlot(bool prefetch);
-  void StartView(size_t unit, int slot);
+  // Fills slot `slot` with the unit's weights (widened now, or gathered on the queue); the slot
+  // stays free on an error.
+  absl::Status StartView(size_t unit, int slot);
   void FreeView(size_t unit);
   bool ReusedSoon(size_t unit) const;
-  void PrefetchAhead();
+  absl::Status PrefetchAhead();
   void NoteAcquire(size_t unit, Pass pass);
   absl::Status CheckOrderAcrossRanks();
 
@@ -111,6 +113,7 @@ class ParamStore {
   CommQueue* queue_;
   PhaseClock* clock_;
   Allocator* allocator_;
+  Kernels* kernels_;
   std::vector<Unit> units_;
   UnitSlots views_;
   std::unique_ptr<ParamSwap> swap_;

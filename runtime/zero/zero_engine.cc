@@ -111,8 +111,9 @@ absl::Status ZeroEngine::CreateStores() {
     if (!at.ok()) return at.status();
     param_dir = *at;
   }
-  absl::StatusOr<std::unique_ptr<ParamStore>> params = ParamStore::Create(
-      layout_, options_, comm_, comm_queue_.get(), &phase_clock_, allocator_.get(), param_dir);
+  absl::StatusOr<std::unique_ptr<ParamStore>> params =
+      ParamStore::Create(layout_, options_, comm_, comm_queue_.get(), &phase_clock_,
+                         allocator_.get(), kernels_.get(), param_dir);
   if (!params.ok()) return params.status();
   params_ = *std::move(params);
   // Scratch: the largest swapped shard (the step's), a chunk of the swapped accumulator.
