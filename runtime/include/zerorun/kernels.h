@@ -5,8 +5,7 @@
 // reference, CUDA's (device/cuda_kernels.cc over kernels/elementwise.cu) is tested against it
 // (tests/gpu/elementwise_kernel_test.cc). The engine's gradient and step paths call these
 // instead of looping over its buffers, so that where those live is a matter of which Kernels it
-// holds (the parameter store's widening and the value import/export paths still touch host
-// memory directly).
+// holds (the value import/export paths, zero_values.cc, still touch host memory directly).
 #ifndef ZERORUN_RUNTIME_INCLUDE_ZERORUN_KERNELS_H_
 #define ZERORUN_RUNTIME_INCLUDE_ZERORUN_KERNELS_H_
 
