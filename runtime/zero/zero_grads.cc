@@ -108,14 +108,21 @@ absl::Status ZeroEngine::AccumulateGrads(size_t unit, const float* reduced) {
     }
     if (absl::Status s = add(reduced + at, io, len); !s.ok()) return s;
     // The chunk's share of the norm, from the sums as they go to disk (the last write wins).
+    // In 256-element blocks (the norm's association); 16-bit sums are widened first, fp32 ones
+    // are read in place.
     const BufferView sums = GradView(io, len);
     float block[256];
     double squares = 0;
     for (size_t i = 0; i < len; i += 256) {
       const size_t m = std::min<size_t>(256, len - i);
-      absl::Status s = kernels_->Convert(sums.Slice(i, m), HostView(block, m));
+      BufferView part_view = sums.Slice(i, m);
+      absl::Status s;
+      if (part_view.dtype != DType::kFp32) {
+        s = kernels_->Convert(part_view, HostView(block, m));
+        part_view = HostView(block, m);
+      }
       absl::StatusOr<double> part =
-          s.ok() ? kernels_->SumSquares(HostView(block, m), pre) : absl::StatusOr<double>(s);
+          s.ok() ? kernels_->SumSquares(part_view, pre) : absl::StatusOr<double>(s);
       if (!part.ok()) return part.status();
       squares += *part;
     }
